@@ -1,0 +1,1 @@
+"""The adapters that face people: the FastAPI app, the operator CLI, and their composition root."""

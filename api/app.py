@@ -1,0 +1,76 @@
+"""The FastAPI application factory (the HTTP composition root)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from api import problems
+from api.composition import Services, build_services
+from api.limits import BodyLimit
+from api.routers import cards, certificates, public, residents
+from jpki import __version__
+from jpki.principals import Principal
+from jpki.settings import Settings
+
+log = logging.getLogger("jpki.api")
+MAINTENANCE_SECONDS = 60.0
+
+
+def maintenance(services: Services) -> None:
+    """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
+    (DESIGN.md §3) and keep every CA generation's OCSP responder certificate fresh."""
+    from jpki.ca import CeremonyReport
+
+    actor = Principal(actor="service:maintenance", role=None)
+    abandoned = services.issuance.abandon_stale(
+        actor, timedelta(seconds=services.settings.pending_timeout_seconds))
+    if abandoned:
+        log.warning("abandoned %d stale issuance intents", len(abandoned))
+    services.cas.ensure_responders(actor, CeremonyReport())
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+    owned = services is None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or await run_in_threadpool(build_services, settings)
+        app.state.services = svc
+        await run_in_threadpool(maintenance, svc)
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(MAINTENANCE_SECONDS)
+                try:
+                    await run_in_threadpool(maintenance, svc)
+                except Exception as exc:  # keep serving; report the type only
+                    log.error("maintenance failed: %s", type(exc).__name__)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            if owned:
+                svc.close()
+
+    app = FastAPI(title="jpki", version=__version__, lifespan=lifespan,
+                  description="Certificate authority for national ID cards in the style of "
+                              "JPKI: issuance, renewal, revocation, residents, cards.")
+    if services is not None:
+        app.state.services = services
+    problems.install(app)
+    app.include_router(public.router)
+    app.include_router(residents.router)
+    app.include_router(cards.router)
+    app.include_router(certificates.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

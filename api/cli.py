@@ -1,0 +1,543 @@
+"""The operator CLI, `jpki` (typer + rich).
+
+Scripts depend on these command names and options (issue: foundation §8); keep them stable. Every
+command takes ``--data-dir`` (default ``$JPKI_DATA_DIR``, then ``./var``). Results go to stdout
+(``--json`` for machines); errors go to stderr as ``error: <code>: <detail>`` (or a JSON object
+with ``--json``) with a non-zero exit status.
+
+The CLI acts as the local operator: whoever can read the data directory (and so the HSM PIN)
+already holds every power the CA has, so it is not asked for API credentials — but everything it
+changes is audited under ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.console import Console
+from rich.table import Table
+
+from api.composition import Services, build_services
+from hsm.errors import HsmError
+from jpki.cards import CardEvent, CardSpec
+from jpki.errors import InvalidInput, JpkiError
+from jpki.issuance import KeyRequest
+from jpki.model import CaKind, CertKind, ClientRole, ClientStatus, RevocationReason
+from jpki.principals import Principal
+from jpki.residents import EventKind, ResidentEvent
+from jpki.serials import parse_serial
+from jpki.settings import Settings
+
+app = typer.Typer(help="jpki: a national PKI in the style of JPKI (公的個人認証サービス).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+resident_app = typer.Typer(help="Residents and resident-registry events.", no_args_is_help=True)
+cert_app = typer.Typer(help="Issue, renew, revoke and show certificates.", no_args_is_help=True)
+card_app = typer.Typer(help="Cards: register, lost / found / returned.", no_args_is_help=True)
+client_app = typer.Typer(help="API clients (operators, stations, call centre, RPs).",
+                         no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+ca_app = typer.Typer(help="CA generations.", no_args_is_help=True)
+app.add_typer(resident_app, name="resident")
+app.add_typer(cert_app, name="cert")
+app.add_typer(card_app, name="card")
+app.add_typer(client_app, name="client")
+app.add_typer(audit_app, name="audit")
+app.add_typer(ca_app, name="ca")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="JPKI_DATA_DIR",
+                                       help="Data directory (SQLite, SoftHSM token, secrets).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DEFAULT_DATA_DIR = Path("var")
+
+
+def _actor() -> Principal:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Principal.local_operator(user)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return None
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(_jsonable(data), ensure_ascii=False, indent=2) + "\n")
+
+
+def _fail(code: str, detail: str, as_json: bool) -> NoReturn:
+    if as_json:
+        sys.stderr.write(json.dumps({"error": {"code": code, "detail": detail}},
+                                    ensure_ascii=False) + "\n")
+    else:
+        err.print(f"[bold red]error:[/] {code}: {detail}")
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _services(data_dir: Path, as_json: bool, *, init: bool = False) -> Iterator[Services]:
+    services: Services | None = None
+    try:
+        settings = Settings(data_dir=data_dir)
+        services = build_services(settings, init=init)
+        yield services
+    except JpkiError as exc:
+        _fail(exc.code, exc.detail, as_json)
+    except HsmError as exc:
+        _fail("hsm.error", str(exc), as_json)
+    finally:
+        if services is not None:
+            services.close()
+
+
+T = TypeVar("T")
+
+
+def _parse(fn: Callable[[str], T], text: str, what: str, as_json: bool) -> T:
+    try:
+        return fn(text)
+    except (ValueError, JpkiError) as exc:
+        detail = exc.detail if isinstance(exc, JpkiError) else f"invalid {what}"
+        _fail("request.invalid", detail, as_json)
+
+
+def _date(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+# --- init / serve -------------------------------------------------------------------------
+
+
+@app.command()
+def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Create the SoftHSM token, run the key ceremony, create or migrate the database.
+
+    Idempotent: a second run changes nothing and says so.
+    """
+    with _services(data_dir, as_json, init=True) as services:
+        report = services.cas.ceremony(_actor())
+        if as_json:
+            _print_json({"data_dir": str(services.settings.resolved_data_dir),
+                         "created": report.created, "unchanged": report.unchanged})
+            return
+        out.print(f"data directory: {services.settings.resolved_data_dir}")
+        for line in report.created:
+            out.print(f"[green]created[/]   {line}")
+        for line in report.unchanged:
+            out.print(f"[dim]unchanged[/] {line}")
+        if not report.changed:
+            out.print("nothing to do: already initialised")
+
+
+@app.command()
+def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
+          host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port.")] = 8000) -> None:
+    """Serve the REST API (and CA certificates) with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = Settings(data_dir=data_dir)
+    if settings.user_pin() is None:
+        _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+# --- residents ----------------------------------------------------------------------------
+
+
+@resident_app.command("add")
+def resident_add(
+    name: Annotated[str, typer.Option(help="Surname and given name, space-separated.")],
+    birth: Annotated[str, typer.Option(help="Date of birth, YYYY-MM-DD.")],
+    sex: Annotated[int, typer.Option(help="1 male, 2 female, 3 unknown.")],
+    address: Annotated[str, typer.Option(help="Address from the prefecture on.")],
+    municipality: Annotated[str, typer.Option(help="6-digit local government code.")],
+    dv_support: Annotated[bool, typer.Option("--dv-support", help="DV support measures.")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Register a resident; prints the resident's id."""
+    birth_date = _parse(_date, birth, "date of birth", as_json)
+    with _services(data_dir, as_json) as services:
+        resident = services.residents.register(
+            _actor(), name=name, birth_date=birth_date, sex=sex, address=address,
+            municipality_code=municipality, dv_support=dv_support)
+        if as_json:
+            _print_json({"id": resident.id})
+        else:
+            out.print(resident.id)
+
+
+@resident_app.command("event")
+def resident_event(
+    resident: Annotated[str, typer.Option(help="Resident id.")],
+    kind: Annotated[EventKind, typer.Option(help="What happened.")],
+    address: Annotated[str | None, typer.Option(help="New address.")] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    sex: Annotated[int | None, typer.Option(help="New sex code.")] = None,
+    birth: Annotated[str | None, typer.Option(help="Corrected date of birth.")] = None,
+    event_date: Annotated[str | None, typer.Option("--date",
+                                                   help="Date of death or departure.")] = None,
+    municipality: Annotated[str | None, typer.Option(help="New municipality code.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Record a registry event (move, name change, death, emigration …)."""
+    event = ResidentEvent(
+        kind=kind, address=address, name=name, sex=sex,
+        birth_date=_parse(_date, birth, "date", as_json) if birth else None,
+        date=_parse(_date, event_date, "date", as_json) if event_date else None,
+        municipality_code=municipality)
+    with _services(data_dir, as_json) as services:
+        outcome = services.residents.record_event(_actor(), resident, event)
+        result = {"resident": outcome.resident.id, "changed": outcome.changed,
+                  "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name,
+                               "revoked_at": r.revoked_at} for r in outcome.revocations]}
+        if as_json:
+            _print_json(result)
+        else:
+            out.print(f"{kind.value}: {'recorded' if outcome.changed else 'no change'}; "
+                      f"revoked {len(outcome.revocations)} certificate(s)")
+            for r in outcome.revocations:
+                out.print(f"  {r.serial} {r.reason.rfc_name} at {r.revoked_at.isoformat()}")
+
+
+@resident_app.command("show")
+def resident_show(resident: Annotated[str, typer.Option(help="Resident id.")],
+                  data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Show a resident's record status and certificates (no personal data)."""
+    with _services(data_dir, as_json) as services:
+        r = services.residents.get(_actor(), resident)
+        with services.uow() as uow:
+            certs = [c.serial for c in uow.certificates.for_resident(r.id)]
+        data = {"id": r.id, "municipality": r.municipality_code,
+                "registry_source": r.registry_source, "status": r.status,
+                "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,
+                "certificates": [services.certificates.show(_actor(), s) for s in certs]}
+        if as_json:
+            _print_json(data)
+        else:
+            out.print(f"{r.id} {r.status.value} municipality {r.municipality_code}")
+            for view in data["certificates"]:
+                out.print(f"  {view.serial} {view.kind} {view.status} until "
+                          f"{view.not_after.isoformat()}")
+
+
+# --- certificates -------------------------------------------------------------------------
+
+_KINDS = {"sign": CertKind.CARD_SIGN, "auth": CertKind.CARD_AUTH}
+
+
+def _read_key(path: Path, as_json: bool) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        _fail("public_key.unreadable", f"cannot read {path}", as_json)
+    return data
+
+
+def _write_pem(path: Path, der: bytes) -> None:
+    path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+
+
+@cert_app.command("issue")
+def cert_issue(
+    resident: Annotated[str, typer.Option(help="Resident id.")],
+    kind: Annotated[str, typer.Option(help="sign or auth.")],
+    public_key: Annotated[Path, typer.Option(help="SubjectPublicKeyInfo, PEM or DER.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the certificate PEM.")],
+    card_expiry: Annotated[str | None, typer.Option(help="Card expiry, YYYY-MM-DD.")] = None,
+    card: Annotated[str | None, typer.Option(help="Card number.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Issue a card signing or auth certificate for a key the card generated."""
+    cert_kind = _KINDS.get(kind)
+    if cert_kind is None:
+        _fail("request.invalid", "--kind is sign or auth", as_json)
+    key = _read_key(public_key, as_json)
+    spec = CardSpec(number=card, expires_on=_parse(_date, card_expiry, "date", as_json)
+                    if card_expiry else None)
+    with _services(data_dir, as_json) as services:
+        issued = services.issuance.issue(_actor(), resident, [KeyRequest(cert_kind, key)], spec)
+        _report_issued(services, issued[0].serial, issued[0].der, out_path, as_json)
+
+
+@cert_app.command("renew")
+def cert_renew(
+    serial: Annotated[str, typer.Option(help="Serial of the certificate to renew (hex).")],
+    public_key: Annotated[Path, typer.Option(help="The card's new public key.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the certificate PEM.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Renew a certificate (from 3 months before expiry); the old one is superseded."""
+    canonical = _parse(parse_serial, serial, "serial", as_json)
+    key = _read_key(public_key, as_json)
+    with _services(data_dir, as_json) as services:
+        issued = services.issuance.renew_serial(_actor(), canonical, key)
+        _report_issued(services, issued.serial, issued.der, out_path, as_json)
+
+
+def _report_issued(services: Services, serial: str, der: bytes, out_path: Path,
+                   as_json: bool) -> None:
+    _write_pem(out_path, der)
+    view = services.certificates.show(_actor(), serial)
+    if as_json:
+        data = _jsonable(view)
+        data["out"] = str(out_path)
+        _print_json(data)
+    else:
+        out.print(f"issued {view.kind} {view.serial} valid to {view.not_after.isoformat()} "
+                  f"→ {out_path}")
+
+
+@cert_app.command("revoke")
+def cert_revoke(
+    serial: Annotated[str, typer.Option(help="Serial (hex).")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason, e.g. keyCompromise.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Revoke a certificate. Idempotent."""
+    canonical = _parse(parse_serial, serial, "serial", as_json)
+    parsed = _parse(RevocationReason.parse, reason, "reason", as_json)
+    with _services(data_dir, as_json) as services:
+        result = services.revocation.revoke(_actor(), canonical, parsed)
+        if as_json:
+            _print_json({"serial": result.serial, "reason": result.reason.rfc_name,
+                         "revoked_at": result.revoked_at, "changed": result.changed})
+        else:
+            state = "revoked" if result.changed else "already revoked"
+            out.print(f"{result.serial} {state}: {result.reason.rfc_name} at "
+                      f"{result.revoked_at.isoformat()}")
+
+
+@cert_app.command("show")
+def cert_show(serial: Annotated[str, typer.Option(help="Serial (hex).")],
+              data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Show a certificate's status, validity, revocation and linkage."""
+    canonical = _parse(parse_serial, serial, "serial", as_json)
+    with _services(data_dir, as_json) as services:
+        view = services.certificates.show(_actor(), canonical)
+        if as_json:
+            data = _jsonable(view)
+            if view.der:
+                data["pem"] = x509.load_der_x509_certificate(view.der).public_bytes(
+                    Encoding.PEM).decode("ascii")
+            _print_json(data)
+        else:
+            table = Table(show_header=False)
+            for key, value in _jsonable(view).items():
+                if value is not None:
+                    table.add_row(key, str(value))
+            out.print(table)
+
+
+@cert_app.command("reconcile")
+def cert_reconcile(
+    older_than: Annotated[int, typer.Option(help="Seconds a pending intent may wait.")] = 300,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Abandon issuance intents that never completed (they are then reported as revoked)."""
+    with _services(data_dir, as_json) as services:
+        serials = services.issuance.abandon_stale(_actor(), timedelta(seconds=older_than))
+        if as_json:
+            _print_json({"abandoned": serials})
+        else:
+            out.print(f"abandoned {len(serials)} pending intent(s)")
+
+
+# --- cards --------------------------------------------------------------------------------
+
+
+@card_app.command("add")
+def card_add(resident: Annotated[str, typer.Option(help="Resident id.")],
+             expiry: Annotated[str | None, typer.Option(help="Expiry, YYYY-MM-DD.")] = None,
+             number: Annotated[str | None, typer.Option(help="Card number.")] = None,
+             data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Register a new card; an active previous card is replaced and its certificates revoked."""
+    spec = CardSpec(number=number,
+                    expires_on=_parse(_date, expiry, "date", as_json) if expiry else None)
+    with _services(data_dir, as_json) as services:
+        outcome = services.cards.register(_actor(), resident, spec)
+        data = {"number": outcome.card.number, "expires_on": outcome.card.expires_on,
+                "revoked": [r.serial for r in outcome.revocations]}
+        _print_json(data) if as_json else out.print(f"card {outcome.card.number}")
+
+
+@card_app.command("event")
+def card_event(number: Annotated[str, typer.Option(help="Card number.")],
+               kind: Annotated[CardEvent, typer.Option(help="lost, found or returned.")],
+               data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Record a card's loss (hold), finding (revoke) or return (revoke)."""
+    with _services(data_dir, as_json) as services:
+        outcome = services.cards.record_event(_actor(), number, kind)
+        data = {"number": outcome.card.number, "status": outcome.card.status,
+                "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name}
+                            for r in outcome.revocations]}
+        if as_json:
+            _print_json(data)
+        else:
+            out.print(f"card {outcome.card.number}: {outcome.card.status.value}; "
+                      f"{len(outcome.revocations)} certificate(s) changed")
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+@client_app.command("add")
+def client_add(name: Annotated[str, typer.Option(help="A name for the client.")],
+               role: Annotated[ClientRole, typer.Option(help="Role.")],
+               scopes: Annotated[str, typer.Option(help="Comma-separated scopes.")] = "",
+               data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Create an API client; prints its client_id and client_secret once."""
+    with _services(data_dir, as_json) as services:
+        new = services.clients.create(_actor(), name=name, role=role,
+                                      scopes=[s for s in scopes.split(",") if s.strip()])
+        data = {"client_id": new.client.client_id, "client_secret": new.client_secret,
+                "role": role, "scopes": new.client.scopes.split()}
+        if as_json:
+            _print_json(data)
+        else:
+            out.print(f"client_id:     {new.client.client_id}")
+            out.print(f"client_secret: {new.client_secret}")
+            out.print("[dim]the secret is shown once; only a hash is kept[/]")
+
+
+@client_app.command("suspend")
+def client_suspend(client_id: Annotated[str, typer.Option(help="Client id.")],
+                   data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Suspend a client: its requests are refused at once."""
+    with _services(data_dir, as_json) as services:
+        services.clients.set_status(_actor(), client_id, ClientStatus.SUSPENDED)
+        _print_json({"client_id": client_id, "status": "suspended"}) if as_json else \
+            out.print(f"{client_id} suspended")
+
+
+@client_app.command("resume")
+def client_resume(client_id: Annotated[str, typer.Option(help="Client id.")],
+                  data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Lift a client's suspension."""
+    with _services(data_dir, as_json) as services:
+        services.clients.set_status(_actor(), client_id, ClientStatus.ACTIVE)
+        _print_json({"client_id": client_id, "status": "active"}) if as_json else \
+            out.print(f"{client_id} active")
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+def _head(text: str) -> tuple[int, str]:
+    seq, sep, mac = text.partition(":")
+    if not sep or len(mac) != 64:
+        raise InvalidInput("--expect-head is SEQ:MAC as printed by `jpki audit verify`")
+    return int(seq), mac.lower()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[str | None, typer.Option(
+        help="A head (SEQ:MAC) recorded earlier; detects a rollback of the whole log.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Verify the audit chain: any changed, inserted or deleted record fails."""
+    expected = _parse(_head, expect_head, "head", as_json) if expect_head else None
+    with _services(data_dir, as_json) as services, services.uow() as uow:
+        report = services.audit.verify(uow, expected)
+        if as_json:
+            _print_json({"ok": True, "records": report.records,
+                         "head": f"{report.head_seq}:{report.head_mac}"})
+        else:
+            out.print(f"audit chain OK: {report.records} records; head "
+                      f"{report.head_seq}:{report.head_mac}")
+
+
+# --- CA generations -----------------------------------------------------------------------
+
+
+@ca_app.command("rollover")
+def ca_rollover(ca: Annotated[CaKind, typer.Option(help="sign or auth.")],
+                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Add a CA generation (same DN, new key); earlier ones stay valid for what they issued."""
+    with _services(data_dir, as_json) as services:
+        gen = services.cas.rollover(_actor(), ca)
+        data = {"ca": gen.ca, "generation": gen.generation, "key_label": gen.key_label,
+                "not_after": gen.not_after}
+        _print_json(data) if as_json else out.print(
+            f"{gen.ca.value} CA generation {gen.generation} ({gen.key_label})")
+
+
+@ca_app.command("list")
+def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """List CA generations."""
+    with _services(data_dir, as_json) as services:
+        rows = [{"ca": g.ca, "generation": g.generation, "key_label": g.key_label,
+                 "not_before": g.not_before, "not_after": g.not_after}
+                for g in services.cas.generations()]
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("CA", "generation", "key", "not before", "not after")
+        for r in rows:
+            table.add_row(str(r["ca"].value), str(r["generation"]), str(r["key_label"]),
+                          r["not_before"].isoformat(), r["not_after"].isoformat())
+        out.print(table)
+
+
+@ca_app.command("export")
+def ca_export(out_dir: Annotated[Path, typer.Option("--out", help="Directory for PEM files.")],
+              data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """Write every CA generation and OCSP responder certificate as PEM (for openssl etc.)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with _services(data_dir, as_json) as services, services.uow() as uow:
+        for gen in uow.cas.generations():
+            path = out_dir / f"{gen.ca.value}-ca-g{gen.generation:02d}.pem"
+            _write_pem(path, gen.certificate_der)
+            written.append(str(path))
+            for responder in uow.cas.responders(gen.id or 0)[-1:]:
+                rpath = out_dir / f"{gen.ca.value}-ocsp-g{gen.generation:02d}.pem"
+                _write_pem(rpath, responder.certificate_der)
+                written.append(str(rpath))
+    _print_json({"written": written}) if as_json else [out.print(w) for w in written]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

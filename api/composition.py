@@ -1,0 +1,102 @@
+"""The composition root: settings → store, HSM key store, clock → the core's services.
+
+Both adapters that face people — the HTTP app (:mod:`api.app`) and the operator CLI
+(:mod:`api.cli`) — build their services here, so that they can never disagree about wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hsm.keystore import KeyStore, TokenConfig
+from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
+from jpki.audit import AuditLog
+from jpki.ca import CaService
+from jpki.cards import CardService
+from jpki.certificates import CertificateQueries
+from jpki.clients import ClientService
+from jpki.errors import CaNotInitialised
+from jpki.issuance import IssuanceService
+from jpki.ports import Clock, SystemClock
+from jpki.recipe import Recipe, load_recipe
+from jpki.residents import ResidentService
+from jpki.revocation import RevocationService
+from jpki.settings import Settings
+from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.migrate import upgrade
+from jpki.urls import ServiceUrls
+
+
+def is_softhsm(module_path: str) -> bool:
+    return "softhsm" in Path(module_path).name.lower()
+
+
+def open_keystore(settings: Settings, recipe: Recipe, *, create_token: bool = False) -> KeyStore:
+    """Open the CA token. With ``create_token`` (``jpki init``), create the SoftHSM token and its
+    PINs first when they do not exist."""
+    data_dir = settings.resolved_data_dir
+    module = settings.hsm_module or default_module_path()
+    if is_softhsm(module):
+        # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
+        activate_softhsm_config(data_dir)
+    if create_token:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        user_pin, so_pin, _ = settings.ensure_pins()
+        if is_softhsm(module):
+            ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
+    else:
+        pin = settings.user_pin()
+        if pin is None:
+            raise CaNotInitialised(f"no HSM PIN for {data_dir}: run `jpki init --data-dir "
+                                   f"{data_dir}` or set JPKI_HSM_USER_PIN")
+        user_pin = pin
+    return KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
+                                user_pin=user_pin, pool_size=settings.hsm_pool_size))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    recipe: Recipe
+    keys: KeyStore
+    uow: UnitOfWorkFactory
+    clock: Clock
+    urls: ServiceUrls
+    audit: AuditLog
+    cas: CaService
+    residents: ResidentService
+    cards: CardService
+    issuance: IssuanceService
+    revocation: RevocationService
+    clients: ClientService
+    certificates: CertificateQueries
+
+    def close(self) -> None:
+        self.uow.engine.dispose()
+        self.keys.close()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, init: bool = False,
+                   migrate: bool = False, keys: KeyStore | None = None) -> Services:
+    recipe = load_recipe(settings.recipe)
+    if keys is None:
+        keys = open_keystore(settings, recipe, create_token=init)
+    engine = create_store_engine(settings.resolved_database_url)
+    if init or migrate:
+        upgrade(engine)
+    uow = UnitOfWorkFactory(engine)
+    clock = clock or SystemClock()
+    urls = ServiceUrls(settings.base_url)
+    audit = AuditLog(keys, recipe.audit_key_label, clock)
+    cas = CaService(uow, keys, clock, recipe, audit)
+    return Services(
+        settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
+        audit=audit, cas=cas,
+        residents=ResidentService(uow, clock, audit),
+        cards=CardService(uow, clock, audit),
+        issuance=IssuanceService(uow, keys, clock, recipe, urls, cas, audit),
+        revocation=RevocationService(uow, clock, audit),
+        clients=ClientService(uow, clock, audit),
+        certificates=CertificateQueries(uow, clock),
+    )

@@ -1,0 +1,83 @@
+"""RFC 9457 problem details: the only place where domain errors become HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.limits import BodyTooLarge
+from jpki.errors import Category, JpkiError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("jpki.api")
+
+STATUS = {
+    Category.INVALID_INPUT: 400,
+    Category.NOT_FOUND: 404,
+    Category.CONFLICT: 409,
+    Category.POLICY: 422,
+    Category.UNAUTHENTICATED: 401,
+    Category.FORBIDDEN: 403,
+    Category.TOO_LARGE: 413,
+    Category.RATE_LIMITED: 429,
+    Category.UNAVAILABLE: 503,
+    Category.INTERNAL: 500,
+}
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"urn:jpki:problem:{code}", "title": title,
+                            "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def from_error(exc: JpkiError) -> JSONResponse:
+    status = STATUS[exc.category]
+    headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
+    if status >= 500:
+        log.error("request failed: %r", exc)
+    return problem(status, exc.code, exc.title, exc.detail, headers=headers,
+                   context=exc.context or None)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(JpkiError)
+    async def _jpki(_: Request, exc: JpkiError) -> JSONResponse:
+        return from_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem(400, "request.malformed", "The request body could not be parsed",
+                           "the body is not valid JSON")
+        # Never echo the input back: it may hold personal data. Location and rule only.
+        return problem(422, "request.invalid", "The request is invalid",
+                       "the request does not match the schema",
+                       errors=[{"loc": [str(p) for p in e.get("loc", ())],
+                                "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                               for e in errors])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "request.method_not_allowed",
+                 415: "request.unsupported_media_type", 413: "request.too_large"}
+        code = codes.get(exc.status_code, f"http.{exc.status_code}")
+        return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):  # a chunked body that outgrew the limit while read
+            return problem(413, "request.too_large", "The request is too large")
+        # Only the type name is logged: an exception's text may carry request data.
+        log.error("unexpected %s", type(exc).__name__, exc_info=False)
+        return problem(500, "internal", "Internal error")

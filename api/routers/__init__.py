@@ -1,0 +1,1 @@
+"""Thin routers: each endpoint authenticates, calls one service, shapes the answer."""

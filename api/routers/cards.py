@@ -1,0 +1,30 @@
+"""Cards: registration of a new card, and loss / found / return (operator role)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import OperatorDep, ServicesDep
+from api.routers.convert import revocation_out
+from api.schemas import CardEventIn, CardOut, CardRegistrationIn
+from jpki.cards import CardEventOutcome, CardSpec
+
+router = APIRouter(prefix="/v1/operators/cards", tags=["cards"])
+
+
+def _out(outcome: CardEventOutcome) -> CardOut:
+    c = outcome.card
+    return CardOut(number=c.number, resident_id=c.resident_id, expires_on=c.expires_on,
+                   status=c.status.value, revoked=[revocation_out(r) for r in outcome.revocations])
+
+
+@router.post("", status_code=201, response_model=CardOut)
+def register_card(body: CardRegistrationIn, actor: OperatorDep, services: ServicesDep) -> CardOut:
+    return _out(services.cards.register(actor, body.resident_id,
+                                        CardSpec(number=body.number, expires_on=body.expires_on)))
+
+
+@router.post("/{number}/events", response_model=CardOut)
+def card_event(number: str, body: CardEventIn, actor: OperatorDep,
+               services: ServicesDep) -> CardOut:
+    return _out(services.cards.record_event(actor, number, body.kind))

@@ -1,0 +1,41 @@
+"""Domain results → response schemas."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from api.schemas import CertificateOut, ResidentOut, RevocationOut
+from jpki.certificates import CertificateView
+from jpki.model import Resident
+from jpki.revocation import RevocationResult
+
+
+def pem_of(der: bytes | None) -> str | None:
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
+
+
+def certificate_out(view: CertificateView) -> CertificateOut:
+    return CertificateOut(serial=view.serial, kind=view.kind, status=view.status,
+                          not_before=view.not_before, not_after=view.not_after,
+                          revoked_at=view.revoked_at, revocation_reason=view.revocation_reason,
+                          predecessor=view.predecessor, successor=view.successor,
+                          sibling=view.sibling, shard=view.shard, issuer=view.issuer,
+                          pem=pem_of(view.der))
+
+
+def revocation_out(r: RevocationResult) -> RevocationOut:
+    return RevocationOut(serial=r.serial, reason=r.reason.rfc_name, revoked_at=r.revoked_at,
+                         changed=r.changed)
+
+
+def resident_out(r: Resident, *, with_basic4: bool) -> ResidentOut:
+    out = ResidentOut(id=r.id, municipality_code=r.municipality_code,
+                      registry_source=r.registry_source.value, status=r.status.value,
+                      dv_support=r.dv_support, emigrated_on=r.emigrated_on)
+    if with_basic4:
+        out.name, out.birth_date, out.sex, out.address = (r.name, r.birth_date, r.sex,
+                                                          r.address)
+    return out

@@ -1,0 +1,37 @@
+"""Resident registration and registry events (operator role)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import OperatorDep, ReaderDep, ServicesDep
+from api.routers.convert import resident_out, revocation_out
+from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
+from jpki.model import ClientRole
+from jpki.residents import ResidentEvent
+
+router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])
+
+
+@router.post("", status_code=201, response_model=ResidentOut)
+def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDep) -> ResidentOut:
+    resident = services.residents.register(
+        actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
+        municipality_code=body.municipality_code, dv_support=body.dv_support)
+    return resident_out(resident, with_basic4=False)
+
+
+@router.get("/{resident_id}", response_model=ResidentOut)
+def get_resident(resident_id: str, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
+    resident = services.residents.get(actor, resident_id)
+    return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR)
+
+
+@router.post("/{resident_id}/events", response_model=EventOut)
+def record_event(resident_id: str, body: ResidentEventIn, actor: OperatorDep,
+                 services: ServicesDep) -> EventOut:
+    outcome = services.residents.record_event(actor, resident_id, ResidentEvent(
+        kind=body.kind, address=body.address, name=body.name, sex=body.sex,
+        birth_date=body.birth_date, date=body.date, municipality_code=body.municipality_code))
+    return EventOut(resident_id=outcome.resident.id, changed=outcome.changed,
+                    revoked=[revocation_out(r) for r in outcome.revocations])

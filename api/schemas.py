@@ -1,0 +1,117 @@
+"""Request and response bodies. API schemas are not table models (style.md)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jpki.cards import CardEvent
+from jpki.residents import EventKind
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class ResidentIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    birth_date: date
+    sex: Literal[1, 2, 3]
+    address: str = Field(min_length=1, max_length=400)
+    municipality_code: str = Field(pattern=r"^[0-9]{6}$")
+    dv_support: bool = False
+
+
+class ResidentOut(BaseModel):
+    id: str
+    municipality_code: str
+    registry_source: str
+    status: str
+    dv_support: bool
+    emigrated_on: date | None
+    # Present only for operators: municipal staff keep the resident registry.
+    name: str | None = None
+    birth_date: date | None = None
+    sex: int | None = None
+    address: str | None = None
+
+
+class ResidentEventIn(Strict):
+    kind: EventKind
+    address: str | None = Field(default=None, min_length=1, max_length=400)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    sex: Literal[1, 2, 3] | None = None
+    birth_date: date | None = None
+    date: date | None = None
+    municipality_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class RevocationOut(BaseModel):
+    serial: str
+    reason: str
+    revoked_at: datetime
+    changed: bool
+
+
+class EventOut(BaseModel):
+    resident_id: str
+    changed: bool
+    revoked: list[RevocationOut]
+
+
+class CardIn(Strict):
+    number: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{8,32}$")
+    expires_on: date | None = None
+
+
+class CardRegistrationIn(CardIn):
+    resident_id: str = Field(min_length=1, max_length=64)
+
+
+class CardEventIn(Strict):
+    kind: CardEvent
+
+
+class CardOut(BaseModel):
+    number: str
+    resident_id: str
+    expires_on: date
+    status: str
+    revoked: list[RevocationOut] = []
+
+
+class IssuanceIn(Strict):
+    resident_id: str = Field(min_length=1, max_length=64)
+    card: CardIn | None = None
+    sign_public_key: str | None = Field(default=None, max_length=8192,
+                                        description="SubjectPublicKeyInfo, PEM")
+    auth_public_key: str | None = Field(default=None, max_length=8192,
+                                        description="SubjectPublicKeyInfo, PEM")
+
+
+class CertificateOut(BaseModel):
+    serial: str
+    kind: str
+    status: str
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+    predecessor: str | None = None
+    successor: str | None = None
+    sibling: str | None = None
+    shard: str | None = None
+    issuer: str | None = None
+    pem: str | None = None
+
+
+class IssuanceOut(BaseModel):
+    card_number: str
+    certificates: list[CertificateOut]
+
+
+class RevocationIn(Strict):
+    reason: str = Field(min_length=1, max_length=40,
+                        description="RFC 5280 CRLReason name, e.g. keyCompromise")

@@ -1,0 +1,123 @@
+"""The audit log: an append-only, keyed hash chain.
+
+Each record's ``mac`` is HMAC-SHA-256, computed *inside the HSM* with a non-extractable key, over
+the previous record's mac and this record's canonical content. So:
+
+- a changed row no longer matches its mac;
+- an inserted or deleted row breaks the sequence numbers and the chain of ``prev_mac``;
+- a truncated tail disagrees with the head row, which the same transaction updates;
+- and, unlike a plain hash chain, nobody with only database access can recompute the chain after
+  tampering, because the key never leaves the token (Dogtag signs its audit log for the same
+  reason; anchors.md [D5]).
+
+What the chain cannot show on its own is a rollback of the *whole* database to an earlier state
+(head included): ``jpki audit verify`` prints the head so operators can record it elsewhere and
+pass it back with ``--expect-head``.
+
+Records are appended inside the unit of work of the state change they describe, so a change and
+its audit record commit or roll back together. The head row is locked for the append, which
+serialises writers at the end of their transactions only.
+
+Payloads never carry personal data (DEVELOPERS.md non-negotiable 7): identifiers, serials, codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from jpki.errors import AuditChainBroken
+from jpki.model import AuditRecord
+from jpki.ports import Clock, KeyStore, UnitOfWork
+
+GENESIS_MAC = "0" * 64
+
+JsonValue = str | int | bool | None | Sequence[str] | Sequence[int]
+
+# Keys that would only ever hold personal data: refusing them catches a careless caller early.
+_FORBIDDEN_KEYS = frozenset({"name", "address", "birth_date", "birth", "sex", "basic4",
+                             "date_of_birth", "gender"})
+
+
+def canonical_content(seq: int, record_at: str, actor: str, action: str, subject: str,
+                      payload: str) -> bytes:
+    return json.dumps([seq, record_at, actor, action, subject, payload],
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def canonical_payload(payload: Mapping[str, JsonValue]) -> str:
+    bad = _FORBIDDEN_KEYS.intersection(payload)
+    if bad:
+        raise ValueError(f"audit payloads never carry personal data (keys: {sorted(bad)})")
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    records: int
+    head_seq: int
+    head_mac: str
+
+
+class AuditLog:
+    def __init__(self, keys: KeyStore, key_label: str, clock: Clock) -> None:
+        self._keys = keys
+        self._label = key_label
+        self._clock = clock
+
+    def _mac(self, prev_mac: str, content: bytes) -> str:
+        return self._keys.hmac_sha256(self._label, prev_mac.encode("ascii") + b"\n" + content).hex()
+
+    def record(self, uow: UnitOfWork, *, actor: str, action: str, subject: str,
+               payload: Mapping[str, JsonValue] | None = None) -> AuditRecord:
+        """Append one record in the caller's unit of work (which must then commit)."""
+        body = canonical_payload(payload or {})
+        seq, prev = uow.audit.head(for_update=True)
+        at = self._clock.now()
+        seq += 1
+        content = canonical_content(seq, at.isoformat(), actor, action, subject, body)
+        record = AuditRecord(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                             payload=body, prev_mac=prev, mac=self._mac(prev, content))
+        uow.audit.append(record)
+        uow.audit.set_head(seq, record.mac)
+        return record
+
+    def verify(self, uow: UnitOfWork, expect_head: tuple[int, str] | None = None) -> ChainReport:
+        """Walk the whole chain; raise :class:`AuditChainBroken` at the first inconsistency."""
+        expected_seq = 0
+        prev = GENESIS_MAC
+        for rec in uow.audit.iterate():
+            expected_seq += 1
+            if rec.seq != expected_seq:
+                raise AuditChainBroken(
+                    f"record {expected_seq} is missing or out of order (found {rec.seq})",
+                    seq=expected_seq)
+            if rec.prev_mac != prev:
+                raise AuditChainBroken(f"record {rec.seq} does not follow its predecessor",
+                                       seq=rec.seq)
+            content = canonical_content(rec.seq, rec.at.isoformat(), rec.actor, rec.action,
+                                        rec.subject, rec.payload)
+            if self._mac(prev, content) != rec.mac:
+                raise AuditChainBroken(f"record {rec.seq} was altered", seq=rec.seq)
+            prev = rec.mac
+        head_seq, head_mac = uow.audit.head()
+        if (head_seq, head_mac) != (expected_seq, prev):
+            raise AuditChainBroken(
+                f"the chain ends at record {expected_seq} but the head says {head_seq}",
+                seq=expected_seq)
+        if expect_head is not None:
+            seq, mac = expect_head
+            if seq > head_seq:
+                raise AuditChainBroken(f"the log was rolled back below record {seq}", seq=seq)
+            if seq > 0 and self._mac_at(uow, seq) != mac:
+                raise AuditChainBroken(f"record {seq} differs from the recorded checkpoint",
+                                       seq=seq)
+        return ChainReport(records=expected_seq, head_seq=head_seq, head_mac=head_mac)
+
+    @staticmethod
+    def _mac_at(uow: UnitOfWork, seq: int) -> str | None:
+        for rec in uow.audit.iterate():
+            if rec.seq == seq:
+                return rec.mac
+        return None

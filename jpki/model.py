@@ -1,0 +1,263 @@
+"""Domain entities: residents, cards, CA generations, certificates, API clients, audit records.
+
+Plain dataclasses. The store (``jpki.store``) maps them onto tables imperatively, so the core never
+sees SQLAlchemy; a service mutates an entity inside a unit of work and the unit of work persists it.
+
+Personal data: a :class:`Resident` holds the basic 4 information. Those fields are excluded from the
+dataclass ``repr`` so that a resident printed in a log line or a traceback shows only identifiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import IntEnum, StrEnum
+
+from jpki.basic4 import Basic4, Sex
+
+
+class CaKind(StrEnum):
+    """The two independent roots of each generation (jpki-reference §1.1)."""
+
+    SIGN = "sign"  # 署名用認証局
+    AUTH = "auth"  # 利用者証明用認証局
+
+
+class CertKind(StrEnum):
+    """What a certificate is for and where its key lives (DESIGN.md §3)."""
+
+    CARD_SIGN = "card_sign"  # 署名用電子証明書
+    CARD_AUTH = "card_auth"  # 利用者証明用電子証明書
+    MOBILE_SIGN = "mobile_sign"  # 移動端末設備用署名用電子証明書
+    MOBILE_AUTH = "mobile_auth"  # 移動端末設備用利用者証明用電子証明書
+
+    @property
+    def ca(self) -> CaKind:
+        return CaKind.SIGN if self in (CertKind.CARD_SIGN, CertKind.MOBILE_SIGN) else CaKind.AUTH
+
+    @property
+    def is_signing(self) -> bool:
+        return self.ca is CaKind.SIGN
+
+    @property
+    def is_mobile(self) -> bool:
+        return self in (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
+
+
+class CertStatus(StrEnum):
+    """Where a certificate is in the issuance pipeline (not its revocation status)."""
+
+    PENDING = "pending"  # intent recorded, serial reserved; the HSM may or may not have signed
+    ISSUED = "issued"  # signed, checked and stored
+    ABANDONED = "abandoned"  # a pending intent that never completed; treated as revoked
+
+
+class RevocationReason(IntEnum):
+    """RFC 5280 §5.3.1 CRLReason; the JPKI meaning of each is in jpki-reference §3.2."""
+
+    UNSPECIFIED = 0  # J-LIS: destroyed before delivery (交付前に破棄)
+    KEY_COMPROMISE = 1
+    CA_COMPROMISE = 2
+    AFFILIATION_CHANGED = 3  # J-LIS: certificate contents changed (basic 4 information)
+    SUPERSEDED = 4  # J-LIS: certificate renewed
+    CESSATION_OF_OPERATION = 5  # J-LIS: no longer needed
+    CERTIFICATE_HOLD = 6  # J-LIS: suspended; never released for card certificates
+    REMOVE_FROM_CRL = 8  # only in delta CRLs, never a stored reason
+    PRIVILEGE_WITHDRAWN = 9
+    AA_COMPROMISE = 10
+
+    @property
+    def rfc_name(self) -> str:
+        return _RFC_NAMES[self]
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason:
+        """Accept the RFC 5280 camelCase name, snake_case, kebab-case, or the number."""
+        from jpki.errors import InvalidReason
+
+        key = text.strip().replace("-", "").replace("_", "").lower()
+        for reason, name in _RFC_NAMES.items():
+            if key in (name.lower(), str(int(reason))):
+                if reason is cls.REMOVE_FROM_CRL:
+                    break
+                return reason
+        raise InvalidReason(
+            "reason must be one of: " + ", ".join(n for r, n in _RFC_NAMES.items()
+                                                  if r is not cls.REMOVE_FROM_CRL),
+            reason=text[:40],
+        )
+
+
+_RFC_NAMES = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "keyCompromise",
+    RevocationReason.CA_COMPROMISE: "cACompromise",
+    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
+    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.REMOVE_FROM_CRL: "removeFromCRL",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
+    RevocationReason.AA_COMPROMISE: "aACompromise",
+}
+
+
+class RegistrySource(StrEnum):
+    """The resident record the basic 4 information comes from (jpki-reference §1.3, emigrants)."""
+
+    JUMINHYO = "juminhyo"  # 住民票: residents of Japan
+    KOSEKI_FUHYO = "koseki_fuhyo"  # 戸籍の附票: emigrants (国外転出者), since 2024-05-27
+
+
+class ResidentStatus(StrEnum):
+    ACTIVE = "active"
+    DECEASED = "deceased"  # death: every certificate revoked, nothing new issued
+
+
+class CardStatus(StrEnum):
+    ACTIVE = "active"
+    LOST = "lost"  # certificates on hold (一時保留), never released
+    RETURNED = "returned"  # 返納: certificates revoked
+    REPLACED = "replaced"  # a new card was issued: certificates revoked
+
+
+class ClientRole(StrEnum):
+    OPERATOR = "operator"  # municipal operator: residents, events, revocation
+    STATION = "station"  # enrolment station: issuance and renewal
+    CALLCENTER = "callcenter"  # may hold mobile certificates and nothing else
+    RP = "rp"  # relying party (署名検証者)
+
+
+class ClientStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+@dataclass(eq=False)
+class Resident:
+    id: str
+    municipality_code: str
+    registry_source: RegistrySource
+    status: ResidentStatus
+    dv_support: bool
+    created_at: datetime
+    updated_at: datetime
+    # Personal data: kept out of repr (DEVELOPERS.md non-negotiable 7).
+    name: str = field(repr=False)
+    birth_date: date = field(repr=False)
+    sex: int = field(repr=False)
+    address: str = field(repr=False)
+    emigrated_on: date | None = None
+    version: int = 1
+
+    @property
+    def basic4(self) -> Basic4:
+        return Basic4(name=self.name, birth_date=self.birth_date, sex=Sex(self.sex),
+                      address=self.address)
+
+    def set_basic4(self, b4: Basic4) -> None:
+        self.name = b4.name
+        self.birth_date = b4.birth_date
+        self.sex = int(b4.sex)
+        self.address = b4.address
+
+
+@dataclass(eq=False)
+class Card:
+    id: int | None
+    resident_id: str
+    number: str
+    expires_on: date
+    status: CardStatus
+    created_at: datetime
+    status_changed_at: datetime
+
+
+@dataclass(eq=False)
+class CaGeneration:
+    """One key and self-signed root of one CA; every generation shares the CA's DN (§1.1)."""
+
+    id: int | None
+    ca: CaKind
+    generation: int
+    key_label: str
+    certificate_der: bytes = field(repr=False)
+    subject_key_id: bytes = field(repr=False)
+    not_before: datetime
+    not_after: datetime
+    created_at: datetime
+
+
+@dataclass(eq=False)
+class OcspResponder:
+    """A delegated OCSP responder certificate issued by one CA generation (RFC 6960 §4.2.2.2)."""
+
+    id: int | None
+    ca_generation_id: int
+    key_label: str
+    serial: str
+    certificate_der: bytes = field(repr=False)
+    not_before: datetime
+    not_after: datetime
+    created_at: datetime
+
+
+@dataclass(eq=False)
+class Certificate:
+    id: int | None
+    serial: str  # lower-case hex of the positive serial number, no leading zeros
+    kind: CertKind
+    resident_id: str
+    card_id: int | None
+    ca_generation_id: int
+    status: CertStatus
+    not_before: datetime
+    not_after: datetime
+    shard: str  # CRL shard: the municipality code written into the CRL distribution point
+    registry_source: RegistrySource
+    public_key_sha256: str
+    created_at: datetime
+    updated_at: datetime
+    tbs_der: bytes | None = field(default=None, repr=False)
+    der: bytes | None = field(default=None, repr=False)
+    predecessor_id: int | None = None
+    sibling_id: int | None = None
+    revoked_at: datetime | None = None
+    revocation_reason: RevocationReason | None = None
+    revocation_recorded_at: datetime | None = None
+
+    def is_revoked(self, at: datetime) -> bool:
+        # A revocation may be recorded ahead of its date (emigration on the departure date).
+        return self.revoked_at is not None and self.revoked_at <= at
+
+    def is_valid(self, at: datetime) -> bool:
+        return (self.status is CertStatus.ISSUED and self.not_before <= at <= self.not_after
+                and not self.is_revoked(at))
+
+
+@dataclass(eq=False)
+class ApiClient:
+    id: int | None
+    client_id: str
+    name: str
+    role: ClientRole
+    scopes: str  # space-separated
+    secret_hash: str = field(repr=False)
+    status: ClientStatus
+    created_at: datetime
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+@dataclass(eq=False)
+class AuditRecord:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    payload: str  # canonical JSON; never personal data
+    prev_mac: str
+    mac: str

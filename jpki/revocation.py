@@ -1,0 +1,104 @@
+"""Revocation: the rules for changing a certificate's revocation state, and the operator service.
+
+A revocation is acknowledged only after its unit of work commits (the store runs SQLite with
+``synchronous=FULL`` and PostgreSQL with its default durable commit), so an acknowledged revocation
+survives a killed process (non-negotiable 4). Revoking twice is harmless: the second call reports
+the existing revocation.
+
+Transitions (RFC 5280 §5.3.1; jpki-reference §3.2):
+
+- not revoked → revoked with any reason except removeFromCRL (a CRL-only pseudo reason);
+- certificateHold → a permanent reason: the hold date stays the revocation date;
+- any reason → keyCompromise (a later finding of compromise must reach relying parties);
+- a revocation scheduled for a future instant (emigration on the departure date) may be brought
+  forward, never pushed back;
+- anything else leaves the certificate as it is.
+
+Releasing a hold is not here: card holds are never released (§3.2), and mobile holds (issue 5)
+have their own rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jpki.audit import AuditLog
+from jpki.errors import CertificateNotFound, ResidentNotFound
+from jpki.model import Certificate, CertStatus, ClientRole, RevocationReason
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.principals import Principal
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    serial: str
+    reason: RevocationReason
+    revoked_at: datetime
+    changed: bool
+
+
+def apply_revocation(cert: Certificate, reason: RevocationReason, revoked_at: datetime,
+                     recorded_at: datetime) -> bool:
+    """Change ``cert``'s revocation state per the rules above; True when anything changed."""
+    if reason is RevocationReason.REMOVE_FROM_CRL:
+        raise ValueError("removeFromCRL is not a revocation reason")
+    if cert.status is CertStatus.ABANDONED:
+        return False  # already treated as revoked (destroyed before delivery)
+    if cert.revoked_at is None or cert.revocation_reason is None:
+        cert.revoked_at = revoked_at
+        cert.revocation_reason = reason
+        cert.revocation_recorded_at = recorded_at
+        return True
+    changed = False
+    if revoked_at < cert.revoked_at and cert.revoked_at > recorded_at:
+        cert.revoked_at = revoked_at  # bring a scheduled revocation forward
+        changed = True
+    old = cert.revocation_reason
+    hold_made_permanent = (old is RevocationReason.CERTIFICATE_HOLD
+                           and reason is not RevocationReason.CERTIFICATE_HOLD)
+    compromise_found = (reason is RevocationReason.KEY_COMPROMISE
+                        and old is not RevocationReason.KEY_COMPROMISE)
+    if hold_made_permanent or compromise_found:
+        cert.revocation_reason = reason
+        changed = True
+    if changed:
+        cert.revocation_recorded_at = recorded_at
+    return changed
+
+
+def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certificate,
+              reason: RevocationReason, revoked_at: datetime, recorded_at: datetime,
+              cause: str) -> RevocationResult:
+    """Revoke inside the caller's unit of work and audit it; the caller commits."""
+    changed = apply_revocation(cert, reason, revoked_at, recorded_at)
+    if changed:
+        audit.record(uow, actor=actor.actor, action="certificate.revoked", subject=cert.serial,
+                     payload={"kind": cert.kind.value, "reason": reason.rfc_name,
+                              "revoked_at": (cert.revoked_at or revoked_at).isoformat(),
+                              "cause": cause})
+    assert cert.revocation_reason is not None and cert.revoked_at is not None
+    return RevocationResult(serial=cert.serial, reason=cert.revocation_reason,
+                            revoked_at=cert.revoked_at, changed=changed)
+
+
+class RevocationService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._audit = audit
+
+    def revoke(self, actor: Principal, serial: str, reason: RevocationReason) -> RevocationResult:
+        actor.require_role(ClientRole.OPERATOR)
+        with self._uow() as uow:
+            cert = uow.certificates.get_by_serial(serial, for_update=True)
+            if cert is None:
+                raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
+            resident = uow.residents.get(cert.resident_id)
+            if resident is None:  # pragma: no cover - foreign key
+                raise ResidentNotFound("the certificate's resident is missing")
+            actor.require_municipality(resident.municipality_code)
+            now = self._clock.now()
+            result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause="request")
+            uow.commit()
+        return result

@@ -1,0 +1,91 @@
+"""Settings, from environment variables (prefix ``JPKI_``), built where they are used.
+
+Nothing here runs at import time: the app factory and the CLI build a :class:`Settings` (DESIGN.md
+§2). The embedded defaults need nothing but a data directory: SQLite at ``<data>/jpki.db`` and a
+SoftHSM token under ``<data>/tokens`` whose PINs ``jpki init`` generates into ``<data>/secrets``
+(mode 0600). A deployment passes its own PINs through the environment instead
+(``JPKI_HSM_USER_PIN``, ``JPKI_HSM_SO_PIN``); they never come from code, and well-known
+placeholder PINs are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jpki.errors import InvalidInput
+
+_PLACEHOLDER_PINS = frozenset({"", "0000", "1234", "12345678", "changeme", "change-me",
+                               "password", "secret", "pin", "so-pin", "user-pin"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JPKI_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"))
+    database_url: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    recipe: Path | None = None
+    hsm_module: str | None = None
+    hsm_user_pin: SecretStr | None = None
+    hsm_so_pin: SecretStr | None = None
+    hsm_pool_size: int = Field(default=4, ge=1, le=64)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Pending issuance intents older than this are abandoned (treated as revoked).
+    pending_timeout_seconds: int = Field(default=300, ge=30)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'jpki.db'}"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.resolved_data_dir / "secrets"
+
+    def _pin(self, value: SecretStr | None, file_name: str) -> str | None:
+        if value is not None:
+            pin = value.get_secret_value()
+        else:
+            path = self.secrets_dir / file_name
+            if not path.exists():
+                return None
+            pin = path.read_text(encoding="ascii").strip()
+        if pin.lower() in _PLACEHOLDER_PINS or len(pin) < 8:
+            raise InvalidInput(f"the HSM PIN from {file_name} / environment is a placeholder or "
+                               "shorter than 8 characters")
+        return pin
+
+    def user_pin(self) -> str | None:
+        return self._pin(self.hsm_user_pin, "hsm-user-pin")
+
+    def so_pin(self) -> str | None:
+        return self._pin(self.hsm_so_pin, "hsm-so-pin")
+
+    def ensure_pins(self) -> tuple[str, str, bool]:
+        """(user PIN, SO PIN, created): generate random PINs into the secrets directory when
+        neither the environment nor an earlier `jpki init` provides them."""
+        user, so = self.user_pin(), self.so_pin()
+        created = False
+        if user is None or so is None:
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.secrets_dir, 0o700)
+            for name, current in (("hsm-user-pin", user), ("hsm-so-pin", so)):
+                if current is None:
+                    path = self.secrets_dir / name
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w", encoding="ascii") as fh:
+                        fh.write(secrets.token_hex(16) + "\n")
+                    created = True
+            user, so = self.user_pin(), self.so_pin()
+        assert user is not None and so is not None
+        return user, so, created

@@ -1,0 +1,98 @@
+"""Sign exactly what was checked.
+
+Boulder's issuance order (DESIGN.md §3, style.md): the to-be-signed certificate is built and linted
+*before* the CA key is touched, the intent is recorded, and after signing the signed TBS is compared
+with the linted one. cryptography builds and signs in one call, so we split it:
+
+1. :func:`to_be_signed` runs the builder against a stand-in key that records the bytes the builder
+   asks it to sign (the DER TBSCertificate) and returns a placeholder signature. The resulting
+   "lint certificate" parses like the real one, so profile checks run on it.
+2. :func:`sign_tbs` has the HSM sign those recorded bytes, assembles the Certificate with
+   asn1crypto, re-parses it with cryptography and checks that its TBS is byte-for-byte the linted
+   one and that the signature verifies under the issuer's public key (an HSM fault must not
+   produce a published certificate).
+
+The same split serves CRLs and OCSP responses (their builders call ``sign`` the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from asn1crypto import algos as asn1_algos
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from jpki.errors import SignatureMismatch
+
+
+class _RecordingKey(rsa.RSAPrivateKey):
+    """Stands in for the CA key while building: records the TBS bytes, returns zeros."""
+
+    def __init__(self, public: rsa.RSAPublicKey) -> None:
+        self._public = public
+        self.recorded: bytes | None = None
+
+    def sign(self, data: bytes, padding: Any, algorithm: Any) -> bytes:
+        self.recorded = bytes(data)
+        return b"\x00" * ((self._public.key_size + 7) // 8)
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._public
+
+    @property
+    def key_size(self) -> int:
+        return self._public.key_size
+
+    def decrypt(self, ciphertext: bytes, padding: Any) -> NoReturn:
+        raise NotImplementedError("a recording key cannot decrypt")
+
+    def private_numbers(self) -> NoReturn:
+        raise NotImplementedError("a recording key has no private numbers")
+
+    def private_bytes(self, encoding: Any, format: Any, encryption_algorithm: Any) -> NoReturn:
+        raise NotImplementedError("a recording key has no private bytes")
+
+    def __copy__(self) -> _RecordingKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _RecordingKey:
+        return self
+
+
+def to_be_signed(builder: x509.CertificateBuilder,
+                 issuer_public: rsa.RSAPublicKey) -> tuple[bytes, x509.Certificate]:
+    """Return (TBSCertificate DER, lint certificate) for a builder, without any real key."""
+    recorder = _RecordingKey(issuer_public)
+    lint_cert = builder.sign(recorder, hashes.SHA256())
+    if recorder.recorded is None:  # pragma: no cover - cryptography always signs once
+        raise SignatureMismatch("the builder did not produce a TBSCertificate")
+    if lint_cert.tbs_certificate_bytes != recorder.recorded:  # pragma: no cover
+        raise SignatureMismatch("the lint certificate's TBS differs from the recorded one")
+    return recorder.recorded, lint_cert
+
+
+_SHA256_WITH_RSA = asn1_algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
+
+
+def sign_tbs(tbs_der: bytes, key: rsa.RSAPrivateKey,
+             issuer_public: rsa.RSAPublicKey) -> x509.Certificate:
+    """Sign a recorded TBSCertificate with the CA key and return the checked certificate."""
+    signature = key.sign(tbs_der, padding.PKCS1v15(), hashes.SHA256())
+    tbs = asn1_x509.TbsCertificate.load(tbs_der)
+    der = asn1_x509.Certificate({
+        "tbs_certificate": tbs,
+        "signature_algorithm": _SHA256_WITH_RSA,
+        "signature_value": signature,
+    }).dump()
+    cert = x509.load_der_x509_certificate(der)
+    if cert.tbs_certificate_bytes != tbs_der:
+        raise SignatureMismatch("the signed TBSCertificate differs from the linted one")
+    try:
+        issuer_public.verify(signature, tbs_der, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise SignatureMismatch("the HSM signature does not verify under the CA key") from exc
+    return cert

@@ -1,0 +1,223 @@
+"""SQLAlchemy implementations of the repository ports. They flush; they never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from jpki.audit import GENESIS_MAC
+from jpki.model import (
+    ApiClient,
+    AuditRecord,
+    CaGeneration,
+    CaKind,
+    Card,
+    CardStatus,
+    Certificate,
+    CertKind,
+    CertStatus,
+    OcspResponder,
+    Resident,
+)
+from jpki.municipalities import Municipality
+from jpki.store.tables import audit_head, audit_log, municipalities
+
+
+class SqlMunicipalities:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, municipality: Municipality) -> None:
+        self._s.execute(insert(municipalities).values(
+            code=municipality.code, name_ja=municipality.name_ja,
+            name_romaji=municipality.name_romaji))
+
+    def get(self, code: str) -> Municipality | None:
+        row = self._s.execute(select(municipalities).where(municipalities.c.code == code)).first()
+        return Municipality(row.code, row.name_ja, row.name_romaji) if row else None
+
+    def all(self) -> Sequence[Municipality]:
+        rows = self._s.execute(select(municipalities).order_by(municipalities.c.code))
+        return [Municipality(r.code, r.name_ja, r.name_romaji) for r in rows]
+
+
+class SqlResidents:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, resident: Resident) -> None:
+        self._s.add(resident)
+        self._s.flush()
+
+    def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None:
+        stmt = select(Resident).where(Resident.id == resident_id)  # type: ignore[arg-type]
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.execute(stmt).scalar_one_or_none()
+
+
+class SqlCards:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, card: Card) -> None:
+        self._s.add(card)
+        self._s.flush()
+
+    def get(self, card_id: int) -> Card | None:
+        return self._s.get(Card, card_id)
+
+    def get_by_number(self, number: str) -> Card | None:
+        stmt = select(Card).where(Card.number == number)  # type: ignore[arg-type]
+        return self._s.execute(stmt).scalar_one_or_none()
+
+    def active_for_resident(self, resident_id: str) -> Card | None:
+        stmt = select(Card).where(Card.resident_id == resident_id,  # type: ignore[arg-type]
+                                  Card.status == CardStatus.ACTIVE)  # type: ignore[arg-type]
+        return self._s.execute(stmt).scalars().first()
+
+
+_C = Certificate
+
+
+class SqlCertificates:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, cert: Certificate) -> None:
+        self._s.add(cert)
+        self._s.flush()
+
+    def get(self, cert_id: int) -> Certificate | None:
+        return self._s.get(Certificate, cert_id)
+
+    def get_by_serial(self, serial: str, *, for_update: bool = False) -> Certificate | None:
+        stmt = select(_C).where(_C.serial == serial)  # type: ignore[arg-type]
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.execute(stmt).scalar_one_or_none()
+
+    def serial_exists(self, serial: str) -> bool:
+        return bool(self._s.execute(
+            select(exists().where(_C.serial == serial))).scalar())  # type: ignore[arg-type]
+
+    def public_key_in_use(self, public_key_sha256: str) -> bool:
+        stmt = select(exists().where(
+            _C.public_key_sha256 == public_key_sha256,  # type: ignore[arg-type]
+            _C.status != CertStatus.ABANDONED))  # type: ignore[arg-type]
+        return bool(self._s.execute(stmt).scalar())
+
+    def for_resident(self, resident_id: str,
+                     kinds: Sequence[CertKind] | None = None) -> Sequence[Certificate]:
+        stmt = select(_C).where(_C.resident_id == resident_id)  # type: ignore[arg-type]
+        if kinds is not None:
+            stmt = stmt.where(_C.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+        return list(self._s.execute(stmt.order_by(_C.id)).scalars())  # type: ignore[arg-type]
+
+    def for_card(self, card_id: int) -> Sequence[Certificate]:
+        stmt = select(_C).where(_C.card_id == card_id).order_by(_C.id)  # type: ignore[arg-type]
+        return list(self._s.execute(stmt).scalars())
+
+    def successor_of(self, cert_id: int) -> Certificate | None:
+        stmt = select(_C).where(_C.predecessor_id == cert_id).order_by(  # type: ignore[arg-type]
+            _C.id.desc())  # type: ignore[attr-defined]
+        return self._s.execute(stmt).scalars().first()
+
+    def pending_before(self, before: datetime) -> Sequence[Certificate]:
+        stmt = select(_C).where(_C.status == CertStatus.PENDING,  # type: ignore[arg-type]
+                                _C.created_at < before)  # type: ignore[arg-type]
+        return list(self._s.execute(stmt).scalars())
+
+
+class SqlCas:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_generation(self, generation: CaGeneration) -> None:
+        self._s.add(generation)
+        self._s.flush()
+
+    def generations(self, ca: CaKind | None = None) -> Sequence[CaGeneration]:
+        stmt = select(CaGeneration).order_by(CaGeneration.ca,  # type: ignore[arg-type]
+                                             CaGeneration.generation)  # type: ignore[arg-type]
+        if ca is not None:
+            stmt = stmt.where(CaGeneration.ca == ca)  # type: ignore[arg-type]
+        return list(self._s.execute(stmt).scalars())
+
+    def current(self, ca: CaKind) -> CaGeneration | None:
+        stmt = (select(CaGeneration).where(CaGeneration.ca == ca)  # type: ignore[arg-type]
+                .order_by(CaGeneration.generation.desc()))  # type: ignore[attr-defined]
+        return self._s.execute(stmt).scalars().first()
+
+    def get(self, generation_id: int) -> CaGeneration | None:
+        return self._s.get(CaGeneration, generation_id)
+
+    def add_responder(self, responder: OcspResponder) -> None:
+        self._s.add(responder)
+        self._s.flush()
+
+    def responders(self, generation_id: int) -> Sequence[OcspResponder]:
+        stmt = select(OcspResponder).where(
+            OcspResponder.ca_generation_id == generation_id)  # type: ignore[arg-type]
+        return list(self._s.execute(stmt.order_by(OcspResponder.id)).scalars())  # type: ignore[arg-type]
+
+
+class SqlClients:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, client: ApiClient) -> None:
+        self._s.add(client)
+        self._s.flush()
+
+    def get_by_client_id(self, client_id: str) -> ApiClient | None:
+        stmt = select(ApiClient).where(ApiClient.client_id == client_id)  # type: ignore[arg-type]
+        return self._s.execute(stmt).scalar_one_or_none()
+
+    def all(self) -> Sequence[ApiClient]:
+        return list(self._s.execute(select(ApiClient).order_by(ApiClient.id)).scalars())  # type: ignore[arg-type]
+
+
+class SqlAudit:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def head(self, *, for_update: bool = False) -> tuple[int, str]:
+        stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self._s.execute(stmt).first()
+        if row is None:
+            # The migration creates the row; an empty table means a fresh schema.
+            self._s.execute(insert(audit_head).values(id=1, seq=0, mac=GENESIS_MAC))
+            return 0, GENESIS_MAC
+        return int(row.seq), str(row.mac)
+
+    def append(self, record: AuditRecord) -> None:
+        self._s.execute(insert(audit_log).values(
+            seq=record.seq, at=record.at, actor=record.actor, action=record.action,
+            subject=record.subject, payload=record.payload, prev_mac=record.prev_mac,
+            mac=record.mac))
+
+    def set_head(self, seq: int, mac: str) -> None:
+        self._s.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, mac=mac))
+
+    def iterate(self, batch: int = 1000) -> Iterator[AuditRecord]:
+        last = 0
+        while True:
+            rows = self._s.execute(select(audit_log).where(audit_log.c.seq > last)
+                                   .order_by(audit_log.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRecord(seq=int(r.seq), at=r.at, actor=r.actor, action=r.action,
+                                  subject=r.subject, payload=r.payload, prev_mac=r.prev_mac,
+                                  mac=r.mac)
+            last = int(rows[-1].seq)
+
+    def count(self) -> int:
+        return int(self._s.execute(select(func.count()).select_from(audit_log)).scalar_one())
+

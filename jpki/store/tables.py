@@ -1,0 +1,212 @@
+"""Tables, and the imperative mapping of the domain dataclasses onto them.
+
+The domain (``jpki.model``) knows nothing of SQLAlchemy; this module maps its dataclasses
+imperatively (``registry.map_imperatively``), so the core can mutate entities inside a unit of work
+and the session persists them. Alembic's env imports only :data:`metadata` from here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import registry
+
+from jpki.model import (
+    ApiClient,
+    CaGeneration,
+    CaKind,
+    Card,
+    CardStatus,
+    Certificate,
+    CertKind,
+    CertStatus,
+    ClientRole,
+    ClientStatus,
+    OcspResponder,
+    RegistrySource,
+    Resident,
+    ResidentStatus,
+    RevocationReason,
+)
+from jpki.store.types import IntEnumType, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    # Stored as the value text with a CHECK constraint: portable, readable in SQL, no native
+    # PostgreSQL enum type to migrate when a member is added.
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=32,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+municipalities = Table(
+    "municipalities", metadata,
+    Column("code", String(6), primary_key=True),
+    Column("name_ja", String(100), nullable=False),
+    Column("name_romaji", String(100), nullable=False),
+)
+
+residents = Table(
+    "residents", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("municipality_code", String(6), ForeignKey("municipalities.code"), nullable=False,
+           index=True),
+    Column("registry_source", _enum(RegistrySource, "registry_source"), nullable=False),
+    Column("status", _enum(ResidentStatus, "resident_status"), nullable=False),
+    Column("dv_support", Boolean, nullable=False, default=False),
+    Column("name", String(200), nullable=False),
+    Column("birth_date", Date, nullable=False),
+    Column("sex", SmallInteger, nullable=False),
+    Column("address", String(400), nullable=False),
+    Column("emigrated_on", Date, nullable=True),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+cards = Table(
+    "cards", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False),
+    Column("number", String(32), nullable=False, unique=True),
+    Column("expires_on", Date, nullable=False),
+    Column("status", _enum(CardStatus, "card_status"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status_changed_at", UtcDateTime, nullable=False),
+    Index("ix_cards_resident_status", "resident_id", "status"),
+)
+
+ca_generations = Table(
+    "ca_generations", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ca", _enum(CaKind, "ca_kind"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("key_label", String(64), nullable=False, unique=True),
+    Column("certificate_der", LargeBinary, nullable=False),
+    Column("subject_key_id", LargeBinary(32), nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("ca", "generation", name="uq_ca_generations_ca_generation"),
+)
+
+ocsp_responders = Table(
+    "ocsp_responders", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), nullable=False, index=True),
+    Column("key_label", String(64), nullable=False),
+    Column("serial", String(40), nullable=False, unique=True),
+    Column("certificate_der", LargeBinary, nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+certificates = Table(
+    "certificates", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Unique serials are what makes "record the intent, then sign" safe (DESIGN.md §3).
+    Column("serial", String(40), nullable=False, unique=True),
+    Column("kind", _enum(CertKind, "cert_kind"), nullable=False),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False),
+    Column("card_id", Id, ForeignKey("cards.id"), nullable=True, index=True),
+    Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), nullable=False),
+    Column("status", _enum(CertStatus, "cert_status"), nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("shard", String(16), nullable=False),
+    Column("registry_source", _enum(RegistrySource, "cert_registry_source"), nullable=False),
+    Column("public_key_sha256", String(64), nullable=False, index=True),
+    Column("tbs_der", LargeBinary, nullable=True),
+    Column("der", LargeBinary, nullable=True),
+    Column("predecessor_id", Id, ForeignKey("certificates.id"), nullable=True, index=True),
+    Column("sibling_id", Id, ForeignKey("certificates.id"), nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revocation_reason", IntEnumType(RevocationReason), nullable=True),
+    Column("revocation_recorded_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_certificates_resident_kind", "resident_id", "kind"),
+    Index("ix_certificates_status_created", "status", "created_at"),
+    # CRL shards (per CA generation and municipality) and delta CRLs read these.
+    Index("ix_certificates_shard_revoked", "ca_generation_id", "shard", "revoked_at"),
+    Index("ix_certificates_revocation_recorded", "revocation_recorded_at"),
+)
+
+api_clients = Table(
+    "api_clients", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    Column("role", _enum(ClientRole, "client_role"), nullable=False),
+    Column("scopes", Text, nullable=False, default=""),
+    Column("secret_hash", Text, nullable=False),
+    Column("status", _enum(ClientStatus, "client_status"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("prev_mac", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+)
+
+# One row: the newest (seq, mac). Locked for every append, so appends are serialised and a
+# truncated tail disagrees with it.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("mac", String(64), nullable=False),
+)
+
+mapper_registry = registry(metadata=metadata)
+_mapped = False
+
+
+def map_entities() -> None:
+    """Map the domain dataclasses once per process (idempotent)."""
+    global _mapped
+    if _mapped:
+        return
+    mapper_registry.map_imperatively(Resident, residents)
+    mapper_registry.map_imperatively(Card, cards)
+    mapper_registry.map_imperatively(CaGeneration, ca_generations)
+    mapper_registry.map_imperatively(OcspResponder, ocsp_responders)
+    mapper_registry.map_imperatively(Certificate, certificates)
+    mapper_registry.map_imperatively(ApiClient, api_clients)
+    _mapped = True

@@ -1,0 +1,1 @@
+"""Alembic migrations of the jpki store (a package so that installed copies carry them)."""
