@@ -32,22 +32,12 @@ from jpki.principals import Principal
 from jpki.settings import Settings
 from jpki.store import create_store_engine
 from jpki.store.tables import audit_head, metadata, municipalities
+from tests.components import missing_component
 
 TOKEN_LABEL = "jpki-test"
 SO_PIN = "so-secret-8314"
 USER_PIN = "user-secret-5521"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def missing_component(message: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 # --- clock --------------------------------------------------------------------------------
@@ -138,7 +128,7 @@ def postgres_database() -> Iterator[str]:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+    except Exception as exc:
         missing_component(f"PostgreSQL is not reachable at {admin_url.host}:{admin_url.port} "
                           f"({type(exc).__name__}); set JPKI_TEST_POSTGRES_URL")
     name = f"jpki_test_{os.getpid()}_{secrets.token_hex(4)}"
