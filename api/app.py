@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or await run_in_threadpool(build_services, settings)
+        svc: Services = services if services is not None else await run_in_threadpool(
+            build_services, settings)
         app.state.services = svc
         await run_in_threadpool(maintenance, svc)
 

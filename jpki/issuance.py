@@ -51,7 +51,7 @@ from jpki.model import (
 )
 from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import Principal
-from jpki.profiles import EndEntitySpec, build_end_entity, issuance_identifier
+from jpki.profiles import EndEntitySpec, Issuer, build_end_entity, issuance_identifier
 from jpki.public_keys import SubjectKey, load_subject_key
 from jpki.recipe import Recipe
 from jpki.residents import load_active_resident
@@ -97,6 +97,8 @@ class _Planned:
     predecessor: Certificate | None
     renewal: bool
     cert: Certificate | None = None
+    key_label: str = ""  # the issuing CA generation's key in the HSM
+    issuer: Issuer | None = None
 
 
 def _issue_order(kind: CertKind) -> int:
@@ -191,6 +193,7 @@ class IssuanceService:
             for plan in plans:
                 kind = plan.request.kind
                 gen, issuer = self._cas.current(uow, kind.ca)
+                plan.key_label, plan.issuer = gen.key_label, issuer
                 cap = None
                 if kind.is_signing:
                     # §1.4: the signing certificate is also capped by the auth certificate.
@@ -234,13 +237,10 @@ class IssuanceService:
         try:
             for plan in plans:
                 assert plan.cert is not None and plan.cert.tbs_der is not None
-                with self._uow() as uow:
-                    gen = uow.cas.get(plan.cert.ca_generation_id)
-                assert gen is not None
-                issuer = self._cas.issuer_of(gen)
-                cert = sign_tbs(plan.cert.tbs_der, self._keys.rsa_key(gen.key_label),
-                                issuer.public_key)
-                signed[plan.cert.id or 0] = cert.public_bytes(Encoding.DER)
+                assert plan.issuer is not None
+                signed_cert = sign_tbs(plan.cert.tbs_der, self._keys.rsa_key(plan.key_label),
+                                       plan.issuer.public_key)
+                signed[plan.cert.id or 0] = signed_cert.public_bytes(Encoding.DER)
         except Exception as exc:
             self._abandon([p.cert for p in plans if p.cert is not None], actor)
             if isinstance(exc, (Conflict, InvalidInput)):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from asn1crypto.core import UTF8String
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
 from jpki.basic4 import Basic4, personal_data_other_names
 from jpki.errors import LintFailure
@@ -94,7 +94,10 @@ def _ext(cert: x509.Certificate,
 
 def _ski(cert: x509.Certificate) -> list[Finding]:
     ext = _ext(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-    expected = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        return [Finding("e_public_key", "jpki-reference §0: RSA keys only")]
+    expected = x509.SubjectKeyIdentifier.from_public_key(key).digest
     if ext is None or not isinstance(ext.value, x509.SubjectKeyIdentifier) \
             or ext.value.digest != expected:
         return [Finding("e_ski_method_1",
@@ -197,7 +200,7 @@ def lint_responder(cert: x509.Certificate, issuer: Issuer) -> list[Finding]:
     out = _common(cert)
     eku = _ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
     if eku is None or not isinstance(eku.value, x509.ExtendedKeyUsage) or \
-            list(eku.value) != [x509.ExtendedKeyUsageOID.OCSP_SIGNING]:
+            list(eku.value) != [ExtendedKeyUsageOID.OCSP_SIGNING]:
         out.append(Finding("e_ocsp_eku", "RFC 6960 §4.2.2.2: id-kp-OCSPSigning"))
     if _ext(cert, ExtensionOID.OCSP_NO_CHECK) is None:
         out.append(Finding("e_ocsp_nocheck", "RFC 6960 §4.2.2.2.1: id-pkix-ocsp-nocheck"))

@@ -110,13 +110,21 @@ class UnitOfWork(Protocol):
     """One database transaction. Repositories flush; only the service that owns the use case
     commits (DESIGN.md §2). Leaving the block without commit() rolls back."""
 
-    municipalities: MunicipalityRepository
-    residents: ResidentRepository
-    cards: CardRepository
-    certificates: CertificateRepository
-    cas: CaRepository
-    clients: ClientRepository
-    audit: AuditRepository
+    # Read-only properties so that adapters may expose their own repository classes.
+    @property
+    def municipalities(self) -> MunicipalityRepository: ...
+    @property
+    def residents(self) -> ResidentRepository: ...
+    @property
+    def cards(self) -> CardRepository: ...
+    @property
+    def certificates(self) -> CertificateRepository: ...
+    @property
+    def cas(self) -> CaRepository: ...
+    @property
+    def clients(self) -> ClientRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

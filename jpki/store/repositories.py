@@ -23,7 +23,17 @@ from jpki.model import (
     Resident,
 )
 from jpki.municipalities import Municipality
-from jpki.store.tables import audit_head, audit_log, municipalities
+from jpki.store.tables import (
+    api_clients,
+    audit_head,
+    audit_log,
+    ca_generations,
+    cards,
+    certificates,
+    municipalities,
+    ocsp_responders,
+    residents,
+)
 
 
 class SqlMunicipalities:
@@ -53,7 +63,7 @@ class SqlResidents:
         self._s.flush()
 
     def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None:
-        stmt = select(Resident).where(Resident.id == resident_id)  # type: ignore[arg-type]
+        stmt = select(Resident).where(residents.c.id == resident_id)
         if for_update:
             stmt = stmt.with_for_update()
         return self._s.execute(stmt).scalar_one_or_none()
@@ -71,16 +81,17 @@ class SqlCards:
         return self._s.get(Card, card_id)
 
     def get_by_number(self, number: str) -> Card | None:
-        stmt = select(Card).where(Card.number == number)  # type: ignore[arg-type]
+        stmt = select(Card).where(cards.c.number == number)
         return self._s.execute(stmt).scalar_one_or_none()
 
     def active_for_resident(self, resident_id: str) -> Card | None:
-        stmt = select(Card).where(Card.resident_id == resident_id,  # type: ignore[arg-type]
-                                  Card.status == CardStatus.ACTIVE)  # type: ignore[arg-type]
+        stmt = select(Card).where(cards.c.resident_id == resident_id,
+                                  cards.c.status == CardStatus.ACTIVE)
         return self._s.execute(stmt).scalars().first()
 
 
 _C = Certificate
+_T = certificates
 
 
 class SqlCertificates:
@@ -95,40 +106,40 @@ class SqlCertificates:
         return self._s.get(Certificate, cert_id)
 
     def get_by_serial(self, serial: str, *, for_update: bool = False) -> Certificate | None:
-        stmt = select(_C).where(_C.serial == serial)  # type: ignore[arg-type]
+        stmt = select(_C).where(_T.c.serial == serial)
         if for_update:
             stmt = stmt.with_for_update()
         return self._s.execute(stmt).scalar_one_or_none()
 
     def serial_exists(self, serial: str) -> bool:
         return bool(self._s.execute(
-            select(exists().where(_C.serial == serial))).scalar())  # type: ignore[arg-type]
+            select(exists().where(_T.c.serial == serial))).scalar())
 
     def public_key_in_use(self, public_key_sha256: str) -> bool:
         stmt = select(exists().where(
-            _C.public_key_sha256 == public_key_sha256,  # type: ignore[arg-type]
-            _C.status != CertStatus.ABANDONED))  # type: ignore[arg-type]
+            _T.c.public_key_sha256 == public_key_sha256,
+            _T.c.status != CertStatus.ABANDONED))
         return bool(self._s.execute(stmt).scalar())
 
     def for_resident(self, resident_id: str,
                      kinds: Sequence[CertKind] | None = None) -> Sequence[Certificate]:
-        stmt = select(_C).where(_C.resident_id == resident_id)  # type: ignore[arg-type]
+        stmt = select(_C).where(_T.c.resident_id == resident_id)
         if kinds is not None:
-            stmt = stmt.where(_C.kind.in_(list(kinds)))  # type: ignore[attr-defined]
-        return list(self._s.execute(stmt.order_by(_C.id)).scalars())  # type: ignore[arg-type]
+            stmt = stmt.where(_T.c.kind.in_(list(kinds)))
+        return list(self._s.execute(stmt.order_by(_T.c.id)).scalars())
 
     def for_card(self, card_id: int) -> Sequence[Certificate]:
-        stmt = select(_C).where(_C.card_id == card_id).order_by(_C.id)  # type: ignore[arg-type]
+        stmt = select(_C).where(_T.c.card_id == card_id).order_by(_T.c.id)
         return list(self._s.execute(stmt).scalars())
 
     def successor_of(self, cert_id: int) -> Certificate | None:
-        stmt = select(_C).where(_C.predecessor_id == cert_id).order_by(  # type: ignore[arg-type]
-            _C.id.desc())  # type: ignore[attr-defined]
+        stmt = select(_C).where(_T.c.predecessor_id == cert_id).order_by(
+            _T.c.id.desc())
         return self._s.execute(stmt).scalars().first()
 
     def pending_before(self, before: datetime) -> Sequence[Certificate]:
-        stmt = select(_C).where(_C.status == CertStatus.PENDING,  # type: ignore[arg-type]
-                                _C.created_at < before)  # type: ignore[arg-type]
+        stmt = select(_C).where(_T.c.status == CertStatus.PENDING,
+                                _T.c.created_at < before)
         return list(self._s.execute(stmt).scalars())
 
 
@@ -141,15 +152,15 @@ class SqlCas:
         self._s.flush()
 
     def generations(self, ca: CaKind | None = None) -> Sequence[CaGeneration]:
-        stmt = select(CaGeneration).order_by(CaGeneration.ca,  # type: ignore[arg-type]
-                                             CaGeneration.generation)  # type: ignore[arg-type]
+        stmt = select(CaGeneration).order_by(ca_generations.c.ca,
+                                             ca_generations.c.generation)
         if ca is not None:
-            stmt = stmt.where(CaGeneration.ca == ca)  # type: ignore[arg-type]
+            stmt = stmt.where(ca_generations.c.ca == ca)
         return list(self._s.execute(stmt).scalars())
 
     def current(self, ca: CaKind) -> CaGeneration | None:
-        stmt = (select(CaGeneration).where(CaGeneration.ca == ca)  # type: ignore[arg-type]
-                .order_by(CaGeneration.generation.desc()))  # type: ignore[attr-defined]
+        stmt = (select(CaGeneration).where(ca_generations.c.ca == ca)
+                .order_by(ca_generations.c.generation.desc()))
         return self._s.execute(stmt).scalars().first()
 
     def get(self, generation_id: int) -> CaGeneration | None:
@@ -161,8 +172,8 @@ class SqlCas:
 
     def responders(self, generation_id: int) -> Sequence[OcspResponder]:
         stmt = select(OcspResponder).where(
-            OcspResponder.ca_generation_id == generation_id)  # type: ignore[arg-type]
-        return list(self._s.execute(stmt.order_by(OcspResponder.id)).scalars())  # type: ignore[arg-type]
+            ocsp_responders.c.ca_generation_id == generation_id)
+        return list(self._s.execute(stmt.order_by(ocsp_responders.c.id)).scalars())
 
 
 class SqlClients:
@@ -174,11 +185,11 @@ class SqlClients:
         self._s.flush()
 
     def get_by_client_id(self, client_id: str) -> ApiClient | None:
-        stmt = select(ApiClient).where(ApiClient.client_id == client_id)  # type: ignore[arg-type]
+        stmt = select(ApiClient).where(api_clients.c.client_id == client_id)
         return self._s.execute(stmt).scalar_one_or_none()
 
     def all(self) -> Sequence[ApiClient]:
-        return list(self._s.execute(select(ApiClient).order_by(ApiClient.id)).scalars())  # type: ignore[arg-type]
+        return list(self._s.execute(select(ApiClient).order_by(api_clients.c.id)).scalars())
 
 
 class SqlAudit:
