@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.composition import Services, build_services
@@ -98,7 +100,8 @@ def _fail(code: str, detail: str, as_json: bool) -> NoReturn:
         sys.stderr.write(json.dumps({"error": {"code": code, "detail": detail}},
                                     ensure_ascii=False) + "\n")
     else:
-        err.print(f"[bold red]error:[/] {code}: {detail}")
+        # Details can carry paths and other text with brackets: never let rich read them as markup.
+        err.print(f"[bold red]error:[/] {escape(code)}: {escape(detail)}")
     raise typer.Exit(1)
 
 
@@ -124,9 +127,10 @@ T = TypeVar("T")
 def _parse(fn: Callable[[str], T], text: str, what: str, as_json: bool) -> T:
     try:
         return fn(text)
-    except (ValueError, JpkiError) as exc:
-        detail = exc.detail if isinstance(exc, JpkiError) else f"invalid {what}"
-        _fail("request.invalid", detail, as_json)
+    except JpkiError as exc:
+        _fail(exc.code, exc.detail, as_json)  # keep the specific code (serial.invalid, …)
+    except ValueError:
+        _fail("request.invalid", f"invalid {what}", as_json)
 
 
 def _date(text: str) -> date:
@@ -148,7 +152,7 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None
             _print_json({"data_dir": str(services.settings.resolved_data_dir),
                          "created": report.created, "unchanged": report.unchanged})
             return
-        out.print(f"data directory: {services.settings.resolved_data_dir}")
+        out.print(f"data directory: {escape(str(services.settings.resolved_data_dir))}")
         for line in report.created:
             out.print(f"[green]created[/]   {line}")
         for line in report.unchanged:
@@ -270,6 +274,15 @@ def _write_pem(path: Path, der: bytes) -> None:
     path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
 
 
+def _check_out(path: Path, as_json: bool) -> None:
+    """Refuse an --out that cannot be written *before* anything is issued, so that a typo does not
+    leave a signed certificate the operator never received."""
+    parent = path.parent
+    if (path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)
+            or (path.exists() and not os.access(path, os.W_OK))):
+        _fail("output.unwritable", f"cannot write {path}", as_json)
+
+
 @cert_app.command("issue")
 def cert_issue(
     resident: Annotated[str, typer.Option(help="Resident id.")],
@@ -286,6 +299,7 @@ def cert_issue(
     if cert_kind is None:
         _fail("request.invalid", "--kind is sign or auth", as_json)
     key = _read_key(public_key, as_json)
+    _check_out(out_path, as_json)
     spec = CardSpec(number=card, expires_on=_parse(_date, card_expiry, "date", as_json)
                     if card_expiry else None)
     with _services(data_dir, as_json) as services:
@@ -304,6 +318,7 @@ def cert_renew(
     """Renew a certificate (from 3 months before expiry); the old one is superseded."""
     canonical = _parse(parse_serial, serial, "serial", as_json)
     key = _read_key(public_key, as_json)
+    _check_out(out_path, as_json)
     with _services(data_dir, as_json) as services:
         issued = services.issuance.renew_serial(_actor(), canonical, key)
         _report_issued(services, issued.serial, issued.der, out_path, as_json)
@@ -311,7 +326,11 @@ def cert_renew(
 
 def _report_issued(services: Services, serial: str, der: bytes, out_path: Path,
                    as_json: bool) -> None:
-    _write_pem(out_path, der)
+    try:
+        _write_pem(out_path, der)
+    except OSError:
+        _fail("output.unwritable", f"certificate {serial} was issued but {out_path} could not be "
+              f"written; `jpki cert show --serial {serial} --json` prints its PEM", as_json)
     view = services.certificates.show(_actor(), serial)
     if as_json:
         data = _jsonable(view)
@@ -319,7 +338,7 @@ def _report_issued(services: Services, serial: str, der: bytes, out_path: Path,
         _print_json(data)
     else:
         out.print(f"issued {view.kind} {view.serial} valid to {view.not_after.isoformat()} "
-                  f"→ {out_path}")
+                  f"→ {escape(str(out_path))}")
 
 
 @cert_app.command("revoke")
@@ -521,18 +540,28 @@ def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> N
 def ca_export(out_dir: Annotated[Path, typer.Option("--out", help="Directory for PEM files.")],
               data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Write every CA generation and OCSP responder certificate as PEM (for openssl etc.)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        _fail("output.unwritable", f"cannot create {out_dir}", as_json)
     written = []
     with _services(data_dir, as_json) as services, services.uow() as uow:
-        for gen in uow.cas.generations():
-            path = out_dir / f"{gen.ca.value}-ca-g{gen.generation:02d}.pem"
-            _write_pem(path, gen.certificate_der)
-            written.append(str(path))
-            for responder in uow.cas.responders(gen.id or 0)[-1:]:
-                rpath = out_dir / f"{gen.ca.value}-ocsp-g{gen.generation:02d}.pem"
-                _write_pem(rpath, responder.certificate_der)
-                written.append(str(rpath))
-    _print_json({"written": written}) if as_json else [out.print(w) for w in written]
+        try:
+            for gen in uow.cas.generations():
+                path = out_dir / f"{gen.ca.value}-ca-g{gen.generation:02d}.pem"
+                _write_pem(path, gen.certificate_der)
+                written.append(str(path))
+                for responder in uow.cas.responders(gen.id or 0)[-1:]:
+                    rpath = out_dir / f"{gen.ca.value}-ocsp-g{gen.generation:02d}.pem"
+                    _write_pem(rpath, responder.certificate_der)
+                    written.append(str(rpath))
+        except OSError:
+            _fail("output.unwritable", f"cannot write into {out_dir}", as_json)
+    if as_json:
+        _print_json({"written": written})
+    else:
+        for w in written:
+            out.print(escape(w))
 
 
 def main() -> None:

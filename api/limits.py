@@ -37,27 +37,39 @@ class BodyLimit:
                     await self._refuse(send)
                     return
         received = 0
-        started = False
+        started = False  # the app has begun its response
+        refusing = False  # the limit was crossed before any response: the answer is 413
+        refused = False  # our 413 has been sent
 
         async def guarded_receive() -> Message:
-            nonlocal received
+            nonlocal received, refusing
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    refusing = refusing or not started
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, refused
+            if refusing:
+                # The app may have turned BodyTooLarge into an error of its own (FastAPI answers
+                # 400 "error parsing the body" for any exception raised while it reads): a body
+                # over the limit is answered 413 whatever the app made of it.
+                if not refused:
+                    refused = True
+                    await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, guarded_receive, tracking_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except BodyTooLarge:
-            if not started:
+            if not started and not refused:
+                refused = True
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

@@ -49,17 +49,28 @@ def from_error(exc: JpkiError) -> JSONResponse:
                    context=exc.context or None)
 
 
+def _not_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return not (media_type == "application/json" or
+                (media_type.startswith("application/") and media_type.endswith("+json")))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(JpkiError)
     async def _jpki(_: Request, exc: JpkiError) -> JSONResponse:
         return from_error(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem(400, "request.malformed", "The request body could not be parsed",
                            "the body is not valid JSON")
+        if _not_json(request) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # FastAPI reads a body without a JSON content type as bytes, which then "is not an
+            # object": say what is really wrong.
+            return problem(415, "request.unsupported_media_type",
+                           "The request body must be JSON", "send Content-Type: application/json")
         # Never echo the input back: it may hold personal data. Location and rule only.
         return problem(422, "request.invalid", "The request is invalid",
                        "the request does not match the schema",
@@ -71,6 +82,10 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "request.method_not_allowed",
                  415: "request.unsupported_media_type", 413: "request.too_large"}
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot read at all (e.g. JSON that is not UTF-8).
+            return problem(400, "request.malformed", "The request body could not be parsed",
+                           "the body could not be decoded", headers=exc.headers)
         code = codes.get(exc.status_code, f"http.{exc.status_code}")
         return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import date, datetime
 from typing import Literal
 
@@ -31,7 +32,8 @@ class ResidentOut(BaseModel):
     status: str
     dv_support: bool
     emigrated_on: date | None
-    # Present only for operators: municipal staff keep the resident registry.
+    # Present only for operators (municipal staff keep the resident registry); for anyone else
+    # the keys are absent from the JSON, not null (see convert.resident_out).
     name: str | None = None
     birth_date: date | None = None
     sex: int | None = None
@@ -43,8 +45,10 @@ class ResidentEventIn(Strict):
     address: str | None = Field(default=None, min_length=1, max_length=400)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     sex: Literal[1, 2, 3] | None = None
-    birth_date: date | None = None
-    date: date | None = None
+    # `dt.date`, not `date`: the field named `date` shadows the type inside this class body, and
+    # the annotations (postponed by `from __future__ import annotations`) resolve there.
+    birth_date: dt.date | None = None
+    date: dt.date | None = Field(default=None, description="date of death or departure")
     municipality_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
 
 
@@ -85,9 +89,10 @@ class CardOut(BaseModel):
 class IssuanceIn(Strict):
     resident_id: str = Field(min_length=1, max_length=64)
     card: CardIn | None = None
-    sign_public_key: str | None = Field(default=None, max_length=8192,
+    # min_length: an empty key is a failed card read, not "no key" (leave the field out for that).
+    sign_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
                                         description="SubjectPublicKeyInfo, PEM")
-    auth_public_key: str | None = Field(default=None, max_length=8192,
+    auth_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
                                         description="SubjectPublicKeyInfo, PEM")
 
 

@@ -32,10 +32,13 @@ def revocation_out(r: RevocationResult) -> RevocationOut:
 
 
 def resident_out(r: Resident, *, with_basic4: bool) -> ResidentOut:
-    out = ResidentOut(id=r.id, municipality_code=r.municipality_code,
-                      registry_source=r.registry_source.value, status=r.status.value,
-                      dv_support=r.dv_support, emigrated_on=r.emigrated_on)
+    """The resident record; the basic 4 information only ``with_basic4`` (operators). Without it
+    the fields are left unset, and the routes (``response_model_exclude_unset``) leave them out of
+    the JSON altogether rather than sending them as null."""
+    fields: dict[str, object] = {
+        "id": r.id, "municipality_code": r.municipality_code,
+        "registry_source": r.registry_source.value, "status": r.status.value,
+        "dv_support": r.dv_support, "emigrated_on": r.emigrated_on}
     if with_basic4:
-        out.name, out.birth_date, out.sex, out.address = (r.name, r.birth_date, r.sex,
-                                                          r.address)
-    return out
+        fields.update(name=r.name, birth_date=r.birth_date, sex=r.sex, address=r.address)
+    return ResidentOut.model_validate(fields)

@@ -13,7 +13,7 @@ from jpki.residents import ResidentEvent
 router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])
 
 
-@router.post("", status_code=201, response_model=ResidentOut)
+@router.post("", status_code=201, response_model=ResidentOut, response_model_exclude_unset=True)
 def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.register(
         actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
@@ -21,7 +21,7 @@ def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDe
     return resident_out(resident, with_basic4=False)
 
 
-@router.get("/{resident_id}", response_model=ResidentOut)
+@router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True)
 def get_resident(resident_id: str, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.get(actor, resident_id)
     return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR)

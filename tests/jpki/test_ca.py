@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from sqlalchemy import text
 
 from jpki.errors import CaNotInitialised
 from jpki.issuance import KeyRequest
@@ -48,7 +48,7 @@ def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_r
     gen2 = services.cas.rollover(operator, CaKind.SIGN)
     assert gen2.generation == 2
     with services.uow() as uow:
-        gen1 = [g for g in uow.cas.generations(CaKind.SIGN) if g.generation == 1][0]
+        gen1 = next(g for g in uow.cas.generations(CaKind.SIGN) if g.generation == 1)
         assert uow.cas.current(CaKind.SIGN).generation == 2
         assert uow.cas.current(CaKind.AUTH).generation == 1
         assert len(uow.cas.responders(gen2.id)) == 1

@@ -235,7 +235,7 @@ def test_renewal_on_the_last_day_and_after_expiry(services, renewable, subject_k
 
 
 def test_renew_by_serial_only_the_current_certificate(services, renewable, subject_keys, clock):
-    rid, old = renewable
+    _, old = renewable
     clock.set(datetime(2030, 12, 1, tzinfo=UTC))
     serial = old[CertKind.CARD_SIGN].serial
     renewed = services.issuance.renew_serial(STATION, serial, subject_keys[2])

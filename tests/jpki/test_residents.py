@@ -47,7 +47,8 @@ def san_values(der: bytes) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("event", "check"), [
-    (ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市元町二丁目"), ("5", "東京都清瀬市元町二丁目")),
+    (ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市元町二丁目"),
+     ("5", "東京都清瀬市元町二丁目")),
     (ResidentEvent(EventKind.NAME, name="鈴木 太郎"), ("1", "鈴木\u3000太郎")),
     (ResidentEvent(EventKind.SEX, sex=3), ("3", "3")),
     (ResidentEvent(EventKind.BIRTH, birth_date=date(1990, 1, 3)), ("4", "419900103")),
@@ -100,8 +101,8 @@ def test_death_revokes_everything_and_ends_the_record(services, new_resident, su
                                                       operator):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    outcome = services.residents.record_event(operator, rid,
-                                              ResidentEvent(EventKind.DEATH, date=date(2026, 11, 26)))
+    death = ResidentEvent(EventKind.DEATH, date=date(2026, 11, 26))
+    outcome = services.residents.record_event(operator, rid, death)
     assert {r.serial for r in outcome.revocations} == {c.serial for c in certs.values()}
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "cessationOfOperation")
