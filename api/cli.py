@@ -116,6 +116,14 @@ def _services(data_dir: Path, as_json: bool, *, init: bool = False) -> Iterator[
         _fail(exc.code, exc.detail, as_json)
     except HsmError as exc:
         _fail("hsm.error", str(exc), as_json)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        # A bug or a broken component (database, disk). Its message can quote SQL parameters — the
+        # basic 4 information among them — so, as in the API's logs, only the type is shown.
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        _fail("internal", f"unexpected {kind}; its message is withheld because it may quote "
+              "personal data", as_json)
     finally:
         if services is not None:
             services.close()

@@ -37,20 +37,23 @@ def open_keystore(settings: Settings, recipe: Recipe, *, create_token: bool = Fa
     PINs first when they do not exist."""
     data_dir = settings.resolved_data_dir
     module = settings.hsm_module or default_module_path()
-    if is_softhsm(module):
-        # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
-        activate_softhsm_config(data_dir)
     if create_token:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # The data directory holds the database (basic 4 information) and the token: private.
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)
         user_pin, so_pin, _ = settings.ensure_pins()
-        if is_softhsm(module):
-            ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
     else:
+        # Refuse before touching the directory: a mistyped --data-dir must stay untouched.
         pin = settings.user_pin()
         if pin is None:
             raise CaNotInitialised(f"no HSM PIN for {data_dir}: run `jpki init --data-dir "
                                    f"{data_dir}` or set JPKI_HSM_USER_PIN")
         user_pin = pin
+    if is_softhsm(module):
+        # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
+        activate_softhsm_config(data_dir)
+        if create_token:
+            ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
     return KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
                                 user_pin=user_pin, pool_size=settings.hsm_pool_size))
 

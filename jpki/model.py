@@ -84,8 +84,7 @@ class RevocationReason(IntEnum):
         raise InvalidReason(
             "reason must be one of: " + ", ".join(n for r, n in _RFC_NAMES.items()
                                                   if r is not cls.REMOVE_FROM_CRL),
-            reason=text[:40],
-        )
+        )  # never echo the submitted text: an operator may have typed anything into it
 
 
 _RFC_NAMES = {
@@ -225,6 +224,10 @@ class Certificate:
     revoked_at: datetime | None = None
     revocation_reason: RevocationReason | None = None
     revocation_recorded_at: datetime | None = None
+    # The DER of this certificate's CRL entry, set with the revocation (jpki.crl_entries).
+    crl_entry: bytes | None = field(default=None, repr=False)
+    # When a hold was last released (removeFromCRL in the next delta CRL).
+    hold_released_at: datetime | None = None
 
     def is_revoked(self, at: datetime) -> bool:
         # A revocation may be recorded ahead of its date (emigration on the departure date).

@@ -153,8 +153,12 @@ class ResidentService:
             new = self._apply(resident, event, today)
             code = self._municipality(uow, event.municipality_code)
             revocations: list[RevocationResult] = []
-            changed = new != old or event.kind in (EventKind.DEATH, EventKind.EMIGRATION) \
-                or (code is not None and code != resident.municipality_code)
+            replayed_emigration = (event.kind is EventKind.EMIGRATION
+                                   and resident.registry_source is RegistrySource.KOSEKI_FUHYO
+                                   and resident.emigrated_on == event.date)
+            changed = (new != old or event.kind is EventKind.DEATH
+                       or (event.kind is EventKind.EMIGRATION and not replayed_emigration)
+                       or (code is not None and code != resident.municipality_code))
             if not changed:
                 # Replaying the same change is harmless: nothing to revoke, nothing to record.
                 return EventOutcome(resident=resident, changed=False, revocations=[])

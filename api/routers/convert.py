@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -17,18 +19,26 @@ def pem_of(der: bytes | None) -> str | None:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
 
 
+def utc(instant: datetime | None) -> datetime | None:
+    """Every instant the API answers is in UTC (``...Z``): the domain may hand back another
+    offset (an emigrant's revocation takes effect at 00:00 JST of the departure date)."""
+    return instant.astimezone(UTC) if instant is not None else None
+
+
 def certificate_out(view: CertificateView) -> CertificateOut:
     return CertificateOut(serial=view.serial, kind=view.kind, status=view.status,
-                          not_before=view.not_before, not_after=view.not_after,
-                          revoked_at=view.revoked_at, revocation_reason=view.revocation_reason,
+                          not_before=view.not_before.astimezone(UTC),
+                          not_after=view.not_after.astimezone(UTC),
+                          revoked_at=utc(view.revoked_at),
+                          revocation_reason=view.revocation_reason,
                           predecessor=view.predecessor, successor=view.successor,
                           sibling=view.sibling, shard=view.shard, issuer=view.issuer,
                           pem=pem_of(view.der))
 
 
 def revocation_out(r: RevocationResult) -> RevocationOut:
-    return RevocationOut(serial=r.serial, reason=r.reason.rfc_name, revoked_at=r.revoked_at,
-                         changed=r.changed)
+    return RevocationOut(serial=r.serial, reason=r.reason.rfc_name,
+                         revoked_at=r.revoked_at.astimezone(UTC), changed=r.changed)
 
 
 def resident_out(r: Resident, *, with_basic4: bool) -> ResidentOut:

@@ -1,0 +1,265 @@
+"""Authentication and authorisation of every route, by role and by municipality scope.
+
+The route table below is the specification: every route the app serves must have an entry, so a
+new route cannot be added without deciding (and testing) who may call it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from jpki.model import ClientRole, ClientStatus
+from tests.api.harness import ADULT, OTHER, Api
+from tests.api.harness import basic_auth as basic
+
+OPERATOR, STATION, CALLCENTER, RP = (ClientRole.OPERATOR, ClientRole.STATION,
+                                     ClientRole.CALLCENTER, ClientRole.RP)
+
+# Served to anyone: health, the API description, and the CA certificates that certificates point
+# at (RFC 5280 §4.2.2.1 caIssuers).
+PUBLIC = {
+    ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"), ("GET", "/ca/{ca}/g{generation}.cer"),
+}
+
+# Identifiers that exist nowhere, so that an allowed caller gets a precise "not found" and nothing
+# is ever changed by the matrix.
+NO_RESIDENT = "0" * 32
+NO_SERIAL = "7fffffffffffffff0000"
+NO_CARD = "NOSUCHCARD0000"
+UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
+
+
+@dataclass(frozen=True)
+class Probe:
+    allowed: frozenset[ClientRole]
+    path: str  # the concrete path to call
+    body: dict[str, Any] | None
+    answer: tuple[int, str]  # what an allowed caller gets for these non-existent targets
+
+
+def probes(key: bytes) -> dict[tuple[str, str], Probe]:
+    pem = key.decode("ascii")
+    return {
+        ("POST", "/v1/operators/residents"): Probe(
+            frozenset({OPERATOR}), "/v1/operators/residents",
+            {**ADULT, "municipality_code": UNREGISTERED_MUNICIPALITY},
+            (404, "municipality.not_found")),
+        ("GET", "/v1/operators/residents/{resident_id}"): Probe(
+            frozenset({OPERATOR, STATION}), f"/v1/operators/residents/{NO_RESIDENT}", None,
+            (404, "resident.not_found")),
+        ("POST", "/v1/operators/residents/{resident_id}/events"): Probe(
+            frozenset({OPERATOR}), f"/v1/operators/residents/{NO_RESIDENT}/events",
+            {"kind": "death"}, (404, "resident.not_found")),
+        ("POST", "/v1/operators/cards"): Probe(
+            frozenset({OPERATOR}), "/v1/operators/cards", {"resident_id": NO_RESIDENT},
+            (404, "resident.not_found")),
+        ("POST", "/v1/operators/cards/{number}/events"): Probe(
+            frozenset({OPERATOR}), f"/v1/operators/cards/{NO_CARD}/events", {"kind": "lost"},
+            (404, "card.not_found")),
+        ("POST", "/v1/stations/certificates"): Probe(
+            frozenset({STATION}), "/v1/stations/certificates",
+            {"resident_id": NO_RESIDENT, "auth_public_key": pem}, (404, "resident.not_found")),
+        ("POST", "/v1/stations/renewals"): Probe(
+            frozenset({STATION}), "/v1/stations/renewals",
+            {"resident_id": NO_RESIDENT, "auth_public_key": pem}, (404, "resident.not_found")),
+        ("POST", "/v1/operators/certificates/{serial}/revocation"): Probe(
+            frozenset({OPERATOR}), f"/v1/operators/certificates/{NO_SERIAL}/revocation",
+            {"reason": "keyCompromise"}, (404, "certificate.not_found")),
+        ("GET", "/v1/certificates/{serial}"): Probe(
+            frozenset({OPERATOR, STATION}), f"/v1/certificates/{NO_SERIAL}", None,
+            (404, "certificate.not_found")),
+    }
+
+
+def served_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(method, path template) of every route the app serves, included routers flattened."""
+    try:  # FastAPI ≥ 0.160 keeps included routers as lazily expanded entries
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI lists the routes themselves
+        contexts: Any = app.routes
+    else:
+        contexts = iter_route_contexts(app.routes)
+    for route in contexts:
+        for method in sorted(route.methods or ()):
+            if method != "HEAD":
+                yield method, route.path
+
+
+def test_every_route_has_an_authorisation_entry(api: Api, subject_keys: list[bytes]) -> None:
+    app = create_app(api.services.settings, services=api.services)
+    served = set(served_routes(app))
+    table = set(probes(subject_keys[0]))
+
+    assert served - PUBLIC - table == set(), "routes without an entry in the role table"
+    assert table - served == set(), "role table entries for routes that do not exist"
+    assert served >= PUBLIC
+    # Cross-check the enumeration against the published description of the API.
+    described = {(m.upper(), p) for p, ops in api.http.get("/openapi.json").json()["paths"].items()
+                 for m in ops}
+    assert described <= served
+
+
+def test_public_routes_need_no_credentials(api: Api) -> None:
+    for path in ("/healthz", "/openapi.json", "/docs", "/redoc", "/ca/sign/g01.cer",
+                 "/ca/auth/g01.cer"):
+        assert api.http.get(path).status_code == 200, path
+
+
+def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
+    """Every route × every kind of caller: 401, 403 or the answer of an allowed caller."""
+    api.remember(ADULT)
+    roles = {role: api.caller(role).headers for role in ClientRole}
+    suspended = api.caller(OPERATOR, "municipality:132217")
+    api.services.clients.set_status(api.operator, suspended.client_id, ClientStatus.SUSPENDED)
+    wrong = basic(api.caller(OPERATOR).client_id, "not-the-secret")
+    callers: dict[str, tuple[dict[str, str], tuple[int, str] | None]] = {
+        "no credentials": ({}, (401, "auth.required")),
+        "wrong secret": (wrong, (401, "auth.invalid_credentials")),
+        "unknown client": (basic("jpki_000000000000000000000000", "x" * 43),
+                           (401, "auth.invalid_credentials")),
+        "suspended operator": (suspended.headers, (403, "auth.client_suspended")),
+        **{role.value: (headers, None) for role, headers in roles.items()},
+    }
+    before = api.snapshot()
+    failures = []
+    for (method, template), probe in probes(subject_keys[0]).items():
+        for who, (headers, expected) in callers.items():
+            if expected is None:
+                role = ClientRole(who)
+                expected = probe.answer if role in probe.allowed else \
+                    (403, "auth.role_forbidden")
+            r = api.http.request(method, probe.path, json=probe.body, headers=headers)
+            try:
+                api.problem(r, *expected)
+            except AssertionError as exc:
+                failures.append(f"{method} {template} as {who}: {exc}")
+    assert not failures, "\n".join(failures)
+    api.unchanged(before)
+
+
+def test_credentials_are_checked_before_the_body(api: Api) -> None:
+    """Whoever may not call a route learns nothing from it about their request body."""
+    api.remember(ADULT)
+    invalid = {**ADULT, "sex": 9, "surplus": True}
+    api.problem(api.http.post("/v1/operators/residents", json=invalid), 401, "auth.required")
+    api.problem(api.http.post("/v1/operators/residents", json=invalid,
+                              headers=api.caller(CALLCENTER).headers), 403, "auth.role_forbidden")
+    api.problem(api.http.post("/v1/stations/certificates", json={"resident_id": NO_RESIDENT},
+                              headers=api.caller(RP).headers), 403, "auth.role_forbidden")
+
+
+def test_malformed_credentials_are_401(api: Api) -> None:
+    caller = api.caller(OPERATOR)
+    path = f"/v1/operators/residents/{NO_RESIDENT}"
+    cases = {
+        "bearer token": {"Authorization": f"Bearer {caller.secret}"},
+        "empty basic": {"Authorization": "Basic "},
+        "not base64": {"Authorization": "Basic ***"},
+        "no colon": {"Authorization": "Basic " + base64.b64encode(b"jpki_abc").decode()},
+        "empty secret": basic(caller.client_id, ""),
+        "not utf-8": {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()},
+        "overlong id": basic("x" * 65, caller.secret),
+    }
+    for name, headers in cases.items():
+        r = api.http.get(path, headers=headers)
+        body = api.problem(r, 401, "auth.invalid_credentials")
+        assert caller.secret not in r.text, name
+        assert body["status"] == 401, name
+
+
+def test_suspension_takes_effect_at_once_and_can_be_lifted(api: Api) -> None:
+    caller = api.caller(STATION)
+    path = f"/v1/operators/residents/{NO_RESIDENT}"
+    api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
+
+    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.SUSPENDED)
+    api.problem(api.http.get(path, headers=caller.headers), 403, "auth.client_suspended")
+
+    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.ACTIVE)
+    api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
+
+
+# --- municipality scopes ---------------------------------------------------------------------
+
+
+def test_operator_scoped_to_another_municipality_is_refused(
+        api: Api, subject_keys: list[bytes]) -> None:
+    kiyose = api.register(ADULT)  # 132217
+    issued = api.issue(kiyose, sign=subject_keys[0], auth=subject_keys[1])
+    serial, number = issued["certificates"][0]["serial"], issued["card_number"]
+    chiyoda = api.caller(OPERATOR, "municipality:131016").headers
+
+    before = api.snapshot()
+    refused = [
+        api.http.get(f"/v1/operators/residents/{kiyose}", headers=chiyoda),
+        api.http.post(f"/v1/operators/residents/{kiyose}/events", headers=chiyoda,
+                      json={"kind": "address", "address": OTHER["address"]}),
+        api.http.post(f"/v1/operators/certificates/{serial}/revocation", headers=chiyoda,
+                      json={"reason": "keyCompromise"}),
+        api.http.get(f"/v1/certificates/{serial}", headers=chiyoda),
+        api.http.post(f"/v1/operators/cards/{number}/events", headers=chiyoda,
+                      json={"kind": "lost"}),
+        api.http.post("/v1/operators/cards", headers=chiyoda, json={"resident_id": kiyose}),
+        api.http.post("/v1/operators/residents", headers=chiyoda, json=ADULT),
+    ]
+    for r in refused:
+        body = api.problem(r, 403, "auth.scope_missing")
+        assert body["context"] == {"scope": "municipality:132217"}
+    api.unchanged(before)
+
+    # The same client acts on its own municipality.
+    api.remember(OTHER)
+    mine = api.http.post("/v1/operators/residents", headers=chiyoda, json=OTHER)
+    assert mine.status_code == 201, mine.text
+    got = api.http.get(f"/v1/operators/residents/{mine.json()['id']}", headers=chiyoda)
+    assert got.status_code == 200 and got.json()["municipality_code"] == "131016"
+
+
+def test_station_scoped_to_another_municipality_is_refused(
+        api: Api, subject_keys: list[bytes]) -> None:
+    kiyose = api.register(ADULT)
+    issued = api.issue(kiyose, auth=subject_keys[0])
+    serial = issued["certificates"][0]["serial"]
+    chiyoda = api.caller(STATION, "municipality:131016").headers
+
+    before = api.snapshot()
+    for path, body in (("/v1/stations/certificates",
+                        {"resident_id": kiyose, "sign_public_key": subject_keys[1].decode()}),
+                       ("/v1/stations/renewals",
+                        {"resident_id": kiyose, "auth_public_key": subject_keys[1].decode()})):
+        api.problem(api.http.post(path, headers=chiyoda, json=body), 403, "auth.scope_missing")
+    api.problem(api.http.get(f"/v1/operators/residents/{kiyose}", headers=chiyoda), 403,
+                "auth.scope_missing")
+    api.problem(api.http.get(f"/v1/certificates/{serial}", headers=chiyoda), 403,
+                "auth.scope_missing")
+    api.unchanged(before)
+
+    kiyose_station = api.caller(STATION, "municipality:132217").headers
+    r = api.http.post("/v1/stations/certificates", headers=kiyose_station,
+                      json={"resident_id": kiyose, "sign_public_key": subject_keys[1].decode()})
+    assert r.status_code == 201, r.text
+
+
+def test_scope_is_checked_before_the_resident_state_is_revealed(
+        api: Api, subject_keys: list[bytes]) -> None:
+    """A client outside the resident's municipality learns nothing about the record, not even
+    that it has ended."""
+    kiyose = api.register(ADULT)
+    r = api.http.post(f"/v1/operators/residents/{kiyose}/events", headers=api.op,
+                      json={"kind": "death"})
+    assert r.status_code == 200, r.text
+    chiyoda = api.caller(OPERATOR, "municipality:131016").headers
+    api.problem(api.http.post(f"/v1/operators/residents/{kiyose}/events", headers=chiyoda,
+                              json={"kind": "death"}), 403, "auth.scope_missing")
+    chiyoda_station = api.caller(STATION, "municipality:131016").headers
+    api.problem(api.http.post("/v1/stations/certificates", headers=chiyoda_station,
+                              json={"resident_id": kiyose,
+                                    "auth_public_key": subject_keys[0].decode()}),
+                403, "auth.scope_missing")

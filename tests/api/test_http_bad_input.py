@@ -1,0 +1,378 @@
+"""Refused requests: each gets a precise RFC 9457 problem with a stable code, and changes nothing.
+
+Every case runs against the same populated database (an adult with both card certificates, a
+child, a deceased resident and an adult of another municipality); before and after each request
+the audit head and the full contents of the residents, cards, certificates and audit-log tables
+are compared. Every error body is also checked for the residents' basic 4 information
+(:meth:`Api.problem`), and the log of the whole test for the same (the ``api`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.api.harness import ADULT, CHILD, OTHER, Api
+
+JSON = {"content-type": "application/json"}
+UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
+BAD_CHECK_DIGIT = "132218"  # 清瀬市 is 132217
+NEW_ADDRESS = "東京都清瀬市竹丘三丁目４番５号 コーポ機密２０２"
+
+
+@dataclass(frozen=True)
+class World:
+    adult: str  # 132217, holds both card certificates
+    sign: str
+    auth: str
+    card: str
+    child: str  # 132217, 11 years old, no certificates
+    dead: str  # 132217, deceased
+    other: str  # 131016, no certificates
+    keys: list[bytes]  # keys[0], keys[1] are the adult's; the rest are unused
+    bad: dict[str, bytes]
+    max_body: int
+
+    def key(self, i: int) -> str:
+        return self.keys[i].decode("ascii")
+
+
+@pytest.fixture
+def world(api: Api, subject_keys: list[bytes], bad_keys: dict[str, bytes]) -> World:
+    adult = api.register(ADULT)
+    issued = api.issue(adult, sign=subject_keys[0], auth=subject_keys[1])
+    kinds = {c["kind"]: c["serial"] for c in issued["certificates"]}
+    dead = api.register({**ADULT, "name": "瀬戸内 故人", "birth_date": "1940-02-03"})
+    r = api.http.post(f"/v1/operators/residents/{dead}/events", headers=api.op,
+                      json={"kind": "death"})
+    assert r.status_code == 200, r.text
+    api.remember({"address": NEW_ADDRESS})
+    return World(adult=adult, sign=kinds["card_sign"], auth=kinds["card_auth"],
+                 card=issued["card_number"], child=api.register(CHILD), dead=dead,
+                 other=api.register(OTHER), keys=subject_keys, bad=bad_keys,
+                 max_body=api.services.settings.max_body_bytes)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    role: str  # "operator" | "station"
+    request: Callable[[World], dict[str, Any]]  # method, url and httpx arguments
+    status: int
+    code: str
+
+
+def post(url: str, **kwargs: Any) -> dict[str, Any]:
+    return {"method": "POST", "url": url, **kwargs}
+
+
+def get(url: str) -> dict[str, Any]:
+    return {"method": "GET", "url": url}
+
+
+def chunks(total: int, size: int = 4096) -> Iterator[bytes]:
+    """A body sent without Content-Length (chunked), larger than the limit."""
+    yield b'{"name": "'
+    sent = 0
+    while sent < total:
+        yield b"x" * size
+        sent += size
+    yield b'"}'
+
+
+RESIDENTS = "/v1/operators/residents"
+ISSUE = "/v1/stations/certificates"
+RENEW = "/v1/stations/renewals"
+
+
+def events(resident: str) -> str:
+    return f"{RESIDENTS}/{resident}/events"
+
+
+def revocation(serial: str) -> str:
+    return f"/v1/operators/certificates/{serial}/revocation"
+
+
+CASES = [
+    # --- the body as bytes --------------------------------------------------------------------
+    Case("malformed JSON", "operator", lambda w: post(
+        RESIDENTS, content='{"name": "瀬戸内 ひかり", "sex": '.encode(), headers=JSON),
+        400, "request.malformed"),
+    Case("JSON that is not UTF-8", "operator", lambda w: post(
+        RESIDENTS, content=b'{"name": "\xff\xfe"}', headers=JSON), 400, "request.malformed"),
+    Case("JSON sent as text/plain", "operator", lambda w: post(
+        RESIDENTS, content=json.dumps(ADULT).encode(), headers={"content-type": "text/plain"}),
+        415, "request.unsupported_media_type"),
+    Case("JSON array instead of an object", "operator", lambda w: post(RESIDENTS, json=[ADULT]),
+         422, "request.invalid"),
+    Case("body over the limit, Content-Length", "operator", lambda w: post(
+        RESIDENTS, content=b'{"name": "' + b"x" * w.max_body + b'"}', headers=JSON),
+        413, "request.too_large"),
+    Case("body over the limit, chunked", "operator", lambda w: post(
+        RESIDENTS, content=chunks(w.max_body), headers=JSON), 413, "request.too_large"),
+    Case("body over the limit on a station route", "station", lambda w: post(
+        ISSUE, content=chunks(w.max_body), headers=JSON), 413, "request.too_large"),
+    # --- registration -------------------------------------------------------------------------
+    Case("name over the schema limit", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "name": "瀬戸内ひかり" * 50}), 422, "request.invalid"),
+    Case("name over the certificate limit", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "name": "瀬戸内ひかり" * 25}), 400, "basic4.invalid"),
+    Case("name with a control character", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "name": "瀬戸内\u0007ひかり"}), 400, "basic4.invalid"),
+    Case("empty address", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "address": ""}), 422, "request.invalid"),
+    Case("address of spaces only", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "address": "\u3000 \u3000"}), 400, "basic4.invalid"),
+    Case("unknown field", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "nickname": "ひーちゃん"}), 422, "request.invalid"),
+    Case("missing field", "operator", lambda w: post(
+        RESIDENTS, json={k: v for k, v in ADULT.items() if k != "birth_date"}),
+        422, "request.invalid"),
+    Case("sex out of range", "operator", lambda w: post(RESIDENTS, json={**ADULT, "sex": 4}),
+         422, "request.invalid"),
+    Case("impossible birth date", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "birth_date": "1990-02-30"}), 422, "request.invalid"),
+    Case("birth date in the future", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "birth_date": "2030-01-01"}), 400, "date.invalid"),
+    Case("municipality code of 5 digits", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "municipality_code": "13221"}), 422, "request.invalid"),
+    Case("unknown municipality", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "municipality_code": UNREGISTERED_MUNICIPALITY}),
+        404, "municipality.not_found"),
+    Case("municipality check digit", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "municipality_code": BAD_CHECK_DIGIT}),
+        400, "municipality.invalid"),
+    Case("prefecture 99", "operator", lambda w: post(
+        RESIDENTS, json={**ADULT, "municipality_code": "990007"}), 400, "municipality.invalid"),
+    # --- resident events ----------------------------------------------------------------------
+    Case("unknown resident", "operator", lambda w: get(f"{RESIDENTS}/{'0' * 32}"),
+         404, "resident.not_found"),
+    Case("event for an unknown resident", "operator", lambda w: post(
+        events("0" * 32), json={"kind": "address", "address": NEW_ADDRESS}),
+        404, "resident.not_found"),
+    Case("event for a deceased resident", "operator", lambda w: post(
+        events(w.dead), json={"kind": "address", "address": NEW_ADDRESS}),
+        422, "resident.inactive"),
+    Case("death of a deceased resident", "operator", lambda w: post(
+        events(w.dead), json={"kind": "death"}), 422, "resident.inactive"),
+    Case("event of an unknown kind", "operator", lambda w: post(
+        events(w.adult), json={"kind": "marriage"}), 422, "request.invalid"),
+    Case("address event without an address", "operator", lambda w: post(
+        events(w.adult), json={"kind": "address"}), 400, "request.invalid"),
+    Case("emigration without a date", "operator", lambda w: post(
+        events(w.adult), json={"kind": "emigration", "address": "ROMA ITALIA"}),
+        400, "request.invalid"),
+    Case("death in the future", "operator", lambda w: post(
+        events(w.adult), json={"kind": "death", "date": "2027-01-01"}), 400, "date.invalid"),
+    Case("move to an unknown municipality", "operator", lambda w: post(
+        events(w.adult), json={"kind": "address", "address": NEW_ADDRESS,
+                               "municipality_code": UNREGISTERED_MUNICIPALITY}),
+        404, "municipality.not_found"),
+    Case("move to a bad check digit", "operator", lambda w: post(
+        events(w.adult), json={"kind": "address", "address": NEW_ADDRESS,
+                               "municipality_code": BAD_CHECK_DIGIT}),
+        400, "municipality.invalid"),
+    # --- certificates: lookup and revocation ---------------------------------------------------
+    Case("unknown serial", "operator", lambda w: get("/v1/certificates/7fff0000ffff0000ab"),
+         404, "certificate.not_found"),
+    Case("revoke an unknown serial", "operator", lambda w: post(
+        revocation("7fff0000ffff0000ab"), json={"reason": "keyCompromise"}),
+        404, "certificate.not_found"),
+    Case("serial that is not hex", "station", lambda w: get("/v1/certificates/serial-xyz"),
+         400, "serial.invalid"),
+    Case("serial zero", "operator", lambda w: get("/v1/certificates/00"), 400, "serial.invalid"),
+    Case("serial of 41 digits", "operator", lambda w: get("/v1/certificates/" + "1" * 41),
+         400, "serial.invalid"),
+    Case("revoke a malformed serial", "operator", lambda w: post(
+        revocation("not-a-serial"), json={"reason": "keyCompromise"}), 400, "serial.invalid"),
+    Case("unknown revocation reason", "operator", lambda w: post(
+        revocation(w.sign), json={"reason": "lostIt"}), 400, "revocation.reason_invalid"),
+    Case("removeFromCRL as a reason", "operator", lambda w: post(
+        revocation(w.sign), json={"reason": "removeFromCRL"}), 400, "revocation.reason_invalid"),
+    Case("removeFromCRL by number", "operator", lambda w: post(
+        revocation(w.sign), json={"reason": "8"}), 400, "revocation.reason_invalid"),
+    Case("reason 7 (unused in RFC 5280)", "operator", lambda w: post(
+        revocation(w.sign), json={"reason": "7"}), 400, "revocation.reason_invalid"),
+    Case("empty reason", "operator", lambda w: post(revocation(w.sign), json={"reason": ""}),
+         422, "request.invalid"),
+    # --- issuance and renewal ------------------------------------------------------------------
+    Case("EC key", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["ec"].decode()}),
+        400, "public_key.algorithm"),
+    Case("RSA-1024 key", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["rsa1024"].decode()}),
+        400, "public_key.weak"),
+    Case("garbage PEM", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["garbage"].decode()}),
+        400, "public_key.invalid"),
+    Case("not PEM at all", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "sign_public_key": "鍵"}), 400, "public_key.invalid"),
+    Case("one good key and one bad", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "sign_public_key": w.bad["rsa1024"].decode()}), 400, "public_key.weak"),
+    Case("no key", "station", lambda w: post(ISSUE, json={"resident_id": w.other}),
+         400, "request.invalid"),
+    Case("empty key", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "sign_public_key": "", "auth_public_key": w.key(2)}),
+        422, "request.invalid"),
+    Case("same key for signing and auth", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "sign_public_key": w.key(2),
+                     "auth_public_key": w.key(2)}), 409, "public_key.duplicate"),
+    Case("a key already certified", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "sign_public_key": w.key(0),
+                     "auth_public_key": w.key(2)}), 409, "public_key.duplicate"),
+    Case("issue for an unknown resident", "station", lambda w: post(
+        ISSUE, json={"resident_id": "0" * 32, "auth_public_key": w.key(2)}),
+        404, "resident.not_found"),
+    Case("issue for a deceased resident", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.dead, "auth_public_key": w.key(2)}),
+        422, "resident.inactive"),
+    Case("signing certificate under 15", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.child, "sign_public_key": w.key(2),
+                     "auth_public_key": w.key(3)}), 422, "policy.under_15"),
+    Case("a valid certificate of the kind exists", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.adult, "sign_public_key": w.key(2)}), 409, "conflict"),
+    Case("card number of another resident's card", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "card": {"number": w.card}}), 409, "card.conflict"),
+    Case("card number with symbols", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "card": {"number": "AB-CD-EF-GH"}}), 422, "request.invalid"),
+    Case("renewal outside the window", "station", lambda w: post(
+        RENEW, json={"resident_id": w.adult, "sign_public_key": w.key(2),
+                     "auth_public_key": w.key(3)}), 422, "policy.renewal_window"),
+    Case("renewal without a certificate", "station", lambda w: post(
+        RENEW, json={"resident_id": w.other, "auth_public_key": w.key(2)}),
+        422, "certificate.not_renewable"),
+    # --- cards --------------------------------------------------------------------------------
+    Case("unknown card", "operator", lambda w: post(
+        "/v1/operators/cards/NOSUCHCARD0000/events", json={"kind": "lost"}),
+        404, "card.not_found"),
+    Case("malformed card number", "operator", lambda w: post(
+        "/v1/operators/cards/ab/events", json={"kind": "lost"}), 400, "request.invalid"),
+    Case("card found while active", "operator", lambda w: post(
+        f"/v1/operators/cards/{w.card}/events", json={"kind": "found"}), 422, "card.inactive"),
+    Case("card event of an unknown kind", "operator", lambda w: post(
+        f"/v1/operators/cards/{w.card}/events", json={"kind": "stolen"}),
+        422, "request.invalid"),
+    Case("register the active card again", "operator", lambda w: post(
+        "/v1/operators/cards", json={"resident_id": w.adult, "number": w.card}),
+        409, "card.conflict"),
+    Case("replace the card with one already expired", "operator", lambda w: post(
+        "/v1/operators/cards", json={"resident_id": w.adult, "number": "EXPIRED0001",
+                                     "expires_on": "2026-01-01"}), 422, "card.expired"),
+    Case("issue on a card already expired", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "card": {"expires_on": "2026-11-26"}}), 422, "card.expired"),
+    Case("card expiry unlike the active card's", "station", lambda w: post(
+        RENEW, json={"resident_id": w.adult, "auth_public_key": w.key(2),
+                     "card": {"expires_on": "2029-01-01"}}), 409, "card.conflict"),
+    Case("register a card for a deceased resident", "operator", lambda w: post(
+        "/v1/operators/cards", json={"resident_id": w.dead}), 422, "resident.inactive"),
+    # --- routing ------------------------------------------------------------------------------
+    Case("unknown route", "operator", lambda w: get("/v1/operators/nothing-here"),
+         404, "not_found"),
+    Case("wrong method", "operator", lambda w: {"method": "DELETE", "url": events(w.adult)},
+         405, "request.method_not_allowed"),
+]
+
+
+def test_case_ids_are_unique() -> None:
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_refused_requests_answer_precisely_and_change_nothing(api: Api, world: World) -> None:
+    headers = {"operator": api.op, "station": api.station}
+    failures = []
+    for case in CASES:
+        request = case.request(world)
+        request["headers"] = {**headers[case.role], **request.get("headers", {})}
+        before = api.snapshot()
+        response = api.http.request(**request)
+        try:
+            api.problem(response, case.status, case.code)
+            api.unchanged(before)
+        except AssertionError as exc:
+            failures.append(f"{case.id}: {exc}")
+    assert not failures, f"{len(failures)} of {len(CASES)} cases failed:\n" + "\n".join(failures)
+
+
+def test_schema_errors_name_the_field_but_never_echo_the_value(api: Api, world: World) -> None:
+    secret_name = "瀬戸内秘密ひかり" * 40  # 320 characters
+    api.remember({"name": secret_name})
+    r = api.http.post(RESIDENTS, headers=api.op, json={**ADULT, "name": secret_name, "sex": 9})
+
+    body = api.problem(r, 422, "request.invalid")
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("body", "name"), ("body", "sex")}
+    assert {e["type"] for e in body["errors"]} == {"string_too_long", "literal_error"}
+    assert "秘密" not in r.text
+    assert "input" not in json.dumps(body["errors"])
+
+
+def test_oversized_body_is_refused_before_authentication(api: Api, world: World) -> None:
+    before = api.snapshot()
+    for headers in ({}, api.op):
+        r = api.http.post(RESIDENTS, content=chunks(world.max_body),
+                          headers={**JSON, **headers})
+        body = api.problem(r, 413, "request.too_large")
+        assert str(world.max_body) in body["detail"]
+    api.unchanged(before)
+
+
+def test_a_body_just_under_the_limit_is_read(api: Api, world: World) -> None:
+    """The limit refuses what is over it, not what is near it: padding with spaces keeps the
+    JSON valid, so the answer is the schema's."""
+    payload = json.dumps({**ADULT, "name": 1}).encode()
+    padded = payload[:-1] + b" " * (world.max_body - len(payload)) + b"}"
+    assert len(padded) == world.max_body
+    for content in (padded, iter([padded[:1000], padded[1000:]])):
+        r = api.http.post(RESIDENTS, content=content, headers={**JSON, **api.op})
+        api.problem(r, 422, "request.invalid")
+
+
+def test_under_15_gets_the_auth_certificate_alone(api: Api, world: World) -> None:
+    refused = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.child, "sign_public_key": world.key(2),
+        "auth_public_key": world.key(3)})
+    api.problem(refused, 422, "policy.under_15")
+
+    r = api.http.post(ISSUE, headers=api.station,
+                      json={"resident_id": world.child, "auth_public_key": world.key(3)})
+    assert r.status_code == 201, r.text
+    assert [c["kind"] for c in r.json()["certificates"]] == ["card_auth"]
+    # The refused request left no card behind: this one made the child's first card.
+    assert r.json()["card_number"] != world.card
+
+
+def test_error_bodies_carry_identifiers_only(api: Api, world: World) -> None:
+    """The context of a problem names what was refused (a serial, a field, a rule), nothing
+    the request said about a person."""
+    r = api.http.post(RESIDENTS, headers=api.op,
+                      json={**ADULT, "name": "瀬戸内\u0007ひかり"})
+    body = api.problem(r, 400, "basic4.invalid")
+    assert body["context"] == {"field": "name", "position": 4, "rule": "control_character"}
+
+    r = api.http.post(ISSUE, headers=api.station,
+                      json={"resident_id": world.adult, "sign_public_key": world.key(2)})
+    body = api.problem(r, 409, "conflict")
+    assert body["context"] == {"serial": world.sign, "kind": "card_sign"}
+
+
+def test_revocation_reason_is_not_echoed(api: Api, world: World) -> None:
+    r = api.http.post(revocation(world.sign), headers=api.op,
+                      json={"reason": ADULT["name"]})
+    api.problem(r, 400, "revocation.reason_invalid")
+
+
+def test_the_snapshot_notices_a_change(api: Api, world: World) -> None:
+    """The "changes nothing" check above can fail: an accepted event is seen."""
+    before = api.snapshot()
+    r = api.http.post(events(world.adult), headers=api.op,
+                      json={"kind": "address", "address": NEW_ADDRESS})
+    assert r.status_code == 200, r.text
+    with pytest.raises(AssertionError, match=r"audit_head.*residents.*certificates.*audit_log"):
+        api.unchanged(before)
