@@ -10,17 +10,36 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from api import problems
 from api.composition import Services, build_services
 from api.limits import BodyLimit
-from api.routers import cards, certificates, public, residents
+from api.ocsp_http import OcspEndpoint
+from api.routers import cards, certificates, crl, public, residents
 from jpki import __version__
 from jpki.principals import Principal
 from jpki.settings import Settings
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
+# How often cached OCSP responses are checked against status changes: the "within one second"
+# of the revocation-services issue, with room for the re-signing itself.
+OCSP_REFRESH_SECONDS = 0.25
+
+
+class JpkiApp(FastAPI):
+    """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http)."""
+
+    ocsp_endpoint: OcspEndpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/ocsp" or path.startswith("/ocsp/"):
+                await self.ocsp_endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def maintenance(services: Services) -> None:
@@ -33,10 +52,18 @@ def maintenance(services: Services) -> None:
         actor, timedelta(seconds=services.settings.pending_timeout_seconds))
     if abandoned:
         log.warning("abandoned %d stale issuance intents", len(abandoned))
-    services.cas.ensure_responders(actor, CeremonyReport())
+    report = CeremonyReport()
+    services.cas.ensure_responders(actor, report)
+    if report.created:
+        services.ocsp.reload()
+    due = services.crls.due()
+    for kind in ("full", "delta"):
+        scopes = [scope for scope, k in due if k == kind]
+        if scopes:
+            services.crls.publish_many(scopes, kinds=(kind,))
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
     settings = settings or Settings()
     owned = services is None
 
@@ -55,21 +82,32 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
-        task = asyncio.create_task(loop())
+        async def ocsp_refresh() -> None:
+            while True:
+                await asyncio.sleep(OCSP_REFRESH_SECONDS)
+                try:
+                    await run_in_threadpool(svc.ocsp.refresh)
+                except Exception as exc:  # keep serving; report the type only
+                    log.error("OCSP refresh failed: %s", type(exc).__name__)
+
+        tasks = [asyncio.create_task(loop()), asyncio.create_task(ocsp_refresh())]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             if owned:
                 svc.close()
 
-    app = FastAPI(title="jpki", version=__version__, lifespan=lifespan,
+    app = JpkiApp(title="jpki", version=__version__, lifespan=lifespan,
                   description="Certificate authority for national ID cards in the style of "
                               "JPKI: issuance, renewal, revocation, residents, cards.")
     if services is not None:
         app.state.services = services
+    app.ocsp_endpoint = OcspEndpoint(lambda: app.state.services.ocsp)
     problems.install(app)
     app.include_router(public.router)
+    app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(cards.router)
     app.include_router(certificates.router)

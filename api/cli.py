@@ -252,15 +252,16 @@ def resident_show(resident: Annotated[str, typer.Option(help="Resident id.")],
         r = services.residents.get(_actor(), resident)
         with services.uow() as uow:
             certs = [c.serial for c in uow.certificates.for_resident(r.id)]
+        views = [services.certificates.show(_actor(), s) for s in certs]
         data = {"id": r.id, "municipality": r.municipality_code,
                 "registry_source": r.registry_source, "status": r.status,
                 "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,
-                "certificates": [services.certificates.show(_actor(), s) for s in certs]}
+                "certificates": views}
         if as_json:
             _print_json(data)
         else:
             out.print(f"{r.id} {r.status.value} municipality {r.municipality_code}")
-            for view in data["certificates"]:
+            for view in views:
                 out.print(f"  {view.serial} {view.kind} {view.status} until "
                           f"{view.not_after.isoformat()}")
 
@@ -487,8 +488,10 @@ def client_resume(client_id: Annotated[str, typer.Option(help="Client id.")],
 
 
 def _head(text: str) -> tuple[int, str]:
-    seq, sep, mac = text.partition(":")
-    if not sep or len(mac) != 64:
+    seq, sep, mac = text.strip().partition(":")
+    # A negative or non-hex head would be accepted and then check nothing.
+    if (not sep or not (seq.isascii() and seq.isdigit()) or len(mac) != 64
+            or any(c not in "0123456789abcdef" for c in mac.lower())):
         raise InvalidInput("--expect-head is SEQ:MAC as printed by `jpki audit verify`")
     return int(seq), mac.lower()
 
@@ -531,16 +534,16 @@ def ca_rollover(ca: Annotated[CaKind, typer.Option(help="sign or auth.")],
 def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """List CA generations."""
     with _services(data_dir, as_json) as services:
-        rows = [{"ca": g.ca, "generation": g.generation, "key_label": g.key_label,
-                 "not_before": g.not_before, "not_after": g.not_after}
-                for g in services.cas.generations()]
+        generations = services.cas.generations()
         if as_json:
-            _print_json(rows)
+            _print_json([{"ca": g.ca, "generation": g.generation, "key_label": g.key_label,
+                          "not_before": g.not_before, "not_after": g.not_after}
+                         for g in generations])
             return
         table = Table("CA", "generation", "key", "not before", "not after")
-        for r in rows:
-            table.add_row(str(r["ca"].value), str(r["generation"]), str(r["key_label"]),
-                          r["not_before"].isoformat(), r["not_after"].isoformat())
+        for g in generations:
+            table.add_row(g.ca.value, str(g.generation), g.key_label, g.not_before.isoformat(),
+                          g.not_after.isoformat())
         out.print(table)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from hsm.keystore import KeyStore, TokenConfig
 from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
 from jpki.audit import AuditLog
@@ -16,14 +18,17 @@ from jpki.ca import CaService
 from jpki.cards import CardService
 from jpki.certificates import CertificateQueries
 from jpki.clients import ClientService
+from jpki.crls import CrlService
 from jpki.errors import CaNotInitialised
 from jpki.issuance import IssuanceService
+from jpki.ocsp import OcspResponder
 from jpki.ports import Clock, SystemClock
 from jpki.recipe import Recipe, load_recipe
 from jpki.residents import ResidentService
 from jpki.revocation import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.crls import SqlCrlEntrySource
 from jpki.store.migrate import upgrade
 from jpki.urls import ServiceUrls
 
@@ -74,9 +79,13 @@ class Services:
     revocation: RevocationService
     clients: ClientService
     certificates: CertificateQueries
+    crls: CrlService
+    read_engine: Engine
+    ocsp: OcspResponder
 
     def close(self) -> None:
         self.uow.engine.dispose()
+        self.read_engine.dispose()
         self.keys.close()
 
 
@@ -93,6 +102,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     urls = ServiceUrls(settings.base_url)
     audit = AuditLog(keys, recipe.audit_key_label, clock)
     cas = CaService(uow, keys, clock, recipe, audit)
+    read_engine = create_store_engine(settings.resolved_database_url, read_only=True)
+    crls = CrlService(uow, SqlCrlEntrySource(read_engine), keys, clock, recipe, urls, cas,
+                      settings.resolved_data_dir / "crl")
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
@@ -102,4 +114,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         revocation=RevocationService(uow, clock, audit),
         clients=ClientService(uow, clock, audit),
         certificates=CertificateQueries(uow, clock),
+        crls=crls,
+        read_engine=read_engine,
+        ocsp=OcspResponder(uow, keys, clock, recipe, cas, validity=recipe.ocsp.validity,
+                           max_live_signatures=recipe.ocsp.max_live_signatures),
     )

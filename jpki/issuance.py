@@ -55,7 +55,7 @@ from jpki.profiles import EndEntitySpec, Issuer, build_end_entity, issuance_iden
 from jpki.public_keys import SubjectKey, load_subject_key
 from jpki.recipe import Recipe
 from jpki.residents import load_active_resident
-from jpki.revocation import revoke_in
+from jpki.revocation import revoke_in, set_revocation
 from jpki.serials import new_serial, serial_hex
 from jpki.signing import sign_tbs, to_be_signed
 from jpki.urls import ServiceUrls
@@ -148,9 +148,7 @@ class IssuanceService:
             stale = list(uow.certificates.pending_before(now - older_than))
             for cert in stale:
                 cert.status = CertStatus.ABANDONED
-                cert.revoked_at = now
-                cert.revocation_reason = RevocationReason.UNSPECIFIED
-                cert.revocation_recorded_at = now
+                set_revocation(cert, now, RevocationReason.UNSPECIFIED, now)
                 cert.updated_at = now
                 self._audit.record(uow, actor=actor.actor, action="certificate.abandoned",
                                    subject=cert.serial, payload={"kind": cert.kind.value})
@@ -352,9 +350,7 @@ class IssuanceService:
                     if cert is None or cert.status is not CertStatus.PENDING:
                         continue
                     cert.status = CertStatus.ABANDONED
-                    cert.revoked_at = now
-                    cert.revocation_reason = RevocationReason.UNSPECIFIED
-                    cert.revocation_recorded_at = now
+                    set_revocation(cert, now, RevocationReason.UNSPECIFIED, now)
                     self._audit.record(uow, actor=actor.actor, action="certificate.abandoned",
                                        subject=cert.serial, payload={"kind": cert.kind.value})
                 uow.commit()

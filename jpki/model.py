@@ -239,6 +239,35 @@ class Certificate:
 
 
 @dataclass(eq=False)
+class CrlPublication:
+    """One CRL as published: a full or delta CRL of one scope (a shard, or "arl")."""
+
+    id: int | None
+    ca_generation_id: int
+    scope: str
+    kind: str  # "full" | "delta"
+    number: int
+    base_number: int | None
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    size: int
+    sha256: str
+    path: str  # relative to the data directory's crl/ folder
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeltaRow:
+    """A certificate whose CRL state changed since a base CRL."""
+
+    serial: str
+    revoked_at: datetime | None
+    crl_entry: bytes | None
+    hold_released_at: datetime | None
+
+
+@dataclass(eq=False)
 class ApiClient:
     id: int | None
     client_id: str

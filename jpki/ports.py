@@ -7,6 +7,7 @@ Adapters implement these: ``jpki.store`` (SQLAlchemy) the unit of work and repos
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -21,6 +22,8 @@ from jpki.model import (
     Card,
     Certificate,
     CertKind,
+    CrlPublication,
+    DeltaRow,
     OcspResponder,
     Resident,
 )
@@ -78,6 +81,7 @@ class CertificateRepository(Protocol):
     def for_card(self, card_id: int) -> Sequence[Certificate]: ...
     def successor_of(self, cert_id: int) -> Certificate | None: ...
     def pending_before(self, before: datetime) -> Sequence[Certificate]: ...
+    def status_changed_since(self, since: datetime) -> Sequence[Certificate]: ...
 
 
 class CaRepository(Protocol):
@@ -106,6 +110,40 @@ class AuditRepository(Protocol):
     def count(self) -> int: ...
 
 
+class CrlRepository(Protocol):
+    def next_number(self, generation_id: int, scope: str) -> int: ...
+    def add(self, publication: CrlPublication) -> None: ...
+    def latest(self, generation_id: int, scope: str, kind: str) -> CrlPublication | None: ...
+    def older_than(self, generation_id: int, scope: str, kind: str,
+                   keep: int) -> Sequence[CrlPublication]: ...
+
+
+class OcspResponseRepository(Protocol):
+    def put(self, generation_id: int, algorithm: str, serial: str, der: bytes,
+            this_update: datetime, next_update: datetime) -> None: ...
+    def get(self, generation_id: int, algorithm: str,
+            serial: str) -> tuple[bytes, datetime, datetime] | None: ...
+    def entries_for(self, serials: Sequence[str]) -> list[tuple[int, str, str, datetime]]: ...
+
+
+class CrlSnapshot(Protocol):
+    """One consistent read of the revocation state, for one CRL."""
+
+    def full_stats(self, generation_id: int, shard: str, at: datetime,
+                   floor: datetime) -> tuple[int, int]:
+        """(number of entries, total DER length) of a full CRL."""
+        ...
+
+    def full_entries(self, generation_id: int, shard: str, at: datetime, floor: datetime,
+                     batch: int = 20_000) -> Iterator[bytes]: ...
+    def delta(self, generation_id: int, shard: str, since: datetime, at: datetime,
+              floor: datetime) -> list[DeltaRow]: ...
+
+
+class CrlEntrySource(Protocol):
+    def snapshot(self) -> AbstractContextManager[CrlSnapshot]: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Repositories flush; only the service that owns the use case
     commits (DESIGN.md §2). Leaving the block without commit() rolls back."""
@@ -125,6 +163,10 @@ class UnitOfWork(Protocol):
     def clients(self) -> ClientRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def crls(self) -> CrlRepository: ...
+    @property
+    def ocsp(self) -> OcspResponseRepository: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -169,6 +169,18 @@ def personal_data_san(b4: Basic4) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+def shard_names(recipe: Recipe, urls: ServiceUrls, ca: CaKind, generation: int,
+                municipality: Municipality) -> list[x509.GeneralName]:
+    """The names of one CRL shard: written into certificates' CRL distribution point and, the
+    same, into that shard's Issuing Distribution Point (RFC 5280 §5.2.5, §6.3.3 (b)(2))."""
+    return [
+        # §1.2: the JPKI directoryName of the holder's municipality shard …
+        x509.DirectoryName(name_from_pairs(crl_dp_rdns(municipality, recipe.ca(ca).crl_dp_ou))),
+        # … and the same shard over HTTP on this service (DESIGN.md §5).
+        x509.UniformResourceIdentifier(urls.crl(ca, generation, municipality.code)),
+    ]
+
+
 def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
                      urls: ServiceUrls) -> x509.CertificateBuilder:
     """A card or mobile end-entity certificate (jpki-reference §1.2–1.3, DESIGN.md §3)."""
@@ -191,19 +203,13 @@ def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
     )
     if spec.basic4 is not None:
         builder = builder.add_extension(personal_data_san(spec.basic4), critical=False)
-    dp_name = name_from_pairs(crl_dp_rdns(spec.municipality, recipe.ca(issuer.ca).crl_dp_ou))
     return (
         builder
         .add_extension(x509.IssuerAlternativeName([x509.DirectoryName(recipe.issuer_alt_name)]),
                        critical=False)
         .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=[
-                # §1.2: the JPKI directoryName of the holder's municipality shard …
-                x509.DirectoryName(dp_name),
-                # … and the same shard over HTTP on this service (DESIGN.md §5).
-                x509.UniformResourceIdentifier(
-                    urls.crl(issuer.ca, issuer.generation, spec.municipality.code)),
-            ], relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+            full_name=shard_names(recipe, urls, issuer.ca, issuer.generation, spec.municipality),
+            relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
         .add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                    x509.UniformResourceIdentifier(urls.ocsp())),

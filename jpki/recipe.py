@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,20 @@ class ResponderRecipe:
 
 
 @dataclass(frozen=True)
+class CrlRecipe:
+    full_interval: timedelta
+    delta_interval: timedelta
+    next_update_margin: timedelta
+    expired_grace: timedelta
+
+
+@dataclass(frozen=True)
+class OcspRecipe:
+    validity: timedelta
+    max_live_signatures: int
+
+
+@dataclass(frozen=True)
 class Recipe:
     token_label: str
     audit_key_label: str
@@ -79,6 +94,8 @@ class Recipe:
     responder: ResponderRecipe
     issuer_alt_name: x509.Name
     policies: dict[CertKind, x509.ObjectIdentifier]
+    crl: CrlRecipe
+    ocsp: OcspRecipe
 
     def ca(self, kind: CaKind) -> CaRecipe:
         return self.cas[kind]
@@ -145,7 +162,26 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     if len(set(policies.values())) != len(policies):
         # Mobile certificates must be distinguishable from card ones by policy (seed, §2).
         raise InvalidRecipe("profile.policies: every certificate kind needs its own policy OID")
+    c = _require(data, "crl", dict, "recipe")
+    crl = CrlRecipe(
+        full_interval=timedelta(hours=_require(c, "full_interval_hours", int, "crl")),
+        delta_interval=timedelta(minutes=_require(c, "delta_interval_minutes", int, "crl")),
+        next_update_margin=timedelta(minutes=_require(c, "next_update_margin_minutes", int,
+                                                      "crl")),
+        expired_grace=timedelta(days=_require(c, "expired_grace_days", int, "crl")),
+    )
+    if not (timedelta(minutes=1) <= crl.delta_interval < crl.full_interval
+            <= timedelta(days=7)):
+        raise InvalidRecipe("crl: need 1 minute <= delta interval < full interval <= 7 days")
+    o = _require(data, "ocsp", dict, "recipe")
+    ocsp = OcspRecipe(validity=timedelta(minutes=_require(o, "validity_minutes", int, "ocsp")),
+                      max_live_signatures=_require(o, "max_live_signatures", int, "ocsp"))
+    if not timedelta(minutes=2) <= ocsp.validity <= timedelta(days=7) or \
+            not 1 <= ocsp.max_live_signatures <= 256:
+        raise InvalidRecipe("ocsp: validity 2 minutes..7 days, max_live_signatures 1..256")
     return Recipe(
+        crl=crl,
+        ocsp=ocsp,
         token_label=_require(token, "label", str, "token"),
         audit_key_label=_require(audit, "key_label", str, "audit"),
         cas=cas,

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jpki.audit import AuditLog
-from jpki.errors import CertificateNotFound, ResidentNotFound
+from jpki.crl_entries import crl_entry
+from jpki.errors import CertificateNotFound, HoldNotReleasable, ResidentNotFound
 from jpki.model import Certificate, CertStatus, ClientRole, RevocationReason
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import Principal
@@ -46,9 +47,7 @@ def apply_revocation(cert: Certificate, reason: RevocationReason, revoked_at: da
     if cert.status is CertStatus.ABANDONED:
         return False  # already treated as revoked (destroyed before delivery)
     if cert.revoked_at is None or cert.revocation_reason is None:
-        cert.revoked_at = revoked_at
-        cert.revocation_reason = reason
-        cert.revocation_recorded_at = recorded_at
+        set_revocation(cert, revoked_at, reason, recorded_at)
         return True
     changed = False
     if revoked_at < cert.revoked_at and cert.revoked_at > recorded_at:
@@ -63,8 +62,32 @@ def apply_revocation(cert: Certificate, reason: RevocationReason, revoked_at: da
         cert.revocation_reason = reason
         changed = True
     if changed:
-        cert.revocation_recorded_at = recorded_at
+        set_revocation(cert, cert.revoked_at, cert.revocation_reason or reason, recorded_at)
     return changed
+
+
+def set_revocation(cert: Certificate, revoked_at: datetime, reason: RevocationReason,
+                   recorded_at: datetime) -> None:
+    """The one place that writes a revocation, so the stored CRL entry always matches it."""
+    cert.revoked_at = revoked_at
+    cert.revocation_reason = reason
+    cert.revocation_recorded_at = recorded_at
+    cert.crl_entry = crl_entry(cert.serial, revoked_at, reason)
+
+
+def release_hold(cert: Certificate, at: datetime) -> None:
+    """Lift a certificateHold (RFC 5280 §5.3.1). Card holds are never released (§3.2): a found
+    card's certificates are revoked and re-issued instead; only mobile holds are lifted."""
+    if not cert.kind.is_mobile:
+        raise HoldNotReleasable("a card certificate's hold is never released",
+                                serial=cert.serial)
+    if cert.revocation_reason is not RevocationReason.CERTIFICATE_HOLD:
+        raise HoldNotReleasable("the certificate is not on hold", serial=cert.serial)
+    cert.revoked_at = None
+    cert.revocation_reason = None
+    cert.revocation_recorded_at = at
+    cert.crl_entry = None
+    cert.hold_released_at = at
 
 
 def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certificate,

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jpki.errors import SignatureMismatch
 
 
-class _RecordingKey(rsa.RSAPrivateKey):
+class RecordingKey(rsa.RSAPrivateKey):
     """Stands in for the CA key while building: records the TBS bytes, returns zeros."""
 
     def __init__(self, public: rsa.RSAPublicKey) -> None:
@@ -56,17 +56,17 @@ class _RecordingKey(rsa.RSAPrivateKey):
     def private_bytes(self, encoding: Any, format: Any, encryption_algorithm: Any) -> NoReturn:
         raise NotImplementedError("a recording key has no private bytes")
 
-    def __copy__(self) -> _RecordingKey:
+    def __copy__(self) -> RecordingKey:
         return self
 
-    def __deepcopy__(self, memo: dict[int, object]) -> _RecordingKey:
+    def __deepcopy__(self, memo: dict[int, object]) -> RecordingKey:
         return self
 
 
 def to_be_signed(builder: x509.CertificateBuilder,
                  issuer_public: rsa.RSAPublicKey) -> tuple[bytes, x509.Certificate]:
     """Return (TBSCertificate DER, lint certificate) for a builder, without any real key."""
-    recorder = _RecordingKey(issuer_public)
+    recorder = RecordingKey(issuer_public)
     lint_cert = builder.sign(recorder, hashes.SHA256())
     if recorder.recorded is None:  # pragma: no cover - cryptography always signs once
         raise SignatureMismatch("the builder did not produce a TBSCertificate")

@@ -24,6 +24,13 @@ class ServiceUrls:
         """A CRL shard of one CA generation (DESIGN.md §5; jpki-reference §1.2, §3.2)."""
         return f"{self.base_url}/crl/{ca.value}/g{generation:02d}/{shard}.crl"
 
+    def crl_delta(self, ca: CaKind, generation: int, shard: str) -> str:
+        """The delta CRL of a shard (RFC 5280 §5.2.6 Freshest CRL)."""
+        return f"{self.base_url}/crl/{ca.value}/g{generation:02d}/{shard}-delta.crl"
+
+    def arl(self, ca: CaKind, generation: int) -> str:
+        return f"{self.base_url}/crl/{ca.value}/g{generation:02d}/arl.crl"
+
     def ocsp(self) -> str:
         return f"{self.base_url}/ocsp"
 

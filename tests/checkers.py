@@ -59,3 +59,33 @@ def openssl_verify(tmp: Path, root_der: bytes, leaf_der: bytes,
     leaf = write_pem(tmp / "leaf.pem", leaf_der)
     return subprocess.run(["openssl", "verify", "-CAfile", str(root), *extra, str(leaf)],
                           capture_output=True, text=True, timeout=30, check=False)
+
+
+def pkilint_cli(tmp: Path, tool: str, data: bytes, *options: str,
+                suffix: str = ".der") -> subprocess.CompletedProcess[str]:
+    """Run one of pkilint's command-line linters (a real process) on ``data``.
+
+    Its exit code is the number of findings at or above ``-s``; callers pass ``-s WARNING``.
+    """
+    import sys
+
+    exe = Path(sys.executable).parent / tool
+    if not exe.exists():
+        missing_component(f"pkilint's {tool} is not installed")
+    path = tmp / f"lint-{tool}{suffix}"
+    path.write_bytes(data)
+    return subprocess.run([str(exe), "lint", *options, str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def openssl(*args: str, stdin: str | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    if shutil.which("openssl") is None:
+        missing_component("the openssl CLI is not installed")
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False, input=stdin)
+
+
+def crl_pem(path: Path, der: bytes) -> Path:
+    path.write_bytes(x509.load_der_x509_crl(der).public_bytes(Encoding.PEM))
+    return path

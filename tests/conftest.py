@@ -210,6 +210,7 @@ def ca_material(tmp_path_factory: pytest.TempPathFactory, keystore: KeyStore) ->
         gens = list(uow.cas.generations())
         responders = [(i, r) for i, g in enumerate(gens) for r in uow.cas.responders(g.id or 0)]
     services.uow.engine.dispose()
+    services.read_engine.dispose()
     return CaMaterial(generations=gens, responders=responders)
 
 
@@ -236,6 +237,7 @@ def services(database_url: str, tmp_path: Path, keystore: KeyStore, ca_material:
     install_ca(svc, ca_material)
     yield svc
     svc.uow.engine.dispose()
+    svc.read_engine.dispose()
 
 
 @pytest.fixture
@@ -273,3 +275,43 @@ def new_resident(services: Services, operator: Principal) -> Callable[..., str]:
                                            dv_support=dv_support).id
 
     return make
+
+
+# --- a real HTTP server ---------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    services: Services
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[LiveServer]:
+    """The app served by uvicorn on a free loopback port, in a thread of this process, so that
+    real clients (openssl, pyhanko-certvalidator) can talk HTTP to it."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    app = create_app(services.settings, services=services)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield LiveServer(url=f"http://127.0.0.1:{port}", services=services)
+    server.should_exit = True
+    thread.join(timeout=10)

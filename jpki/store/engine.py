@@ -7,6 +7,9 @@ never deadlock upgrading read locks; foreign keys on. Read-only units of work us
 whose transactions start deferred, so readers never wait for writers (WAL).
 
 PostgreSQL: psycopg 3; commits are durable by default (``synchronous_commit=on``).
+
+Both hide bound parameters from SQLAlchemy's error messages: a failed INSERT of a resident would
+otherwise carry the basic 4 information into an exception's text (non-negotiable 7).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def create_store_engine(url: str, *, read_only: bool = False, pool_size: int = 8
     url = normalise_url(url)
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=pool_size, max_overflow=pool_size)
+                               pool_size=pool_size, max_overflow=pool_size,
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -52,4 +56,5 @@ def create_store_engine(url: str, *, read_only: bool = False, pool_size: int = 8
             conn.exec_driver_sql(begin)
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                         hide_parameters=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jpki.audit import GENESIS_MAC
@@ -32,6 +34,7 @@ from jpki.store.tables import (
     certificates,
     municipalities,
     ocsp_responders,
+    ocsp_responses,
     residents,
 )
 
@@ -137,6 +140,11 @@ class SqlCertificates:
             _T.c.id.desc())
         return self._s.execute(stmt).scalars().first()
 
+    def status_changed_since(self, since: datetime) -> Sequence[Certificate]:
+        stmt = select(_C).where(or_(_T.c.revocation_recorded_at >= since,
+                                    _T.c.hold_released_at >= since))
+        return list(self._s.execute(stmt).scalars())
+
     def pending_before(self, before: datetime) -> Sequence[Certificate]:
         stmt = select(_C).where(_T.c.status == CertStatus.PENDING,
                                 _T.c.created_at < before)
@@ -174,6 +182,42 @@ class SqlCas:
         stmt = select(OcspResponder).where(
             ocsp_responders.c.ca_generation_id == generation_id)
         return list(self._s.execute(stmt.order_by(ocsp_responders.c.id)).scalars())
+
+
+class SqlOcspResponses:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def put(self, generation_id: int, algorithm: str, serial: str, der: bytes,
+            this_update: datetime, next_update: datetime) -> None:
+        values = {"ca_generation_id": generation_id, "hash_algorithm": algorithm,
+                  "serial": serial, "der": der, "this_update": this_update,
+                  "next_update": next_update}
+        dialect = self._s.get_bind().dialect.name
+        upsert = sqlite_insert if dialect == "sqlite" else pg_insert
+        stmt = upsert(ocsp_responses).values(**values)
+        self._s.execute(stmt.on_conflict_do_update(
+            index_elements=["ca_generation_id", "hash_algorithm", "serial"],
+            set_={"der": stmt.excluded.der, "this_update": stmt.excluded.this_update,
+                  "next_update": stmt.excluded.next_update}))
+
+    def get(self, generation_id: int, algorithm: str,
+            serial: str) -> tuple[bytes, datetime, datetime] | None:
+        o = ocsp_responses.c
+        row = self._s.execute(select(o.der, o.this_update, o.next_update).where(
+            o.ca_generation_id == generation_id, o.hash_algorithm == algorithm,
+            o.serial == serial)).first()
+        return (bytes(row.der), row.this_update, row.next_update) if row else None
+
+    def entries_for(self, serials: Sequence[str]) -> list[tuple[int, str, str, datetime]]:
+        o = ocsp_responses.c
+        out: list[tuple[int, str, str, datetime]] = []
+        for i in range(0, len(serials), 500):
+            rows = self._s.execute(select(o.ca_generation_id, o.hash_algorithm, o.serial,
+                                          o.this_update)
+                                   .where(o.serial.in_(serials[i:i + 500])))
+            out += [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+        return out
 
 
 class SqlClients:

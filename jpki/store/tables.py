@@ -39,6 +39,7 @@ from jpki.model import (
     CertStatus,
     ClientRole,
     ClientStatus,
+    CrlPublication,
     OcspResponder,
     RegistrySource,
     Resident,
@@ -152,6 +153,8 @@ certificates = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revocation_reason", IntEnumType(RevocationReason), nullable=True),
     Column("revocation_recorded_at", UtcDateTime, nullable=True),
+    Column("crl_entry", LargeBinary, nullable=True),
+    Column("hold_released_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_certificates_resident_kind", "resident_id", "kind"),
@@ -159,6 +162,48 @@ certificates = Table(
     # CRL shards (per CA generation and municipality) and delta CRLs read these.
     Index("ix_certificates_shard_revoked", "ca_generation_id", "shard", "revoked_at"),
     Index("ix_certificates_revocation_recorded", "revocation_recorded_at"),
+)
+
+# CRL numbers: one monotonic sequence per CRL scope (a CA generation's shard or ARL), shared by
+# its full and delta CRLs (RFC 5280 §5.2.3).
+crl_numbers = Table(
+    "crl_numbers", metadata,
+    Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), primary_key=True),
+    Column("scope", String(16), primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+# Every CRL published: what the HTTP endpoint serves (the newest of each scope and kind) and what
+# a delta CRL is computed against (the newest full CRL of its scope).
+crl_publications = Table(
+    "crl_publications", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # full | delta
+    Column("number", BigInteger, nullable=False),
+    Column("base_number", BigInteger, nullable=True),
+    Column("this_update", UtcDateTime, nullable=False),
+    Column("next_update", UtcDateTime, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("ca_generation_id", "scope", "number", name="uq_crl_publications_number"),
+    Index("ix_crl_publications_latest", "ca_generation_id", "scope", "kind", "number"),
+)
+
+# OCSP responses signed ahead of time (RFC 5019 §6 style caching), shared by every worker.
+ocsp_responses = Table(
+    "ocsp_responses", metadata,
+    Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), primary_key=True),
+    Column("hash_algorithm", String(8), primary_key=True),
+    Column("serial", String(40), primary_key=True),
+    Column("der", LargeBinary, nullable=False),
+    Column("this_update", UtcDateTime, nullable=False),
+    Column("next_update", UtcDateTime, nullable=False),
+    Index("ix_ocsp_responses_serial", "serial"),
 )
 
 api_clients = Table(
@@ -209,4 +254,5 @@ def map_entities() -> None:
     mapper_registry.map_imperatively(OcspResponder, ocsp_responders)
     mapper_registry.map_imperatively(Certificate, certificates)
     mapper_registry.map_imperatively(ApiClient, api_clients)
+    mapper_registry.map_imperatively(CrlPublication, crl_publications)
     _mapped = True

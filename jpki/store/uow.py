@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from jpki.store.crls import SqlCrls
 from jpki.store.repositories import (
     SqlAudit,
     SqlCards,
@@ -15,6 +16,7 @@ from jpki.store.repositories import (
     SqlCertificates,
     SqlClients,
     SqlMunicipalities,
+    SqlOcspResponses,
     SqlResidents,
 )
 from jpki.store.tables import map_entities
@@ -34,6 +36,8 @@ class SqlUnitOfWork:
         self.cas = SqlCas(s)
         self.clients = SqlClients(s)
         self.audit = SqlAudit(s)
+        self.crls = SqlCrls(s)
+        self.ocsp = SqlOcspResponses(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

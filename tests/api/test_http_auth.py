@@ -26,6 +26,9 @@ OPERATOR, STATION, CALLCENTER, RP = (ClientRole.OPERATOR, ClientRole.STATION,
 PUBLIC = {
     ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"), ("GET", "/ca/{ca}/g{generation}.cer"),
+    # Revocation information is public by design: relying parties' software fetches the URLs
+    # written into certificates (RFC 5280 §4.2.1.13). /ocsp is served before routing.
+    ("GET", "/crl/{ca}/g{generation}/{name}"),
 }
 
 # Identifiers that exist nowhere, so that an allowed caller gets a precise "not found" and nothing

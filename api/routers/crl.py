@@ -1,0 +1,53 @@
+"""CRLs over HTTP: static bytes with the caching headers any HTTP cache or CDN understands.
+
+``/crl/{ca}/g{NN}/{shard}.crl`` (full), ``…/{shard}-delta.crl`` (delta), ``…/arl.crl``:
+``application/pkix-crl`` (RFC 5280 §4.2.1.13, RFC 2585), ETag = SHA-256 of the bytes,
+Last-Modified = thisUpdate, Cache-Control max-age up to nextUpdate; If-None-Match → 304.
+A known scope not yet published is published on first request; an unknown one is 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import format_datetime
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep
+from jpki.crls import parse_file_name
+from jpki.errors import NotFound
+from jpki.model import CaKind
+
+router = APIRouter(tags=["revocation"])
+
+
+def _http_date(at: datetime) -> str:
+    return format_datetime(at, usegmt=True)
+
+
+@router.get("/crl/{ca}/g{generation}/{name}", response_class=Response,
+            responses={200: {"content": {"application/pkix-crl": {}}}, 304: {}, 404: {}})
+async def get_crl(ca: CaKind, generation: int, name: str, request: Request,
+                  services: ServicesDep) -> Response:
+    scope_name, kind = parse_file_name(name)
+    scope = await run_in_threadpool(services.crls.scope, ca, generation, scope_name)
+    publication = await run_in_threadpool(services.crls.latest, scope, kind)
+    if publication is None:
+        publication = await run_in_threadpool(services.crls.publish, scope, kind)
+    path = services.crls.directory / publication.path
+    if not path.is_file():  # pragma: no cover - removed behind our back
+        raise NotFound("the CRL file is missing")
+    now = services.clock.now()
+    max_age = max(0, int((publication.next_update - now).total_seconds()))
+    etag = f'"{publication.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Last-Modified": _http_date(publication.this_update),
+        "Expires": _http_date(publication.next_update),
+        "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type="application/pkix-crl", headers=headers)

@@ -1,0 +1,143 @@
+"""Store adapters for CRLs: numbering and publications (in the unit of work), and the streaming
+read of revoked certificates' entries (a snapshot on a read-only engine).
+
+The entry stream uses SQLAlchemy to compile the statement and bind its parameters, then reads the
+driver cursor directly: row objects cost ~0.5 µs each, which at 10^6 entries is half a second for
+nothing (measured: 0.89 s through Result.partitions, 0.39 s from the cursor, SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from jpki.model import CrlPublication, DeltaRow
+from jpki.store.tables import certificates, crl_numbers, crl_publications
+
+_T = certificates
+
+
+class SqlCrls:
+    """Repository: CRL numbers and publications."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def next_number(self, generation_id: int, scope: str) -> int:
+        """Allocate the next CRL number of a scope (RFC 5280 §5.2.3: monotonically increasing,
+        one sequence for full and delta CRLs). The row lock serialises concurrent publishers."""
+        key = and_(crl_numbers.c.ca_generation_id == generation_id, crl_numbers.c.scope == scope)
+        row = self._s.execute(select(crl_numbers.c.last_number).where(key)
+                              .with_for_update()).first()
+        if row is None:
+            self._s.execute(insert(crl_numbers).values(ca_generation_id=generation_id,
+                                                       scope=scope, last_number=1))
+            return 1
+        number = int(row.last_number) + 1
+        self._s.execute(update(crl_numbers).where(key).values(last_number=number))
+        return number
+
+    def add(self, publication: CrlPublication) -> None:
+        self._s.add(publication)
+        self._s.flush()
+
+    def latest(self, generation_id: int, scope: str, kind: str) -> CrlPublication | None:
+        p = crl_publications.c
+        stmt = (select(CrlPublication)
+                .where(p.ca_generation_id == generation_id, p.scope == scope, p.kind == kind)
+                .order_by(p.number.desc()).limit(1))
+        return self._s.execute(stmt).scalars().first()
+
+    def older_than(self, generation_id: int, scope: str, kind: str,
+                   keep: int) -> Sequence[CrlPublication]:
+        p = crl_publications.c
+        stmt = (select(CrlPublication)
+                .where(p.ca_generation_id == generation_id, p.scope == scope, p.kind == kind)
+                .order_by(p.number.desc()).offset(keep))
+        return list(self._s.execute(stmt).scalars())
+
+
+def _full_filter(generation_id: int, shard: str, at: datetime, floor: datetime):  # type: ignore[no-untyped-def]
+    return and_(_T.c.ca_generation_id == generation_id, _T.c.shard == shard,
+                _T.c.revoked_at.is_not(None), _T.c.revoked_at <= at,
+                _T.c.not_after >= floor, _T.c.crl_entry.is_not(None))
+
+
+class SqlCrlSnapshot:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def full_stats(self, generation_id: int, shard: str, at: datetime,
+                   floor: datetime) -> tuple[int, int]:
+        row = self._conn.execute(
+            select(func.count(), func.coalesce(func.sum(func.length(_T.c.crl_entry)), 0))
+            .where(_full_filter(generation_id, shard, at, floor))).one()
+        return int(row[0]), int(row[1])
+
+    def full_entries(self, generation_id: int, shard: str, at: datetime, floor: datetime,
+                     batch: int = 20_000) -> Iterator[bytes]:
+        """The entries of :meth:`full_stats`, as concatenated DER, from the driver's cursor (a
+        server-side cursor on PostgreSQL, so rows are never all in memory)."""
+        dialect = self._conn.dialect
+        to_db = _T.c.revoked_at.type.dialect_impl(dialect).bind_processor(dialect)
+        at_param, floor_param = (to_db(at), to_db(floor)) if to_db else (at, floor)
+        # The same filter as _full_filter, spelled out for the driver; only the parameter marker
+        # varies (fixed strings: no input is ever formatted into the SQL).
+        sql = ("SELECT crl_entry FROM certificates WHERE ca_generation_id = ? AND shard = ? "
+               "AND revoked_at IS NOT NULL AND revoked_at <= ? AND not_after >= ? "
+               "AND crl_entry IS NOT NULL")
+        if dialect.name != "sqlite":
+            sql = sql.replace("?", "%s")
+        params = (generation_id, shard, at_param, floor_param)
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        if dialect.name == "postgresql":
+            cursor = driver.cursor(name="jpki_crl_entries")  # server-side
+        else:
+            cursor = driver.cursor()
+        try:
+            cursor.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch)
+                if not rows:
+                    return
+                yield b"".join([bytes(r[0]) for r in rows])
+        finally:
+            cursor.close()
+
+    def delta(self, generation_id: int, shard: str, since: datetime, at: datetime,
+              floor: datetime) -> list[DeltaRow]:
+        """Certificates whose revocation took effect, changed, or was released since ``since``
+        (inclusive: an entry in both the base and its delta is harmless, a missed one is not)."""
+        changed = or_(
+            and_(_T.c.revoked_at.is_not(None), _T.c.revoked_at <= at,
+                 or_(_T.c.revoked_at >= since, _T.c.revocation_recorded_at >= since)),
+            and_(_T.c.hold_released_at.is_not(None), _T.c.hold_released_at >= since),
+        )
+        rows = self._conn.execute(
+            select(_T.c.serial, _T.c.revoked_at, _T.c.crl_entry, _T.c.hold_released_at)
+            .where(_T.c.ca_generation_id == generation_id, _T.c.shard == shard,
+                   _T.c.not_after >= floor, changed))
+        return [DeltaRow(serial=r.serial, revoked_at=r.revoked_at if r.revoked_at and
+                         r.revoked_at <= at else None, crl_entry=r.crl_entry,
+                         hold_released_at=r.hold_released_at) for r in rows]
+
+
+class SqlCrlEntrySource:
+    """Consistent snapshots for CRL generation, on a read-only engine (SQLite: deferred BEGIN,
+    so writers are never blocked; PostgreSQL: REPEATABLE READ)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def snapshot(self) -> Iterator[SqlCrlSnapshot]:
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield SqlCrlSnapshot(conn)
