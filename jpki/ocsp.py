@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from jpki.model import CaGeneration, Certificate, CertStatus, RevocationReason
 from jpki.ports import Clock, KeyStore, UnitOfWorkFactory
 from jpki.recipe import Recipe
 
+RELOAD_SECONDS = 5.0
 MAX_REQUEST_BYTES = 4096  # RFC 5019 §5: GET requests up to 255 bytes; POSTs stay small
 HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
@@ -213,12 +215,20 @@ class OcspResponder:
                         hashlib.sha1(bytes(spki["public_key"].contents[1:])).digest())  # noqa: S324
         self._issuers = [_issuer_entry(g) for g in gens]
         self._responders = responders
+        self._reloaded = time.monotonic()
 
     def issuer_for(self, q: CertQuestion) -> IssuerEntry | None:
         for entry in self._issuers:
             if (entry.name_hashes[q.hash_algorithm] == q.issuer_name_hash
                     and entry.key_hashes[q.hash_algorithm] == q.issuer_key_hash):
                 return entry
+        # Perhaps a generation created since (a rollover by the CLI): look again, at most
+        # every few seconds so that requests for foreign issuers cannot hammer the database.
+        if not self._issuers or time.monotonic() - self._reloaded > RELOAD_SECONDS:
+            self.reload()
+            return next((e for e in self._issuers
+                         if e.name_hashes[q.hash_algorithm] == q.issuer_name_hash
+                         and e.key_hashes[q.hash_algorithm] == q.issuer_key_hash), None)
         return None
 
     # --- answering ----------------------------------------------------------------------

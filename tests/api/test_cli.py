@@ -523,10 +523,10 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None,
         headers["authorization"] = f"Basic {token}"
     data = json.dumps(body).encode() if body is not None else None
     assert url.startswith("http://127.0.0.1:")
-    request = urllib.request.Request(url, data=data, headers=headers,  # noqa: S310 - local
+    request = urllib.request.Request(url, data=data, headers=headers,
                                      method=method)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
