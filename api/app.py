@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import IO
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +66,18 @@ def maintenance(services: Services) -> None:
             services.crls.publish_many(scopes, kinds=(kind,))
 
 
+def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
+    """An exclusive lock on ``<data>/maintenance.lock``, or None if another process holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "maintenance.lock").open("a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
     settings = settings or Settings()
     owned = services is None
@@ -72,10 +87,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc: Services = services if services is not None else await run_in_threadpool(
             build_services, settings)
         app.state.services = svc
-        await run_in_threadpool(maintenance, svc)
+        # With several workers, one of them (whoever holds the lock) does the housekeeping.
+        lock = _maintenance_lock(svc.settings.resolved_data_dir)
+        if lock is not None:
+            await run_in_threadpool(maintenance, svc)
 
         async def loop() -> None:
-            while True:
+            while lock is not None:
                 await asyncio.sleep(MAINTENANCE_SECONDS)
                 try:
                     await run_in_threadpool(maintenance, svc)
@@ -96,6 +114,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             for task in tasks:
                 task.cancel()
+            if lock is not None:
+                lock.close()
             if owned:
                 svc.close()
 

@@ -57,6 +57,10 @@ app.add_typer(card_app, name="card")
 app.add_typer(client_app, name="client")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ca_app, name="ca")
+crl_app = typer.Typer(help="Certificate revocation lists.", no_args_is_help=True)
+ocsp_app = typer.Typer(help="The OCSP responder's pre-signed responses.", no_args_is_help=True)
+app.add_typer(crl_app, name="crl")
+app.add_typer(ocsp_app, name="ocsp")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -172,8 +176,13 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None
 @app.command()
 def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
           host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port.")] = 8000) -> None:
-    """Serve the REST API (and CA certificates) with uvicorn."""
+          port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+          workers: Annotated[int, typer.Option(
+              help="Worker processes (each with its own HSM sessions and OCSP cache).")] = 1,
+          ) -> None:
+    """Serve the REST API, OCSP and CRLs with uvicorn."""
+    import os
+
     import uvicorn
 
     from api.app import create_app
@@ -181,7 +190,16 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
     settings = Settings(data_dir=data_dir)
     if settings.user_pin() is None:
         _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if workers < 1:
+        _fail("request.invalid", "--workers is at least 1", False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # Worker processes build their own app from the environment (settings are never shared
+    # between processes: the HSM library must be initialised in each).
+    os.environ["JPKI_DATA_DIR"] = str(settings.resolved_data_dir)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
 
 
 # --- residents ----------------------------------------------------------------------------
@@ -573,6 +591,96 @@ def ca_export(out_dir: Annotated[Path, typer.Option("--out", help="Directory for
     else:
         for w in written:
             out.print(escape(w))
+
+
+# --- revocation services ------------------------------------------------------------------
+
+
+@crl_app.command("publish")
+def crl_publish(
+    shard: Annotated[list[str] | None, typer.Option(
+        help="Only these shards (municipality codes, or arl); repeatable.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Also copy the CRLs here as <ca>/gNN/<shard>.crl, -delta.crl, arl.crl.")
+    ] = None,
+    delta_only: Annotated[bool, typer.Option("--delta", help="Only delta CRLs.")] = False,
+    workers: Annotated[int, typer.Option(help="Shards generated in parallel.")] = 4,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Generate, sign (in the HSM) and publish full and delta CRLs of every shard, and ARLs."""
+    import shutil
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    kinds = ("delta",) if delta_only else ("full", "delta")
+    if out_dir is not None:
+        _check_writable_dir(out_dir, as_json)
+    with _services(data_dir, as_json) as services:
+        scopes = services.crls.scopes(shard)
+        total = sum(len(kinds) if not s.is_arl else (0 if delta_only else 1) for s in scopes)
+        written: list[dict[str, Any]] = []
+        progress = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                            disable=as_json or total < 20, transient=True)
+        with progress:
+            task = progress.add_task("publishing CRLs", total=total)
+
+            def done(scope: Any, publication: Any) -> None:
+                progress.advance(task)
+                path = services.crls.directory / publication.path
+                entry = {"ca": scope.generation.ca.value, "generation": scope.generation.generation,
+                         "scope": scope.name, "kind": publication.kind,
+                         "number": publication.number, "entries": publication.entries,
+                         "this_update": publication.this_update,
+                         "next_update": publication.next_update, "sha256": publication.sha256,
+                         "path": str(path)}
+                if out_dir is not None:
+                    from jpki.crls import file_name
+
+                    target = (out_dir / scope.generation.ca.value /
+                              f"g{scope.generation.generation:02d}" /
+                              file_name(scope.name, publication.kind))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+                    entry["path"] = str(target)
+                written.append(entry)
+
+            services.crls.publish_many(scopes, kinds=kinds, workers=workers, progress=done)
+        written.sort(key=lambda e: (e["ca"], e["generation"], e["scope"], e["kind"]))
+        if as_json:
+            _print_json({"written": written})
+        else:
+            for e in written:
+                out.print(f"{e['ca']}/g{e['generation']:02d}/{e['scope']} {e['kind']} "
+                          f"#{e['number']} {e['entries']} entries → {escape(e['path'])}")
+
+
+def _check_writable_dir(path: Path, as_json: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".jpki-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        _fail("output.unwritable", f"cannot write to {path}", as_json)
+
+
+@ocsp_app.command("presign")
+def ocsp_presign(
+    algorithm: Annotated[str, typer.Option(help="CertID hash: sha1 (RFC 5019) or sha256.")
+                         ] = "sha1",
+    limit: Annotated[int | None, typer.Option(help="At most this many certificates.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Sign OCSP responses ahead of time for every issued certificate that has none fresh."""
+    if algorithm not in ("sha1", "sha256"):
+        _fail("request.invalid", "--algorithm is sha1 or sha256", as_json)
+    with _services(data_dir, as_json) as services:
+        count = services.ocsp.presign_missing(algorithm, limit=limit)
+        _print_json({"signed": count}) if as_json else out.print(
+            f"signed {count} OCSP response(s) ahead of time")
 
 
 def main() -> None:

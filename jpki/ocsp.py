@@ -426,21 +426,37 @@ class OcspResponder:
             refreshed += 1
         return refreshed
 
-    def presign(self, certificates: Sequence[Certificate], algorithm: str = "sha1") -> int:
-        """Sign responses ahead of time for these certificates (RFC 5019: SHA-1 CertIDs)."""
-        count = 0
-        for cert in certificates:
-            issuer = next((e for e in self._issuers if e.generation.id == cert.ca_generation_id),
-                          None)
-            if issuer is None:
-                continue
-            q = CertQuestion(algorithm, issuer.name_hashes[algorithm],
-                             issuer.key_hashes[algorithm], int(cert.serial, 16))
-            response, _ = self._sign([(q, issuer)], None)
-            self._store((issuer.generation.id or 0, algorithm, q.serial), response)
-            count += 1
-        return count
+    def presign_missing(self, algorithm: str = "sha1", *, limit: int | None = None,
+                        workers: int = 4, batch: int = 2000) -> int:
+        """Sign ahead of time a response for every unexpired certificate that has none signed
+        in the last half-validity (RFC 5019 clients use SHA-1 CertIDs). Several threads: the
+        HSM session pool signs in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
 
+        signed = 0
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            while limit is None or signed < limit:
+                now = self._clock.now()
+                take = batch if limit is None else min(batch, limit - signed)
+                with self._uow() as uow:
+                    todo = uow.ocsp.missing(algorithm, now - self.validity / 2, now, take)
+                if not todo:
+                    break
+                done = sum(pool.map(lambda item: self._presign_one(algorithm, *item), todo))
+                if done == 0:
+                    break  # only certificates of issuers without a responder remain
+                signed += done
+        return signed
+
+    def _presign_one(self, algorithm: str, generation_id: int, serial_hex: str) -> int:
+        issuer = next((e for e in self._issuers if e.generation.id == generation_id), None)
+        if issuer is None or generation_id not in self._responders:
+            return 0
+        q = CertQuestion(algorithm, issuer.name_hashes[algorithm], issuer.key_hashes[algorithm],
+                         int(serial_hex, 16))
+        response, _ = self._sign([(q, issuer)], None)
+        self._store((generation_id, algorithm, q.serial), response)
+        return 1
 
 def _status_of(cert: Certificate, now: datetime) -> tuple[str, datetime | None,
                                                           RevocationReason | None,

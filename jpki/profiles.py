@@ -210,6 +210,13 @@ def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
         .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
             full_name=shard_names(recipe, urls, issuer.ca, issuer.generation, spec.municipality),
             relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+        # RFC 5280 §4.2.1.15: where the shard's delta CRLs are. Not in the reference profile
+        # (§1.2 lists no delta CRLs); validators such as pyhanko-certvalidator find deltas only
+        # through the certificate, and refuse a base CRL whose Freshest CRL they cannot follow.
+        .add_extension(x509.FreshestCRL([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(urls.crl_delta(
+                issuer.ca, issuer.generation, spec.municipality.code))],
+            relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
         .add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                    x509.UniformResourceIdentifier(urls.ocsp())),

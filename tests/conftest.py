@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -286,11 +287,20 @@ class LiveServer:
     services: Services
 
 
-@pytest.fixture
-def live_server(services: Services) -> Iterator[LiveServer]:
-    """The app served by uvicorn on a free loopback port, in a thread of this process, so that
-    real clients (openssl, pyhanko-certvalidator) can talk HTTP to it."""
+def free_port() -> int:
     import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@contextmanager
+def serve(services: Services, port: int) -> Iterator[LiveServer]:
+    """The app served by uvicorn on a loopback port, in a thread of this process, so that real
+    clients (openssl, pyhanko-certvalidator) can talk HTTP to it."""
     import threading
     import time
 
@@ -298,10 +308,6 @@ def live_server(services: Services) -> Iterator[LiveServer]:
 
     from api.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
     app = create_app(services.settings, services=services)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
@@ -312,6 +318,31 @@ def live_server(services: Services) -> Iterator[LiveServer]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield LiveServer(url=f"http://127.0.0.1:{port}", services=services)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", services=services)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[LiveServer]:
+    with serve(services, free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path, keystore: KeyStore, ca_material: CaMaterial,
+           clock: FixedClock) -> Iterator[LiveServer]:
+    """Services whose certificates carry this server's own URLs (CRL, OCSP, CA issuers), on a
+    running server: what a relying party's software fetches really answers."""
+    port = free_port()
+    settings = make_settings(tmp_path, database_url).model_copy(
+        update={"base_url": f"http://127.0.0.1:{port}"})
+    clock.set(datetime.now(UTC))
+    svc = build_services(settings, keys=keystore, clock=clock)
+    install_ca(svc, ca_material)
+    with serve(svc, port) as server:
+        yield server
+    svc.uow.engine.dispose()
+    svc.read_engine.dispose()

@@ -29,10 +29,13 @@ def _http_date(at: datetime) -> str:
 
 @router.get("/crl/{ca}/g{generation}/{name}", response_class=Response,
             responses={200: {"content": {"application/pkix-crl": {}}}, 304: {}, 404: {}})
-async def get_crl(ca: CaKind, generation: int, name: str, request: Request,
+async def get_crl(ca: str, generation: str, name: str, request: Request,
                   services: ServicesDep) -> Response:
+    # Anything that is not a CRL we publish is a plain 404, whatever part of the path is off.
+    if ca not in {k.value for k in CaKind} or not generation.isdigit() or len(generation) > 4:
+        raise NotFound("no such CRL")
     scope_name, kind = parse_file_name(name)
-    scope = await run_in_threadpool(services.crls.scope, ca, generation, scope_name)
+    scope = await run_in_threadpool(services.crls.scope, CaKind(ca), int(generation), scope_name)
     publication = await run_in_threadpool(services.crls.latest, scope, kind)
     if publication is None:
         publication = await run_in_threadpool(services.crls.publish, scope, kind)

@@ -209,6 +209,19 @@ class SqlOcspResponses:
             o.serial == serial)).first()
         return (bytes(row.der), row.this_update, row.next_update) if row else None
 
+    def missing(self, algorithm: str, fresh_from: datetime, now: datetime,
+                limit: int) -> list[tuple[int, str]]:
+        """(generation id, serial) of unexpired certificates without a response signed since
+        ``fresh_from`` for ``algorithm``."""
+        o = ocsp_responses.c
+        fresh = select(o.serial).where(o.ca_generation_id == _T.c.ca_generation_id,
+                                       o.serial == _T.c.serial, o.hash_algorithm == algorithm,
+                                       o.this_update >= fresh_from)
+        stmt = (select(_T.c.ca_generation_id, _T.c.serial)
+                .where(_T.c.status != CertStatus.PENDING, _T.c.not_after >= now,
+                       ~fresh.exists()).order_by(_T.c.id).limit(limit))
+        return [(int(r[0]), str(r[1])) for r in self._s.execute(stmt)]
+
     def entries_for(self, serials: Sequence[str]) -> list[tuple[int, str, str, datetime]]:
         o = ocsp_responses.c
         out: list[tuple[int, str, str, datetime]] = []

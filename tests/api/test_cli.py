@@ -675,3 +675,50 @@ def test_ca_rollover_adds_a_generation_and_old_certificates_still_verify(
     assert again["created"] == []
     assert "sign CA generation 2" in again["unchanged"]
     assert head_in_db(d) == head
+
+
+# --- 7. revocation services ---------------------------------------------------------------------
+
+
+def test_crl_publish_writes_every_shard_delta_and_arl(base: Base, tmp_path: Path,
+                                                       public_keys: KeyMaker) -> None:
+    d = copy_data_dir(base.data_dir, tmp_path / "data")
+    resident = add_resident(d)
+    issued = jpki_ok("cert", "issue", "--resident", resident, "--kind", "auth",
+                     "--public-key", public_keys(tmp_path), "--out", tmp_path / "a.pem",
+                     data_dir=d)
+    jpki_ok("cert", "revoke", "--serial", issued["serial"], "--reason", "keyCompromise",
+            data_dir=d)
+    out = tmp_path / "published"
+    doc = jpki_ok("crl", "publish", "--out", out, data_dir=d)
+    written = doc["written"]
+    # Every municipality shard of both CAs, full and delta, and one ARL per CA.
+    shards = {(w["ca"], w["scope"]) for w in written if w["scope"] != "arl"}
+    assert len(shards) == 2 * 71
+    assert sum(w["scope"] == "arl" for w in written) == 2
+    assert len(written) == 2 * 71 * 2 + 2
+    auth_shard = out / "auth" / "g01" / "132217.crl"
+    crl = x509.load_der_x509_crl(auth_shard.read_bytes())
+    assert [format(e.serial_number, "x") for e in crl] == [issued["serial"]]
+    assert (out / "auth" / "g01" / "132217-delta.crl").is_file()
+    assert (out / "sign" / "g01" / "arl.crl").is_file()
+    # --shard narrows it; --delta publishes only deltas; numbers keep increasing.
+    again = jpki_ok("crl", "publish", "--shard", "132217", "--delta", data_dir=d)["written"]
+    assert {(w["ca"], w["kind"]) for w in again} == {("auth", "delta"), ("sign", "delta")}
+    before = {(w["ca"], w["scope"], w["kind"]): w["number"] for w in written}
+    assert all(w["number"] > before[(w["ca"], w["scope"], "delta")] for w in again)
+    bad = jpki("crl", "publish", "--shard", "999999", "--json", data_dir=d)
+    assert bad.rc != 0 and bad.error()["code"] == "not_found"
+
+
+def test_ocsp_presign_signs_each_certificate_once(base: Base, tmp_path: Path,
+                                                  public_keys: KeyMaker) -> None:
+    d = copy_data_dir(base.data_dir, tmp_path / "data")
+    resident = add_resident(d)
+    for kind in ("auth", "sign"):
+        jpki_ok("cert", "issue", "--resident", resident, "--kind", kind,
+                "--public-key", public_keys(tmp_path), "--out", tmp_path / f"{kind}.pem",
+                data_dir=d)
+    assert jpki_ok("ocsp", "presign", data_dir=d) == {"signed": 2}
+    assert jpki_ok("ocsp", "presign", data_dir=d) == {"signed": 0}
+    assert jpki_ok("ocsp", "presign", "--algorithm", "sha256", data_dir=d) == {"signed": 2}

@@ -161,6 +161,12 @@ def test_signing_certificate_fields(services, pair):
     assert not (ku.value.key_encipherment or ku.value.key_cert_sign or ku.value.crl_sign)
     policies = sign.extensions.get_extension_for_class(x509.CertificatePolicies).value
     assert [p.policy_identifier.dotted_string for p in policies] == ["1.2.392.200149.8.5.1.1.20"]
+    assert [e.oid for e in sign.extensions] == [
+        ExtensionOID.KEY_USAGE, ExtensionOID.CERTIFICATE_POLICIES,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+        ExtensionOID.CRL_DISTRIBUTION_POINTS, ExtensionOID.FRESHEST_CRL,
+        ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER]
     # The TBS ends with the SKI (§1.2 HITACHI), SHA-1 of the subjectPublicKey.
     assert list(sign.extensions)[-1].oid == ExtensionOID.SUBJECT_KEY_IDENTIFIER
     ski = sign.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -233,6 +239,10 @@ def test_distribution_point_access_and_issuer_alt_name(services, pair, kind_inde
         (NameOID.ORGANIZATIONAL_UNIT_NAME, "Tokyo-to"),
         (NameOID.COMMON_NAME, "Kiyose-shi CRLDP")]
     assert uri.value == f"http://127.0.0.1:8000/crl/{ca.value}/g01/132217.crl"
+    freshest = cert.extensions.get_extension_for_class(x509.FreshestCRL)
+    assert not freshest.critical
+    assert [n.value for n in freshest.value[0].full_name] == [
+        f"http://127.0.0.1:8000/crl/{ca.value}/g01/132217-delta.crl"]
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert [(a.access_method, a.access_location.value) for a in aia] == [
         (AuthorityInformationAccessOID.OCSP, "http://127.0.0.1:8000/ocsp"),
