@@ -78,6 +78,7 @@ Job = tuple[str, bytes, bytes]  # resident id, auth key, sign key
 class RunResult:
     database: str
     threads: int
+    mode: str  # "single" (one issue() per pair) or "batch(N)" (issue_batch, chunks of N)
     pairs: int
     certificates: int
     seconds: float
@@ -115,6 +116,25 @@ def _issue_one(services: Services, job: Job) -> None:
         KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
     if len(issued) != 2:  # pragma: no cover - the pipeline returns what it was asked for
         raise BenchError(f"issue returned {len(issued)} certificates, not 2")
+
+
+def issue_batched(services: Services, jobs: list[Job],
+                  chunk: int) -> tuple[float, list[float]]:
+    """Issue every job through ``IssuanceService.issue_batch`` (one caller; the service signs on
+    its own single signer thread, overlapped with preparing the next chunk). The latency of a
+    pair is its chunk's share of the wall time."""
+    from jpki.issuance import IssuanceOrder
+
+    orders = [IssuanceOrder(rid, (KeyRequest(CertKind.CARD_AUTH, auth),
+                                  KeyRequest(CertKind.CARD_SIGN, sign)))
+              for rid, auth, sign in jobs]
+    began = time.perf_counter()
+    results = services.issuance.issue_batch(STATION, orders, chunk=chunk)
+    elapsed = time.perf_counter() - began
+    failed = [r for r in results if not isinstance(r, list)]
+    if failed:
+        raise BenchError(f"{len(failed)} orders refused, e.g. {failed[0]!r}")
+    return elapsed, [elapsed / len(jobs)] * len(jobs)
 
 
 def issue_all(services: Services, jobs: list[Job], threads: int) -> tuple[float, list[float]]:
@@ -186,14 +206,21 @@ def _prepare(hsm: BenchHsm, url: str, keys: list[bytes], pairs: int, warmup: int
 
 
 def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pairs: int,
-            warmup: int, raw_seconds: float, log: Callable[[str], None]) -> RunResult:
-    log(f"{database}, {threads} thread(s): {pairs} pairs")
+            warmup: int, raw_seconds: float, log: Callable[[str], None],
+            batch: int = 0) -> RunResult:
+    """One run. ``batch`` > 0: bulk issuance in chunks of that size, against the raw rate of
+    one signing stream (the batch path signs on exactly one thread)."""
+    mode = f"batch({batch})" if batch else "single"
+    if batch:
+        threads = 1
+    log(f"{database}, {mode}, {threads} thread(s): {pairs} pairs")
     label = hsm.recipe.ca(CaKind.SIGN).key_label(1)
     with fresh_database(database, hsm.data_dir, f"run-t{threads}") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
         try:
             raw_before = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
-            seconds, latencies = issue_all(prep.services, prep.jobs, threads)
+            seconds, latencies = (issue_batched(prep.services, prep.jobs, batch) if batch
+                                  else issue_all(prep.services, prep.jobs, threads))
             raw_after = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
             issued = _issued_count(prep.services)
         finally:
@@ -207,7 +234,8 @@ def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pa
     raw = (raw_before + raw_after) / 2
     ms = sorted(x * 1000 for x in latencies)
     result = RunResult(
-        database=database, threads=threads, pairs=pairs, certificates=certs, seconds=seconds,
+        database=database, threads=threads, mode=mode, pairs=pairs, certificates=certs,
+        seconds=seconds,
         certificates_per_s=rate, raw_signatures_per_s=raw, raw_before=raw_before,
         raw_after=raw_after, ratio=rate / raw, raw_commits_per_s=commits, target=TARGET_RATIO,
         meets_target=rate / raw >= TARGET_RATIO,
@@ -356,7 +384,7 @@ def _print_tables(report: dict[str, Any]) -> None:
                   f"revision {m['revision']}")
     table = Table(title=f"End-to-end issuance vs raw SoftHSM RSA-2048 signing (target ratio ≥ "
                         f"{TARGET_RATIO} on SQLite)")
-    for col in ("database", "threads", "pairs", "certificates/s", "raw signatures/s",
+    for col in ("database", "mode", "threads", "pairs", "certificates/s", "raw signatures/s",
                 "(before / after)", "ratio", "target", "p50 ms/pair", "p95 ms/pair",
                 "durable commits/s"):
         table.add_column(col, justify="left" if col == "database" else "right")
@@ -365,7 +393,7 @@ def _print_tables(report: dict[str, Any]) -> None:
             verdict = "[green]met[/]" if r["meets_target"] else "[red]missed[/]"
         else:
             verdict = "(report)"
-        table.add_row(r["database"], str(r["threads"]), str(r["pairs"]),
+        table.add_row(r["database"], r["mode"], str(r["threads"]), str(r["pairs"]),
                       f"{r['certificates_per_s']:,.1f}", f"{r['raw_signatures_per_s']:,.0f}",
                       f"{r['raw_before']:,.0f} / {r['raw_after']:,.0f}", f"{r['ratio']:.3f}",
                       verdict, f"{r['latency_ms']['p50']:.2f}", f"{r['latency_ms']['p95']:.2f}",
@@ -417,6 +445,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both",
                    help="database(s) to measure (default both; PostgreSQL on the local server, "
                         "a database created and dropped by the run)")
+    p.add_argument("--batch", type=int, nargs="*", default=[32], metavar="N",
+                   help="also measure bulk issuance (issue_batch) in chunks of N; several values "
+                        "run several times; none: skip (default: 32)")
     p.add_argument("--json", action="store_true", help="print one JSON document, no tables")
     p.add_argument("--save", type=Path, metavar="FILE",
                    help="also write the JSON document to FILE")
@@ -454,11 +485,17 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         report["machine"] = machine_info(hsm.data_dir)
         if "postgres" in databases:
             report["machine"]["postgres"] = postgres_server_version()
+            if report["machine"]["postgres"] is None:
+                raise BenchError("PostgreSQL is not reachable (set JPKI_BENCH_POSTGRES_URL, or "
+                                 "run with --database sqlite)")
         for database in databases:
             results = [measure(hsm, database, t, keys, pairs=args.pairs, warmup=args.warmup,
                                raw_seconds=args.raw_seconds, log=log) for t in args.threads]
+            results += [measure(hsm, database, 1, keys, pairs=args.pairs, warmup=args.warmup,
+                                raw_seconds=args.raw_seconds, log=log, batch=n)
+                        for n in args.batch]
             report["results"].extend(asdict(r) for r in results)
-            single = next((r for r in results if r.threads == 1), None)
+            single = next((r for r in results if r.threads == 1 and r.mode == "single"), None)
             if args.breakdown_pairs:
                 b = breakdown(hsm, database, keys, pairs=args.breakdown_pairs,
                               warmup=args.warmup, uninstrumented=single, log=log)

@@ -14,9 +14,10 @@ What the chain cannot show on its own is a rollback of the *whole* database to a
 (head included): ``jpki audit verify`` prints the head so operators can record it elsewhere and
 pass it back with ``--expect-head``.
 
-Records are appended inside the unit of work of the state change they describe, so a change and
-its audit record commit or roll back together. The head row is locked for the append, which
-serialises writers at the end of their transactions only.
+Records are staged in the unit of work of the state change they describe and appended when it
+commits, so a change and its audit records commit or roll back together. The head row is locked
+for the append, which serialises writers at the end of their transactions only, and a
+transaction's records are written with one batched INSERT.
 
 Payloads never carry personal data (DEVELOPERS.md non-negotiable 7): identifiers, serials, codes.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from jpki.errors import AuditChainBroken
 from jpki.model import AuditRecord
@@ -53,6 +55,9 @@ def canonical_payload(payload: Mapping[str, JsonValue]) -> str:
     return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+_Staged = tuple[datetime, str, str, str, str]  # at, actor, action, subject, payload
+
+
 @dataclass(frozen=True)
 class ChainReport:
     records: int
@@ -70,18 +75,32 @@ class AuditLog:
         return self._keys.hmac_sha256(self._label, prev_mac.encode("ascii") + b"\n" + content).hex()
 
     def record(self, uow: UnitOfWork, *, actor: str, action: str, subject: str,
-               payload: Mapping[str, JsonValue] | None = None) -> AuditRecord:
-        """Append one record in the caller's unit of work (which must then commit)."""
+               payload: Mapping[str, JsonValue] | None = None) -> None:
+        """Stage one record in the caller's unit of work; it is chained and written when that
+        unit of work commits, together with the change it describes."""
         body = canonical_payload(payload or {})
+        staged = uow.audit.staged
+        if not staged:
+            uow.on_commit(lambda: self._append(uow, staged))
+        staged.append((self._clock.now(), actor, action, subject, body))
+
+    def _append(self, uow: UnitOfWork, staged: list[_Staged]) -> None:
+        if not staged:
+            return  # everything staged was rolled back with a savepoint
+        # The head is locked only now, at the end of the transaction, so concurrent writers
+        # serialise on the commit itself and not on everything the transaction did before.
         seq, prev = uow.audit.head(for_update=True)
-        at = self._clock.now()
-        seq += 1
-        content = canonical_content(seq, at.isoformat(), actor, action, subject, body)
-        record = AuditRecord(seq=seq, at=at, actor=actor, action=action, subject=subject,
-                             payload=body, prev_mac=prev, mac=self._mac(prev, content))
-        uow.audit.append(record)
-        uow.audit.set_head(seq, record.mac)
-        return record
+        records = []
+        for at, actor, action, subject, body in staged:
+            seq += 1
+            content = canonical_content(seq, at.isoformat(), actor, action, subject, body)
+            mac = self._mac(prev, content)
+            records.append(AuditRecord(seq=seq, at=at, actor=actor, action=action,
+                                       subject=subject, payload=body, prev_mac=prev, mac=mac))
+            prev = mac
+        uow.audit.append_many(records)
+        uow.audit.set_head(seq, prev)
+        staged.clear()
 
     def verify(self, uow: UnitOfWork, expect_head: tuple[int, str] | None = None) -> ChainReport:
         """Walk the whole chain; raise :class:`AuditChainBroken` at the first inconsistency."""

@@ -9,6 +9,7 @@ generations share one DN; issuers are told apart by key identifier and signature
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +30,7 @@ from jpki.serials import new_serial, serial_hex
 from jpki.signing import sign_tbs, to_be_signed
 
 _DER = Encoding.DER
+CURRENT_TTL_SECONDS = 5.0
 
 
 @dataclass
@@ -54,6 +56,7 @@ class CaService:
         self._recipe = recipe
         self._audit = audit
         self._issuers: dict[int, Issuer] = {}
+        self._current: dict[CaKind, tuple[float, CaGeneration, Issuer]] = {}
 
     # --- the ceremony -------------------------------------------------------------------
 
@@ -100,6 +103,7 @@ class CaService:
             raise CaNotInitialised("run `jpki init` first")
         report = CeremonyReport()
         gen = self._create_generation(actor, ca, current.generation + 1, report)
+        self._current.pop(ca, None)
         self.ensure_responders(actor, report)
         return gen
 
@@ -193,6 +197,16 @@ class CaService:
                             subject_key_id=gen.subject_key_id, public_key=public)
             self._issuers[gid] = cached
         return cached
+
+    def current_cached(self, uow: UnitOfWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
+        """:meth:`current`, remembered for a few seconds: issuance asks for it on every
+        certificate, and a rollover (by any process) reaches issuance within that time."""
+        entry = self._current.get(ca)
+        if entry is not None and time.monotonic() - entry[0] < CURRENT_TTL_SECONDS:
+            return entry[1], entry[2]
+        gen, issuer = self.current(uow, ca)
+        self._current[ca] = (time.monotonic(), gen, issuer)
+        return gen, issuer
 
     def current(self, uow: UnitOfWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
         gen = uow.cas.current(ca)

@@ -18,7 +18,9 @@ serial the HSM may have signed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -32,14 +34,18 @@ from jpki.errors import (
     Conflict,
     DuplicatePublicKey,
     EmigrationPending,
+    InternalError,
     InvalidInput,
+    JpkiError,
     KeyStoreUnavailable,
     MunicipalityNotFound,
     RenewalOutsideWindow,
+    Unavailable,
     UnderageSigning,
 )
 from jpki.lint import lint_end_entity, require_clean
 from jpki.model import (
+    CaGeneration,
     Card,
     Certificate,
     CertKind,
@@ -49,6 +55,7 @@ from jpki.model import (
     Resident,
     RevocationReason,
 )
+from jpki.municipalities import Municipality
 from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import Principal
 from jpki.profiles import EndEntitySpec, Issuer, build_end_entity, issuance_identifier
@@ -99,6 +106,42 @@ class _Planned:
     cert: Certificate | None = None
     key_label: str = ""  # the issuing CA generation's key in the HSM
     issuer: Issuer | None = None
+    generation: CaGeneration | None = None
+    partner: Certificate | None = None  # the other kind's valid certificate on the card
+    sibling_serial: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuanceOrder:
+    """One resident's request: the card's public keys, and whether it renews."""
+
+    resident_id: str
+    requests: tuple[KeyRequest, ...]
+    card: CardSpec | None = None
+    renew: bool = False
+    renewing: str | None = None  # renew exactly this certificate
+
+
+@dataclass
+class _Prepared:
+    resident_id: str
+    card_number: str
+    plans: list[_Planned]
+    signed: dict[int, bytes] = field(default_factory=dict)
+    index: int = 0
+
+    def results(self) -> list[IssuedCertificate]:
+        out = []
+        for plan in self.plans:
+            cert = plan.cert
+            assert cert is not None
+            out.append(IssuedCertificate(
+                serial=cert.serial, kind=cert.kind, der=self.signed[cert.id or 0],
+                not_before=cert.not_before, not_after=cert.not_after,
+                card_number=self.card_number,
+                predecessor=plan.predecessor.serial if plan.predecessor else None,
+                renewal=plan.renewal))
+        return out
 
 
 def _issue_order(kind: CertKind) -> int:
@@ -116,6 +159,7 @@ class IssuanceService:
         self._urls = urls
         self._cas = cas
         self._audit = audit
+        self._municipalities: dict[str, Municipality] = {}
 
     # --- public operations --------------------------------------------------------------
 
@@ -161,126 +205,214 @@ class IssuanceService:
              card_spec: CardSpec | None, *, renew: bool,
              renewing: str | None = None) -> list[IssuedCertificate]:
         actor.require_role(ClientRole.STATION)
-        # 1. validate what needs no database
-        if not requests:
+        order = IssuanceOrder(resident_id, tuple(requests), card_spec, renew, renewing)
+        plans = self._validate(order)
+        with self._uow() as uow:
+            prepared = self._prepare(uow, actor, order, plans)
+            uow.commit()  # 4. the intents are durable from here on
+        self._sign([prepared], actor)
+        with self._uow() as uow:
+            self._store(uow, actor, [prepared])
+            uow.commit()
+        return prepared.results()
+
+    def issue_batch(self, actor: Principal, orders: Sequence[IssuanceOrder], *,
+                    chunk: int = 32) -> list[list[IssuedCertificate] | JpkiError]:
+        """Bulk issuance (a day's applications, a municipality's batch): per order, the issued
+        certificates or the error that refused it — an order refused does not stop the others.
+
+        The same steps as a single issuance, with the database work amortised: one intent
+        transaction and one store transaction per chunk of orders, each order in a savepoint
+        so a refused one leaves nothing behind. The HSM signs one chunk on a signer thread
+        while the next chunk is validated, built and linted, so the single signing stream is
+        kept busy (python-pkcs11 releases the GIL while the token signs).
+        """
+        actor.require_role(ClientRole.STATION)
+        results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
+        pending: tuple[list[_Prepared], Future[None]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-signer") as signer:
+            for start in range(0, len(orders), max(1, chunk)):
+                batch: list[_Prepared] = []
+                with self._uow() as uow:
+                    for index in range(start, min(start + chunk, len(orders))):
+                        try:
+                            plans = self._validate(orders[index])
+                            with uow.savepoint():
+                                prepared = self._prepare(uow, actor, orders[index], plans)
+                            prepared.index = index
+                            batch.append(prepared)
+                        except JpkiError as exc:
+                            results[index] = exc
+                    uow.commit()
+                if pending is not None:
+                    self._finish(actor, *pending, results)
+                pending = (batch, signer.submit(self._sign, batch, actor))
+            if pending is not None:
+                self._finish(actor, *pending, results)
+        return [r if r is not None else InternalError("not processed") for r in results]
+
+    def _finish(self, actor: Principal, batch: list[_Prepared], signing: Future[None],
+                results: list[list[IssuedCertificate] | JpkiError | None]) -> None:
+        try:
+            signing.result()
+        except JpkiError as exc:
+            for prepared in batch:
+                results[prepared.index] = exc
+            return
+        if not batch:
+            return
+        with self._uow() as uow:
+            self._store(uow, actor, batch)
+            uow.commit()
+        for prepared in batch:
+            results[prepared.index] = prepared.results()
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def _validate(self, order: IssuanceOrder) -> list[_Planned]:
+        """1. What needs no database: the request's shape and its public keys."""
+        if not order.requests:
             raise InvalidInput("at least one public key is needed", field="keys")
-        kinds = [r.kind for r in requests]
+        kinds = [r.kind for r in order.requests]
         if len(set(kinds)) != len(kinds) or any(k not in CARD_KINDS for k in kinds):
             raise InvalidInput("one key per card certificate kind", field="keys")
-        keys = [load_subject_key(r.public_key) for r in requests]
+        keys = [load_subject_key(r.public_key) for r in order.requests]
         if len({k.sha256 for k in keys}) != len(keys):
             raise DuplicatePublicKey("the signing and auth certificates need distinct keys")
-        plans = sorted((_Planned(request=r, key=k, predecessor=None, renewal=False)
-                        for r, k in zip(requests, keys, strict=True)),
-                       key=lambda p: _issue_order(p.request.kind))
+        return sorted((_Planned(request=r, key=k, predecessor=None, renewal=False)
+                       for r, k in zip(order.requests, keys, strict=True)),
+                      key=lambda p: _issue_order(p.request.kind))
 
-        with self._uow() as uow:
-            now = self._clock.now()
-            resident = load_active_resident(uow, resident_id, actor)
-            card = resolve_card(uow, resident, card_spec, now)
-            municipality = uow.municipalities.get(resident.municipality_code)
-            if municipality is None:  # pragma: no cover - registered residents have one
-                raise MunicipalityNotFound("the resident's municipality is missing")
-            for plan in plans:
-                if uow.certificates.public_key_in_use(plan.key.sha256):
-                    raise DuplicatePublicKey("this public key is already certified",
-                                             kind=plan.request.kind.value)
-                self._check_rules(uow, resident, card, plan, now, renew, renewing)
-            # 2–3. build and lint
-            caps: dict[CertKind, datetime] = {}
-            for plan in plans:
-                kind = plan.request.kind
-                gen, issuer = self._cas.current(uow, kind.ca)
-                plan.key_label, plan.issuer = gen.key_label, issuer
-                cap = None
-                if kind.is_signing:
-                    # §1.4: the signing certificate is also capped by the auth certificate.
-                    cap = caps.get(CertKind.CARD_AUTH) or self._valid_auth_not_after(uow, card,
-                                                                                     now)
-                not_after = certificate_not_after(birth=resident.birth_date, issued_at=now,
-                                                  renewal=plan.renewal,
-                                                  card_expiry=card.expires_on, cap=cap)
-                caps[kind] = not_after
-                serial = new_serial()
-                spec = EndEntitySpec(kind=kind, issuer=issuer, public_key=plan.key.key,
-                                     serial=serial, not_before=now, not_after=not_after,
-                                     municipality=municipality,
-                                     subject_cn=issuance_identifier(municipality.code, kind),
-                                     basic4=resident.basic4 if kind.is_signing else None)
-                builder = build_end_entity(spec, self._recipe, self._urls)
-                tbs, lint_cert = to_be_signed(builder, issuer.public_key)
-                require_clean(lint_end_entity(lint_cert, kind=kind, issuer=issuer,
-                                              recipe=self._recipe, basic4=spec.basic4),
-                              f"{kind.value} certificate")
-                # 4. record the intent
-                plan.cert = Certificate(
-                    id=None, serial=serial_hex(serial), kind=kind, resident_id=resident.id,
-                    card_id=card.id, ca_generation_id=gen.id or 0, status=CertStatus.PENDING,
-                    not_before=lint_cert.not_valid_before_utc,
-                    not_after=lint_cert.not_valid_after_utc, shard=municipality.code,
-                    registry_source=resident.registry_source,
-                    public_key_sha256=plan.key.sha256, created_at=now, updated_at=now,
-                    tbs_der=tbs, predecessor_id=plan.predecessor.id if plan.predecessor else None)
-                uow.certificates.add(plan.cert)
-                self._audit.record(uow, actor=actor.actor, action="certificate.signing",
-                                   subject=plan.cert.serial,
-                                   payload={"kind": kind.value, "resident": resident.id,
-                                            "ca": f"{gen.ca.value}/g{gen.generation:02d}",
-                                            "tbs_sha256": hashlib.sha256(tbs).hexdigest()})
-            card_number = card.number
-            uow.commit()
+    def _prepare(self, uow: UnitOfWork, actor: Principal, order: IssuanceOrder,
+                 plans: list[_Planned]) -> _Prepared:
+        """1–4 inside the caller's transaction: the lifecycle rules, build, lint, and the
+        intent (serials reserved by the unique index, TBS kept, "signing" audited)."""
+        now = self._clock.now()
+        resident = load_active_resident(uow, order.resident_id, actor)
+        card = resolve_card(uow, resident, order.card, now)
+        municipality = self._municipality(uow, resident.municipality_code)
+        if uow.certificates.public_keys_in_use([p.key.sha256 for p in plans]):
+            raise DuplicatePublicKey("this public key is already certified")
+        history = [c for c in uow.certificates.for_resident(resident.id, CARD_KINDS)
+                   if c.status is not CertStatus.ABANDONED]
+        for plan in plans:
+            self._check_rules(history, resident, card, plan, now, order.renew, order.renewing)
+        caps: dict[CertKind, datetime] = {}
+        for plan in plans:
+            kind = plan.request.kind
+            gen, issuer = self._cas.current_cached(uow, kind.ca)
+            plan.key_label, plan.issuer, plan.generation = gen.key_label, issuer, gen
+            cap = None
+            if kind.is_signing:
+                # §1.4: the signing certificate is also capped by the auth certificate.
+                cap = caps.get(CertKind.CARD_AUTH) or _valid_auth_not_after(history, card, now)
+            not_after = certificate_not_after(birth=resident.birth_date, issued_at=now,
+                                              renewal=plan.renewal, card_expiry=card.expires_on,
+                                              cap=cap)
+            caps[kind] = not_after
+            serial = new_serial()
+            spec = EndEntitySpec(kind=kind, issuer=issuer, public_key=plan.key.key,
+                                 serial=serial, not_before=now, not_after=not_after,
+                                 municipality=municipality,
+                                 subject_cn=issuance_identifier(municipality.code, kind),
+                                 basic4=resident.basic4 if kind.is_signing else None)
+            # 2–3. build and lint: nothing unchecked is ever signed
+            tbs, lint_cert = to_be_signed(build_end_entity(spec, self._recipe, self._urls),
+                                          issuer.public_key)
+            require_clean(lint_end_entity(lint_cert, kind=kind, issuer=issuer,
+                                          recipe=self._recipe, basic4=spec.basic4),
+                          f"{kind.value} certificate")
+            plan.cert = Certificate(
+                id=None, serial=serial_hex(serial), kind=kind, resident_id=resident.id,
+                card_id=card.id, ca_generation_id=gen.id or 0, status=CertStatus.PENDING,
+                not_before=lint_cert.not_valid_before_utc,
+                not_after=lint_cert.not_valid_after_utc, shard=municipality.code,
+                registry_source=resident.registry_source, public_key_sha256=plan.key.sha256,
+                created_at=now, updated_at=now, tbs_der=tbs,
+                predecessor_id=plan.predecessor.id if plan.predecessor else None)
+            plan.partner = _partner(history, card, kind, now)
+        # 4. the intent
+        uow.certificates.add_many([p.cert for p in plans if p.cert is not None])
+        for plan in plans:
+            assert plan.cert is not None and plan.cert.tbs_der is not None
+            assert plan.generation is not None
+            self._audit.record(uow, actor=actor.actor, action="certificate.signing",
+                               subject=plan.cert.serial,
+                               payload={"kind": plan.cert.kind.value, "resident": resident.id,
+                                        "ca": f"{plan.generation.ca.value}/"
+                                              f"g{plan.generation.generation:02d}",
+                                        "tbs_sha256": hashlib.sha256(
+                                            plan.cert.tbs_der).hexdigest()})
+        return _Prepared(resident_id=resident.id, card_number=card.number, plans=plans)
 
-        # 5–6. sign outside any transaction; the intents are durable now
-        signed: dict[int, bytes] = {}
+    def _sign(self, batch: list[_Prepared], actor: Principal) -> None:
+        """5–6. Sign each recorded TBS in the HSM and check the result; on failure the
+        batch's intents are abandoned (reported as revoked) and the error raised."""
         try:
-            for plan in plans:
-                assert plan.cert is not None and plan.cert.tbs_der is not None
-                assert plan.issuer is not None
-                signed_cert = sign_tbs(plan.cert.tbs_der, self._keys.rsa_key(plan.key_label),
-                                       plan.issuer.public_key)
-                signed[plan.cert.id or 0] = signed_cert.public_bytes(Encoding.DER)
+            for prepared in batch:
+                for plan in prepared.plans:
+                    assert plan.cert is not None and plan.cert.tbs_der is not None
+                    assert plan.issuer is not None
+                    signed = sign_tbs(plan.cert.tbs_der, self._keys.rsa_key(plan.key_label),
+                                      plan.issuer.public_key)
+                    prepared.signed[plan.cert.id or 0] = signed.public_bytes(Encoding.DER)
         except Exception as exc:
-            self._abandon([p.cert for p in plans if p.cert is not None], actor)
-            if isinstance(exc, (Conflict, InvalidInput)):
+            self._abandon([p.cert for prepared in batch for p in prepared.plans
+                           if p.cert is not None], actor)
+            if isinstance(exc, JpkiError) and not isinstance(exc, Unavailable):
                 raise
             raise KeyStoreUnavailable("signing failed; the request was not completed") from exc
 
-        # 7. store, link, supersede, audit
-        with self._uow() as uow:
-            now = self._clock.now()
-            stored: list[Certificate] = []
-            for plan in plans:
-                assert plan.cert is not None and plan.cert.id is not None
-                cert = uow.certificates.get(plan.cert.id)
+    def _store(self, uow: UnitOfWork, actor: Principal, batch: list[_Prepared]) -> None:
+        """7. Store the certificates, link them, supersede what they renew, audit."""
+        now = self._clock.now()
+        updates: list[tuple[int, bytes, int | None]] = []
+        for prepared in batch:
+            by_kind = {p.cert.kind: p.cert for p in prepared.plans if p.cert is not None}
+            for plan in prepared.plans:
+                cert = plan.cert
+                assert cert is not None and cert.id is not None
+                # signing↔auth linkage (証明書紐付け情報, §3.3): the pair, or the valid
+                # certificate of the other kind on the same card.
+                other = CertKind.CARD_AUTH if cert.kind.is_signing else CertKind.CARD_SIGN
+                partner = by_kind.get(other) or plan.partner
+                cert.sibling_id = partner.id if partner is not None else None
+                updates.append((cert.id, prepared.signed[cert.id], cert.sibling_id))
+                if plan.partner is not None and other not in by_kind:
+                    uow.certificates.set_sibling(plan.partner.id or 0, cert.id)
+                plan.sibling_serial = partner.serial if partner is not None else None
+        uow.certificates.mark_issued(updates, now)
+        for prepared in batch:
+            for plan in prepared.plans:
+                cert = plan.cert
                 assert cert is not None
-                cert.status = CertStatus.ISSUED
-                cert.der = signed[cert.id or 0]
-                cert.tbs_der = None  # the DER holds it now
-                cert.updated_at = now
-                stored.append(cert)
                 if plan.renewal and plan.predecessor is not None:
                     old = uow.certificates.get_by_serial(plan.predecessor.serial, for_update=True)
                     assert old is not None
                     revoke_in(uow, self._audit, actor, old, RevocationReason.SUPERSEDED, now,
                               now, cause=f"renewed by {cert.serial}")
-            self._link_siblings(uow, stored, now)
-            for cert in stored:
                 self._audit.record(uow, actor=actor.actor, action="certificate.issued",
                                    subject=cert.serial,
-                                   payload={"kind": cert.kind.value, "resident": resident_id,
+                                   payload={"kind": cert.kind.value,
+                                            "resident": prepared.resident_id,
                                             "not_after": cert.not_after.isoformat(),
-                                            "predecessor": _serial_of(uow, cert.predecessor_id),
-                                            "sibling": _serial_of(uow, cert.sibling_id)})
-            uow.commit()
-            return [IssuedCertificate(serial=c.serial, kind=c.kind, der=c.der or b"",
-                                      not_before=c.not_before, not_after=c.not_after,
-                                      card_number=card_number,
-                                      predecessor=_serial_of(uow, c.predecessor_id),
-                                      renewal=p.renewal)
-                    for c, p in zip(stored, plans, strict=True)]
+                                            "predecessor": plan.predecessor.serial
+                                            if plan.predecessor else None,
+                                            "sibling": plan.sibling_serial})
 
-    def _check_rules(self, uow: UnitOfWork, resident: Resident, card: Card, plan: _Planned,
-                     now: datetime, renew: bool, renewing: str | None) -> None:
+    def _municipality(self, uow: UnitOfWork, code: str) -> Municipality:
+        """Municipalities are registry data that never change once registered: cached."""
+        cached = self._municipalities.get(code)
+        if cached is None:
+            cached = uow.municipalities.get(code)
+            if cached is None:  # pragma: no cover - registered residents have one
+                raise MunicipalityNotFound("the resident's municipality is missing")
+            self._municipalities[code] = cached
+        return cached
+
+    @staticmethod
+    def _check_rules(all_history: list[Certificate], resident: Resident, card: Card,
+                     plan: _Planned, now: datetime, renew: bool, renewing: str | None) -> None:
         kind = plan.request.kind
         today = jst_date(now)
         if kind.is_signing:
@@ -292,8 +424,7 @@ class IssuanceService:
                     resident.emigrated_on is not None and today < resident.emigrated_on:
                 raise EmigrationPending("the new signing certificate can be issued from the "
                                         "departure date")
-        history = [c for c in uow.certificates.for_resident(resident.id, [kind])
-                   if c.status is not CertStatus.ABANDONED]
+        history = [c for c in all_history if c.kind is kind]
         current = [c for c in history if c.is_valid(now)]
         latest = max(history, key=lambda c: c.created_at, default=None)
         if renew:
@@ -319,28 +450,6 @@ class IssuanceService:
                                kind=kind.value)
             plan.predecessor = latest  # re-issue: linkage old→new (§3.3)
 
-    @staticmethod
-    def _valid_auth_not_after(uow: UnitOfWork, card: Card, now: datetime) -> datetime | None:
-        auths = [c for c in uow.certificates.for_card(card.id or 0)
-                 if c.kind is CertKind.CARD_AUTH and c.is_valid(now)]
-        return max((c.not_after for c in auths), default=None)
-
-    @staticmethod
-    def _link_siblings(uow: UnitOfWork, stored: list[Certificate], now: datetime) -> None:
-        """signing↔auth linkage (証明書紐付け情報, §3.3): certificates of one card point at each
-        other; a newly issued one replaces its kind in the pair."""
-        for cert in stored:
-            other_kind = CertKind.CARD_AUTH if cert.kind.is_signing else CertKind.CARD_SIGN
-            partner = next((c for c in stored if c.kind is other_kind), None)
-            if partner is None:
-                candidates = [c for c in uow.certificates.for_card(cert.card_id or 0)
-                              if c.kind is other_kind and c.status is CertStatus.ISSUED
-                              and not c.is_revoked(now) and c.not_after >= now]
-                partner = max(candidates, key=lambda c: c.created_at, default=None)
-            if partner is not None:
-                cert.sibling_id = partner.id
-                partner.sibling_id = cert.id
-
     def _abandon(self, certs: list[Certificate], actor: Principal) -> None:
         try:
             now = self._clock.now()
@@ -358,8 +467,18 @@ class IssuanceService:
             pass
 
 
-def _serial_of(uow: UnitOfWork, cert_id: int | None) -> str | None:
-    if cert_id is None:
-        return None
-    cert = uow.certificates.get(cert_id)
-    return cert.serial if cert else None
+
+def _valid_auth_not_after(history: list[Certificate], card: Card,
+                          now: datetime) -> datetime | None:
+    auths = [c for c in history if c.kind is CertKind.CARD_AUTH and c.card_id == card.id
+             and c.is_valid(now)]
+    return max((c.not_after for c in auths), default=None)
+
+
+def _partner(history: list[Certificate], card: Card, kind: CertKind,
+             now: datetime) -> Certificate | None:
+    """The newest valid certificate of the other kind on the same card."""
+    other = CertKind.CARD_AUTH if kind.is_signing else CertKind.CARD_SIGN
+    candidates = [c for c in history if c.kind is other and c.card_id == card.id
+                  and c.status is CertStatus.ISSUED and c.is_valid(now)]
+    return max(candidates, key=lambda c: c.created_at, default=None)

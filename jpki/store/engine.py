@@ -14,6 +14,8 @@ otherwise carry the basic 4 information into an exception's text (non-negotiable
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -49,11 +51,35 @@ def create_store_engine(url: str, *, read_only: bool = False, pool_size: int = 8
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        if read_only:
+            @event.listens_for(engine, "begin")
+            def _on_begin_read(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN")
+
+            return engine
+
+        # SQLite has one writer at a time. Threads of this process queue on a Python lock
+        # instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms and made
+        # a waiting writer lose up to a second under load (bench/issuance.py); other processes
+        # still meet busy_timeout. Re-entrant, so that a thread opening a second unit of work
+        # inside a first one gets SQLite's own answer (busy, then "database is locked") rather
+        # than waiting on itself forever.
+        writer = threading.RLock()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            writer.acquire()
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _on_end(conn: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # not held by this thread
+                writer.release()
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jpki.audit import GENESIS_MAC
+from jpki.errors import InternalError
 from jpki.model import (
     ApiClient,
     AuditRecord,
@@ -117,6 +118,37 @@ class SqlCertificates:
     def serial_exists(self, serial: str) -> bool:
         return bool(self._s.execute(
             select(exists().where(_T.c.serial == serial))).scalar())
+
+    def add_many(self, certs: Sequence[Certificate]) -> None:
+        """Insert several certificates with one flush (one batched INSERT … RETURNING)."""
+        self._s.add_all(certs)
+        self._s.flush()
+
+    def public_keys_in_use(self, public_key_sha256s: Sequence[str]) -> set[str]:
+        stmt = select(_T.c.public_key_sha256).where(
+            _T.c.public_key_sha256.in_(list(public_key_sha256s)),
+            _T.c.status != CertStatus.ABANDONED)
+        return {str(r[0]) for r in self._s.execute(stmt)}
+
+    def mark_issued(self, updates: Sequence[tuple[int, bytes, int | None]],
+                    at: datetime) -> None:
+        """Pending → issued with the signed DER (and the sibling link), in one statement; the
+        pending state is required, so an intent abandoned in between cannot be revived."""
+        if not updates:
+            return
+        t = _T.c
+        stmt = (update(_T).where(t.id == bindparam("b_id"), t.status == CertStatus.PENDING)
+                .values(status=CertStatus.ISSUED, der=bindparam("b_der"), tbs_der=None,
+                        sibling_id=bindparam("b_sibling"), updated_at=at)
+                .execution_options(synchronize_session=False))
+        result = self._s.connection().execute(stmt, [
+            {"b_id": cid, "b_der": der, "b_sibling": sibling} for cid, der, sibling in updates])
+        if result.rowcount not in (-1, len(updates)):
+            raise InternalError("an issuance intent was abandoned before it could be stored")
+
+    def set_sibling(self, cert_id: int, sibling_id: int) -> None:
+        self._s.connection().execute(update(_T).where(_T.c.id == cert_id)
+                                     .values(sibling_id=sibling_id))
 
     def public_key_in_use(self, public_key_sha256: str) -> bool:
         stmt = select(exists().where(
@@ -252,6 +284,7 @@ class SqlClients:
 class SqlAudit:
     def __init__(self, session: Session) -> None:
         self._s = session
+        self.staged: list[tuple[datetime, str, str, str, str]] = []
 
     def head(self, *, for_update: bool = False) -> tuple[int, str]:
         stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
@@ -264,11 +297,11 @@ class SqlAudit:
             return 0, GENESIS_MAC
         return int(row.seq), str(row.mac)
 
-    def append(self, record: AuditRecord) -> None:
-        self._s.execute(insert(audit_log).values(
-            seq=record.seq, at=record.at, actor=record.actor, action=record.action,
-            subject=record.subject, payload=record.payload, prev_mac=record.prev_mac,
-            mac=record.mac))
+    def append_many(self, records: Sequence[AuditRecord]) -> None:
+        self._s.execute(insert(audit_log), [
+            {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
+             "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac}
+            for r in records])
 
     def set_head(self, seq: int, mac: str) -> None:
         self._s.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, mac=mac))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
@@ -26,6 +28,7 @@ class SqlUnitOfWork:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
         self._session: Session | None = None
+        self._on_commit: list[Callable[[], None]] = []
 
     def __enter__(self) -> Self:
         s = self._session = self._factory()
@@ -50,7 +53,24 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         assert self._session is not None
+        callbacks, self._on_commit = self._on_commit, []
+        for callback in callbacks:
+            callback()
         self._session.commit()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self._on_commit.append(callback)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        assert self._session is not None
+        staged = len(self.audit.staged)
+        try:
+            with self._session.begin_nested():
+                yield
+        except BaseException:
+            del self.audit.staged[staged:]
+            raise
 
     def rollback(self) -> None:
         assert self._session is not None

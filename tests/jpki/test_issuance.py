@@ -321,3 +321,66 @@ def test_signed_certificate_verifies_under_the_ca_key(services, new_resident, su
         root = x509.load_der_x509_certificate(gens[kind.ca].certificate_der)
         root.public_key().verify(parsed.signature, parsed.tbs_certificate_bytes,
                                  padding.PKCS1v15(), hashes.SHA256())
+
+
+# --- bulk issuance -----------------------------------------------------------------------------
+
+
+def test_issue_batch_issues_each_order_and_refuses_bad_ones_alone(services, new_resident,
+                                                                  subject_keys, operator):
+    from jpki.errors import JpkiError
+    from jpki.issuance import IssuanceOrder
+
+    adults = [new_resident(name=f"山田 {i}") for i in range(3)]
+    child = new_resident(name="山田 子", birth=date(2016, 5, 5))
+    orders = [
+        IssuanceOrder(adults[0], (KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
+                                  KeyRequest(CertKind.CARD_SIGN, subject_keys[1]))),
+        # refused after its card was created: the savepoint must take the card back
+        IssuanceOrder(child, (KeyRequest(CertKind.CARD_AUTH, subject_keys[2]),
+                              KeyRequest(CertKind.CARD_SIGN, subject_keys[3])),
+                      CardSpec(number="CHILDCARD001")),
+        IssuanceOrder(adults[1], (KeyRequest(CertKind.CARD_AUTH, subject_keys[1]),)),  # dup key
+        IssuanceOrder(adults[2], (KeyRequest(CertKind.CARD_AUTH, subject_keys[4]),
+                                  KeyRequest(CertKind.CARD_SIGN, subject_keys[5]))),
+        IssuanceOrder("0" * 32, (KeyRequest(CertKind.CARD_AUTH, subject_keys[6]),)),
+    ]
+    results = services.issuance.issue_batch(STATION, orders, chunk=2)
+    assert [type(r).__name__ if isinstance(r, JpkiError) else len(r) for r in results] == [
+        2, "UnderageSigning", "DuplicatePublicKey", 2, "ResidentNotFound"]
+    with services.uow() as uow:
+        assert uow.cards.get_by_number("CHILDCARD001") is None
+        assert uow.certificates.for_resident(child) == []
+        actions = [r.action for r in uow.audit.iterate()]
+    assert actions.count("certificate.signing") == 4 and actions.count("certificate.issued") == 4
+    for issued in (results[0], results[3]):
+        assert isinstance(issued, list)
+        sign = next(c for c in issued if c.kind is CertKind.CARD_SIGN)
+        auth = next(c for c in issued if c.kind is CertKind.CARD_AUTH)
+        view = services.certificates.show(operator, sign.serial)
+        assert view.status == "good" and view.sibling == auth.serial
+        x509.load_der_x509_certificate(sign.der)
+    with services.uow() as uow:
+        services.audit.verify(uow)
+
+
+def test_issue_batch_needs_the_station_role(services):
+    from jpki.issuance import IssuanceOrder
+
+    with pytest.raises(WrongRole):
+        services.issuance.issue_batch(Principal(actor="x", role=ClientRole.OPERATOR),
+                                      [IssuanceOrder("0" * 32, ())])
+
+
+def test_hsm_failure_in_a_batch_abandons_its_intents(services, new_resident, subject_keys):
+    from jpki.errors import KeyStoreUnavailable as Unavailable
+    from jpki.issuance import IssuanceOrder
+
+    rid = new_resident()
+    services.issuance._keys = FailingKeys(services.keys)
+    (result,) = services.issuance.issue_batch(STATION, [IssuanceOrder(
+        rid, (KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),))])
+    assert isinstance(result, Unavailable)
+    with services.uow() as uow:
+        (cert,) = uow.certificates.for_resident(rid)
+    assert cert.status is CertStatus.ABANDONED

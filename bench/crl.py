@@ -1,0 +1,737 @@
+"""One CRL shard with a million entries: jpki's streaming publisher against cryptography's CRL
+builder and ``openssl ca -gencrl``, measured in the same run.
+
+    .venv/bin/python -m bench.crl [--entries 1000000] [--delta-entries N]
+                                  [--database sqlite|postgres|both] [--repeat 3] [--json]
+
+Setup (not timed), per database, after the real key ceremony on a fresh database (SoftHSM token
+in a temporary data directory, as :mod:`bench.common` sets up): one resident of 清瀬市 (132217) is
+registered and one card certificate pair is issued through the real pipeline; then N revoked
+``card_sign`` rows of the sign CA generation 1, shard 132217, are bulk-inserted (executemany on
+SQLite, binary COPY on PostgreSQL, then ``VACUUM ANALYZE`` as autovacuum would). Each row is a
+copy of the issued certificate's row (its DER, TBS, resident, card) with its own random 127-bit
+serial ≥ 2^64, public-key hash, issuance and revocation times (within the last year, in random
+order: rows are inserted at issuance, revoked later) and reason, and with ``crl_entry`` — the DER
+that :func:`jpki.crl_entries.crl_entry` stores at revocation. The entries are encoded by a fast
+equivalent of that function (asn1crypto costs 125 µs an entry: 2 minutes for 10^6), checked
+byte for byte against it on a sample of rows with every reason.
+
+Measured, each in its own process, wall clock from the parent and peak RSS from outside by GNU
+time (``/usr/bin/time -v``, "Maximum resident set size"), the contenders interleaved for
+``--repeat`` rounds (medians reported):
+
+1. jpki: a fresh process builds the services like ``jpki crl publish`` does (settings on the data
+   directory, the database URL, the HSM PIN from the environment) and calls
+   ``CrlService.publish(scope, "full")`` — one snapshot, entries streamed from the driver cursor,
+   signed in SoftHSM, file fsynced, publication recorded. It also reports its peak RSS just
+   before ``publish`` (imports, services, HSM login): the idle baseline of the same process.
+2. builder: cryptography's ``CertificateRevocationListBuilder`` with every ``RevokedCertificate``
+   passed to its constructor, built from the same rows read from the same database (serial,
+   revocation time, reason), with the same issuer, times and extensions as jpki's CRL, signed by
+   an in-process RSA-2048 key, DER written and fsynced.
+3. openssl: ``openssl ca -gencrl`` over an ``index.txt`` holding the same entries, with the same
+   CRL extensions (AKI, IDP, freshest CRL), signed by an RSA-2048 PEM key.
+
+Every output is checked: it parses with cryptography, holds exactly the N serials inserted
+(count and an order-independent checksum), and its signature verifies (jpki's with the CA
+certificate's public key). Then N/10 more certificates are revoked after the base CRL's
+thisUpdate (the fixed clock moves on one hour) and ``publish(scope, "delta")`` is measured the
+same way.
+
+Targets (issue): jpki ≥ 5× faster than either reference, and jpki's peak RSS ≤ 1/3 of the
+builder's. Ratios use each process's whole wall time (startup included: what a cron'd
+``jpki crl publish`` costs); the in-process figures are shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+
+from bench.common import (
+    MUNICIPALITY,
+    OPERATOR,
+    BenchError,
+    BenchHsm,
+    bench_hsm,
+    fresh_database,
+    load_average,
+    machine_info,
+    open_services,
+    postgres_server_version,
+    subject_keys,
+)
+from jpki.crl_entries import crl_entry
+from jpki.issuance import KeyRequest
+from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.principals import Principal
+from jpki.store.tables import certificates
+
+ROOT = Path(__file__).resolve().parents[1]
+GNU_TIME = "/usr/bin/time"
+STATION = Principal(actor="client:bench", role=ClientRole.STATION)
+TARGET_SPEEDUP = 5.0
+TARGET_MEMORY = 1 / 3
+SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
+# Reasons of revoked card certificates (jpki-reference §3.2): renewals, changed basic 4
+# information, no longer needed, lost cards (hold), destroyed before delivery, compromise.
+REASONS = [(RevocationReason.SUPERSEDED, 35), (RevocationReason.AFFILIATION_CHANGED, 30),
+           (RevocationReason.CESSATION_OF_OPERATION, 15), (RevocationReason.CERTIFICATE_HOLD, 10),
+           (RevocationReason.UNSPECIFIED, 7), (RevocationReason.KEY_COMPROMISE, 3)]
+OPENSSL_REASONS = {1: "keyCompromise", 3: "affiliationChanged", 4: "superseded",
+                   5: "cessationOfOperation", 6: "certificateHold,holdInstructionReject"}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- the data set -----------------------------------------------------------------------------
+
+
+@dataclass
+class Revoked:
+    serials: list[int]
+    revoked_at: list[datetime]
+    reasons: list[int]
+    created_at: list[datetime]
+
+    def __len__(self) -> int:
+        return len(self.serials)
+
+    def checksum(self) -> tuple[int, int]:
+        return checksum(self.serials)
+
+
+def checksum(serials: Iterable[int]) -> tuple[int, int]:
+    """(count, sum mod 2^128): the same for the same set of serials in any order."""
+    n = total = 0
+    for s in serials:
+        n += 1
+        total += s
+    return n, total % (1 << 128)
+
+
+def make_revoked(rng: random.Random, count: int, start: datetime, end: datetime,
+                 taken: set[int]) -> Revoked:
+    """``count`` revocations with times uniform in [start, end), in random order."""
+    population = [int(r) for r, _ in REASONS]
+    weights = [w for _, w in REASONS]
+    span = int((end - start).total_seconds())
+    serials, times, created = [], [], []
+    while len(serials) < count:
+        s = rng.getrandbits(127)
+        if s < 1 << 64 or s in taken:
+            continue
+        taken.add(s)
+        serials.append(s)
+        at = start + timedelta(seconds=rng.randrange(span))
+        times.append(at)
+        created.append(at - timedelta(seconds=rng.randrange(4 * 365 * 86400)))
+    reasons = rng.choices(population, weights, k=count)
+    return Revoked(serials, times, reasons, created)
+
+
+def _der_length(n: int) -> bytes:
+    return bytes([n]) if n < 0x80 else bytes([0x81, n])
+
+
+_UTC_TIME_LIMIT = datetime(2050, 1, 1, tzinfo=UTC)
+_REASON_EXTENSIONS = b"\x30\x0c\x30\x0a\x06\x03\x55\x1d\x15\x04\x03\x0a\x01"
+
+
+def fast_crl_entry(serial: int, at: datetime, reason: int) -> bytes:
+    """Byte for byte what :func:`jpki.crl_entries.crl_entry` returns, for serials below 2^127,
+    whole-second times before 2050 and the reasons a stored entry can carry."""
+    if at >= _UTC_TIME_LIMIT or at.microsecond:
+        raise ValueError("fast_crl_entry: whole-second UTCTime only")
+    value = serial.to_bytes((serial.bit_length() + 8) // 8, "big")
+    body = b"\x02" + _der_length(len(value)) + value + b"\x17\x0d" + \
+        at.strftime("%y%m%d%H%M%SZ").encode()
+    if reason not in (RevocationReason.UNSPECIFIED, RevocationReason.REMOVE_FROM_CRL):
+        body += _REASON_EXTENSIONS + bytes([reason])
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def check_fast_entries(data: Revoked, sample: int = 2000) -> int:
+    """Compare fast_crl_entry with jpki's crl_entry on ``sample`` rows plus one per reason."""
+    indexes = set(range(0, len(data), max(1, len(data) // sample)))
+    for reason in {r for r, _ in REASONS}:
+        indexes.add(data.reasons.index(int(reason)))
+    for i in sorted(indexes):
+        s, at, r = data.serials[i], data.revoked_at[i], data.reasons[i]
+        if fast_crl_entry(s, at, r) != crl_entry(format(s, "x"), at, RevocationReason(r)):
+            raise BenchError(f"fast_crl_entry disagrees with jpki.crl_entries.crl_entry at row {i}")
+    return len(indexes)
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+@dataclass
+class Template:
+    """The issued certificate whose row every synthetic revoked row copies."""
+
+    resident_id: str
+    card_id: int
+    ca_generation_id: int
+    der: bytes
+    tbs_der: bytes
+    issuer_public_key: rsa.RSAPublicKey
+    ca_certificate_der: bytes
+
+
+COLUMNS = ["serial", "kind", "resident_id", "card_id", "ca_generation_id", "status", "not_before",
+           "not_after", "shard", "registry_source", "public_key_sha256", "tbs_der", "der",
+           "revoked_at", "revocation_reason", "revocation_recorded_at", "crl_entry",
+           "created_at", "updated_at"]
+PG_TYPES = ["varchar", "varchar", "varchar", "int8", "int8", "varchar", "timestamp", "timestamp",
+            "varchar", "varchar", "varchar", "bytea", "bytea", "timestamp", "int2", "timestamp",
+            "bytea", "timestamp", "timestamp"]
+VALIDITY = timedelta(days=5 * 365)
+
+
+def _rows(t: Template, data: Revoked, rng: random.Random, fmt: Callable[[datetime], Any]
+          ) -> Iterator[tuple[Any, ...]]:
+    for serial, at, reason, created in zip(data.serials, data.revoked_at, data.reasons,
+                                           data.created_at, strict=True):
+        when = fmt(at)
+        yield (format(serial, "x"), CertKind.CARD_SIGN.value, t.resident_id, t.card_id,
+               t.ca_generation_id, "issued", fmt(created), fmt(created + VALIDITY), MUNICIPALITY,
+               "juminhyo", format(rng.getrandbits(256), "064x"), t.tbs_der, t.der, when, reason,
+               when, fast_crl_entry(serial, at, reason), fmt(created), when)
+
+
+def _naive(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _sqlite_time(at: datetime) -> str:
+    return _naive(at).strftime(SQLITE_DATETIME)
+
+
+def bulk_insert(url: str, t: Template, data: Revoked, rng: random.Random,
+                batch: int = 50_000) -> float:
+    began = time.perf_counter()
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+        # The stored text must be what SQLAlchemy writes (the store compares it as text).
+        dialect = sqlite_dialect.dialect()
+        to_db = certificates.c.revoked_at.type.dialect_impl(dialect).bind_processor(dialect)
+        probe = data.revoked_at[0]
+        if to_db is not None and to_db(probe) != _sqlite_time(probe):
+            raise BenchError(f"SQLite datetime format: {to_db(probe)!r} != {_sqlite_time(probe)!r}")
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=OFF")  # setup only; the store uses FULL
+            conn.execute("BEGIN")
+            # Fixed column names, nothing from input.
+            sql = (f"INSERT INTO certificates ({', '.join(COLUMNS)}) "  # noqa: S608
+                   f"VALUES ({', '.join('?' * len(COLUMNS))})")
+            rows = _rows(t, data, rng, _sqlite_time)
+            while chunk := [row for _, row in zip(range(batch), rows, strict=False)]:
+                conn.executemany(sql, chunk)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(plain) as conn:
+            with conn.cursor() as cur, cur.copy(
+                    f"COPY certificates ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(PG_TYPES)
+                for row in _rows(t, data, rng, _naive):
+                    copy.write_row(row)
+            conn.commit()
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE) certificates")
+    return time.perf_counter() - began
+
+
+def prepare_database(hsm: BenchHsm, url: str) -> Template:
+    """Ceremony, one resident and one issued card certificate pair: the row the synthetic rows
+    copy (and the resident and card their foreign keys point to)."""
+    services = open_services(hsm, url)
+    try:
+        resident = services.residents.register(
+            OPERATOR, name="清瀬 花子", birth_date=datetime(1980, 4, 1).date(), sex=2,
+            address="東京都清瀬市中里1丁目1番1号", municipality_code=MUNICIPALITY)
+        auth, sign = subject_keys(2, log=log)
+        issued = services.issuance.issue(STATION, resident.id, [
+            KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
+        serial = next(c.serial for c in issued if c.kind is CertKind.CARD_SIGN)
+        with services.uow.engine.connect() as conn:
+            row = conn.execute(select(certificates).where(certificates.c.serial == serial)).one()
+        with services.uow() as uow:
+            gen = uow.cas.current(CaKind.SIGN)
+        ca_cert = x509.load_der_x509_certificate(gen.certificate_der)
+        public_key = ca_cert.public_key()
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        return Template(resident_id=row.resident_id, card_id=row.card_id,
+                        ca_generation_id=row.ca_generation_id, der=row.der, tbs_der=row.tbs_der,
+                        issuer_public_key=public_key, ca_certificate_der=gen.certificate_der)
+    finally:
+        services.uow.engine.dispose()
+        services.read_engine.dispose()
+
+
+# --- running a contender ----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wall_s: float
+    peak_kib: int
+    user_s: float | None
+    sys_s: float | None
+    child: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_gnu_time(text: str) -> tuple[int, float, float]:
+    def grab(label: str) -> str:
+        m = re.search(rf"^\s*{re.escape(label)}: (.+)$", text, re.M)
+        if not m:
+            raise BenchError(f"GNU time printed no {label!r}")
+        return m.group(1).strip()
+
+    return (int(grab("Maximum resident set size (kbytes)")), float(grab("User time (seconds)")),
+            float(grab("System time (seconds)")))
+
+
+def measure(command: list[str], env: dict[str, str], workdir: Path,
+            result: Path | None = None) -> Run:
+    """Run ``command`` in a child process: wall clock from here, peak RSS from outside."""
+    timing = workdir / "time.txt"
+    timing.unlink(missing_ok=True)
+    if os.access(GNU_TIME, os.X_OK):
+        full = [GNU_TIME, "-v", "-o", str(timing), *command]
+    else:
+        full = [sys.executable, "-m", "bench.crl_child", "rusage", "--", *command]
+    began = time.perf_counter()
+    proc = subprocess.run(full, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise BenchError(f"{command[0]} {command[1:4]} exited {proc.returncode}: "
+                         f"{proc.stderr.strip()[-2000:]}")
+    if timing.exists():
+        peak, user, system = _parse_gnu_time(timing.read_text())
+    else:
+        m = re.search(r"bench-rusage-maxrss-kib (\d+)", proc.stderr)
+        if not m:
+            raise BenchError("no peak RSS from the rusage wrapper")
+        peak, user, system = int(m.group(1)), None, None  # type: ignore[assignment]
+    child = json.loads(result.read_text()) if result is not None else {}
+    return Run(wall_s=wall, peak_kib=peak, user_s=user, sys_s=system, child=child)
+
+
+def python_child(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench.crl_child", *args]
+
+
+# --- the references' inputs -------------------------------------------------------------------
+
+
+def write_reference_inputs(work: Path, jpki_crl: x509.CertificateRevocationList,
+                           data: Revoked, template: Template) -> rsa.RSAPrivateKey:
+    """The RSA key and CA certificate of the references, the builder's template (jpki's CRL
+    without entries), and openssl's configuration and index.txt."""
+    key = rsa.generate_private_key(65537, 2048)
+    (work / "ref-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    now = datetime.now(UTC)
+    ca = (x509.CertificateBuilder().subject_name(jpki_crl.issuer).issuer_name(jpki_crl.issuer)
+          .public_key(key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                         critical=False)
+          .sign(key, hashes.SHA256()))
+    (work / "ref-ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(jpki_crl.issuer)
+               .last_update(jpki_crl.last_update_utc).next_update(jpki_crl.next_update_utc))
+    for ext in jpki_crl.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    (work / "template.der").write_bytes(builder.sign(key, hashes.SHA256())
+                                        .public_bytes(serialization.Encoding.DER))
+
+    idp = jpki_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    idp_uris = [n.value for n in idp.full_name or []
+                if isinstance(n, x509.UniformResourceIdentifier)]
+    freshest = jpki_crl.extensions.get_extension_for_class(x509.FreshestCRL).value
+    freshest_uri = freshest[0].full_name[0].value  # type: ignore[index]
+    number = jpki_crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    hours = round((jpki_crl.next_update_utc - jpki_crl.last_update_utc).total_seconds() / 3600)
+    (work / "crlnumber").write_text(f"{number:04X}\n")
+    (work / "index.txt.attr").write_text("unique_subject = no\n")
+    idp_lines = "fullname = " + ", ".join(f"URI:{u}" for u in idp_uris)
+    (work / "ca.cnf").write_text(f"""\
+[ca]
+default_ca = bench
+
+[bench]
+dir = {work}
+database = $dir/index.txt
+certificate = $dir/ref-ca.pem
+private_key = $dir/ref-key.pem
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_crl_hours = {hours}
+crl_extensions = crl_ext
+
+[crl_ext]
+authorityKeyIdentifier = keyid:always
+issuingDistributionPoint = critical, @idp
+freshestCRL = URI:{freshest_uri}
+
+[idp]
+{idp_lines}
+onlyuser = TRUE
+""")
+    with open(work / "index.txt", "w", encoding="ascii", buffering=1 << 20) as out:
+        for serial, at, reason, created in zip(data.serials, data.revoked_at, data.reasons,
+                                               data.created_at, strict=True):
+            hexs = format(serial, "X")
+            if len(hexs) % 2:
+                hexs = "0" + hexs
+            revoked = at.strftime("%y%m%d%H%M%SZ")
+            if reason in OPENSSL_REASONS:
+                revoked += "," + OPENSSL_REASONS[reason]
+            expiry = (created + VALIDITY).strftime("%y%m%d%H%M%SZ")
+            out.write(f"R\t{expiry}\t{revoked}\t{hexs}\tunknown\t/CN=x\n")
+    return key
+
+
+# --- checking outputs -------------------------------------------------------------------------
+
+
+def check_crl(path: Path, public_key: rsa.RSAPublicKey, expected: tuple[int, int], *,
+              pem: bool = False, full: bool = True) -> dict[str, Any]:
+    """Parse with cryptography; the signature, the entry count and (``full``) the serials."""
+    data = path.read_bytes()
+    crl = x509.load_pem_x509_crl(data) if pem else x509.load_der_x509_crl(data)
+    der_size = len(crl.public_bytes(serialization.Encoding.DER)) if pem else len(data)
+    count = len(crl)
+    if not crl.is_signature_valid(public_key):  # type: ignore[arg-type]
+        raise BenchError(f"{path.name}: the signature does not verify")
+    if count != expected[0]:
+        raise BenchError(f"{path.name}: {count} entries, expected {expected[0]}")
+    if full and checksum(e.serial_number for e in crl) != expected:
+        raise BenchError(f"{path.name}: the serials differ from the ones inserted")
+    return {"entries": count, "der_bytes": der_size, "serials_checked": full}
+
+
+# --- one database -----------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def run_database(hsm: BenchHsm, database: str, base: Revoked, delta: Revoked, t0: datetime,
+                 args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    log(f"{database}: fresh database, ceremony, one issued pair")
+    work = Path(tempfile.mkdtemp(prefix=f"crl-{database}-", dir=hsm.data_dir))
+    env = dict(os.environ)
+    env["JPKI_HSM_USER_PIN"] = hsm.keys.config.user_pin
+    env.pop("JPKI_DATABASE_URL", None)
+    shutil.rmtree(hsm.data_dir / "crl", ignore_errors=True)
+    with fresh_database(database, hsm.data_dir, "crl") as url:
+        template = prepare_database(hsm, url)
+        log(f"{database}: inserting {len(base):,} revoked certificates into shard {MUNICIPALITY}")
+        insert_s = bulk_insert(url, template, base, rng)
+        log(f"  {insert_s:.1f} s")
+        floor = t0 - hsm.recipe.crl.expired_grace
+        expected = base.checksum()
+        runs: dict[str, list[Run]] = {"jpki": [], "builder": [], "openssl": []}
+        checks: dict[str, dict[str, Any]] = {}
+        jpki_cmd = python_child("jpki", "--data-dir", str(hsm.data_dir), "--database-url", url,
+                                "--at", t0.isoformat(), "--kind", "full",
+                                "--result", str(work / "jpki.json"))
+        builder_cmd = python_child(
+            "builder", "--database-url", url, "--generation-id", str(template.ca_generation_id),
+            "--shard", MUNICIPALITY, "--at", t0.isoformat(), "--floor", floor.isoformat(),
+            "--template", str(work / "template.der"), "--key", str(work / "ref-key.pem"),
+            "--out", str(work / "builder.der"), "--result", str(work / "builder.json"))
+        openssl_cmd = ["openssl", "ca", "-gencrl", "-config", str(work / "ca.cnf"),
+                       "-out", str(work / "openssl.pem")]
+        ref_key: rsa.RSAPrivateKey | None = None
+        for round_ in range(args.repeat):
+            log(f"{database}: round {round_ + 1}/{args.repeat}")
+            run = measure(jpki_cmd, env, work, work / "jpki.json")
+            runs["jpki"].append(run)
+            path = Path(run.child["path"])
+            checks["jpki"] = check_crl(path, template.issuer_public_key, expected,
+                                       full=round_ == 0)
+            idle = run.child["idle_peak_kib"] / 1024
+            log(f"  jpki     {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB  "
+                f"(publish {run.child['seconds']:.2f} s, idle {idle:.1f} MiB)")
+            if ref_key is None:
+                log("  writing the references' inputs (key, template, ca.cnf, index.txt)")
+                ref_key = write_reference_inputs(work, x509.load_der_x509_crl(path.read_bytes()),
+                                                 base, template)
+            path.unlink(missing_ok=True)  # keep the disk tidy: 50 MB each
+            run = measure(builder_cmd, env, work, work / "builder.json")
+            runs["builder"].append(run)
+            checks["builder"] = check_crl(work / "builder.der", ref_key.public_key(), expected,
+                                          full=round_ == 0)
+            log(f"  builder  {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB")
+            run = measure(openssl_cmd, env, work)
+            runs["openssl"].append(run)
+            checks["openssl"] = check_crl(work / "openssl.pem", ref_key.public_key(), expected,
+                                          pem=True, full=round_ == 0)
+            log(f"  openssl  {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB")
+
+        log(f"{database}: revoking {len(delta):,} more after the base CRL's thisUpdate")
+        delta_insert_s = bulk_insert(url, template, delta, rng)
+        t1 = t0 + timedelta(hours=1)
+        delta_cmd = python_child("jpki", "--data-dir", str(hsm.data_dir), "--database-url", url,
+                                 "--at", t1.isoformat(), "--kind", "delta",
+                                 "--result", str(work / "delta.json"))
+        delta_runs = []
+        for _ in range(args.repeat):
+            run = measure(delta_cmd, env, work, work / "delta.json")
+            if run.child["kind"] != "delta" or run.child["base_number"] is None:
+                raise BenchError("the delta run did not publish a delta CRL")
+            path = Path(run.child["path"])
+            checks["delta"] = check_crl(path, template.issuer_public_key, delta.checksum())
+            path.unlink(missing_ok=True)
+            delta_runs.append(run)
+            log(f"  delta    {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB  "
+                f"(publish {run.child['seconds']:.2f} s)")
+    shutil.rmtree(work, ignore_errors=True)
+    return summarise(database, runs, delta_runs, checks, insert_s, delta_insert_s, len(base),
+                     len(delta))
+
+
+def _summary(name: str, runs: list[Run], check: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "contender": name, "runs": len(runs),
+        "wall_s": _median([r.wall_s for r in runs]), "wall_s_all": [r.wall_s for r in runs],
+        "peak_mib": _median([r.peak_kib / 1024 for r in runs]),
+        "peak_mib_all": [r.peak_kib / 1024 for r in runs],
+        "cpu_s": _median([(r.user_s or 0) + (r.sys_s or 0) for r in runs]),
+        "entries": check["entries"], "crl_bytes": check["der_bytes"],
+        "verified": True,
+    }
+    if runs[0].child:
+        out["in_process_s"] = _median([r.child["seconds"] for r in runs])
+        out["import_s"] = _median([r.child["import_seconds"] for r in runs])
+        out["timers"] = {k: _median([r.child["timers"][k] for r in runs])
+                         for k in runs[0].child["timers"]}
+        if "idle_peak_kib" in runs[0].child:
+            out["idle_peak_mib"] = _median([r.child["idle_peak_kib"] / 1024 for r in runs])
+            out["services_s"] = _median([r.child["services_seconds"] for r in runs])
+    return out
+
+
+def summarise(database: str, runs: dict[str, list[Run]], delta_runs: list[Run],
+              checks: dict[str, dict[str, Any]], insert_s: float, delta_insert_s: float,
+              entries: int, delta_entries: int) -> dict[str, Any]:
+    rows = {name: _summary(name, rs, checks[name]) for name, rs in runs.items()}
+    jpki, builder, openssl = rows["jpki"], rows["builder"], rows["openssl"]
+    ratios = {
+        "builder_over_jpki_time": builder["wall_s"] / jpki["wall_s"],
+        "openssl_over_jpki_time": openssl["wall_s"] / jpki["wall_s"],
+        "jpki_over_builder_peak": jpki["peak_mib"] / builder["peak_mib"],
+        # In-process: builder's read + build + sign + write vs jpki's publish() call.
+        "builder_over_jpki_in_process": builder["in_process_s"] / jpki["in_process_s"],
+        "openssl_over_jpki_in_process": openssl["wall_s"] / jpki["in_process_s"],
+    }
+    met = {
+        "speed_vs_builder": ratios["builder_over_jpki_time"] >= TARGET_SPEEDUP,
+        "speed_vs_openssl": ratios["openssl_over_jpki_time"] >= TARGET_SPEEDUP,
+        "memory_vs_builder": ratios["jpki_over_builder_peak"] <= TARGET_MEMORY,
+    }
+    return {"database": database, "entries": entries, "setup_insert_s": insert_s,
+            "contenders": list(rows.values()), "ratios": ratios, "met": met,
+            "delta": {**_summary("jpki delta", delta_runs, checks["delta"]),
+                      "delta_entries": delta_entries, "setup_insert_s": delta_insert_s}}
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    m = report["machine"]
+    console.print(f"[bold]jpki CRL benchmark[/] — {report['date']}\n"
+                  f"command: {report['command']}\n"
+                  f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, "
+                  f"Python {m['python']}, cryptography {m['cryptography']}, {m['openssl']}, "
+                  f"SoftHSM {m['softhsm']}, SQLite {m['sqlite']}"
+                  + (f", PostgreSQL {m['postgres']}" if m.get("postgres") else "")
+                  + f"; peak RSS by {m['peak_rss_by']}; load average "
+                  f"{m['load_average_at_start']} at start, {m.get('load_average_at_end')} at end; "
+                  f"revision {m['revision']}")
+    for r in report["results"]:
+        t = Table(title=f"{r['database']}: one shard, {r['entries']:,} revoked entries "
+                        f"(median of {r['contenders'][0]['runs']}; setup insert "
+                        f"{r['setup_insert_s']:.0f} s, not timed)")
+        for col in ("contender", "wall s", "in-process s", "CPU s", "peak MiB", "idle MiB",
+                    "CRL bytes", "entries", "verified"):
+            t.add_column(col, justify="left" if col == "contender" else "right")
+        for c in r["contenders"]:
+            t.add_row(c["contender"], f"{c['wall_s']:.2f}",
+                      f"{c['in_process_s']:.2f}" if "in_process_s" in c else "—",
+                      f"{c['cpu_s']:.2f}", f"{c['peak_mib']:.1f}",
+                      f"{c['idle_peak_mib']:.1f}" if "idle_peak_mib" in c else "—",
+                      f"{c['crl_bytes']:,}", f"{c['entries']:,}", "yes")
+        console.print(t)
+        q, met = r["ratios"], r["met"]
+
+        def verdict(ok: bool) -> str:
+            return "[green]met[/]" if ok else "[red]missed[/]"
+
+        console.print(
+            f"  builder time / jpki time: [bold]{q['builder_over_jpki_time']:.2f}×[/] "
+            f"(target ≥ {TARGET_SPEEDUP:g}×: {verdict(met['speed_vs_builder'])}; in-process "
+            f"{q['builder_over_jpki_in_process']:.2f}×)\n"
+            f"  openssl time / jpki time: [bold]{q['openssl_over_jpki_time']:.2f}×[/] "
+            f"(target ≥ {TARGET_SPEEDUP:g}×: {verdict(met['speed_vs_openssl'])}; against jpki's "
+            f"publish() alone {q['openssl_over_jpki_in_process']:.2f}×)\n"
+            f"  jpki peak / builder peak: [bold]{q['jpki_over_builder_peak']:.3f}[/] "
+            f"(target ≤ 1/3: {verdict(met['memory_vs_builder'])})")
+        j = next(c for c in r["contenders"] if c["contender"] == "jpki")
+        tm = j["timers"]
+        console.print(
+            f"  jpki process: imports {j['import_s']:.2f} s, services + HSM login "
+            f"{j['services_s']:.2f} s, publish {j['in_process_s']:.2f} s = count/sum query "
+            f"{tm['stats']:.2f} s + cursor stream {tm['stream']:.2f} s + HSM signature "
+            f"{tm['hsm_sign'] * 1000:.1f} ms + rest (frame, hashing, write, fsync, commits) "
+            f"{j['in_process_s'] - tm['stats'] - tm['stream'] - tm['hsm_sign']:.2f} s")
+        b = next(c for c in r["contenders"] if c["contender"] == "builder")
+        bt = b["timers"]
+        console.print(
+            f"  builder process: read rows + RevokedCertificate objects "
+            f"{bt['read_and_build_entries']:.2f} s, build + sign {bt['build_and_sign']:.2f} s, "
+            f"encode + write {bt['encode_and_write']:.2f} s")
+        d = r["delta"]
+        console.print(
+            f"  delta CRL, {d['delta_entries']:,} entries over a base of {r['entries']:,}: "
+            f"[bold]{d['wall_s']:.2f} s[/] wall (publish {d['in_process_s']:.2f} s, of which "
+            f"the delta query {d['timers']['delta_query']:.2f} s), peak {d['peak_mib']:.1f} MiB "
+            f"(idle {d['idle_peak_mib']:.1f}), {d['crl_bytes']:,} bytes\n")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.crl", description=(
+        "One CRL shard with N revoked entries: jpki's publisher against cryptography's builder "
+        "and openssl ca -gencrl, same run; then an N/10 delta."))
+    p.add_argument("--entries", type=int, default=1_000_000,
+                   help="revoked certificates in the shard (default 1000000)")
+    p.add_argument("--delta-entries", type=int, default=None,
+                   help="certificates revoked after the base CRL (default entries/10)")
+    p.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both",
+                   help="database(s) (default both; PostgreSQL: a database created on the local "
+                        "server and dropped afterwards)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds of the three contenders, interleaved; medians (default 3)")
+    p.add_argument("--seed", type=int, default=20261127, help="of the synthetic serials etc.")
+    p.add_argument("--json", action="store_true", help="print one JSON document, no tables")
+    p.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON to FILE")
+    args = p.parse_args(argv)
+    if args.entries < 1 or args.repeat < 1:
+        p.error("--entries and --repeat must be positive")
+    if args.delta_entries is None:
+        args.delta_entries = max(1, args.entries // 10)
+    return args
+
+
+def _openssl_version() -> str:
+    out = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "openssl (unknown version)"
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    if shutil.which("openssl") is None:
+        raise BenchError("openssl is not on PATH")
+    databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    rng = random.Random(args.seed)
+    # The fixed clock of the base CRL: now, whole seconds. Revocations in the year before it;
+    # the delta's in the half hour after it, published an hour after it.
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    log(f"generating {args.entries:,} + {args.delta_entries:,} revocations (not measured)")
+    began = time.perf_counter()
+    taken: set[int] = set()
+    base = make_revoked(rng, args.entries, t0 - timedelta(days=365), t0 - timedelta(minutes=1),
+                        taken)
+    delta = make_revoked(rng, args.delta_entries, t0 + timedelta(seconds=1),
+                         t0 + timedelta(minutes=30), taken)
+    del taken
+    checked = check_fast_entries(base)
+    log(f"  {time.perf_counter() - began:.1f} s; fast entry encoder = jpki.crl_entries.crl_entry"
+        f" on {checked} sampled rows")
+    report: dict[str, Any] = {"command": command, "date": datetime.now(UTC).isoformat(
+        timespec="seconds"), "entries": args.entries, "delta_entries": args.delta_entries,
+        "targets": {"speedup_at_least": TARGET_SPEEDUP, "peak_ratio_at_most": TARGET_MEMORY},
+        "results": []}
+    with bench_hsm() as hsm:
+        report["machine"] = machine_info(hsm.data_dir)
+        report["machine"]["openssl"] = _openssl_version()
+        report["machine"]["peak_rss_by"] = (
+            "GNU time -v (Maximum resident set size)" if os.access(GNU_TIME, os.X_OK)
+            else "getrusage(RUSAGE_CHILDREN) of a wrapper process (GNU time missing)")
+        if "postgres" in databases:
+            report["machine"]["postgres"] = postgres_server_version()
+        for database in databases:
+            report["results"].append(run_database(hsm, database, base, delta, t0, args, rng))
+        report["machine"]["load_average_at_end"] = load_average()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw_argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(raw_argv)
+    command = " ".join([".venv/bin/python -m bench.crl", *raw_argv])
+    try:
+        report = run(args, command)
+    except BenchError as exc:
+        print(f"bench.crl: {exc}", file=sys.stderr)
+        return 2
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                             encoding="utf-8")
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        _print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
