@@ -19,7 +19,7 @@ from api import problems
 from api.composition import Services, build_services
 from api.limits import BodyLimit
 from api.ocsp_http import OcspEndpoint
-from api.routers import cards, certificates, crl, public, residents
+from api.routers import cards, certificates, counter, crl, mobile, public, residents
 from jpki import __version__
 from jpki.principals import Principal
 from jpki.settings import Settings
@@ -55,6 +55,9 @@ def maintenance(services: Services) -> None:
         actor, timedelta(seconds=services.settings.pending_timeout_seconds))
     if abandoned:
         log.warning("abandoned %d stale issuance intents", len(abandoned))
+    undelivered = services.counter.sweep_undelivered(actor)
+    if undelivered:
+        log.warning("revoked %d certificates never delivered to a card", len(undelivered))
     report = CeremonyReport()
     services.cas.ensure_responders(actor, report)
     if report.created:
@@ -131,5 +134,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(residents.router)
     app.include_router(cards.router)
     app.include_router(certificates.router)
+    app.include_router(counter.router)
+    app.include_router(mobile.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from api.cli_card import emulate, issuer_key
 from api.composition import Services, build_services
 from hsm.errors import HsmError
 from jpki.cards import CardEvent, CardSpec
@@ -61,6 +62,8 @@ crl_app = typer.Typer(help="Certificate revocation lists.", no_args_is_help=True
 ocsp_app = typer.Typer(help="The OCSP responder's pre-signed responses.", no_args_is_help=True)
 app.add_typer(crl_app, name="crl")
 app.add_typer(ocsp_app, name="ocsp")
+mobile_app = typer.Typer(help="Smartphone certificates.", no_args_is_help=True)
+app.add_typer(mobile_app, name="mobile")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -460,6 +463,10 @@ def card_event(number: Annotated[str, typer.Option(help="Card number.")],
                       f"{len(outcome.revocations)} certificate(s) changed")
 
 
+card_app.command("emulate")(emulate)
+card_app.command("issuer-key")(issuer_key)
+
+
 # --- clients ------------------------------------------------------------------------------
 
 
@@ -467,13 +474,19 @@ def card_event(number: Annotated[str, typer.Option(help="Card number.")],
 def client_add(name: Annotated[str, typer.Option(help="A name for the client.")],
                role: Annotated[ClientRole, typer.Option(help="Role.")],
                scopes: Annotated[str, typer.Option(help="Comma-separated scopes.")] = "",
+               station_kind: Annotated[str | None, typer.Option(
+                   help="Stations: counter (default) or post_office (needs the "
+                        "municipality:<code> scopes of the municipalities that designated it)."
+               )] = None,
                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Create an API client; prints its client_id and client_secret once."""
     with _services(data_dir, as_json) as services:
         new = services.clients.create(_actor(), name=name, role=role,
-                                      scopes=[s for s in scopes.split(",") if s.strip()])
+                                      scopes=[s for s in scopes.split(",") if s.strip()],
+                                      station_kind=station_kind)
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret,
-                "role": role, "scopes": new.client.scopes.split()}
+                "role": role, "scopes": new.client.scopes.split(),
+                "station_kind": new.client.station_kind}
         if as_json:
             _print_json(data)
         else:
@@ -681,6 +694,23 @@ def ocsp_presign(
         count = services.ocsp.presign_missing(algorithm, limit=limit)
         _print_json({"signed": count}) if as_json else out.print(
             f"signed {count} OCSP response(s) ahead of time")
+
+
+@mobile_app.command("sweep")
+def mobile_sweep(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """重層的な措置: revoke mobile certificates whose card certificate is no longer valid or
+    whose resident record has ended; flag devices that have not checked in for long."""
+    with _services(data_dir, as_json) as services:
+        report = services.mobile.sweep(_actor())
+        if as_json:
+            _print_json(report)
+        else:
+            out.print(f"revoked {len(report['revoked'])} mobile certificate(s); flagged "
+                      f"{len(report['flagged'])} silent device(s)")
+            for serial in report["revoked"]:
+                out.print(f"  revoked {serial}")
+            for device in report["flagged"]:
+                out.print(f"  flagged device {device}")
 
 
 def main() -> None:

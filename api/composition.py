@@ -18,9 +18,11 @@ from jpki.ca import CaService
 from jpki.cards import CardService
 from jpki.certificates import CertificateQueries
 from jpki.clients import ClientService
+from jpki.counter import CounterService
 from jpki.crls import CrlService
 from jpki.errors import CaNotInitialised
 from jpki.issuance import IssuanceService
+from jpki.mobile import MobileService
 from jpki.ocsp import OcspResponder
 from jpki.ports import Clock, SystemClock
 from jpki.recipe import Recipe, load_recipe
@@ -82,6 +84,8 @@ class Services:
     crls: CrlService
     read_engine: Engine
     ocsp: OcspResponder
+    counter: CounterService
+    mobile: MobileService
 
     def close(self) -> None:
         self.uow.engine.dispose()
@@ -102,6 +106,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     urls = ServiceUrls(settings.base_url)
     audit = AuditLog(keys, recipe.audit_key_label, clock)
     cas = CaService(uow, keys, clock, recipe, audit)
+    issuance = IssuanceService(uow, keys, clock, recipe, urls, cas, audit)
     read_engine = create_store_engine(settings.resolved_database_url, read_only=True)
     crls = CrlService(uow, SqlCrlEntrySource(read_engine), keys, clock, recipe, urls, cas,
                       settings.resolved_data_dir / "crl")
@@ -110,7 +115,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         audit=audit, cas=cas,
         residents=ResidentService(uow, clock, audit),
         cards=CardService(uow, clock, audit),
-        issuance=IssuanceService(uow, keys, clock, recipe, urls, cas, audit),
+        issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=ClientService(uow, clock, audit),
         certificates=CertificateQueries(uow, clock),
@@ -118,4 +123,6 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         read_engine=read_engine,
         ocsp=OcspResponder(uow, keys, clock, recipe, cas, validity=recipe.ocsp.validity,
                            max_live_signatures=recipe.ocsp.max_live_signatures),
+        counter=CounterService(uow, clock, audit),
+        mobile=MobileService(uow, clock, audit, issuance),
     )

@@ -55,4 +55,5 @@ def require(*roles: ClientRole) -> Callable[..., Principal]:
 
 OperatorDep = Annotated[Principal, Depends(require(ClientRole.OPERATOR))]
 StationDep = Annotated[Principal, Depends(require(ClientRole.STATION))]
+CallCentreDep = Annotated[Principal, Depends(require(ClientRole.CALLCENTER))]
 ReaderDep = Annotated[Principal, Depends(require(ClientRole.OPERATOR, ClientRole.STATION))]

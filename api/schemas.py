@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jpki.cards import CardEvent
+from jpki.proofing import DocumentType, Measure, Presence
 from jpki.residents import EventKind
 
 
@@ -94,6 +95,52 @@ class IssuanceIn(Strict):
                                         description="SubjectPublicKeyInfo, PEM")
     auth_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
                                         description="SubjectPublicKeyInfo, PEM")
+    proofing_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                    description="The identity proofing recorded for this "
+                                                "resident (POST /v1/stations/proofings)")
+
+
+class DocumentIn(Strict):
+    type: DocumentType
+    has_photo: bool = False
+    issued_on: dt.date | None = None
+
+
+class ProofingIn(Strict):
+    resident_id: str = Field(min_length=1, max_length=64)
+    presence: Presence
+    applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
+    measures: list[Measure] = Field(default_factory=list, max_length=8)
+    proxy_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
+    proxy_measures: list[Measure] = Field(default_factory=list, max_length=8)
+    delegation_letter: bool = False
+    hardship_proof: bool = False
+    applicant_in_facility: bool = False
+
+
+class ProofingOut(BaseModel):
+    id: str
+    resident_id: str
+    pattern: str
+    presence: str
+    expires_at: dt.datetime
+
+
+class PinResetIn(Strict):
+    resident_id: str = Field(min_length=1, max_length=64)
+    pin: Literal["auth", "sign"]
+    proofing_id: str = Field(min_length=1, max_length=64)
+
+
+class PinResetOut(BaseModel):
+    resident_id: str
+    pin: str
+    authorised_at: dt.datetime
+
+
+class DeliveryOut(BaseModel):
+    serial: str
+    delivered_at: dt.datetime
 
 
 class CertificateOut(BaseModel):
@@ -120,3 +167,44 @@ class IssuanceOut(BaseModel):
 class RevocationIn(Strict):
     reason: str = Field(min_length=1, max_length=40,
                         description="RFC 5280 CRLReason name, e.g. keyCompromise")
+
+
+class ChallengeIn(Strict):
+    purpose: Literal["application", "revocation", "lift", "check_in"]
+
+
+class ChallengeOut(BaseModel):
+    challenge: str  # base64
+    expires_at: dt.datetime
+
+
+class SignedIn(Strict):
+    signed_data: str = Field(min_length=16, max_length=90_000,
+                             description="A CMS SignedData (DER), base64")
+
+
+class MobileCertificateOut(BaseModel):
+    serial: str
+    kind: str
+    not_after: dt.datetime
+    linked_to: str | None = None
+    pem: str
+
+
+class MobileIssuedOut(BaseModel):
+    device_id: str
+    certificates: list[MobileCertificateOut]
+    chain: list[str]
+
+
+class CheckInOut(BaseModel):
+    device_id: str
+    last_seen_at: dt.datetime
+
+
+class HoldIn(Strict):
+    resident_id: str = Field(min_length=1, max_length=64)
+
+
+class HoldOut(BaseModel):
+    held: list[RevocationOut]

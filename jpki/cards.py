@@ -176,6 +176,5 @@ class CardService:
             if cert.not_after < now:
                 continue
             result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause=cause)
-            if result.changed:
-                results.append(result)
+            results += result.all()
         return results

@@ -28,6 +28,7 @@ from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWorkFactory
 from jpki.principals import MUNICIPALITY_SCOPE, RP_SCOPES, Principal
 
+STATION_KINDS = ("counter", "post_office")  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
 _CACHE_SECONDS = 300.0
 
@@ -74,23 +75,37 @@ class ClientService:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def create(self, actor: Principal, *, name: str, role: ClientRole,
-               scopes: list[str] | None = None) -> NewClient:
+               scopes: list[str] | None = None,
+               station_kind: str | None = None) -> NewClient:
         if actor.role is not None:
             actor.require_role()  # only the local operator CLI creates clients
         if not _NAME.match(name):
             raise InvalidInput("a client name is 1-100 letters, digits, spaces or .-()",
                                field="name")
         scope_text = _validate_scopes(role, scopes or [])
+        if role is ClientRole.STATION:
+            station_kind = station_kind or "counter"
+            if station_kind not in STATION_KINDS:
+                raise InvalidInput("a station is a counter or a post_office",
+                                   field="station_kind")
+            if station_kind == "post_office" and MUNICIPALITY_SCOPE not in scope_text:
+                # A designated post office acts only for the municipalities that designated it.
+                raise InvalidInput("a post office needs the municipality:<code> scopes of the "
+                                   "municipalities that designated it", field="scopes")
+        elif station_kind is not None:
+            raise InvalidInput("only stations have a station kind", field="station_kind")
         secret = secrets.token_urlsafe(32)
         now = self._clock.now()
         client = ApiClient(id=None, client_id="jpki_" + secrets.token_hex(12), name=name,
                            role=role, scopes=scope_text, secret_hash=self._hasher.hash(secret),
-                           status=ClientStatus.ACTIVE, created_at=now)
+                           status=ClientStatus.ACTIVE, created_at=now,
+                           station_kind=station_kind)
         with self._uow() as uow:
             uow.clients.add(client)
             self._audit.record(uow, actor=actor.actor, action="client.created",
                                subject=client.client_id,
-                               payload={"role": role.value, "scopes": scope_text.split()})
+                               payload={"role": role.value, "scopes": scope_text.split(),
+                                        "station_kind": station_kind})
             uow.commit()
         return NewClient(client=client, client_secret=secret)
 

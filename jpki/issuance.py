@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from jpki.audit import AuditLog
 from jpki.ca import CaService
 from jpki.cards import CARD_KINDS, CardSpec, resolve_card
+from jpki.counter import consume_proofing
 from jpki.errors import (
     CertificateNotFound,
     CertificateNotRenewable,
@@ -98,7 +99,7 @@ class IssuedCertificate:
 
 
 @dataclass
-class _Planned:
+class Planned:
     request: KeyRequest
     key: SubjectKey
     predecessor: Certificate | None
@@ -109,6 +110,9 @@ class _Planned:
     generation: CaGeneration | None = None
     partner: Certificate | None = None  # the other kind's valid certificate on the card
     sibling_serial: str | None = None
+    not_after: datetime | None = None
+    linked_id: int | None = None  # mobile: the card certificate it is linked to
+    device_id: str | None = None  # mobile: the device holding its key
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,14 @@ class IssuanceOrder:
     card: CardSpec | None = None
     renew: bool = False
     renewing: str | None = None  # renew exactly this certificate
+    proofing_id: str | None = None  # required when a station asks (jpki.counter)
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     resident_id: str
     card_number: str
-    plans: list[_Planned]
+    plans: list[Planned]
     signed: dict[int, bytes] = field(default_factory=dict)
     index: int = 0
 
@@ -164,25 +169,33 @@ class IssuanceService:
     # --- public operations --------------------------------------------------------------
 
     def issue(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None) -> list[IssuedCertificate]:
-        """New card certificates for a resident (the first ones, or after a revocation)."""
-        return self._run(actor, resident_id, requests, card, renew=False)
+              card: CardSpec | None = None,
+              proofing_id: str | None = None) -> list[IssuedCertificate]:
+        """New card certificates for a resident (the first ones, or after a revocation).
+
+        A station must name the identity-proofing record it made for this resident (single
+        use, jpki.counter); the CA's own operator CLI issues without one.
+        """
+        return self._run(actor, resident_id, requests, card, renew=False,
+                         proofing_id=proofing_id)
 
     def renew(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None) -> list[IssuedCertificate]:
+              card: CardSpec | None = None,
+              proofing_id: str | None = None) -> list[IssuedCertificate]:
         """Renewal: from 3 months before expiry; the old certificate is revoked as superseded and
         linked old→new; the new one runs to the 6th birthday (§1.4)."""
-        return self._run(actor, resident_id, requests, card, renew=True)
+        return self._run(actor, resident_id, requests, card, renew=True, proofing_id=proofing_id)
 
     def renew_serial(self, actor: Principal, serial: str, public_key: bytes,
-                     card: CardSpec | None = None) -> IssuedCertificate:
+                     card: CardSpec | None = None,
+                     proofing_id: str | None = None) -> IssuedCertificate:
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial)
             if cert is None:
                 raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
             resident_id, kind = cert.resident_id, cert.kind
         issued = self._run(actor, resident_id, [KeyRequest(kind, public_key)], card, renew=True,
-                           renewing=serial)
+                           renewing=serial, proofing_id=proofing_id)
         return issued[0]
 
     def abandon_stale(self, actor: Principal, older_than: timedelta) -> list[str]:
@@ -202,17 +215,18 @@ class IssuanceService:
     # --- the pipeline -------------------------------------------------------------------
 
     def _run(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-             card_spec: CardSpec | None, *, renew: bool,
-             renewing: str | None = None) -> list[IssuedCertificate]:
+             card_spec: CardSpec | None, *, renew: bool, renewing: str | None = None,
+             proofing_id: str | None = None) -> list[IssuedCertificate]:
         actor.require_role(ClientRole.STATION)
-        order = IssuanceOrder(resident_id, tuple(requests), card_spec, renew, renewing)
+        order = IssuanceOrder(resident_id, tuple(requests), card_spec, renew, renewing,
+                              proofing_id)
         plans = self._validate(order)
         with self._uow() as uow:
             prepared = self._prepare(uow, actor, order, plans)
             uow.commit()  # 4. the intents are durable from here on
-        self._sign([prepared], actor)
+        self.sign([prepared], actor)
         with self._uow() as uow:
-            self._store(uow, actor, [prepared])
+            self.store(uow, actor, [prepared])
             uow.commit()
         return prepared.results()
 
@@ -229,10 +243,10 @@ class IssuanceService:
         """
         actor.require_role(ClientRole.STATION)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
-        pending: tuple[list[_Prepared], Future[None]] | None = None
+        pending: tuple[list[Prepared], Future[None]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-signer") as signer:
             for start in range(0, len(orders), max(1, chunk)):
-                batch: list[_Prepared] = []
+                batch: list[Prepared] = []
                 with self._uow() as uow:
                     for index in range(start, min(start + chunk, len(orders))):
                         try:
@@ -246,12 +260,12 @@ class IssuanceService:
                     uow.commit()
                 if pending is not None:
                     self._finish(actor, *pending, results)
-                pending = (batch, signer.submit(self._sign, batch, actor))
+                pending = (batch, signer.submit(self.sign, batch, actor))
             if pending is not None:
                 self._finish(actor, *pending, results)
         return [r if r is not None else InternalError("not processed") for r in results]
 
-    def _finish(self, actor: Principal, batch: list[_Prepared], signing: Future[None],
+    def _finish(self, actor: Principal, batch: list[Prepared], signing: Future[None],
                 results: list[list[IssuedCertificate] | JpkiError | None]) -> None:
         try:
             signing.result()
@@ -262,14 +276,14 @@ class IssuanceService:
         if not batch:
             return
         with self._uow() as uow:
-            self._store(uow, actor, batch)
+            self.store(uow, actor, batch)
             uow.commit()
         for prepared in batch:
             results[prepared.index] = prepared.results()
 
     # --- the steps ------------------------------------------------------------------------
 
-    def _validate(self, order: IssuanceOrder) -> list[_Planned]:
+    def _validate(self, order: IssuanceOrder) -> list[Planned]:
         """1. What needs no database: the request's shape and its public keys."""
         if not order.requests:
             raise InvalidInput("at least one public key is needed", field="keys")
@@ -279,18 +293,22 @@ class IssuanceService:
         keys = [load_subject_key(r.public_key) for r in order.requests]
         if len({k.sha256 for k in keys}) != len(keys):
             raise DuplicatePublicKey("the signing and auth certificates need distinct keys")
-        return sorted((_Planned(request=r, key=k, predecessor=None, renewal=False)
+        return sorted((Planned(request=r, key=k, predecessor=None, renewal=False)
                        for r, k in zip(order.requests, keys, strict=True)),
                       key=lambda p: _issue_order(p.request.kind))
 
     def _prepare(self, uow: UnitOfWork, actor: Principal, order: IssuanceOrder,
-                 plans: list[_Planned]) -> _Prepared:
+                 plans: list[Planned]) -> Prepared:
         """1–4 inside the caller's transaction: the lifecycle rules, build, lint, and the
         intent (serials reserved by the unique index, TBS kept, "signing" audited)."""
         now = self._clock.now()
         resident = load_active_resident(uow, order.resident_id, actor)
+        if actor.role is ClientRole.STATION:
+            # §5: issuance and renewal only after identity proofing at the window.
+            consume_proofing(uow, actor, order.proofing_id, resident.id,
+                             "renewal" if order.renew else "issuance", now)
         card = resolve_card(uow, resident, order.card, now)
-        municipality = self._municipality(uow, resident.municipality_code)
+        municipality = self.municipality(uow, resident.municipality_code)
         if uow.certificates.public_keys_in_use([p.key.sha256 for p in plans]):
             raise DuplicatePublicKey("this public key is already certified")
         history = [c for c in uow.certificates.for_resident(resident.id, CARD_KINDS)
@@ -300,16 +318,30 @@ class IssuanceService:
         caps: dict[CertKind, datetime] = {}
         for plan in plans:
             kind = plan.request.kind
-            gen, issuer = self._cas.current_cached(uow, kind.ca)
-            plan.key_label, plan.issuer, plan.generation = gen.key_label, issuer, gen
             cap = None
             if kind.is_signing:
                 # §1.4: the signing certificate is also capped by the auth certificate.
                 cap = caps.get(CertKind.CARD_AUTH) or _valid_auth_not_after(history, card, now)
-            not_after = certificate_not_after(birth=resident.birth_date, issued_at=now,
-                                              renewal=plan.renewal, card_expiry=card.expires_on,
-                                              cap=cap)
-            caps[kind] = not_after
+            plan.not_after = certificate_not_after(
+                birth=resident.birth_date, issued_at=now, renewal=plan.renewal,
+                card_expiry=card.expires_on, cap=cap)
+            caps[kind] = plan.not_after
+            plan.partner = _partner(history, card, kind, now)
+        self.mint(uow, actor, resident, municipality, card.id, plans, now)
+        return Prepared(resident_id=resident.id, card_number=card.number, plans=plans)
+
+    def mint(self, uow: UnitOfWork, actor: Principal, resident: Resident,
+             municipality: Municipality, card_id: int | None, plans: list[Planned],
+             now: datetime) -> None:
+        """2–4 for planned certificates whose lifecycle rules and notAfter are settled: build,
+        lint, record the intent (serials reserved by the unique index, TBS kept, "signing"
+        audited). Shared by card and mobile issuance."""
+        for plan in plans:
+            kind = plan.request.kind
+            assert plan.not_after is not None
+            not_after = plan.not_after
+            gen, issuer = self._cas.current_cached(uow, kind.ca)
+            plan.key_label, plan.issuer, plan.generation = gen.key_label, issuer, gen
             serial = new_serial()
             spec = EndEntitySpec(kind=kind, issuer=issuer, public_key=plan.key.key,
                                  serial=serial, not_before=now, not_after=not_after,
@@ -324,13 +356,14 @@ class IssuanceService:
                           f"{kind.value} certificate")
             plan.cert = Certificate(
                 id=None, serial=serial_hex(serial), kind=kind, resident_id=resident.id,
-                card_id=card.id, ca_generation_id=gen.id or 0, status=CertStatus.PENDING,
+                card_id=card_id, ca_generation_id=gen.id or 0, status=CertStatus.PENDING,
                 not_before=lint_cert.not_valid_before_utc,
                 not_after=lint_cert.not_valid_after_utc, shard=municipality.code,
                 registry_source=resident.registry_source, public_key_sha256=plan.key.sha256,
                 created_at=now, updated_at=now, tbs_der=tbs,
-                predecessor_id=plan.predecessor.id if plan.predecessor else None)
-            plan.partner = _partner(history, card, kind, now)
+                predecessor_id=plan.predecessor.id if plan.predecessor else None,
+                issued_by=actor.actor, delivery_required=actor.role is ClientRole.STATION,
+                linked_id=plan.linked_id, device_id=plan.device_id)
         # 4. the intent
         uow.certificates.add_many([p.cert for p in plans if p.cert is not None])
         for plan in plans:
@@ -343,9 +376,8 @@ class IssuanceService:
                                               f"g{plan.generation.generation:02d}",
                                         "tbs_sha256": hashlib.sha256(
                                             plan.cert.tbs_der).hexdigest()})
-        return _Prepared(resident_id=resident.id, card_number=card.number, plans=plans)
 
-    def _sign(self, batch: list[_Prepared], actor: Principal) -> None:
+    def sign(self, batch: list[Prepared], actor: Principal) -> None:
         """5–6. Sign each recorded TBS in the HSM and check the result; on failure the
         batch's intents are abandoned (reported as revoked) and the error raised."""
         try:
@@ -363,7 +395,7 @@ class IssuanceService:
                 raise
             raise KeyStoreUnavailable("signing failed; the request was not completed") from exc
 
-    def _store(self, uow: UnitOfWork, actor: Principal, batch: list[_Prepared]) -> None:
+    def store(self, uow: UnitOfWork, actor: Principal, batch: list[Prepared]) -> None:
         """7. Store the certificates, link them, supersede what they renew, audit."""
         now = self._clock.now()
         updates: list[tuple[int, bytes, int | None]] = []
@@ -374,7 +406,7 @@ class IssuanceService:
                 assert cert is not None and cert.id is not None
                 # signing↔auth linkage (証明書紐付け情報, §3.3): the pair, or the valid
                 # certificate of the other kind on the same card.
-                other = CertKind.CARD_AUTH if cert.kind.is_signing else CertKind.CARD_SIGN
+                other = cert.kind.counterpart
                 partner = by_kind.get(other) or plan.partner
                 cert.sibling_id = partner.id if partner is not None else None
                 updates.append((cert.id, prepared.signed[cert.id], cert.sibling_id))
@@ -400,7 +432,13 @@ class IssuanceService:
                                             if plan.predecessor else None,
                                             "sibling": plan.sibling_serial})
 
-    def _municipality(self, uow: UnitOfWork, code: str) -> Municipality:
+    @staticmethod
+    def issuer_certificate(plan: Planned) -> bytes:
+        """The DER certificate of the CA generation that issued a planned certificate."""
+        assert plan.generation is not None
+        return plan.generation.certificate_der
+
+    def municipality(self, uow: UnitOfWork, code: str) -> Municipality:
         """Municipalities are registry data that never change once registered: cached."""
         cached = self._municipalities.get(code)
         if cached is None:
@@ -412,7 +450,7 @@ class IssuanceService:
 
     @staticmethod
     def _check_rules(all_history: list[Certificate], resident: Resident, card: Card,
-                     plan: _Planned, now: datetime, renew: bool, renewing: str | None) -> None:
+                     plan: Planned, now: datetime, renew: bool, renewing: str | None) -> None:
         kind = plan.request.kind
         today = jst_date(now)
         if kind.is_signing:

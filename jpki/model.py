@@ -43,6 +43,18 @@ class CertKind(StrEnum):
     def is_mobile(self) -> bool:
         return self in (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
 
+    @property
+    def counterpart(self) -> CertKind:
+        """The other certificate of the same holder and form factor (signing↔auth)."""
+        return {CertKind.CARD_SIGN: CertKind.CARD_AUTH, CertKind.CARD_AUTH: CertKind.CARD_SIGN,
+                CertKind.MOBILE_SIGN: CertKind.MOBILE_AUTH,
+                CertKind.MOBILE_AUTH: CertKind.MOBILE_SIGN}[self]
+
+    @property
+    def card_kind(self) -> CertKind:
+        """The card certificate a mobile certificate of this kind is linked to."""
+        return CertKind.CARD_SIGN if self.is_signing else CertKind.CARD_AUTH
+
 
 class CertStatus(StrEnum):
     """Where a certificate is in the issuance pipeline (not its revocation status)."""
@@ -228,6 +240,16 @@ class Certificate:
     crl_entry: bytes | None = field(default=None, repr=False)
     # When a hold was last released (removeFromCRL in the next delta CRL).
     hold_released_at: datetime | None = None
+    # Who asked for it, and — for certificates a station writes onto a card — when the station
+    # confirmed the card holds it (an undelivered one is revoked, §3.2 "destroyed before
+    # delivery").
+    issued_by: str | None = None
+    delivery_required: bool = False
+    delivered_at: datetime | None = None
+    # Mobile certificates: the card certificate they are linked to (same notAfter, revoked
+    # with it) and the device that holds their key.
+    linked_id: int | None = None
+    device_id: str | None = None
 
     def is_revoked(self, at: datetime) -> bool:
         # A revocation may be recorded ahead of its date (emigration on the departure date).
@@ -268,6 +290,54 @@ class DeltaRow:
 
 
 @dataclass(eq=False)
+class ProofingRecord:
+    """An identity proofing done at a station: its shape (document types, measures, the
+    pattern), never document numbers or personal data. Single-use, short-lived."""
+
+    id: str
+    resident_id: str
+    station: str  # the actor who recorded it
+    presence: str
+    pattern: str
+    evidence: str  # JSON of document types and measures
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_for: str | None = None
+
+
+class DeviceStatus(StrEnum):
+    ACTIVE = "active"
+    REPLACED = "replaced"  # a newer device took over (one device per person)
+    REVOKED = "revoked"  # the holder revoked it (sale, disposal) or the sweep did
+
+
+@dataclass(eq=False)
+class MobileDevice:
+    """A phone holding a resident's mobile certificates (one active device per person)."""
+
+    id: str
+    resident_id: str
+    device_ref: str  # the identifier the phone reports (opaque)
+    platform: str  # token label: JPKIAPGPSETOKEN (Android) or JPKIAPIOSTOKEN (iPhone)
+    status: DeviceStatus
+    created_at: datetime
+    last_seen_at: datetime
+    flagged_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class MobileChallenge:
+    """A single-use server nonce the phone signs into an application or request."""
+
+    digest: str  # SHA-256 of the challenge (the challenge itself is never stored)
+    purpose: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(eq=False)
 class ApiClient:
     id: int | None
     client_id: str
@@ -277,6 +347,7 @@ class ApiClient:
     secret_hash: str = field(repr=False)
     status: ClientStatus
     created_at: datetime
+    station_kind: str | None = None  # "counter" or "post_office" for station clients
 
     @property
     def scope_set(self) -> frozenset[str]:

@@ -233,15 +233,14 @@ class ResidentService:
     def _revoke(self, uow: UnitOfWork, actor: Principal, resident: Resident,
                 kinds: tuple[CertKind, ...] | None, reason: RevocationReason,
                 revoked_at: datetime, now: datetime, cause: str) -> list[RevocationResult]:
-        results = []
+        results: list[RevocationResult] = []
         for cert in uow.certificates.for_resident(resident.id, kinds):
             if cert.not_after < now:
                 continue  # expired certificates need no revocation
             # apply_revocation keeps this idempotent: already revoked stays as it is, a hold
             # becomes permanent, a scheduled revocation is never pushed back.
             result = revoke_in(uow, self._audit, actor, cert, reason, revoked_at, now, cause)
-            if result.changed:
-                results.append(result)
+            results += [r for r in result.all() if r.serial not in {x.serial for x in results}]
         return results
 
 T = TypeVar("T")

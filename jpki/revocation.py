@@ -37,6 +37,11 @@ class RevocationResult:
     reason: RevocationReason
     revoked_at: datetime
     changed: bool
+    cascaded: tuple[RevocationResult, ...] = ()  # linked mobile certificates revoked with it
+
+    def all(self) -> list[RevocationResult]:
+        """This revocation and those it cascaded to, when they changed anything."""
+        return ([self] if self.changed else []) + [r for c in self.cascaded for r in c.all()]
 
 
 def apply_revocation(cert: Certificate, reason: RevocationReason, revoked_at: datetime,
@@ -95,14 +100,25 @@ def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certific
               cause: str) -> RevocationResult:
     """Revoke inside the caller's unit of work and audit it; the caller commits."""
     changed = apply_revocation(cert, reason, revoked_at, recorded_at)
+    cascaded: list[RevocationResult] = []
     if changed:
         audit.record(uow, actor=actor.actor, action="certificate.revoked", subject=cert.serial,
                      payload={"kind": cert.kind.value, "reason": reason.rfc_name,
                               "revoked_at": (cert.revoked_at or revoked_at).isoformat(),
                               "cause": cause})
+        if not cert.kind.is_mobile and cert.id is not None:
+            # Seed (移動端末設備用電子証明書): a mobile certificate is managed linked to the card
+            # certificate and revoked with it — for any reason, in the same transaction.
+            for mobile in uow.certificates.linked_to(cert.id):
+                if mobile.not_after >= recorded_at:
+                    cascaded.append(revoke_in(uow, audit, actor, mobile,
+                                              cert.revocation_reason or reason,
+                                              cert.revoked_at or revoked_at, recorded_at,
+                                              cause=f"linked card certificate {cert.serial}"))
     assert cert.revocation_reason is not None and cert.revoked_at is not None
     return RevocationResult(serial=cert.serial, reason=cert.revocation_reason,
-                            revoked_at=cert.revoked_at, changed=changed)
+                            revoked_at=cert.revoked_at, changed=changed,
+                            cascaded=tuple(cascaded))
 
 
 class RevocationService:

@@ -42,13 +42,15 @@ def _out(issued: list[IssuedCertificate], services: ServicesDep, actor: StationD
 
 @router.post("/v1/stations/certificates", status_code=201, response_model=IssuanceOut)
 def issue(body: IssuanceIn, actor: StationDep, services: ServicesDep) -> IssuanceOut:
-    issued = services.issuance.issue(actor, body.resident_id, _requests(body), _card(body))
+    issued = services.issuance.issue(actor, body.resident_id, _requests(body), _card(body),
+                                     proofing_id=body.proofing_id)
     return _out(issued, services, actor)
 
 
 @router.post("/v1/stations/renewals", status_code=201, response_model=IssuanceOut)
 def renew(body: IssuanceIn, actor: StationDep, services: ServicesDep) -> IssuanceOut:
-    issued = services.issuance.renew(actor, body.resident_id, _requests(body), _card(body))
+    issued = services.issuance.renew(actor, body.resident_id, _requests(body), _card(body),
+                                     proofing_id=body.proofing_id)
     return _out(issued, services, actor)
 
 

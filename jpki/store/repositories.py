@@ -22,7 +22,11 @@ from jpki.model import (
     Certificate,
     CertKind,
     CertStatus,
+    DeviceStatus,
+    MobileChallenge,
+    MobileDevice,
     OcspResponder,
+    ProofingRecord,
     Resident,
 )
 from jpki.municipalities import Municipality
@@ -33,9 +37,12 @@ from jpki.store.tables import (
     ca_generations,
     cards,
     certificates,
+    mobile_challenges,
+    mobile_devices,
     municipalities,
     ocsp_responders,
     ocsp_responses,
+    proofings,
     residents,
 )
 
@@ -177,6 +184,27 @@ class SqlCertificates:
                                     _T.c.hold_released_at >= since))
         return list(self._s.execute(stmt).scalars())
 
+    def linked_to(self, cert_id: int) -> Sequence[Certificate]:
+        """Mobile certificates linked to a card certificate."""
+        return list(self._s.execute(select(_C).where(_T.c.linked_id == cert_id)).scalars())
+
+    def for_device(self, device_id: str) -> Sequence[Certificate]:
+        return list(self._s.execute(select(_C).where(_T.c.device_id == device_id)
+                                    .order_by(_T.c.id)).scalars())
+
+    def mobile_valid(self, at: datetime) -> Sequence[Certificate]:
+        """Every issued, unrevoked, unexpired mobile certificate (the sweep's input)."""
+        stmt = select(_C).where(_T.c.kind.in_([CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH]),
+                                _T.c.status == CertStatus.ISSUED, _T.c.not_after >= at,
+                                or_(_T.c.revoked_at.is_(None), _T.c.revoked_at > at))
+        return list(self._s.execute(stmt).scalars())
+
+    def undelivered_before(self, before: datetime) -> Sequence[Certificate]:
+        stmt = select(_C).where(_T.c.delivery_required.is_(True), _T.c.delivered_at.is_(None),
+                                _T.c.status == CertStatus.ISSUED, _T.c.revoked_at.is_(None),
+                                _T.c.created_at < before)
+        return list(self._s.execute(stmt).scalars())
+
     def pending_before(self, before: datetime) -> Sequence[Certificate]:
         stmt = select(_C).where(_T.c.status == CertStatus.PENDING,
                                 _T.c.created_at < before)
@@ -263,6 +291,55 @@ class SqlOcspResponses:
                                    .where(o.serial.in_(serials[i:i + 500])))
             out += [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
         return out
+
+
+class SqlProofings:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, record: ProofingRecord) -> None:
+        self._s.add(record)
+        self._s.flush()
+
+    def get(self, proofing_id: str, *, for_update: bool = False) -> ProofingRecord | None:
+        stmt = select(ProofingRecord).where(proofings.c.id == proofing_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.execute(stmt).scalar_one_or_none()
+
+
+class SqlMobile:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_device(self, device: MobileDevice) -> None:
+        self._s.add(device)
+        self._s.flush()
+
+    def device(self, device_id: str) -> MobileDevice | None:
+        return self._s.get(MobileDevice, device_id)
+
+    def active_devices(self, resident_id: str) -> Sequence[MobileDevice]:
+        d = mobile_devices.c
+        stmt = select(MobileDevice).where(d.resident_id == resident_id,
+                                          d.status == DeviceStatus.ACTIVE)
+        return list(self._s.execute(stmt).scalars())
+
+    def devices_not_seen_since(self, before: datetime) -> Sequence[MobileDevice]:
+        d = mobile_devices.c
+        stmt = select(MobileDevice).where(d.status == DeviceStatus.ACTIVE,
+                                          d.last_seen_at < before)
+        return list(self._s.execute(stmt).scalars())
+
+    def add_challenge(self, challenge: MobileChallenge) -> None:
+        self._s.add(challenge)
+        self._s.flush()
+
+    def challenge(self, digest: str, *, for_update: bool = False) -> MobileChallenge | None:
+        stmt = select(MobileChallenge).where(mobile_challenges.c.digest == digest)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.execute(stmt).scalar_one_or_none()
 
 
 class SqlClients:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import registry
+from sqlalchemy.sql.expression import false
 
 from jpki.model import (
     ApiClient,
@@ -40,7 +41,11 @@ from jpki.model import (
     ClientRole,
     ClientStatus,
     CrlPublication,
+    DeviceStatus,
+    MobileChallenge,
+    MobileDevice,
     OcspResponder,
+    ProofingRecord,
     RegistrySource,
     Resident,
     ResidentStatus,
@@ -155,6 +160,12 @@ certificates = Table(
     Column("revocation_recorded_at", UtcDateTime, nullable=True),
     Column("crl_entry", LargeBinary, nullable=True),
     Column("hold_released_at", UtcDateTime, nullable=True),
+    Column("issued_by", String(128), nullable=True),
+    Column("linked_id", Id, ForeignKey("certificates.id"), nullable=True, index=True),
+    Column("device_id", String(32), ForeignKey("mobile_devices.id"), nullable=True),
+    Column("delivery_required", Boolean, nullable=False, default=False,
+           server_default=false()),
+    Column("delivered_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_certificates_resident_kind", "resident_id", "kind"),
@@ -216,6 +227,42 @@ api_clients = Table(
     Column("secret_hash", Text, nullable=False),
     Column("status", _enum(ClientStatus, "client_status"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("station_kind", String(16), nullable=True),
+)
+
+mobile_devices = Table(
+    "mobile_devices", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("device_ref", String(128), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("status", _enum(DeviceStatus, "device_status"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("flagged_at", UtcDateTime, nullable=True),
+)
+
+mobile_challenges = Table(
+    "mobile_challenges", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("used_at", UtcDateTime, nullable=True),
+)
+
+proofings = Table(
+    "proofings", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("station", String(128), nullable=False),
+    Column("presence", String(16), nullable=False),
+    Column("pattern", String(1), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("used_for", String(32), nullable=True),
 )
 
 audit_log = Table(
@@ -255,4 +302,7 @@ def map_entities() -> None:
     mapper_registry.map_imperatively(Certificate, certificates)
     mapper_registry.map_imperatively(ApiClient, api_clients)
     mapper_registry.map_imperatively(CrlPublication, crl_publications)
+    mapper_registry.map_imperatively(ProofingRecord, proofings)
+    mapper_registry.map_imperatively(MobileDevice, mobile_devices)
+    mapper_registry.map_imperatively(MobileChallenge, mobile_challenges)
     _mapped = True

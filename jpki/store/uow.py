@@ -17,8 +17,10 @@ from jpki.store.repositories import (
     SqlCas,
     SqlCertificates,
     SqlClients,
+    SqlMobile,
     SqlMunicipalities,
     SqlOcspResponses,
+    SqlProofings,
     SqlResidents,
 )
 from jpki.store.tables import map_entities
@@ -41,6 +43,8 @@ class SqlUnitOfWork:
         self.audit = SqlAudit(s)
         self.crls = SqlCrls(s)
         self.ocsp = SqlOcspResponses(s)
+        self.proofings = SqlProofings(s)
+        self.mobile = SqlMobile(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

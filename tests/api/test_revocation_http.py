@@ -26,7 +26,7 @@ from jpki.store.tables import certificates
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -19,7 +19,7 @@ from tests.checkers import pkilint_certificate
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 
 
 def test_the_ceremony_is_idempotent(services, operator):

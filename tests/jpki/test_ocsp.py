@@ -30,7 +30,7 @@ from tests.checkers import openssl, pkilint_cli, write_pem
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
 
 

@@ -23,7 +23,7 @@ from cryptography.x509.oid import (
 
 from jpki.basic4 import Basic4, Sex
 from jpki.issuance import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole
+from jpki.model import CaKind, CertKind
 from jpki.municipalities import Municipality
 from jpki.principals import Principal
 from jpki.profiles import EndEntitySpec, Issuer, build_end_entity
@@ -34,7 +34,7 @@ from tests.checkers import openssl_verify, pkilint_certificate
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 
 SIGN_CA_DN = [(NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "JPKI"),
               (NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),

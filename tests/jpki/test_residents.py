@@ -27,7 +27,7 @@ from jpki.residents import EventKind, ResidentEvent
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 
 
 def issue(services, rid, keys, kinds=(CertKind.CARD_AUTH, CertKind.CARD_SIGN)):

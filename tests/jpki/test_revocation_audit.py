@@ -15,7 +15,7 @@ from jpki.residents import EventKind, ResidentEvent
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal(actor="client:test-station", role=ClientRole.STATION)
+STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
 OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
 
 
@@ -55,7 +55,8 @@ def test_unknown_serial_and_roles(services, serial):
     with pytest.raises(CertificateNotFound):
         services.revocation.revoke(OPERATOR, "abcdef", RevocationReason.UNSPECIFIED)
     with pytest.raises(WrongRole):
-        services.revocation.revoke(STATION, serial, RevocationReason.UNSPECIFIED)
+        services.revocation.revoke(Principal(actor="client:station", role=ClientRole.STATION),
+                                   serial, RevocationReason.UNSPECIFIED)
 
 
 @pytest.mark.parametrize(("text_", "reason"), [

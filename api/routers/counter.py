@@ -1,0 +1,61 @@
+"""The counter (station role): identity proofing, PIN-reset authorisation, delivery."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import ServicesDep, StationDep
+from api.routers.convert import revocation_out
+from api.schemas import (
+    DeliveryOut,
+    PinResetIn,
+    PinResetOut,
+    ProofingIn,
+    ProofingOut,
+    RevocationOut,
+)
+from jpki.proofing import Document, Evidence
+from jpki.serials import parse_serial
+
+router = APIRouter(prefix="/v1/stations", tags=["counter"])
+
+
+@router.post("/proofings", status_code=201, response_model=ProofingOut)
+def record_proofing(body: ProofingIn, actor: StationDep, services: ServicesDep) -> ProofingOut:
+    """Record the identity documents checked at the counter; refused (422
+    `proofing.insufficient`) unless they satisfy one of the patterns A–E of the seed's table."""
+    evidence = Evidence(
+        presence=body.presence,
+        applicant_documents=tuple(Document(d.type, d.has_photo, d.issued_on)
+                                  for d in body.applicant_documents),
+        measures=frozenset(body.measures),
+        proxy_documents=tuple(Document(d.type, d.has_photo, d.issued_on)
+                              for d in body.proxy_documents),
+        proxy_measures=frozenset(body.proxy_measures),
+        delegation_letter=body.delegation_letter, hardship_proof=body.hardship_proof,
+        applicant_in_facility=body.applicant_in_facility)
+    record = services.counter.record_proofing(actor, body.resident_id, evidence)
+    return ProofingOut(id=record.id, resident_id=record.resident_id, pattern=record.pattern,
+                       presence=record.presence, expires_at=record.expires_at)
+
+
+@router.post("/pin-resets", response_model=PinResetOut)
+def authorise_pin_reset(body: PinResetIn, actor: StationDep,
+                        services: ServicesDep) -> PinResetOut:
+    result = services.counter.authorise_pin_reset(actor, body.resident_id, body.pin,
+                                                  body.proofing_id)
+    return PinResetOut(resident_id=result.resident_id, pin=result.pin, authorised_at=result.at)
+
+
+@router.post("/certificates/{serial}/delivery", response_model=DeliveryOut)
+def confirm_delivery(serial: str, actor: StationDep, services: ServicesDep) -> DeliveryOut:
+    """The station wrote the certificate onto the card and read it back."""
+    canonical = parse_serial(serial)
+    return DeliveryOut(serial=canonical,
+                       delivered_at=services.counter.confirm_delivery(actor, canonical))
+
+
+@router.post("/certificates/{serial}/abandonment", response_model=RevocationOut)
+def abandon_delivery(serial: str, actor: StationDep, services: ServicesDep) -> RevocationOut:
+    """The card never got it (removed mid-enrolment): revoke, "destroyed before delivery"."""
+    return revocation_out(services.counter.abandon_delivery(actor, parse_serial(serial)))

@@ -1,0 +1,96 @@
+"""Smartphone certificates over HTTP: the holder's phone (requests signed with the card's or the
+phone's keys — that signature is the authorisation) and the call centre (role callcenter)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi import APIRouter
+
+from api.deps import CallCentreDep, ServicesDep
+from api.routers.convert import revocation_out
+from api.schemas import (
+    ChallengeIn,
+    ChallengeOut,
+    CheckInOut,
+    HoldIn,
+    HoldOut,
+    MobileCertificateOut,
+    MobileIssuedOut,
+    RevocationOut,
+    SignedIn,
+)
+from jpki.cms import InvalidSignedData
+from jpki.mobile import MobileIssued
+from jpki.serials import parse_serial
+
+router = APIRouter(tags=["mobile"])
+
+
+def _der(body: SignedIn) -> bytes:
+    try:
+        return base64.b64decode(body.signed_data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidSignedData("signed_data must be base64") from exc
+
+
+def _pem(der: bytes) -> str:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _issued(result: MobileIssued, services: ServicesDep) -> MobileIssuedOut:
+    out = [MobileCertificateOut(serial=cert.serial, kind=cert.kind.value,
+                                not_after=cert.not_after, linked_to=result.linked.get(cert.serial),
+                                pem=_pem(cert.der))
+           for cert in result.certificates]
+    return MobileIssuedOut(device_id=result.device_id, certificates=out,
+                           chain=sorted({_pem(d) for d in result.chain}))
+
+
+@router.post("/v1/mobile/challenges", status_code=201, response_model=ChallengeOut)
+def new_challenge(body: ChallengeIn, services: ServicesDep) -> ChallengeOut:
+    challenge, expires = services.mobile.new_challenge(body.purpose)
+    return ChallengeOut(challenge=base64.b64encode(challenge).decode("ascii"),
+                        expires_at=expires)
+
+
+@router.post("/v1/mobile/applications", status_code=201, response_model=MobileIssuedOut)
+def apply(body: SignedIn, services: ServicesDep) -> MobileIssuedOut:
+    """An application signed with the card's signing key (CMS SignedData over a
+    `jpki-mobile-application/1` JSON document): issues both mobile certificates."""
+    return _issued(services.mobile.apply(_der(body)), services)
+
+
+@router.post("/v1/mobile/revocations", response_model=list[RevocationOut])
+def revoke(body: SignedIn, services: ServicesDep) -> list[RevocationOut]:
+    return [revocation_out(r) for r in services.mobile.revoke(_der(body))]
+
+
+@router.post("/v1/mobile/suspension-lifts", status_code=201, response_model=MobileIssuedOut)
+def lift(body: SignedIn, services: ServicesDep) -> MobileIssuedOut:
+    return _issued(services.mobile.lift_suspension(_der(body)), services)
+
+
+@router.post("/v1/mobile/check-ins", response_model=CheckInOut)
+def check_in(body: SignedIn, services: ServicesDep) -> CheckInOut:
+    """A device's periodic sign of life (signed with its auth key); devices silent for long are
+    flagged by the sweep."""
+    device_id, at = services.mobile.check_in(_der(body))
+    return CheckInOut(device_id=device_id, last_seen_at=at)
+
+
+@router.post("/v1/callcenter/holds", response_model=HoldOut)
+def hold(body: HoldIn, actor: CallCentreDep, services: ServicesDep) -> HoldOut:
+    """A lost phone: both mobile certificates of the holder's device on hold at once; OCSP
+    answers certificateHold within a second."""
+    return HoldOut(held=[revocation_out(r)
+                         for r in services.mobile.hold(actor, body.resident_id)])
+
+
+@router.post("/v1/callcenter/certificates/{serial}/hold", response_model=RevocationOut)
+def hold_certificate(serial: str, actor: CallCentreDep, services: ServicesDep) -> RevocationOut:
+    """One mobile certificate on hold; a card certificate is refused (403)."""
+    return revocation_out(services.mobile.hold_certificate(actor, parse_serial(serial)))
