@@ -44,12 +44,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from jpki.audit import AuditLog
 from jpki.cms import VerifiedSignedData, verify_signed_data
 from jpki.errors import (
+    CertificateNotFound,
     Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
     PolicyViolation,
     ResidentInactive,
+    ResidentNotFound,
 )
 from jpki.issuance import IssuanceService, IssuedCertificate, KeyRequest, Planned, Prepared
 from jpki.model import (
@@ -425,7 +427,7 @@ class MobileService:
             now = self._clock.now()
             resident = uow.residents.get(resident_id, for_update=True)
             if resident is None:
-                raise NotFound("no such resident", resident=resident_id[:64])
+                raise ResidentNotFound("no such resident", resident=resident_id[:64])
             results: list[RevocationResult] = []
             for device in uow.mobile.active_devices(resident.id):
                 for cert in uow.certificates.for_device(device.id):
@@ -445,7 +447,7 @@ class MobileService:
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None:
-                raise NotFound("no such certificate", serial=serial)
+                raise CertificateNotFound("no such certificate", serial=serial)
             if not cert.kind.is_mobile:
                 raise CardCertificateNotHoldable("card certificates are not held by the call "
                                                  "centre", serial=serial)

@@ -8,8 +8,8 @@ makes API clients of each role, and gives the three checks almost every test her
   body holds none of the personal data the test registered (non-negotiable: the basic 4
   information never appears in an error);
 * :meth:`Api.snapshot` — the audit head and the full contents of the residents, cards,
-  certificates and audit-log tables, so that a refused request can be shown to have changed
-  nothing at all;
+  certificates, audit-log and proofings tables, so that a refused request can be shown to have
+  changed nothing at all (not even used up an identity proofing);
 * (in the fixture) a log check — no record logged during the test holds any of that personal
   data.
 """
@@ -31,9 +31,17 @@ from jpki.basic4 import normalize_address, normalize_name
 from jpki.errors import InvalidBasic4
 from jpki.model import ClientRole
 from jpki.principals import Principal
-from jpki.store.tables import audit_log, cards, certificates, residents
+from jpki.store.tables import audit_log, cards, certificates, proofings, residents
 
 PROBLEM_JSON = "application/problem+json"
+ISSUE = "/v1/stations/certificates"
+RENEW = "/v1/stations/renewals"
+PROOFINGS = "/v1/stations/proofings"
+# The applicant at the counter with two 本人確認書類 甲 (pattern B of the seed's table).
+IN_PERSON_B: dict[str, Any] = {
+    "presence": "in_person",
+    "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}],
+}
 
 # Distinctive basic 4 information, so that finding it anywhere in an answer or a log is meaningful.
 HOME = "東京都清瀬市中里一丁目２番３号 メゾン秘密３０１"
@@ -67,17 +75,19 @@ class Api:
     operator: Principal
     http: TestClient
     personal: set[str] = field(default_factory=set)
-    _callers: dict[tuple[ClientRole, tuple[str, ...]], Caller] = field(default_factory=dict)
+    _callers: dict[tuple[ClientRole, tuple[str, ...], str | None], Caller] = field(
+        default_factory=dict)
 
     # --- clients ------------------------------------------------------------------------------
 
-    def caller(self, role: ClientRole, *scopes: str) -> Caller:
-        """An API client of ``role`` with ``scopes`` (one per distinct role and scopes)."""
-        key = (role, scopes)
+    def caller(self, role: ClientRole, *scopes: str, station_kind: str | None = None) -> Caller:
+        """An API client of ``role`` with ``scopes`` (one per distinct role, scopes and station
+        kind)."""
+        key = (role, scopes, station_kind)
         if key not in self._callers:
             made = self.services.clients.create(
                 self.operator, name=f"{role.value} {len(self._callers)}", role=role,
-                scopes=list(scopes))
+                scopes=list(scopes), station_kind=station_kind)
             self._callers[key] = Caller(made.client.client_id, made.client_secret, role)
         return self._callers[key]
 
@@ -115,17 +125,36 @@ class Api:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def proof(self, resident_id: str, headers: dict[str, str] | None = None,
+              evidence: dict[str, Any] | None = None) -> str:
+        """Record an identity proofing at the counter (by default in person, pattern B) and
+        return its id, which one issuance, renewal or PIN reset by the same station consumes."""
+        r = self.http.post(PROOFINGS, json={"resident_id": resident_id,
+                                            **(IN_PERSON_B if evidence is None else evidence)},
+                           headers=headers or self.station)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
     def issue(self, resident_id: str, *, sign: bytes | None = None, auth: bytes | None = None,
-              path: str = "/v1/stations/certificates") -> dict[str, Any]:
-        body: dict[str, Any] = {"resident_id": resident_id}
+              path: str = ISSUE, headers: dict[str, str] | None = None,
+              proofing_id: str | None = None) -> dict[str, Any]:
+        """Issue (or, with ``path=RENEW``, renew) as a station would: the identity proofing
+        first (unless ``proofing_id`` names one already made), then the request naming it."""
+        headers = headers or self.station
+        body: dict[str, Any] = {"resident_id": resident_id,
+                                "proofing_id": proofing_id or self.proof(resident_id, headers)}
         if sign is not None:
             body["sign_public_key"] = sign.decode("ascii")
         if auth is not None:
             body["auth_public_key"] = auth.decode("ascii")
-        r = self.http.post(path, json=body, headers=self.station)
+        r = self.http.post(path, json=body, headers=headers)
         assert r.status_code == 201, r.text
         result: dict[str, Any] = r.json()
         return result
+
+    def renew(self, resident_id: str, *, sign: bytes | None = None, auth: bytes | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.issue(resident_id, sign=sign, auth=auth, path=RENEW, headers=headers)
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -153,7 +182,7 @@ class Api:
             head = uow.audit.head()
         tables = {}
         with self.services.uow.engine.connect() as conn:
-            for table in (residents, cards, certificates, audit_log):
+            for table in (residents, cards, certificates, audit_log, proofings):
                 tables[table.name] = sorted(repr(tuple(row)) for row in
                                             conn.execute(select(table)).all())
         return {"audit_head": head, **tables}

@@ -574,11 +574,18 @@ def test_acknowledged_revocations_survive_sigkill_of_the_server(
     server, url = _start_server(d, tmp_path / "server.log")
     acked: list[dict[str, Any]] = []
     try:
+        desk = (station["client_id"], station["client_secret"])
+
         def issue(resident: str, *kinds: str) -> list[str]:
-            body = {"resident_id": resident}
+            # The counter first checks two 本人確認書類 甲 (pattern B) and records it.
+            status, proofing = _http("POST", f"{url}/v1/stations/proofings", {
+                "resident_id": resident, "presence": "in_person",
+                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]},
+                auth=desk)
+            assert status == 201 and proofing["pattern"] == "B", proofing
+            body = {"resident_id": resident, "proofing_id": proofing["id"]}
             body.update({f"{k}_public_key": public_keys(tmp_path).read_text() for k in kinds})
-            status, doc = _http("POST", f"{url}/v1/stations/certificates", body,
-                                auth=(station["client_id"], station["client_secret"]))
+            status, doc = _http("POST", f"{url}/v1/stations/certificates", body, auth=desk)
             assert status == 201, doc
             return [c["serial"] for c in doc["certificates"]]
 
@@ -620,6 +627,33 @@ def test_acknowledged_revocations_survive_sigkill_of_the_server(
             "SELECT * FROM audit_log"))
     for secret in (operator["client_secret"], station["client_secret"]):
         assert secret not in everything  # shown once, never recorded
+
+
+# --- 5b. station clients -------------------------------------------------------------------------
+
+
+def test_client_add_post_office_needs_its_municipality_scopes(base: Base, tmp_path: Path) -> None:
+    """A designated post office acts only for the municipalities that designated it."""
+    d = copy_data_dir(base.data_dir, tmp_path / "data")
+    head = head_in_db(d)
+    refused, wrong_role = concurrently(
+        (("client", "add", "--name", "Kiyose PO", "--role", "station", "--station-kind",
+          "post_office", "--json"), {"data_dir": d}),
+        (("client", "add", "--name", "ops", "--role", "operator", "--station-kind",
+          "post_office", "--json"), {"data_dir": d}))
+    for run, says in ((refused, "needs the municipality:<code> scopes"),
+                      (wrong_role, "only stations have a station kind")):
+        assert run.rc != 0 and run.out == "", run
+        error = run.error()
+        assert error["code"] == "request.invalid", error
+        assert says in error["detail"], error
+    assert head_in_db(d) == head  # nothing created, nothing audited
+
+    made = jpki_ok("client", "add", "--name", "Kiyose PO", "--role", "station",
+                   "--station-kind", "post_office", "--scopes", "municipality:132217", data_dir=d)
+    assert (made["role"], made["station_kind"], made["scopes"]) == \
+        ("station", "post_office", ["municipality:132217"])
+    assert head_in_db(d) != head
 
 
 # --- 6. CA rollover -----------------------------------------------------------------------------

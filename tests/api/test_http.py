@@ -70,9 +70,10 @@ def test_get_resident_shows_basic4_to_operators_only(api: Api) -> None:
 
 def test_issue_both_card_certificates(api: Api, subject_keys: list[bytes]) -> None:
     resident = api.register(ADULT)
+    proofing = api.proof(resident)
     r = api.http.post("/v1/stations/certificates", headers=api.station, json={
         "resident_id": resident, "sign_public_key": subject_keys[0].decode(),
-        "auth_public_key": subject_keys[1].decode()})
+        "auth_public_key": subject_keys[1].decode(), "proofing_id": proofing})
 
     assert r.status_code == 201, r.text
     issued = r.json()
@@ -213,11 +214,13 @@ def test_emigration_revokes_signing_on_the_departure_date(
     assert api.http.get(sign_url, headers=api.op).json()["status"] == "good"  # until departure
 
     # §1.3: the new signing certificate (from the 戸籍の附票) only from the departure date.
+    proofing = api.proof(resident)
     before = api.snapshot()
     early = api.http.post("/v1/stations/certificates", headers=api.station, json={
-        "resident_id": resident, "sign_public_key": subject_keys[2].decode()})
+        "resident_id": resident, "sign_public_key": subject_keys[2].decode(),
+        "proofing_id": proofing})
     api.problem(early, 422, "policy.emigration_pending")
-    api.unchanged(before)
+    api.unchanged(before)  # the proofing too: it is still unused
 
     clock.set(datetime(2026, 12, 10, 1, 0, tzinfo=UTC))
     old = api.http.get(sign_url, headers=api.op).json()
@@ -322,7 +325,7 @@ def test_renewal_inside_the_window(api: Api, clock: Any, subject_keys: list[byte
 
     r = api.http.post("/v1/stations/renewals", headers=api.station, json={
         "resident_id": resident, "sign_public_key": subject_keys[2].decode(),
-        "auth_public_key": subject_keys[3].decode()})
+        "auth_public_key": subject_keys[3].decode(), "proofing_id": api.proof(resident)})
 
     assert r.status_code == 201, r.text
     new = by_kind(r.json())
@@ -401,6 +404,11 @@ def test_openapi_and_healthz(api: Api) -> None:
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     assert "/v1/stations/certificates" in paths
+    assert "proofing_id" in spec.json()["components"]["schemas"]["IssuanceIn"]["properties"]
+    for path in ("/v1/stations/proofings", "/v1/stations/pin-resets",
+                 "/v1/stations/certificates/{serial}/delivery",
+                 "/v1/stations/certificates/{serial}/abandonment"):
+        assert "post" in paths[path], path
     assert "post" in paths["/v1/operators/certificates/{serial}/revocation"]
 
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from jpki.model import ClientRole, ClientStatus
-from tests.api.harness import ADULT, OTHER, Api
+from tests.api.harness import ADULT, IN_PERSON_B, OTHER, Api
 from tests.api.harness import basic_auth as basic
 
 OPERATOR, STATION, CALLCENTER, RP = (ClientRole.OPERATOR, ClientRole.STATION,
@@ -31,11 +31,24 @@ PUBLIC = {
     ("GET", "/crl/{ca}/g{generation}/{name}"),
 }
 
+# The holder's phone: no client credentials — each request is a CMS SignedData made with the
+# card's or the phone's own key, and that signature is the authorisation (jpki.mobile).
+HOLDER_SIGNED = {
+    ("POST", "/v1/mobile/applications"), ("POST", "/v1/mobile/revocations"),
+    ("POST", "/v1/mobile/suspension-lifts"), ("POST", "/v1/mobile/check-ins"),
+}
+# …and the challenge those requests sign, which anyone may ask for (single use, minutes).
+CHALLENGE = ("POST", "/v1/mobile/challenges")
+
 # Identifiers that exist nowhere, so that an allowed caller gets a precise "not found" and nothing
 # is ever changed by the matrix.
 NO_RESIDENT = "0" * 32
 NO_SERIAL = "7fffffffffffffff0000"
 NO_CARD = "NOSUCHCARD0000"
+NO_PROOFING = "0" * 32
+COUNTER_ROUTES = {("POST", "/v1/stations/proofings"), ("POST", "/v1/stations/pin-resets"),
+                  ("POST", "/v1/stations/certificates/{serial}/delivery"),
+                  ("POST", "/v1/stations/certificates/{serial}/abandonment")}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
 
 
@@ -78,6 +91,27 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("GET", "/v1/certificates/{serial}"): Probe(
             frozenset({OPERATOR, STATION}), f"/v1/certificates/{NO_SERIAL}", None,
             (404, "certificate.not_found")),
+        # The counter: identity proofing, PIN resets and delivery are the station's alone.
+        ("POST", "/v1/stations/proofings"): Probe(
+            frozenset({STATION}), "/v1/stations/proofings",
+            {"resident_id": NO_RESIDENT, **IN_PERSON_B}, (404, "resident.not_found")),
+        ("POST", "/v1/stations/pin-resets"): Probe(
+            frozenset({STATION}), "/v1/stations/pin-resets",
+            {"resident_id": NO_RESIDENT, "pin": "sign", "proofing_id": NO_PROOFING},
+            (404, "resident.not_found")),
+        ("POST", "/v1/stations/certificates/{serial}/delivery"): Probe(
+            frozenset({STATION}), f"/v1/stations/certificates/{NO_SERIAL}/delivery", None,
+            (404, "certificate.not_found")),
+        ("POST", "/v1/stations/certificates/{serial}/abandonment"): Probe(
+            frozenset({STATION}), f"/v1/stations/certificates/{NO_SERIAL}/abandonment", None,
+            (404, "certificate.not_found")),
+        # The call centre may put mobile certificates on hold, and do nothing else.
+        ("POST", "/v1/callcenter/holds"): Probe(
+            frozenset({CALLCENTER}), "/v1/callcenter/holds", {"resident_id": NO_RESIDENT},
+            (404, "resident.not_found")),
+        ("POST", "/v1/callcenter/certificates/{serial}/hold"): Probe(
+            frozenset({CALLCENTER}), f"/v1/callcenter/certificates/{NO_SERIAL}/hold", None,
+            (404, "certificate.not_found")),
     }
 
 
@@ -100,13 +134,31 @@ def test_every_route_has_an_authorisation_entry(api: Api, subject_keys: list[byt
     served = set(served_routes(app))
     table = set(probes(subject_keys[0]))
 
-    assert served - PUBLIC - table == set(), "routes without an entry in the role table"
+    assert served - PUBLIC - HOLDER_SIGNED - {CHALLENGE} - table == set(), \
+        "routes without an entry in the role table"
     assert table - served == set(), "role table entries for routes that do not exist"
     assert served >= PUBLIC
+    # The counter's routes are served, so the first check above holds them to the table too.
+    assert served >= COUNTER_ROUTES
+    # ... and the check can fail: without one of their entries, that route is reported.
+    pin_resets = ("POST", "/v1/stations/pin-resets")
+    assert pin_resets not in served - PUBLIC - table
+    assert pin_resets in served - PUBLIC - (table - {pin_resets})
     # Cross-check the enumeration against the published description of the API.
     described = {(m.upper(), p) for p, ops in api.http.get("/openapi.json").json()["paths"].items()
                  for m in ops}
     assert described <= served
+
+
+def test_holder_signed_routes_refuse_anything_but_a_valid_signature(api: Api) -> None:
+    """Client credentials neither help nor are needed: only a verifying CMS signature does."""
+    for _, path in sorted(HOLDER_SIGNED):
+        for headers in ({}, api.op, api.station):
+            r = api.http.post(path, headers=headers, json={"signed_data": "MIIBAAAA" * 4})
+            api.problem(r, 400, "cms.invalid")
+        api.problem(api.http.post(path, json={}), 422, "request.invalid")
+    r = api.http.post("/v1/mobile/challenges", json={"purpose": "application"})
+    assert r.status_code == 201 and r.json()["challenge"]
 
 
 def test_public_routes_need_no_credentials(api: Api) -> None:
@@ -156,6 +208,8 @@ def test_credentials_are_checked_before_the_body(api: Api) -> None:
                               headers=api.caller(CALLCENTER).headers), 403, "auth.role_forbidden")
     api.problem(api.http.post("/v1/stations/certificates", json={"resident_id": NO_RESIDENT},
                               headers=api.caller(RP).headers), 403, "auth.role_forbidden")
+    api.problem(api.http.post("/v1/stations/proofings", json={"presence": "by_carrier_pigeon"},
+                              headers=api.caller(OPERATOR).headers), 403, "auth.role_forbidden")
 
 
 def test_malformed_credentials_are_401(api: Api) -> None:
@@ -231,13 +285,23 @@ def test_station_scoped_to_another_municipality_is_refused(
     issued = api.issue(kiyose, auth=subject_keys[0])
     serial = issued["certificates"][0]["serial"]
     chiyoda = api.caller(STATION, "municipality:131016").headers
+    # A proofing of this resident that exists (made by an unscoped station): the scope is
+    # refused before the proofing is looked at.
+    proofing = api.proof(kiyose)
 
     before = api.snapshot()
     for path, body in (("/v1/stations/certificates",
-                        {"resident_id": kiyose, "sign_public_key": subject_keys[1].decode()}),
+                        {"resident_id": kiyose, "sign_public_key": subject_keys[1].decode(),
+                         "proofing_id": proofing}),
                        ("/v1/stations/renewals",
-                        {"resident_id": kiyose, "auth_public_key": subject_keys[1].decode()})):
-        api.problem(api.http.post(path, headers=chiyoda, json=body), 403, "auth.scope_missing")
+                        {"resident_id": kiyose, "auth_public_key": subject_keys[1].decode(),
+                         "proofing_id": proofing}),
+                       ("/v1/stations/proofings", {"resident_id": kiyose, **IN_PERSON_B}),
+                       ("/v1/stations/pin-resets",
+                        {"resident_id": kiyose, "pin": "auth", "proofing_id": proofing})):
+        answer = api.problem(api.http.post(path, headers=chiyoda, json=body), 403,
+                             "auth.scope_missing")
+        assert answer["context"] == {"scope": "municipality:132217"}, path
     api.problem(api.http.get(f"/v1/operators/residents/{kiyose}", headers=chiyoda), 403,
                 "auth.scope_missing")
     api.problem(api.http.get(f"/v1/certificates/{serial}", headers=chiyoda), 403,
@@ -246,7 +310,8 @@ def test_station_scoped_to_another_municipality_is_refused(
 
     kiyose_station = api.caller(STATION, "municipality:132217").headers
     r = api.http.post("/v1/stations/certificates", headers=kiyose_station,
-                      json={"resident_id": kiyose, "sign_public_key": subject_keys[1].decode()})
+                      json={"resident_id": kiyose, "sign_public_key": subject_keys[1].decode(),
+                            "proofing_id": api.proof(kiyose, kiyose_station)})
     assert r.status_code == 201, r.text
 
 

@@ -2,9 +2,12 @@
 
 Every case runs against the same populated database (an adult with both card certificates, a
 child, a deceased resident and an adult of another municipality); before and after each request
-the audit head and the full contents of the residents, cards, certificates and audit-log tables
-are compared. Every error body is also checked for the residents' basic 4 information
-(:meth:`Api.problem`), and the log of the whole test for the same (the ``api`` fixture).
+the audit head and the full contents of the residents, cards, certificates, audit-log and
+proofings tables are compared. A station's issuance, renewal or PIN reset names an identity
+proofing; cases that expect a later refusal carry a valid one (recorded before the "before"
+snapshot), so they reach that refusal — and the snapshot shows the proofing left unused. Every
+error body is also checked for the residents' basic 4 information (:meth:`Api.problem`), and the
+log of the whole test for the same (the ``api`` fixture).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.api.harness import ADULT, CHILD, OTHER, Api
+from jpki.model import ClientRole
+from tests.api.harness import ADULT, CHILD, IN_PERSON_B, ISSUE, OTHER, PROOFINGS, RENEW, Api
 
 JSON = {"content-type": "application/json"}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
 BAD_CHECK_DIGIT = "132218"  # 清瀬市 is 132217
 NEW_ADDRESS = "東京都清瀬市竹丘三丁目４番５号 コーポ機密２０２"
+PASSPORT_NUMBER = "TK7265431"  # a document number: never stored, never echoed
+PIN_RESETS = "/v1/stations/pin-resets"
+NO_PROOFING = "0" * 32
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,23 @@ class World:
     keys: list[bytes]  # keys[0], keys[1] are the adult's; the rest are unused
     bad: dict[str, bytes]
     max_body: int
+    api: Api
+    other_station: dict[str, str]  # a second station (the cases' station is ``api.station``)
 
     def key(self, i: int) -> str:
         return self.keys[i].decode("ascii")
+
+    def proof(self, resident: str, headers: dict[str, str] | None = None) -> str:
+        """A valid, unused proofing of ``resident`` by the cases' station (or ``headers``)."""
+        return self.api.proof(resident, headers)
+
+    def used_proof(self, resident: str) -> str:
+        """A proofing of ``resident`` by the cases' station, already used (by a PIN reset)."""
+        proofing = self.proof(resident)
+        r = self.api.http.post(PIN_RESETS, headers=self.api.station, json={
+            "resident_id": resident, "pin": "auth", "proofing_id": proofing})
+        assert r.status_code == 200, r.text
+        return proofing
 
 
 @pytest.fixture
@@ -51,10 +72,17 @@ def world(api: Api, subject_keys: list[bytes], bad_keys: dict[str, bytes]) -> Wo
                       json={"kind": "death"})
     assert r.status_code == 200, r.text
     api.remember({"address": NEW_ADDRESS})
+    api.personal.add(PASSPORT_NUMBER)
+    # The station wrote the auth certificate onto the card (the signing one is not confirmed).
+    r = api.http.post(f"/v1/stations/certificates/{kinds['card_auth']}/delivery",
+                      headers=api.station)
+    assert r.status_code == 200, r.text
     return World(adult=adult, sign=kinds["card_sign"], auth=kinds["card_auth"],
                  card=issued["card_number"], child=api.register(CHILD), dead=dead,
                  other=api.register(OTHER), keys=subject_keys, bad=bad_keys,
-                 max_body=api.services.settings.max_body_bytes)
+                 max_body=api.services.settings.max_body_bytes, api=api,
+                 other_station=api.caller(ClientRole.STATION, "municipality:132217",
+                                           "municipality:131016").headers)
 
 
 @dataclass(frozen=True)
@@ -85,8 +113,6 @@ def chunks(total: int, size: int = 4096) -> Iterator[bytes]:
 
 
 RESIDENTS = "/v1/operators/residents"
-ISSUE = "/v1/stations/certificates"
-RENEW = "/v1/stations/renewals"
 
 
 def events(resident: str) -> str:
@@ -95,6 +121,23 @@ def events(resident: str) -> str:
 
 def revocation(serial: str) -> str:
     return f"/v1/operators/certificates/{serial}/revocation"
+
+
+def delivery(serial: str) -> str:
+    return f"/v1/stations/certificates/{serial}/delivery"
+
+
+def abandonment(serial: str) -> str:
+    return f"/v1/stations/certificates/{serial}/abandonment"
+
+
+def issue(w: World, resident: str, path: str = ISSUE, **body: Any) -> dict[str, Any]:
+    """An issuance (or renewal) request by the cases' station with a valid proofing."""
+    return post(path, json={"resident_id": resident, "proofing_id": w.proof(resident), **body})
+
+
+def proofing(resident: str, **body: Any) -> dict[str, Any]:
+    return post(PROOFINGS, json={"resident_id": resident, **IN_PERSON_B, **body})
 
 
 CASES = [
@@ -200,54 +243,146 @@ CASES = [
     Case("empty reason", "operator", lambda w: post(revocation(w.sign), json={"reason": ""}),
          422, "request.invalid"),
     # --- issuance and renewal ------------------------------------------------------------------
-    Case("EC key", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["ec"].decode()}),
-        400, "public_key.algorithm"),
-    Case("RSA-1024 key", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["rsa1024"].decode()}),
+    Case("EC key", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.bad["ec"].decode()), 400, "public_key.algorithm"),
+    Case("RSA-1024 key", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.bad["rsa1024"].decode()), 400, "public_key.weak"),
+    Case("garbage PEM", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.bad["garbage"].decode()), 400, "public_key.invalid"),
+    Case("not PEM at all", "station", lambda w: issue(w, w.other, sign_public_key="鍵"),
+         400, "public_key.invalid"),
+    Case("one good key and one bad", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.key(2), sign_public_key=w.bad["rsa1024"].decode()),
         400, "public_key.weak"),
-    Case("garbage PEM", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "auth_public_key": w.bad["garbage"].decode()}),
-        400, "public_key.invalid"),
-    Case("not PEM at all", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "sign_public_key": "鍵"}), 400, "public_key.invalid"),
-    Case("one good key and one bad", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
-                     "sign_public_key": w.bad["rsa1024"].decode()}), 400, "public_key.weak"),
-    Case("no key", "station", lambda w: post(ISSUE, json={"resident_id": w.other}),
-         400, "request.invalid"),
-    Case("empty key", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "sign_public_key": "", "auth_public_key": w.key(2)}),
-        422, "request.invalid"),
-    Case("same key for signing and auth", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "sign_public_key": w.key(2),
-                     "auth_public_key": w.key(2)}), 409, "public_key.duplicate"),
-    Case("a key already certified", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "sign_public_key": w.key(0),
-                     "auth_public_key": w.key(2)}), 409, "public_key.duplicate"),
+    Case("no key", "station", lambda w: issue(w, w.other), 400, "request.invalid"),
+    Case("empty key", "station", lambda w: issue(
+        w, w.other, sign_public_key="", auth_public_key=w.key(2)), 422, "request.invalid"),
+    Case("same key for signing and auth", "station", lambda w: issue(
+        w, w.other, sign_public_key=w.key(2), auth_public_key=w.key(2)),
+        409, "public_key.duplicate"),
+    Case("a key already certified", "station", lambda w: issue(
+        w, w.other, sign_public_key=w.key(0), auth_public_key=w.key(2)),
+        409, "public_key.duplicate"),
     Case("issue for an unknown resident", "station", lambda w: post(
-        ISSUE, json={"resident_id": "0" * 32, "auth_public_key": w.key(2)}),
-        404, "resident.not_found"),
+        ISSUE, json={"resident_id": "0" * 32, "auth_public_key": w.key(2),
+                     "proofing_id": NO_PROOFING}), 404, "resident.not_found"),
     Case("issue for a deceased resident", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.dead, "auth_public_key": w.key(2)}),
-        422, "resident.inactive"),
-    Case("signing certificate under 15", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.child, "sign_public_key": w.key(2),
-                     "auth_public_key": w.key(3)}), 422, "policy.under_15"),
-    Case("a valid certificate of the kind exists", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.adult, "sign_public_key": w.key(2)}), 409, "conflict"),
-    Case("card number of another resident's card", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.dead, "auth_public_key": w.key(2),
+                     "proofing_id": NO_PROOFING}), 422, "resident.inactive"),
+    Case("signing certificate under 15", "station", lambda w: issue(
+        w, w.child, sign_public_key=w.key(2), auth_public_key=w.key(3)), 422, "policy.under_15"),
+    Case("a valid certificate of the kind exists", "station", lambda w: issue(
+        w, w.adult, sign_public_key=w.key(2)), 409, "conflict"),
+    Case("card number of another resident's card", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.key(2), card={"number": w.card}), 409, "card.conflict"),
+    Case("card number with symbols", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.key(2), card={"number": "AB-CD-EF-GH"}),
+        422, "request.invalid"),
+    Case("renewal outside the window", "station", lambda w: issue(
+        w, w.adult, RENEW, sign_public_key=w.key(2), auth_public_key=w.key(3)),
+        422, "policy.renewal_window"),
+    Case("renewal without a certificate", "station", lambda w: issue(
+        w, w.other, RENEW, auth_public_key=w.key(2)), 422, "certificate.not_renewable"),
+    # --- identity proofing required by issuance and renewal (one answer for every failure) ----
+    Case("issue without a proofing", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2)}),
+        422, "proofing.required"),
+    Case("renewal without a proofing", "station", lambda w: post(
+        RENEW, json={"resident_id": w.adult, "auth_public_key": w.key(2)}),
+        422, "proofing.required"),
+    Case("issue with an unknown proofing", "station", lambda w: post(
         ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
-                     "card": {"number": w.card}}), 409, "card.conflict"),
-    Case("card number with symbols", "station", lambda w: post(
+                     "proofing_id": NO_PROOFING}), 422, "proofing.required"),
+    Case("issue with a proofing already used", "station", lambda w: post(
         ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
-                     "card": {"number": "AB-CD-EF-GH"}}), 422, "request.invalid"),
-    Case("renewal outside the window", "station", lambda w: post(
-        RENEW, json={"resident_id": w.adult, "sign_public_key": w.key(2),
-                     "auth_public_key": w.key(3)}), 422, "policy.renewal_window"),
-    Case("renewal without a certificate", "station", lambda w: post(
-        RENEW, json={"resident_id": w.other, "auth_public_key": w.key(2)}),
-        422, "certificate.not_renewable"),
+                     "proofing_id": w.used_proof(w.other)}), 422, "proofing.required"),
+    Case("issue with another resident's proofing", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "proofing_id": w.proof(w.child)}), 422, "proofing.required"),
+    Case("issue with another station's proofing", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.child, "auth_public_key": w.key(2),
+                     "proofing_id": w.proof(w.child, w.other_station)}),
+        422, "proofing.required"),
+    Case("renewal with another station's proofing", "station", lambda w: post(
+        RENEW, json={"resident_id": w.adult, "auth_public_key": w.key(2),
+                     "proofing_id": w.proof(w.adult, w.other_station)}),
+        422, "proofing.required"),
+    Case("empty proofing id", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2), "proofing_id": ""}),
+        422, "request.invalid"),
+    Case("proofing id over 64 characters", "station", lambda w: post(
+        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
+                     "proofing_id": "a" * 65}), 422, "request.invalid"),
+    # --- recording a proofing -------------------------------------------------------------------
+    Case("proofing one 甲 document short", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "passport"}]), 422, "proofing.insufficient"),
+    Case("proofing with no documents", "station", lambda w: proofing(
+        w.other, applicant_documents=[]), 422, "proofing.insufficient"),
+    Case("proofing with an old 運転経歴証明書", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "passport"},
+                                      {"type": "driving_record_certificate",
+                                       "issued_on": "2011-05-06"}]),
+        422, "proofing.insufficient"),
+    Case("proxy pick-up without a letter of delegation", "station", lambda w: proofing(
+        w.child, presence="proxy", applicant_documents=[
+            {"type": "guardian_photo_certificate"}, {"type": "health_insurance_card"},
+            {"type": "child_medical_certificate"}],
+        proxy_documents=[{"type": "drivers_license"}, {"type": "health_insurance_card"}],
+        hardship_proof=True), 422, "proofing.insufficient"),
+    Case("proxy documents in an in-person proofing", "station", lambda w: proofing(
+        w.other, proxy_documents=[{"type": "my_number_card"}]), 400, "request.invalid"),
+    Case("proofing of an unknown presence", "station", lambda w: proofing(
+        w.other, presence="video_call"), 422, "request.invalid"),
+    Case("proofing with an unknown document type", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "library_card"}, {"type": "passport"}]),
+        422, "request.invalid"),
+    Case("proofing with an unknown measure", "station", lambda w: proofing(
+        w.other, measures=["fingerprint"]), 422, "request.invalid"),
+    Case("proofing with a document number", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "passport", "number": PASSPORT_NUMBER},
+                                      {"type": "drivers_license"}]), 422, "request.invalid"),
+    Case("proofing with 17 documents", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "bank_passbook"}] * 15
+        + [{"type": "passport"}, {"type": "drivers_license"}]), 422, "request.invalid"),
+    Case("proofing without a presence", "station", lambda w: post(PROOFINGS, json={
+        "resident_id": w.other, "applicant_documents": IN_PERSON_B["applicant_documents"]}),
+        422, "request.invalid"),
+    Case("proofing of an unknown resident", "station", lambda w: proofing("0" * 32),
+         404, "resident.not_found"),
+    Case("proofing of a deceased resident", "station", lambda w: proofing(w.dead),
+         422, "resident.inactive"),
+    # --- PIN resets -----------------------------------------------------------------------------
+    Case("PIN reset of an unknown PIN", "station", lambda w: post(PIN_RESETS, json={
+        "resident_id": w.other, "pin": "both", "proofing_id": w.proof(w.other)}),
+        422, "request.invalid"),
+    Case("PIN reset without a proofing", "station", lambda w: post(PIN_RESETS, json={
+        "resident_id": w.other, "pin": "sign"}), 422, "request.invalid"),
+    Case("PIN reset with a proofing already used", "station", lambda w: post(PIN_RESETS, json={
+        "resident_id": w.other, "pin": "sign", "proofing_id": w.used_proof(w.other)}),
+        422, "proofing.required"),
+    Case("PIN reset with another station's proofing", "station", lambda w: post(
+        PIN_RESETS, json={"resident_id": w.other, "pin": "sign",
+                          "proofing_id": w.proof(w.other, w.other_station)}),
+        422, "proofing.required"),
+    Case("PIN reset with another resident's proofing", "station", lambda w: post(
+        PIN_RESETS, json={"resident_id": w.other, "pin": "sign",
+                          "proofing_id": w.proof(w.adult)}), 422, "proofing.required"),
+    Case("PIN reset of an unknown resident", "station", lambda w: post(PIN_RESETS, json={
+        "resident_id": "0" * 32, "pin": "sign", "proofing_id": NO_PROOFING}),
+        404, "resident.not_found"),
+    # --- delivery onto the card -----------------------------------------------------------------
+    Case("delivery of an unknown serial", "station", lambda w: post(delivery("7fff0000ffff")),
+         404, "certificate.not_found"),
+    Case("delivery of a malformed serial", "station", lambda w: post(delivery("xyz")),
+         400, "serial.invalid"),
+    Case("delivery confirmed by another station", "station", lambda w: post(
+        delivery(w.sign), headers=w.other_station), 403, "auth.forbidden"),
+    Case("abandonment by another station", "station", lambda w: post(
+        abandonment(w.sign), headers=w.other_station), 403, "auth.forbidden"),
+    Case("abandonment of a delivered certificate", "station", lambda w: post(
+        abandonment(w.auth)), 409, "conflict"),
+    Case("abandonment of an unknown serial", "station", lambda w: post(
+        abandonment("7fff0000ffff")), 404, "certificate.not_found"),
     # --- cards --------------------------------------------------------------------------------
     Case("unknown card", "operator", lambda w: post(
         "/v1/operators/cards/NOSUCHCARD0000/events", json={"kind": "lost"}),
@@ -265,12 +400,12 @@ CASES = [
     Case("replace the card with one already expired", "operator", lambda w: post(
         "/v1/operators/cards", json={"resident_id": w.adult, "number": "EXPIRED0001",
                                      "expires_on": "2026-01-01"}), 422, "card.expired"),
-    Case("issue on a card already expired", "station", lambda w: post(
-        ISSUE, json={"resident_id": w.other, "auth_public_key": w.key(2),
-                     "card": {"expires_on": "2026-11-26"}}), 422, "card.expired"),
-    Case("card expiry unlike the active card's", "station", lambda w: post(
-        RENEW, json={"resident_id": w.adult, "auth_public_key": w.key(2),
-                     "card": {"expires_on": "2029-01-01"}}), 409, "card.conflict"),
+    Case("issue on a card already expired", "station", lambda w: issue(
+        w, w.other, auth_public_key=w.key(2), card={"expires_on": "2026-11-26"}),
+        422, "card.expired"),
+    Case("card expiry unlike the active card's", "station", lambda w: issue(
+        w, w.adult, RENEW, auth_public_key=w.key(2), card={"expires_on": "2029-01-01"}),
+        409, "card.conflict"),
     Case("register a card for a deceased resident", "operator", lambda w: post(
         "/v1/operators/cards", json={"resident_id": w.dead}), 422, "resident.inactive"),
     # --- routing ------------------------------------------------------------------------------
@@ -335,17 +470,81 @@ def test_a_body_just_under_the_limit_is_read(api: Api, world: World) -> None:
 
 
 def test_under_15_gets_the_auth_certificate_alone(api: Api, world: World) -> None:
+    proofing = world.proof(world.child)
     refused = api.http.post(ISSUE, headers=api.station, json={
         "resident_id": world.child, "sign_public_key": world.key(2),
-        "auth_public_key": world.key(3)})
+        "auth_public_key": world.key(3), "proofing_id": proofing})
     api.problem(refused, 422, "policy.under_15")
 
-    r = api.http.post(ISSUE, headers=api.station,
-                      json={"resident_id": world.child, "auth_public_key": world.key(3)})
+    # The refusal left the proofing unused: the corrected request uses the same one.
+    r = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.child, "auth_public_key": world.key(3), "proofing_id": proofing})
     assert r.status_code == 201, r.text
     assert [c["kind"] for c in r.json()["certificates"]] == ["card_auth"]
     # The refused request left no card behind: this one made the child's first card.
     assert r.json()["card_number"] != world.card
+
+
+def test_a_refused_issuance_leaves_its_proofing_for_the_corrected_request(
+        api: Api, world: World) -> None:
+    """The proofing is consumed in the transaction of the issuance intent: a refusal before the
+    intent rolls it back. Once an issuance succeeds, it is used up."""
+    proofing = world.proof(world.other)
+    for body, status, code in (
+            ({"sign_public_key": world.key(0), "auth_public_key": world.key(2)}, 409,
+             "public_key.duplicate"),  # refused after the proofing check, inside the transaction
+            ({"auth_public_key": world.key(2), "card": {"number": world.card}}, 409,
+             "card.conflict"),
+            ({"auth_public_key": world.bad["rsa1024"].decode()}, 400, "public_key.weak")):
+        before = api.snapshot()
+        r = api.http.post(ISSUE, headers=api.station,
+                          json={"resident_id": world.other, "proofing_id": proofing, **body})
+        api.problem(r, status, code)
+        api.unchanged(before)
+
+    ok = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.other, "auth_public_key": world.key(2), "proofing_id": proofing})
+    assert ok.status_code == 201, ok.text
+    before = api.snapshot()
+    again = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.other, "sign_public_key": world.key(3), "proofing_id": proofing})
+    api.problem(again, 422, "proofing.required")
+    api.unchanged(before)
+
+
+def test_a_proofing_expires_after_two_hours(api: Api, world: World, clock: Any) -> None:
+    for_pin, stale = world.proof(world.other), world.proof(world.child)
+    clock.advance(hours=2)  # the instant of expiry: no longer valid
+
+    before = api.snapshot()
+    r = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.child, "auth_public_key": world.key(3), "proofing_id": stale})
+    api.problem(r, 422, "proofing.required")
+    r = api.http.post(PIN_RESETS, headers=api.station, json={
+        "resident_id": world.other, "pin": "auth", "proofing_id": for_pin})
+    api.problem(r, 422, "proofing.required")
+    api.unchanged(before)
+
+    clock.advance(seconds=-1)  # one second earlier it still was
+    r = api.http.post(ISSUE, headers=api.station, json={
+        "resident_id": world.child, "auth_public_key": world.key(3), "proofing_id": stale})
+    assert r.status_code == 201, r.text
+
+
+def test_a_station_cannot_tell_whose_proofing_an_id_is(api: Api, world: World) -> None:
+    """Unknown, another resident's, another station's: one answer, word for word."""
+    ids = {"unknown": NO_PROOFING, "another resident's": world.proof(world.child),
+           "another station's": world.proof(world.other, world.other_station)}
+    before = api.snapshot()
+    answers = {}
+    for name, proofing in ids.items():
+        r = api.http.post(ISSUE, headers=api.station, json={
+            "resident_id": world.other, "auth_public_key": world.key(2),
+            "proofing_id": proofing})
+        answers[name] = api.problem(r, 422, "proofing.required")
+    api.unchanged(before)
+    assert answers["unknown"] == answers["another resident's"] == answers["another station's"]
+    assert all(proofing not in json.dumps(answers) for proofing in ids.values())
 
 
 def test_error_bodies_carry_identifiers_only(api: Api, world: World) -> None:
@@ -357,9 +556,20 @@ def test_error_bodies_carry_identifiers_only(api: Api, world: World) -> None:
     assert body["context"] == {"field": "name", "position": 4, "rule": "control_character"}
 
     r = api.http.post(ISSUE, headers=api.station,
-                      json={"resident_id": world.adult, "sign_public_key": world.key(2)})
+                      json={"resident_id": world.adult, "sign_public_key": world.key(2),
+                            "proofing_id": world.proof(world.adult)})
     body = api.problem(r, 409, "conflict")
     assert body["context"] == {"serial": world.sign, "kind": "card_sign"}
+
+    # A proofing refused: the counts and the rule, never the documents' dates.
+    r = api.http.post(PROOFINGS, headers=api.station, json={
+        "resident_id": world.other, "presence": "in_person",
+        "applicant_documents": [{"type": "passport"}, {"type": "receipt",
+                                                       "issued_on": "2026-01-13"}]})
+    body = api.problem(r, 422, "proofing.insufficient")
+    assert "甲 1, 乙 0 of which 0 with a photo, 照会回答書 0, receipts 0" in body["detail"]
+    assert "receipt: must be dated within the last 3 months" in body["detail"]
+    assert "2026-01-13" not in r.text
 
 
 def test_revocation_reason_is_not_echoed(api: Api, world: World) -> None:
