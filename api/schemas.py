@@ -33,6 +33,9 @@ class ResidentOut(BaseModel):
     status: str
     dv_support: bool
     emigrated_on: date | None
+    # Whether a signing certificate may be issued today (15 or over, jpki-reference §1.4): what
+    # a station needs to know, without the date of birth.
+    signing_eligible: bool = False
     # Present only for operators (municipal staff keep the resident registry); for anyone else
     # the keys are absent from the JSON, not null (see convert.resident_out).
     name: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -11,6 +11,7 @@ from api.schemas import CertificateOut, ResidentOut, RevocationOut
 from jpki.certificates import CertificateView
 from jpki.model import Resident
 from jpki.revocation import RevocationResult
+from jpki.validity import may_hold_signing_certificate
 
 
 def pem_of(der: bytes | None) -> str | None:
@@ -41,14 +42,16 @@ def revocation_out(r: RevocationResult) -> RevocationOut:
                          revoked_at=r.revoked_at.astimezone(UTC), changed=r.changed)
 
 
-def resident_out(r: Resident, *, with_basic4: bool) -> ResidentOut:
+def resident_out(r: Resident, *, with_basic4: bool, today: date | None = None) -> ResidentOut:
     """The resident record; the basic 4 information only ``with_basic4`` (operators). Without it
     the fields are left unset, and the routes (``response_model_exclude_unset``) leave them out of
     the JSON altogether rather than sending them as null."""
     fields: dict[str, object] = {
         "id": r.id, "municipality_code": r.municipality_code,
         "registry_source": r.registry_source.value, "status": r.status.value,
-        "dv_support": r.dv_support, "emigrated_on": r.emigrated_on}
+        "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,
+        "signing_eligible": today is not None and may_hold_signing_certificate(r.birth_date,
+                                                                               today)}
     if with_basic4:
         fields.update(name=r.name, birth_date=r.birth_date, sex=r.sex, address=r.address)
     return ResidentOut.model_validate(fields)

@@ -9,6 +9,7 @@ from api.routers.convert import resident_out, revocation_out
 from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
 from jpki.model import ClientRole
 from jpki.residents import ResidentEvent
+from jpki.validity import jst_date
 
 router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])
 
@@ -24,7 +25,8 @@ def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDe
 @router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True)
 def get_resident(resident_id: str, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.get(actor, resident_id)
-    return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR)
+    return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR,
+                        today=jst_date(services.clock.now()))
 
 
 @router.post("/{resident_id}/events", response_model=EventOut)
