@@ -11,7 +11,7 @@ from pathlib import Path
 import jpki
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = {"store", "card", "station"}  # packages allowed to reach infrastructure
+ADAPTERS = {"store", "card", "station", "phone"}  # packages allowed to reach infrastructure
 
 
 def _contracts() -> list[dict]:

@@ -1,0 +1,254 @@
+"""Smartphone certificates: applications per second end to end, and a cascade at scale.
+
+    .venv/bin/python -m bench.mobile [--applications N] [--cascade 100000]
+                                     [--database sqlite|postgres|both] [--json]
+
+1. **Applications.** N holders with card certificates are prepared (not measured): card keys
+   are made in Python (a card would make them on-chip) and kept with their PEM so the bench can
+   sign as the card. Measured: for each holder, the whole application — a challenge from the
+   service, the CMS SignedData made with the card key (as the card would), both proofs of
+   possession, verification, two issuances through the HSM. In the same run, the raw SoftHSM
+   RSA-2048 signing rate (one stream, as the service signs). Printed: applications/s,
+   certificates/s, raw signatures/s, and certificates/s ÷ raw signatures/s.
+2. **Cascade.** C card signing certificates each with a linked mobile signing certificate are
+   inserted directly (their bytes do not matter to revocation), then all C card certificates are
+   revoked through the revocation rules in transactions of 1,000 — each revocation cascading to
+   its mobile certificate in the same transaction and audited. Printed: the time, and a check
+   that the OCSP responder answers "revoked" for every mobile certificate of a random sample
+   and that the database holds C revoked mobile certificates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+from sqlalchemy import func, insert, select
+
+from bench.common import (
+    OPERATOR,
+    BenchError,
+    bench_hsm,
+    fresh_database,
+    load_average,
+    machine_info,
+    open_services,
+    register_residents,
+)
+from hsm.bench import raw_sign_rate
+from jpki.cms import build_signed_data
+from jpki.crl_entries import crl_entry
+from jpki.issuance import KeyRequest
+from jpki.mobile import pop_message
+from jpki.model import CaKind, CertKind, RevocationReason
+from jpki.revocation import revoke_in
+from jpki.store.tables import certificates
+
+TARGET_NOTE = "reported (no target in the issue); compare with bench.issuance"
+
+
+def _keys(count: int) -> list[bytes]:
+    return [rsa.generate_private_key(65537, 2048).private_bytes(
+        Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        for _ in range(count)]
+
+
+def private_keys(count: int) -> list[rsa.RSAPrivateKey]:
+    workers = max(1, os.cpu_count() or 1)
+    chunks = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pems = [p for batch in pool.map(_keys, [c for c in chunks if c]) for p in batch]
+    out = []
+    for pem in pems:
+        key = serialization.load_pem_private_key(pem, None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        out.append(key)
+    return out
+
+
+def _spki(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _sign_digest_info(key: rsa.RSAPrivateKey) -> Any:
+    return lambda di: key.sign(di[-32:], padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+
+
+def applications(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any]:
+    log(f"{database}: preparing {count} holders with cards (not measured)")
+    keys = private_keys(4 * count)
+    with fresh_database(database, hsm.data_dir, "mobile") as url:
+        services = open_services(hsm, url)
+        try:
+            residents = register_residents(services, count)
+            holders = []
+            for i, rid in enumerate(residents):
+                card_auth, card_sign = keys[4 * i], keys[4 * i + 1]
+                issued = {c.kind: c for c in services.issuance.issue(OPERATOR, rid, [
+                    KeyRequest(CertKind.CARD_AUTH, _spki(card_auth)),
+                    KeyRequest(CertKind.CARD_SIGN, _spki(card_sign))])}
+                holders.append((issued[CertKind.CARD_SIGN], card_sign, keys[4 * i + 2],
+                                keys[4 * i + 3], f"device-{i}"))
+            label = hsm.recipe.ca(CaKind.SIGN).key_label(1)
+            raw_before = raw_sign_rate(hsm.keys, label, seconds=2.0, threads=1)
+            log(f"{database}: {count} applications")
+            began = time.perf_counter()
+            for card_cert, card_key, sign_key, auth_key, device in holders:
+                challenge, _ = services.mobile.new_challenge("application")
+                doc = {"type": "jpki-mobile-application/1",
+                       "challenge": base64.b64encode(challenge).decode(), "device": device,
+                       "platform": "JPKIAPGPSETOKEN", "card_sign_serial": card_cert.serial,
+                       "sign_public_key": base64.b64encode(_spki(sign_key)).decode(),
+                       "auth_public_key": base64.b64encode(_spki(auth_key)).decode()}
+                for kind, key, field in ((CertKind.MOBILE_SIGN, sign_key, "sign_pop"),
+                                         (CertKind.MOBILE_AUTH, auth_key, "auth_pop")):
+                    doc[field] = base64.b64encode(key.sign(
+                        pop_message(challenge, device, kind), padding.PKCS1v15(),
+                        hashes.SHA256())).decode()
+                signed = build_signed_data(json.dumps(doc).encode(), card_cert.der,
+                                           _sign_digest_info(card_key),
+                                           datetime.now(UTC).replace(microsecond=0))
+                services.mobile.apply(signed)
+            seconds = time.perf_counter() - began
+            raw_after = raw_sign_rate(hsm.keys, label, seconds=2.0, threads=1)
+        finally:
+            services.uow.engine.dispose()
+            services.read_engine.dispose()
+    raw = (raw_before + raw_after) / 2
+    per_s = count / seconds
+    return {"database": database, "applications": count, "seconds": round(seconds, 3),
+            "applications_per_s": round(per_s, 1), "certificates_per_s": round(2 * per_s, 1),
+            "raw_signatures_per_s": round(raw, 0),
+            "ratio": round(2 * per_s / raw, 3), "note": TARGET_NOTE}
+
+
+def cascade(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any]:
+    with fresh_database(database, hsm.data_dir, "cascade") as url:
+        services = open_services(hsm, url)
+        try:
+            (rid,) = register_residents(services, 1)
+            with services.uow() as uow:
+                gen = uow.cas.current(CaKind.SIGN)
+            now = datetime.now(UTC).replace(microsecond=0)
+            base = dict(resident_id=rid, ca_generation_id=gen.id, status="issued",
+                        not_before=now, not_after=now + timedelta(days=1000), shard="132217",
+                        registry_source="juminhyo", created_at=now, updated_at=now)
+            log(f"{database}: inserting {count} card + {count} linked mobile certificates")
+            card_ids: list[int] = []
+            with services.uow.engine.begin() as conn:
+                for start in range(0, count, 10_000):
+                    n = min(10_000, count - start)
+                    rows = [dict(base, serial=format((1 << 100) + start + i, "x"),
+                                 kind="card_sign", public_key_sha256=f"c{start + i:063x}")
+                            for i in range(n)]
+                    conn.execute(insert(certificates), rows)
+                first = conn.execute(select(func.min(certificates.c.id))).scalar_one()
+                card_ids = list(range(first, first + count))
+                for start in range(0, count, 10_000):
+                    n = min(10_000, count - start)
+                    rows = [dict(base, serial=format((1 << 110) + start + i, "x"),
+                                 kind="mobile_sign", public_key_sha256=f"m{start + i:063x}",
+                                 linked_id=card_ids[start + i]) for i in range(n)]
+                    conn.execute(insert(certificates), rows)
+            serials = [format((1 << 100) + i, "x") for i in range(count)]
+            log(f"{database}: revoking {count} card certificates (cascading)")
+            began = time.perf_counter()
+            for start in range(0, count, 1000):
+                with services.uow() as uow:
+                    at = services.clock.now()
+                    for serial in serials[start:start + 1000]:
+                        cert = uow.certificates.get_by_serial(serial, for_update=True)
+                        assert cert is not None
+                        revoke_in(uow, services.audit, OPERATOR, cert,
+                                  RevocationReason.CESSATION_OF_OPERATION, at, at,
+                                  cause="bench")
+                    uow.commit()
+            seconds = time.perf_counter() - began
+            with services.uow.engine.connect() as conn:
+                revoked_mobile = conn.execute(select(func.count()).select_from(certificates).where(
+                    certificates.c.kind == "mobile_sign",
+                    certificates.c.revoked_at.is_not(None))).scalar_one()
+            issuer = x509.load_der_x509_certificate(gen.certificate_der)
+            name_hash = hashes.Hash(hashes.SHA1())
+            name_hash.update(issuer.subject.public_bytes())
+            key_hash = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
+            sample = random.sample(range(count), min(500, count))
+            ocsp_revoked = 0
+            for i in sample:
+                req = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+                    name_hash.copy().finalize(), key_hash, (1 << 110) + i, hashes.SHA1()).build()
+                resp = ocsp.load_der_ocsp_response(
+                    services.ocsp.respond(req.public_bytes(Encoding.DER)).der)
+                ocsp_revoked += resp.certificate_status is ocsp.OCSPCertStatus.REVOKED
+        finally:
+            services.uow.engine.dispose()
+            services.read_engine.dispose()
+    if revoked_mobile != count or ocsp_revoked != len(sample):
+        raise BenchError(f"cascade incomplete: {revoked_mobile} mobile revoked, OCSP "
+                         f"{ocsp_revoked}/{len(sample)}")
+    return {"database": database, "card_certificates": count, "seconds": round(seconds, 2),
+            "revocations_per_s": round(2 * count / seconds, 0),
+            "mobile_revoked_in_database": revoked_mobile,
+            "ocsp_sample_revoked": f"{ocsp_revoked}/{len(sample)}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.mobile", description=__doc__)
+    p.add_argument("--applications", type=int, default=100)
+    p.add_argument("--cascade", type=int, default=100_000)
+    p.add_argument("--database", choices=("sqlite", "postgres", "both"), default="sqlite")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    report: dict[str, Any] = {"command": " ".join(["python -m bench.mobile", *(argv or
+                                                                               sys.argv[1:])]),
+                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "applications": [], "cascade": []}
+    try:
+        with bench_hsm() as hsm:
+            report["machine"] = machine_info(hsm.data_dir)
+            for database in databases:
+                if args.applications:
+                    report["applications"].append(applications(hsm, database,
+                                                               args.applications, log))
+                if args.cascade:
+                    report["cascade"].append(cascade(hsm, database, args.cascade, log))
+            report["machine"]["load_average_at_end"] = load_average()
+    except BenchError as exc:
+        print(f"bench.mobile: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for row in report["applications"]:
+            print(f"applications [{row['database']}]: {row['applications_per_s']}/s "
+                  f"({row['certificates_per_s']} certificates/s) vs raw "
+                  f"{row['raw_signatures_per_s']} signatures/s → ratio {row['ratio']}")
+        for row in report["cascade"]:
+            print(f"cascade [{row['database']}]: {row['card_certificates']} card + mobile in "
+                  f"{row['seconds']} s ({row['revocations_per_s']} revocations/s); mobile "
+                  f"revoked {row['mobile_revoked_in_database']}, OCSP sample "
+                  f"{row['ocsp_sample_revoked']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+"""A virtual JPKI card (jpki-reference §4, DESIGN.md §7) and its link to pcscd's vpcd reader."""
+
+from jpki.card.emulator.card import JpkiCardEmulator
+from jpki.card.emulator.state import CardState
+
+__all__ = ["CardState", "JpkiCardEmulator"]
