@@ -9,16 +9,22 @@ not answer, and stops it at the end if it started it; it starts the emulator pro
 (``python -m api.cli_card emulate``: ``jpki card emulate`` without the CA's imports) on vpcd's port
 35963 with a temporary state and waits for the card with pyscard's CardRequest.
 A missing pcscd, vpcd or pyscard skips those tests on a workstation and fails them in CI.
+
+The enrolment station over PC/SC (``blank_pcsc_card``, ``enrolled_pcsc_card``) uses vpcd's second
+reader (port 35964, "Virtual PCD 00 01") with a fresh blank card per test, so the session's
+personalised card on 35963 is left alone; the CA is the ``served`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography import x509
@@ -31,6 +37,11 @@ from jpki.card.emulator import JpkiCardEmulator
 from jpki.card.jpki_ap import CertSlot, Key, Pin
 from jpki.card.transport import InProcessTransport
 from tests.components import missing_component
+
+if TYPE_CHECKING:
+    from jpki.station.ca_client import CaClient
+    from jpki.station.workflow import EnrolmentResult
+    from tests.conftest import LiveServer
 
 AUTH_PIN = "1234"
 SIGN_PASSWORD = "ABC123XYZ"
@@ -219,3 +230,158 @@ def pcsc_client(pcsc_card: PcscCard) -> Iterator[JpkiCard]:
         yield JpkiCard(transport)
     finally:
         transport.close()
+
+
+# --- the enrolment station over PC/SC, on vpcd's second reader ------------------------------
+
+SECOND_PORT = 35964  # vpcd's second reader, "Virtual PCD 00 01" (components.md)
+PKCS11_MODULE = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
+AUTH_TOKEN = "JPKI (User Authentication PIN)"  # OpenSC: one PKCS#11 slot per PIN
+SIGN_TOKEN = "JPKI (Digital Signature PIN)"
+STATION_AUTH_PIN = "4826"
+STATION_SIGN_PASSWORD = "KIYOSE2026"
+# Pattern B (jpki-reference §1.3): in person, two photo documents.
+IN_PERSON_B: dict[str, Any] = {
+    "presence": "in_person",
+    "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
+
+
+@pytest.fixture(scope="session")
+def pcscd_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """pcscd with vpcd for the whole session: reused when it already runs (e.g. started by
+    ``pcsc_card``), else started here and stopped at the end of the session."""
+    try:
+        from jpki.card import virtual_reader
+    except ImportError as exc:  # pyscard not installed
+        missing_component(f"pyscard is not installed: {exc}")
+    log = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
+    try:
+        with virtual_reader.pcscd_running(log=log):
+            yield
+    except virtual_reader.ComponentMissing as exc:
+        missing_component(str(exc))
+
+
+@dataclass(frozen=True)
+class BlankPcscCard:
+    """A blank card (no keys, no certificates, no PINs) in "Virtual PCD 00 01", trusting the
+    public half of ``issuer_key``; ``process`` is its emulator (kill it to pull the card)."""
+
+    reader: str
+    state: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def blank_pcsc_card(pcscd_service: None, tmp_path: Path,
+                    issuer_public_pem: bytes) -> Iterator[BlankPcscCard]:
+    from jpki.card import virtual_reader
+
+    public = tmp_path / "issuer.pub.pem"
+    public.write_bytes(issuer_public_pem)
+    state, log = tmp_path / "blank-card.json", tmp_path / "emulator-35964.log"
+    try:
+        with virtual_reader.emulator_running(state, issuer_public_key=public, port=SECOND_PORT,
+                                             log=log, env=_child_env()) as process:
+            yield BlankPcscCard(virtual_reader.VPCD_PORTS[SECOND_PORT], state, log, process)
+    except virtual_reader.ComponentMissing as exc:
+        missing_component(str(exc))
+
+
+@pytest.fixture
+def opensc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for OpenSC's tools: ``OPENSC_CONF`` names a private file that puts the
+    jpki driver first (components.md). test_card_opensc.py has its own module-scoped copy."""
+    for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool"):
+        if shutil.which(tool) is None:
+            missing_component(f"OpenSC is not installed: no {tool} (apt-get install opensc)")
+    if not PKCS11_MODULE.exists():
+        missing_component(f"OpenSC's PKCS#11 module {PKCS11_MODULE} is missing")
+    conf = tmp_path_factory.mktemp("opensc") / "opensc.conf"
+    conf.write_text("app default {\n    card_drivers = jpki, default;\n}\n")
+    return {**os.environ, "OPENSC_CONF": str(conf)}
+
+
+@pytest.fixture
+def station_ca(served: LiveServer) -> Iterator[CaClient]:
+    """The station's only way into the CA: its REST API, with a station client's credentials."""
+    from jpki.model import ClientRole
+    from jpki.principals import Principal
+    from jpki.station.ca_client import CaClient
+
+    new = served.services.clients.create(Principal.local_operator("pytest"),
+                                         name="Kiyose counter", role=ClientRole.STATION)
+    with CaClient(served.url, new.client.client_id, new.client_secret) as ca:
+        yield ca
+
+
+def register_resident(served: LiveServer, birth: date = date(1990, 1, 2)) -> str:
+    from jpki.principals import Principal
+
+    return served.services.residents.register(
+        Principal.local_operator("pytest"), name="山田 太郎", birth_date=birth, sex=1,
+        address="東京都清瀬市中里一丁目２番３号", municipality_code="132217").id
+
+
+@dataclass(frozen=True)
+class EnrolledPcscCard:
+    """A card the enrolment station personalised over PC/SC with certificates from ``served``."""
+
+    card: BlankPcscCard
+    result: EnrolmentResult
+    auth: x509.Certificate  # the issued certificates, as the CA knows them
+    sign: x509.Certificate
+
+
+@pytest.fixture
+def enrolled_pcsc_card(served: LiveServer, station_ca: CaClient, blank_pcsc_card: BlankPcscCard,
+                       issuer_key: rsa.RSAPrivateKey) -> EnrolledPcscCard:
+    from jpki.card.pcsc import PcscTransport
+    from jpki.station.workflow import CARD_AUTH, CARD_SIGN, EnrolmentStation
+
+    rid = register_resident(served)
+    with PcscTransport.open(blank_pcsc_card.reader, exclusive=True) as transport:
+        result = EnrolmentStation(station_ca, JpkiCard(transport), issuer_key).enroll(
+            rid, proofing=IN_PERSON_B, auth_pin=STATION_AUTH_PIN,
+            sign_pin=STATION_SIGN_PASSWORD)
+    return EnrolledPcscCard(blank_pcsc_card, result, issued_certificate(served, result.serials[
+        CARD_AUTH]), issued_certificate(served, result.serials[CARD_SIGN]))
+
+
+def issued_certificate(served: LiveServer, serial: str) -> x509.Certificate:
+    """The certificate with ``serial`` as the CA's database holds it."""
+    with served.services.uow() as uow:
+        row = uow.certificates.get_by_serial(serial)
+    assert row is not None and row.der is not None, f"the CA holds no certificate {serial}"
+    return x509.load_der_x509_certificate(row.der)
+
+
+@dataclass(frozen=True)
+class OpenscSlot:
+    index: int  # position in C_GetSlotList (pyHanko's slot-no)
+    slot_id: int  # CK_SLOT_ID (pkcs11-tool --slot)
+
+
+def opensc_slot(env: dict[str, str], reader: str, token_label: str) -> OpenscSlot:
+    """The PKCS#11 slot of OpenSC's module that holds ``token_label`` in ``reader``.
+
+    Every JPKI card has the same two token labels, so with the session's card in
+    "Virtual PCD 00 00" a label alone could pick the wrong card: name the slot.
+    """
+    listing = subprocess.run(["pkcs11-tool", "--module", str(PKCS11_MODULE), "--list-slots"],
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    # "Slot 2 (0x5): Virtual PCD 00 01" followed by "  token label        : JPKI (…)"
+    current: tuple[int, int, str] | None = None
+    for line in listing.stdout.splitlines():
+        if line.startswith("Slot "):
+            head, _, description = line.partition(": ")
+            number, _, hex_id = head.removeprefix("Slot ").partition(" ")
+            current = (int(number), int(hex_id.strip("()"), 16), description.strip())
+        elif current is not None and line.strip().startswith("token label"):
+            label = line.partition(":")[2].strip()
+            if current[2] == reader and label == token_label:
+                return OpenscSlot(current[0], current[1])
+    raise AssertionError(f"OpenSC shows no token {token_label!r} in {reader!r}:\n"
+                         f"{listing.stdout}")
