@@ -19,7 +19,17 @@ from api import problems
 from api.composition import Services, build_services
 from api.limits import BodyLimit
 from api.ocsp_http import OcspEndpoint
-from api.routers import cards, certificates, counter, crl, mobile, public, residents
+from api.routers import (
+    cards,
+    certificates,
+    counter,
+    crl,
+    mobile,
+    public,
+    relying_parties,
+    residents,
+)
+from api.rp_audit import RefusalAudit
 from jpki import __version__
 from jpki.principals import Principal
 from jpki.settings import Settings
@@ -136,5 +146,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(certificates.router)
     app.include_router(counter.router)
     app.include_router(mobile.router)
+    app.include_router(relying_parties.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body guard, so that its refusals on the relying-party routes are audited too.
+    app.add_middleware(RefusalAudit, services=lambda: app.state.services)
     return app

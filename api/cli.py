@@ -33,6 +33,7 @@ from rich.table import Table
 
 from api.cli_card import emulate, issuer_key
 from api.cli_phone import phone_app
+from api.cli_rp import rp_app
 from api.cli_station import station_app
 from api.composition import Services, build_services
 from hsm.errors import HsmError
@@ -66,6 +67,7 @@ app.add_typer(crl_app, name="crl")
 app.add_typer(ocsp_app, name="ocsp")
 mobile_app = typer.Typer(help="Smartphone certificates.", no_args_is_help=True)
 app.add_typer(mobile_app, name="mobile")
+app.add_typer(rp_app, name="rp")
 app.add_typer(station_app, name="station")
 app.add_typer(phone_app, name="phone")
 

@@ -7,6 +7,7 @@ Both adapters that face people — the HTTP app (:mod:`api.app`) and the operato
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -18,17 +19,24 @@ from jpki.ca import CaService
 from jpki.cards import CardService
 from jpki.certificates import CertificateQueries
 from jpki.clients import ClientService
+from jpki.consents import ConsentService
 from jpki.counter import CounterService
 from jpki.crls import CrlService
 from jpki.errors import CaNotInitialised
+from jpki.group_audit import GroupAudit
 from jpki.issuance import IssuanceService
+from jpki.latest_basic4 import LatestBasic4Service
+from jpki.linkage import LinkageService
 from jpki.mobile import MobileService
 from jpki.ocsp import OcspResponder
 from jpki.ports import Clock, SystemClock
+from jpki.rate_limits import TokenBuckets
 from jpki.recipe import Recipe, load_recipe
+from jpki.relying_parties import RelyingPartyService
 from jpki.residents import ResidentService
 from jpki.revocation import RevocationService
 from jpki.settings import Settings
+from jpki.status_lookup import StatusLookup
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.crls import SqlCrlEntrySource
 from jpki.store.migrate import upgrade
@@ -86,6 +94,11 @@ class Services:
     ocsp: OcspResponder
     counter: CounterService
     mobile: MobileService
+    relying_parties: RelyingPartyService
+    status_lookup: StatusLookup
+    linkage: LinkageService
+    consents: ConsentService
+    latest_basic4: LatestBasic4Service
 
     def close(self) -> None:
         self.uow.engine.dispose()
@@ -110,6 +123,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     read_engine = create_store_engine(settings.resolved_database_url, read_only=True)
     crls = CrlService(uow, SqlCrlEntrySource(read_engine), keys, clock, recipe, urls, cas,
                       settings.resolved_data_dir / "crl")
+    # Read-only units of work for the relying-party hot paths (authentication, admission,
+    # status lookups, standing consents): on SQLite they do not queue behind the writer.
+    reader = UnitOfWorkFactory(read_engine)
+    clients = ClientService(uow, clock, audit, read_uow=reader)
+    # Their audit records (disclosures, refusals) share group commits.
+    group = GroupAudit(uow, audit)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
@@ -117,7 +136,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         cards=CardService(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
-        clients=ClientService(uow, clock, audit),
+        clients=clients,
         certificates=CertificateQueries(uow, clock),
         crls=crls,
         read_engine=read_engine,
@@ -125,4 +144,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
                            max_live_signatures=recipe.ocsp.max_live_signatures),
         counter=CounterService(uow, clock, audit),
         mobile=MobileService(uow, clock, audit, issuance),
+        relying_parties=RelyingPartyService(
+            uow, clock, audit, clients,
+            TokenBuckets(settings.rp_rate_per_second, settings.rp_rate_burst),
+            secret_overlap=timedelta(hours=settings.rp_secret_overlap_hours), read_uow=reader,
+            group=group),
+        status_lookup=StatusLookup(uow, clock, audit, read_uow=reader, group=group),
+        linkage=LinkageService(uow, clock, audit),
+        consents=ConsentService(uow, clock, audit),
+        latest_basic4=LatestBasic4Service(
+            uow, clock, audit, consent_max_lifetime=timedelta(days=settings.consent_max_days),
+            read_uow=reader, group=group),
     )

@@ -44,6 +44,8 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
 def from_error(exc: JpkiError) -> JSONResponse:
     status = STATUS[exc.category]
     headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
+    if status == 429:  # RFC 9110 §10.2.3: how long to wait, in seconds
+        headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
     if status >= 500:
         log.error("request failed: %r", exc)
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,

@@ -211,3 +211,132 @@ class HoldIn(Strict):
 
 class HoldOut(BaseModel):
     held: list[RevocationOut]
+
+
+# --- relying parties (jpki.relying_parties, status_lookup, linkage, consents, latest_basic4) --
+
+PURPOSE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+
+
+class RelyingPartyIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["platform_operator", "service_provider"]
+    parent_id: str | None = Field(default=None, min_length=1, max_length=32,
+                                  description="A service provider's platform operator")
+    purposes: list[str] = Field(min_length=1, max_length=20,
+                                description="Purpose codes, e.g. account_opening")
+    scopes: list[Literal["status", "linkage", "basic4"]] = Field(min_length=1, max_length=3)
+
+
+class RpClientOut(BaseModel):
+    client_id: str
+    status: str
+    scopes: list[str]
+    previous_secret_valid_until: dt.datetime | None = None
+
+
+class RelyingPartyOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    parent_id: str | None = None
+    purposes: list[str]
+    status: str
+    clients: list[RpClientOut]
+
+
+class RelyingPartyCreatedOut(BaseModel):
+    relying_party: RelyingPartyOut
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a hash is kept")
+
+
+class SecretRotationIn(Strict):
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    overlap_seconds: int | None = Field(default=None, ge=0, le=90 * 86400,
+                                        description="How long the old secret stays valid")
+
+
+class SecretRotationOut(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a hash is kept")
+    previous_valid_until: dt.datetime | None = None
+
+
+class RelyingPartyStatusIn(Strict):
+    status: Literal["active", "suspended"]
+
+
+class PingOut(BaseModel):
+    ok: bool
+
+
+class StatusIn(Strict):
+    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
+    # The limit (1,000) is checked by the service, which answers status.batch_too_large.
+    serials: list[str] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000},
+                               description="Certificate serials, hexadecimal")
+
+
+class SerialStatusOut(BaseModel):
+    serial: str
+    status: Literal["good", "revoked", "unknown"]
+    reason: str | None = None
+    revoked_at: dt.datetime | None = None
+    form: Literal["card", "mobile"] | None = None
+    usage: Literal["sign", "auth"] | None = None
+    not_after: dt.datetime | None = None
+    expired: bool | None = None
+
+
+class StatusOut(BaseModel):
+    produced_at: dt.datetime
+    results: list[SerialStatusOut]
+
+
+class LinkageIn(Strict):
+    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
+    serial: str = Field(min_length=1, max_length=64)
+    signed_data: str | None = Field(default=None, min_length=16, max_length=90_000,
+                                    description="A CMS SignedData (DER, base64) made with this "
+                                                "certificate's key")
+    consent_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class LinkageOut(BaseModel):
+    serial: str
+    form: Literal["card", "mobile"]
+    usage: Literal["sign", "auth"]
+    status: Literal["good", "revoked", "unknown"]
+    successors: list[str]
+    current_serial: str | None = None
+    sibling: str | None = None
+    current_sibling: str | None = None
+
+
+class Basic4In(Strict):
+    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
+    consent: str | None = Field(default=None, min_length=16, max_length=90_000,
+                                description="The consent the holder signed: CMS SignedData "
+                                            "(DER), base64")
+    consent_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                   description="A consent submitted earlier")
+
+
+class Basic4ItemsOut(BaseModel):
+    name: str | None = None
+    birth_date: dt.date | None = None
+    sex: int | None = None
+    address: str | None = None
+
+
+class Basic4Out(BaseModel):
+    consent_id: str
+    current_signing_serial: str
+    consent_expires_at: dt.datetime
+    items: Basic4ItemsOut
+
+
+class WithdrawalOut(BaseModel):
+    consent_id: str
+    withdrawn_at: dt.datetime

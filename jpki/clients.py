@@ -5,6 +5,12 @@ hashes. Argon2 is deliberately slow (tens of milliseconds), which would make eve
 that price; so a successful verification is remembered in memory for a short time, keyed by a
 SHA-256 of the presented secret — never the secret itself — and the client's status is re-read
 from the database on every call, so a suspension takes effect at once.
+
+Rotation: a client holds at most two secrets. Rotating makes a new one current and keeps the
+replaced one valid until a deadline (``previous_secret_expires_at``), so a relying party can roll
+its deployments over without an outage. A cached verification remembers *which* stored hash it
+matched, and counts only while that hash is still acceptable — the current one, or the previous
+one before its deadline — so neither a rotation nor a deadline can be bypassed by the cache.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -25,7 +32,7 @@ from jpki.audit import AuditLog
 from jpki.errors import BadCredentials, ClientSuspended, InvalidInput
 from jpki.model import ApiClient, ClientRole, ClientStatus
 from jpki.municipalities import validate_municipality_code
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import MUNICIPALITY_SCOPE, RP_SCOPES, Principal
 
 STATION_KINDS = ("counter", "post_office")  # municipal counter, designated post office
@@ -64,12 +71,17 @@ def _validate_scopes(role: ClientRole, scopes: list[str]) -> str:
 
 class ClientService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None,
+                 read_uow: UnitOfWorkFactory | None = None) -> None:
         self._uow = uow_factory
+        # Authentication only reads: on SQLite a read-only unit of work does not queue behind
+        # the single writer (jpki.store.engine).
+        self._read_uow = read_uow or uow_factory
         self._clock = clock
         self._audit = audit
         self._hasher = hasher or PasswordHasher()
-        self._verified: dict[str, tuple[bytes, float]] = {}
+        # client id → {SHA-256 of a presented secret → (the stored hash it matched, expiry)}
+        self._verified: dict[str, dict[bytes, tuple[str, float]]] = {}
         self._lock = threading.Lock()
         # A dummy hash so that an unknown client id costs as much as a wrong secret.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
@@ -79,6 +91,9 @@ class ClientService:
                station_kind: str | None = None) -> NewClient:
         if actor.role is not None:
             actor.require_role()  # only the local operator CLI creates clients
+        if role is ClientRole.RP:
+            raise InvalidInput("relying-party clients are registered with their relying party "
+                               "(`jpki rp add`)", field="role")
         if not _NAME.match(name):
             raise InvalidInput("a client name is 1-100 letters, digits, spaces or .-()",
                                field="name")
@@ -94,12 +109,9 @@ class ClientService:
                                    "municipalities that designated it", field="scopes")
         elif station_kind is not None:
             raise InvalidInput("only stations have a station kind", field="station_kind")
-        secret = secrets.token_urlsafe(32)
-        now = self._clock.now()
-        client = ApiClient(id=None, client_id="jpki_" + secrets.token_hex(12), name=name,
-                           role=role, scopes=scope_text, secret_hash=self._hasher.hash(secret),
-                           status=ClientStatus.ACTIVE, created_at=now,
+        new = self.prepare(name=name, role=role, scope_text=scope_text,
                            station_kind=station_kind)
+        client = new.client
         with self._uow() as uow:
             uow.clients.add(client)
             self._audit.record(uow, actor=actor.actor, action="client.created",
@@ -107,7 +119,39 @@ class ClientService:
                                payload={"role": role.value, "scopes": scope_text.split(),
                                         "station_kind": station_kind})
             uow.commit()
+        return new
+
+    def prepare(self, *, name: str, role: ClientRole, scope_text: str,
+                station_kind: str | None = None,
+                relying_party_id: str | None = None) -> NewClient:
+        """A new client with a fresh secret, not yet stored: the caller adds it in its own unit
+        of work (relying-party registration stores the party and its client together)."""
+        secret = secrets.token_urlsafe(32)
+        client = ApiClient(id=None, client_id="jpki_" + secrets.token_hex(12), name=name,
+                           role=role, scopes=scope_text, secret_hash=self._hasher.hash(secret),
+                           status=ClientStatus.ACTIVE, created_at=self._clock.now(),
+                           station_kind=station_kind, relying_party_id=relying_party_id)
         return NewClient(client=client, client_secret=secret)
+
+    def rotate_in(self, uow: UnitOfWork, client: ApiClient, overlap: timedelta,
+                  now: datetime) -> str:
+        """Give ``client`` (loaded in ``uow``) a new secret; the current one stays valid for
+        ``overlap`` (zero: refused at once). Returns the new secret, which is shown once."""
+        secret = secrets.token_urlsafe(32)
+        if overlap > timedelta(0):
+            client.previous_secret_hash = client.secret_hash
+            client.previous_secret_expires_at = now + overlap
+        else:
+            client.previous_secret_hash = None
+            client.previous_secret_expires_at = None
+        client.secret_hash = self._hasher.hash(secret)
+        uow.on_commit(lambda: self.forget(client.client_id))
+        return secret
+
+    def forget(self, client_id: str) -> None:
+        """Drop remembered verifications of this client (they would be re-checked anyway)."""
+        with self._lock:
+            self._verified.pop(client_id, None)
 
     def set_status(self, actor: Principal, client_id: str, status: ClientStatus) -> ApiClient:
         from jpki.errors import ClientNotFound
@@ -123,38 +167,57 @@ class ClientService:
                 self._audit.record(uow, actor=actor.actor, action=f"client.{status.value}",
                                    subject=client_id)
                 uow.commit()
-        with self._lock:
-            self._verified.pop(client_id, None)
+        self.forget(client_id)
         return client
 
     def authenticate(self, client_id: str, secret: str) -> Principal:
         """Raise BadCredentials or ClientSuspended; return the caller's principal."""
         if len(client_id) > 64 or len(secret) > 256:
             raise BadCredentials("the credentials are invalid")
-        with self._uow() as uow:
+        with self._read_uow() as uow:
             client = uow.clients.get_by_client_id(client_id)
         presented = hashlib.sha256(secret.encode("utf-8")).digest()
         if client is None:
             self._burn(secret)
             raise BadCredentials("the credentials are invalid")
-        if not self._cached(client_id, presented):
-            try:
-                self._hasher.verify(client.secret_hash, secret)
-            except (VerifyMismatchError, VerificationError, InvalidHashError) as exc:
-                raise BadCredentials("the credentials are invalid") from exc
+        acceptable = self._acceptable_hashes(client)
+        if not self._cached(client_id, presented, acceptable):
+            matched = None
+            for stored in acceptable:
+                try:
+                    self._hasher.verify(stored, secret)
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    continue
+                matched = stored
+                break
+            if matched is None:
+                raise BadCredentials("the credentials are invalid")
             with self._lock:
-                self._verified[client_id] = (presented, time.monotonic() + _CACHE_SECONDS)
+                entries = self._verified.setdefault(client_id, {})
+                if len(entries) >= 4:  # at most two secrets are ever valid together
+                    entries.clear()
+                entries[presented] = (matched, time.monotonic() + _CACHE_SECONDS)
         if client.status is not ClientStatus.ACTIVE:
             raise ClientSuspended("the client is suspended", client=client_id)
         return Principal(actor=f"client:{client.client_id}", role=client.role,
-                         scopes=client.scope_set)
+                         scopes=client.scope_set, relying_party=client.relying_party_id)
 
-    def _cached(self, client_id: str, presented: bytes) -> bool:
+    def _acceptable_hashes(self, client: ApiClient) -> list[str]:
+        hashes = [client.secret_hash]
+        deadline = client.previous_secret_expires_at
+        if client.previous_secret_hash and deadline is not None and \
+                self._clock.now() < deadline:
+            hashes.append(client.previous_secret_hash)
+        return hashes
+
+    def _cached(self, client_id: str, presented: bytes, acceptable: list[str]) -> bool:
         with self._lock:
-            entry = self._verified.get(client_id)
+            entries = self._verified.get(client_id)
+            entry = entries.get(presented) if entries else None
         if entry is None or entry[1] < time.monotonic():
             return False
-        return hmac.compare_digest(entry[0], presented)
+        # Keyed by the digest already; the stored hash it matched must still be acceptable.
+        return any(hmac.compare_digest(entry[0], stored) for stored in acceptable)
 
     def _burn(self, secret: str) -> None:
         with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):

@@ -9,6 +9,7 @@ dataclass ``repr`` so that a resident printed in a log line or a traceback shows
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
@@ -348,10 +349,77 @@ class ApiClient:
     status: ClientStatus
     created_at: datetime
     station_kind: str | None = None  # "counter" or "post_office" for station clients
+    # Relying-party clients: the registered relying party they act for (jpki.relying_parties).
+    relying_party_id: str | None = None
+    # Secret rotation: the secret replaced by the newest one stays valid until this instant.
+    previous_secret_hash: str | None = field(default=None, repr=False)
+    previous_secret_expires_at: datetime | None = None
 
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(self.scopes.split())
+
+
+class RelyingPartyKind(StrEnum):
+    """jpki-reference §3.1: platform operators (PF) are certified and query the CA themselves;
+    service providers (SP) act under a platform operator."""
+
+    PLATFORM_OPERATOR = "platform_operator"
+    SERVICE_PROVIDER = "service_provider"
+
+
+@dataclass(eq=False)
+class RelyingParty:
+    """A registered relying party (署名検証者): a business, never a person."""
+
+    id: str
+    name: str
+    kind: RelyingPartyKind
+    purposes: str  # JSON list of declared purpose codes
+    status: ClientStatus
+    created_at: datetime
+    updated_at: datetime
+    parent_id: str | None = None  # a service provider's platform operator
+
+    @property
+    def purpose_list(self) -> tuple[str, ...]:
+        return tuple(json.loads(self.purposes))
+
+
+@dataclass(eq=False)
+class Consent:
+    """A holder's consent, signed with a signing key, that one relying party may receive the
+    latest basic 4 information items it names, for one purpose, until it expires."""
+
+    id: str
+    resident_id: str
+    relying_party_id: str
+    items: str  # space-separated item names (name birth_date sex address)
+    purpose: str
+    nonce_digest: str  # SHA-256 of the statement's nonce: unique, so a consent counts once
+    expires_at: datetime
+    signed_der: bytes = field(repr=False)  # the CMS SignedData as the holder signed it
+    signer_id: int
+    signer_serial: str
+    signed_at: datetime
+    created_at: datetime
+    withdrawn_at: datetime | None = None
+
+    @property
+    def item_list(self) -> tuple[str, ...]:
+        return tuple(self.items.split())
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """The columns a status lookup reads (jpki.status_lookup): no DER, no personal data."""
+
+    serial: str
+    kind: CertKind
+    status: CertStatus
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: RevocationReason | None
 
 
 @dataclass(eq=False)

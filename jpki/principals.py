@@ -24,6 +24,7 @@ class Principal:
     actor: str  # what the audit log records: "client:<id>" or "cli:<user>"
     role: ClientRole | None  # None: the local operator CLI, which holds the data directory
     scopes: frozenset[str] = frozenset()
+    relying_party: str | None = None  # an RP client's registered relying party
 
     @classmethod
     def local_operator(cls, user: str) -> Principal:

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Pending issuance intents older than this are abandoned (treated as revoked).
     pending_timeout_seconds: int = Field(default=300, ge=30)
+    # Relying parties (jpki.relying_parties): a token bucket per relying party and process.
+    rp_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
+    rp_rate_burst: int = Field(default=40, ge=1, le=10_000_000)
+    # A rotated client secret stays valid this long unless the rotation says otherwise.
+    rp_secret_overlap_hours: int = Field(default=24, ge=0, le=24 * 90)
+    # The longest a holder's consent to the latest basic 4 information may run.
+    consent_max_days: int = Field(default=365, ge=1, le=5 * 366)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -28,6 +28,7 @@ from jpki.model import (
     OcspResponder,
     ProofingRecord,
     Resident,
+    StatusRow,
 )
 from jpki.municipalities import Municipality
 from jpki.store.tables import (
@@ -103,6 +104,11 @@ class SqlCards:
 
 _C = Certificate
 _T = certificates
+
+
+_STATUS_ROWS = select(_T.c.serial, _T.c.kind, _T.c.status, _T.c.not_after, _T.c.revoked_at,
+                      _T.c.revocation_reason).where(
+    _T.c.serial.in_(bindparam("serials", expanding=True)))
 
 
 class SqlCertificates:
@@ -183,6 +189,25 @@ class SqlCertificates:
         stmt = select(_C).where(or_(_T.c.revocation_recorded_at >= since,
                                     _T.c.hold_released_at >= since))
         return list(self._s.execute(stmt).scalars())
+
+    def status_rows(self, serials: Sequence[str]) -> Sequence[StatusRow]:
+        """What a status lookup needs of these serials (unknown ones are simply absent), read
+        in one statement without the DER columns."""
+        if not serials:
+            return []
+        # One prepared Core statement on the session's connection: no ORM and no statement
+        # building on this hot path (it halves the cost of a 100-serial lookup).
+        rows = self._s.connection().execute(_STATUS_ROWS, {"serials": list(serials)})
+        return [StatusRow(serial=r[0], kind=r[1], status=r[2], not_after=r[3], revoked_at=r[4],
+                          revocation_reason=r[5]) for r in rows]
+
+    def issued_successor_of(self, cert_id: int) -> Certificate | None:
+        """The newest *issued* certificate that names this one as its predecessor (renewal or
+        re-issue): intents still pending or abandoned are not successors."""
+        stmt = (select(_C).where(_T.c.predecessor_id == cert_id,
+                                 _T.c.status == CertStatus.ISSUED)
+                .order_by(_T.c.id.desc()))
+        return self._s.execute(stmt).scalars().first()
 
     def linked_to(self, cert_id: int) -> Sequence[Certificate]:
         """Mobile certificates linked to a card certificate."""
@@ -358,6 +383,10 @@ class SqlClients:
         return list(self._s.execute(select(ApiClient).order_by(api_clients.c.id)).scalars())
 
 
+_SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
+    seq=bindparam("h_seq"), mac=bindparam("h_mac"))
+
+
 class SqlAudit:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -367,6 +396,8 @@ class SqlAudit:
         stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
         if for_update:
             stmt = stmt.with_for_update()
+        # Through the session, which flushes pending changes first: the head is locked after
+        # every other row the transaction writes (the lock order the appenders rely on).
         row = self._s.execute(stmt).first()
         if row is None:
             # The migration creates the row; an empty table means a fresh schema.
@@ -374,14 +405,16 @@ class SqlAudit:
             return 0, GENESIS_MAC
         return int(row.seq), str(row.mac)
 
+    # The appends that follow the head are Core statements on the session's connection (not
+    # through the ORM): appending to the chain is on the path of every audited call.
     def append_many(self, records: Sequence[AuditRecord]) -> None:
-        self._s.execute(insert(audit_log), [
+        self._s.connection().execute(insert(audit_log), [
             {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
              "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac}
             for r in records])
 
     def set_head(self, seq: int, mac: str) -> None:
-        self._s.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, mac=mac))
+        self._s.connection().execute(_SET_HEAD, {"h_seq": seq, "h_mac": mac})
 
     def iterate(self, batch: int = 1000) -> Iterator[AuditRecord]:
         last = 0

@@ -40,6 +40,7 @@ from jpki.model import (
     CertStatus,
     ClientRole,
     ClientStatus,
+    Consent,
     CrlPublication,
     DeviceStatus,
     MobileChallenge,
@@ -47,6 +48,8 @@ from jpki.model import (
     OcspResponder,
     ProofingRecord,
     RegistrySource,
+    RelyingParty,
+    RelyingPartyKind,
     Resident,
     ResidentStatus,
     RevocationReason,
@@ -228,6 +231,43 @@ api_clients = Table(
     Column("status", _enum(ClientStatus, "client_status"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("station_kind", String(16), nullable=True),
+    Column("relying_party_id", String(32), ForeignKey("relying_parties.id"), nullable=True,
+           index=True),
+    Column("previous_secret_hash", Text, nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+)
+
+# Registered relying parties (jpki.relying_parties); their API clients point here.
+relying_parties = Table(
+    "relying_parties", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", _enum(RelyingPartyKind, "relying_party_kind"), nullable=False),
+    Column("parent_id", String(32), ForeignKey("relying_parties.id"), nullable=True, index=True),
+    Column("purposes", Text, nullable=False),
+    Column("status", _enum(ClientStatus, "relying_party_status"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Holders' signed consents to the latest basic 4 information (jpki.consents).
+consents = Table(
+    "consents", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("relying_party_id", String(32), ForeignKey("relying_parties.id"), nullable=False,
+           index=True),
+    Column("items", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    # A replayed consent (the same signed statement, or one reusing its nonce) is refused.
+    Column("nonce_digest", String(64), nullable=False, unique=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("signed_der", LargeBinary, nullable=False),
+    Column("signer_id", Id, ForeignKey("certificates.id"), nullable=False),
+    Column("signer_serial", String(40), nullable=False),
+    Column("signed_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("withdrawn_at", UtcDateTime, nullable=True),
 )
 
 mobile_devices = Table(
@@ -305,4 +345,6 @@ def map_entities() -> None:
     mapper_registry.map_imperatively(ProofingRecord, proofings)
     mapper_registry.map_imperatively(MobileDevice, mobile_devices)
     mapper_registry.map_imperatively(MobileChallenge, mobile_challenges)
+    mapper_registry.map_imperatively(RelyingParty, relying_parties)
+    mapper_registry.map_imperatively(Consent, consents)
     _mapped = True

@@ -23,6 +23,7 @@ from jpki.store.repositories import (
     SqlProofings,
     SqlResidents,
 )
+from jpki.store.rp_repositories import SqlConsents, SqlRelyingParties
 from jpki.store.tables import map_entities
 
 
@@ -45,6 +46,8 @@ class SqlUnitOfWork:
         self.ocsp = SqlOcspResponses(s)
         self.proofings = SqlProofings(s)
         self.mobile = SqlMobile(s)
+        self.relying_parties = SqlRelyingParties(s)
+        self.consents = SqlConsents(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

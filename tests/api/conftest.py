@@ -28,6 +28,7 @@ def api(services: Services, operator: Principal,
     services.clients = ClientService(services.uow, services.clock, services.audit,
                                      hasher=PasswordHasher(time_cost=1, memory_cost=8,
                                                            parallelism=1))
+    services.relying_parties.clients = services.clients
     app = create_app(services.settings, services=services)
     # raise_server_exceptions: an unexpected exception fails the test instead of hiding in a 500.
     client = TestClient(app, raise_server_exceptions=True)

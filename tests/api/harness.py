@@ -29,9 +29,9 @@ from sqlalchemy import select
 from api.composition import Services
 from jpki.basic4 import normalize_address, normalize_name
 from jpki.errors import InvalidBasic4
-from jpki.model import ClientRole
+from jpki.model import AuditRecord, ClientRole
 from jpki.principals import Principal
-from jpki.store.tables import audit_log, cards, certificates, proofings, residents
+from jpki.store.tables import audit_log, cards, certificates, consents, proofings, residents
 
 PROBLEM_JSON = "application/problem+json"
 ISSUE = "/v1/stations/certificates"
@@ -85,6 +85,14 @@ class Api:
         kind)."""
         key = (role, scopes, station_kind)
         if key not in self._callers:
+            if role is ClientRole.RP:
+                # Relying-party clients belong to a registered relying party (one per caller,
+                # declaring the purpose "test"), which needs at least one scope.
+                rp = self.services.relying_parties.register(
+                    self.operator, name=f"RP {len(self._callers)}", kind="platform_operator",
+                    purposes=["test"], scopes=list(scopes) or ["status"])
+                self._callers[key] = Caller(rp.client_id, rp.client_secret, role)
+                return self._callers[key]
             made = self.services.clients.create(
                 self.operator, name=f"{role.value} {len(self._callers)}", role=role,
                 scopes=list(scopes), station_kind=station_kind)
@@ -182,12 +190,31 @@ class Api:
             head = uow.audit.head()
         tables = {}
         with self.services.uow.engine.connect() as conn:
-            for table in (residents, cards, certificates, audit_log, proofings):
+            for table in (residents, cards, certificates, audit_log, proofings, consents):
                 tables[table.name] = sorted(repr(tuple(row)) for row in
                                             conn.execute(select(table)).all())
         return {"audit_head": head, **tables}
 
-    def unchanged(self, before: dict[str, Any]) -> None:
+    def unchanged(self, before: dict[str, Any], *,
+                  audited: frozenset[str] = frozenset()) -> list[AuditRecord]:
+        """Nothing changed — except, with ``audited``, new audit records of those actions
+        (refusals on the relying-party routes are audited), which are returned."""
         after = self.snapshot()
-        changed = [k for k in before if before[k] != after[k]]
+        skip = {"audit_head", "audit_log"} if audited else set()
+        changed = [k for k in before if k not in skip and before[k] != after[k]]
         assert not changed, f"a refused request changed {changed}"
+        if not audited:
+            return []
+        assert set(before["audit_log"]) <= set(after["audit_log"]), "an audit record changed"
+        new = self.audit_since(before["audit_head"][0])
+        assert {r.action for r in new} <= audited, [r.action for r in new]
+        return new
+
+    def audit_since(self, seq: int) -> list[AuditRecord]:
+        """Audit records after ``seq``, each checked to hold no personal data."""
+        with self.services.uow() as uow:
+            records = [r for r in uow.audit.iterate() if r.seq > seq]
+        for r in records:
+            self.assert_no_personal_data(f"{r.actor} {r.action} {r.subject} {r.payload}",
+                                         "the audit log")
+        return records

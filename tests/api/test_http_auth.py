@@ -36,6 +36,8 @@ PUBLIC = {
 HOLDER_SIGNED = {
     ("POST", "/v1/mobile/applications"), ("POST", "/v1/mobile/revocations"),
     ("POST", "/v1/mobile/suspension-lifts"), ("POST", "/v1/mobile/check-ins"),
+    # The holder withdraws a consent to the latest basic 4 information (jpki.consents).
+    ("POST", "/v1/consents/withdrawals"),
 }
 # …and the challenge those requests sign, which anyone may ask for (single use, minutes).
 CHALLENGE = ("POST", "/v1/mobile/challenges")
@@ -50,6 +52,11 @@ COUNTER_ROUTES = {("POST", "/v1/stations/proofings"), ("POST", "/v1/stations/pin
                   ("POST", "/v1/stations/certificates/{serial}/delivery"),
                   ("POST", "/v1/stations/certificates/{serial}/abandonment")}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
+NO_CONSENT = "cs_" + "0" * 24
+NO_RP = "rp_" + "0" * 16
+RP_SCOPES = ("basic4", "linkage", "status")  # what the matrix's relying party may do
+# Refusals on the relying-party routes are audited (api.rp_audit); nothing else may change.
+RP_AUDITED = frozenset({"rp.refused"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,10 @@ class Probe:
     allowed: frozenset[ClientRole]
     path: str  # the concrete path to call
     body: dict[str, Any] | None
-    answer: tuple[int, str]  # what an allowed caller gets for these non-existent targets
+    # What an allowed caller gets for these non-existent targets: a problem (status, code), or
+    # (200, None) for the calls that answer about nothing in particular without changing
+    # anything (a status lookup of an unknown serial, a listing, a ping).
+    answer: tuple[int, str | None]
 
 
 def probes(key: bytes) -> dict[tuple[str, str], Probe]:
@@ -112,6 +122,31 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/callcenter/certificates/{serial}/hold"): Probe(
             frozenset({CALLCENTER}), f"/v1/callcenter/certificates/{NO_SERIAL}/hold", None,
             (404, "certificate.not_found")),
+        # Relying parties: registered by (national) operators …
+        ("POST", "/v1/operators/relying-parties"): Probe(
+            frozenset({OPERATOR}), "/v1/operators/relying-parties",
+            {"name": "Matrix SP", "kind": "service_provider", "parent_id": NO_RP,
+             "purposes": ["test"], "scopes": ["status"]}, (404, "rp.not_found")),
+        ("GET", "/v1/operators/relying-parties"): Probe(
+            frozenset({OPERATOR}), "/v1/operators/relying-parties", None, (200, None)),
+        ("POST", "/v1/operators/relying-parties/{rp_id}/secret-rotations"): Probe(
+            frozenset({OPERATOR}), f"/v1/operators/relying-parties/{NO_RP}/secret-rotations",
+            {}, (404, "rp.not_found")),
+        ("POST", "/v1/operators/relying-parties/{rp_id}/status"): Probe(
+            frozenset({OPERATOR}), f"/v1/operators/relying-parties/{NO_RP}/status",
+            {"status": "suspended"}, (404, "rp.not_found")),
+        # … and their calls: only relying parties, each within its scope.
+        ("GET", "/v1/rp/ping"): Probe(frozenset({RP}), "/v1/rp/ping", None, (200, None)),
+        ("POST", "/v1/status"): Probe(
+            frozenset({RP}), "/v1/status", {"purpose": "test", "serials": [NO_SERIAL]},
+            (200, None)),
+        ("POST", "/v1/linkage"): Probe(
+            frozenset({RP}), "/v1/linkage",
+            {"purpose": "test", "serial": NO_SERIAL, "consent_id": NO_CONSENT},
+            (404, "consent.not_found")),
+        ("POST", "/v1/basic4"): Probe(
+            frozenset({RP}), "/v1/basic4", {"purpose": "test", "consent_id": NO_CONSENT},
+            (404, "consent.not_found")),
     }
 
 
@@ -170,7 +205,8 @@ def test_public_routes_need_no_credentials(api: Api) -> None:
 def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
     """Every route × every kind of caller: 401, 403 or the answer of an allowed caller."""
     api.remember(ADULT)
-    roles = {role: api.caller(role).headers for role in ClientRole}
+    roles = {role: api.caller(role, *(RP_SCOPES if role is RP else ())).headers
+             for role in ClientRole}
     suspended = api.caller(OPERATOR, "municipality:132217")
     api.services.clients.set_status(api.operator, suspended.client_id, ClientStatus.SUSPENDED)
     wrong = basic(api.caller(OPERATOR).client_id, "not-the-secret")
@@ -192,11 +228,16 @@ def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
                     (403, "auth.role_forbidden")
             r = api.http.request(method, probe.path, json=probe.body, headers=headers)
             try:
-                api.problem(r, *expected)
+                if expected[1] is None:
+                    assert r.status_code == expected[0], r.text
+                else:
+                    api.problem(r, expected[0], expected[1])
             except AssertionError as exc:
                 failures.append(f"{method} {template} as {who}: {exc}")
     assert not failures, "\n".join(failures)
-    api.unchanged(before)
+    # Refused relying-party calls are audited; the successful ones (status, ping) leave their
+    # own records; nothing else changes.
+    api.unchanged(before, audited=RP_AUDITED | {"rp.status"})
 
 
 def test_credentials_are_checked_before_the_body(api: Api) -> None:

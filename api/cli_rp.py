@@ -1,0 +1,150 @@
+"""``jpki rp …``: registering relying parties, rotating their secrets, suspending them.
+
+Registered on the main app in :mod:`api.cli` (``app.add_typer(rp_app, name="rp")``). The shared
+helpers of :mod:`api.cli` (services, actor, JSON output, errors) are imported when a command
+runs, not at import time, because :mod:`api.cli` imports this module.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from jpki.model import ClientStatus, RelyingPartyKind
+from jpki.relying_parties import RelyingPartyView
+
+rp_app = typer.Typer(help="Relying parties (署名検証者): register, rotate secrets, suspend.",
+                     no_args_is_help=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="JPKI_DATA_DIR",
+                                       help="Data directory (SQLite, SoftHSM token, secrets).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RpId = Annotated[str, typer.Option("--id", help="Relying party id (rp_…).")]
+DEFAULT_DATA_DIR = Path("var")
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _show(view: RelyingPartyView) -> None:
+    from api.cli import out
+
+    out.print(f"{view.id} {view.kind} {view.status} {escape(view.name)}"
+              + (f" (under {view.parent_id})" if view.parent_id else ""))
+    out.print(f"  purposes: {', '.join(view.purposes)}")
+    for client in view.clients:
+        until = client["previous_secret_valid_until"]
+        out.print(f"  client {client['client_id']} {client['status']} scopes: {client['scopes']}"
+                  + (f"; previous secret valid until {until}" if until else ""))
+
+
+@rp_app.command("add")
+def rp_add(
+    name: Annotated[str, typer.Option(help="The business's name.")],
+    kind: Annotated[RelyingPartyKind, typer.Option(
+        help="platform_operator (certified, queries itself) or service_provider (under a "
+             "platform operator).")],
+    purpose: Annotated[list[str], typer.Option(
+        help="A declared purpose code (repeatable, or comma-separated), e.g. account_opening.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: status, linkage, basic4.")],
+    parent: Annotated[str | None, typer.Option(
+        help="A service provider's platform operator (rp_…).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Register a relying party and its API client; prints the client id and secret once."""
+    from api.cli import _actor, _print_json, _services, out
+
+    with _services(data_dir, as_json) as services:
+        new = services.relying_parties.register(
+            _actor(), name=name, kind=kind, purposes=_split(purpose),
+            scopes=_split([scopes]), parent_id=parent)
+        if as_json:
+            _print_json({"relying_party": new.relying_party, "client_id": new.client_id,
+                         "client_secret": new.client_secret})
+            return
+        _show(new.relying_party)
+        out.print(f"client_id:     {new.client_id}")
+        out.print(f"client_secret: {new.client_secret}")
+        out.print("[dim]the secret is shown once; only a hash is kept[/]")
+
+
+@rp_app.command("list")
+def rp_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """List relying parties, their purposes, status and clients."""
+    from api.cli import _actor, _print_json, _services, out
+
+    with _services(data_dir, as_json) as services:
+        views = services.relying_parties.list_all(_actor())
+        if as_json:
+            _print_json(views)
+            return
+        table = Table("id", "kind", "status", "name", "parent", "purposes", "clients")
+        for v in views:
+            table.add_row(v.id, v.kind, v.status, escape(v.name), v.parent_id or "",
+                          ", ".join(v.purposes),
+                          ", ".join(str(c["client_id"]) for c in v.clients))
+        out.print(table)
+
+
+@rp_app.command("rotate-secret")
+def rp_rotate_secret(
+    rp_id: RpId,
+    client: Annotated[str | None, typer.Option(
+        help="The client whose secret to rotate, when the relying party has several.")] = None,
+    overlap_hours: Annotated[float | None, typer.Option(
+        help="How long the old secret stays valid (default: JPKI_RP_SECRET_OVERLAP_HOURS, "
+             "24; 0 stops it at once).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Give a relying party's client a new secret; the old one stays valid for the overlap."""
+    from api.cli import _actor, _fail, _print_json, _services, out
+
+    if overlap_hours is not None and not 0 <= overlap_hours <= 90 * 24:
+        _fail("rp.invalid", "--overlap-hours is 0 to 2160", as_json)
+    overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else None
+    with _services(data_dir, as_json) as services:
+        rotated = services.relying_parties.rotate_secret(_actor(), rp_id, client_id=client,
+                                                         overlap=overlap)
+        if as_json:
+            _print_json(rotated)
+            return
+        out.print(f"client_id:     {rotated.client_id}")
+        out.print(f"client_secret: {rotated.client_secret}")
+        out.print("previous secret: " + (f"valid until {rotated.previous_valid_until}"
+                                         if rotated.previous_valid_until else "refused now"))
+
+
+def _set_status(rp_id: str, status: ClientStatus, data_dir: Path, as_json: bool) -> None:
+    from api.cli import _actor, _print_json, _services
+
+    with _services(data_dir, as_json) as services:
+        view = services.relying_parties.set_status(_actor(), rp_id, status)
+        if as_json:
+            data: dict[str, Any] = {"id": view.id, "status": view.status,
+                                    "clients": [c["client_id"] for c in view.clients]}
+            _print_json(data)
+        else:
+            _show(view)
+
+
+@rp_app.command("suspend")
+def rp_suspend(rp_id: RpId, data_dir: DataDir = DEFAULT_DATA_DIR,
+               as_json: JsonOut = False) -> None:
+    """Suspend a relying party: every call by any of its clients is refused at once (and a
+    platform operator's suspension stops its service providers' calls too)."""
+    _set_status(rp_id, ClientStatus.SUSPENDED, data_dir, as_json)
+
+
+@rp_app.command("resume")
+def rp_resume(rp_id: RpId, data_dir: DataDir = DEFAULT_DATA_DIR,
+              as_json: JsonOut = False) -> None:
+    """Lift a relying party's suspension."""
+    _set_status(rp_id, ClientStatus.ACTIVE, data_dir, as_json)

@@ -1,0 +1,203 @@
+"""Registration of relying parties (operator role, national: no municipality scope), and the
+calls relying parties make (role rp; each scope-checked, rate-limited and audited)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.deps import OperatorDep, ServicesDep, authenticate
+from api.schemas import (
+    Basic4In,
+    Basic4ItemsOut,
+    Basic4Out,
+    LinkageIn,
+    LinkageOut,
+    PingOut,
+    RelyingPartyCreatedOut,
+    RelyingPartyIn,
+    RelyingPartyOut,
+    RelyingPartyStatusIn,
+    RpClientOut,
+    SecretRotationIn,
+    SecretRotationOut,
+    SignedIn,
+    StatusIn,
+    StatusOut,
+    WithdrawalOut,
+)
+from jpki.cms import InvalidSignedData
+from jpki.model import ClientStatus
+from jpki.principals import Principal
+from jpki.relying_parties import RelyingPartyView, RpContext
+
+router = APIRouter(tags=["relying parties"])
+
+
+def _utc(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text).astimezone(UTC) if text else None
+
+
+def _rp_out(view: RelyingPartyView) -> RelyingPartyOut:
+    return RelyingPartyOut(
+        id=view.id, name=view.name, kind=view.kind, parent_id=view.parent_id,
+        purposes=view.purposes, status=view.status,
+        clients=[RpClientOut(client_id=str(c["client_id"]), status=str(c["status"]),
+                             scopes=str(c["scopes"] or "").split(),
+                             previous_secret_valid_until=_utc(c["previous_secret_valid_until"]))
+                 for c in view.clients])
+
+
+def _der(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidSignedData(f"{what} must be base64") from exc
+
+
+# --- registration (operators) ---------------------------------------------------------------
+
+
+@router.post("/v1/operators/relying-parties", status_code=201,
+             response_model=RelyingPartyCreatedOut)
+def register(body: RelyingPartyIn, actor: OperatorDep,
+             services: ServicesDep) -> RelyingPartyCreatedOut:
+    """Register a relying party and its first client; the secret is shown once."""
+    new = services.relying_parties.register(actor, name=body.name, kind=body.kind,
+                                            purposes=body.purposes, scopes=list(body.scopes),
+                                            parent_id=body.parent_id)
+    return RelyingPartyCreatedOut(relying_party=_rp_out(new.relying_party),
+                                  client_id=new.client_id, client_secret=new.client_secret)
+
+
+@router.get("/v1/operators/relying-parties", response_model=list[RelyingPartyOut])
+def list_parties(actor: OperatorDep, services: ServicesDep) -> list[RelyingPartyOut]:
+    return [_rp_out(v) for v in services.relying_parties.list_all(actor)]
+
+
+@router.post("/v1/operators/relying-parties/{rp_id}/secret-rotations", status_code=201,
+             response_model=SecretRotationOut)
+def rotate(rp_id: str, body: SecretRotationIn, actor: OperatorDep,
+           services: ServicesDep) -> SecretRotationOut:
+    """A new client secret; the old one stays valid for ``overlap_seconds`` (default: the
+    configured overlap)."""
+    overlap = timedelta(seconds=body.overlap_seconds) if body.overlap_seconds is not None \
+        else None
+    rotated = services.relying_parties.rotate_secret(actor, rp_id, client_id=body.client_id,
+                                                     overlap=overlap)
+    return SecretRotationOut(client_id=rotated.client_id, client_secret=rotated.client_secret,
+                             previous_valid_until=_utc(rotated.previous_valid_until))
+
+
+@router.post("/v1/operators/relying-parties/{rp_id}/status", response_model=RelyingPartyOut)
+def set_status(rp_id: str, body: RelyingPartyStatusIn, actor: OperatorDep,
+               services: ServicesDep) -> RelyingPartyOut:
+    """Suspend (refused at once, every client) or resume a relying party."""
+    return _rp_out(services.relying_parties.set_status(actor, rp_id, ClientStatus(body.status)))
+
+
+# --- the relying party's calls ----------------------------------------------------------------
+
+
+def admitted(scope: str | None) -> Callable[..., RpContext]:
+    """Authenticated, role rp, registered and active, within its rate, with ``scope``."""
+
+    def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)],
+                   services: ServicesDep) -> RpContext:
+        ctx = services.relying_parties.admit(principal, scope)
+        request.state.relying_party = ctx.rp_id
+        return ctx
+
+    return dependency
+
+
+def _purpose(request: Request, ctx: RpContext, purpose: str) -> str:
+    if purpose in ctx.purposes:  # recorded with a refusal only when it is a declared code
+        request.state.purpose = purpose
+    return purpose
+
+
+@router.get("/v1/rp/ping", response_model=PingOut)
+def ping(ctx: Annotated[RpContext, Depends(admitted(None))]) -> PingOut:
+    """Authenticates and admits the caller, and nothing else (a liveness check, and the
+    baseline of bench/relying_party.py). Not audited: it discloses nothing."""
+    return PingOut(ok=True)
+
+
+def _instant(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    text = at.isoformat()
+    if text.endswith("+00:00"):  # what the store hands back
+        return text[:-6] + "Z"
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@router.post("/v1/status", response_model=StatusOut)
+def status(body: StatusIn, request: Request,
+           ctx: Annotated[RpContext, Depends(admitted("status"))],
+           services: ServicesDep) -> Response:
+    """Up to 1,000 serials: good, revoked (with reason and time) or unknown, as OCSP answers,
+    and whether each is a card or a mobile certificate."""
+    answer = services.status_lookup.lookup(ctx, _purpose(request, ctx, body.purpose),
+                                           body.serials)
+    # Serialised here, in the shape of StatusOut (the documented response model): validating
+    # up to 1,000 results again through the model would double the cost of a call.
+    document = {"produced_at": _instant(answer.produced_at), "results": [
+        {"serial": r.serial, "status": r.status, "reason": r.reason,
+         "revoked_at": _instant(r.revoked_at), "form": r.form, "usage": r.usage,
+         "not_after": _instant(r.not_after), "expired": r.expired}
+        for r in answer.results]}
+    return Response(json.dumps(document, separators=(",", ":")).encode("ascii"),
+                    media_type="application/json")
+
+
+@router.post("/v1/linkage", response_model=LinkageOut)
+def linkage(body: LinkageIn, request: Request,
+            ctx: Annotated[RpContext, Depends(admitted("linkage"))],
+            services: ServicesDep) -> LinkageOut:
+    """Old→new links, the current certificate and the signing↔auth sibling of a certificate
+    the relying party has seen a valid signature from (``signed_data``) or holds a consent
+    for (``consent_id``)."""
+    purpose = _purpose(request, ctx, body.purpose)
+    signed = _der(body.signed_data, "signed_data") if body.signed_data is not None else None
+    answer = services.linkage.link(ctx, purpose, body.serial, signed_data=signed,
+                                   consent_id=body.consent_id)
+    return LinkageOut(serial=answer.serial, form=answer.form,
+                      usage=answer.usage, status=answer.status,
+                      successors=answer.successors, current_serial=answer.current_serial,
+                      sibling=answer.sibling, current_sibling=answer.current_sibling)
+
+
+@router.post("/v1/basic4", response_model=Basic4Out, response_model_exclude_none=True)
+def basic4(body: Basic4In, request: Request,
+           ctx: Annotated[RpContext, Depends(admitted("basic4"))],
+           services: ServicesDep) -> Basic4Out:
+    """The consented items of the holder's latest basic 4 information and the serial of the
+    holder's current signing certificate, under a consent the holder signed (``consent``,
+    first call) or one submitted before (``consent_id``)."""
+    purpose = _purpose(request, ctx, body.purpose)
+    der = _der(body.consent, "consent") if body.consent is not None else None
+    answer = services.latest_basic4.provide(ctx, purpose, consent=der,
+                                            consent_id=body.consent_id)
+    return Basic4Out(consent_id=answer.consent_id,
+                     current_signing_serial=answer.current_signing_serial,
+                     consent_expires_at=answer.expires_at.astimezone(UTC),
+                     items=Basic4ItemsOut.model_validate(answer.items))
+
+
+@router.post("/v1/consents/withdrawals", response_model=WithdrawalOut)
+def withdraw(body: SignedIn, services: ServicesDep) -> WithdrawalOut:
+    """The holder withdraws a consent: a CMS SignedData over a
+    ``jpki-rp-consent-withdrawal/1`` statement, signed with one of the holder's signing keys
+    (no client credentials: the signature is the authorisation)."""
+    consent = services.consents.withdraw(_der(body.signed_data, "signed_data"))
+    assert consent.withdrawn_at is not None
+    return WithdrawalOut(consent_id=consent.id,
+                         withdrawn_at=consent.withdrawn_at.astimezone(UTC))

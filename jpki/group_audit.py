@@ -1,0 +1,104 @@
+"""Group commit for audit records that describe no state change of their own.
+
+Relying-party calls mostly read: a status lookup, a standing consent's latest basic 4
+information, a refusal. Each must still leave an audit record in the hash chain **before** its
+answer leaves (jpki.audit). Written one transaction per call, those records queue behind each
+other on the chain's head row — and on SQLite behind its single writer and an fsync per commit —
+so the calls would run at the rate of durable commits, one at a time.
+
+Instead, concurrent calls share a transaction (leader/follower group commit, as databases do for
+their logs): a caller queues its record and, if no write is in flight, becomes the leader — it
+takes everything queued, stages it in one unit of work (jpki.audit chains and MACs each record as
+usual) and commits; the callers whose records were in that batch return only then. Records that
+arrive during the commit form the next batch, whose first caller is woken to lead it. Nothing is
+acknowledged before it is durable, and a failed commit fails every call of its batch.
+
+A record may carry a ``check`` run inside the batch's transaction before it is staged (a
+standing consent is re-read under a lock there, so that a withdrawal committed in between still
+refuses the call); a check that raises refuses that call alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from jpki.audit import AuditLog, JsonValue, canonical_payload
+from jpki.errors import JpkiError
+from jpki.ports import UnitOfWork, UnitOfWorkFactory
+
+Check = Callable[[UnitOfWork], None]
+
+
+@dataclass(eq=False)
+class _Entry:
+    actor: str
+    action: str
+    subject: str
+    payload: Mapping[str, JsonValue]
+    check: Check | None
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    error: BaseException | None = None
+
+
+class GroupAudit:
+    def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditLog,
+                 max_batch: int = 512) -> None:
+        self._uow = uow_factory
+        self._audit = audit
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._pending: list[_Entry] = []
+        self._busy = False
+
+    def record(self, *, actor: str, action: str, subject: str,
+               payload: Mapping[str, JsonValue] | None = None,
+               check: Check | None = None) -> None:
+        """Append one record to the chain; return once it is committed (or raise)."""
+        canonical_payload(payload or {})  # refuse personal-data keys here, in the caller
+        entry = _Entry(actor, action, subject, payload or {}, check)
+        with self._lock:
+            self._pending.append(entry)
+            if not self._busy:
+                self._busy = entry.lead = True
+        if not entry.lead:
+            entry.done.wait()
+            if not entry.lead:  # committed (or failed) in a batch someone else led
+                if entry.error is not None:
+                    raise entry.error
+                return
+        self._lead()
+        if entry.error is not None:
+            raise entry.error
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._pending[:self._max_batch]
+            del self._pending[:self._max_batch]
+        try:
+            with self._uow() as uow:
+                for entry in batch:
+                    if entry.check is not None:
+                        try:
+                            entry.check(uow)
+                        except JpkiError as exc:
+                            entry.error = exc
+                            continue
+                    self._audit.record(uow, actor=entry.actor, action=entry.action,
+                                       subject=entry.subject, payload=entry.payload)
+                uow.commit()
+        except BaseException as exc:
+            for entry in batch:
+                entry.error = entry.error or exc
+        finally:
+            with self._lock:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._busy = False
+            for entry in batch:  # the leader is batch[0]; the rest are waiting for this
+                entry.done.set()

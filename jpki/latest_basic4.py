@@ -1,0 +1,193 @@
+"""The latest basic 4 information, under a holder's consent (最新の利用者情報（基本4情報）提供;
+jpki-reference §3.4; POST /v1/basic4, scope ``basic4``).
+
+A relying party either submits a consent the holder signed (jpki.consents: verified, stored) or
+names one it holds; both return **only the consented items** of the holder's current resident
+record — which a move, a name change or a correction has updated since the consent was signed —
+and the serial of the holder's **current signing certificate**:
+
+- from the certificate that signed the consent, follow the old→new links (jpki.linkage) to the
+  newest issued one; if it is valid now, that is the current signing certificate;
+- a consent signed with the phone whose mobile line has ended (the phone was not re-enrolled
+  after a move) falls back to the line of the card signing certificate the mobile one was
+  linked to;
+- otherwise there is none, and nothing is returned: J-LIS returns nothing while the signing
+  certificate is revoked and no new one has been issued (§3.4).
+
+**Not available** — ``basic4.not_available`` (404), one answer with one text for every case: no
+valid current signing certificate, the resident record ended (death), and a resident under **DV
+support measures** (DESIGN.md §4), who is never disclosed. The DV case is additionally audited
+under its own action, ``basic4.withheld_dv``, in a unit of work of its own; the answer and the
+generic refusal record are the same as for the other cases, so the relying party cannot tell
+why. A refused call stores nothing, not even a newly submitted consent.
+
+Every answer is audited (``basic4.provided``: relying party, resident id, consent, items,
+purpose, current serial) before anything is returned; never the values themselves. A new consent
+is stored and audited in the transaction that reads the record; a standing one is read in a
+read-only unit of work and audited after it — in a group commit shared with concurrent calls
+(jpki.group_audit) that re-reads the consent under a lock first, so that a withdrawal committed
+in between still refuses the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import NoReturn
+
+from jpki.audit import AuditLog, JsonValue
+from jpki.consents import (
+    ConsentPurposeMismatch,
+    load_standing_consent,
+    record_consent,
+)
+from jpki.errors import InvalidInput, NotFound
+from jpki.group_audit import GroupAudit
+from jpki.holder_signatures import valid_at
+from jpki.linkage import successors_of
+from jpki.model import Certificate, Consent, ResidentStatus
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.relying_parties import RpContext
+
+SCOPE = "basic4"
+_NOT_AVAILABLE = "no information can be provided under this consent now"
+
+
+class Basic4NotAvailable(NotFound):
+    code = "basic4.not_available"
+    title = "The information is not available"
+
+
+class ConsentMissing(InvalidInput):
+    code = "basic4.consent_missing"
+    title = "Send a signed consent (consent) or a consent id (consent_id)"
+
+
+@dataclass(frozen=True)
+class Basic4Answer:
+    consent_id: str
+    current_signing_serial: str
+    expires_at: datetime
+    # Personal data: kept out of repr (non-negotiable 7).
+    items: dict[str, str | int] = field(repr=False)
+    resident_id: str = ""
+
+
+def current_signing_certificate(uow: UnitOfWork, consent: Consent,
+                                now: datetime) -> Certificate | None:
+    signer = uow.certificates.get(consent.signer_id)
+    if signer is None:
+        return None
+    lines = [signer]
+    if signer.kind.is_mobile and signer.linked_id is not None:
+        card = uow.certificates.get(signer.linked_id)
+        if card is not None:
+            lines.append(card)
+    for start in lines:
+        chain = successors_of(uow, start)
+        last = chain[-1] if chain else start
+        if valid_at(last, now):
+            return last
+    return None
+
+
+class LatestBasic4Service:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+                 consent_max_lifetime: timedelta = timedelta(days=365),
+                 read_uow: UnitOfWorkFactory | None = None,
+                 group: GroupAudit | None = None) -> None:
+        self._uow = uow_factory
+        self._read_uow = read_uow or uow_factory
+        self._group = group or GroupAudit(uow_factory, audit)
+        self._clock = clock
+        self._audit = audit
+        self.consent_max_lifetime = consent_max_lifetime
+
+    def provide(self, ctx: RpContext, purpose: str, *, consent: bytes | None = None,
+                consent_id: str | None = None) -> Basic4Answer:
+        ctx.principal.require_scope(SCOPE)
+        purpose = ctx.require_purpose(purpose)
+        if (consent is None) == (consent_id is None):
+            raise ConsentMissing("send exactly one of consent and consent_id", field="consent")
+        if consent is not None:
+            # A new consent: verified and stored in the transaction that discloses.
+            with self._uow() as uow:
+                now = self._clock.now()
+                record = record_consent(uow, self._audit, ctx, consent, purpose, now,
+                                        self.consent_max_lifetime)
+                outcome = self._evaluate(uow, record, now)
+                if isinstance(outcome, Basic4Answer):
+                    self._audit_provided(uow, ctx, record, purpose, outcome)
+                    uow.commit()
+                    return outcome
+                # Leaving without commit: the consent submitted with this call is not kept.
+            self._refuse(ctx, purpose, outcome, None)
+        assert consent_id is not None
+        # A standing consent: read in a read-only unit of work (on SQLite it does not queue
+        # behind the writer), then audit — re-reading the consent under a lock, so that a
+        # withdrawal committed in between still wins — and only then answer.
+        with self._read_uow() as uow:
+            now = self._clock.now()
+            record = load_standing_consent(uow, ctx.rp_id, consent_id, now)
+            if purpose != record.purpose:
+                raise ConsentPurposeMismatch("the call's purpose must be the consented "
+                                             "purpose", field="purpose")
+            outcome = self._evaluate(uow, record, now)
+        if not isinstance(outcome, Basic4Answer):
+            self._refuse(ctx, purpose, outcome, record.id)
+        rp_id, consent_id = ctx.rp_id, record.id
+
+        def still_standing(uow: UnitOfWork) -> None:
+            load_standing_consent(uow, rp_id, consent_id, now, for_update=True)
+
+        self._group.record(actor=ctx.actor, action="basic4.provided", subject=record.id,
+                           payload=self._provided(ctx, record, purpose, outcome),
+                           check=still_standing)
+        return outcome
+
+    @staticmethod
+    def _evaluate(uow: UnitOfWork, record: Consent, now: datetime) -> Basic4Answer | str | None:
+        """The answer; or the id of a resident under DV support measures; or None when there
+        is nothing to give (no valid current signing certificate, the record ended)."""
+        resident = uow.residents.get(record.resident_id)
+        if resident is None:
+            return None
+        if resident.dv_support:
+            return resident.id
+        current = current_signing_certificate(uow, record, now)
+        if resident.status is not ResidentStatus.ACTIVE or current is None:
+            return None
+        values: dict[str, str | int | date] = {
+            "name": resident.name, "birth_date": resident.birth_date, "sex": resident.sex,
+            "address": resident.address}
+        items: dict[str, str | int] = {k: (v.isoformat() if isinstance(v, date) else v)
+                                       for k, v in values.items() if k in record.item_list}
+        return Basic4Answer(consent_id=record.id, current_signing_serial=current.serial,
+                            expires_at=record.expires_at, items=items,
+                            resident_id=resident.id)
+
+    def _audit_provided(self, uow: UnitOfWork, ctx: RpContext, record: Consent, purpose: str,
+                        answer: Basic4Answer) -> None:
+        self._audit.record(uow, actor=ctx.actor, action="basic4.provided", subject=record.id,
+                           payload=self._provided(ctx, record, purpose, answer))
+
+    @staticmethod
+    def _provided(ctx: RpContext, record: Consent, purpose: str,
+                  answer: Basic4Answer) -> dict[str, JsonValue]:
+        return {"relying_party": ctx.rp_id, "resident": answer.resident_id,
+                "items": list(record.item_list), "purpose": purpose,
+                "current": answer.current_signing_serial}
+
+    def _refuse(self, ctx: RpContext, purpose: str, withheld: str | None,
+                consent_id: str | None) -> NoReturn:
+        if withheld is not None:
+            self._record_withheld(ctx, purpose, withheld, consent_id)
+        raise Basic4NotAvailable(_NOT_AVAILABLE)
+
+    def _record_withheld(self, ctx: RpContext, purpose: str, resident_id: str,
+                         consent_id: str | None) -> None:
+        """DESIGN.md §4: the refusal of a DV-protected resident is audited — identifiers only,
+        in a unit of work of its own (the call itself changes nothing)."""
+        self._group.record(actor=ctx.actor, action="basic4.withheld_dv", subject=resident_id,
+                           payload={"relying_party": ctx.rp_id, "consent": consent_id,
+                                    "purpose": purpose})
