@@ -3,13 +3,15 @@ builder and ``openssl ca -gencrl``, measured in the same run.
 
     .venv/bin/python -m bench.crl [--entries 1000000] [--delta-entries N]
                                   [--database sqlite|postgres|both] [--repeat 3] [--json]
+                                  [--save FILE] [--no-der] [--seed S]
 
 Setup (not timed), per database, after the real key ceremony on a fresh database (SoftHSM token
 in a temporary data directory, as :mod:`bench.common` sets up): one resident of 清瀬市 (132217) is
 registered and one card certificate pair is issued through the real pipeline; then N revoked
-``card_sign`` rows of the sign CA generation 1, shard 132217, are bulk-inserted (executemany on
-SQLite, binary COPY on PostgreSQL, then ``VACUUM ANALYZE`` as autovacuum would). Each row is a
-copy of the issued certificate's row (its DER, TBS, resident, card) with its own random 127-bit
+``card_sign`` rows of the sign CA generation 1, shard 132217, are bulk-inserted (secondary
+indexes dropped and re-created around executemany on SQLite or binary COPY on PostgreSQL, then
+``VACUUM ANALYZE`` as autovacuum would). Each row is a copy of the issued certificate's row (its
+DER and TBS — ``--no-der`` leaves them out —, resident, card) with its own random 127-bit
 serial ≥ 2^64, public-key hash, issuance and revocation times (within the last year, in random
 order: rows are inserted at issuance, revoked later) and reason, and with ``crl_entry`` — the DER
 that :func:`jpki.crl_entries.crl_entry` stores at revocation. The entries are encoded by a fast
@@ -31,6 +33,10 @@ time (``/usr/bin/time -v``, "Maximum resident set size"), the contenders interle
    an in-process RSA-2048 key, DER written and fsynced.
 3. openssl: ``openssl ca -gencrl`` over an ``index.txt`` holding the same entries, with the same
    CRL extensions (AKI, IDP, freshest CRL), signed by an RSA-2048 PEM key.
+
+and, to show what process start-up costs: "jpki, CrlService only": the same publish in a process
+that wires the CrlService as ``build_services`` does but builds nothing else (no settings model,
+API, or the other services).
 
 Every output is checked: it parses with cryptography, holds exactly the N serials inserted
 (count and an order-independent checksum), and its signature verifies (jpki's with the CA
@@ -56,8 +62,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,16 +88,13 @@ from bench.common import (
 )
 from jpki.crl_entries import crl_entry
 from jpki.issuance import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
-from jpki.principals import Principal
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.store.tables import certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 GNU_TIME = "/usr/bin/time"
-STATION = Principal(actor="client:bench", role=ClientRole.STATION)
 TARGET_SPEEDUP = 5.0
 TARGET_MEMORY = 1 / 3
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 # Reasons of revoked card certificates (jpki-reference §3.2): renewals, changed basic 4
 # information, no longer needed, lost cards (hold), destroyed before delivery, compromise.
 REASONS = [(RevocationReason.SUPERSEDED, 35), (RevocationReason.AFFILIATION_CHANGED, 30),
@@ -137,7 +140,9 @@ def make_revoked(rng: random.Random, count: int, start: datetime, end: datetime,
     population = [int(r) for r, _ in REASONS]
     weights = [w for _, w in REASONS]
     span = int((end - start).total_seconds())
-    serials, times, created = [], [], []
+    serials: list[int] = []
+    times: list[datetime] = []
+    created: list[datetime] = []
     while len(serials) < count:
         s = rng.getrandbits(127)
         if s < 1 << 64 or s in taken:
@@ -194,8 +199,8 @@ class Template:
     resident_id: str
     card_id: int
     ca_generation_id: int
-    der: bytes
-    tbs_der: bytes
+    der: bytes | None
+    tbs_der: bytes | None
     issuer_public_key: rsa.RSAPublicKey
     ca_certificate_der: bytes
 
@@ -210,27 +215,32 @@ PG_TYPES = ["varchar", "varchar", "varchar", "int8", "int8", "varchar", "timesta
 VALIDITY = timedelta(days=5 * 365)
 
 
-def _rows(t: Template, data: Revoked, rng: random.Random, fmt: Callable[[datetime], Any]
+def _rows(t: Template, data: Revoked, rng: random.Random, text_times: bool
           ) -> Iterator[tuple[Any, ...]]:
+    """The rows to insert; times as SQLAlchemy stores them on SQLite (``text_times``: naive UTC
+    text with microseconds) or as naive UTC datetimes (PostgreSQL's ``timestamp``)."""
     for serial, at, reason, created in zip(data.serials, data.revoked_at, data.reasons,
                                            data.created_at, strict=True):
-        when = fmt(at)
+        times: list[Any] = [_naive(at), _naive(created), _naive(created + VALIDITY)]
+        if text_times:
+            times = [x.isoformat(" ") + ".000000" for x in times]
+        when, born, until = times
         yield (format(serial, "x"), CertKind.CARD_SIGN.value, t.resident_id, t.card_id,
-               t.ca_generation_id, "issued", fmt(created), fmt(created + VALIDITY), MUNICIPALITY,
-               "juminhyo", format(rng.getrandbits(256), "064x"), t.tbs_der, t.der, when, reason,
-               when, fast_crl_entry(serial, at, reason), fmt(created), when)
+               t.ca_generation_id, "issued", born, until, MUNICIPALITY, "juminhyo",
+               format(rng.getrandbits(256), "064x"), t.tbs_der, t.der, when, reason, when,
+               fast_crl_entry(serial, at, reason), born, when)
 
 
 def _naive(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(tzinfo=None)
 
 
-def _sqlite_time(at: datetime) -> str:
-    return _naive(at).strftime(SQLITE_DATETIME)
-
-
 def bulk_insert(url: str, t: Template, data: Revoked, rng: random.Random,
                 batch: int = 50_000) -> float:
+    """Insert the rows as a bulk load does: the certificates table's secondary indexes are
+    dropped, the rows inserted in one transaction, the indexes created again from their own
+    definitions (unique constraints stay in place throughout); then PostgreSQL is vacuumed and
+    analysed, as autovacuum would."""
     began = time.perf_counter()
     if url.startswith("sqlite:///"):
         import sqlite3
@@ -240,19 +250,26 @@ def bulk_insert(url: str, t: Template, data: Revoked, rng: random.Random,
         # The stored text must be what SQLAlchemy writes (the store compares it as text).
         dialect = sqlite_dialect.dialect()
         to_db = certificates.c.revoked_at.type.dialect_impl(dialect).bind_processor(dialect)
-        probe = data.revoked_at[0]
-        if to_db is not None and to_db(probe) != _sqlite_time(probe):
-            raise BenchError(f"SQLite datetime format: {to_db(probe)!r} != {_sqlite_time(probe)!r}")
+        probe = _naive(data.revoked_at[0]).isoformat(" ") + ".000000"
+        if to_db is not None and to_db(data.revoked_at[0]) != probe:
+            raise BenchError(f"SQLite datetime format: {to_db(data.revoked_at[0])!r} != {probe!r}")
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         try:
+            conn.execute("PRAGMA cache_size=-1000000")  # setup only: 1 GB of page cache
             conn.execute("PRAGMA synchronous=OFF")  # setup only; the store uses FULL
+            indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                   "AND tbl_name = 'certificates' AND sql IS NOT NULL").fetchall()
             conn.execute("BEGIN")
+            for name, _ in indexes:
+                conn.execute(f'DROP INDEX "{name}"')
             # Fixed column names, nothing from input.
             sql = (f"INSERT INTO certificates ({', '.join(COLUMNS)}) "  # noqa: S608
                    f"VALUES ({', '.join('?' * len(COLUMNS))})")
-            rows = _rows(t, data, rng, _sqlite_time)
+            rows = _rows(t, data, rng, True)
             while chunk := [row for _, row in zip(range(batch), rows, strict=False)]:
                 conn.executemany(sql, chunk)
+            for _, create in indexes:
+                conn.execute(create)
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
@@ -261,16 +278,26 @@ def bulk_insert(url: str, t: Template, data: Revoked, rng: random.Random,
         import psycopg
 
         plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        with psycopg.connect(plain) as conn:
-            with conn.cursor() as cur, cur.copy(
+        with psycopg.connect(plain) as pg:
+            pg_indexes = pg.execute(
+                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid "
+                "WHERE c.relname = 'certificates' AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid)").fetchall()
+            for name, _ in pg_indexes:
+                pg.execute(f'DROP INDEX "{name}"')
+            with pg.cursor() as cur, cur.copy(
                     f"COPY certificates ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(PG_TYPES)
-                for row in _rows(t, data, rng, _naive):
+                for row in _rows(t, data, rng, False):
                     copy.write_row(row)
-            conn.commit()
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) certificates")
+            pg.execute("SET maintenance_work_mem = '512MB'")
+            for _, create in pg_indexes:
+                pg.execute(create)
+            pg.commit()
+        with psycopg.connect(plain, autocommit=True) as pg:
+            pg.execute("VACUUM (ANALYZE) certificates")
     return time.perf_counter() - began
 
 
@@ -283,13 +310,16 @@ def prepare_database(hsm: BenchHsm, url: str) -> Template:
             OPERATOR, name="清瀬 花子", birth_date=datetime(1980, 4, 1).date(), sex=2,
             address="東京都清瀬市中里1丁目1番1号", municipality_code=MUNICIPALITY)
         auth, sign = subject_keys(2, log=log)
-        issued = services.issuance.issue(STATION, resident.id, [
+        # As the CA's own operator (no station, so no identity-proofing record is needed).
+        issued = services.issuance.issue(OPERATOR, resident.id, [
             KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
         serial = next(c.serial for c in issued if c.kind is CertKind.CARD_SIGN)
         with services.uow.engine.connect() as conn:
             row = conn.execute(select(certificates).where(certificates.c.serial == serial)).one()
         with services.uow() as uow:
             gen = uow.cas.current(CaKind.SIGN)
+        if gen is None:
+            raise BenchError("the ceremony made no sign CA generation")
         ca_cert = x509.load_der_x509_certificate(gen.certificate_der)
         public_key = ca_cert.public_key()
         assert isinstance(public_key, rsa.RSAPublicKey)
@@ -345,7 +375,8 @@ def measure(command: list[str], env: dict[str, str], workdir: Path,
         m = re.search(r"bench-rusage-maxrss-kib (\d+)", proc.stderr)
         if not m:
             raise BenchError("no peak RSS from the rusage wrapper")
-        peak, user, system = int(m.group(1)), None, None  # type: ignore[assignment]
+        return Run(wall_s=wall, peak_kib=int(m.group(1)), user_s=None, sys_s=None,
+                   child=json.loads(result.read_text()) if result is not None else {})
     child = json.loads(result.read_text()) if result is not None else {}
     return Run(wall_s=wall, peak_kib=peak, user_s=user, sys_s=system, child=child)
 
@@ -375,8 +406,11 @@ def write_reference_inputs(work: Path, jpki_crl: x509.CertificateRevocationList,
           .sign(key, hashes.SHA256()))
     (work / "ref-ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
+    last, next_ = jpki_crl.last_update_utc, jpki_crl.next_update_utc
+    if next_ is None:
+        raise BenchError("jpki's CRL has no nextUpdate")
     builder = (x509.CertificateRevocationListBuilder().issuer_name(jpki_crl.issuer)
-               .last_update(jpki_crl.last_update_utc).next_update(jpki_crl.next_update_utc))
+               .last_update(last).next_update(next_))
     for ext in jpki_crl.extensions:
         builder = builder.add_extension(ext.value, critical=ext.critical)
     (work / "template.der").write_bytes(builder.sign(key, hashes.SHA256())
@@ -386,9 +420,10 @@ def write_reference_inputs(work: Path, jpki_crl: x509.CertificateRevocationList,
     idp_uris = [n.value for n in idp.full_name or []
                 if isinstance(n, x509.UniformResourceIdentifier)]
     freshest = jpki_crl.extensions.get_extension_for_class(x509.FreshestCRL).value
-    freshest_uri = freshest[0].full_name[0].value  # type: ignore[index]
+    assert freshest[0].full_name is not None
+    freshest_uri = freshest[0].full_name[0].value
     number = jpki_crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    hours = round((jpki_crl.next_update_utc - jpki_crl.last_update_utc).total_seconds() / 3600)
+    hours = round((next_ - last).total_seconds() / 3600)
     (work / "crlnumber").write_text(f"{number:04X}\n")
     (work / "index.txt.attr").write_text("unique_subject = no\n")
     idp_lines = "fullname = " + ", ".join(f"URI:{u}" for u in idp_uris)
@@ -439,7 +474,7 @@ def check_crl(path: Path, public_key: rsa.RSAPublicKey, expected: tuple[int, int
     crl = x509.load_pem_x509_crl(data) if pem else x509.load_der_x509_crl(data)
     der_size = len(crl.public_bytes(serialization.Encoding.DER)) if pem else len(data)
     count = len(crl)
-    if not crl.is_signature_valid(public_key):  # type: ignore[arg-type]
+    if not crl.is_signature_valid(public_key):
         raise BenchError(f"{path.name}: the signature does not verify")
     if count != expected[0]:
         raise BenchError(f"{path.name}: {count} entries, expected {expected[0]}")
@@ -450,9 +485,11 @@ def check_crl(path: Path, public_key: rsa.RSAPublicKey, expected: tuple[int, int
 
 # --- one database -----------------------------------------------------------------------------
 
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+JPKI = "jpki"
+LEAN = "jpki, CrlService only"
+BUILDER = "cryptography builder"
+OPENSSL = "openssl ca -gencrl"
+DELTA = "jpki delta"
 
 
 def run_database(hsm: BenchHsm, database: str, base: Revoked, delta: Revoked, t0: datetime,
@@ -463,18 +500,25 @@ def run_database(hsm: BenchHsm, database: str, base: Revoked, delta: Revoked, t0
     env["JPKI_HSM_USER_PIN"] = hsm.keys.config.user_pin
     env.pop("JPKI_DATABASE_URL", None)
     shutil.rmtree(hsm.data_dir / "crl", ignore_errors=True)
+    runs: dict[str, list[Run]] = {JPKI: [], LEAN: [], BUILDER: [], OPENSSL: []}
+    checks: dict[str, dict[str, Any]] = {}
+    setup: dict[str, float] = {}
     with fresh_database(database, hsm.data_dir, "crl") as url:
         template = prepare_database(hsm, url)
-        log(f"{database}: inserting {len(base):,} revoked certificates into shard {MUNICIPALITY}")
-        insert_s = bulk_insert(url, template, base, rng)
-        log(f"  {insert_s:.1f} s")
+        if not args.der:
+            template = replace(template, der=None, tbs_der=None)
+        log(f"{database}: inserting {len(base):,} revoked certificates into shard {MUNICIPALITY}"
+            + ("" if args.der else " (without certificate DER)"))
+        setup["insert_s"] = bulk_insert(url, template, base, rng)
+        log(f"  {setup['insert_s']:.1f} s")
         floor = t0 - hsm.recipe.crl.expired_grace
         expected = base.checksum()
-        runs: dict[str, list[Run]] = {"jpki": [], "builder": [], "openssl": []}
-        checks: dict[str, dict[str, Any]] = {}
-        jpki_cmd = python_child("jpki", "--data-dir", str(hsm.data_dir), "--database-url", url,
-                                "--at", t0.isoformat(), "--kind", "full",
-                                "--result", str(work / "jpki.json"))
+
+        def jpki_cmd(kind: str, at: datetime, *extra: str) -> list[str]:
+            return python_child("jpki", "--data-dir", str(hsm.data_dir), "--database-url", url,
+                                "--at", at.isoformat(), "--kind", kind,
+                                "--result", str(work / "jpki.json"), *extra)
+
         builder_cmd = python_child(
             "builder", "--database-url", url, "--generation-id", str(template.ca_generation_id),
             "--shard", MUNICIPALITY, "--at", t0.isoformat(), "--floor", floor.isoformat(),
@@ -483,52 +527,53 @@ def run_database(hsm: BenchHsm, database: str, base: Revoked, delta: Revoked, t0
         openssl_cmd = ["openssl", "ca", "-gencrl", "-config", str(work / "ca.cnf"),
                        "-out", str(work / "openssl.pem")]
         ref_key: rsa.RSAPrivateKey | None = None
-        for round_ in range(args.repeat):
-            log(f"{database}: round {round_ + 1}/{args.repeat}")
-            run = measure(jpki_cmd, env, work, work / "jpki.json")
-            runs["jpki"].append(run)
+
+        def jpki_run(name: str, cmd: list[str], expect: tuple[int, int], full: bool) -> Run:
+            nonlocal ref_key
+            run = measure(cmd, env, work, work / "jpki.json")
             path = Path(run.child["path"])
-            checks["jpki"] = check_crl(path, template.issuer_public_key, expected,
-                                       full=round_ == 0)
-            idle = run.child["idle_peak_kib"] / 1024
-            log(f"  jpki     {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB  "
-                f"(publish {run.child['seconds']:.2f} s, idle {idle:.1f} MiB)")
+            checks[name] = check_crl(path, template.issuer_public_key, expect, full=full)
+            log(f"  {name:48s} {run.wall_s:6.2f} s {run.peak_kib / 1024:7.1f} MiB  (in process "
+                f"{run.child['seconds']:.2f} s, idle {run.child['idle_peak_kib'] / 1024:.1f} MiB)")
             if ref_key is None:
                 log("  writing the references' inputs (key, template, ca.cnf, index.txt)")
                 ref_key = write_reference_inputs(work, x509.load_der_x509_crl(path.read_bytes()),
                                                  base, template)
-            path.unlink(missing_ok=True)  # keep the disk tidy: 50 MB each
+            path.unlink(missing_ok=True)  # 50 MB each
+            return run
+
+        for round_ in range(args.repeat):
+            log(f"{database}: round {round_ + 1}/{args.repeat}, load average {load_average()}")
+            first = round_ == 0
+            runs[JPKI].append(jpki_run(JPKI, jpki_cmd("full", t0), expected, first))
+            runs[LEAN].append(jpki_run(LEAN, jpki_cmd("full", t0, "--lean"), expected, first))
+            assert ref_key is not None
             run = measure(builder_cmd, env, work, work / "builder.json")
-            runs["builder"].append(run)
-            checks["builder"] = check_crl(work / "builder.der", ref_key.public_key(), expected,
-                                          full=round_ == 0)
-            log(f"  builder  {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB")
+            runs[BUILDER].append(run)
+            checks[BUILDER] = check_crl(work / "builder.der", ref_key.public_key(), expected,
+                                        full=first)
+            log(f"  {BUILDER:48s} {run.wall_s:6.2f} s {run.peak_kib / 1024:7.1f} MiB")
             run = measure(openssl_cmd, env, work)
-            runs["openssl"].append(run)
-            checks["openssl"] = check_crl(work / "openssl.pem", ref_key.public_key(), expected,
-                                          pem=True, full=round_ == 0)
-            log(f"  openssl  {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB")
+            runs[OPENSSL].append(run)
+            checks[OPENSSL] = check_crl(work / "openssl.pem", ref_key.public_key(), expected,
+                                        pem=True, full=first)
+            log(f"  {OPENSSL:48s} {run.wall_s:6.2f} s {run.peak_kib / 1024:7.1f} MiB")
 
         log(f"{database}: revoking {len(delta):,} more after the base CRL's thisUpdate")
-        delta_insert_s = bulk_insert(url, template, delta, rng)
+        setup["delta_insert_s"] = bulk_insert(url, template, delta, rng)
         t1 = t0 + timedelta(hours=1)
-        delta_cmd = python_child("jpki", "--data-dir", str(hsm.data_dir), "--database-url", url,
-                                 "--at", t1.isoformat(), "--kind", "delta",
-                                 "--result", str(work / "delta.json"))
-        delta_runs = []
+        runs[DELTA] = []
         for _ in range(args.repeat):
-            run = measure(delta_cmd, env, work, work / "delta.json")
+            run = jpki_run(DELTA, jpki_cmd("delta", t1), delta.checksum(), True)
             if run.child["kind"] != "delta" or run.child["base_number"] is None:
                 raise BenchError("the delta run did not publish a delta CRL")
-            path = Path(run.child["path"])
-            checks["delta"] = check_crl(path, template.issuer_public_key, delta.checksum())
-            path.unlink(missing_ok=True)
-            delta_runs.append(run)
-            log(f"  delta    {run.wall_s:6.2f} s  {run.peak_kib / 1024:7.1f} MiB  "
-                f"(publish {run.child['seconds']:.2f} s)")
+            runs[DELTA].append(run)
     shutil.rmtree(work, ignore_errors=True)
-    return summarise(database, runs, delta_runs, checks, insert_s, delta_insert_s, len(base),
-                     len(delta))
+    return summarise(database, runs, checks, setup, len(base), len(delta))
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def _summary(name: str, runs: list[Run], check: dict[str, Any]) -> dict[str, Any]:
@@ -537,9 +582,10 @@ def _summary(name: str, runs: list[Run], check: dict[str, Any]) -> dict[str, Any
         "wall_s": _median([r.wall_s for r in runs]), "wall_s_all": [r.wall_s for r in runs],
         "peak_mib": _median([r.peak_kib / 1024 for r in runs]),
         "peak_mib_all": [r.peak_kib / 1024 for r in runs],
-        "cpu_s": _median([(r.user_s or 0) + (r.sys_s or 0) for r in runs]),
-        "entries": check["entries"], "crl_bytes": check["der_bytes"],
-        "verified": True,
+        # None without GNU time (the fallback reads only the peak RSS).
+        "user_s": None if runs[0].user_s is None else _median([r.user_s or 0 for r in runs]),
+        "sys_s": None if runs[0].sys_s is None else _median([r.sys_s or 0 for r in runs]),
+        "entries": check["entries"], "crl_bytes": check["der_bytes"], "verified": True,
     }
     if runs[0].child:
         out["in_process_s"] = _median([r.child["seconds"] for r in runs])
@@ -552,28 +598,30 @@ def _summary(name: str, runs: list[Run], check: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def summarise(database: str, runs: dict[str, list[Run]], delta_runs: list[Run],
-              checks: dict[str, dict[str, Any]], insert_s: float, delta_insert_s: float,
-              entries: int, delta_entries: int) -> dict[str, Any]:
-    rows = {name: _summary(name, rs, checks[name]) for name, rs in runs.items()}
-    jpki, builder, openssl = rows["jpki"], rows["builder"], rows["openssl"]
-    ratios = {
-        "builder_over_jpki_time": builder["wall_s"] / jpki["wall_s"],
-        "openssl_over_jpki_time": openssl["wall_s"] / jpki["wall_s"],
-        "jpki_over_builder_peak": jpki["peak_mib"] / builder["peak_mib"],
-        # In-process: builder's read + build + sign + write vs jpki's publish() call.
-        "builder_over_jpki_in_process": builder["in_process_s"] / jpki["in_process_s"],
-        "openssl_over_jpki_in_process": openssl["wall_s"] / jpki["in_process_s"],
-    }
-    met = {
-        "speed_vs_builder": ratios["builder_over_jpki_time"] >= TARGET_SPEEDUP,
-        "speed_vs_openssl": ratios["openssl_over_jpki_time"] >= TARGET_SPEEDUP,
-        "memory_vs_builder": ratios["jpki_over_builder_peak"] <= TARGET_MEMORY,
-    }
-    return {"database": database, "entries": entries, "setup_insert_s": insert_s,
-            "contenders": list(rows.values()), "ratios": ratios, "met": met,
-            "delta": {**_summary("jpki delta", delta_runs, checks["delta"]),
-                      "delta_entries": delta_entries, "setup_insert_s": delta_insert_s}}
+def summarise(database: str, runs: dict[str, list[Run]], checks: dict[str, dict[str, Any]],
+              setup: dict[str, float], entries: int, delta_entries: int) -> dict[str, Any]:
+    rows = {name: _summary(name, rs, checks[name]) for name, rs in runs.items() if name != DELTA}
+    builder, openssl = rows[BUILDER], rows[OPENSSL]
+    ratios = {}
+    for name in (JPKI, LEAN):
+        if name not in rows:
+            continue
+        j = rows[name]
+        q = {"builder_time_over_jpki": builder["wall_s"] / j["wall_s"],
+             "openssl_time_over_jpki": openssl["wall_s"] / j["wall_s"],
+             "jpki_peak_over_builder": j["peak_mib"] / builder["peak_mib"],
+             # In-process: the builder's read + build + sign + write against publish() alone
+             # (openssl has no such split: its whole run).
+             "builder_in_process_over_jpki_publish": builder["in_process_s"] / j["in_process_s"],
+             "openssl_over_jpki_publish": openssl["wall_s"] / j["in_process_s"]}
+        q["met"] = {"speed_vs_builder": q["builder_time_over_jpki"] >= TARGET_SPEEDUP,
+                    "speed_vs_openssl": q["openssl_time_over_jpki"] >= TARGET_SPEEDUP,
+                    "memory_vs_builder": q["jpki_peak_over_builder"] <= TARGET_MEMORY}
+        ratios[name] = q
+    return {"database": database, "entries": entries, "setup_s": setup,
+            "contenders": list(rows.values()), "ratios": ratios,
+            "delta": {**_summary(DELTA, runs[DELTA], checks[DELTA]),
+                      "delta_entries": delta_entries}}
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -594,54 +642,55 @@ def _print_report(report: dict[str, Any]) -> None:
                   + f"; peak RSS by {m['peak_rss_by']}; load average "
                   f"{m['load_average_at_start']} at start, {m.get('load_average_at_end')} at end; "
                   f"revision {m['revision']}")
+
+    def verdict(ok: bool) -> str:
+        return "[green]met[/]" if ok else "[red]missed[/]"
+
     for r in report["results"]:
-        t = Table(title=f"{r['database']}: one shard, {r['entries']:,} revoked entries "
-                        f"(median of {r['contenders'][0]['runs']}; setup insert "
-                        f"{r['setup_insert_s']:.0f} s, not timed)")
-        for col in ("contender", "wall s", "in-process s", "CPU s", "peak MiB", "idle MiB",
-                    "CRL bytes", "entries", "verified"):
+        rows = r["contenders"] + [r["delta"]]
+        t = Table(title=f"{r['database']}: one shard, {r['entries']:,} revoked entries, delta "
+                        f"{r['delta']['delta_entries']:,} (medians of {r['delta']['runs']} runs;"
+                        f" setup insert {r['setup_s']['insert_s']:.0f} s, not timed)")
+        for col in ("contender", "wall s", "in-process s", "user + sys s", "peak MiB",
+                    "idle MiB", "CRL bytes", "entries", "verified"):
             t.add_column(col, justify="left" if col == "contender" else "right")
-        for c in r["contenders"]:
+        for c in rows:
             t.add_row(c["contender"], f"{c['wall_s']:.2f}",
                       f"{c['in_process_s']:.2f}" if "in_process_s" in c else "—",
-                      f"{c['cpu_s']:.2f}", f"{c['peak_mib']:.1f}",
+                      "—" if c["user_s"] is None else f"{c['user_s']:.2f} + {c['sys_s']:.2f}",
+                      f"{c['peak_mib']:.1f}",
                       f"{c['idle_peak_mib']:.1f}" if "idle_peak_mib" in c else "—",
                       f"{c['crl_bytes']:,}", f"{c['entries']:,}", "yes")
         console.print(t)
-        q, met = r["ratios"], r["met"]
-
-        def verdict(ok: bool) -> str:
-            return "[green]met[/]" if ok else "[red]missed[/]"
-
+        for name, q in r["ratios"].items():
+            met = q["met"]
+            console.print(
+                f"  [bold]{name}[/]: builder/jpki time [bold]{q['builder_time_over_jpki']:.2f}×"
+                f"[/] ({verdict(met['speed_vs_builder'])}), openssl/jpki time "
+                f"[bold]{q['openssl_time_over_jpki']:.2f}×[/] ({verdict(met['speed_vs_openssl'])}"
+                f"), jpki/builder peak [bold]{q['jpki_peak_over_builder']:.3f}[/] "
+                f"({verdict(met['memory_vs_builder'])}); publish() alone: builder "
+                f"{q['builder_in_process_over_jpki_publish']:.2f}×, openssl "
+                f"{q['openssl_over_jpki_publish']:.2f}×")
+        console.print(f"  targets: ≥ {TARGET_SPEEDUP:g}× faster than either reference (whole "
+                      "processes), peak ≤ 1/3 of the builder's")
+        for c in rows:
+            if "services_s" not in c:
+                continue
+            tm = c["timers"]
+            rest = c["in_process_s"] - tm["stats"] - tm["stream"] - tm["delta_query"] - \
+                tm["hsm_sign"]
+            console.print(
+                f"  {c['contender']}: imports {c['import_s']:.2f} s, services + HSM login "
+                f"{c['services_s']:.2f} s, publish {c['in_process_s']:.2f} s = count/sum query "
+                f"{tm['stats']:.2f} + cursor stream {tm['stream']:.2f} + delta query "
+                f"{tm['delta_query']:.2f} + HSM signature {tm['hsm_sign'] * 1000:.1f} ms + rest "
+                f"(frame, hash, write, fsync, commits) {rest:.2f}")
+        b = next(c for c in r["contenders"] if c["contender"] == BUILDER)["timers"]
         console.print(
-            f"  builder time / jpki time: [bold]{q['builder_over_jpki_time']:.2f}×[/] "
-            f"(target ≥ {TARGET_SPEEDUP:g}×: {verdict(met['speed_vs_builder'])}; in-process "
-            f"{q['builder_over_jpki_in_process']:.2f}×)\n"
-            f"  openssl time / jpki time: [bold]{q['openssl_over_jpki_time']:.2f}×[/] "
-            f"(target ≥ {TARGET_SPEEDUP:g}×: {verdict(met['speed_vs_openssl'])}; against jpki's "
-            f"publish() alone {q['openssl_over_jpki_in_process']:.2f}×)\n"
-            f"  jpki peak / builder peak: [bold]{q['jpki_over_builder_peak']:.3f}[/] "
-            f"(target ≤ 1/3: {verdict(met['memory_vs_builder'])})")
-        j = next(c for c in r["contenders"] if c["contender"] == "jpki")
-        tm = j["timers"]
-        console.print(
-            f"  jpki process: imports {j['import_s']:.2f} s, services + HSM login "
-            f"{j['services_s']:.2f} s, publish {j['in_process_s']:.2f} s = count/sum query "
-            f"{tm['stats']:.2f} s + cursor stream {tm['stream']:.2f} s + HSM signature "
-            f"{tm['hsm_sign'] * 1000:.1f} ms + rest (frame, hashing, write, fsync, commits) "
-            f"{j['in_process_s'] - tm['stats'] - tm['stream'] - tm['hsm_sign']:.2f} s")
-        b = next(c for c in r["contenders"] if c["contender"] == "builder")
-        bt = b["timers"]
-        console.print(
-            f"  builder process: read rows + RevokedCertificate objects "
-            f"{bt['read_and_build_entries']:.2f} s, build + sign {bt['build_and_sign']:.2f} s, "
-            f"encode + write {bt['encode_and_write']:.2f} s")
-        d = r["delta"]
-        console.print(
-            f"  delta CRL, {d['delta_entries']:,} entries over a base of {r['entries']:,}: "
-            f"[bold]{d['wall_s']:.2f} s[/] wall (publish {d['in_process_s']:.2f} s, of which "
-            f"the delta query {d['timers']['delta_query']:.2f} s), peak {d['peak_mib']:.1f} MiB "
-            f"(idle {d['idle_peak_mib']:.1f}), {d['crl_bytes']:,} bytes\n")
+            f"  {BUILDER}: read rows + RevokedCertificate objects "
+            f"{b['read_and_build_entries']:.2f} s, build + sign {b['build_and_sign']:.2f} s, "
+            f"encode + write {b['encode_and_write']:.2f} s\n")
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -661,6 +710,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds of the three contenders, interleaved; medians (default 3)")
     p.add_argument("--seed", type=int, default=20261127, help="of the synthetic serials etc.")
+    p.add_argument("--no-der", dest="der", action="store_false",
+                   help="leave the certificate and TBS DER out of the synthetic rows (narrow rows:"
+                        " what the queries would cost if the table held nothing else)")
     p.add_argument("--json", action="store_true", help="print one JSON document, no tables")
     p.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON to FILE")
     args = p.parse_args(argv)

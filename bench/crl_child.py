@@ -2,7 +2,7 @@
 memory can be read from outside (GNU time's "Maximum resident set size").
 
     python -m bench.crl_child jpki    --data-dir D --database-url U --at T --kind full|delta
-                                      --result R.json
+                                      --result R.json [--lean]
     python -m bench.crl_child builder --database-url U --generation-id G --shard S --at T
                                       --floor F --template T.der --key K.pem --out O.der
                                       --result R.json
@@ -12,9 +12,10 @@ Nothing heavy is imported at module level: each contender pays only for what it 
 ``jpki`` child runs what ``jpki crl publish`` runs (``build_services`` on the data directory, the
 HSM PIN from ``JPKI_HSM_USER_PIN``, ``SOFTHSM2_CONF`` inherited) with a fixed clock, and records
 the peak RSS *before* publishing (``ru_maxrss`` so far: imports, services, HSM login), so that
-the cost of publishing itself is visible. Timers around the store's ``full_stats``,
-``full_entries`` (time spent inside the cursor's iterator), ``delta`` and the HSM signature cost a
-few dozen ``perf_counter`` calls per CRL.
+the cost of publishing itself is visible. With ``--lean`` it wires the CrlService alone, as
+``build_services`` wires it, without the rest of the services. Timers around the store's
+``full_stats``, ``full_entries`` (time spent inside the cursor's iterator), ``delta`` and the HSM
+signature cost a few dozen ``perf_counter`` calls per CRL.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ class FixedClock:
 
 
 def run_jpki(args: argparse.Namespace) -> dict[str, Any]:
-    from api.composition import build_services
     from hsm.rsa_key import HsmRsaPrivateKey
     from jpki.model import CaKind
-    from jpki.settings import Settings
     from jpki.store.crls import SqlCrlSnapshot
+
+    if not args.lean:
+        from api.composition import build_services
+        from jpki.settings import Settings
 
     timers: dict[str, float] = {"stats": 0.0, "stream": 0.0, "delta_query": 0.0, "hsm_sign": 0.0}
     chunks = 0
@@ -99,26 +102,64 @@ def run_jpki(args: argparse.Namespace) -> dict[str, Any]:
     SqlCrlSnapshot.delta = delta  # type: ignore[method-assign]
     HsmRsaPrivateKey.sign = sign  # type: ignore[method-assign]
 
+    clock = FixedClock(datetime.fromisoformat(args.at))
     imported = time.perf_counter()
-    settings = Settings(data_dir=Path(args.data_dir), database_url=args.database_url)
-    services = build_services(settings, clock=FixedClock(datetime.fromisoformat(args.at)))
+    if args.lean:
+        crls, close = _lean_crl_service(Path(args.data_dir), args.database_url, clock)
+    else:
+        settings = Settings(data_dir=Path(args.data_dir), database_url=args.database_url)
+        services = build_services(settings, clock=clock)
+        crls, close = services.crls, services.close
     try:
-        scope = services.crls.scope(CaKind.SIGN, args.generation, args.shard)
+        scope = crls.scope(CaKind.SIGN, args.generation, args.shard)
         ready = time.perf_counter()
         idle_kib = _peak_kib()
         began = time.perf_counter()
-        publication = services.crls.publish(scope, args.kind)
+        publication = crls.publish(scope, args.kind)
         seconds = time.perf_counter() - began
     finally:
-        services.close()
+        close()
     return {
         "seconds": seconds, "idle_peak_kib": idle_kib, "peak_kib_in_process": _peak_kib(),
         "import_seconds": imported - STARTED, "services_seconds": ready - imported,
         "timers": timers, "chunks": chunks,
-        "path": str(services.crls.directory / publication.path), "entries": publication.entries,
+        "path": str(crls.directory / publication.path), "entries": publication.entries,
         "size": publication.size, "number": publication.number,
         "base_number": publication.base_number, "kind": publication.kind,
     }
+
+
+def _lean_crl_service(data_dir: Path, url: str, clock: FixedClock) -> tuple[Any, Any]:
+    """The CrlService wired as api.composition.build_services wires it, and nothing else: no
+    settings model, migrations, API or other services (ClientService hashes a dummy Argon2
+    secret when it is built: 64 MiB for a moment)."""
+    from hsm.keystore import KeyStore, TokenConfig
+    from hsm.softhsm import activate_softhsm_config, default_module_path
+    from jpki.audit import AuditLog
+    from jpki.ca import CaService
+    from jpki.crls import CrlService
+    from jpki.recipe import load_recipe
+    from jpki.store import UnitOfWorkFactory, create_store_engine
+    from jpki.store.crls import SqlCrlEntrySource
+    from jpki.urls import ServiceUrls
+
+    recipe = load_recipe()
+    activate_softhsm_config(data_dir)
+    keys = KeyStore(TokenConfig(module_path=default_module_path(), token_label=recipe.token_label,
+                                user_pin=os.environ["JPKI_HSM_USER_PIN"], pool_size=4))
+    engine = create_store_engine(url)
+    read_engine = create_store_engine(url, read_only=True)
+    uow = UnitOfWorkFactory(engine)
+    cas = CaService(uow, keys, clock, recipe, AuditLog(keys, recipe.audit_key_label, clock))
+    crls = CrlService(uow, SqlCrlEntrySource(read_engine), keys, clock, recipe,
+                      ServiceUrls("http://127.0.0.1:8000"), cas, data_dir / "crl")
+
+    def close() -> None:
+        engine.dispose()
+        read_engine.dispose()
+        keys.close()
+
+    return crls, close
 
 
 # --- cryptography's builder -------------------------------------------------------------------
@@ -156,17 +197,17 @@ def _rows(url: str, generation: int, shard: str, at: datetime, floor: datetime) 
         return
     import psycopg
 
-    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    pg = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
     try:
-        with conn.transaction(), conn.cursor(name="bench_builder") as cur:
-            cur.itersize = 20_000
-            cur.execute(_FULL_SQL.replace("?", "%s"), (generation, shard,
-                                                        at.replace(tzinfo=None),
-                                                        floor.replace(tzinfo=None)))
-            for serial, revoked, reason in cur:
+        with pg.transaction(), pg.cursor(name="bench_builder") as pcur:
+            pcur.itersize = 20_000
+            pcur.execute(_FULL_SQL.replace("?", "%s"), (generation, shard,
+                                                         at.replace(tzinfo=None),
+                                                         floor.replace(tzinfo=None)))
+            for serial, revoked, reason in pcur:
                 yield serial, revoked.replace(tzinfo=UTC), reason
     finally:
-        conn.close()
+        pg.close()
 
 
 def run_builder(args: argparse.Namespace) -> dict[str, Any]:
@@ -237,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--generation", type=int, default=1)
     j.add_argument("--shard", default="132217")
     j.add_argument("--result", required=True)
+    j.add_argument("--lean", action="store_true",
+                   help="wire the CrlService alone instead of build_services")
     b = sub.add_parser("builder")
     b.add_argument("--database-url", required=True)
     b.add_argument("--generation-id", type=int, required=True)

@@ -83,8 +83,10 @@ class ClientService:
         # client id → {SHA-256 of a presented secret → (the stored hash it matched, expiry)}
         self._verified: dict[str, dict[bytes, tuple[str, float]]] = {}
         self._lock = threading.Lock()
-        # A dummy hash so that an unknown client id costs as much as a wrong secret.
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        # A dummy hash so that an unknown client id costs as much as a wrong secret; made on
+        # first use, because hashing costs 64 MiB and ~0.1 s that processes which never
+        # authenticate (CLI commands, CRL publication) should not pay.
+        self._dummy: str | None = None
 
     def create(self, actor: Principal, *, name: str, role: ClientRole,
                scopes: list[str] | None = None,
@@ -220,5 +222,7 @@ class ClientService:
         return any(hmac.compare_digest(entry[0], stored) for stored in acceptable)
 
     def _burn(self, secret: str) -> None:
+        if self._dummy is None:  # a race makes two dummies, which is harmless
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
         with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
             self._hasher.verify(self._dummy, secret)

@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from jpki.store.engine import create_store_engine
-from jpki.store.tables import metadata
+from jpki.store.tables import include_for, metadata
 
 config = context.config
 
@@ -20,7 +20,8 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata,
                       render_as_batch=connection.dialect.name == "sqlite",
-                      compare_type=True)
+                      compare_type=True,
+                      include_object=include_for(connection.dialect.name))
     with context.begin_transaction():
         context.run_migrations()
 
