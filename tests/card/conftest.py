@@ -289,10 +289,10 @@ def blank_pcsc_card(pcscd_service: None, tmp_path: Path,
         missing_component(str(exc))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def opensc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment for OpenSC's tools: ``OPENSC_CONF`` names a private file that puts the
-    jpki driver first (components.md). test_card_opensc.py has its own module-scoped copy."""
+    jpki driver first (components.md)."""
     for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool"):
         if shutil.which(tool) is None:
             missing_component(f"OpenSC is not installed: no {tool} (apt-get install opensc)")

@@ -9,8 +9,6 @@ jpki driver first (components.md), so the other drivers' probes are skipped.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,26 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki.card.client import JpkiCard
 from jpki.card.jpki_ap import CertSlot, Pin, sha256_digest_info
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD, PcscCard
-from tests.components import missing_component
+from tests.card.conftest import AUTH_PIN, PKCS11_MODULE, SIGN_PASSWORD, PcscCard
 
 pytestmark = pytest.mark.pcsc
 
-PKCS11_MODULE = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 AUTH_TOKEN = "JPKI (User Authentication PIN)"  # one PKCS#11 slot per PIN
 SIGN_TOKEN = "JPKI (Digital Signature PIN)"
-
-
-@pytest.fixture(scope="module")
-def opensc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool"):
-        if shutil.which(tool) is None:
-            missing_component(f"OpenSC is not installed: no {tool} (apt-get install opensc)")
-    if not PKCS11_MODULE.exists():
-        missing_component(f"OpenSC's PKCS#11 module {PKCS11_MODULE} is missing")
-    conf = tmp_path_factory.mktemp("opensc") / "opensc.conf"
-    conf.write_text("app default {\n    card_drivers = jpki, default;\n}\n")
-    return {**os.environ, "OPENSC_CONF": str(conf)}
 
 
 def run(args: Sequence[str], env: dict[str, str], *, check: bool = True,
