@@ -144,7 +144,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         crls=crls,
         read_engine=read_engine,
         ocsp=OcspResponder(uow, keys, clock, recipe, cas, validity=recipe.ocsp.validity,
-                           max_live_signatures=recipe.ocsp.max_live_signatures),
+                           max_live_signatures=recipe.ocsp.max_live_signatures,
+                           read_uow=reader),
         counter=CounterService(uow, clock, audit),
         mobile=MobileService(uow, clock, audit, issuance),
         relying_parties=RelyingPartyService(

@@ -3,7 +3,8 @@ measured in the same run.
 
     .venv/bin/python -m bench.ocsp [--certificates 1000000] [--hot 50000] [--seconds 10]
                                    [--repeat 1] [--database sqlite|postgres|both]
-                                   [--no-diagnostics] [--json]
+                                   [--no-diagnostics] [--wait-quiet SECONDS]
+                                   [--json] [--save FILE]
 
 For each database, on a fresh one (SQLite file, or a database created on the local PostgreSQL
 server and dropped afterwards), in a private data directory:
@@ -38,10 +39,16 @@ server and dropped afterwards), in a private data directory:
    with the same worker count, twice: with the options of ``jpki serve`` (``uvicorn.run(app,
    log_level="info")``, hence an access-log line per request) and with ``access_log=False`` —
    the HTTP limit of the machine, which is the baseline of the target.
-5. Diagnostics (unless ``--no-diagnostics``), at 8 connections: the same jpki app under uvicorn
-   with ``access_log=False``, with 1 and 2 workers (``api.app:create_app`` as a factory), and the
-   bare app with 2 workers: what a ``--no-access-log`` / ``--workers`` option of ``jpki serve``
-   would give. Not the headline.
+5. Diagnostics (unless ``--no-diagnostics``), at 8 connections, interleaved: ``jpki serve
+   --workers 2`` against the bare app with 2 workers (with and without access log), and the same
+   jpki app started like ``jpki serve`` but with ``access_log=False``, 1 and 2 workers: what
+   serving without uvicorn's access log would give. Not the headline. They cycle over the first
+   5,000 of the hot set: a server with 2 workers has two memory caches to fill, each request
+   landing on either, and on SQLite its cache misses are slow (see docs/performance.md).
+
+Every run also reports the CPU used by the server, by wrk and by everything else on the machine
+(other jobs on a shared VM, PostgreSQL's backends), and the CPU an idle jpki server uses (its
+0.25 s OCSP refresh poll).
 
 Targets (issue: revocation services): at 8 connections, jpki ≥ 10x the openssl responder and
 ≥ 0.7x the bare ASGI limit, and p99 < 10 ms in every jpki run, on SQLite and on PostgreSQL.
@@ -96,6 +103,7 @@ TARGET_VS_BARE = 0.7
 TARGET_P99_MS = 10.0
 REVOKED_EVERY = 10  # 10 % revoked
 SAMPLE = 200  # responses whose signature and chain are verified, per check
+DIAG_HOT = 5_000  # the diagnostics cycle over the first 5,000 of the hot set (see warm())
 LOADS = [("POST", 1), ("GET", 1), ("POST", 8), ("GET", 8)]
 OPENSSL_REASONS = {1: "keyCompromise", 3: "affiliationChanged", 4: "superseded",
                    5: "cessationOfOperation"}
@@ -432,7 +440,8 @@ def exchange(port: int, requests: list[bytes], connections: int = 8) -> list[tup
             if sock is not None:
                 sock.close()
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True)
+               for k in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -690,19 +699,69 @@ class Measurement:
     requests: int
     errors: int
     bytes_per_response: float
+    server_cores: float  # CPU used by the server's processes during the run (median)
+    wrk_cores: float  # by wrk
+    other_cores: float  # by anything else on the machine (the worst run)
     runs: list[float] = field(default_factory=list)  # responses/s of each repeat
 
 
-def run_wrk(port: int, lua: Path, connections: int, seconds: float) -> dict[str, float]:
+def _machine_ticks() -> tuple[int, int]:
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # total, idle + iowait
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (uvicorn's worker processes)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/stat",
+                                                        encoding="ascii") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+    return out
+
+
+def _tree_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` and its children (uvicorn's workers), in clock ticks."""
+    total = 0
+    for p in [pid, *children(pid)]:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def run_wrk(server: Server, lua: Path, connections: int, seconds: float) -> dict[str, float]:
+    """One wrk run; besides wrk's figures, the cores used by the server, by wrk and by
+    everything else on the machine during the run (PostgreSQL's backends count as else)."""
+    import resource
+
     threads = 1 if connections == 1 else 2
+    hz = os.sysconf("SC_CLK_TCK")
+    total0, idle0 = _machine_ticks()
+    server0 = _tree_ticks(server.proc.pid)
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
                           "--timeout", "5s", "--latency", "-s", str(lua),
-                          f"http://127.0.0.1:{port}/"],
+                          f"http://127.0.0.1:{server.port}/"],
                          capture_output=True, text=True, check=False, timeout=seconds + 120)
+    elapsed = time.perf_counter() - began
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server1 = _tree_ticks(server.proc.pid)
+    total1, idle1 = _machine_ticks()
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({out.returncode}): {out.stderr.strip()[-1000:]}")
     result: dict[str, float] = json.loads(line.removeprefix("WRKJSON "))
+    busy = (1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1)
+    result["server_cores"] = (server1 - server0) / hz / elapsed
+    result["wrk_cores"] = (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime
+                           - usage0.ru_stime) / elapsed
+    result["other_cores"] = max(0.0, busy - result["server_cores"] - result["wrk_cores"])
     return result
 
 
@@ -718,6 +777,9 @@ def summarise(target: str, method: str, connections: int,
         requests=int(sum(r["requests"] for r in runs)), errors=int(sum(errors)),
         bytes_per_response=sum(r["bytes"] for r in runs) / max(1, sum(r["requests"]
                                                                       for r in runs)),
+        server_cores=statistics.median(r["server_cores"] for r in runs),
+        wrk_cores=statistics.median(r["wrk_cores"] for r in runs),
+        other_cores=max(r["other_cores"] for r in runs),
         runs=[round(x) for x in rates])
 
 
@@ -732,6 +794,7 @@ class DatabaseResult:
     setup_seconds: dict[str, float]
     response_bytes: int
     checked_responses: int
+    figures: dict[str, Any]
     measurements: list[Measurement]
     diagnostics: list[Measurement]
     ratios: dict[str, float]
@@ -747,232 +810,350 @@ def _ready_tcp(port: int) -> Callable[[], bool]:
     return lambda: listening(port)
 
 
-def bench_database(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
-    data_dir = root / kind
-    data_dir.mkdir(mode=0o700)
-    work = root / f"{kind}-work"
-    work.mkdir()
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    with fresh_database(kind, data_dir, "jpki-bench") as url:
-        env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
-        env.update({"JPKI_DATA_DIR": str(data_dir), "JPKI_DATABASE_URL": url,
-                    "PYTHONUNBUFFERED": "1"})
-        began = time.perf_counter()
-        run_cli(["init", "--data-dir", str(data_dir)], env)
-        fields = resident_fields(0)
-        resident = run_cli(["resident", "add", "--data-dir", str(data_dir),
-                            "--name", fields["name"], "--birth", fields["birth_date"].isoformat(),
-                            "--sex", str(fields["sex"]), "--address", fields["address"],
-                            "--municipality", fields["municipality_code"]], env)["id"]
-        timings["jpki_init"] = time.perf_counter() - began
-        issuers = read_issuers(url)
-        by_gid = {i.generation_id: i for i in issuers.values()}
-        log(f"[{kind}] loading {args.certificates:,} certificates "
-            f"({args.certificates // REVOKED_EVERY:,} revoked)...")
-        began = time.perf_counter()
-        index = work / "index.txt"
-        hot = load_certificates(url, resident, issuers, args.certificates, args.hot, index)
-        timings["bulk_load"] = time.perf_counter() - began
-        log(f"[{kind}]   {timings['bulk_load']:.1f} s; pre-signing the hot set of "
-            f"{len(hot):,} in the HSM (jpki ocsp presign --limit {len(hot)})...")
-        began = time.perf_counter()
-        presigned = int(run_cli(["ocsp", "presign", "--data-dir", str(data_dir),
-                                 "--limit", str(len(hot))], env)["signed"])
-        timings["presign"] = time.perf_counter() - began
-        log(f"[{kind}]   {presigned:,} signed in {timings['presign']:.1f} s "
-            f"({presigned / timings['presign']:.0f}/s)")
-        if presigned != len(hot):
-            raise BenchError(f"presign signed {presigned}, expected {len(hot)}")
+def refresh_query_ms(url: str) -> float:
+    """Milliseconds of the query the OCSP refresh loop runs every 0.25 s in every worker
+    (``certificates.status_changed_since``, nothing changed), through the store's own engine:
+    the median of 5."""
+    from jpki.store import UnitOfWorkFactory, create_store_engine
 
-        ders = [ocsp_request(c, by_gid[c.generation_id]) for c in hot]
-        requests = {m: [http_request(m, d, "/ocsp/") for d in ders] for m in ("POST", "GET")}
-        openssl_requests = {"POST": requests["POST"],
-                            "GET": [http_request("GET", d, "/") for d in ders]}
-        luas: dict[tuple[str, str], Path] = {}
-        for target, reqs in (("jpki", requests), ("openssl", openssl_requests)):
-            for method, raw in reqs.items():
-                data = work / f"{target}-{method}.req"
-                write_requests(data, raw)
-                luas[target, method] = work / f"{target}-{method}.lua"
-                write_lua(luas[target, method], data)
-        rng = random.Random(8954)
-        sample = rng.sample(range(len(hot)), min(SAMPLE, len(hot)))
-        sample_certs = [hot[i] for i in sample]
-
-        def sample_check(port: int, *, chain: bool = True) -> int:
-            n = 0
-            for method, reqs in (("POST", requests), ("GET", requests)):
-                n += check_all(port, [reqs[method][i] for i in sample], sample_certs, by_gid,
-                               verify=True, chain=chain)
-            return n
-
-        port = free_port()
-        checked = 0
-        began = time.perf_counter()
-        with started("jpki serve", [*jpki_command(), "serve", "--data-dir", str(data_dir),
-                                    "--port", str(port)], env, work / "jpki-serve.log", port,
-                     _ready_jpki(port)) as jpki:
-            timings["jpki_serve_start"] = time.perf_counter() - began
-            log(f"[{kind}] jpki serve up in {timings['jpki_serve_start']:.1f} s; first pass "
-                f"over the hot set, every response checked...")
+    engine = create_store_engine(url)
+    try:
+        uow = UnitOfWorkFactory(engine)
+        times = []
+        for _ in range(5):
+            since = datetime.now(UTC) - timedelta(seconds=1)
             began = time.perf_counter()
-            checked += check_all(jpki.port, requests["POST"], hot, by_gid, verify=False,
-                                 chain=False)
-            timings["first_pass"] = time.perf_counter() - began
-            checked += sample_check(jpki.port)
-            response_bytes = len(exchange(jpki.port, requests["POST"][:1], 1)[0][1])
-            log(f"[{kind}]   {timings['first_pass']:.1f} s "
-                f"({len(hot) / timings['first_pass']:.0f} requests/s from the database); "
-                f"responses of {response_bytes} bytes")
-            env_bare = dict(env, **{BARE_HEADERS_ENV: str(response_bytes)})
-            measurements, diagnostics = measure_all(kind, args, env_bare, jpki, luas, index,
-                                                    issuers, work, notes)
-            checked += sample_check(jpki.port)
-            with contextlib.suppress(OSError):
-                served_log = jpki.log_path.stat().st_size
-                notes.append(f"jpki serve wrote {served_log / 1e6:.0f} MB of log "
-                             "(uvicorn access log) during the run")
-        if not args.no_diagnostics:
-            diagnostics += measure_diagnostics(kind, args, env, env_bare, requests, hot, by_gid,
-                                               luas, work)
-        checked += check_openssl(kind, index, issuers, work, openssl_requests, sample, hot,
-                                 by_gid)
-        database_version = (postgres_server_version() or "?") if kind == "postgres" else \
-            __import__("sqlite3").sqlite_version
-
-    ratios, targets = evaluate(measurements)
-    return DatabaseResult(
-        database=kind, database_version=database_version, certificates=args.certificates,
-        revoked=args.certificates // REVOKED_EVERY, hot=len(hot), presigned=presigned,
-        setup_seconds={k: round(v, 1) for k, v in timings.items()},
-        response_bytes=response_bytes, checked_responses=checked,
-        measurements=measurements, diagnostics=diagnostics, ratios=ratios, targets=targets,
-        notes=notes)
+            with uow() as u:
+                u.certificates.status_changed_since(since)
+            times.append((time.perf_counter() - began) * 1000)
+        return statistics.median(times)
+    finally:
+        engine.dispose()
 
 
-def openssl_command(index: Path, issuers: dict[str, Issuer], work: Path,
-                    port: int) -> list[str]:
-    ca = work / "openssl-ca.pem"
-    if not ca.exists():
-        ca.write_bytes(b"".join(i.certificate.public_bytes(serialization.Encoding.PEM)
-                                for i in issuers.values()))
-        key = rsa.generate_private_key(65537, 2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench openssl OCSP")])
-        now = datetime.now(UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(days=1))
-                .not_valid_after(now + timedelta(days=30))
-                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]),
-                               critical=False)
-                .sign(key, hashes.SHA256()))
-        (work / "openssl-responder.pem").write_bytes(cert.public_bytes(
-            serialization.Encoding.PEM))
-        (work / "openssl-responder.key").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return ["openssl", "ocsp", "-index", str(index), "-CA", str(ca),
-            "-rsigner", str(work / "openssl-responder.pem"),
-            "-rkey", str(work / "openssl-responder.key"),
-            "-port", str(port), "-ignore_err", "-nmin", "60"]
+def process_cpu(pid: int, seconds: float = 3.0) -> float:
+    """Cores used by process ``pid`` and its worker processes over ``seconds``."""
+    before = _tree_ticks(pid)
+    time.sleep(seconds)
+    return (_tree_ticks(pid) - before) / os.sysconf("SC_CLK_TCK") / seconds
 
 
-@contextlib.contextmanager
-def openssl_server(index: Path, issuers: dict[str, Issuer], work: Path) -> Iterator[Server]:
-    port = free_port()
-    with started("openssl ocsp", openssl_command(index, issuers, work, port), dict(os.environ),
-                 work / "openssl.log", port, _ready_tcp(port), timeout=300) as server:
-        yield server
+class DatabaseRun:
+    """Everything measured on one database."""
 
+    def __init__(self, kind: str, root: Path, args: argparse.Namespace) -> None:
+        self.kind = kind
+        self.args = args
+        self.data_dir = root / kind
+        self.data_dir.mkdir(mode=0o700)
+        self.work = root / f"{kind}-work"
+        self.work.mkdir()
+        self.index = self.work / "index.txt"
+        self.timings: dict[str, float] = {}
+        self.figures: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.checked = 0
+        self.fresh_until = float("inf")
 
-def check_openssl(kind: str, index: Path, issuers: dict[str, Issuer], work: Path,
-                  requests: dict[str, list[bytes]], sample: list[int], hot: list[Cert],
-                  by_gid: dict[int, Issuer]) -> int:
-    """openssl's answers to the sample must be right too (else it could be measuring errors)."""
-    n = 0
-    certs = [hot[i] for i in sample]
-    for method in ("POST", "GET"):
-        with openssl_server(index, issuers, work) as server:
-            n += check_all(server.port, [requests[method][i] for i in sample], certs, by_gid,
-                           verify=True, chain=False, connections=1)
-    log(f"[{kind}] openssl's responses to the sample are right too")
-    return n
+    def log(self, message: str) -> None:
+        log(f"[{self.kind}] {message}")
 
+    def fresh_for(self, seconds: float) -> bool:
+        """Pre-signed responses are re-signed at half their validity (60 min in the recipe):
+        a run must end before the hot set goes stale, or it would measure live signing."""
+        return time.time() + seconds + 5 <= self.fresh_until
 
-def measure_all(kind: str, args: argparse.Namespace, env_bare: dict[str, str], jpki: Server,
-                luas: dict[tuple[str, str], Path], index: Path, issuers: dict[str, Issuer],
-                work: Path, notes: list[str]) -> tuple[list[Measurement], list[Measurement]]:
-    """jpki serve, openssl and the bare app, interleaved per load and repeat."""
-    bare_port, quiet_port = free_port(), free_port()
-    raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-    with contextlib.ExitStack() as stack:
-        bare = stack.enter_context(started(
-            "bare ASGI (jpki serve options)",
-            [sys.executable, "-m", "bench.ocsp", "--serve", "bare", str(bare_port), "1", "1"],
-            env_bare, work / "bare.log", bare_port, _ready_tcp(bare_port)))
-        quiet = stack.enter_context(started(
-            "bare ASGI (access log off)",
-            [sys.executable, "-m", "bench.ocsp", "--serve", "bare", str(quiet_port), "0", "1"],
-            env_bare, work / "bare-quiet.log", quiet_port, _ready_tcp(quiet_port)))
-        warm = min(args.seconds, 3)
-        for server in (jpki, bare, quiet):
-            for method in ("POST", "GET"):
-                run_wrk(server.port, luas["jpki", method], 8, warm)
-        busy = wait_quiet(args.wait_quiet, kind)
-        notes.append(f"before measuring, {busy:.2f} cores were busy outside the benchmark"
-                     + (" — the machine was not quiet: absolute figures are low, ratios of "
-                        "interleaved runs less affected" if busy >= 0.25 else ""))
-        for repeat in range(args.repeat):
-            for method, conns in LOADS:
-                log(f"[{kind}] run {repeat + 1}/{args.repeat}: {method} at {conns} "
-                    f"connection(s): jpki, openssl, bare, bare without access log")
-                for name, server in (("jpki serve", jpki), ("bare ASGI, jpki serve options",
-                                                             bare),
-                                     ("bare ASGI, access log off", quiet)):
-                    raw.setdefault((name, method, conns), []).append(
-                        run_wrk(server.port, luas["jpki", method], conns, args.seconds))
-                with openssl_server(index, issuers, work) as server:
-                    raw.setdefault(("openssl ocsp", method, conns), []).append(
-                        run_wrk(server.port, luas["openssl", method], conns, args.seconds))
-    order = ["jpki serve", "openssl ocsp", "bare ASGI, jpki serve options",
-             "bare ASGI, access log off"]
-    out = [summarise(t, m, c, raw[t, m, c]) for t in order for m, c in LOADS]
-    return out, []
+    def guard(self, seconds: float) -> None:
+        if not self.fresh_for(seconds):
+            raise BenchError("the pre-signed hot set would go stale during the next run: use "
+                             "fewer --repeat, fewer --seconds or a smaller --hot")
 
+    def run(self) -> DatabaseResult:
+        with fresh_database(self.kind, self.data_dir, "jpki-bench") as url:
+            self.env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+            self.env.update({"JPKI_DATA_DIR": str(self.data_dir), "JPKI_DATABASE_URL": url,
+                             "PYTHONUNBUFFERED": "1"})
+            self.setup(url)
+            self.measure()
+            if not self.args.no_diagnostics:
+                self.diagnostics += self.measure_diagnostics()
+            self.checked += self.check_openssl()
+            version = (postgres_server_version() or "?") if self.kind == "postgres" else \
+                __import__("sqlite3").sqlite_version
+        ratios, targets = evaluate(self.measurements, self.response_bytes)
+        return DatabaseResult(
+            database=self.kind, database_version=version, certificates=self.args.certificates,
+            revoked=self.args.certificates // REVOKED_EVERY, hot=len(self.hot),
+            presigned=self.presigned,
+            setup_seconds={k: round(v, 1) for k, v in self.timings.items()},
+            response_bytes=self.response_bytes, checked_responses=self.checked,
+            figures={k: round(v, 3) if isinstance(v, float) else v
+                     for k, v in self.figures.items()},
+            measurements=self.measurements, diagnostics=self.diagnostics, ratios=ratios,
+            targets=targets, notes=self.notes)
 
-def measure_diagnostics(kind: str, args: argparse.Namespace, env: dict[str, str],
-                        env_bare: dict[str, str], requests: dict[str, list[bytes]],
-                        hot: list[Cert], by_gid: dict[int, Issuer],
-                        luas: dict[tuple[str, str], Path], work: Path) -> list[Measurement]:
-    """What options ``jpki serve`` lacks would give: no access log; 2 workers."""
-    raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-    servers = [("jpki, access log off, 1 worker", "jpki", 1),
-               ("jpki, access log off, 2 workers", "jpki", 2),
-               ("bare ASGI, access log off, 2 workers", "bare", 2)]
-    for name, what, workers in servers:
+    # --- setup, not measured ----------------------------------------------------------
+
+    def setup(self, url: str) -> None:
+        from jpki.recipe import load_recipe
+
+        args, data_dir = self.args, str(self.data_dir)
+        began = time.perf_counter()
+        run_cli(["init", "--data-dir", data_dir], self.env)
+        f = resident_fields(0)
+        resident = run_cli(["resident", "add", "--data-dir", data_dir, "--name", f["name"],
+                            "--birth", f["birth_date"].isoformat(), "--sex", str(f["sex"]),
+                            "--address", f["address"], "--municipality",
+                            f["municipality_code"]], self.env)["id"]
+        self.timings["jpki_init"] = time.perf_counter() - began
+        self.issuers = read_issuers(url)
+        self.by_gid = {i.generation_id: i for i in self.issuers.values()}
+        self.log(f"loading {args.certificates:,} certificates "
+                 f"({args.certificates // REVOKED_EVERY:,} revoked)...")
+        began = time.perf_counter()
+        self.hot = load_certificates(url, resident, self.issuers, args.certificates, args.hot,
+                                     self.index)
+        self.timings["bulk_load"] = time.perf_counter() - began
+        self.figures["refresh poll query ms"] = refresh_query_ms(url)
+        self.log(f"  {self.timings['bulk_load']:.1f} s; pre-signing the hot set of "
+                 f"{len(self.hot):,} in the HSM (jpki ocsp presign --limit {len(self.hot)})...")
+        if args.wait_quiet:
+            self.figures["busy_cores_before_presign"] = wait_quiet(args.wait_quiet, self.kind)
+        validity = load_recipe(None).ocsp.validity
+        self.fresh_until = time.time() + validity.total_seconds() / 2 - 30
+        began = time.perf_counter()
+        self.presigned = int(run_cli(["ocsp", "presign", "--data-dir", data_dir, "--limit",
+                                      str(len(self.hot))], self.env)["signed"])
+        self.timings["presign"] = time.perf_counter() - began
+        self.figures["presign_per_s"] = self.presigned / self.timings["presign"]
+        self.log(f"  {self.presigned:,} signed in {self.timings['presign']:.1f} s "
+                 f"({self.figures['presign_per_s']:.0f}/s)")
+        if self.presigned != len(self.hot):
+            raise BenchError(f"presign signed {self.presigned}, expected {len(self.hot)}")
+
+        ders = [ocsp_request(c, self.by_gid[c.generation_id]) for c in self.hot]
+        self.requests = {m: [http_request(m, d, "/ocsp/") for d in ders]
+                         for m in ("POST", "GET")}
+        self.openssl_requests = {"POST": self.requests["POST"],
+                                 "GET": [http_request("GET", d, "/") for d in ders]}
+        self.luas: dict[tuple[str, str], Path] = {}
+        self.diag_hot = min(DIAG_HOT, len(self.hot))
+        diag = {m: r[:self.diag_hot] for m, r in self.requests.items()}
+        for target, reqs in (("jpki", self.requests), ("openssl", self.openssl_requests),
+                             ("diag", diag)):
+            for method, raw in reqs.items():
+                data = self.work / f"{target}-{method}.req"
+                write_requests(data, raw)
+                self.luas[target, method] = self.work / f"{target}-{method}.lua"
+                write_lua(self.luas[target, method], data)
+        self.sample = random.Random(8954).sample(range(len(self.hot)), min(SAMPLE,
+                                                                           len(self.hot)))
+
+    def sample_check(self, port: int) -> int:
+        certs = [self.hot[i] for i in self.sample]
+        return sum(check_all(port, [self.requests[m][i] for i in self.sample], certs,
+                             self.by_gid, verify=True, chain=True) for m in ("POST", "GET"))
+
+    def warm(self, server: Server, workers: int, count: int | None = None) -> list[float]:
+        """Send the first ``count`` hot requests (all by default), checking every answer: one
+        pass for one worker; for several, passes until one runs 3x faster than the first (each
+        worker has its own memory cache and request memo, and connections land on either), at
+        most 4. Returns the rate of each pass (the first is served from the database)."""
+        count = len(self.hot) if count is None else count
+        rates: list[float] = []
+        for _ in range(1 if workers == 1 else 4):
+            began = time.perf_counter()
+            self.checked += check_all(server.port, self.requests["POST"][:count],
+                                      self.hot[:count], self.by_gid, verify=False, chain=False)
+            rates.append(count / (time.perf_counter() - began))
+            if len(rates) > 1 and rates[-1] > 3 * rates[0]:
+                break
+        return rates
+
+    # --- the headline: jpki serve, openssl, bare ASGI ----------------------------------
+
+    def measure(self) -> None:
+        self.figures["busy_cores_before_serve"] = busy_cores()
         port = free_port()
-        ready = _ready_jpki(port) if what == "jpki" else _ready_tcp(port)
-        with started(name, [sys.executable, "-m", "bench.ocsp", "--serve", what, str(port), "0",
-                            str(workers)], env_bare if what == "bare" else env,
-                     work / f"diag-{what}-{workers}.log", port, ready) as server:
-            if what == "jpki":
-                # Each worker has its own memory cache and memo: a few passes spread over both.
-                for _ in range(workers):
-                    check_all(server.port, requests["POST"], hot, by_gid, verify=False,
-                              chain=False)
-            for method in ("POST", "GET"):
-                run_wrk(server.port, luas["jpki", method], 8, min(args.seconds, 5))
-            for repeat in range(args.repeat):
+        began = time.perf_counter()
+        with started("jpki serve", [*jpki_command(), "serve", "--data-dir", str(self.data_dir),
+                                    "--port", str(port)], self.env,
+                     self.work / "jpki-serve.log", port, _ready_jpki(port)) as jpki:
+            self.timings["jpki_serve_start"] = time.perf_counter() - began
+            self.log(f"jpki serve up in {self.timings['jpki_serve_start']:.1f} s; first pass "
+                     "over the hot set, every response checked...")
+            began = time.perf_counter()
+            self.figures["first_pass_per_s"] = self.warm(jpki, 1)[0]
+            self.timings["first_pass"] = time.perf_counter() - began
+            self.checked += self.sample_check(jpki.port)
+            self.response_bytes = len(exchange(jpki.port, self.requests["POST"][:1], 1)[0][1])
+            self.log(f"  {self.timings['first_pass']:.1f} s "
+                     f"({self.figures['first_pass_per_s']:.0f} requests/s from the database); "
+                     f"responses of {self.response_bytes} bytes")
+            self.figures["idle cores, jpki serve"] = process_cpu(jpki.proc.pid)
+            self.figures["busy_cores_with_jpki_idle"] = busy_cores()
+            self.env_bare = dict(self.env, **{BARE_HEADERS_ENV: str(self.response_bytes)})
+            log_before = jpki.log_path.stat().st_size
+            self.measurements = self.interleaved(jpki)
+            self.diagnostics: list[Measurement] = []
+            self.checked += self.sample_check(jpki.port)
+            written = (jpki.log_path.stat().st_size - log_before) / 1e6
+            self.notes.append(f"jpki serve wrote {written:.0f} MB of uvicorn access log "
+                              "during the measurements")
+
+    def interleaved(self, jpki: Server) -> list[Measurement]:
+        args, work = self.args, self.work
+        bare_port, quiet_port = free_port(), free_port()
+        raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+        with contextlib.ExitStack() as stack:
+            bare = stack.enter_context(started(
+                "bare ASGI (jpki serve options)",
+                [sys.executable, "-m", "bench.ocsp", "--serve", "bare", str(bare_port), "1",
+                 "1"], self.env_bare, work / "bare.log", bare_port, _ready_tcp(bare_port)))
+            quiet = stack.enter_context(started(
+                "bare ASGI (access log off)",
+                [sys.executable, "-m", "bench.ocsp", "--serve", "bare", str(quiet_port), "0",
+                 "1"], self.env_bare, work / "bare-quiet.log", quiet_port,
+                _ready_tcp(quiet_port)))
+            for server in (jpki, bare, quiet):
                 for method in ("POST", "GET"):
-                    log(f"[{kind}] diagnostic {repeat + 1}/{args.repeat}: {name}, {method} "
-                        "at 8 connections")
-                    raw.setdefault((name, method, 8), []).append(
-                        run_wrk(server.port, luas["jpki", method], 8, args.seconds))
-    return [summarise(n, m, 8, raw[n, m, 8]) for n, _, _ in servers for m in ("POST", "GET")]
+                    run_wrk(server, self.luas["jpki", method], 8, min(args.seconds, 3))
+            self.figures["busy_cores_before_measuring"] = busy_cores()
+            for repeat in range(args.repeat):
+                for method, conns in LOADS:
+                    self.log(f"run {repeat + 1}/{args.repeat}: {method} at {conns} "
+                             "connection(s): jpki, openssl, bare, bare without access log")
+                    for name, server in (("jpki serve", jpki),
+                                         ("bare ASGI, jpki serve options", bare),
+                                         ("bare ASGI, access log off", quiet)):
+                        self.guard(args.seconds)
+                        raw.setdefault((name, method, conns), []).append(
+                            run_wrk(server, self.luas["jpki", method], conns,
+                                    args.seconds))
+                    with self.openssl_server() as server:
+                        raw.setdefault(("openssl ocsp", method, conns), []).append(
+                            run_wrk(server, self.luas["openssl", method], conns,
+                                    args.seconds))
+        order = ["jpki serve", "openssl ocsp", "bare ASGI, jpki serve options",
+                 "bare ASGI, access log off"]
+        return [summarise(t, m, c, raw[t, m, c]) for t in order for m, c in LOADS]
+
+    # --- openssl ------------------------------------------------------------------------
+
+    def openssl_command(self, port: int) -> list[str]:
+        work = self.work
+        ca = work / "openssl-ca.pem"
+        if not ca.exists():
+            ca.write_bytes(b"".join(i.certificate.public_bytes(serialization.Encoding.PEM)
+                                    for i in self.issuers.values()))
+            key = rsa.generate_private_key(65537, 2048)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench openssl OCSP")])
+            now = datetime.now(UTC)
+            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                    .not_valid_before(now - timedelta(days=1))
+                    .not_valid_after(now + timedelta(days=30))
+                    .add_extension(x509.ExtendedKeyUsage(
+                        [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+                    .sign(key, hashes.SHA256()))
+            (work / "openssl-responder.pem").write_bytes(cert.public_bytes(
+                serialization.Encoding.PEM))
+            (work / "openssl-responder.key").write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+        return ["openssl", "ocsp", "-index", str(self.index), "-CA", str(ca),
+                "-rsigner", str(work / "openssl-responder.pem"),
+                "-rkey", str(work / "openssl-responder.key"),
+                "-port", str(port), "-ignore_err", "-nmin", "60"]
+
+    @contextlib.contextmanager
+    def openssl_server(self) -> Iterator[Server]:
+        """A fresh ``openssl ocsp`` (it loads the index of every certificate at start)."""
+        port = free_port()
+        log_path = self.work / "openssl.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+
+        def ready() -> bool:
+            # It listens before it loads the index (about 1 s for 10^6 lines) and says when
+            # it is ready; the first requests would otherwise wait for the load.
+            if not listening(port):
+                return False
+            with log_path.open("rb") as fh:
+                fh.seek(offset)
+                return b"waiting for OCSP client connections" in fh.read()
+
+        with started("openssl ocsp", self.openssl_command(port), dict(os.environ), log_path,
+                     port, ready, timeout=300) as server:
+            yield server
+
+    def check_openssl(self) -> int:
+        """openssl's answers to the sample must be right too (else it could be measuring
+        errors, which cost less than signatures)."""
+        n = 0
+        certs = [self.hot[i] for i in self.sample]
+        for method in ("POST", "GET"):
+            with self.openssl_server() as server:
+                n += check_all(server.port, [self.openssl_requests[method][i]
+                                             for i in self.sample], certs, self.by_gid,
+                               verify=True, chain=False, connections=1)
+        self.log("openssl's responses to the sample are right too")
+        return n
+
+    # --- diagnostics --------------------------------------------------------------------
+
+    def measure_diagnostics(self) -> list[Measurement]:
+        """2 workers (``jpki serve --workers 2``) against the bare app with 2 workers, and what
+        serving without uvicorn's access log would give (the same app, started like ``jpki
+        serve`` but with ``access_log=False``), interleaved. Not the headline."""
+        args, work = self.args, self.work
+        jpki = [*jpki_command(), "serve", "--data-dir", str(self.data_dir)]
+        child = [sys.executable, "-m", "bench.ocsp", "--serve"]
+        servers: list[tuple[str, bool, int, Callable[[int], list[str]]]] = [
+            ("jpki serve --workers 2", True, 2,
+             lambda port: [*jpki, "--workers", "2", "--port", str(port)]),
+            ("bare ASGI, jpki serve options, 2 workers", False, 2,
+             lambda port: [*child, "bare", str(port), "1", "2"]),
+            ("bare ASGI, access log off, 2 workers", False, 2,
+             lambda port: [*child, "bare", str(port), "0", "2"]),
+            ("jpki app, access log off, 1 worker", True, 1,
+             lambda port: [*child, "jpki", str(port), "0", "1"]),
+            ("jpki app, access log off, 2 workers", True, 2,
+             lambda port: [*child, "jpki", str(port), "0", "2"]),
+        ]
+        raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+        with contextlib.ExitStack() as stack:
+            running = []
+            for name, is_jpki, workers, command in servers:
+                port = free_port()
+                server = stack.enter_context(started(
+                    name, command(port), self.env if is_jpki else self.env_bare,
+                    work / f"diag-{len(running)}.log", port,
+                    _ready_jpki(port) if is_jpki else _ready_tcp(port)))
+                if is_jpki:
+                    self.log(f"diagnostics: warming {name}...")
+                    rates = self.warm(server, workers, self.diag_hot)
+                    self.figures[f"warm-up passes/s, {name}"] = [round(r) for r in rates]
+                    self.figures[f"idle cores, {name}"] = process_cpu(server.proc.pid)
+                for method in ("POST", "GET"):
+                    run_wrk(server, self.luas["diag", method], 8, min(args.seconds, 5))
+                running.append(server)
+            for repeat in range(args.repeat):
+                if not self.fresh_for(2 * len(running) * (args.seconds + 1)):
+                    self.notes.append(f"diagnostics stopped after {repeat} repeat(s): the "
+                                      "pre-signed hot set was about to go stale")
+                    break
+                for method in ("POST", "GET"):
+                    self.log(f"diagnostics {repeat + 1}/{args.repeat}: {method} at 8 "
+                             "connections, " + ", ".join(s.name for s in running))
+                    for server in running:
+                        raw.setdefault((server.name, method, 8), []).append(
+                            run_wrk(server, self.luas["diag", method], 8, args.seconds))
+        return [summarise(n, m, 8, raw[n, m, 8]) for n, _, _, _ in servers
+                for m in ("POST", "GET") if (n, m, 8) in raw]
 
 
-def evaluate(measurements: list[Measurement]) -> tuple[dict[str, float], dict[str, bool]]:
+def evaluate(measurements: list[Measurement],
+             response_bytes: int) -> tuple[dict[str, float], dict[str, bool]]:
     by = {(m.target, m.method, m.connections): m for m in measurements}
     ratios: dict[str, float] = {}
     targets: dict[str, bool] = {}
@@ -992,6 +1173,9 @@ def evaluate(measurements: list[Measurement]) -> tuple[dict[str, float], dict[st
     ratios["worst jpki p99 ms"] = round(worst, 2)
     targets[f"p99 < {TARGET_P99_MS:g} ms"] = worst < TARGET_P99_MS
     targets["no errors"] = all(m.errors == 0 for m in measurements)
+    # A tryLater or malformedRequest answer is 5 bytes: every jpki response must be full size.
+    targets["every jpki response full size"] = all(
+        m.bytes_per_response > response_bytes for m in measurements if m.target == "jpki serve")
     return ratios, targets
 
 
@@ -1006,8 +1190,9 @@ def print_result(r: DatabaseResult, args: argparse.Namespace) -> None:
     print(f"   setup (not measured), s: {r.setup_seconds}")
     print(f"   {r.checked_responses:,} responses checked (status, serial, CertID, revocation; "
           f"signature and chain for samples); response {r.response_bytes} bytes")
-    header = f"   {'target':<38} {'method':<6} {'conns':>5} {'resp/s':>9} {'p50 ms':>7} " \
-             f"{'p99 ms':>7} {'errors':>6} {'B/resp':>7}"
+    header = f"   {'target':<42} {'method':<6} {'conns':>5} {'resp/s':>9} {'p50 ms':>7} " \
+             f"{'p99 ms':>7} {'errors':>6} {'B/resp':>7} {'cores: server':>13} " \
+             f"{'wrk':>5} {'other':>5}"
     for title, rows in (("", r.measurements), ("diagnostics (not the headline):",
                                                r.diagnostics)):
         if not rows:
@@ -1016,18 +1201,24 @@ def print_result(r: DatabaseResult, args: argparse.Namespace) -> None:
             print(f"   {title}")
         print(header)
         for m in rows:
-            print(f"   {m.target:<38} {m.method:<6} {m.connections:>5} "
+            print(f"   {m.target:<42} {m.method:<6} {m.connections:>5} "
                   f"{m.responses_per_s:>9,.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} "
-                  f"{m.errors:>6} {m.bytes_per_response:>7.0f}")
+                  f"{m.errors:>6} {m.bytes_per_response:>7.0f} {m.server_cores:>13.2f} "
+                  f"{m.wrk_cores:>5.2f} {m.other_cores:>5.2f}")
     print("   ratios at 8 connections: " + "; ".join(f"{k} {v:g}" for k, v in r.ratios.items()))
     print("   targets: " + "; ".join(f"{k}: {'met' if ok else 'MISSED'}"
                                      for k, ok in r.targets.items()))
+    print("   figures: " + "; ".join(f"{k} {v}" for k, v in r.figures.items()))
     for note in r.notes:
         print(f"   note: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Stop cleanly (servers stopped, databases dropped) on SIGTERM, and on SIGINT even when
+    # started in the background by a shell, which ignores SIGINT there.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if argv[:1] == ["--serve"]:
         serve_child(argv[1:])
         return 0
@@ -1043,8 +1234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-diagnostics", action="store_true")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for other processes to leave the CPUs idle "
-                             "before measuring (the load average is reported either way)")
-    parser.add_argument("--json", action="store_true")
+                             "before pre-signing and measuring (the CPU other processes use "
+                             "during every run is reported either way)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--save", type=Path, metavar="FILE",
+                        help="also write the JSON document to FILE")
     args = parser.parse_args(argv)
     if not 1 <= args.hot <= min(args.certificates, 100_000):
         parser.error("--hot must be between 1 and min(--certificates, 100000)")
@@ -1066,7 +1260,7 @@ def main(argv: list[str] | None = None) -> int:
         for module in ("uvloop", "httptools"):
             with contextlib.suppress(ImportError):
                 info[module] = __import__(module).__version__
-        results = [bench_database(kind, root, args) for kind in kinds]
+        results = [DatabaseRun(kind, root, args).run() for kind in kinds]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report = {"command": "python -m bench.ocsp " + " ".join(argv),
@@ -1075,8 +1269,11 @@ def main(argv: list[str] | None = None) -> int:
               "targets": {"vs_openssl": TARGET_VS_OPENSSL, "vs_bare": TARGET_VS_BARE,
                           "p99_ms": TARGET_P99_MS},
               "results": [asdict(r) for r in results]}
+    document = json.dumps(report, indent=2, default=str)
+    if args.save:
+        args.save.write_text(document + "\n")
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(document)
     else:
         print(f"bench.ocsp — {started_at:%Y-%m-%d %H:%M} UTC — {info['cpus']} × "
               f"{info['cpu_model']}, Python {info['python']}, {info['openssl']}, "

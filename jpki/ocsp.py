@@ -181,8 +181,13 @@ class Answer:
 class OcspResponder:
     def __init__(self, uow_factory: UnitOfWorkFactory, keys: KeyStore, clock: Clock,
                  recipe: Recipe, cas: CaService, *, validity: timedelta = timedelta(hours=1),
-                 max_live_signatures: int = 8, cache_size: int = 200_000) -> None:
+                 max_live_signatures: int = 8, cache_size: int = 200_000,
+                 read_uow: UnitOfWorkFactory | None = None) -> None:
         self._uow = uow_factory
+        # Everything but storing a signed response only reads. On SQLite a read-only unit of
+        # work neither takes the writer's lock nor queues behind it (jpki.store.engine), so the
+        # refresh poll and cache misses never wait on issuance or on each other.
+        self._read_uow = read_uow or uow_factory
         self._keys = keys
         self._clock = clock
         self._recipe = recipe
@@ -202,7 +207,7 @@ class OcspResponder:
     def reload(self) -> None:
         """Re-read CA generations and their newest responder certificates (after a rollover or
         a responder renewal)."""
-        with self._uow() as uow:
+        with self._read_uow() as uow:
             gens = list(uow.cas.generations())
             responders = {}
             for gen in gens:
@@ -308,7 +313,7 @@ class OcspResponder:
                 now: datetime) -> tuple[str, datetime | None, RevocationReason | None,
                                         datetime | None]:
         """(good|revoked|unknown, revocation time, reason, scheduled revocation time)."""
-        with self._uow() as uow:
+        with self._read_uow() as uow:
             cert = uow.certificates.get_by_serial(format(serial, "x"))
         if cert is None or cert.ca_generation_id != generation_id:
             return "unknown", None, None, None
@@ -374,7 +379,7 @@ class OcspResponder:
 
     def _load(self, key: CacheKey) -> CachedResponse | None:
         """The database copy, signed by another worker or before a restart."""
-        with self._uow() as uow:
+        with self._read_uow() as uow:
             row = uow.ocsp.get(key[0], key[1], format(key[2], "x"))
         if row is None:
             return None
@@ -399,7 +404,7 @@ class OcspResponder:
         # poll must not slip through (re-reading is harmless, see above).
         mark = (self._watermark or now) - timedelta(seconds=1)
         self._watermark = now
-        with self._uow() as uow:
+        with self._read_uow() as uow:
             changed = {c.serial: c for c in uow.certificates.status_changed_since(mark)}
             if not changed:
                 return 0
@@ -438,7 +443,7 @@ class OcspResponder:
             while limit is None or signed < limit:
                 now = self._clock.now()
                 take = batch if limit is None else min(batch, limit - signed)
-                with self._uow() as uow:
+                with self._read_uow() as uow:
                     todo = uow.ocsp.missing(algorithm, now - self.validity / 2, now, take)
                 if not todo:
                     break

@@ -186,8 +186,11 @@ class SqlCertificates:
         return self._s.execute(stmt).scalars().first()
 
     def status_changed_since(self, since: datetime) -> Sequence[Certificate]:
-        stmt = select(_C).where(or_(_T.c.revocation_recorded_at >= since,
-                                    _T.c.hold_released_at >= since))
+        # Every change of status writes revocation_recorded_at, a hold's release included
+        # (jpki.revocation: set_revocation, release_hold), so its index alone answers this; an
+        # OR with the unindexed hold_released_at scanned the table on every OCSP refresh poll
+        # (232 ms at 10^6 rows on SQLite, four times a second: bench/ocsp.py).
+        stmt = select(_C).where(_T.c.revocation_recorded_at >= since)
         return list(self._s.execute(stmt).scalars())
 
     def status_rows(self, serials: Sequence[str]) -> Sequence[StatusRow]:

@@ -393,8 +393,14 @@ def test_lost_phone_hold_and_lift(services, holder, keys, clock):
            "device": phone.device_id,
            "sign_public_key": base64.b64encode(spki(new_sign)).decode(),
            "sign_pop": phone.pop(challenge, CertKind.MOBILE_SIGN, key=new_sign)}
+    services.ocsp.refresh()  # the server's poll, as it runs before the lift
     lifted = services.mobile.lift_suspension(h.sign_as_phone(phone, doc))
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("good", None)
+    # The next poll finds the release and re-signs the cached "on hold" response (RFC 6960
+    # §2.2: a released hold is "good" again).
+    assert services.ocsp.refresh() >= 1
+    resp = ocsp_status(services, mobile[CertKind.MOBILE_AUTH].der, CaKind.AUTH)
+    assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
     assert state(services, mobile[CertKind.MOBILE_SIGN].serial) == ("revoked", "superseded")
     (reissued,) = lifted.certificates
     assert reissued.kind is CertKind.MOBILE_SIGN
