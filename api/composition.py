@@ -158,5 +158,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         consents=ConsentService(uow, clock, audit),
         latest_basic4=LatestBasic4Service(
             uow, clock, audit, consent_max_lifetime=timedelta(days=settings.consent_max_days),
-            read_uow=reader, group=group),
+            group=group),
     )

@@ -13,9 +13,11 @@ usual) and commits; the callers whose records were in that batch return only the
 arrive during the commit form the next batch, whose first caller is woken to lead it. Nothing is
 acknowledged before it is durable, and a failed commit fails every call of its batch.
 
-A record may carry a ``check`` run inside the batch's transaction before it is staged (a
-standing consent is re-read under a lock there, so that a withdrawal committed in between still
-refuses the call); a check that raises refuses that call alone.
+A record may carry a ``check`` run inside the batch's transaction before it is staged; a check
+that raises refuses that call alone, and one that returns a mapping gives the record its payload
+— for a call whose disclosure is decided by what the check reads there (the latest basic 4
+information under a standing consent, read with the consent locked, so that a withdrawal
+committed in between still refuses the call).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from jpki.audit import AuditLog, JsonValue, canonical_payload
 from jpki.errors import JpkiError
 from jpki.ports import UnitOfWork, UnitOfWorkFactory
 
-Check = Callable[[UnitOfWork], None]
+Check = Callable[[UnitOfWork], Mapping[str, JsonValue] | None]
 
 
 @dataclass(eq=False)
@@ -80,14 +82,20 @@ class GroupAudit:
         try:
             with self._uow() as uow:
                 for entry in batch:
+                    payload = entry.payload
                     if entry.check is not None:
                         try:
-                            entry.check(uow)
-                        except JpkiError as exc:
+                            made = entry.check(uow)
+                            if made is not None:
+                                # What record() does with a given payload: personal-data keys
+                                # refuse this call, not the batch.
+                                canonical_payload(made)
+                                payload = made
+                        except (JpkiError, ValueError) as exc:
                             entry.error = exc
                             continue
                     self._audit.record(uow, actor=entry.actor, action=entry.action,
-                                       subject=entry.subject, payload=entry.payload)
+                                       subject=entry.subject, payload=payload)
                 uow.commit()
         except BaseException as exc:
             for entry in batch:

@@ -23,10 +23,9 @@ why. A refused call stores nothing, not even a newly submitted consent.
 
 Every answer is audited (``basic4.provided``: relying party, resident id, consent, items,
 purpose, current serial) before anything is returned; never the values themselves. A new consent
-is stored and audited in the transaction that reads the record; a standing one is read in a
-read-only unit of work and audited after it — in a group commit shared with concurrent calls
-(jpki.group_audit) that re-reads the consent under a lock first, so that a withdrawal committed
-in between still refuses the call.
+is stored and audited in the transaction that reads the record. A standing one is read — the
+consent under a lock, so that a withdrawal committed in between still refuses the call — and
+audited in the transaction of a group commit shared with concurrent calls (jpki.group_audit).
 """
 
 from __future__ import annotations
@@ -94,10 +93,8 @@ def current_signing_certificate(uow: UnitOfWork, consent: Consent,
 class LatestBasic4Service:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  consent_max_lifetime: timedelta = timedelta(days=365),
-                 read_uow: UnitOfWorkFactory | None = None,
                  group: GroupAudit | None = None) -> None:
         self._uow = uow_factory
-        self._read_uow = read_uow or uow_factory
         self._group = group or GroupAudit(uow_factory, audit)
         self._clock = clock
         self._audit = audit
@@ -123,27 +120,39 @@ class LatestBasic4Service:
                 # Leaving without commit: the consent submitted with this call is not kept.
             self._refuse(ctx, purpose, outcome, None)
         assert consent_id is not None
-        # A standing consent: read in a read-only unit of work (on SQLite it does not queue
-        # behind the writer), then audit — re-reading the consent under a lock, so that a
-        # withdrawal committed in between still wins — and only then answer.
-        with self._read_uow() as uow:
-            now = self._clock.now()
-            record = load_standing_consent(uow, ctx.rp_id, consent_id, now)
+        # A standing consent: read, evaluated and audited in the transaction of a group commit
+        # shared with concurrent calls (jpki.group_audit), the consent locked — so that a
+        # withdrawal committed in between still wins — and only then answered. One read of
+        # each row, where reading first in a read-only unit of work and then re-reading the
+        # consent under the lock cost a second unit of work and a second read.
+        now = self._clock.now()
+        rp_id = ctx.rp_id
+        answers: list[Basic4Answer] = []
+        withheld: list[str] = []
+
+        def disclose(uow: UnitOfWork) -> dict[str, JsonValue]:
+            record = load_standing_consent(uow, rp_id, consent_id, now, for_update=True)
             if purpose != record.purpose:
                 raise ConsentPurposeMismatch("the call's purpose must be the consented "
                                              "purpose", field="purpose")
             outcome = self._evaluate(uow, record, now)
-        if not isinstance(outcome, Basic4Answer):
-            self._refuse(ctx, purpose, outcome, record.id)
-        rp_id, consent_id = ctx.rp_id, record.id
+            if not isinstance(outcome, Basic4Answer):
+                if outcome is not None:
+                    withheld.append(outcome)
+                raise Basic4NotAvailable(_NOT_AVAILABLE)
+            answers.append(outcome)
+            return self._provided(ctx, record, purpose, outcome)
 
-        def still_standing(uow: UnitOfWork) -> None:
-            load_standing_consent(uow, rp_id, consent_id, now, for_update=True)
-
-        self._group.record(actor=ctx.actor, action="basic4.provided", subject=record.id,
-                           payload=self._provided(ctx, record, purpose, outcome),
-                           check=still_standing)
-        return outcome
+        try:
+            # The subject is the consent's id: a call naming no consent of this relying party
+            # is refused by disclose() before anything is staged.
+            self._group.record(actor=ctx.actor, action="basic4.provided", subject=consent_id,
+                               check=disclose)
+        except Basic4NotAvailable:
+            if withheld:
+                self._record_withheld(ctx, purpose, withheld[0], consent_id)
+            raise
+        return answers[0]
 
     @staticmethod
     def _evaluate(uow: UnitOfWork, record: Consent, now: datetime) -> Basic4Answer | str | None:

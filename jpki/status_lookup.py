@@ -16,24 +16,43 @@ Besides OCSP's answer each result says what the certificate is — ``form`` (car
 answering ``good`` for an expired, unrevoked certificate (RFC 6960 §2.2 leaves it to the CA) and
 the CRLs stop listing revoked ones after expiry, so the relying party checks validity itself.
 
-One call reads every serial in one statement, in a read-only unit of work, and is audited once
-(count, unknown count and a SHA-256 of the request's serials, never the list: a batch of 1,000
-would swell the chain) before the answer leaves — in a group commit shared with concurrent
-calls (jpki.group_audit).
+**Where the statuses come from.** A status is read from the store once and then kept in memory
+(:class:`StatusRows`), the way the OCSP responder keeps its signed responses: every status
+change (revocation, hold, release, abandonment) writes ``revocation_recorded_at``
+(jpki.revocation.set_revocation, release_hold), and the same "changed since" poll that
+refreshes OCSP's cache (``status_changed_since``, re-reading the last second) corrects the kept
+rows. The poll runs on demand, on the calls' own path: a call finding the last poll older than
+:data:`REFRESH_SECONDS` polls first (one statement, a few times a second at most); a call that
+finds another call polling answers from the rows as they are, only while the last completed
+poll is younger than :data:`MAX_STALE_SECONDS`, else it waits for the poll. So a status change
+committed at *t* is in every answer given from *t* + 1 s on — the bound of OCSP's own refresh
+(api.app.OCSP_REFRESH_SECONDS, then re-signing) — whether or not a background task runs.
+Unknown serials are never kept (a serial unknown now may be issued a moment later): they are
+read from the store on every call, with the misses of the call, in one statement in a read-only
+unit of work. Nothing kept is personal data (serial, kind, status, notAfter, revocation).
+
+Each call is audited once (count, unknown count and a SHA-256 of the request's serials, never
+the list: a batch of 1,000 would swell the chain) before the answer leaves — in a group commit
+shared with concurrent calls (jpki.group_audit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import islice
 from typing import NamedTuple
 
 from jpki.audit import AuditLog
 from jpki.errors import InvalidInput, InvalidSerial, TooLarge
 from jpki.group_audit import GroupAudit
-from jpki.model import CertStatus, StatusRow
+from jpki.model import Certificate, CertStatus, StatusRow
 from jpki.ports import Clock, UnitOfWorkFactory
 from jpki.relying_parties import RpContext
 from jpki.serials import parse_serial
@@ -41,6 +60,14 @@ from jpki.serials import parse_serial
 MAX_BATCH = 1000
 _CANONICAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
 SCOPE = "status"
+# The pace and the look-back of the OCSP responder's refresh (api.app.OCSP_REFRESH_SECONDS,
+# jpki.ocsp.OcspResponder.refresh), so that both answer from the same changes.
+REFRESH_SECONDS = 0.25
+LOOKBACK = timedelta(seconds=1)
+# The oldest poll an answer may rest on: a change is in every answer from a second on.
+MAX_STALE_SECONDS = 1.0
+CACHE_SIZE = 200_000  # rows kept (about 60 MB when full); the oldest quarter goes first
+_POLLS_REMEMBERED = 64  # a fill older than this many polls keeps nothing (see StatusRows._keep)
 
 
 class BatchTooLarge(TooLarge):
@@ -70,13 +97,18 @@ class StatusAnswer:
     results: list[SerialStatus]
 
 
+def _revoked(row: StatusRow, now: datetime) -> bool:
+    """OCSP's rule (jpki.ocsp._status_of): abandoned, or revoked at or before ``now``."""
+    return row.status is CertStatus.ABANDONED or (
+        row.revoked_at is not None and row.revoked_at <= now)
+
+
 def status_for(serial: str, row: StatusRow | None, now: datetime) -> SerialStatus:
     """OCSP's answer for one serial (the rule of jpki.ocsp._status_of), plus what it is."""
     if row is None:
         return SerialStatus(serial=serial, status="unknown", reason=None, revoked_at=None,
                             form=None, usage=None, not_after=None, expired=None)
-    revoked = row.status is CertStatus.ABANDONED or (
-        row.revoked_at is not None and row.revoked_at <= now)
+    revoked = _revoked(row, now)
     return SerialStatus(
         serial=serial, status="revoked" if revoked else "good",
         reason=row.revocation_reason.rfc_name if revoked and row.revocation_reason is not None
@@ -85,6 +117,12 @@ def status_for(serial: str, row: StatusRow | None, now: datetime) -> SerialStatu
         form="mobile" if row.kind.is_mobile else "card",
         usage="sign" if row.kind.is_signing else "auth",
         not_after=row.not_after, expired=now > row.not_after)
+
+
+def status_row(cert: Certificate) -> StatusRow:
+    return StatusRow(serial=cert.serial, kind=cert.kind, status=cert.status,
+                     not_after=cert.not_after, revoked_at=cert.revoked_at,
+                     revocation_reason=cert.revocation_reason)
 
 
 def canonical_serials(serials: list[str]) -> list[str]:
@@ -105,25 +143,163 @@ def canonical_serials(serials: list[str]) -> list[str]:
     return out
 
 
+class _Kept:
+    """A kept row and its answers. The answer changes only where the row's revocation takes
+    effect and at its notAfter, so there are four at most: one per (revoked now, expired now),
+    each made once (and then the same object, which the HTTP layer's encoding memo relies on)."""
+
+    __slots__ = ("answers", "row")
+
+    def __init__(self, row: StatusRow) -> None:
+        self.row = row
+        self.answers: list[SerialStatus | None] = [None, None, None, None]
+
+    def answer(self, now: datetime) -> SerialStatus:
+        row = self.row
+        index = 2 * _revoked(row, now) + (now > row.not_after)
+        found = self.answers[index]
+        if found is None:
+            found = self.answers[index] = status_for(row.serial, row, now)
+        return found
+
+
+class StatusRows:
+    """serial → status row, for serials looked up before, kept in step with the store by the
+    poll of the OCSP responder's cache (module docstring).
+
+    A fill (the rows of a call's misses) races with the polls: a row read just before a change
+    committed must not be kept after the poll that reported the change has passed. Each poll
+    numbers itself and remembers the serials it reported; a fill notes the number before it
+    reads and keeps none of the serials reported by a later poll (the next call reads them
+    again). A poll that finds the clock moved back forgets every row: its look-back, measured
+    on that clock, could miss changes recorded in between.
+    """
+
+    def __init__(self, read_uow: UnitOfWorkFactory, clock: Clock, *, size: int = CACHE_SIZE,
+                 refresh_seconds: float = REFRESH_SECONDS,
+                 max_stale_seconds: float = MAX_STALE_SECONDS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._read_uow = read_uow
+        self._clock = clock
+        self._size = size
+        self._refresh = refresh_seconds
+        self._max_stale = max(max_stale_seconds, refresh_seconds)
+        self._monotonic = monotonic
+        self._kept: dict[str, _Kept] = {}
+        self._lock = threading.Lock()  # _kept (writes), _epoch, _floor, _reported, _watermark
+        self._polling = threading.Lock()  # one poll at a time
+        self._polled_at: float | None = None  # when the last completed poll began (monotonic)
+        self._watermark: datetime | None = None  # its clock instant: the next look-back's base
+        self._epoch = 0  # completed polls
+        self._floor = 0  # fills begun before this poll keep nothing (the clock moved back)
+        self._reported: deque[tuple[int, frozenset[str]]] = deque(maxlen=_POLLS_REMEMBERED)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def answers(self, serials: list[str], now: datetime) -> list[SerialStatus]:
+        """OCSP's answer at ``now`` for each serial, in order."""
+        self._keep_fresh()
+        kept = self._kept
+        found = [kept.get(s) for s in serials]
+        missing = {s for s, k in zip(serials, found, strict=True) if k is None}
+        if missing:
+            read = self._read(sorted(missing))
+            found = [k if k is not None else read.get(s)
+                     for s, k in zip(serials, found, strict=True)]
+        return [k.answer(now) if k is not None else status_for(s, None, now)
+                for s, k in zip(serials, found, strict=True)]
+
+    # --- freshness ------------------------------------------------------------------------
+
+    def _keep_fresh(self) -> None:
+        polled = self._polled_at
+        if polled is not None and self._monotonic() - polled < self._refresh:
+            return
+        if not self._polling.acquire(blocking=False):
+            # Another call is polling: the rows as they are will do while the last completed
+            # poll is recent enough; otherwise wait for this one.
+            if polled is not None and self._monotonic() - polled < self._max_stale:
+                return
+            self._polling.acquire()
+        try:
+            polled = self._polled_at
+            if polled is None or self._monotonic() - polled >= self._refresh:
+                self._poll()
+        finally:
+            self._polling.release()
+
+    def poll(self) -> int:
+        """Correct the kept rows with the status changes recorded since the last poll (and
+        the second before it); returns how many changed rows were read. The calls poll when
+        it is due; this is for whoever wants it sooner (a test, a server task)."""
+        with self._polling:
+            return self._poll()
+
+    def _poll(self) -> int:
+        began = self._monotonic()
+        now = self._clock.now()
+        watermark = self._watermark
+        moved_back = watermark is not None and now < watermark
+        mark = (now if watermark is None or moved_back else watermark) - LOOKBACK
+        with self._read_uow() as uow:
+            changed = {c.serial: _Kept(status_row(c))
+                       for c in uow.certificates.status_changed_since(mark)}
+        with self._lock:
+            self._epoch += 1
+            if moved_back:
+                self._kept.clear()
+                self._floor = self._epoch
+            for serial, entry in changed.items():
+                if serial in self._kept:
+                    self._kept[serial] = entry
+            self._reported.append((self._epoch, frozenset(changed)))
+            self._watermark = now
+            self._polled_at = began
+        return len(changed)
+
+    # --- filling --------------------------------------------------------------------------
+
+    def _read(self, serials: list[str]) -> dict[str, _Kept]:
+        epoch = self._epoch  # before the read (see _keep)
+        with self._read_uow() as uow:
+            read = {r.serial: _Kept(r) for r in uow.certificates.status_rows(serials)}
+        self._keep(read, epoch)
+        return read
+
+    def _keep(self, read: dict[str, _Kept], epoch: int) -> None:
+        with self._lock:
+            if epoch < self._floor or self._epoch - epoch > len(self._reported):
+                return  # the clock moved back, or too many polls passed to tell
+            since: set[str] = set()
+            for number, serials in self._reported:
+                if number > epoch:
+                    since |= serials
+            if len(self._kept) + len(read) > self._size:
+                drop = len(self._kept) // 4 + len(read)
+                for serial in list(islice(self._kept, drop)):
+                    del self._kept[serial]
+            for serial, entry in read.items():
+                if serial not in since:
+                    self._kept[serial] = entry
+
+
 class StatusLookup:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  read_uow: UnitOfWorkFactory | None = None,
-                 group: GroupAudit | None = None) -> None:
-        self._read_uow = read_uow or uow_factory
+                 group: GroupAudit | None = None, rows: StatusRows | None = None) -> None:
         self._clock = clock
         self._group = group or GroupAudit(uow_factory, audit)
+        self.rows = rows or StatusRows(read_uow or uow_factory, clock)
 
     def lookup(self, ctx: RpContext, purpose: str, serials: list[str]) -> StatusAnswer:
         ctx.principal.require_scope(SCOPE)
         purpose = ctx.require_purpose(purpose)
         wanted = canonical_serials(serials)
         digest = hashlib.sha256("\n".join(wanted).encode("ascii")).hexdigest()
-        # Read in a read-only unit of work (on SQLite it does not queue behind the writer),
-        # then audit; the answer leaves only after its audit record has committed.
-        with self._read_uow() as uow:
-            now = self._clock.now()
-            rows = {r.serial: r for r in uow.certificates.status_rows(sorted(set(wanted)))}
-        results = [status_for(s, rows.get(s), now) for s in wanted]
+        now = self._clock.now()
+        results = self.rows.answers(wanted, now)
+        # The answer leaves only after its audit record has committed.
         self._group.record(actor=ctx.actor, action="rp.status", subject=ctx.rp_id,
                            payload={"purpose": purpose, "count": len(wanted),
                                     "unknown": sum(r.status == "unknown" for r in results),

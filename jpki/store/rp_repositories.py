@@ -6,8 +6,9 @@ They flush; they never commit (DESIGN.md §2).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,15 @@ class SqlRelyingParties:
         return list(self._s.execute(stmt).scalars())
 
 
+@cache
+def _consent_by_id(for_update: bool) -> Select[Consent]:
+    """Built once (after the mapping, jpki.store.tables.map_entities): a standing consent is
+    read on every basic 4 call, and building the statement cost a third of the read (measured
+    on SQLite)."""
+    stmt = select(Consent).where(consents.c.id == bindparam("consent_id"))
+    return stmt.with_for_update() if for_update else stmt
+
+
 class SqlConsents:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -53,10 +63,8 @@ class SqlConsents:
             raise DuplicateResource("this consent was submitted before") from exc
 
     def get(self, consent_id: str, *, for_update: bool = False) -> Consent | None:
-        stmt = select(Consent).where(consents.c.id == consent_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self._s.execute(stmt).scalar_one_or_none()
+        return self._s.execute(_consent_by_id(for_update),
+                               {"consent_id": consent_id}).scalar_one_or_none()
 
     def nonce_used(self, nonce_digest: str) -> bool:
         return bool(self._s.execute(
