@@ -52,6 +52,7 @@ from jpki.cms import build_signed_data
 from jpki.issuance import KeyRequest
 from jpki.mobile import pop_message
 from jpki.model import CaKind, CertKind, RevocationReason
+from jpki.ocsp import MAX_CERTS_PER_REQUEST
 from jpki.revocation import revoke_in
 from jpki.store.tables import certificates
 
@@ -199,7 +200,7 @@ def cascade(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any]:
             "ocsp_check_seconds": round(ocsp_seconds, 1)}
 
 
-OCSP_BATCH = 40  # certificate IDs per request: under the responder's 4 KiB request limit
+OCSP_BATCH = MAX_CERTS_PER_REQUEST  # the most the responder answers in one request
 
 
 def ocsp_revoked_count(services: Any, issuer: x509.Certificate, serials: list[int]) -> int:

@@ -51,6 +51,9 @@ from jpki.recipe import Recipe
 
 RELOAD_SECONDS = 5.0
 MAX_REQUEST_BYTES = 4096  # RFC 5019 §5: GET requests up to 255 bytes; POSTs stay small
+# RFC 6960 §4.1.1 allows a list of CertIDs; each is answered (and a nonce'd request signed
+# live), so one request may not ask for the whole store.
+MAX_CERTS_PER_REQUEST = 32
 HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
@@ -125,8 +128,8 @@ def _parse_general(der: bytes) -> ParsedRequest:
                 nonce = ext["extn_value"].parsed.native
             elif ext["critical"].native:
                 raise MalformedOcspRequest("unsupported critical request extension")
-        if not questions or len(questions) > 32:
-            raise MalformedOcspRequest("1 to 32 certificates per request")
+        if not questions or len(questions) > MAX_CERTS_PER_REQUEST:
+            raise MalformedOcspRequest(f"1 to {MAX_CERTS_PER_REQUEST} certificates per request")
         return ParsedRequest(tuple(questions), nonce)
     except MalformedOcspRequest:
         raise

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from jpki.issuance import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
-from jpki.ocsp import MALFORMED, TRY_LATER, UNAUTHORIZED, OcspResponder
+from jpki.ocsp import MALFORMED, MAX_CERTS_PER_REQUEST, TRY_LATER, UNAUTHORIZED, OcspResponder
 from jpki.principals import Principal
 from jpki.residents import EventKind, ResidentEvent
 from jpki.validity import JST, jst_date
@@ -129,6 +129,20 @@ def test_several_certificates_in_one_request(services, new_resident, subject_key
     basic = asn1_ocsp.OCSPResponse.load(answer.der)["response_bytes"]["response"].parsed
     states = [r["cert_status"].name for r in basic["tbs_response_data"]["responses"]]
     assert states == ["good", "revoked", "good"]
+
+    # Up to MAX_CERTS_PER_REQUEST CertIDs are answered, one by one; one more is refused whole.
+    def asking(count: int) -> bytes:
+        return asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [
+            {"req_cert": {"hash_algorithm": cert_id["hash_algorithm"],
+                          "issuer_name_hash": cert_id["issuer_name_hash"],
+                          "issuer_key_hash": cert_id["issuer_key_hash"],
+                          "serial_number": serials[i % 3]}}
+            for i in range(count)]}}).dump()
+
+    full = asn1_ocsp.OCSPResponse.load(services.ocsp.respond(asking(MAX_CERTS_PER_REQUEST)).der)
+    assert len(full["response_bytes"]["response"].parsed["tbs_response_data"]["responses"]) \
+        == MAX_CERTS_PER_REQUEST
+    assert services.ocsp.respond(asking(MAX_CERTS_PER_REQUEST + 1)).der == MALFORMED
 
 
 def test_unauthorized_and_malformed(services, pair):
