@@ -42,11 +42,9 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -185,41 +183,11 @@ class CountingTransport:
         self.inner.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@contextlib.contextmanager
-def _served(services: Services, port: int) -> Iterator[str]:
-    """The CA's API served by uvicorn on a loopback port, in a thread (as tests/conftest.py)."""
-    import uvicorn
-
-    from api.app import create_app
-
-    app = create_app(services.settings, services=services)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @contextlib.contextmanager
 def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaClient]]:
     """A CA with its own SoftHSM token and database, served over HTTP, and a station's client."""
     from api.composition import build_services
+    from api.in_process import free_port, served_in_thread
     from bench.common import OPERATOR, bench_hsm, fresh_database
     from jpki.model import ClientRole
     from jpki.settings import Settings
@@ -227,7 +195,7 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
 
     with bench_hsm(parent=directory) as hsm, \
             fresh_database(database, hsm.data_dir, "card-enrolment") as url:
-        port = _free_port()
+        port = free_port()
         settings = Settings(data_dir=hsm.data_dir, database_url=url,
                             base_url=f"http://127.0.0.1:{port}")
         services = build_services(settings, keys=hsm.keys, migrate=True)
@@ -235,7 +203,7 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
             services.cas.ceremony(OPERATOR)
             station = services.clients.create(OPERATOR, name="bench counter",
                                               role=ClientRole.STATION)
-            with _served(services, port) as base_url, \
+            with served_in_thread(services, port) as base_url, \
                     CaClient(base_url, station.client.client_id,
                              station.client_secret) as client:
                 yield services, client

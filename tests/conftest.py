@@ -25,6 +25,7 @@ from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from api.composition import Services, build_services
+from api.in_process import free_port, served_in_thread
 from hsm import KeyStore, TokenConfig, activate_softhsm_config, default_module_path, ensure_token
 from jpki.audit import GENESIS_MAC
 from jpki.model import CaGeneration, OcspResponder
@@ -287,42 +288,12 @@ class LiveServer:
     services: Services
 
 
-def free_port() -> int:
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @contextmanager
 def serve(services: Services, port: int) -> Iterator[LiveServer]:
     """The app served by uvicorn on a loopback port, in a thread of this process, so that real
     clients (openssl, pyhanko-certvalidator) can talk HTTP to it."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from api.app import create_app
-
-    app = create_app(services.settings, services=services)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", services=services)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_in_thread(services, port) as url:
+        yield LiveServer(url=url, services=services)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -39,6 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from api.in_process import free_port
 from tests.components import missing_component
 
 pytestmark = pytest.mark.hsm
@@ -509,12 +509,6 @@ def test_audit_verify_detects_tampering_through_the_cli(base: Base, tmp_path: Pa
 # --- 5. durability of an acknowledged revocation ------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _http(method: str, url: str, body: dict[str, Any] | None = None,
           auth: tuple[str, str] | None = None) -> tuple[int, Any]:
     headers = {"content-type": "application/json"}
@@ -533,7 +527,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None,
 
 
 def _start_server(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         server = subprocess.Popen([*_command(), "serve", "--data-dir", str(data_dir), "--host",

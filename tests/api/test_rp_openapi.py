@@ -20,10 +20,11 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from api.composition import Services
+from api.in_process import free_port
 from jpki.rate_limits import TokenBuckets
 from jpki.settings import Settings
 from tests.api.harness import basic_auth
-from tests.conftest import LiveServer, free_port, serve
+from tests.conftest import LiveServer, serve
 from tests.holder_kit import CA_OPERATOR
 
 pytestmark = pytest.mark.hsm
