@@ -11,12 +11,14 @@ database gets the same CA.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import secrets
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,6 +45,7 @@ PG_URL_ENVS = ("JPKI_BENCH_POSTGRES_URL", "JPKI_TEST_POSTGRES_URL")
 OPERATOR = Principal.local_operator("bench")
 MUNICIPALITY = "132217"  # 清瀬市
 KEY_CACHE = Path(tempfile.gettempdir()) / "jpki-bench" / "subject-keys-rsa2048.pem"
+REPO = Path(__file__).resolve().parents[1]
 
 
 class BenchError(RuntimeError):
@@ -406,3 +409,21 @@ def load_average() -> list[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+# --- the jpki command, for benches that drive a served process ----------------------------
+
+
+def jpki_command() -> list[str]:
+    """The installed ``jpki`` script beside this interpreter, else the module."""
+    script = Path(sys.executable).with_name("jpki")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> Any:
+    """``jpki ARGS --json`` in the repository; its JSON, or BenchError with its stderr."""
+    out = subprocess.run([*jpki_command(), *args, "--json"], env=env, cwd=REPO,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"jpki {' '.join(args[:2])} failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout)

@@ -88,13 +88,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from api.in_process import free_port
 from bench.common import (
     BenchError,
     fresh_database,
+    jpki_command,
     load_average,
     machine_info,
     postgres_server_version,
     resident_fields,
+    run_cli,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -514,13 +517,6 @@ def check_all(port: int, requests: list[bytes], certs: list[Cert],
 # --- processes ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def listening(port: int) -> bool:
     """Whether something listens on ``port``, read from /proc (connecting would wedge openssl)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -610,19 +606,6 @@ def wait_quiet(limit: float, kind: str) -> float:
         time.sleep(10)
         busy = busy_cores()
     return busy
-
-
-def jpki_command() -> list[str]:
-    script = Path(sys.executable).with_name("jpki")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> Any:
-    out = subprocess.run([*jpki_command(), *args, "--json"], env=env, cwd=REPO,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise BenchError(f"jpki {' '.join(args[:2])} failed: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout)
 
 
 # --- the servers of a run -----------------------------------------------------------------

@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,13 +54,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from api.in_process import free_port
 from bench.common import (
     BenchError,
     fresh_database,
+    jpki_command,
     load_average,
     machine_info,
     postgres_server_version,
     resident_fields,
+    run_cli,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,11 +80,6 @@ def log(message: str) -> None:
 # --- processes ----------------------------------------------------------------------------
 
 
-def jpki_command() -> list[str]:
-    script = Path(sys.executable).with_name("jpki")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
-
-
 def bench_env(data_dir: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("JPKI_") and k != "SOFTHSM2_CONF"}
@@ -90,21 +87,6 @@ def bench_env(data_dir: Path, url: str) -> dict[str, str]:
                 "JPKI_RP_RATE_PER_SECOND": "1000000", "JPKI_RP_RATE_BURST": "1000000",
                 "PYTHONPATH": str(REPO)})
     return env
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> Any:
-    out = subprocess.run([*jpki_command(), *args, "--json"], env=env, cwd=REPO,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise BenchError(f"jpki {' '.join(args[:2])} failed: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
