@@ -7,6 +7,13 @@ before, for a certificate whose pre-signed response is fresh — is two dictiona
 event loop; everything else (parsing a new request, a database read, an HSM signature) runs in
 the thread pool.
 
+The hot path is keyed on the request *as received* (the POST body, or the raw GET path), so a
+repeated GET is not URL-decoded and base64-decoded again, and it sends a response-start message
+prepared for that response and rebuilt at most once a second (its max-age counts down). It
+serves only the very response object the responder's cache holds and calls fresh
+(``OcspResponder.cached``): a refresh after a status change or a re-signing replaces that
+object, and the next request takes the full path (docs/performance.md, OCSP, +13 %).
+
 - ``POST /ocsp`` with ``application/ocsp-request``; ``GET /ocsp/{base64 DER}`` (URL-encoded).
 - Successful responses: ``application/ocsp-response`` with ``Cache-Control: max-age`` up to
   nextUpdate, ``Last-Modified``, ``Expires`` and ``ETag`` (RFC 5019 §6.2) — except responses to
@@ -28,7 +35,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from jpki.ocsp import MALFORMED, MAX_REQUEST_BYTES, CachedResponse, OcspResponder
+from jpki.ocsp import MALFORMED, MAX_REQUEST_BYTES, CachedResponse, CacheKey, OcspResponder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,12 +57,48 @@ WRONG_TYPE = _problem(415, "request.unsupported_media_type",
                       "POST bodies must be application/ocsp-request")
 
 
+class _Prepared:
+    """What a repeated request is answered with: the cached response it was answered from,
+    and the HTTP messages for it."""
+
+    __slots__ = ("_next_update", "_second", "_start", "_static", "body", "cached", "key")
+
+    def __init__(self, key: CacheKey, cached: CachedResponse) -> None:
+        self.key = key
+        self.cached = cached
+        self.body = {"type": "http.response.body", "body": cached.der}
+        self._next_update = cached.next_update.timestamp()
+        self._static = [
+            (b"content-type", OCSP_RESPONSE),
+            (b"content-length", str(len(cached.der)).encode()),
+            (b"etag", cached.etag.encode()),
+            (b"last-modified", formatdate(cached.this_update.timestamp(), usegmt=True).encode()),
+            (b"expires", formatdate(self._next_update, usegmt=True).encode()),
+        ]
+        self._second = -1
+        self._start: dict[str, object] = {}
+
+    def start(self) -> dict[str, object]:
+        """The response-start message; max-age up to nextUpdate (RFC 5019 §6.2), counted from
+        the end of the current second so that reusing it within that second never overstates."""
+        second = int(time.time())
+        if second != self._second:
+            max_age = max(0, int(self._next_update) - second - 1)
+            self._start = {"type": "http.response.start", "status": 200, "headers": [
+                *self._static,
+                (b"cache-control", b"public, max-age=%d, no-transform, must-revalidate" % max_age),
+            ]}
+            self._second = second
+        return self._start
+
+
 class OcspEndpoint:
     def __init__(self, responder: Callable[[], OcspResponder]) -> None:
         self._responder = responder
-        # request DER → cache key, for requests answered from the cache before (no nonce).
-        self._memo: dict[bytes, tuple[int, str, int]] = {}
-        self._headers: dict[str, list[tuple[bytes, bytes]]] = {}  # by ETag (content hash)
+        # The request as received (raw GET path, POST body) → how it was answered, for
+        # requests answered from the responder's cache before (single certificate, no nonce).
+        self._get_memo: dict[bytes, _Prepared] = {}
+        self._post_memo: dict[bytes, _Prepared] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -64,11 +107,13 @@ class OcspEndpoint:
             if len(raw) > MAX_GET_PATH:
                 await _send_problem(send, URI_TOO_LONG)
                 return
+            if await self._replay(self._get_memo, raw, send):
+                return
             encoded = unquote_to_bytes(raw.split(b"?", 1)[0][len(b"/ocsp/"):])
             try:
                 der = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
             except (binascii.Error, ValueError):
-                await self._send_ocsp(send, MALFORMED, None)
+                await _send_uncached(send, MALFORMED)
                 return
         elif method == "POST":
             content_type = b""
@@ -92,46 +137,40 @@ class OcspEndpoint:
                 if not message.get("more_body", False):
                     break
             der = bytes(body)
+            if await self._replay(self._post_memo, der, send):
+                return
         else:
             await _send_problem(send, NOT_ALLOWED)
             return
-        responder = self._responder()
-        key = self._memo.get(der)
-        if key is not None:
-            hit = responder.cached(key)
-            if hit is not None:
-                await self._send_ocsp(send, hit.der, hit)
-                return
-        answer, answered_key = await run_in_threadpool(responder.respond_keyed, der)
-        if answer.cached is not None and answered_key is not None:
-            if len(self._memo) >= REQUEST_MEMO_SIZE:
-                self._memo.clear()
-            self._memo[der] = answered_key
-        await self._send_ocsp(send, answer.der, answer.cached)
+        answer, key = await run_in_threadpool(self._responder().respond_keyed, der)
+        if answer.cached is None or key is None:
+            await _send_uncached(send, answer.der)
+            return
+        prepared = _Prepared(key, answer.cached)
+        memo = self._get_memo if method == "GET" else self._post_memo
+        if len(memo) >= REQUEST_MEMO_SIZE:
+            memo.clear()
+        memo[raw if method == "GET" else der] = prepared
+        await send(prepared.start())
+        await send(prepared.body)
 
-    async def _send_ocsp(self, send: Send, der: bytes, cached: CachedResponse | None) -> None:
-        headers = [(b"content-type", OCSP_RESPONSE), (b"content-length", str(len(der)).encode())]
-        if cached is None:
-            headers.append((b"cache-control", b"no-store"))
-        else:
-            static = self._headers.get(cached.etag)
-            if static is None or len(self._headers) > 4 * REQUEST_MEMO_SIZE:
-                if len(self._headers) > 4 * REQUEST_MEMO_SIZE:
-                    self._headers.clear()
-                static = [
-                    (b"etag", cached.etag.encode()),
-                    (b"last-modified", formatdate(cached.this_update.timestamp(),
-                                                  usegmt=True).encode()),
-                    (b"expires", formatdate(cached.next_update.timestamp(),
-                                            usegmt=True).encode()),
-                ]
-                self._headers[cached.etag] = static
-            max_age = max(0, int(cached.next_update.timestamp() - time.time()))
-            headers += static
-            headers.append((b"cache-control",
-                            b"public, max-age=%d, no-transform, must-revalidate" % max_age))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": der})
+    async def _replay(self, memo: dict[bytes, _Prepared], received: bytes, send: Send) -> bool:
+        """Answer a request seen before from the response it got, if the responder still holds
+        that very response and calls it fresh; else False (the full path answers)."""
+        prepared = memo.get(received)
+        if prepared is None or self._responder().cached(prepared.key) is not prepared.cached:
+            return False
+        await send(prepared.start())
+        await send(prepared.body)
+        return True
+
+
+async def _send_uncached(send: Send, der: bytes) -> None:
+    """An answer no cache may keep: an error status, or one signed live for a nonce."""
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", OCSP_RESPONSE), (b"content-length", str(len(der)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": der})
 
 
 async def _send_problem(send: Send, problem: tuple[int, bytes]) -> None:

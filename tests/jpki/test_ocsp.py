@@ -278,6 +278,29 @@ def test_get_and_post_with_caching_headers(live_server, pair):
     assert status == 200 and headers3["Cache-Control"] == "no-store"
 
 
+def test_a_repeated_request_is_not_served_past_the_half_life(live_server, pair, clock):
+    """The HTTP layer answers a request it has seen from the response it got — only while the
+    responder calls that response fresh: at half-life the next request gets a re-signed one."""
+    services = live_server.services
+    _, certs = pair
+    der = request(certs[CertKind.CARD_SIGN], ca_cert(services))
+    get_url = f"{live_server.url}/ocsp/" + urllib.parse.quote(base64.b64encode(der).decode(),
+                                                              safe="")
+    first = [http(live_server.url + "/ocsp", der), http(get_url)]
+    again = [http(live_server.url + "/ocsp", der), http(get_url)]  # from the memo
+    for (_, h1, b1), (_, h2, b2) in zip(first, again, strict=True):
+        assert b2 == b1 and h2["ETag"] == h1["ETag"]
+        next_update = status_of(b2).next_update_utc
+        max_age = int(h2["Cache-Control"].split("max-age=")[1].split(",")[0])
+        # Never past nextUpdate (RFC 5019 §6.2), measured on the wall clock the header uses.
+        assert 0 < max_age <= (next_update - datetime.now(UTC)).total_seconds()
+    clock.advance(seconds=services.ocsp.validity.total_seconds() / 2)
+    for url, data in ((live_server.url + "/ocsp", der), (get_url, None)):
+        _, headers, body = http(url, data)
+        assert headers["ETag"] != first[0][1]["ETag"]
+        assert status_of(body).this_update_utc == clock.now()
+
+
 @pytest.mark.parametrize(("method", "data", "ctype", "expected"), [
     ("POST", b"\x30\x00", "text/plain", 415),
     ("POST", b"\x30" * 10_000, "application/ocsp-request", 413),
