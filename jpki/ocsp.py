@@ -34,6 +34,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
@@ -45,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp as c_ocsp
 
 from jpki.ca import CaService
-from jpki.model import CaGeneration, Certificate, CertStatus, RevocationReason
+from jpki.model import CaGeneration, CertStatus, RevocationReason
 from jpki.ports import Clock, KeyStore, UnitOfWorkFactory
 from jpki.recipe import Recipe
 
@@ -312,9 +314,7 @@ class OcspResponder:
         finally:
             self._live.release()
 
-    def _status(self, serial: int, generation_id: int,
-                now: datetime) -> tuple[str, datetime | None, RevocationReason | None,
-                                        datetime | None]:
+    def _status(self, serial: int, generation_id: int, now: datetime) -> _Status:
         """(good|revoked|unknown, revocation time, reason, scheduled revocation time)."""
         with self._read_uow() as uow:
             cert = uow.certificates.get_by_serial(format(serial, "x"))
@@ -323,18 +323,25 @@ class OcspResponder:
         return _status_of(cert, now)
 
     def _sign(self, entries: Sequence[tuple[CertQuestion, IssuerEntry]],
-              nonce: bytes | None) -> tuple[CachedResponse, list[str]]:
-        now = self._clock.now()
+              nonce: bytes | None, *, now: datetime | None = None,
+              statuses_read: Sequence[_Status] | None = None,
+              ) -> tuple[CachedResponse, list[str]]:
+        """Sign one response for ``entries``. ``now`` (thisUpdate) must be taken *before* the
+        statuses are read — given, or read here — so that a change recorded after the read is
+        never older than the response (refresh() re-signs what is not younger than a change)."""
+        now = now or self._clock.now()
         generation_id = entries[0][1].generation.id or 0
         responder = self._responders[generation_id]
         next_update = now + self.validity
         singles = []
         statuses = []
-        for q, issuer in entries:
+        for index, (q, issuer) in enumerate(entries):
             gid = issuer.generation.id or 0
             if gid != generation_id:
                 raise MalformedOcspRequest("one issuer per request")
-            status, revoked_at, reason, scheduled = self._status(q.serial, gid, now)
+            status, revoked_at, reason, scheduled = (
+                statuses_read[index] if statuses_read is not None
+                else self._status(q.serial, gid, now))
             statuses.append(status)
             if scheduled is not None:
                 next_update = min(next_update, scheduled)
@@ -370,15 +377,7 @@ class OcspResponder:
     # --- the cache ------------------------------------------------------------------------
 
     def _store(self, key: CacheKey, response: CachedResponse) -> None:
-        with self._lock:
-            self._cache[key] = response
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        with self._uow() as uow:
-            uow.ocsp.put(key[0], key[1], format(key[2], "x"), response.der,
-                         response.this_update, response.next_update)
-            uow.commit()
+        self._store_many([(key, response)])
 
     def _load(self, key: CacheKey) -> CachedResponse | None:
         """The database copy, signed by another worker or before a restart."""
@@ -435,41 +434,83 @@ class OcspResponder:
         return refreshed
 
     def presign_missing(self, algorithm: str = "sha1", *, limit: int | None = None,
-                        workers: int = 4, batch: int = 2000) -> int:
+                        workers: int = 4, batch: int = 500) -> int:
         """Sign ahead of time a response for every unexpired certificate that has none signed
-        in the last half-validity (RFC 5019 clients use SHA-1 CertIDs). Several threads: the
-        HSM session pool signs in parallel."""
+        in the last half-validity (RFC 5019 clients use SHA-1 CertIDs); returns how many.
+
+        By chunks of ``batch``: the chunk's statuses in one read, the signatures on ``workers``
+        threads (the HSM session pool signs in parallel, python-pkcs11 releasing the GIL), the
+        responses stored in one transaction — where one response at a time cost two units of
+        work and a commit each, and ran at a seventh of the HSM's rate (docs/performance.md)."""
         from concurrent.futures import ThreadPoolExecutor
 
+        self.reload()  # a batch job: a rollover or a responder renewal may have come since
         signed = 0
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             while limit is None or signed < limit:
-                now = self._clock.now()
+                now = self._clock.now()  # before the statuses are read (see _sign)
                 take = batch if limit is None else min(batch, limit - signed)
                 with self._read_uow() as uow:
-                    todo = uow.ocsp.missing(algorithm, now - self.validity / 2, now, take)
+                    todo = [(gid, serial) for gid, serial in
+                            uow.ocsp.missing(algorithm, now - self.validity / 2, now, take)
+                            if gid in self._responders]
+                    rows = {r.serial: r for r in
+                            uow.certificates.status_rows([serial for _, serial in todo])}
                 if not todo:
+                    break  # nothing left, or only certificates of issuers without a responder
+                jobs = []
+                for gid, serial_hex in todo:
+                    issuer = next((e for e in self._issuers if e.generation.id == gid), None)
+                    row = rows.get(serial_hex)
+                    if issuer is None or row is None:
+                        continue
+                    q = CertQuestion(algorithm, issuer.name_hashes[algorithm],
+                                     issuer.key_hashes[algorithm], int(serial_hex, 16))
+                    jobs.append((q, issuer, _status_of(row, now)))
+                if not jobs:
                     break
-                done = sum(pool.map(lambda item: self._presign_one(algorithm, *item), todo))
-                if done == 0:
-                    break  # only certificates of issuers without a responder remain
-                signed += done
+                responses = list(pool.map(partial(self._sign_one, now), jobs))
+                self._store_many([((issuer.generation.id or 0, algorithm, q.serial), response)
+                                  for (q, issuer, _), response in zip(jobs, responses,
+                                                                      strict=True)])
+                signed += len(responses)
         return signed
 
-    def _presign_one(self, algorithm: str, generation_id: int, serial_hex: str) -> int:
-        issuer = next((e for e in self._issuers if e.generation.id == generation_id), None)
-        if issuer is None or generation_id not in self._responders:
-            return 0
-        q = CertQuestion(algorithm, issuer.name_hashes[algorithm], issuer.key_hashes[algorithm],
-                         int(serial_hex, 16))
-        response, _ = self._sign([(q, issuer)], None)
-        self._store((generation_id, algorithm, q.serial), response)
-        return 1
+    def _sign_one(self, now: datetime,
+                  job: tuple[CertQuestion, IssuerEntry, _Status]) -> CachedResponse:
+        q, issuer, status = job
+        return self._sign([(q, issuer)], None, now=now, statuses_read=[status])[0]
 
-def _status_of(cert: Certificate, now: datetime) -> tuple[str, datetime | None,
-                                                          RevocationReason | None,
-                                                          datetime | None]:
-    if cert.status is CertStatus.ABANDONED or cert.is_revoked(now):
+    def _store_many(self, signed: Sequence[tuple[CacheKey, CachedResponse]]) -> None:
+        with self._lock:
+            for key, response in signed:
+                self._cache[key] = response
+                self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        with self._uow() as uow:
+            uow.ocsp.put_many([(k[0], k[1], format(k[2], "x"), r.der, r.this_update,
+                                r.next_update) for k, r in signed])
+            uow.commit()
+
+
+_Status = tuple[str, datetime | None, RevocationReason | None, datetime | None]
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> CertStatus: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def revocation_reason(self) -> RevocationReason | None: ...
+
+
+def _status_of(cert: _HasStatus, now: datetime) -> _Status:
+    """(good|revoked, revocation time, reason, scheduled revocation time) of a certificate or
+    its status row. A revocation may be recorded ahead of its date (Certificate.is_revoked)."""
+    if cert.status is CertStatus.ABANDONED or (cert.revoked_at is not None
+                                               and cert.revoked_at <= now):
         return "revoked", cert.revoked_at, cert.revocation_reason, None
     scheduled = cert.revoked_at if cert.revoked_at is not None and cert.revoked_at > now \
         else None

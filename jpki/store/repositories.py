@@ -278,16 +278,21 @@ class SqlOcspResponses:
 
     def put(self, generation_id: int, algorithm: str, serial: str, der: bytes,
             this_update: datetime, next_update: datetime) -> None:
-        values = {"ca_generation_id": generation_id, "hash_algorithm": algorithm,
-                  "serial": serial, "der": der, "this_update": this_update,
-                  "next_update": next_update}
+        self.put_many([(generation_id, algorithm, serial, der, this_update, next_update)])
+
+    def put_many(self, rows: Sequence[tuple[int, str, str, bytes, datetime, datetime]]) -> None:
+        """Upsert signed responses, in one statement (executemany) for the lot."""
+        if not rows:
+            return
         dialect = self._s.get_bind().dialect.name
         upsert = sqlite_insert if dialect == "sqlite" else pg_insert
-        stmt = upsert(ocsp_responses).values(**values)
+        stmt = upsert(ocsp_responses)
         self._s.execute(stmt.on_conflict_do_update(
             index_elements=["ca_generation_id", "hash_algorithm", "serial"],
             set_={"der": stmt.excluded.der, "this_update": stmt.excluded.this_update,
-                  "next_update": stmt.excluded.next_update}))
+                  "next_update": stmt.excluded.next_update}),
+            [{"ca_generation_id": g, "hash_algorithm": a, "serial": s, "der": d,
+              "this_update": t, "next_update": n} for g, a, s, d, t, n in rows])
 
     def get(self, generation_id: int, algorithm: str,
             serial: str) -> tuple[bytes, datetime, datetime] | None:

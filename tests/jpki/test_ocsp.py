@@ -145,6 +145,45 @@ def test_several_certificates_in_one_request(services, new_resident, subject_key
     assert services.ocsp.respond(asking(MAX_CERTS_PER_REQUEST + 1)).der == MALFORMED
 
 
+def test_presigning_signs_each_missing_response_once_by_chunks(services, new_resident,
+                                                               subject_keys, now_clock):
+    """``presign_missing`` reads a chunk's statuses at once and stores its responses in one
+    transaction: each response says what the store says, is in the cache and in the database,
+    and a second run finds nothing to sign."""
+    serials = []
+    for i in range(5):
+        rid = new_resident(name=f"山田 {i}")
+        (c,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_AUTH,
+                                                                 subject_keys[i])])
+        serials.append(c.serial)
+    services.revocation.revoke(OPERATOR, serials[1], RevocationReason.SUPERSEDED)
+    services.revocation.revoke(OPERATOR, serials[3], RevocationReason.CERTIFICATE_HOLD)
+    assert services.ocsp.presign_missing("sha1", batch=2) == 5  # three chunks
+    assert services.ocsp.presign_missing("sha1", batch=2) == 0
+    with services.uow() as uow:
+        generation = uow.cas.current(CaKind.AUTH).id
+        stored = {s: uow.ocsp.get(generation, "sha1", s) for s in serials}
+    issuer = ca_cert(services, CaKind.AUTH)
+    expected = {1: x509.ReasonFlags.superseded, 3: x509.ReasonFlags.certificate_hold}
+    for index, serial in enumerate(serials):
+        cached = services.ocsp.cached((generation, "sha1", int(serial, 16)))
+        assert cached is not None and stored[serial] is not None
+        assert stored[serial][0] == cached.der
+        response = status_of(cached.der)
+        assert response.serial_number == int(serial, 16)
+        assert response.this_update_utc == now_clock.now()
+        if index in expected:
+            assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
+            assert response.revocation_reason is expected[index]
+        else:
+            assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
+        responder = x509.load_der_x509_certificate(
+            response.certificates[0].public_bytes(Encoding.DER))
+        assert responder.issuer == issuer.subject
+        responder.public_key().verify(response.signature, response.tbs_response_bytes,
+                                      padding.PKCS1v15(), response.signature_hash_algorithm)
+
+
 def test_unauthorized_and_malformed(services, pair):
     _, certs = pair
     other_key = rsa.generate_private_key(65537, 2048)
