@@ -139,7 +139,7 @@ class LinkageService:
             answer = LinkageAnswer(
                 serial=cert.serial, form="mobile" if cert.kind.is_mobile else "card",
                 usage="sign" if cert.kind.is_signing else "auth",
-                status=status_for(cert.serial, _row(cert), now).status,
+                status=status_for(cert.serial, StatusRow.of(cert), now).status,
                 successors=[c.serial for c in chain],
                 current_serial=current.serial if current else None,
                 sibling=sibling_serial(uow, cert), current_sibling=sibling_serial(uow, current))
@@ -148,9 +148,3 @@ class LinkageService:
                                         "current": answer.current_serial, **evidence})
             uow.commit()
         return answer
-
-
-def _row(cert: Certificate) -> StatusRow:
-    return StatusRow(serial=cert.serial, kind=cert.kind, status=cert.status,
-                     not_after=cert.not_after, revoked_at=cert.revoked_at,
-                     revocation_reason=cert.revocation_reason)

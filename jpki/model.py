@@ -412,7 +412,8 @@ class Consent:
 
 @dataclass(frozen=True)
 class StatusRow:
-    """The columns a status lookup reads (jpki.status_lookup): no DER, no personal data."""
+    """The columns a status lookup reads (jpki.status_lookup, jpki.ocsp): no DER, no personal
+    data."""
 
     serial: str
     kind: CertKind
@@ -420,6 +421,14 @@ class StatusRow:
     not_after: datetime
     revoked_at: datetime | None
     revocation_reason: RevocationReason | None
+    ca_generation_id: int
+
+    @classmethod
+    def of(cls, cert: Certificate) -> StatusRow:
+        return cls(serial=cert.serial, kind=cert.kind, status=cert.status,
+                   not_after=cert.not_after, revoked_at=cert.revoked_at,
+                   revocation_reason=cert.revocation_reason,
+                   ca_generation_id=cert.ca_generation_id)
 
 
 @dataclass(eq=False)

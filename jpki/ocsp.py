@@ -314,13 +314,18 @@ class OcspResponder:
         finally:
             self._live.release()
 
-    def _status(self, serial: int, generation_id: int, now: datetime) -> _Status:
-        """(good|revoked|unknown, revocation time, reason, scheduled revocation time)."""
+    def _statuses(self, asked: Sequence[tuple[int, int]], now: datetime) -> list[_Status]:
+        """(good|revoked|unknown, revocation time, reason, scheduled revocation time) for each
+        (serial, generation id), read in one statement."""
         with self._read_uow() as uow:
-            cert = uow.certificates.get_by_serial(format(serial, "x"))
-        if cert is None or cert.ca_generation_id != generation_id:
-            return "unknown", None, None, None
-        return _status_of(cert, now)
+            rows = {r.serial: r for r in
+                    uow.certificates.status_rows([format(serial, "x") for serial, _ in asked])}
+        out: list[_Status] = []
+        for serial, generation_id in asked:
+            row = rows.get(format(serial, "x"))
+            out.append(_status_of(row, now) if row is not None
+                       and row.ca_generation_id == generation_id else UNKNOWN_STATUS)
+        return out
 
     def _sign(self, entries: Sequence[tuple[CertQuestion, IssuerEntry]],
               nonce: bytes | None, *, now: datetime | None = None,
@@ -335,13 +340,12 @@ class OcspResponder:
         next_update = now + self.validity
         singles = []
         statuses = []
-        for index, (q, issuer) in enumerate(entries):
-            gid = issuer.generation.id or 0
-            if gid != generation_id:
-                raise MalformedOcspRequest("one issuer per request")
-            status, revoked_at, reason, scheduled = (
-                statuses_read[index] if statuses_read is not None
-                else self._status(q.serial, gid, now))
+        if any((issuer.generation.id or 0) != generation_id for _, issuer in entries):
+            raise MalformedOcspRequest("one issuer per request")
+        if statuses_read is None:
+            statuses_read = self._statuses([(q.serial, generation_id) for q, _ in entries], now)
+        for (q, _), (status, revoked_at, reason, scheduled) in zip(entries, statuses_read,
+                                                                   strict=True):
             statuses.append(status)
             if scheduled is not None:
                 next_update = min(next_update, scheduled)
@@ -428,7 +432,9 @@ class OcspResponder:
                 continue
             q = CertQuestion(algorithm, issuer.name_hashes[algorithm],
                              issuer.key_hashes[algorithm], key[2])
-            response, _ = self._sign([(q, issuer)], None)
+            # The row read above, after ``now`` was taken: no second read (see _sign).
+            status = _status_of(cert, now) if cert.ca_generation_id == gid else UNKNOWN_STATUS
+            response, _ = self._sign([(q, issuer)], None, now=now, statuses_read=[status])
             self._store(key, response)
             refreshed += 1
         return refreshed
@@ -495,6 +501,7 @@ class OcspResponder:
 
 
 _Status = tuple[str, datetime | None, RevocationReason | None, datetime | None]
+UNKNOWN_STATUS: _Status = ("unknown", None, None, None)
 
 
 class _HasStatus(Protocol):

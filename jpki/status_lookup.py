@@ -52,7 +52,7 @@ from typing import NamedTuple
 from jpki.audit import AuditLog
 from jpki.errors import InvalidInput, InvalidSerial, TooLarge
 from jpki.group_audit import GroupAudit
-from jpki.model import Certificate, CertStatus, StatusRow
+from jpki.model import CertStatus, StatusRow
 from jpki.ports import Clock, UnitOfWorkFactory
 from jpki.relying_parties import RpContext
 from jpki.serials import parse_serial
@@ -117,12 +117,6 @@ def status_for(serial: str, row: StatusRow | None, now: datetime) -> SerialStatu
         form="mobile" if row.kind.is_mobile else "card",
         usage="sign" if row.kind.is_signing else "auth",
         not_after=row.not_after, expired=now > row.not_after)
-
-
-def status_row(cert: Certificate) -> StatusRow:
-    return StatusRow(serial=cert.serial, kind=cert.kind, status=cert.status,
-                     not_after=cert.not_after, revoked_at=cert.revoked_at,
-                     revocation_reason=cert.revocation_reason)
 
 
 def canonical_serials(serials: list[str]) -> list[str]:
@@ -243,7 +237,7 @@ class StatusRows:
         moved_back = watermark is not None and now < watermark
         mark = (now if watermark is None or moved_back else watermark) - LOOKBACK
         with self._read_uow() as uow:
-            changed = {c.serial: _Kept(status_row(c))
+            changed = {c.serial: _Kept(StatusRow.of(c))
                        for c in uow.certificates.status_changed_since(mark)}
         with self._lock:
             self._epoch += 1
