@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp as c_ocsp
 
 from jpki.ca import CaService
+from jpki.der import SEQUENCE, header
 from jpki.model import CaGeneration, CertStatus, RevocationReason
 from jpki.ports import Clock, KeyStore, UnitOfWorkFactory
 from jpki.recipe import Recipe
@@ -356,7 +357,7 @@ class OcspResponder:
         response_data: dict[str, object] = {
             "responder_id": asn1_ocsp.ResponderId({"by_key": responder.key_hash}),
             "produced_at": now,
-            "responses": singles,
+            "responses": _responses(singles),
         }
         if nonce is not None:
             response_data["response_extensions"] = [{
@@ -522,6 +523,14 @@ def _status_of(cert: _HasStatus, now: datetime) -> _Status:
     scheduled = cert.revoked_at if cert.revoked_at is not None and cert.revoked_at > now \
         else None
     return "good", None, None, scheduled
+
+
+def _responses(singles: list[dict[str, object]]) -> asn1_ocsp.Responses:
+    """The SEQUENCE OF SingleResponse. Each single is encoded alone and the list loaded from
+    their concatenation: asn1crypto re-encodes a SequenceOf whole on every element it appends
+    from native values, which made a 32-certificate response cost 100 ms (quadratic)."""
+    body = b"".join(asn1_ocsp.SingleResponse(s).dump() for s in singles)
+    return asn1_ocsp.Responses.load(header(SEQUENCE, len(body)) + body)
 
 
 def _single_response(q: CertQuestion, status: str, revoked_at: datetime | None,
