@@ -242,6 +242,9 @@ class OcspResponder:
                          and e.key_hashes[q.hash_algorithm] == q.issuer_key_hash), None)
         return None
 
+    def _issuer_of_generation(self, generation_id: int) -> IssuerEntry | None:
+        return next((e for e in self._issuers if e.generation.id == generation_id), None)
+
     # --- answering ----------------------------------------------------------------------
 
     def cached(self, key: CacheKey) -> CachedResponse | None:
@@ -428,7 +431,7 @@ class OcspResponder:
                 with self._lock:
                     self._cache.pop(key, None)
                 continue
-            issuer = next((e for e in self._issuers if e.generation.id == gid), None)
+            issuer = self._issuer_of_generation(gid)
             if issuer is None:
                 continue
             q = CertQuestion(algorithm, issuer.name_hashes[algorithm],
@@ -467,7 +470,7 @@ class OcspResponder:
                     break  # nothing left, or only certificates of issuers without a responder
                 jobs = []
                 for gid, serial_hex in todo:
-                    issuer = next((e for e in self._issuers if e.generation.id == gid), None)
+                    issuer = self._issuer_of_generation(gid)
                     row = rows.get(serial_hex)
                     if issuer is None or row is None:
                         continue
