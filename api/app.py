@@ -37,7 +37,7 @@ from jpki.settings import Settings
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
 # How often cached OCSP responses are checked against status changes: the "within one second"
-# of the revocation-services issue, with room for the re-signing itself.
+# promised for revocations (README, Revocation services), with room for the re-signing itself.
 OCSP_REFRESH_SECONDS = 0.25
 
 
@@ -57,7 +57,7 @@ class JpkiApp(FastAPI):
 
 def maintenance(services: Services) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
-    (DESIGN.md §3) and keep every CA generation's OCSP responder certificate fresh."""
+    (architecture §3) and keep every CA generation's OCSP responder certificate fresh."""
     from jpki.ca import CeremonyReport
 
     actor = Principal(actor="service:maintenance", role=None)

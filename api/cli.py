@@ -1,6 +1,6 @@
 """The operator CLI, `jpki` (typer + rich).
 
-Scripts depend on these command names and options (issue: foundation §8); keep them stable. Every
+Scripts depend on these command names and options (docs/architecture.md §1); keep them stable. Every
 command takes ``--data-dir`` (default ``$JPKI_DATA_DIR``, then ``./var``). Results go to stdout
 (``--json`` for machines); errors go to stderr as ``error: <code>: <detail>`` (or a JSON object
 with ``--json``) with a non-zero exit status.

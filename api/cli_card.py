@@ -1,5 +1,5 @@
 """``jpki card emulate`` and ``jpki card issuer-key``: a virtual JPKI card behind pcscd, for
-development and tests (DESIGN.md §7; how to start pcscd with vpcd: components.md).
+development and tests (architecture §7; how to start pcscd with vpcd: docs/components.md).
 
 Registered on ``card_app`` in :mod:`api.cli`.
 """

@@ -2,7 +2,7 @@
 
 It runs in front of FastAPI's routing (see :class:`api.app.JpkiApp`) because an OCSP responder is
 judged by how close it gets to serving static bytes: routing, dependency injection and response
-models would cost two thirds of the throughput (components.md). The hot path — a request seen
+models would cost two thirds of the throughput (docs/components.md). The hot path — a request seen
 before, for a certificate whose pre-signed response is fresh — is two dictionary lookups in the
 event loop; everything else (parsing a new request, a database read, an HSM signature) runs in
 the thread pool.

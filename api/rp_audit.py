@@ -1,5 +1,5 @@
-"""Refusals on the relying-party routes are audited (issue: relying parties, "bad input … is
-audited"), whatever refused them: the authentication, the role, the relying party's status, its
+"""Refusals on the relying-party routes are audited (architecture §6: "every call is
+… audited"), whatever refused them: the authentication, the role, the relying party's status, its
 rate limit, the scope, the body's schema, the body-size guard, or the service.
 
 A pure ASGI middleware wraps only those routes. It holds back a 4xx answer, writes one

@@ -1,4 +1,4 @@
-"""Request and response bodies. API schemas are not table models (style.md)."""
+"""Request and response bodies. API schemas are not table models (architecture §10)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ResidentOut(BaseModel):
     status: str
     dv_support: bool
     emigrated_on: date | None
-    # Whether a signing certificate may be issued today (15 or over, jpki-reference §1.4): what
+    # Whether a signing certificate may be issued today (15 or over, reference §1.4): what
     # a station needs to know, without the date of birth.
     signing_eligible: bool = False
     # Present only for operators (municipal staff keep the resident registry); for anyone else

@@ -95,7 +95,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GNU_TIME = "/usr/bin/time"
 TARGET_SPEEDUP = 5.0
 TARGET_MEMORY = 1 / 3
-# Reasons of revoked card certificates (jpki-reference §3.2): renewals, changed basic 4
+# Reasons of revoked card certificates (reference §3.2): renewals, changed basic 4
 # information, no longer needed, lost cards (hold), destroyed before delivery, compromise.
 REASONS = [(RevocationReason.SUPERSEDED, 35), (RevocationReason.AFFILIATION_CHANGED, 30),
            (RevocationReason.CESSATION_OF_OPERATION, 15), (RevocationReason.CERTIFICATE_HOLD, 10),

@@ -50,7 +50,7 @@ Every run also reports the CPU used by the server, by wrk and by everything else
 (other jobs on a shared VM, PostgreSQL's backends), and the CPU an idle jpki server uses (its
 0.25 s OCSP refresh poll).
 
-Targets (issue: revocation services): at 8 connections, jpki ≥ 10x the openssl responder and
+Targets (docs/performance.md, OCSP): at 8 connections, jpki ≥ 10x the openssl responder and
 ≥ 0.7x the bare ASGI limit, and p99 < 10 ms in every jpki run, on SQLite and on PostgreSQL.
 ``--repeat R`` runs every measurement R times (interleaved) and reports medians.
 Results go to docs/performance.md; no test asserts a timing.

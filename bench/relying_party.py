@@ -28,7 +28,8 @@ created on the local PostgreSQL server and dropped afterwards):
    The three are interleaved, ``--repeat`` times; medians are reported. Every wrk run must have
    no socket errors and no non-2xx answer.
 
-Target (issue: relying parties): status and basic4 each ≥ 0.5 of the bare endpoint's rate.
+Target (docs/performance.md, relying parties): status and basic4 each ≥ 0.5 of the bare
+endpoint's rate.
 Results go to docs/performance.md; no test asserts a timing.
 """
 

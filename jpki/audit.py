@@ -8,7 +8,7 @@ the previous record's mac and this record's canonical content. So:
 - a truncated tail disagrees with the head row, which the same transaction updates;
 - and, unlike a plain hash chain, nobody with only database access can recompute the chain after
   tampering, because the key never leaves the token (Dogtag signs its audit log for the same
-  reason; anchors.md [D5]).
+  reason; architecture §11 [D5]).
 
 What the chain cannot show on its own is a rollback of the *whole* database to an earlier state
 (head included): ``jpki audit verify`` prints the head so operators can record it elsewhere and
@@ -19,7 +19,7 @@ commits, so a change and its audit records commit or roll back together. The hea
 for the append, which serialises writers at the end of their transactions only, and a
 transaction's records are written with one batched INSERT.
 
-Payloads never carry personal data (DEVELOPERS.md non-negotiable 7): identifiers, serials, codes.
+Payloads never carry personal data (architecture §9.7): identifiers, serials, codes.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The basic 4 information (基本4情報: name, birth date, sex, address) and its certificate encoding.
 
-jpki-reference §1.3: the signing certificate carries the basic 4 information as six otherNames in
+reference §1.3: the signing certificate carries the basic 4 information as six otherNames in
 subjectAltName, under the arc ``1.2.392.200149.8.5.5``. Name and address may use only characters of
 JIS X 0208 (levels 1 and 2, with the non-kanji rows) and JIS X 0212 (補助漢字); any other character
 is replaced by a substitute character, and a parallel ``0``/``1`` string records where.
 
-Personal data rule (DEVELOPERS.md, non-negotiable 7): none of the four values may appear in an
+Personal data rule (architecture §9.7): none of the four values may appear in an
 exception, a repr or a log line. :class:`Basic4` and :class:`EncodedText` redact themselves, and
 every error raised here names the field, the rule and (for characters) the 1-based position, never
 the value.
@@ -35,7 +35,7 @@ Normalisation decisions (:func:`normalize_name`, :func:`normalize_address`):
   combine becomes the spacing ``゛``/``゜``.
 * Runs of U+3000 collapse to one and leading/trailing spaces are stripped.
 
-Name-specific decisions: jpki-reference §1.3 writes the name as surname, U+3000, given name. A
+Name-specific decisions: reference §1.3 writes the name as surname, U+3000, given name. A
 single-part name (no separator) is accepted: some foreign residents have one. More than one
 separator is also accepted (each run collapsed to one U+3000), because a foreign resident's name
 is written as on the residence card, surname first and then every given/middle name (``ＳＭＩＴＨ
@@ -82,7 +82,7 @@ __all__ = [
     "personal_data_other_names",
 ]
 
-# --- OIDs (jpki-reference §1.3, from KJUR lib/index.js, MYNA-GO, HITACHI, BLOG2022) -------------
+# --- OIDs (reference §1.3, from KJUR lib/index.js, MYNA-GO, HITACHI, BLOG2022) -------------
 
 OID_PERSONAL_DATA = "1.2.392.200149.8.5.5"  # jpki-personalData
 OID_NAME = "1.2.392.200149.8.5.5.1"  # commonName (氏名)
@@ -92,7 +92,7 @@ OID_BIRTH_DATE = "1.2.392.200149.8.5.5.4"  # dateOfBirth (生年月日)
 OID_ADDRESS = "1.2.392.200149.8.5.5.5"  # address (住所)
 OID_ADDRESS_SUBSTITUTION_MAP = "1.2.392.200149.8.5.5.6"  # substituteCharacterOfAddress
 
-# jpki-reference §1.3: order observed on real certificates (BLOG2022): 1, 4, 3, 5, 2, 6.
+# reference §1.3: order observed on real certificates (BLOG2022): 1, 4, 3, 5, 2, 6.
 PERSONAL_DATA_OIDS: tuple[str, ...] = (
     OID_NAME,
     OID_BIRTH_DATE,
@@ -103,15 +103,15 @@ PERSONAL_DATA_OIDS: tuple[str, ...] = (
 )
 
 NAME_MAX_CHARS = 100  # project rule: §1.3 states no limit for the name
-ADDRESS_MAX_CHARS = 200  # jpki-reference §1.3: address max 200 chars
-IDEOGRAPHIC_SPACE = "\u3000"  # jpki-reference §1.3: separates surname and given name
+ADDRESS_MAX_CHARS = 200  # reference §1.3: address max 200 chars
+IDEOGRAPHIC_SPACE = "\u3000"  # reference §1.3: separates surname and given name
 GETA_MARK = "\u3013"  # 〓, JIS X 0208 0x222E: the substitute of last resort
 
 _REDACTED = "<redacted>"
 
 
 class Sex(IntEnum):
-    """jpki-reference §1.3 gender (``1.2.392.200149.8.5.5.3``)."""
+    """reference §1.3 gender (``1.2.392.200149.8.5.5.3``)."""
 
     MALE = 1
     FEMALE = 2
@@ -208,7 +208,7 @@ def _normalize_text(raw: object, field: str, max_chars: int) -> str:
         else:
             out.append(ch)
     text = unicodedata.normalize("NFC", "".join(out)).translate(_LONE_SOUND_MARKS)
-    # jpki-reference §1.3: parts are separated by exactly one U+3000; collapse runs, strip ends.
+    # reference §1.3: parts are separated by exactly one U+3000; collapse runs, strip ends.
     text = IDEOGRAPHIC_SPACE.join(part for part in text.split(IDEOGRAPHIC_SPACE) if part)
     if not text:
         raise InvalidBasic4(f"{field}: must not be empty", field=field, rule="empty")
@@ -233,7 +233,7 @@ def normalize_name(raw: str) -> str:
 
 
 def normalize_address(raw: str) -> str:
-    """The address as the certificate carries it (jpki-reference §1.3: at most 200 characters).
+    """The address as the certificate carries it (reference §1.3: at most 200 characters).
 
     Same character rules as :func:`normalize_name`; ``"1-2-3"`` becomes ``"１−２−３"``.
     Raises :class:`InvalidBasic4` with ``field="address"``.
@@ -290,7 +290,7 @@ VARIANT_SUBSTITUTES: Mapping[str, str] = MappingProxyType(
 class EncodedText:
     """A name or address as carried in the certificate, with its substitution map.
 
-    jpki-reference §1.3 (5.5.2 / 5.5.6): ``substitution_map`` has one ``0``/``1`` per character of
+    reference §1.3 (5.5.2 / 5.5.6): ``substitution_map`` has one ``0``/``1`` per character of
     ``text``; ``1`` where a substitute character stands in for one outside JIS X 0208/0212.
     """
 
@@ -382,7 +382,7 @@ class Basic4:
 def personal_data_other_names(b4: Basic4) -> list[tuple[str, str]]:
     """The six (OID, UTF8String value) otherNames of the signing certificate's subjectAltName.
 
-    jpki-reference §1.3: in the order observed on real certificates — name, birth date, sex,
+    reference §1.3: in the order observed on real certificates — name, birth date, sex,
     address, name substitution map, address substitution map.
     """
     name = encode_jis_text(b4.name)
@@ -435,7 +435,7 @@ def basic4_from_other_names(
 ) -> tuple[Basic4, str, str]:
     """Parse the six otherNames back: ``(basic4, name_substitution_map, address_map)``.
 
-    jpki-reference §1.3: exactly the six OIDs ``…8.5.5.1``–``.6``, each once (HITACHI rejects any
+    reference §1.3: exactly the six OIDs ``…8.5.5.1``–``.6``, each once (HITACHI rejects any
     other count). The order is not enforced: it is only observed, not specified. Raises
     :class:`InvalidBasic4` for an unknown, duplicate or missing OID, or a malformed value.
     """

@@ -1,8 +1,8 @@
 """Cards (個人番号カード) and what happens to their certificates when a card's state changes.
 
 A resident holds at most one active card. Both card certificates are bound to it: their validity is
-capped by its expiry (jpki-reference §1.4), and its loss, return or replacement acts on them
-(DESIGN.md §4):
+capped by its expiry (reference §1.4), and its loss, return or replacement acts on them
+(architecture §4):
 
 - lost → every valid certificate on the card is put on hold (certificateHold, 一時保留); a card
   hold is never released (§3.2);

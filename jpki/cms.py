@@ -4,7 +4,7 @@ application (issue "smartphone certificates") and relying-party consents.
 Only the shape these documents need: attached content (``id-data``), one signer identified by
 issuer and serial number, the signer's certificate included, SHA-256 digests, signed attributes
 (content type, message digest, signing time) signed with RSA PKCS#1 v1.5 — what a JPKI-AP card's
-COMPUTE DIGITAL SIGNATURE over a DigestInfo produces (jpki-reference §4.4). asn1crypto encodes
+COMPUTE DIGITAL SIGNATURE over a DigestInfo produces (reference §4.4). asn1crypto encodes
 and decodes the structures; verification is explicit here so that every check cites its clause.
 """
 
@@ -28,7 +28,7 @@ from jpki.errors import InvalidInput
 
 MAX_SIGNED_DATA = 64 * 1024
 
-# The DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2 note 1; jpki-reference §4.4).
+# The DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2 note 1; reference §4.4).
 SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
 
 

@@ -1,4 +1,4 @@
-"""Holders' consents to the latest basic 4 information (最新の利用者情報提供の同意; jpki-reference
+"""Holders' consents to the latest basic 4 information (最新の利用者情報提供の同意; reference
 §3.4), and their withdrawal.
 
 **The statement.** A holder consents by signing, with the signing key of the card or of the phone

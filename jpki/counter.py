@@ -3,7 +3,7 @@ authorisation, and confirming (or abandoning) the delivery of certificates onto 
 
 - A proofing record is made by the station that checked the documents, for one resident, and
   is **single-use** and short-lived: issuance, renewal and a PIN reset each consume one
-  (jpki-reference §5: these happen only at the window, with identity verification).
+  (reference §5: these happen only at the window, with identity verification).
 - A certificate issued for a station is *delivered* once the station has written it onto the
   card and read it back; until then it is the station's to abandon, which revokes it with the
   J-LIS reason for "destroyed before delivery" (unspecified, §3.2). Certificates never confirmed

@@ -1,9 +1,9 @@
 """CRL publication: sharded full CRLs, delta CRLs and ARLs per CA generation (RFC 5280 §5).
 
 Scopes. Every end-entity certificate names its shard — its holder's municipality — in its CRL
-distribution point (jpki-reference §1.2, §3.2), so each (CA generation, municipality) pair is one
-CRL scope, generated independently and in parallel (Boulder's crl-updater, anchors.md [B2]). Each
-generation also has an ARL: its root's distribution point is the CA's own DN (§1.1).
+distribution point (reference §1.2, §3.2), so each (CA generation, municipality) pair is one
+CRL scope, generated independently and in parallel (Boulder's crl-updater, architecture §11
+[B2]). Each generation also has an ARL: its root's distribution point is the CA's own DN (§1.1).
 
 Per scope: one CRL-number sequence shared by full and delta CRLs (§5.2.3); full CRLs carry a
 critical Issuing Distribution Point equal to the certificates' distribution point and a Freshest

@@ -2,7 +2,7 @@
 
 Hand-written on purpose: no maintained library encodes a SEQUENCE whose contents are streamed
 from a database cursor — asn1crypto and cryptography both need every element in memory first
-(anchors.md: the cryptography builder takes 418 MiB for 10^6 entries). Everything else about a
+(architecture §11: the cryptography builder takes 418 MiB for 10^6 entries). Everything else about a
 CRL (names, extensions, times) is encoded by cryptography and asn1crypto.
 """
 

@@ -1,6 +1,6 @@
 """Japanese era codes for the dateOfBirth otherName of the signing certificate.
 
-jpki-reference §1.3: the value of ``1.2.392.200149.8.5.5.4`` is ``EYYYYMMDD`` where ``E`` is an
+reference §1.3: the value of ``1.2.392.200149.8.5.5.4`` is ``EYYYYMMDD`` where ``E`` is an
 era code and ``YYYYMMDD`` is the **Gregorian** date. Codes: ``1`` 明治, ``2`` 大正, ``3`` 昭和,
 ``4`` 平成, ``5`` 令和, ``0`` unknown. Examples: ``419900102`` = 1990-01-02 (Heisei),
 ``118991201`` = 1899-12-01 (Meiji). The era code is redundant with the Gregorian date, so
@@ -29,7 +29,7 @@ __all__ = ["ERA_STARTS", "Era", "decode_birth_date", "encode_birth_date", "era_o
 
 
 class Era(IntEnum):
-    """Era code as written in the first character of ``EYYYYMMDD`` (jpki-reference §1.3)."""
+    """Era code as written in the first character of ``EYYYYMMDD`` (reference §1.3)."""
 
     UNKNOWN = 0
     MEIJI = 1  # 明治
@@ -61,7 +61,7 @@ def era_of(d: date) -> Era:
 
 
 def encode_birth_date(d: date) -> str:
-    """``EYYYYMMDD`` for ``d`` (jpki-reference §1.3), always 9 ASCII digits."""
+    """``EYYYYMMDD`` for ``d`` (reference §1.3), always 9 ASCII digits."""
     # datetime is a subclass of date; a time of day has no place in a birth date.
     if not isinstance(d, date) or isinstance(d, datetime):
         raise InvalidDate("dateOfBirth: not a calendar date", field=_FIELD)
@@ -95,7 +95,7 @@ def decode_birth_date(s: str) -> date:
         raise InvalidDate(
             "dateOfBirth: YYYYMMDD is not a valid Gregorian date", field=_FIELD, rule="calendar"
         ) from None
-    # jpki-reference §1.3: the era code is redundant with the Gregorian date; 0 means "unknown".
+    # reference §1.3: the era code is redundant with the Gregorian date; 0 means "unknown".
     if era is not Era.UNKNOWN and era_of(d) is not era:
         raise InvalidDate(
             "dateOfBirth: the era code does not match the date", field=_FIELD, rule="era_mismatch"

@@ -4,7 +4,7 @@ Every refusal the service can give is a subclass of :class:`JpkiError` with a st
 clients and scripts may depend on, and a :class:`Category` that the HTTP layer (and only it) maps to
 a status code. Checks raise; they never return False.
 
-Personal data rule (DEVELOPERS.md, non-negotiable 7): an error's ``detail`` and ``context`` must
+Personal data rule (architecture §9.7): an error's ``detail`` and ``context`` must
 never carry any of the basic 4 information. Name the field and the rule that failed ("name: a
 character at position 3 cannot be encoded"), never the value.
 """

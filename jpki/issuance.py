@@ -1,4 +1,4 @@
-"""Issuance and renewal of card certificates, in Boulder's order (DESIGN.md §3).
+"""Issuance and renewal of card certificates, in Boulder's order (architecture §3).
 
     1. validate the request (keys, resident, card, lifecycle rules)
     2. build the to-be-signed certificates
@@ -11,7 +11,7 @@
 
 A crash between 4 and 7 leaves *pending* rows whose serials are known; :meth:`abandon_stale`
 turns them into *abandoned* certificates, which CRLs and OCSP report as revoked (J-LIS's
-"unspecified: destroyed before delivery", jpki-reference §3.2). The database therefore knows every
+"unspecified: destroyed before delivery", reference §3.2). The database therefore knows every
 serial the HSM may have signed.
 """
 

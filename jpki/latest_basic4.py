@@ -1,5 +1,5 @@
 """The latest basic 4 information, under a holder's consent (最新の利用者情報（基本4情報）提供;
-jpki-reference §3.4; POST /v1/basic4, scope ``basic4``).
+reference §3.4; POST /v1/basic4, scope ``basic4``).
 
 A relying party either submits a consent the holder signed (jpki.consents: verified, stored) or
 names one it holds; both return **only the consented items** of the holder's current resident
@@ -16,7 +16,7 @@ and the serial of the holder's **current signing certificate**:
 
 **Not available** — ``basic4.not_available`` (404), one answer with one text for every case: no
 valid current signing certificate, the resident record ended (death), and a resident under **DV
-support measures** (DESIGN.md §4), who is never disclosed. The DV case is additionally audited
+support measures** (architecture §4), who is never disclosed. The DV case is additionally audited
 under its own action, ``basic4.withheld_dv``, in a unit of work of its own; the answer and the
 generic refusal record are the same as for the other cases, so the relying party cannot tell
 why. A refused call stores nothing, not even a newly submitted consent.
@@ -195,7 +195,7 @@ class LatestBasic4Service:
 
     def _record_withheld(self, ctx: RpContext, purpose: str, resident_id: str,
                          consent_id: str | None) -> None:
-        """DESIGN.md §4: the refusal of a DV-protected resident is audited — identifiers only,
+        """architecture §4: the refusal of a DV-protected resident is audited — identifiers only,
         in a unit of work of its own (the call itself changes nothing)."""
         self._group.record(actor=ctx.actor, action="basic4.withheld_dv", subject=resident_id,
                            payload={"relying_party": ctx.rp_id, "consent": consent_id,

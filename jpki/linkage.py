@@ -1,4 +1,4 @@
-"""Linkage for relying parties (紐付け, jpki-reference §3.3; POST /v1/linkage, scope ``linkage``).
+"""Linkage for relying parties (紐付け, reference §3.3; POST /v1/linkage, scope ``linkage``).
 
 Given the serial of a certificate the relying party already knows, the answer is:
 

@@ -1,8 +1,8 @@
 """Profile checks run on every to-be-signed certificate before the CA key is used.
 
-Boulder lints each TBS before signing (style.md). pkilint is the independent checker in the test
-suite, but at ~3.7 ms per certificate it is too slow for every issuance (components.md); these
-checks are the fast, profile-specific half: each rule has an id (``e_`` = error) and cites the
+Boulder lints each TBS before signing (architecture §10). pkilint is the independent checker in the
+test suite, but at ~3.7 ms per certificate it is too slow for every issuance (docs/components.md);
+these checks are the fast, profile-specific half: each rule has an id (``e_`` = error) and cites the
 clause it enforces. A finding stops issuance with :class:`~jpki.errors.LintFailure`.
 """
 
@@ -28,7 +28,7 @@ class Finding:
     message: str
 
 
-# Extension order per kind (jpki-reference §1.2; the SKI last, §1.2 HITACHI).
+# Extension order per kind (reference §1.2; the SKI last, §1.2 HITACHI).
 _EE_ORDER_SIGN = [
     ExtensionOID.KEY_USAGE,
     ExtensionOID.CERTIFICATE_POLICIES,
@@ -62,13 +62,13 @@ def _common(cert: x509.Certificate) -> list[Finding]:
         out.append(Finding("e_serial_entropy", "serials carry at least 64 random bits"))
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSA_WITH_SHA256:
         out.append(Finding("e_signature_algorithm",
-                           "jpki-reference §0: sha256WithRSAEncryption"))
+                           "reference §0: sha256WithRSAEncryption"))
     if cert.not_valid_before_utc >= cert.not_valid_after_utc:
         out.append(Finding("e_validity_order", "RFC 5280 §4.1.2.5: notBefore < notAfter"))
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048 \
             or key.public_numbers().e != 65537:
-        out.append(Finding("e_public_key", "jpki-reference §0: RSA ≥ 2048, e = 65537"))
+        out.append(Finding("e_public_key", "reference §0: RSA ≥ 2048, e = 65537"))
     seen: set[x509.ObjectIdentifier] = set()
     for ext in cert.extensions:
         if ext.oid in seen:
@@ -97,7 +97,7 @@ def _ski(cert: x509.Certificate) -> list[Finding]:
     ext = _ext(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
-        return [Finding("e_public_key", "jpki-reference §0: RSA keys only")]
+        return [Finding("e_public_key", "reference §0: RSA keys only")]
     expected = x509.SubjectKeyIdentifier.from_public_key(key).digest
     if ext is None or not isinstance(ext.value, x509.SubjectKeyIdentifier) \
             or ext.value.digest != expected:
@@ -109,29 +109,29 @@ def _ski(cert: x509.Certificate) -> list[Finding]:
 def _key_usage(cert: x509.Certificate, *, signing: bool) -> list[Finding]:
     ext = _ext(cert, ExtensionOID.KEY_USAGE)
     if ext is None or not ext.critical or not isinstance(ext.value, x509.KeyUsage):
-        return [Finding("e_key_usage_critical", "jpki-reference §1.2: keyUsage is critical")]
+        return [Finding("e_key_usage_critical", "reference §1.2: keyUsage is critical")]
     ku = ext.value
     ok = (ku.digital_signature and ku.content_commitment == signing and not ku.key_cert_sign
           and not ku.crl_sign and not ku.key_encipherment and not ku.data_encipherment
           and not ku.key_agreement)
     if not ok:
         want = "digitalSignature, nonRepudiation" if signing else "digitalSignature"
-        return [Finding("e_key_usage_bits", f"jpki-reference §1.2: keyUsage = {want}")]
+        return [Finding("e_key_usage_bits", f"reference §1.2: keyUsage = {want}")]
     return []
 
 
 def _basic4_san(cert: x509.Certificate, b4: Basic4) -> list[Finding]:
     ext = _ext(cert, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     if ext is None or not isinstance(ext.value, x509.SubjectAlternativeName):
-        return [Finding("e_basic4_san_missing", "jpki-reference §1.3: six otherNames")]
+        return [Finding("e_basic4_san_missing", "reference §1.3: six otherNames")]
     names = list(ext.value)
     expected = personal_data_other_names(b4)
     if len(names) != len(expected) or not all(isinstance(n, x509.OtherName) for n in names):
-        return [Finding("e_basic4_san_shape", "jpki-reference §1.3: exactly six otherNames")]
+        return [Finding("e_basic4_san_shape", "reference §1.3: exactly six otherNames")]
     for got, (oid, value) in zip(names, expected, strict=True):
         assert isinstance(got, x509.OtherName)
         if got.type_id.dotted_string != oid:
-            return [Finding("e_basic4_san_order", "jpki-reference §1.3: otherName order")]
+            return [Finding("e_basic4_san_order", "reference §1.3: otherName order")]
         try:
             parsed = UTF8String.load(got.value)
         except ValueError:
@@ -151,12 +151,12 @@ def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, r
         out.append(Finding("e_issuer_name", "RFC 5280 §4.1.2.4: issuer = CA subject"))
     after = cert.not_valid_after_utc
     if (after.hour, after.minute, after.second) != (14, 59, 59):
-        out.append(Finding("e_not_after_jst", "jpki-reference §1.4: expires 23:59:59 JST"))
+        out.append(Finding("e_not_after_jst", "reference §1.4: expires 23:59:59 JST"))
     out += _key_usage(cert, signing=kind.is_signing)
     pol = _ext(cert, ExtensionOID.CERTIFICATE_POLICIES)
     if pol is None or not isinstance(pol.value, x509.CertificatePolicies) or \
             [p.policy_identifier for p in pol.value] != [recipe.policies[kind]]:
-        out.append(Finding("e_policy", "jpki-reference §1.2: exactly the kind's policy OID"))
+        out.append(Finding("e_policy", "reference §1.2: exactly the kind's policy OID"))
     if kind.is_signing:
         if basic4 is None:
             out.append(Finding("e_basic4_missing", "signing certificates carry basic 4"))
@@ -165,9 +165,9 @@ def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, r
     else:
         # §1.2: the auth certificate carries no personal data: no SAN, CN-only subject.
         if _ext(cert, ExtensionOID.SUBJECT_ALTERNATIVE_NAME) is not None:
-            out.append(Finding("e_auth_no_san", "jpki-reference §1.2: no SAN on auth certs"))
+            out.append(Finding("e_auth_no_san", "reference §1.2: no SAN on auth certs"))
         if [a.oid for a in cert.subject] != [x509.NameOID.COMMON_NAME]:
-            out.append(Finding("e_auth_subject", "jpki-reference §1.2: CN-only subject"))
+            out.append(Finding("e_auth_subject", "reference §1.2: CN-only subject"))
     aki = _ext(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
     if aki is None or not isinstance(aki.value, x509.AuthorityKeyIdentifier) \
             or aki.value.key_identifier != issuer.subject_key_id:
@@ -175,24 +175,24 @@ def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, r
     out += _ski(cert)
     dp = _ext(cert, ExtensionOID.CRL_DISTRIBUTION_POINTS)
     if dp is None or not isinstance(dp.value, x509.CRLDistributionPoints) or len(dp.value) != 1:
-        out.append(Finding("e_crl_dp", "DESIGN.md §5: exactly one distribution point"))
+        out.append(Finding("e_crl_dp", "architecture §5: exactly one distribution point"))
     else:
         full = dp.value[0].full_name or []
         if [type(n) for n in full] != [x509.DirectoryName, x509.UniformResourceIdentifier]:
             out.append(Finding("e_crl_dp_names",
-                               "jpki-reference §1.2: directoryName and HTTP URI of the shard"))
+                               "reference §1.2: directoryName and HTTP URI of the shard"))
     return out
 
 
 def lint_root(cert: x509.Certificate) -> list[Finding]:
     out = _common(cert) + _order(cert, _ROOT_ORDER)
     if cert.issuer != cert.subject:
-        out.append(Finding("e_root_self_issued", "jpki-reference §1.1: self-signed roots"))
+        out.append(Finding("e_root_self_issued", "reference §1.1: self-signed roots"))
     bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
     if bc is None or not bc.critical or not isinstance(bc.value, x509.BasicConstraints) \
             or not bc.value.ca or bc.value.path_length is not None:
         out.append(Finding("e_root_basic_constraints",
-                           "jpki-reference §1.1: critical CA:TRUE without pathLen"))
+                           "reference §1.1: critical CA:TRUE without pathLen"))
     out += _ski(cert)
     return out
 

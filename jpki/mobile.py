@@ -1,7 +1,7 @@
 """Smartphone certificates (移動端末設備用電子証明書): the seed's central new function.
 
 One mobile signing and one mobile auth certificate per person, on one device at a time, applied
-for online with a signature made by the card's signing key (jpki-reference §2):
+for online with a signature made by the card's signing key (reference §2):
 
 1. The phone asks for a challenge (single-use, minutes).
 2. It generates two key pairs in its secure element, signs a proof of possession with each

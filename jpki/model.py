@@ -18,14 +18,14 @@ from jpki.basic4 import Basic4, Sex
 
 
 class CaKind(StrEnum):
-    """The two independent roots of each generation (jpki-reference §1.1)."""
+    """The two independent roots of each generation (reference §1.1)."""
 
     SIGN = "sign"  # 署名用認証局
     AUTH = "auth"  # 利用者証明用認証局
 
 
 class CertKind(StrEnum):
-    """What a certificate is for and where its key lives (DESIGN.md §3)."""
+    """What a certificate is for and where its key lives (architecture §3)."""
 
     CARD_SIGN = "card_sign"  # 署名用電子証明書
     CARD_AUTH = "card_auth"  # 利用者証明用電子証明書
@@ -66,7 +66,7 @@ class CertStatus(StrEnum):
 
 
 class RevocationReason(IntEnum):
-    """RFC 5280 §5.3.1 CRLReason; the JPKI meaning of each is in jpki-reference §3.2."""
+    """RFC 5280 §5.3.1 CRLReason; the JPKI meaning of each is in reference §3.2."""
 
     UNSPECIFIED = 0  # J-LIS: destroyed before delivery (交付前に破棄)
     KEY_COMPROMISE = 1
@@ -115,7 +115,7 @@ _RFC_NAMES = {
 
 
 class RegistrySource(StrEnum):
-    """The resident record the basic 4 information comes from (jpki-reference §1.3, emigrants)."""
+    """The resident record the basic 4 information comes from (reference §1.3, emigrants)."""
 
     JUMINHYO = "juminhyo"  # 住民票: residents of Japan
     KOSEKI_FUHYO = "koseki_fuhyo"  # 戸籍の附票: emigrants (国外転出者), since 2024-05-27
@@ -154,7 +154,7 @@ class Resident:
     dv_support: bool
     created_at: datetime
     updated_at: datetime
-    # Personal data: kept out of repr (DEVELOPERS.md non-negotiable 7).
+    # Personal data: kept out of repr (architecture §9.7).
     name: str = field(repr=False)
     birth_date: date = field(repr=False)
     sex: int = field(repr=False)
@@ -361,7 +361,7 @@ class ApiClient:
 
 
 class RelyingPartyKind(StrEnum):
-    """jpki-reference §3.1: platform operators (PF) are certified and query the CA themselves;
+    """reference §3.1: platform operators (PF) are certified and query the CA themselves;
     service providers (SP) act under a platform operator."""
 
     PLATFORM_OPERATOR = "platform_operator"

@@ -5,7 +5,7 @@ Municipality codes are the 6-digit 全国地方公共団体コード: a 2-digit 
 ``s = 6*d1 + 5*d2 + 4*d3 + 3*d4 + 2*d5`` and ``check = (11 - s % 11) % 10`` (so a remainder of 0
 gives 1 and a remainder of 1 gives 0): 131016 千代田区, 011002 札幌市, 132217 清瀬市.
 
-jpki-reference §1.2: a certificate's cRLDistributionPoints name is a directoryName per issuing
+reference §1.2: a certificate's cRLDistributionPoints name is a directoryName per issuing
 municipality, ``C=JP, O=JPKI, OU=<CA>, OU=CRL Distribution Points, OU=<prefecture>,
 CN=<city> CRLDP``, with the prefecture and city in romaji as in the subject (test card:
 ``Kiyose-shi``).
@@ -34,7 +34,7 @@ __all__ = [
     "validate_municipality_code",
 ]
 
-CRL_DISTRIBUTION_POINTS_OU = "CRL Distribution Points"  # jpki-reference §1.2
+CRL_DISTRIBUTION_POINTS_OU = "CRL Distribution Points"  # reference §1.2
 _DIGITS = frozenset("0123456789")
 _WEIGHTS = (6, 5, 4, 3, 2)
 _SEED_FILE = "municipalities.csv"
@@ -179,7 +179,7 @@ def load_seed() -> list[Municipality]:
     """The seed municipalities from ``jpki/data/municipalities.csv``.
 
     The 46 prefectural capitals outside Tokyo, Tokyo's 23 special wards (the Tokyo Metropolitan
-    Government sits in 新宿区), 清瀬市 (the test card's municipality, jpki-reference §1.2) and
+    Government sits in 新宿区), 清瀬市 (the test card's municipality, reference §1.2) and
     東村山市 (HIGASHIMURAYAMA).
     """
     return list(_seed())
@@ -188,7 +188,7 @@ def load_seed() -> list[Municipality]:
 def crl_dp_rdns(m: Municipality, ca_ou: str) -> list[tuple[str, str]]:
     """The CRL distribution-point name of ``m``'s shard as (attribute short name, value) RDNs.
 
-    jpki-reference §1.2: ``C=JP, O=JPKI, OU=<ca_ou>, OU=CRL Distribution Points,
+    reference §1.2: ``C=JP, O=JPKI, OU=<ca_ou>, OU=CRL Distribution Points,
     OU=<prefecture romaji>, CN=<city romaji> CRLDP``, in this order (most significant first).
     ``ca_ou`` is the CA's OU, e.g. ``"JPKI for digital signature"``.
     """

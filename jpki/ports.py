@@ -203,7 +203,7 @@ class CrlEntrySource(Protocol):
 
 class UnitOfWork(Protocol):
     """One database transaction. Repositories flush; only the service that owns the use case
-    commits (DESIGN.md §2). Leaving the block without commit() rolls back."""
+    commits (architecture §2). Leaving the block without commit() rolls back."""
 
     # Read-only properties so that adapters may expose their own repository classes.
     @property

@@ -3,7 +3,7 @@
 Each builder returns an unsigned ``x509.CertificateBuilder``; signing happens elsewhere
 (:mod:`jpki.signing`) so the result can be linted first. Extensions are added in the order they are
 encoded, which matters: the real roots encode keyUsage, subjectAltName, basicConstraints,
-cRLDistributionPoints, subjectKeyIdentifier in that order (jpki-reference §1.1), and verifiers that
+cRLDistributionPoints, subjectKeyIdentifier in that order (reference §1.1), and verifiers that
 hash a partial TBS expect an end-entity TBS to *end* with the SKI extension (§1.2, HITACHI).
 """
 
@@ -46,7 +46,7 @@ def _root_key_usage() -> x509.KeyUsage:
 
 def build_root(recipe: CaRecipe, public_key: rsa.RSAPublicKey, serial: int,
                not_before: datetime, not_after: datetime) -> x509.CertificateBuilder:
-    """A self-signed root exactly shaped like the J-LIS roots (jpki-reference §1.1).
+    """A self-signed root exactly shaped like the J-LIS roots (reference §1.1).
 
     No authorityKeyIdentifier, certificatePolicies or authorityInfoAccess (the real roots have
     none; RFC 5280 §4.2.1.1 lets a self-signed certificate omit the AKI). The CRL distribution
@@ -176,14 +176,14 @@ def shard_names(recipe: Recipe, urls: ServiceUrls, ca: CaKind, generation: int,
     return [
         # §1.2: the JPKI directoryName of the holder's municipality shard …
         x509.DirectoryName(name_from_pairs(crl_dp_rdns(municipality, recipe.ca(ca).crl_dp_ou))),
-        # … and the same shard over HTTP on this service (DESIGN.md §5).
+        # … and the same shard over HTTP on this service (architecture §5).
         x509.UniformResourceIdentifier(urls.crl(ca, generation, municipality.code)),
     ]
 
 
 def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
                      urls: ServiceUrls) -> x509.CertificateBuilder:
-    """A card or mobile end-entity certificate (jpki-reference §1.2–1.3, DESIGN.md §3)."""
+    """A card or mobile end-entity certificate (reference §1.2–1.3, architecture §3)."""
     if spec.kind.is_signing != (spec.basic4 is not None):
         raise ValueError("signing certificates carry the basic 4 information; auth ones never")
     issuer = spec.issuer

@@ -1,7 +1,7 @@
 """Identity proofing at the counter: which documents and measures satisfy which pattern.
 
 The rules are the table 「マイナンバーカード交付時の本人確認書類等」 (revised 2020-12-28) of
-the seed deck (`../shared/seed/`, jpki-reference §5). The counter applies them when it hands
+the Ministry's deck on the My Number Card (reference §5, §9). The counter applies them when it hands
 over a card and its certificates, renews them or resets a PIN (§5: only at the window, with
 strict identity verification).
 

@@ -1,6 +1,6 @@
 """Checks on the subscriber public keys a card (or phone) sends for certification.
 
-JPKI keys are RSA-2048 with e = 65537, generated on the card (jpki-reference §0, §1.2). We accept
+JPKI keys are RSA-2048 with e = 65537, generated on the card (reference §0, §1.2). We accept
 RSA 2048–4096 with e = 65537 and refuse anything else with a precise error, as Boulder's goodkey
 does: wrong algorithm, short modulus, unusual exponent, an even modulus or one with a small prime
 factor (a broken or malicious key generator).
@@ -61,7 +61,7 @@ def load_subject_key(data: bytes) -> SubjectKey:
     except UnsupportedAlgorithm as exc:
         raise UnsupportedKeyAlgorithm("the key algorithm is not supported") from exc
     if not isinstance(key, rsa.RSAPublicKey):
-        raise UnsupportedKeyAlgorithm("only RSA keys are certified (jpki-reference §0)")
+        raise UnsupportedKeyAlgorithm("only RSA keys are certified (reference §0)")
     numbers = key.public_numbers()
     if key.key_size < MIN_BITS:
         raise WeakPublicKey(f"RSA keys must be at least {MIN_BITS} bits", bits=key.key_size)

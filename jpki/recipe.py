@@ -1,7 +1,8 @@
 """The key-ceremony recipe: parsed once into a validated, immutable object.
 
-Boulder's habit (style.md): configuration is parsed once into a typed object whose fields are
-checked at load time, so that a typo in an OID or a DN fails `jpki init`, not the first issuance.
+Boulder's habit (architecture §10): configuration is parsed once into a typed object whose fields
+are checked at load time, so that a typo in an OID or a DN fails `jpki init`, not the first
+issuance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def name_from_pairs(pairs: list[tuple[str, str]] | list[list[str]]) -> x509.Name
     """An x509.Name with one AVA per RDN, in the given order.
 
     cryptography encodes C as PrintableString and the other attributes as UTF8String by default,
-    which is exactly the encoding of the real JPKI roots (jpki-reference §1.1).
+    which is exactly the encoding of the real JPKI roots (reference §1.1).
     """
     attrs: list[x509.NameAttribute[str]] = []
     for pair in pairs:

@@ -1,6 +1,6 @@
 """Relying parties (署名検証者): registration, credentials, and who may make which call.
 
-jpki-reference §3.1: only registered verifiers receive revocation information, and in the private
+reference §3.1: only registered verifiers receive revocation information, and in the private
 sector they come in two kinds — **platform operators** (プラットフォーム事業者), certified and
 querying the CA themselves, and **service providers** that act under a platform operator. A
 relying party here is a record (name, kind, parent platform operator for a service provider,

@@ -1,6 +1,6 @@
 """Residents and the events of the resident registry that act on their certificates.
 
-DESIGN.md §4 and jpki-reference §1.4:
+architecture §4 and reference §1.4:
 
 - a change of any of the basic 4 information (name, address, date of birth, sex) revokes the
   signing certificates — card and mobile — with affiliationChanged; the auth ones stay;

@@ -5,7 +5,7 @@ A revocation is acknowledged only after its unit of work commits (the store runs
 survives a killed process (non-negotiable 4). Revoking twice is harmless: the second call reports
 the existing revocation.
 
-Transitions (RFC 5280 §5.3.1; jpki-reference §3.2):
+Transitions (RFC 5280 §5.3.1; reference §3.2):
 
 - not revoked → revoked with any reason except removeFromCRL (a CRL-only pseudo reason);
 - certificateHold → a permanent reason: the hold date stays the revocation date;
@@ -14,8 +14,8 @@ Transitions (RFC 5280 §5.3.1; jpki-reference §3.2):
   forward, never pushed back;
 - anything else leaves the certificate as it is.
 
-Releasing a hold is not here: card holds are never released (§3.2), and mobile holds (issue 5)
-have their own rules.
+Releasing a hold is not here: card holds are never released (§3.2), and mobile holds have their
+own rules (jpki.mobile).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Settings, from environment variables (prefix ``JPKI_``), built where they are used.
 
-Nothing here runs at import time: the app factory and the CLI build a :class:`Settings` (DESIGN.md
-§2). The embedded defaults need nothing but a data directory: SQLite at ``<data>/jpki.db`` and a
-SoftHSM token under ``<data>/tokens`` whose PINs ``jpki init`` generates into ``<data>/secrets``
-(mode 0600). A deployment passes its own PINs through the environment instead
-(``JPKI_HSM_USER_PIN``, ``JPKI_HSM_SO_PIN``); they never come from code, and well-known
+Nothing here runs at import time: the app factory and the CLI build a :class:`Settings`
+(architecture §2). The embedded defaults need nothing but a data directory: SQLite at
+``<data>/jpki.db`` and a SoftHSM token under ``<data>/tokens`` whose PINs ``jpki init`` generates
+into ``<data>/secrets`` (mode 0600). A deployment passes its own PINs through the environment
+instead (``JPKI_HSM_USER_PIN``, ``JPKI_HSM_SO_PIN``); they never come from code, and well-known
 placeholder PINs are refused.
 """
 

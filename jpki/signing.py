@@ -1,6 +1,6 @@
 """Sign exactly what was checked.
 
-Boulder's issuance order (DESIGN.md §3, style.md): the to-be-signed certificate is built and linted
+Boulder's issuance order (architecture §3, §10): the to-be-signed certificate is built and linted
 *before* the CA key is touched, the intent is recorded, and after signing the signed TBS is compared
 with the linted one. cryptography builds and signs in one call, so we split it:
 

@@ -5,7 +5,7 @@ CRLs carry:
 
 - ``revoked`` — revoked or on hold at this instant (reason ``certificateHold`` for a hold), or an
   issuance intent that was abandoned (OCSP answers those as revoked, reason unspecified, from the
-  instant they were abandoned; DESIGN.md §3);
+  instant they were abandoned; architecture §3);
 - ``good`` — anything else we issued, including a certificate whose revocation is scheduled for
   a later instant (an emigrant's departure date) and one whose hold was released; an intent still
   being signed is ``good`` too, as OCSP answers it;

@@ -21,7 +21,7 @@ class ServiceUrls:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
     def crl(self, ca: CaKind, generation: int, shard: str) -> str:
-        """A CRL shard of one CA generation (DESIGN.md §5; jpki-reference §1.2, §3.2)."""
+        """A CRL shard of one CA generation (architecture §5; reference §1.2, §3.2)."""
         return f"{self.base_url}/crl/{ca.value}/g{generation:02d}/{shard}.crl"
 
     def crl_delta(self, ca: CaKind, generation: int, shard: str) -> str:

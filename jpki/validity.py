@@ -1,9 +1,9 @@
-"""Validity rules for end-entity certificates and cards (jpki-reference §1.4).
+"""Validity rules for end-entity certificates and cards (reference §1.4).
 
 Instants are timezone-aware datetimes and are returned in UTC; calendar dates are JST dates, since
 every rule ("the 5th birthday", "3 months before expiry", "the card's expiry date") is a Japanese
 calendar date. A certificate ends at 23:59:59 JST of its last day, i.e. ``14:59:59Z``, the same
-pattern as the J-LIS roots (jpki-reference §1.1 "Time encoding").
+pattern as the J-LIS roots (reference §1.1 "Time encoding").
 
 Birthdays of people born on 29 February. 年齢計算ニ関スル法律 counts age from the day of birth
 and applies 民法 §143: a period counted in years ends at the end of the day before the
@@ -49,13 +49,13 @@ __all__ = [
 
 JST = timezone(timedelta(hours=9), "JST")
 
-CERTIFICATE_BIRTHDAYS = 5  # jpki-reference §1.4: until the 5th birthday after issuance
-RENEWAL_CERTIFICATE_BIRTHDAYS = 6  # jpki-reference §1.4: 6th when renewed in the last 3 months
-CARD_BIRTHDAYS_ADULT = 10  # jpki-reference §1.4 (WIKI-CARD): card, 18 or over at issuance
-CARD_BIRTHDAYS_MINOR = 5  # jpki-reference §1.4 (WIKI-CARD): card, under 18 at issuance
+CERTIFICATE_BIRTHDAYS = 5  # reference §1.4: until the 5th birthday after issuance
+RENEWAL_CERTIFICATE_BIRTHDAYS = 6  # reference §1.4: 6th when renewed in the last 3 months
+CARD_BIRTHDAYS_ADULT = 10  # reference §1.4 (WIKI-CARD): card, 18 or over at issuance
+CARD_BIRTHDAYS_MINOR = 5  # reference §1.4 (WIKI-CARD): card, under 18 at issuance
 ADULT_AGE = 18  # 民法 §4 since 2022-04-01
-RENEWAL_WINDOW_MONTHS = 3  # jpki-reference §1.4 (FAQ-JPKI): renewal from 3 months before expiry
-MINIMUM_SIGNING_AGE = 15  # jpki-reference §1.4: no signing certificate under 15
+RENEWAL_WINDOW_MONTHS = 3  # reference §1.4 (FAQ-JPKI): renewal from 3 months before expiry
+MINIMUM_SIGNING_AGE = 15  # reference §1.4: no signing certificate under 15
 
 _END_OF_DAY = time(23, 59, 59)
 
@@ -97,7 +97,7 @@ def birthday_in_year(birth: date, year: int) -> date:
 def nth_birthday_after(birth: date, after: date, n: int) -> date:
     """The ``n``-th birthday strictly after the day ``after``.
 
-    jpki-reference §1.4: 「発行の日後5回目の誕生日」 — a birthday on the issuance day itself does
+    reference §1.4: 「発行の日後5回目の誕生日」 — a birthday on the issuance day itself does
     not count. Test card (MYNACARD-TEST): issued 2025-10-27, birthday 17 Feb → 2030-02-17.
     """
     if n < 1:
@@ -125,7 +125,7 @@ def age_on(birth: date, on: date) -> int:
 def card_expiry(birth: date, issued_on: date) -> date:
     """The card's expiry date: 10th birthday after issuance, 5th if under 18 at issuance.
 
-    jpki-reference §1.4 (WIKI-CARD). Used when a card record is created without an explicit
+    reference §1.4 (WIKI-CARD). Used when a card record is created without an explicit
     expiry.
     """
     minor = age_on(birth, issued_on) < ADULT_AGE
@@ -147,7 +147,7 @@ def add_months(d: date, months: int) -> date:
 def renewal_window_start(not_after: datetime) -> datetime:
     """First instant of the renewal window: 00:00:00 JST, 3 calendar months before expiry.
 
-    jpki-reference §1.4 (FAQ-JPKI): renewal is possible from 3 months before expiry. The months are
+    reference §1.4 (FAQ-JPKI): renewal is possible from 3 months before expiry. The months are
     counted on the JST expiry date and clamped to month end.
     """
     return _start_of_day_jst(add_months(jst_date(not_after), -RENEWAL_WINDOW_MONTHS))
@@ -181,7 +181,7 @@ def certificate_not_after(
     card_expiry: date,
     cap: datetime | None = None,
 ) -> datetime:
-    """notAfter of a card certificate (jpki-reference §1.4), a UTC instant at ``14:59:59Z``.
+    """notAfter of a card certificate (reference §1.4), a UTC instant at ``14:59:59Z``.
 
     1. 23:59:59 JST of the 5th birthday after the JST issuance date — the 6th when ``renewal``
        (issued as a renewal within the last 3 months of the previous certificate, which the caller
@@ -196,15 +196,15 @@ def certificate_not_after(
     """
     _require_aware(issued_at, "issued_at")
     issued_on = jst_date(issued_at)
-    # jpki-reference §1.4: capped by the card's expiry — a card past its expiry certifies nothing.
+    # reference §1.4: capped by the card's expiry — a card past its expiry certifies nothing.
     if card_expiry < issued_on:
         raise CardExpired()
     birthdays = RENEWAL_CERTIFICATE_BIRTHDAYS if renewal else CERTIFICATE_BIRTHDAYS
     not_after = end_of_day_jst(nth_birthday_after(birth, issued_on, birthdays))
-    # jpki-reference §1.4: capped by the card's expiry date.
+    # reference §1.4: capped by the card's expiry date.
     not_after = min(not_after, end_of_day_jst(card_expiry))
     if cap is not None:
-        # jpki-reference §1.4: the sign cert is also capped by the auth cert's expiry.
+        # reference §1.4: the sign cert is also capped by the auth cert's expiry.
         _require_aware(cap, "cap")
         not_after = min(not_after, _floor_to_end_of_day_jst(cap))
     if not_after <= issued_at:
@@ -215,16 +215,16 @@ def certificate_not_after(
 
 
 def minimum_signing_age() -> int:
-    """jpki-reference §1.4: no signing certificate is issued to anyone under 15."""
+    """reference §1.4: no signing certificate is issued to anyone under 15."""
     return MINIMUM_SIGNING_AGE
 
 
 def may_hold_signing_certificate(birth: date, on: date) -> bool:
-    """True iff the person is at least 15 on ``on`` (jpki-reference §1.4)."""
+    """True iff the person is at least 15 on ``on`` (reference §1.4)."""
     return age_on(birth, on) >= MINIMUM_SIGNING_AGE
 
 
 def check_signing_age(birth: date, on: date) -> None:
-    """Raise :class:`UnderageSigning` for anyone under 15 on ``on`` (jpki-reference §1.4)."""
+    """Raise :class:`UnderageSigning` for anyone under 15 on ``on`` (reference §1.4)."""
     if not may_hold_signing_certificate(birth, on):
         raise UnderageSigning()

@@ -1,4 +1,4 @@
-"""Alembic environment. Imports only the store's metadata (DESIGN.md, migrations/).
+"""Alembic environment. Imports only the store's metadata (docs/architecture.md, migrations/).
 
 Run programmatically by ``jpki.store.migrate`` (which passes an open connection), or by the
 ``alembic`` command with ``-x url=...`` or ``JPKI_DATABASE_URL``.

@@ -1,7 +1,7 @@
 """Independent checkers used by the tests: pkilint (in-process) and the OpenSSL CLI.
 
 pkilint's exit code is the number of findings at or above the threshold; the default threshold
-(INFO) flags good certificates, so we use WARNING and expect none (components.md).
+(INFO) flags good certificates, so we use WARNING and expect none (docs/components.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Missing real components fail in CI and skip elsewhere (DEVELOPERS.md non-negotiable 1)."""
+"""Missing real components fail in CI and skip elsewhere (architecture §9.1)."""
 
 from __future__ import annotations
 

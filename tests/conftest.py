@@ -1,6 +1,6 @@
 """Shared fixtures: one SoftHSM token per session, databases (SQLite and PostgreSQL), a clock.
 
-Real components only (DEVELOPERS.md, non-negotiable 1). A component that is missing makes its
+Real components only (architecture §9.1). A component that is missing makes its
 tests *skip* on a workstation and *fail* in CI (``CI=true``): CI must never pass by skipping.
 
 SoftHSM reads SOFTHSM2_CONF once per process (at C_Initialize) and python-pkcs11 keeps the module

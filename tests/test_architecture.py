@@ -1,4 +1,5 @@
-"""The import boundaries of DESIGN.md §2, checked with import-linter contracts (pyproject.toml)."""
+"""The import boundaries of architecture §2, checked with import-linter contracts
+(pyproject.toml)."""
 
 from __future__ import annotations
 

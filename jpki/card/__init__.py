@@ -1,4 +1,4 @@
-"""The card side (jpki-reference §4; DESIGN.md §2, §7): APDU codec, JPKI-AP client, transports
+"""The card side (reference §4; architecture §2, §7): APDU codec, JPKI-AP client, transports
 and the card emulator.
 
 An adapter package: only :mod:`jpki.card.pcsc` imports pyscard (``smartcard``), and nothing here

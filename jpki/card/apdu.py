@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from jpki.card.errors import ApduFormatError
 
-# --- status words (jpki-reference §4.5 table; ISO/IEC 7816-4 §5.6) -------------------------
+# --- status words (reference §4.5 table; ISO/IEC 7816-4 §5.6) -------------------------
 
 SW_OK = 0x9000
-SW_BYTES_REMAINING = 0x6100  # 61xx: xx more bytes with GET RESPONSE (jpki-reference §4.4)
+SW_BYTES_REMAINING = 0x6100  # 61xx: xx more bytes with GET RESPONSE (reference §4.4)
 SW_END_OF_FILE = 0x6282  # fewer bytes than Ne before the end of the EF (warning)
 SW_VERIFICATION_FAILED = 0x6300  # EXTERNAL AUTHENTICATE: the cryptogram did not verify
 SW_WRONG_PIN = 0x63C0  # 63Cx: wrong PIN, x tries left; also the answer to an empty VERIFY
@@ -27,8 +27,8 @@ SW_MEMORY_FAILURE = 0x6581  # the card could not store the change; nothing chang
 SW_WRONG_LENGTH = 0x6700  # Lc/Le inconsistent with the command, truncated or trailing bytes
 SW_INCOMPATIBLE_FILE = 0x6981  # command incompatible with the file's structure (a key or PIN EF)
 SW_SECURITY_STATUS = 0x6982  # security status not satisfied (no VERIFY / no issuer auth)
-SW_AUTH_METHOD_BLOCKED = 0x6983  # generic ISO; not observed on JPKI-AP (jpki-reference §10.7)
-SW_PIN_BLOCKED = 0x6984  # reference data not usable: JPKI's "blocked" (jpki-reference §4.5)
+SW_AUTH_METHOD_BLOCKED = 0x6983  # generic ISO; not observed on JPKI-AP (reference §10.7)
+SW_PIN_BLOCKED = 0x6984  # reference data not usable: JPKI's "blocked" (reference §4.5)
 SW_CONDITIONS_NOT_SATISFIED = 0x6985  # e.g. GET RESPONSE with nothing pending, no challenge
 SW_NO_CURRENT_EF = 0x6986  # command not allowed: no current EF (MYNA dummy.rs behaviour)
 SW_WRONG_DATA = 0x6A80  # incorrect parameters in the data field (e.g. a malformed new PIN)
@@ -37,7 +37,7 @@ SW_NOT_ENOUGH_MEMORY = 0x6A84  # not enough memory space in the file
 SW_INCORRECT_P1P2 = 0x6A86  # incorrect P1-P2 (e.g. an unsupported signature scheme)
 SW_REFERENCED_DATA_NOT_FOUND = 0x6A88  # e.g. a PIN or key that was never set
 SW_WRONG_P1P2 = 0x6B00  # wrong parameters: offset outside the EF (JICSAP end of file)
-SW_CORRECT_LENGTH = 0x6C00  # 6Cxx: wrong Le, resend with Le = xx (jpki-reference §4.4)
+SW_CORRECT_LENGTH = 0x6C00  # 6Cxx: wrong Le, resend with Le = xx (reference §4.4)
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_UNKNOWN = 0x6F00  # no precise diagnosis

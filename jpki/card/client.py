@@ -1,9 +1,9 @@
-"""A JPKI-AP client over any :class:`~jpki.card.transport.Transport` (jpki-reference §4).
+"""A JPKI-AP client over any :class:`~jpki.card.transport.Transport` (reference §4).
 
 The holder-side commands are exactly those of the real card and of OpenSC's jpki driver:
 SELECT by AID and by FID, READ BINARY, VERIFY, CHANGE PIN, COMPUTE DIGITAL SIGNATURE. The issuer
 side — GET CHALLENGE, EXTERNAL AUTHENTICATE, GENERATE ASYMMETRIC KEY PAIR, UPDATE BINARY, RESET
-RETRY COUNTER — is the ISO/IEC 7816 personalisation that DESIGN.md §7 adds for the enrolment
+RETRY COUNTER — is the ISO/IEC 7816 personalisation that architecture §7 adds for the enrolment
 station; the card accepts it only after the station has authenticated as the issuer.
 
 Every refusal raises (:mod:`jpki.card.errors`): a wrong PIN is :class:`WrongPin` with the tries
@@ -56,7 +56,7 @@ from jpki.card.jpki_ap import (
 from jpki.card.pins import encode_pin
 from jpki.card.transport import Transport
 
-# Instruction bytes (jpki-reference §4.4; ISO/IEC 7816-4 / -8 for the issuance commands).
+# Instruction bytes (reference §4.4; ISO/IEC 7816-4 / -8 for the issuance commands).
 INS_SELECT = 0xA4
 INS_READ_BINARY = 0xB0
 INS_UPDATE_BINARY = 0xD6
@@ -84,13 +84,13 @@ P1_READ_PUBLIC_KEY = 0x81
 
 READ_CHUNK = 256  # READ BINARY Le 00: the most one short APDU returns
 WRITE_CHUNK = 255  # UPDATE BINARY: the most one short Lc carries
-MAX_OFFSET = 0x7FFF  # READ/UPDATE BINARY: 15-bit offset, P1 b8 = 0 (jpki-reference §4.4)
+MAX_OFFSET = 0x7FFF  # READ/UPDATE BINARY: 15-bit offset, P1 b8 = 0 (reference §4.4)
 ISSUER_CHALLENGE_LENGTH = 32
 
 
 @dataclass(frozen=True)
 class CertificateAvailability:
-    """EF 0008 (jpki-reference §4.3): ``8F`` in byte 0 / 1 = sign / auth certificate present."""
+    """EF 0008 (reference §4.3): ``8F`` in byte 0 / 1 = sign / auth certificate present."""
 
     raw: bytes
 
@@ -111,7 +111,7 @@ def availability_bytes(sign: bool, auth: bool) -> bytes:
 def der_length(header: bytes) -> int | None:
     """Total length of the DER object whose first bytes are ``header``, or None if unknown yet.
 
-    OpenSC takes ``(b[2] << 8 | b[3]) + 4`` from the first 4 bytes (jpki-reference §4.4); this
+    OpenSC takes ``(b[2] << 8 | b[3]) + 4`` from the first 4 bytes (reference §4.4); this
     reads the general definite form so that short certificates work as well.
     """
     if len(header) < 2:
@@ -148,12 +148,12 @@ class JpkiCard:
     # --- selection and reading ------------------------------------------------------------
 
     def select_jpki_ap(self) -> None:
-        """``00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01`` (jpki-reference §4.4)."""
+        """``00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01`` (reference §4.4)."""
         self._ok(CommandApdu(CLA_ISO, INS_SELECT, P1_SELECT_BY_AID, P2_NO_RESPONSE_DATA,
                              JPKI_AP_AID), "SELECT JPKI-AP")
 
     def select_ef(self, fid: int) -> None:
-        """``00 A4 02 0C 02 <FID>`` (jpki-reference §4.4)."""
+        """``00 A4 02 0C 02 <FID>`` (reference §4.4)."""
         self._ok(CommandApdu(CLA_ISO, INS_SELECT, P1_SELECT_BY_FID, P2_NO_RESPONSE_DATA,
                              fid.to_bytes(2, "big")), f"SELECT EF {fid:04X}")
 
@@ -167,7 +167,7 @@ class JpkiCard:
                                     le=length), "READ BINARY")
 
     def read_binary_all(self, fid: int) -> bytes:
-        """Select ``fid`` and read the DER object it holds, as OpenSC does (jpki-reference §4.4).
+        """Select ``fid`` and read the DER object it holds, as OpenSC does (reference §4.4).
 
         Reads 4 bytes, takes the size from the DER header, then reads the rest with offsets.
         An empty EF gives ``b""``.
@@ -192,13 +192,13 @@ class JpkiCard:
         return bytes(data)
 
     def token_label(self) -> str:
-        """The first 32 bytes of EF 0006, space padded (jpki-reference §2, §4.3)."""
+        """The first 32 bytes of EF 0006, space padded (reference §2, §4.3)."""
         self.select_ef(Ef.TOKEN_INFO)
         raw = self.read_binary(0, TOKEN_LABEL_LENGTH)
         return raw.decode("ascii", errors="replace").rstrip(" \x00")
 
     def availability(self) -> CertificateAvailability:
-        """EF 0008: which certificates the card holds (jpki-reference §4.3)."""
+        """EF 0008: which certificates the card holds (reference §4.3)."""
         self.select_ef(Ef.AVAILABILITY)
         return CertificateAvailability(self.read_binary(0, 3))
 
@@ -229,7 +229,7 @@ class JpkiCard:
         raise _refusal(response.sw, "VERIFY (retry counter)")
 
     def verify_pin(self, pin: Pin, value: str) -> None:
-        """``00 20 00 80 Lc <PIN>`` after selecting the PIN EF (jpki-reference §4.4).
+        """``00 20 00 80 Lc <PIN>`` after selecting the PIN EF (reference §4.4).
 
         The sign password is upper-cased as real clients do; a value of the wrong format is
         refused here (:class:`InvalidPinFormat`) without spending a try.
@@ -250,14 +250,14 @@ class JpkiCard:
     def sign(self, key: Key, digest_info: bytes) -> bytes:
         """The classic JPKI signature: SELECT the key EF, ``80 2A 00 80 Lc <DigestInfo> 00``.
 
-        The card pads with PKCS#1 v1.5 (jpki-reference §4.4); the key's PIN must have been
+        The card pads with PKCS#1 v1.5 (reference §4.4); the key's PIN must have been
         verified in this card session.
         """
         return self.compute_signature(key, digest_info, SignScheme.PKCS1_AS_GIVEN)
 
     def compute_signature(self, key: Key, data: bytes, scheme: SignScheme, *,
                           by_sfi: bool = False) -> bytes:
-        """COMPUTE DIGITAL SIGNATURE with any P1 scheme of jpki-reference §4.4.
+        """COMPUTE DIGITAL SIGNATURE with any P1 scheme of reference §4.4.
 
         ``by_sfi`` names the key in P2 (``97`` / ``9A``) instead of selecting its EF first.
         """
@@ -348,7 +348,7 @@ class JpkiCard:
     def reset_retry_counter(self, pin: Pin, new_value: str) -> None:
         """RESET RETRY COUNTER ``00 2C 02 <80|SFI> Lc <new PIN>``: set the PIN, full counter.
 
-        What the municipal window does for a forgotten or blocked PIN (jpki-reference §4.5
+        What the municipal window does for a forgotten or blocked PIN (reference §4.5
         "Unlock"). Issuer authentication first.
         """
         raw = encode_pin(pin, new_value)
@@ -368,7 +368,7 @@ class JpkiCard:
 
 
 def _refusal(sw: int, what: str) -> CardStatusError:
-    """The error for a status word (jpki-reference §4.5 table)."""
+    """The error for a status word (reference §4.5 table)."""
     if sw >> 4 == SW_WRONG_PIN >> 4:
         return WrongPin(f"{what}: wrong PIN, {sw & 0x0F} tries left", sw)
     if sw == SW_PIN_BLOCKED:

@@ -49,7 +49,7 @@ class CardStatusError(CardError):
 class WrongPin(CardStatusError):
     """VERIFY answered 63Cx: the PIN was wrong and ``retries_left`` tries remain.
 
-    jpki-reference §4.5: ``63 C0`` is the answer to the attempt that exhausts the counter, so
+    reference §4.5: ``63 C0`` is the answer to the attempt that exhausts the counter, so
     ``retries_left == 0`` means the PIN is blocked from now on (:attr:`blocked`).
     """
 
@@ -68,7 +68,7 @@ class WrongPin(CardStatusError):
 
 
 class PinBlocked(CardStatusError):
-    """69 84: the PIN's retry counter is exhausted (jpki-reference §4.5); only a reset helps."""
+    """69 84: the PIN's retry counter is exhausted (reference §4.5); only a reset helps."""
 
     code = "card.pin_blocked"
     category = Category.FORBIDDEN
@@ -108,7 +108,7 @@ class CertificateAbsent(CardError):
 
 
 class InvalidPinFormat(CardError):
-    """The PIN does not follow jpki-reference §4.5; refused before it reaches the card."""
+    """The PIN does not follow reference §4.5; refused before it reaches the card."""
 
     code = "card.pin_format"
     category = Category.INVALID_INPUT

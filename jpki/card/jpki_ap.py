@@ -1,33 +1,33 @@
 """The JPKI application's fixed layout: its AID, elementary files, PINs, keys and token labels.
 
 Shared by the client and the emulator so that both speak of the same files. Everything here is
-jpki-reference §4.2–§4.5.
+reference §4.2–§4.5.
 """
 
 from __future__ import annotations
 
 from enum import Enum, IntEnum
 
-# jpki-reference §4.2: 公的個人認証AP.
+# reference §4.2: 公的個人認証AP.
 JPKI_AP_AID = bytes.fromhex("D392F000260100000001")
 
-# jpki-reference §4.1: the real contact ATR, which OpenSC's jpki driver also matches. T=1 only, no
+# reference §4.1: the real contact ATR, which OpenSC's jpki driver also matches. T=1 only, no
 # historical bytes; XOR check byte 14.
 JPKI_ATR = bytes.fromhex("3BE000FF8131FE4514")
 
-# jpki-reference §2, §4.3 (EF 0006): the token label tells a card from a phone.
+# reference §2, §4.3 (EF 0006): the token label tells a card from a phone.
 # (S105: labels, not passwords.)
 TOKEN_LABEL_CARD = "JPKIAPICCTOKEN2"  # noqa: S105
 TOKEN_LABEL_ANDROID = "JPKIAPGPSETOKEN"  # noqa: S105
 TOKEN_LABEL_IOS = "JPKIAPIOSTOKEN"  # noqa: S105
 TOKEN_LABEL_LENGTH = 32  # first 32 bytes of EF 0006, space padded
 
-# jpki-reference §4.3 (EF 0008): this byte in position 0 (sign) or 1 (auth) = certificate present.
+# reference §4.3 (EF 0008): this byte in position 0 (sign) or 1 (auth) = certificate present.
 CERTIFICATE_PRESENT = 0x8F
 
 
 class Ef(IntEnum):
-    """Elementary files of JPKI-AP (jpki-reference §4.3)."""
+    """Elementary files of JPKI-AP (reference §4.3)."""
 
     SIGN_CERT = 0x0001
     SIGN_CA_CERT = 0x0002
@@ -47,7 +47,7 @@ class Ef(IntEnum):
 
 
 class CertSlot(IntEnum):
-    """The certificate EFs (jpki-reference §4.3); the signing certificate needs the sign PIN."""
+    """The certificate EFs (reference §4.3); the signing certificate needs the sign PIN."""
 
     SIGN = Ef.SIGN_CERT
     SIGN_CA = Ef.SIGN_CA_CERT
@@ -56,14 +56,14 @@ class CertSlot(IntEnum):
 
 
 class Pin(IntEnum):
-    """The two PINs, named by their EF (the VERIFY target, jpki-reference §4.3)."""
+    """The two PINs, named by their EF (the VERIFY target, reference §4.3)."""
 
     AUTH = Ef.AUTH_PIN  # 利用者証明用暗証番号: 4 digits, 3 tries
     SIGN = Ef.SIGN_PIN  # 署名用パスワード: 6–16 of A–Z0–9, 5 tries
 
     @property
     def max_tries(self) -> int:
-        # jpki-reference §4.5 (OpenSC JPKI_AUTH_PIN_MAX_TRIES 3, JPKI_SIGN_PIN_MAX_TRIES 5).
+        # reference §4.5 (OpenSC JPKI_AUTH_PIN_MAX_TRIES 3, JPKI_SIGN_PIN_MAX_TRIES 5).
         return 3 if self is Pin.AUTH else 5
 
     @property
@@ -83,7 +83,7 @@ class Key(IntEnum):
 
 
 class SignScheme(IntEnum):
-    """P1 of COMPUTE DIGITAL SIGNATURE ``80 2A`` (jpki-reference §4.4 "方式種別"; others 6A86)."""
+    """P1 of COMPUTE DIGITAL SIGNATURE ``80 2A`` (reference §4.4 "方式種別"; others 6A86)."""
 
     PKCS1_AS_GIVEN = 0x00  # PKCS#1 v1.5 over the data as given (give a DigestInfo): the classic
     PKCS1_SHA256_BARE = 0x01  # card hashes with SHA-256, pads the bare hash
@@ -99,14 +99,14 @@ class SignScheme(IntEnum):
 
 
 class TokenKind(Enum):
-    """What answers as JPKI-AP, from the token label (jpki-reference §2)."""
+    """What answers as JPKI-AP, from the token label (reference §2)."""
 
     CARD = TOKEN_LABEL_CARD
     ANDROID = TOKEN_LABEL_ANDROID
     IOS = TOKEN_LABEL_IOS
 
 
-# jpki-reference §4.4: SHA-256 DigestInfo prefix (followed by the 32-byte hash).
+# reference §4.4: SHA-256 DigestInfo prefix (followed by the 32-byte hash).
 SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300D060960864801650304020105000420")
 # The P1 00 limit: what PKCS#1 v1.5 leaves for the payload under RSA-2048 (k − 11).
 PKCS1_MAX_PAYLOAD = 245

@@ -1,9 +1,9 @@
 """The PC/SC transport: pyscard → pcscd → a reader (real, or vpcd's virtual one).
 
 The only module of jpki that imports pyscard (``smartcard``), per the import contract of
-DESIGN.md §2. It finds a reader by its exact name, waits for a card with pyscard's CardRequest
+architecture §2. It finds a reader by its exact name, waits for a card with pyscard's CardRequest
 (pcscd's SCardGetStatusChange: no sleep-polling), sends raw APDUs and finishes 61xx / 6Cxx
-exchanges (jpki-reference §4.4) with :func:`~jpki.card.transport.complete_exchange`. A card that
+exchanges (reference §4.4) with :func:`~jpki.card.transport.complete_exchange`. A card that
 leaves the reader, or is reset by another application, raises :class:`CardRemoved`: whatever the
 session had established on the card is gone.
 """
@@ -35,7 +35,7 @@ from jpki.card.errors import (
 )
 from jpki.card.transport import complete_exchange
 
-# components.md: vsmartcard-vpcd's first reader (TCP 35963); the second is "Virtual PCD 00 01".
+# docs/components.md: vsmartcard-vpcd's first reader (TCP 35963); the second is "Virtual PCD 00 01".
 VPCD_READER = "Virtual PCD 00 00"
 DEFAULT_CARD_TIMEOUT = 10.0
 

@@ -1,9 +1,9 @@
-"""PIN formats of JPKI-AP (jpki-reference §4.5), shared by the client and the emulator.
+"""PIN formats of JPKI-AP (reference §4.5), shared by the client and the emulator.
 
 - 利用者証明用 (auth) PIN: exactly 4 digits.
 - 署名用パスワード (sign password): 6–16 characters of A–Z and 0–9, with at least one letter and
   at least one digit. Clients upper-case what the holder typed before sending it (MYNA
-  ``to_uppercase``; jpki-reference §4.4 VERIFY row), so "abc123" and "ABC123" are the same
+  ``to_uppercase``; reference §4.4 VERIFY row), so "abc123" and "ABC123" are the same
   password.
 
 The client refuses a malformed PIN before it reaches the card (no try is spent on a typo the

@@ -1,7 +1,7 @@
 """How APDUs reach a card: the :class:`Transport` protocol and the in-process transport.
 
 A transport carries one command APDU and returns the complete response. Both transports finish
-the two ISO/IEC 7816-4 exchanges that a client should never see (jpki-reference §4.4):
+the two ISO/IEC 7816-4 exchanges that a client should never see (reference §4.4):
 
 - ``61 xx``: more response data waits; fetch it with GET RESPONSE ``00 C0 00 00 xx`` and join it.
 - ``6C xx``: wrong Le; resend the same command with Le = xx.

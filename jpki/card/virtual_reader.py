@@ -1,6 +1,6 @@
 """Start the real PC/SC stack with a virtual card in it: pcscd + vpcd + the card emulator.
 
-For tests, benchmarks and development (components.md, "PC/SC with a virtual reader"). pcscd is
+For tests, benchmarks and development (docs/components.md, "PC/SC with a virtual reader"). pcscd is
 one per machine: :func:`pcscd_running` starts ``pcscd --foreground`` only when its socket does
 not answer, and stops only what it started. :func:`emulator_running` starts the emulator as its
 own process (``python -m api.cli_card emulate``, the command behind ``jpki card emulate``
@@ -75,7 +75,7 @@ def pcscd_running(*, timeout: float = 10.0, log: Path | None = None) -> Iterator
                 time.sleep(0.02)
             yield True
         finally:
-            _stop(process, timeout=10.0)  # pcscd can take ~1.7 s to exit (components.md)
+            _stop(process, timeout=10.0)  # pcscd can take ~1.7 s to exit (docs/components.md)
 
 
 def _vpcd_ports_free() -> bool:

@@ -1,4 +1,4 @@
-"""A reference smartphone: the holder's app for mobile certificates (jpki-reference §2).
+"""A reference smartphone: the holder's app for mobile certificates (reference §2).
 
 Its secure element is a JPKI-AP token — the card emulator with the phone's token label
 (``JPKIAPGPSETOKEN`` for Android, ``JPKIAPIOSTOKEN`` for iPhone) and a state file — so keys are

@@ -6,7 +6,7 @@
 2. record the identity proofing with the CA (refused unless the documents satisfy a pattern);
 3. select JPKI-AP and authenticate to the card as the issuer;
 4. have the card generate its key pairs (keys never leave the card) — the signing one only if
-   the resident may hold a signing certificate (15 or over, jpki-reference §1.4);
+   the resident may hold a signing certificate (15 or over, reference §1.4);
 5. ask the CA for the certificates;
 6. write the certificates, the CA certificates and the availability file onto the card;
 7. set the PINs (RESET RETRY COUNTER with the new value);
@@ -246,7 +246,7 @@ class EnrolmentStation:
 
     def pin_reset(self, resident_id: str, *, pin: Pin, new_value: str,
                   proofing: dict[str, Any]) -> None:
-        """RESET RETRY COUNTER after identity proofing (jpki-reference §4.5: at the window)."""
+        """RESET RETRY COUNTER after identity proofing (reference §4.5: at the window)."""
         encode_pin(pin, new_value)
         proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
         self.ca.authorise_pin_reset(resident_id, "sign" if pin is Pin.SIGN else "auth",

@@ -1,6 +1,6 @@
 """SQLAlchemy repositories of the relying-party services: relying parties and consents.
 
-They flush; they never commit (DESIGN.md §2).
+They flush; they never commit (architecture §2).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ ocsp_responders = Table(
 certificates = Table(
     "certificates", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    # Unique serials are what makes "record the intent, then sign" safe (DESIGN.md §3).
+    # Unique serials are what makes "record the intent, then sign" safe (architecture §3).
     Column("serial", String(40), nullable=False, unique=True),
     Column("kind", _enum(CertKind, "cert_kind"), nullable=False),
     Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False),

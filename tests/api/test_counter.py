@@ -1,7 +1,7 @@
 """The counter over HTTP: identity proofing, PIN-reset authorisation, delivery onto the card, the
 sweep of certificates never delivered, and designated post offices.
 
-jpki-reference §5: issuance, renewal and PIN resets happen only at the window after identity
+reference §5: issuance, renewal and PIN resets happen only at the window after identity
 proofing (the seed's table 「マイナンバーカード交付時の本人確認書類等」); §3.2: a certificate
 destroyed before delivery is revoked with reason unspecified.
 """

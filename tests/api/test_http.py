@@ -92,7 +92,7 @@ def test_issue_both_card_certificates(api: Api, subject_keys: list[bytes]) -> No
         assert parsed.public_key().public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == spki(key)
         assert parsed.not_valid_after_utc.isoformat().replace("+00:00", "Z") == cert["not_after"]
-    # jpki-reference §1.4: the signing certificate ends no later than the auth certificate.
+    # reference §1.4: the signing certificate ends no later than the auth certificate.
     assert sign["not_after"] <= auth["not_after"]
     # The signing certificate carries the basic 4 information in its SAN; the auth one does not.
     sign_der = x509.load_pem_x509_certificate(sign["pem"].encode()).public_bytes(Encoding.DER)
@@ -309,7 +309,7 @@ def test_register_new_card_supersedes_the_old_one(api: Api, subject_keys: list[b
     assert {x["reason"] for x in card["revoked"]} == {"superseded"}
     new = api.issue(resident, sign=subject_keys[2], auth=subject_keys[3])
     assert new["card_number"] == "NEWCARD0001"
-    # jpki-reference §1.4: capped by the card's expiry (before the 5th birthday, 2031-01-02).
+    # reference §1.4: capped by the card's expiry (before the 5th birthday, 2031-01-02).
     assert {c["not_after"] for c in new["certificates"]} == {"2029-06-30T14:59:59Z"}
 
 
@@ -333,7 +333,7 @@ def test_renewal_inside_the_window(api: Api, clock: Any, subject_keys: list[byte
     for kind in new:
         assert new[kind]["predecessor"] == old[kind]["serial"]
         assert new[kind]["status"] == "good"
-        # jpki-reference §1.4: a renewal runs to the 6th birthday, so past the old notAfter.
+        # reference §1.4: a renewal runs to the 6th birthday, so past the old notAfter.
         assert new[kind]["not_after"] > old[kind]["not_after"]
         before = api.http.get(f"/v1/certificates/{old[kind]['serial']}", headers=api.op).json()
         assert before["status"] == "revoked"

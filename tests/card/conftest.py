@@ -234,13 +234,13 @@ def pcsc_client(pcsc_card: PcscCard) -> Iterator[JpkiCard]:
 
 # --- the enrolment station over PC/SC, on vpcd's second reader ------------------------------
 
-SECOND_PORT = 35964  # vpcd's second reader, "Virtual PCD 00 01" (components.md)
+SECOND_PORT = 35964  # vpcd's second reader, "Virtual PCD 00 01" (docs/components.md)
 PKCS11_MODULE = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 AUTH_TOKEN = "JPKI (User Authentication PIN)"  # OpenSC: one PKCS#11 slot per PIN
 SIGN_TOKEN = "JPKI (Digital Signature PIN)"
 STATION_AUTH_PIN = "4826"
 STATION_SIGN_PASSWORD = "KIYOSE2026"
-# Pattern B (jpki-reference §1.3): in person, two photo documents.
+# Pattern B (reference §1.3): in person, two photo documents.
 IN_PERSON_B: dict[str, Any] = {
     "presence": "in_person",
     "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
@@ -292,7 +292,7 @@ def blank_pcsc_card(pcscd_service: None, tmp_path: Path,
 @pytest.fixture(scope="session")
 def opensc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment for OpenSC's tools: ``OPENSC_CONF`` names a private file that puts the
-    jpki driver first (components.md)."""
+    jpki driver first (docs/components.md)."""
     for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool"):
         if shutil.which(tool) is None:
             missing_component(f"OpenSC is not installed: no {tool} (apt-get install opensc)")

@@ -19,10 +19,10 @@ class TestEncode:
     @pytest.mark.parametrize(("apdu", "expected"), [
         # case 1
         (CommandApdu(0x00, 0x20, 0x00, 0x80), "00200080"),
-        # case 2 short; Le 256 is sent as 00 (jpki-reference §4.4 READ BINARY "Le=00 → 256")
+        # case 2 short; Le 256 is sent as 00 (reference §4.4 READ BINARY "Le=00 → 256")
         (CommandApdu(0x00, 0xB0, 0x00, 0x00, le=4), "00B0000004"),
         (CommandApdu(0x00, 0xB0, 0x00, 0x00, le=256), "00B0000000"),
-        # case 3 short: the SELECT AP vector of jpki-reference §4.4
+        # case 3 short: the SELECT AP vector of reference §4.4
         (CommandApdu(0x00, 0xA4, 0x04, 0x0C, bytes.fromhex("D392F000260100000001")),
          "00A4040C0AD392F000260100000001"),
         # case 4 short: the classic signature command, Le 00

@@ -1,5 +1,5 @@
 """The emulated JPKI-AP command by command: selection, reading, signing, issuer-only commands
-and the status words of refusals (jpki-reference §4.1–§4.5)."""
+and the status words of refusals (reference §4.1–§4.5)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class TestSelect:
         assert card.sw("00A4020C01" + "0A") == "6700"
 
     def test_mf_is_unreliable_as_on_the_real_card(self, card: EmulatedCard) -> None:
-        # jpki-reference §4.1: 6A86 after reset, 90 00 without effect when a DF is current.
+        # reference §4.1: 6A86 after reset, 90 00 without effect when a DF is current.
         assert card.sw("00A40000") == "6A86"
         assert card.sw(SELECT_AP) == "9000"
         assert card.sw("00A4020C020006") == "9000"
@@ -119,7 +119,7 @@ class TestReadBinary:
 
     def test_by_short_file_identifier(self, card: EmulatedCard,
                                       personalisation: Personalisation) -> None:
-        # jpki-reference §4.4: ``00 B0 8A 00 00`` reads EF 000A by SFI, first 256 bytes.
+        # reference §4.4: ``00 B0 8A 00 00`` reads EF 000A by SFI, first 256 bytes.
         assert card.sw(SELECT_AP) == "9000"
         der = personalisation.certificates[CertSlot.AUTH].public_bytes(
             serialization.Encoding.DER)
@@ -148,7 +148,7 @@ class TestReadBinary:
 
     def test_android_token_protects_the_auth_certificate(self, tmp_path: object,
                                                          issuer_public_pem: bytes) -> None:
-        # jpki-reference §4.3 / §2: on JPKIAPGPSETOKEN, EF 000A needs the auth PIN.
+        # reference §4.3 / §2: on JPKIAPGPSETOKEN, EF 000A needs the auth PIN.
         from pathlib import Path
 
         path = Path(str(tmp_path)) / "phone.json"
@@ -161,7 +161,7 @@ class TestReadBinary:
 
 
 class TestSigning:
-    MESSAGE = b"jpki-reference \xc2\xa74.4"
+    MESSAGE = b"docs/reference.md \xc2\xa74.4"
 
     def _verify(self, public: rsa.RSAPublicKey, scheme: SignScheme, data: bytes,
                 signature: bytes) -> None:

@@ -1,4 +1,4 @@
-"""PIN semantics of the emulated JPKI-AP, status word by status word (jpki-reference §4.5).
+"""PIN semantics of the emulated JPKI-AP, status word by status word (reference §4.5).
 
 Raw APDUs on purpose: these tests pin the bytes a real client sees.
 """
@@ -72,7 +72,7 @@ class TestAuthPin:
         assert auth.sw(verify("ABCD")) == "63C1"
 
     def test_by_short_file_identifier(self, card: EmulatedCard) -> None:
-        # jpki-reference §4.4: ``00 20 00 98 04 31 32 33 34`` names EF 0018 by SFI.
+        # reference §4.4: ``00 20 00 98 04 31 32 33 34`` names EF 0018 by SFI.
         assert card.sw(SELECT_AP) == "9000"
         assert card.sw("0020009804" + b"0000".hex()) == "63C2"
         assert card.sw("00200098") == "63C2"
@@ -111,7 +111,7 @@ class TestSignPassword:
         assert sign.sw(EMPTY_VERIFY) == "63C5"
 
     def test_the_card_compares_exact_bytes(self, sign: EmulatedCard) -> None:
-        # Upper-casing is the client's job (jpki-reference §4.4); the card sees bytes.
+        # Upper-casing is the client's job (reference §4.4); the card sees bytes.
         assert sign.sw(verify(SIGN_PASSWORD.lower())) == "63C4"
 
     def test_signing_certificate_needs_the_sign_password(self, sign: EmulatedCard) -> None:

@@ -1,9 +1,9 @@
 """OpenSC as an independent JPKI client of the emulator, as separate processes over pcscd.
 
-OpenSC's jpki driver and PKCS#15 emulator (jpki-reference §4.1, §4.5 "PKCS#15 objects") must
+OpenSC's jpki driver and PKCS#15 emulator (reference §4.1, §4.5 "PKCS#15 objects") must
 recognise the card, list its certificates and PINs, and sign through PKCS#11 with a signature
 that verifies with the certificate's key. ``OPENSC_CONF`` points to a private file that puts the
-jpki driver first (components.md), so the other drivers' probes are skipped.
+jpki driver first (docs/components.md), so the other drivers' probes are skipped.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_opensc_picks_jpki_without_a_driver_hint(pcsc_card: PcscCard,
                                                  opensc_env: dict[str, str]) -> None:
     # With the system configuration OpenSC runs the other drivers' probes first (SELECTs of
     # their AIDs with P2 00 and 0C, GET DATA…): every one must be refused, or another driver
-    # would claim the card (components.md).
+    # would claim the card (docs/components.md).
     env = {k: v for k, v in opensc_env.items() if k != "OPENSC_CONF"}
     result = run(["opensc-tool", "--reader", pcsc_card.reader, "--name", "-vvv"], env)
     assert "Using card driver JPKI(Japanese Individual Number Cards)" in result.stdout
@@ -93,7 +93,7 @@ def test_pkcs11_signs_with_the_auth_key(pcsc_card: PcscCard, opensc_env: dict[st
     public.verify(signature.read_bytes(), message.read_bytes(), padding.PKCS1v15(),
                   hashes.SHA256())
 
-    # RSA-PKCS with a DigestInfo the caller built: the card pads (P1 00, jpki-reference §4.4).
+    # RSA-PKCS with a DigestInfo the caller built: the card pads (P1 00, reference §4.4).
     digest_info = tmp_path / "digest-info"
     digest_info.write_bytes(sha256_digest_info(hashlib.sha256(message.read_bytes()).digest()))
     pkcs11(opensc_env, AUTH_TOKEN, "--login", "--pin", AUTH_PIN, "--sign", "--id", "01",

@@ -182,7 +182,7 @@ def test_a_card_pulled_out_over_pcsc_leaves_the_issued_certificates_revoked(
     serials = str(info.value.context["serials"]).split(",")
     assert len(serials) == 2
     for serial in serials:
-        # Revoked as "destroyed before delivery": reason unspecified (jpki-reference §3.2).
+        # Revoked as "destroyed before delivery": reason unspecified (reference §3.2).
         view = station_ca.certificate(serial)
         assert (view["status"], view["revocation_reason"]) == ("revoked", "unspecified")
         with served.services.uow() as uow:

@@ -1,5 +1,5 @@
 """Transports finish 61xx (GET RESPONSE) and 6Cxx (resend with Le = xx) exchanges
-(jpki-reference §4.4), so that the client sees one complete response per command."""
+(reference §4.4), so that the client sees one complete response per command."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class TestClientParsing:
                    der[260:516].hex() + "9000", der[516:].hex() + "9000"]
         card = Scripted(*answers)
         assert JpkiCard(InProcessTransport(card)).read_binary_all(0x000A) == der
-        # As OpenSC: 4 bytes first, then READ BINARY with offsets (jpki-reference §4.4).
+        # As OpenSC: 4 bytes first, then READ BINARY with offsets (reference §4.4).
         assert card.sent == ["00A4020C02000A", "00B0000004", "00B0000400", "00B0010400",
                              "00B0020401"]
 

@@ -1,4 +1,4 @@
-"""jpki.basic4: the basic 4 information and its subjectAltName encoding (jpki-reference §1.3)."""
+"""jpki.basic4: the basic 4 information and its subjectAltName encoding (reference §1.3)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def assert_error_is_clean(exc: JpkiError, *values: str) -> None:
 
 class TestSex:
     def test_codes(self) -> None:
-        # jpki-reference §1.3: 1 male, 2 female, 3 unknown.
+        # reference §1.3: 1 male, 2 female, 3 unknown.
         assert (Sex.MALE, Sex.FEMALE, Sex.UNKNOWN) == (1, 2, 3)
 
 
@@ -429,7 +429,7 @@ class TestPersonalDataOtherNames:
     def test_order_and_values(self) -> None:
         b4 = Basic4(name="髙橋 花子", birth_date=BIRTH, sex=Sex.FEMALE, address="東京都清瀬市1-2")
         pairs = personal_data_other_names(b4)
-        # jpki-reference §1.3: order observed on real certificates: .1, .4, .3, .5, .2, .6.
+        # reference §1.3: order observed on real certificates: .1, .4, .3, .5, .2, .6.
         assert [oid for oid, _ in pairs] == [
             "1.2.392.200149.8.5.5.1",
             "1.2.392.200149.8.5.5.4",

@@ -1,4 +1,4 @@
-"""jpki.era: era codes of the dateOfBirth otherName (jpki-reference §1.3)."""
+"""jpki.era: era codes of the dateOfBirth otherName (reference §1.3)."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ class TestEncode:
     @pytest.mark.parametrize(
         ("d", "encoded"),
         [
-            (date(1990, 1, 2), "419900102"),  # jpki-reference §1.3 example (Heisei)
-            (date(1899, 12, 1), "118991201"),  # jpki-reference §1.3 mock (Meiji)
+            (date(1990, 1, 2), "419900102"),  # reference §1.3 example (Heisei)
+            (date(1899, 12, 1), "118991201"),  # reference §1.3 mock (Meiji)
             (date(1989, 1, 7), "319890107"),
             (date(1989, 1, 8), "419890108"),
             (date(2019, 4, 30), "420190430"),

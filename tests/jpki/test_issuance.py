@@ -1,4 +1,4 @@
-"""Issuance and renewal: the validity rules of jpki-reference §1.4, linkage, and refusals.
+"""Issuance and renewal: the validity rules of reference §1.4, linkage, and refusals.
 
 Every test runs on SQLite and PostgreSQL with real SoftHSM signatures and a fixed clock.
 """

@@ -157,7 +157,7 @@ class TestMunicipality:
 class TestCrlDistributionPoint:
     def test_kiyose_sign(self) -> None:
         kiyose = Municipality("132217", "清瀬市", "Kiyose-shi")
-        # jpki-reference §1.2: C=JP, O=JPKI, OU=<CA>, OU=CRL Distribution Points,
+        # reference §1.2: C=JP, O=JPKI, OU=<CA>, OU=CRL Distribution Points,
         # OU=<prefecture>, CN=<city> CRLDP.
         assert crl_dp_rdns(kiyose, "JPKI for digital signature") == [
             ("C", "JP"),

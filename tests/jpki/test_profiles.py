@@ -1,4 +1,4 @@
-"""Every field of every profile against jpki-reference.md §1.1–1.4, plus pkilint and OpenSSL.
+"""Every field of every profile against reference §1.1–1.4, plus pkilint and OpenSSL.
 
 Certificates here are made by the real pipeline (SoftHSM signatures) on both databases.
 """

@@ -1,4 +1,4 @@
-"""Resident-registry events and card events, and what they do to certificates (DESIGN.md §4)."""
+"""Resident-registry events and card events, and what they do to certificates (architecture §4)."""
 
 from __future__ import annotations
 

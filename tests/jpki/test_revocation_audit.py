@@ -1,4 +1,4 @@
-"""Revocation rules (RFC 5280 §5.3.1, jpki-reference §3.2) and the audit chain."""
+"""Revocation rules (RFC 5280 §5.3.1, reference §3.2) and the audit chain."""
 
 from __future__ import annotations
 

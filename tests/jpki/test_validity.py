@@ -1,4 +1,4 @@
-"""jpki.validity: certificate and card validity rules (jpki-reference §1.4)."""
+"""jpki.validity: certificate and card validity rules (reference §1.4)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class TestBirthdays:
         assert birthday_in_year(date(2004, 2, 29), 2000) == date(2000, 2, 29)
 
     def test_test_card_example(self) -> None:
-        # jpki-reference §1.2 (MYNACARD-TEST): issued 2025-10-27, birthday 17 Feb → 2030-02-17.
+        # reference §1.2 (MYNACARD-TEST): issued 2025-10-27, birthday 17 Feb → 2030-02-17.
         assert nth_birthday_after(date(1990, 2, 17), date(2025, 10, 27), 5) == date(2030, 2, 17)
 
     def test_issuance_on_birthday_does_not_count(self) -> None:
@@ -143,7 +143,7 @@ class TestAge:
 
 class TestCardExpiry:
     def test_adult(self) -> None:
-        # jpki-reference §1.4 (WIKI-CARD): 10th birthday after issuance for 18+.
+        # reference §1.4 (WIKI-CARD): 10th birthday after issuance for 18+.
         assert card_expiry(date(1990, 2, 17), date(2025, 10, 27)) == date(2035, 2, 17)
 
     def test_minor(self) -> None:
@@ -240,14 +240,14 @@ class TestCertificateNotAfter:
         assert got == utc(2031, 2, 17, 14, 59, 59)
 
     def test_capped_by_card(self) -> None:
-        # jpki-reference §1.4: capped by the card's expiry date.
+        # reference §1.4: capped by the card's expiry date.
         got = certificate_not_after(
             birth=self.BIRTH, issued_at=self.ISSUED, renewal=False, card_expiry=date(2028, 6, 30)
         )
         assert got == utc(2028, 6, 30, 14, 59, 59)
 
     def test_capped_by_auth_certificate(self) -> None:
-        # jpki-reference §1.4: the sign cert ends no later than the auth cert.
+        # reference §1.4: the sign cert ends no later than the auth cert.
         cap = end_of_day_jst(date(2027, 1, 1))
         got = certificate_not_after(
             birth=self.BIRTH,

@@ -78,7 +78,7 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
                                                       "mobile_sign": "good"}
 
     # 2. A relying party's reader sees a JPKI-AP token with the phone's label; on an Android
-    #    token the auth certificate too is behind its PIN (jpki-reference §4.3).
+    #    token the auth certificate too is behind its PIN (reference §4.3).
     reader = token(JpkiCardEmulator.open(phone_state))
     reader.select_jpki_ap()
     assert reader.token_label() == TOKEN_LABEL_ANDROID

@@ -143,7 +143,7 @@ def test_a_card_pulled_out_mid_enrolment_leaves_nothing_unaccounted(served, stat
     serials = info.value.context["serials"].split(",")
     assert len(serials) == 2
     for serial in serials:
-        # Revoked as "destroyed before delivery": reason unspecified (jpki-reference §3.2).
+        # Revoked as "destroyed before delivery": reason unspecified (reference §3.2).
         assert status(served, serial) == ("revoked", "unspecified")
 
 

@@ -1,9 +1,9 @@
 """A virtual My Number Card JPKI application: :class:`JpkiCardEmulator` answers APDUs.
 
-It implements jpki-reference §4 as documented there — the AID, the EFs of §4.3 and their access
+It implements reference §4 as documented there — the AID, the EFs of §4.3 and their access
 rules, the APDUs of §4.4 and the PIN semantics and status words of §4.5 — plus the ISO/IEC 7816
-personalisation commands of DESIGN.md §7 (GENERATE ASYMMETRIC KEY PAIR, UPDATE BINARY, RESET RETRY
-COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer.
+personalisation commands of architecture §7 (GENERATE ASYMMETRIC KEY PAIR, UPDATE BINARY,
+RESET RETRY COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer.
 
 Decisions where the reference is silent (each also noted at the code):
 
@@ -16,7 +16,7 @@ Decisions where the reference is silent (each also noted at the code):
   a current EF answers 6986.
 - READ BINARY: an offset at or past the end of the EF → 6B00 (JICSAP); Le 00 returns what is
   there up to 256 bytes; an explicit Le larger than what is left → 6Cxx with the exact length,
-  which clients resend (jpki-reference §4.4).
+  which clients resend (reference §4.4).
 - A response longer than Ne (e.g. the 270-byte public key template for Le 00, or any data when
   no Le was sent) is chained with 61xx and GET RESPONSE.
 - EFs have a variable length: UPDATE BINARY at offset 0 starts new contents, writes further on
@@ -90,7 +90,7 @@ MAX_AID_LENGTH = 16  # ISO/IEC 7816-4 §12.2.3
 MIN_ISSUER_CHALLENGE = 16  # shorter challenges could be answered by a replayed signature
 RSA_KEY_BITS = 2048
 RSA_PUBLIC_EXPONENT = 65537
-GET_DATA_ATR_TAG = 0x5F51  # jpki-reference §4.1: the contact ATR, stored without TS
+GET_DATA_ATR_TAG = 0x5F51  # reference §4.1: the contact ATR, stored without TS
 
 _SFI_EFS = {ef.sfi: ef for ef in Ef}
 _EF_FIDS = frozenset(int(ef) for ef in Ef)
@@ -174,7 +174,7 @@ class JpkiCardEmulator:
             return sw_bytes(exc.sw)
         if command.cla not in (CLA_ISO, CLA_PROPRIETARY):
             # No secure messaging, no logical channels, no command chaining on JPKI-AP
-            # (jpki-reference §4.1); OpenSC's probes for other cards use many classes.
+            # (reference §4.1); OpenSC's probes for other cards use many classes.
             return sw_bytes(SW_CLA_NOT_SUPPORTED)
         handler = self._handlers.get((command.cla, command.ins))
         if handler is None:
@@ -225,7 +225,7 @@ class JpkiCardEmulator:
     def _binary_target(self, command: CommandApdu) -> tuple[Ef, int]:
         """READ / UPDATE BINARY: P1 b8 = 0 → 15-bit offset in the current EF; 1 → SFI in P1.
 
-        jpki-reference §4.4: ``00 B0 8A 00 00`` reads EF 000A by SFI, P2 = 8-bit offset. Naming
+        reference §4.4: ``00 B0 8A 00 00`` reads EF 000A by SFI, P2 = 8-bit offset. Naming
         an EF by SFI makes it the current EF (ISO/IEC 7816-4 §7.2.2) — once the command succeeds.
         """
         if command.p1 & 0x80:
@@ -275,11 +275,11 @@ class JpkiCardEmulator:
         self._keys[key] = (pem, loaded)
         return loaded
 
-    # --- SELECT (jpki-reference §4.1, §4.4) ---------------------------------------------
+    # --- SELECT (reference §4.1, §4.4) ---------------------------------------------
 
     def _select(self, command: CommandApdu) -> bytes:
         if command.p1 == 0x00:
-            # jpki-reference §4.1: selecting the MF is unreliable on the real card — 6A86 after
+            # reference §4.1: selecting the MF is unreliable on the real card — 6A86 after
             # reset, 90 00 without effect once a DF is current. OpenSC keeps a virtual MF.
             if command.p2 != 0x00 and command.p2 != 0x0C:
                 raise _Refused(SW_INCORRECT_P1P2)
@@ -314,7 +314,7 @@ class JpkiCardEmulator:
     # --- READ BINARY / UPDATE BINARY --------------------------------------------------------
 
     def _check_read_access(self, ef: Ef) -> None:
-        # jpki-reference §4.3: the signing certificate needs the sign PIN; on an Android token
+        # reference §4.3: the signing certificate needs the sign PIN; on an Android token
         # (JPKIAPGPSETOKEN) the auth certificate needs the auth PIN (MYNA cli.rs).
         if ef is Ef.SIGN_CERT and Pin.SIGN not in self.session.verified:
             raise _Refused(SW_SECURITY_STATUS)
@@ -363,7 +363,7 @@ class JpkiCardEmulator:
         self.session.current_ef = ef
         return sw_bytes(SW_OK)
 
-    # --- PINs (jpki-reference §4.5) -------------------------------------------------------
+    # --- PINs (reference §4.5) -------------------------------------------------------
 
     def _verify(self, command: CommandApdu) -> bytes:
         if command.p1 != 0x00:
@@ -396,7 +396,7 @@ class JpkiCardEmulator:
         return sw_bytes(SW_WRONG_PIN | state.pins[pin].retries)  # 63 C0 on the exhausting try
 
     def _change_reference_data(self, command: CommandApdu) -> bytes:
-        # jpki-reference §4.4: CHANGE PIN after VERIFY, ``00 24 01 80 Lc <new PIN>``. P1 00 (old
+        # reference §4.4: CHANGE PIN after VERIFY, ``00 24 01 80 Lc <new PIN>``. P1 00 (old
         # and new PIN in the data) is not offered by JPKI-AP.
         if command.p1 != 0x01:
             raise _Refused(SW_INCORRECT_P1P2)
@@ -434,7 +434,7 @@ class JpkiCardEmulator:
         self.session.verified.discard(pin)
         return sw_bytes(SW_OK)
 
-    # --- COMPUTE DIGITAL SIGNATURE (jpki-reference §4.4) --------------------------------------
+    # --- COMPUTE DIGITAL SIGNATURE (reference §4.4) --------------------------------------
 
     def _compute_signature(self, command: CommandApdu) -> bytes:
         if command.p1 not in _SCHEMES:
@@ -528,13 +528,13 @@ class JpkiCardEmulator:
         self._expect(command, data=False, le=True)
         if command.p1 << 8 | command.p2 != GET_DATA_ATR_TAG:
             raise _Refused(SW_REFERENCED_DATA_NOT_FOUND)
-        return self._respond(command, JPKI_ATR[1:])  # without TS (jpki-reference §4.1)
+        return self._respond(command, JPKI_ATR[1:])  # without TS (reference §4.1)
 
     def _internal_authenticate(self, command: CommandApdu) -> bytes:
-        # jpki-reference §4.4: INTERNAL AUTHENTICATE is not used for JPKI keys; keys behind a PIN
+        # reference §4.4: INTERNAL AUTHENTICATE is not used for JPKI keys; keys behind a PIN
         # answer 6982.
         raise _Refused(SW_SECURITY_STATUS)
 
     def _last_command_indicator(self, command: CommandApdu) -> bytes:
-        # jpki-reference §2: the iPhone profile's ``80 FC 00 00`` is rejected by cards with 6700.
+        # reference §2: the iPhone profile's ``80 FC 00 00`` is rejected by cards with 6700.
         raise _Refused(SW_WRONG_LENGTH)

@@ -1,4 +1,4 @@
-"""The RSA operations behind COMPUTE DIGITAL SIGNATURE's six P1 schemes (jpki-reference §4.4).
+"""The RSA operations behind COMPUTE DIGITAL SIGNATURE's six P1 schemes (reference §4.4).
 
 P1 00 pads whatever it is given with PKCS#1 v1.5 (EMSA-PKCS1-v1_5 without adding a DigestInfo:
 the client supplies one). ``cryptography`` has no "pad these bytes" signing call, so a payload

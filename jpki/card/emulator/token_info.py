@@ -1,9 +1,9 @@
 """EF 0006: a PKCS#11 ``CK_TOKEN_INFO`` serialised with 32-bit big-endian CK_ULONGs, 160 bytes.
 
-jpki-reference §4.3 and MYNACARD-JPKI: label[32] ‖ manufacturerID[32] ‖ model[16] ‖
+reference §4.3 and MYNACARD-JPKI: label[32] ‖ manufacturerID[32] ‖ model[16] ‖
 serialNumber[16] ‖ 11 × CK_ULONG (flags, session counts, PIN lengths, memory) ‖ hardwareVersion[2]
 ‖ firmwareVersion[2] ‖ utcTime[16]. Only the label is known to matter to clients (it tells a card
-from a phone, jpki-reference §2); the rest is plausible: physical cards put ASCII "03" / "01" in
+from a phone, reference §2); the rest is plausible: physical cards put ASCII "03" / "01" in
 the version slots, and the emulator has no clock, so utcTime is blank.
 """
 
@@ -36,7 +36,7 @@ def token_info(label: str, *, serial: str) -> bytes:
         flags,
         CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION,  # max / current sessions
         CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION,  # max / current r/w sessions
-        16, 4,  # max / min PIN length (jpki-reference §4.5)
+        16, 4,  # max / min PIN length (reference §4.5)
         *([CK_UNAVAILABLE_INFORMATION] * 4),  # public / private memory, total and free
     )
     info = (_padded(label, TOKEN_LABEL_LENGTH) + _padded("jpki card emulator", 32)

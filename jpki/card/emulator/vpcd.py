@@ -1,6 +1,6 @@
 """Put the emulator in pcscd's virtual reader: the vsmartcard-vpcd protocol, card side.
 
-components.md: when pcscd starts, the vpcd driver *listens* on TCP 35963 (reader
+docs/components.md: when pcscd starts, the vpcd driver *listens* on TCP 35963 (reader
 ``Virtual PCD 00 00``) and 35964 (``Virtual PCD 00 01``); the card is a TCP *client*. Every
 message, both ways, is ``uint16 big-endian length ‖ payload``. From vpcd, a 1-byte payload is a
 control — ``00`` power off, ``01`` power on, ``02`` reset (no reply), ``04`` send the ATR (reply
@@ -164,7 +164,7 @@ class VpcdLink:
     def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
         buffer = bytearray()
         while len(buffer) < n:
-            # components.md: QUICKACK before every recv, or ~40 ms per APDU (Linux clears it).
+            # docs/components.md: QUICKACK before every recv, or ~40 ms per APDU (Linux clears it).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             chunk = sock.recv(n - len(buffer))
             if not chunk:
