@@ -706,6 +706,39 @@ def ocsp_presign(
             f"signed {count} OCSP response(s) ahead of time")
 
 
+@ocsp_app.command("verify")
+def ocsp_verify(
+    check_only: Annotated[bool, typer.Option(
+        "--check-only", help="Report only; re-sign nothing, and exit non-zero on a finding.")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Compare every stored OCSP response with the store (status, revocation time and reason,
+    CertID, signature) and re-sign each that contradicts it."""
+    with _services(data_dir, as_json) as services:
+        check = services.ocsp.verify_stored(repair=not check_only)
+    findings = [{"serial": f.serial, "hash_algorithm": f.hash_algorithm,
+                 "ca_generation_id": f.ca_generation_id, "why": f.why} for f in check.findings]
+    if check_only and check.contradicted:
+        _fail("ocsp.responses_contradict_store",
+              f"{check.contradicted} of {check.checked} stored OCSP response(s) contradict the "
+              "store: run `jpki ocsp verify` without --check-only to re-sign them"
+              + "".join(f"; {f['serial']} ({f['hash_algorithm']}): {f['why']}"
+                        for f in findings[:5]), as_json)
+    if as_json:
+        _print_json({"checked": check.checked, "expired": check.expired,
+                     "contradicted": check.contradicted, "resigned": check.resigned,
+                     "findings": findings})
+        return
+    out.print(f"checked {check.checked} stored OCSP response(s) ({check.expired} expired, "
+              f"skipped): {check.contradicted} contradicted the store, {check.resigned} "
+              "re-signed")
+    for f in findings:
+        out.print(f"  {f['serial']} ({f['hash_algorithm']}, generation "
+                  f"{f['ca_generation_id']}): {f['why']}")
+
+
 @mobile_app.command("sweep")
 def mobile_sweep(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """重層的な措置: revoke mobile certificates whose card certificate is no longer valid or

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -28,7 +29,9 @@ from jpki.model import (
     OcspResponder,
     ProofingRecord,
     Resident,
+    StatusChange,
     StatusRow,
+    StoredOcspResponse,
 )
 from jpki.municipalities import Municipality
 from jpki.store.tables import (
@@ -109,6 +112,9 @@ _T = certificates
 _STATUS_ROWS = select(_T.c.serial, _T.c.kind, _T.c.status, _T.c.not_after, _T.c.revoked_at,
                       _T.c.revocation_reason, _T.c.ca_generation_id).where(
     _T.c.serial.in_(bindparam("serials", expanding=True)))
+_STATUS_CHANGES = select(_T.c.serial, _T.c.kind, _T.c.status, _T.c.not_after, _T.c.revoked_at,
+                         _T.c.revocation_reason, _T.c.ca_generation_id,
+                         _T.c.revocation_recorded_at)
 
 
 class SqlCertificates:
@@ -185,13 +191,19 @@ class SqlCertificates:
             _T.c.id.desc())
         return self._s.execute(stmt).scalars().first()
 
-    def status_changed_since(self, since: datetime) -> Sequence[Certificate]:
+    def status_changes_since(self, since: datetime | None) -> Sequence[StatusChange]:
+        """The status-change feed (jpki.status_feed): every certificate whose status changed at
+        or after ``since`` (all that ever changed when None), without the DER columns."""
         # Every change of status writes revocation_recorded_at, a hold's release included
         # (jpki.revocation: set_revocation, release_hold), so its index alone answers this; an
         # OR with the unindexed hold_released_at scanned the table on every OCSP refresh poll
         # (232 ms at 10^6 rows on SQLite, four times a second: bench/ocsp.py).
-        stmt = select(_C).where(_T.c.revocation_recorded_at >= since)
-        return list(self._s.execute(stmt).scalars())
+        stmt = _STATUS_CHANGES.where(_T.c.revocation_recorded_at.is_not(None)) if since is None \
+            else _STATUS_CHANGES.where(_T.c.revocation_recorded_at >= since)
+        return [StatusChange(StatusRow(serial=r[0], kind=r[1], status=r[2], not_after=r[3],
+                                       revoked_at=r[4], revocation_reason=r[5],
+                                       ca_generation_id=r[6]), r[7])
+                for r in self._s.connection().execute(stmt)]
 
     def status_rows(self, serials: Sequence[str]) -> Sequence[StatusRow]:
         """What a status lookup needs of these serials (unknown ones are simply absent), read
@@ -281,7 +293,9 @@ class SqlOcspResponses:
         self.put_many([(generation_id, algorithm, serial, der, this_update, next_update)])
 
     def put_many(self, rows: Sequence[tuple[int, str, str, bytes, datetime, datetime]]) -> None:
-        """Upsert signed responses, in one statement (executemany) for the lot."""
+        """Upsert signed responses, in one statement (executemany) for the lot. A stored
+        response is never replaced by one produced earlier: a signer that read a status just
+        before a change committed must not undo the re-signing that followed the change."""
         if not rows:
             return
         dialect = self._s.get_bind().dialect.name
@@ -290,7 +304,8 @@ class SqlOcspResponses:
         self._s.execute(stmt.on_conflict_do_update(
             index_elements=["ca_generation_id", "hash_algorithm", "serial"],
             set_={"der": stmt.excluded.der, "this_update": stmt.excluded.this_update,
-                  "next_update": stmt.excluded.next_update}),
+                  "next_update": stmt.excluded.next_update},
+            where=ocsp_responses.c.this_update <= stmt.excluded.this_update),
             [{"ca_generation_id": g, "hash_algorithm": a, "serial": s, "der": d,
               "this_update": t, "next_update": n} for g, a, s, d, t, n in rows])
 
@@ -315,15 +330,52 @@ class SqlOcspResponses:
                        ~fresh.exists()).order_by(_T.c.id).limit(limit))
         return [(int(r[0]), str(r[1])) for r in self._s.execute(stmt)]
 
-    def entries_for(self, serials: Sequence[str]) -> list[tuple[int, str, str, datetime]]:
-        o = ocsp_responses.c
-        out: list[tuple[int, str, str, datetime]] = []
+    def entries_for(self, serials: Sequence[str]) -> list[StoredOcspResponse]:
+        """Every stored response for these serials (any generation and hash algorithm)."""
+        out: list[StoredOcspResponse] = []
         for i in range(0, len(serials), 500):
-            rows = self._s.execute(select(o.ca_generation_id, o.hash_algorithm, o.serial,
-                                          o.this_update)
-                                   .where(o.serial.in_(serials[i:i + 500])))
-            out += [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+            rows = self._s.execute(_STORED.where(
+                ocsp_responses.c.serial.in_(serials[i:i + 500])))
+            out += [_stored(r) for r in rows]
         return out
+
+    def oldest_servable(self, now: datetime) -> datetime | None:
+        """The production time of the oldest stored response that has not expired at ``now``:
+        nothing older can be served (jpki.status_feed)."""
+        o = ocsp_responses.c
+        value: datetime | None = self._s.execute(
+            select(func.min(o.this_update)).where(o.next_update > now)).scalar()
+        return value
+
+    def delete(self, keys: Sequence[tuple[int, str, str]]) -> None:
+        """Delete these stored responses ((generation id, hash algorithm, serial) each)."""
+        if not keys:
+            return
+        o = ocsp_responses.c
+        self._s.execute(ocsp_responses.delete().where(
+            o.ca_generation_id == bindparam("g"), o.hash_algorithm == bindparam("a"),
+            o.serial == bindparam("s")), [{"g": g, "a": a, "s": s} for g, a, s in keys])
+
+    def stored_after(self, after: tuple[int, str, str] | None,
+                     limit: int) -> list[StoredOcspResponse]:
+        """Stored responses in key order, from the one after ``after`` (keyset pagination: a
+        scan of millions of rows in bounded memory, each page one index range read)."""
+        o = ocsp_responses.c
+        stmt = _STORED
+        if after is not None:
+            stmt = stmt.where(tuple_(o.ca_generation_id, o.hash_algorithm, o.serial)
+                              > tuple_(*after))
+        stmt = stmt.order_by(o.ca_generation_id, o.hash_algorithm, o.serial).limit(limit)
+        return [_stored(r) for r in self._s.execute(stmt)]
+
+
+_STORED = select(ocsp_responses.c.ca_generation_id, ocsp_responses.c.hash_algorithm,
+                 ocsp_responses.c.serial, ocsp_responses.c.der, ocsp_responses.c.this_update,
+                 ocsp_responses.c.next_update)
+
+
+def _stored(r: Sequence[Any]) -> StoredOcspResponse:
+    return StoredOcspResponse(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), r[4], r[5])
 
 
 class SqlProofings:

@@ -526,14 +526,15 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def _start_server(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         server = subprocess.Popen([*_command(), "serve", "--data-dir", str(data_dir), "--host",
                                    "127.0.0.1", "--port", str(port)], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=data_dir.parent, env=_env(),
-                                  umask=0o022)
+                                  stderr=subprocess.STDOUT, cwd=data_dir.parent,
+                                  env=env or _env(), umask=0o022)
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
