@@ -1,4 +1,5 @@
-"""Smartphone certificates (移動端末設備用電子証明書): the seed's central new function.
+"""Smartphone certificates (移動端末設備用電子証明書): the central new function of the
+Ministry's plan (reference §2).
 
 One mobile signing and one mobile auth certificate per person, on one device at a time, applied
 for online with a signature made by the card's signing key (reference §2):

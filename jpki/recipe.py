@@ -161,7 +161,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     policies = {k: _oid(_require(pol, k.value, str, "profile.policies"), f"profile.policies.{k}")
                 for k in CertKind}
     if len(set(policies.values())) != len(policies):
-        # Mobile certificates must be distinguishable from card ones by policy (seed, §2).
+        # Mobile certificates must be distinguishable from card ones by policy (reference §2).
         raise InvalidRecipe("profile.policies: every certificate kind needs its own policy OID")
     c = _require(data, "crl", dict, "recipe")
     crl = CrlRecipe(

@@ -107,8 +107,8 @@ def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certific
                               "revoked_at": (cert.revoked_at or revoked_at).isoformat(),
                               "cause": cause})
         if not cert.kind.is_mobile and cert.id is not None:
-            # Seed (移動端末設備用電子証明書): a mobile certificate is managed linked to the card
-            # certificate and revoked with it — for any reason, in the same transaction.
+            # reference §2 (移動端末設備用電子証明書): a mobile certificate is managed linked to
+            # the card certificate and revoked with it — for any reason, in the same transaction.
             for mobile in uow.certificates.linked_to(cert.id):
                 if mobile.not_after >= recorded_at:
                     cascaded.append(revoke_in(uow, audit, actor, mobile,

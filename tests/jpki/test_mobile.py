@@ -1,4 +1,5 @@
-"""Smartphone certificates: every rule of the seed (移動端末設備用電子証明書) and its refusals."""
+"""Smartphone certificates (移動端末設備用電子証明書): every rule of reference §2 and its
+refusals."""
 
 from __future__ import annotations
 
