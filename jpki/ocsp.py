@@ -492,6 +492,20 @@ class OcspResponder:
                 self._reconciled_at = started
             return resigned
 
+    def feed_lag_seconds(self) -> float | None:
+        """How old a status change may be and still not be reflected in what this process
+        serves: the time since its last complete poll began (None before the first). Grows
+        without bound while polls fail — what an operator alerts on."""
+        mark = self._window.mark
+        return None if mark is None else max(0.0, (self._clock.now() - mark).total_seconds())
+
+    def presign_backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000) -> int:
+        """How many unexpired certificates have no response signed in the last half-validity
+        (what ``presign_missing`` would sign), counted up to ``limit``."""
+        now = self._clock.now()
+        with self._read_uow() as uow:
+            return uow.ocsp.count_missing(algorithm, now - self.validity / 2, now, limit)
+
     def _correct(self, changes: Sequence[StatusChange], stored: Sequence[StoredOcspResponse],
                  now: datetime) -> int:
         """Drop kept responses that contradict these changes; delete and re-sign the stored

@@ -321,14 +321,16 @@ class SqlOcspResponses:
                 limit: int) -> list[tuple[int, str]]:
         """(generation id, serial) of unexpired certificates without a response signed since
         ``fresh_from`` for ``algorithm``."""
-        o = ocsp_responses.c
-        fresh = select(o.serial).where(o.ca_generation_id == _T.c.ca_generation_id,
-                                       o.serial == _T.c.serial, o.hash_algorithm == algorithm,
-                                       o.this_update >= fresh_from)
         stmt = (select(_T.c.ca_generation_id, _T.c.serial)
-                .where(_T.c.status != CertStatus.PENDING, _T.c.not_after >= now,
-                       ~fresh.exists()).order_by(_T.c.id).limit(limit))
+                .where(*_missing(algorithm, fresh_from, now)).order_by(_T.c.id).limit(limit))
         return [(int(r[0]), str(r[1])) for r in self._s.execute(stmt)]
+
+    def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
+                      limit: int) -> int:
+        """How many :meth:`missing` would list, counted up to ``limit``."""
+        inner = select(_T.c.id).where(*_missing(algorithm, fresh_from, now)).limit(limit)
+        return int(self._s.execute(select(func.count()).select_from(inner.subquery()))
+                   .scalar() or 0)
 
     def entries_for(self, serials: Sequence[str]) -> list[StoredOcspResponse]:
         """Every stored response for these serials (any generation and hash algorithm)."""
@@ -367,6 +369,14 @@ class SqlOcspResponses:
                               > tuple_(*after))
         stmt = stmt.order_by(o.ca_generation_id, o.hash_algorithm, o.serial).limit(limit)
         return [_stored(r) for r in self._s.execute(stmt)]
+
+
+def _missing(algorithm: str, fresh_from: datetime, now: datetime) -> list[Any]:
+    o = ocsp_responses.c
+    fresh = select(o.serial).where(o.ca_generation_id == _T.c.ca_generation_id,
+                                   o.serial == _T.c.serial, o.hash_algorithm == algorithm,
+                                   o.this_update >= fresh_from)
+    return [_T.c.status != CertStatus.PENDING, _T.c.not_after >= now, ~fresh.exists()]
 
 
 _STORED = select(ocsp_responses.c.ca_generation_id, ocsp_responses.c.hash_algorithm,

@@ -667,3 +667,18 @@ def test_verify_stored_finds_a_response_for_another_certificate(services, pair):
             s=format(sign.serial_number, "x"))
     check = services.ocsp.verify_stored(repair=False)
     assert [f.why for f in check.findings] == ["its CertID names another certificate or issuer"]
+
+
+def test_what_operators_watch_the_presign_backlog_and_the_feed_lag(services, pair, clock):
+    responder = restarted(services)
+    assert responder.feed_lag_seconds() is None  # never polled
+    assert responder.presign_backlog() == 2  # the pair, nothing signed ahead yet
+    assert responder.presign_missing() == 2
+    assert responder.presign_backlog() == 0
+    responder.refresh()
+    clock.advance(seconds=7)
+    assert responder.feed_lag_seconds() == 7.0  # polls stopped seven seconds ago
+    responder.refresh()
+    assert responder.feed_lag_seconds() == 0.0
+    clock.advance(minutes=31)  # past half-life: both due again
+    assert responder.presign_backlog() == 2
