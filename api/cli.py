@@ -192,27 +192,52 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
               help="Log every request (uvicorn's access log). Off by default: at OCSP rates it "
                    "halves throughput and writes what each client asked about.")] = False,
           ) -> None:
-    """Serve the REST API, OCSP and CRLs with uvicorn."""
+    """Serve the REST API, OCSP and CRLs with uvicorn.
+
+    Without JPKI_BASE_URL the URLs written into certificates and CRLs name the address served
+    (a wildcard --host such as 0.0.0.0 as 127.0.0.1); with it, it wins, and a disagreement with
+    --host/--port is logged once.
+    """
+    import logging
+    import logging.config
     import os
 
     import uvicorn
 
     from api.app import create_app
 
-    settings = Settings(data_dir=data_dir)
+    settings, warning = Settings(data_dir=data_dir).for_server(host, port)
     if settings.user_pin() is None:
         _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
     if workers < 1:
         _fail("request.invalid", "--workers is at least 1", False)
+    # The service's own loggers ("jpki.*") through uvicorn's handler, configured before the
+    # warning so that it appears in the log like uvicorn's own lines, once (not per worker).
+    log_config = _serve_log_config()
+    logging.config.dictConfig(log_config)
+    if warning is not None:
+        logging.getLogger("jpki.serve").warning("%s", warning)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                    access_log=access_log)
+                    access_log=access_log, log_config=log_config)
         return
     # Worker processes build their own app from the environment (settings are never shared
     # between processes: the HSM library must be initialised in each).
     os.environ["JPKI_DATA_DIR"] = str(settings.resolved_data_dir)
+    os.environ["JPKI_BASE_URL"] = settings.public_base_url
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log)
+                log_level="info", access_log=access_log, log_config=log_config)
+
+
+def _serve_log_config() -> dict[str, Any]:
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    # WARNING: what reached stderr before (Python's last-resort handler), now formatted.
+    config["loggers"]["jpki"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    return config
 
 
 # --- residents ----------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         upgrade(engine)
     uow = UnitOfWorkFactory(engine)
     clock = clock or SystemClock()
-    urls = ServiceUrls(settings.base_url)
+    urls = ServiceUrls(settings.public_base_url)
     audit = AuditLog(keys, recipe.audit_key_label, clock)
     cas = CaService(uow, keys, clock, recipe, audit)
     issuance = IssuanceService(uow, keys, clock, recipe, urls, cas, audit)

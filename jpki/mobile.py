@@ -14,7 +14,7 @@ for online with a signature made by the card's signing key (reference §2):
    unrevoked and the holder's *current* one, the challenge, both proofs, the keys — and issues
    both certificates through the same pipeline as card certificates. Each is **linked** to the
    card certificate of its kind and has **exactly its notAfter**; a distinct policy OID marks it
-   as a mobile certificate (certs-dev/recipe.toml). A new device supersedes the old one's
+   as a mobile certificate (jpki/data/recipe.toml). A new device supersedes the old one's
    certificates in the same transaction that stores the new ones.
 
 Afterwards: the holder revokes online (device change, sale, disposal) with the mobile auth key

@@ -193,7 +193,9 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
 
 
 def default_recipe_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "certs-dev" / "recipe.toml"
+    """The development PKI's recipe, shipped inside the package (``jpki/data/recipe.toml``) so
+    that `jpki init` works from any installation, not only from a checkout."""
+    return Path(__file__).resolve().parent / "data" / "recipe.toml"
 
 
 def load_recipe(path: Path | None = None) -> Recipe:
