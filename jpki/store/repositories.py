@@ -493,4 +493,3 @@ class SqlAudit:
             if len(rows) < batch:
                 return
             last = int(rows[-1].seq)
-
