@@ -37,6 +37,7 @@ from api.cli_rp import rp_app
 from api.cli_station import station_app
 from api.composition import Services, build_services
 from hsm.errors import HsmError
+from jpki.audit_state import StateReport, verify_state
 from jpki.cards import CardEvent, CardSpec
 from jpki.errors import InvalidInput, JpkiError
 from jpki.issuance import KeyRequest
@@ -568,17 +569,45 @@ def audit_verify(
         help="A head (SEQ:MAC) recorded earlier; detects a rollback of the whole log.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: JsonOut = False,
+    state: Annotated[bool, typer.Option(
+        "--state", help="Also replay the log against the certificates: each one's status, "
+        "revocation and hold release must be what its last audited transition says.")] = False,
 ) -> None:
-    """Verify the audit chain: any changed, inserted or deleted record fails."""
+    """Verify the audit chain: any changed, inserted or deleted record fails; with --state,
+    also every certificate against what the log says of it."""
     expected = _parse(_head, expect_head, "head", as_json) if expect_head else None
-    with _services(data_dir, as_json) as services, services.uow() as uow:
+    # One snapshot for the chain and the state, so both describe the same moment.
+    with _services(data_dir, as_json) as services, services.snapshots() as uow:
         report = services.audit.verify(uow, expected)
+        replayed = verify_state(uow) if state else None
+        data: dict[str, Any] = {"ok": True, "records": report.records,
+                                "head": f"{report.head_seq}:{report.head_mac}"}
+        if replayed is not None:
+            data.update(ok=replayed.ok, state=replayed.as_dict())
         if as_json:
-            _print_json({"ok": True, "records": report.records,
-                         "head": f"{report.head_seq}:{report.head_mac}"})
+            _print_json(data)
         else:
             out.print(f"audit chain OK: {report.records} records; head "
                       f"{report.head_seq}:{report.head_mac}")
+            if replayed is not None:
+                _print_state(replayed)
+        if replayed is not None:
+            replayed.raise_if_mismatched()  # reported as audit.state_mismatch, exit 1
+
+
+def _print_state(report: StateReport) -> None:
+    out.print(("certificate state OK: " if report.ok else "certificate state differs: ")
+              + report.summary())
+    for field, count in sorted(report.not_checkable.items()):
+        out.print(f"  {field} of {count} certificates: not checkable from the log (older "
+                  "records)")
+    for m in report.mismatches:
+        out.print(escape(f"  {m.serial} {m.field}: expected {m.expected}, found {m.found}"))
+    for u in report.unrecorded:
+        out.print(escape(f"  {u.serial} ({u.status}): no {', '.join(u.missing)} record"))
+    for w in report.without_row:
+        out.print(escape(f"  {w.serial}: no row (last recorded: {w.last_action}, "
+                         f"record {w.seq})"))
 
 
 # --- CA generations -----------------------------------------------------------------------

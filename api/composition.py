@@ -98,6 +98,8 @@ class Services:
     linkage: LinkageService
     consents: ConsentService
     latest_basic4: LatestBasic4Service
+    # Read-only units of work that each read one snapshot (`jpki audit verify --state`).
+    snapshots: UnitOfWorkFactory
 
     def close(self) -> None:
         self.uow.engine.dispose()
@@ -159,4 +161,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         latest_basic4=LatestBasic4Service(
             uow, clock, audit, consent_max_lifetime=timedelta(days=settings.consent_max_days),
             group=group),
+        snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
     )

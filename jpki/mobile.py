@@ -399,8 +399,12 @@ class MobileService:
                 raise SignerRefused("the linked card signing certificate is no longer valid")
             actor = Principal(actor=f"holder:{device.resident_id}", role=None)
             release_hold(auth, now)
+            # The release instant, which the next delta CRL's removeFromCRL entry carries
+            # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
             self._audit.record(uow, actor=actor.actor, action="certificate.hold_released",
-                               subject=auth.serial, payload={"kind": auth.kind.value})
+                               subject=auth.serial,
+                               payload={"kind": auth.kind.value,
+                                        "hold_released_at": now.isoformat()})
             revoke_in(uow, self._audit, actor, sign, RevocationReason.SUPERSEDED, now, now,
                       cause="suspension lifted: re-issued")
             plan = Planned(request=KeyRequest(CertKind.MOBILE_SIGN, b""), key=key,

@@ -450,6 +450,21 @@ class StoredOcspResponse(NamedTuple):
     this_update: datetime
     next_update: datetime
 
+
+@dataclass(frozen=True)
+class CertificateStateRow:
+    """The columns that hold a certificate's state, as the audit log describes it
+    (jpki.audit_state): no DER but the stored CRL entry, no personal data."""
+
+    serial: str
+    status: CertStatus
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: RevocationReason | None
+    hold_released_at: datetime | None
+    crl_entry: bytes | None = field(repr=False)
+
+
 @dataclass(eq=False)
 class AuditRecord:
     seq: int

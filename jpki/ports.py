@@ -21,6 +21,7 @@ from jpki.model import (
     CaKind,
     Card,
     Certificate,
+    CertificateStateRow,
     CertKind,
     Consent,
     CrlPublication,
@@ -102,6 +103,18 @@ class CertificateRepository(Protocol):
     def status_rows(self, serials: Sequence[str]) -> Sequence[StatusRow]: ...
     def issued_successor_of(self, cert_id: int) -> Certificate | None: ...
 
+    def serial_boundary(self, after: str | None, count: int) -> str | None:
+        """The ``count``-th serial after ``after`` (from the first when None), in the store's
+        order of serials; None when fewer than ``count`` follow. Splits the certificates into
+        ranges of ``count`` (jpki.audit_state)."""
+        ...
+
+    def state_rows(self, after: str | None, upto: str | None,
+                   batch: int = 5_000) -> Iterator[CertificateStateRow]:
+        """The state of every certificate whose serial lies in (``after``, ``upto``] (either
+        end open when None), in the order of serials, read ``batch`` rows at a time."""
+        ...
+
 
 class CaRepository(Protocol):
     def add_generation(self, generation: CaGeneration) -> None: ...
@@ -163,6 +176,13 @@ class AuditRepository(Protocol):
     def set_head(self, seq: int, mac: str) -> None: ...
     def iterate(self, batch: int = 1000) -> Iterator[AuditRecord]: ...
     def count(self) -> int: ...
+
+    def about_subjects(self, actions: Sequence[str], after: str | None, upto: str | None,
+                       batch: int = 5_000) -> Iterator[AuditRecord]:
+        """The records of ``actions`` whose subject lies in (``after``, ``upto``] — the same
+        order as :meth:`CertificateRepository.state_rows` — in chain order, ``batch`` at a
+        time."""
+        ...
 
 
 class CrlRepository(Protocol):

@@ -21,6 +21,7 @@ from jpki.model import (
     Card,
     CardStatus,
     Certificate,
+    CertificateStateRow,
     CertKind,
     CertStatus,
     DeviceStatus,
@@ -223,6 +224,38 @@ class SqlCertificates:
                                  _T.c.status == CertStatus.ISSUED)
                 .order_by(_T.c.id.desc()))
         return self._s.execute(stmt).scalars().first()
+
+    def serial_boundary(self, after: str | None, count: int) -> str | None:
+        # Walks the unique index on serial: cost grows with ``count``, never with the table.
+        stmt = select(_T.c.serial)
+        if after is not None:
+            stmt = stmt.where(_T.c.serial > after)
+        stmt = stmt.order_by(_T.c.serial).offset(count - 1).limit(1)
+        found = self._s.execute(stmt).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def state_rows(self, after: str | None, upto: str | None,
+                   batch: int = 5_000) -> Iterator[CertificateStateRow]:
+        # Keyset pages on the serial index, without the DER columns: memory stays at one page
+        # however many certificates the range holds.
+        t = _T.c
+        last = after
+        while True:
+            stmt = select(t.serial, t.status, t.not_after, t.revoked_at, t.revocation_reason,
+                          t.hold_released_at, t.crl_entry)
+            if last is not None:
+                stmt = stmt.where(t.serial > last)
+            if upto is not None:
+                stmt = stmt.where(t.serial <= upto)
+            rows = self._s.execute(stmt.order_by(t.serial).limit(batch)).all()
+            for r in rows:
+                yield CertificateStateRow(
+                    serial=r[0], status=r[1], not_after=r[2], revoked_at=r[3],
+                    revocation_reason=r[4], hold_released_at=r[5],
+                    crl_entry=None if r[6] is None else bytes(r[6]))
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def linked_to(self, cert_id: int) -> Sequence[Certificate]:
         """Mobile certificates linked to a card certificate."""
@@ -502,3 +535,23 @@ class SqlAudit:
     def count(self) -> int:
         return int(self._s.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
+    def about_subjects(self, actions: Sequence[str], after: str | None, upto: str | None,
+                       batch: int = 5_000) -> Iterator[AuditRecord]:
+        # The subject range is compared in SQL, as state_rows compares serials, so both use the
+        # database's collation and the ranges of the two tables are the same sets of strings.
+        a = audit_log.c
+        last = 0
+        while True:
+            stmt = select(audit_log).where(a.seq > last, a.action.in_(list(actions)))
+            if after is not None:
+                stmt = stmt.where(a.subject > after)
+            if upto is not None:
+                stmt = stmt.where(a.subject <= upto)
+            rows = self._s.execute(stmt.order_by(a.seq).limit(batch)).all()
+            for r in rows:
+                yield AuditRecord(seq=int(r.seq), at=r.at, actor=r.actor, action=r.action,
+                                  subject=r.subject, payload=r.payload, prev_mac=r.prev_mac,
+                                  mac=r.mac)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1].seq)
