@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection, exists, func, select, text
 
 from jpki.model import CertStatus
-from jpki.store.tables import certificates, crl_publications, ocsp_responses
+from jpki.store.tables import certificates, crl_numbers, crl_publications, ocsp_responses
 
 _C = certificates.c
 _O = ocsp_responses.c
@@ -48,10 +48,21 @@ def oldest_unrefreshed_change(conn: Connection, since: datetime,
     return value
 
 
-def fresh_crl_scopes(conn: Connection, now: datetime) -> set[tuple[int, str, str]]:
-    """(generation id, scope, kind) of every CRL scope with a publication whose nextUpdate is
-    still ahead; a scope's newer CRLs never have an earlier nextUpdate, so its newest is then
-    fresh too."""
-    stmt = (select(_P.ca_generation_id, _P.scope, _P.kind).where(_P.next_update > now)
-            .group_by(_P.ca_generation_id, _P.scope, _P.kind))
-    return {(int(g), str(s), str(k)) for g, s, k in conn.execute(stmt)}
+def latest_crl_next_updates(conn: Connection) -> dict[tuple[int, str, str], datetime]:
+    """(generation id, scope, kind) → nextUpdate of that scope's newest CRL of that kind, for
+    every scope and kind ever published. Driven by the small crl_numbers table (one row per
+    scope), each newest found by a seek on ix_crl_publications_latest: the cost does not grow
+    with the history of publications."""
+    out: dict[tuple[int, str, str], datetime] = {}
+    n = crl_numbers.c
+    newest = {kind: (select(_P.next_update)
+                     .where(_P.ca_generation_id == n.ca_generation_id, _P.scope == n.scope,
+                            _P.kind == kind)
+                     .order_by(_P.number.desc()).limit(1).scalar_subquery())
+              for kind in ("full", "delta")}
+    stmt = select(n.ca_generation_id, n.scope, newest["full"], newest["delta"])
+    for gid, scope, full, delta in conn.execute(stmt):
+        for kind, next_update in (("full", full), ("delta", delta)):
+            if next_update is not None:
+                out[(int(gid), str(scope), kind)] = next_update
+    return out

@@ -237,8 +237,6 @@ crl_publications = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("ca_generation_id", "scope", "number", name="uq_crl_publications_number"),
     Index("ix_crl_publications_latest", "ca_generation_id", "scope", "kind", "number"),
-    # Readiness (api.probes): which scopes have a CRL whose nextUpdate is still ahead.
-    Index("ix_crl_publications_next_update", "next_update"),
 )
 
 # OCSP responses signed ahead of time (RFC 5019 §6 style caching), shared by every worker.

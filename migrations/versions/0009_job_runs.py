@@ -1,6 +1,5 @@
 """The background jobs' ledger (jpki.jobs): one row per job with its latest run and totals, so
-that every process and node reports the same; and an index on CRL publications' nextUpdate for the
-readiness probe (api.probes), which asks which scopes have a CRL still fresh.
+that every process and node reports the same.
 
 Revision ID: 0009
 Revises: 0008
@@ -31,11 +30,7 @@ def upgrade() -> None:
     sa.Column('last_success_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('job', name=op.f('pk_job_runs'))
     )
-    with op.batch_alter_table('crl_publications', schema=None) as batch_op:
-        batch_op.create_index('ix_crl_publications_next_update', ['next_update'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('crl_publications', schema=None) as batch_op:
-        batch_op.drop_index('ix_crl_publications_next_update')
     op.drop_table('job_runs')
