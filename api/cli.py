@@ -190,9 +190,9 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
           workers: Annotated[int, typer.Option(
               help="Worker processes (each with its own HSM sessions and OCSP cache).")] = 1,
           access_log: Annotated[bool, typer.Option(
-              help="Also log every OCSP request (uvicorn's access log, path without query). "
-                   "Off by default: at OCSP rates it halves throughput and writes what each "
-                   "client asked about. Other requests are always logged, one JSON line each."
+              help="Add uvicorn's access log (path without query), which also logs OCSP "
+                   "requests. Off by default: at OCSP rates it halves throughput and writes what "
+                   "each client asked about. Other requests are always logged, a JSON line each."
           )] = False,
           ) -> None:
     """Serve the REST API, OCSP and CRLs with uvicorn; logs are JSON lines on stderr.

@@ -58,7 +58,8 @@ class JobRunner:
         started = perf_counter()
         error: str | None = None
         counts: dict[str, int] = {}
-        with bound(new_request_id("job-")):
+        request_id = new_request_id("job-")
+        with bound(request_id):
             try:
                 counts = dict(work())
             except Exception as exc:  # reported below; the text may quote data: type only
@@ -70,7 +71,7 @@ class JobRunner:
                       "duration_ms": round(seconds * 1000, 3), "counts": counts,
                       "error": error}
             log.log(logging.INFO if error is None else logging.ERROR, "job", extra={
-                "fields": fields})
+                "request_id": request_id, "fields": fields})
             self.record(JobRun(job=job, started_at=started_at,
                                 duration_ms=round(seconds * 1000), outcome=outcome, error=error,
                                 counts=counts, runs=1, failures=0 if error is None else 1,

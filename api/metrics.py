@@ -279,8 +279,8 @@ class MeteredOcsp:
     adds to a tally in plain Python — a clock read on each side, a wrapped ``send``, a bisection
     — and the tally goes into the histogram by :meth:`flush`, at most once a second and whenever
     the metrics are read (in the event loop, like the requests: no lock). A histogram
-    observation per request costs 1 µs in one process and 2.5 µs in multiprocess mode, whose
-    values live in shared files (docs/performance.md).
+    observation per request would cost several times as much, more in multiprocess mode, whose
+    values live in shared files (bench/ocsp_metering.py, docs/performance.md).
     """
 
     FLUSH_SECONDS = 1.0

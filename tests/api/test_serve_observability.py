@@ -316,6 +316,13 @@ def test_the_server_log_is_json_lines_without_any_personal_data(server: Server) 
     assert len(registered) == len(PEOPLE) and set(registered) <= set(server.request_ids)
     assert all(rid in in_log for _, rid in audited if rid is not None)
     assert {rid for action, rid in audited if action.startswith("client.")} == {None}  # CLI
+    # `jpki jobs` reads the ledger the server wrote; the OCSP refresh's runs were reported when
+    # it shut down.
+    ran = {j["job"]: j for j in jpki_ok("jobs", data_dir=server.data_dir)["jobs"]}
+    assert set(ran) == {"abandon_stale_intents", "sweep_undelivered", "renew_responders",
+                        "publish_crls", "ocsp_refresh"}
+    assert ran["ocsp_refresh"]["counts"]["runs"] >= 1
+    assert {j["outcome"] for j in ran.values()} == {"ok"}
 
 
 # --- several workers ----------------------------------------------------------------------------
