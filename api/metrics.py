@@ -10,10 +10,11 @@ Exposition (``GET /metrics``, operator role; api.routers.operations) merges thre
 - the counters, histograms and per-process gauges of this module, which prometheus-client keeps
   per process — or, when ``jpki serve --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR``, in files
   that every worker writes and the worker answering the scrape aggregates (multiprocess mode);
-- per-process gauges sampled just before (HSM sessions and database connections in use);
+- per-process gauges sampled every second and just before (HSM sessions and database
+  connections in use, the OCSP feed lag);
 - gauges read from the database at scrape time (api.probes), which every process and node sees
-  the same: the jobs' ledger, the OCSP presign backlog and feed lag, CRL freshness, responder
-  certificates' time left.
+  the same: the jobs' ledger, the OCSP presign backlog, CRL freshness, responder certificates'
+  time left.
 
 Labels are codes and identifiers of the service's own making — certificate kinds, RFC 5280
 reason names, relying-party ids, problem codes, route templates, CA generations, municipality
@@ -88,6 +89,11 @@ RATE_LIMIT_REFUSALS = Counter(
 
 # --- OCSP ---------------------------------------------------------------------------------------
 
+OCSP_FEED_LAG = Gauge(
+    "jpki_ocsp_feed_lag_seconds",
+    "How old a status change may be and still not be reflected in what a process serves: the "
+    "time since its last complete status poll began (with --workers, the worst process).",
+    multiprocess_mode="max")
 OCSP_REQUESTS = Histogram(
     "jpki_ocsp_request_duration_seconds",
     "OCSP requests over HTTP by outcome (the OCSPResponseStatus, or http_<status> for a "
@@ -194,7 +200,9 @@ def _issued(record: AuditRecord) -> None:
 
 def _revoked(record: AuditRecord) -> None:
     p = _payload(record)
-    CERTIFICATES_REVOKED.labels(_label(p.get("kind")), _label(p.get("reason"))).inc()
+    # The reason the certificate now has (a revocation may keep an earlier, stronger one).
+    reason = p.get("revocation_reason") or p.get("reason")
+    CERTIFICATES_REVOKED.labels(_label(p.get("kind")), _label(reason)).inc()
 
 
 def _released(record: AuditRecord) -> None:
@@ -361,6 +369,9 @@ def flush_ocsp(app: object) -> None:
 def sample(services: Services) -> None:
     """Set this process's gauges of resources in use (called every few seconds by each worker,
     and by the one answering a scrape)."""
+    lag = services.ocsp.feed_lag_seconds()
+    if lag is not None:  # None before the process's first poll: no figure yet
+        OCSP_FEED_LAG.set(lag)
     size, in_use = services.keys.pool_size, services.keys.sessions_in_use
     HSM_SESSIONS.labels("in_use").set(in_use)
     HSM_SESSIONS.labels("idle").set(size - in_use)

@@ -1,13 +1,10 @@
 """What the database says about the service's state, for the readiness probe (api.health) and
 the gauges a scrape reads (api.metrics): the same for every process and node.
 
-- The OCSP presign backlog and feed lag. The responder (jpki.ocsp) keeps no such figures yet; when
-  it offers ``backlog()`` and ``feed_lag_seconds()`` they are used, and until then they are
-  computed here: the backlog as the unexpired certificates without a response signed within
-  half a validity period (what ``jpki ocsp presign`` would sign), capped, and cached for a while
-  because on a large database it is a scan; the feed lag as the age of the oldest status change
-  that a stored, still valid response does not reflect yet (the refresh loop re-signs those
-  within a second, api.app).
+- The OCSP presign backlog: the responder's own count (``OcspResponder.presign_backlog``, the
+  unexpired certificates without a response signed within half a validity period), kept for
+  :data:`BACKLOG_TTL_SECONDS` because on a large database it is a scan. (The feed lag is a
+  figure of each process, not of the database: api.metrics samples it.)
 - CRL freshness: the newest CRL of every scope (each shard's full and delta CRL, each
   generation's ARL) is still within its nextUpdate. A CRL never published yet is not stale: the
   HTTP endpoint publishes it on its first request (api.routers.crl); one whose newest is past its
@@ -66,30 +63,14 @@ class Probes:
     # --- OCSP ---------------------------------------------------------------------------------
 
     def presign_backlog(self) -> int:
-        own: Callable[[], int] | None = getattr(self._services.ocsp, "backlog", None)
-        if callable(own):
-            return int(own())
         with self._lock:
             cached = self._backlog
             if cached is not None and time.monotonic() - cached[0] < BACKLOG_TTL_SECONDS:
                 return cached[1]
-        now = self._now()
-        with self._services.read_engine.connect() as conn:
-            count = observe.presign_backlog(conn, "sha1", now - self._services.ocsp.validity / 2,
-                                            now, BACKLOG_CAP)
+        count = self._services.ocsp.presign_backlog(limit=BACKLOG_CAP)
         with self._lock:
             self._backlog = (time.monotonic(), count)
         return count
-
-    def feed_lag_seconds(self) -> float:
-        own: Callable[[], float] | None = getattr(self._services.ocsp, "feed_lag_seconds", None)
-        if callable(own):
-            return float(own())
-        now = self._now()
-        with self._services.read_engine.connect() as conn:
-            oldest = observe.oldest_unrefreshed_change(
-                conn, now - self._services.ocsp.validity, now)
-        return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
 
     # --- CRLs and responders --------------------------------------------------------------------
 
@@ -152,12 +133,9 @@ class StateCollector(Collector):
 
     def _ocsp(self) -> Iterable[Metric]:
         yield GaugeMetricFamily("jpki_ocsp_presign_backlog",
-                                "Unexpired certificates without a fresh pre-signed OCSP response.",
-                                value=self._probes.presign_backlog())
-        yield GaugeMetricFamily("jpki_ocsp_oldest_unrefreshed_change_age_seconds",
-                                "Age of the oldest status change a stored OCSP response does "
-                                "not reflect yet (0: none).",
-                                value=self._probes.feed_lag_seconds())
+                                "Unexpired certificates without a fresh pre-signed OCSP response "
+                                f"(counted up to {BACKLOG_CAP}, every {BACKLOG_TTL_SECONDS:g} s "
+                                "at most).", value=self._probes.presign_backlog())
 
     def _crl(self) -> Iterable[Metric]:
         freshness = self._probes.crl_freshness()
