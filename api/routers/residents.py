@@ -19,7 +19,7 @@ def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDe
     resident = services.residents.register(
         actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
         municipality_code=body.municipality_code, dv_support=body.dv_support)
-    return resident_out(resident, with_basic4=False)
+    return resident_out(resident, with_basic4=False, today=jst_date(services.clock.now()))
 
 
 @router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True)
