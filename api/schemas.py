@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.request_fields import AS_TEXT, IsoDate, SexCode
 from jpki.cards import CardEvent
 from jpki.proofing import DocumentType, Measure, Presence
 from jpki.residents import EventKind
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+    """Every request body: unknown fields refused, and no coercion — JSON 0 is not a date, true
+    is not a sex code, "yes" is not a boolean (dates, codes and enums: api.request_fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_max_length=4096)
 
 
 class ResidentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    birth_date: date
-    sex: Literal[1, 2, 3]
+    birth_date: IsoDate
+    sex: SexCode
     address: str = Field(min_length=1, max_length=400)
     municipality_code: str = Field(pattern=r"^[0-9]{6}$")
     dv_support: bool = False
@@ -45,14 +49,12 @@ class ResidentOut(BaseModel):
 
 
 class ResidentEventIn(Strict):
-    kind: EventKind
+    kind: Annotated[EventKind, AS_TEXT]
     address: str | None = Field(default=None, min_length=1, max_length=400)
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    sex: Literal[1, 2, 3] | None = None
-    # `dt.date`, not `date`: the field named `date` shadows the type inside this class body, and
-    # the annotations (postponed by `from __future__ import annotations`) resolve there.
-    birth_date: dt.date | None = None
-    date: dt.date | None = Field(default=None, description="date of death or departure")
+    sex: SexCode | None = None
+    birth_date: IsoDate | None = None
+    date: IsoDate | None = Field(default=None, description="date of death or departure")
     municipality_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
 
 
@@ -71,7 +73,7 @@ class EventOut(BaseModel):
 
 class CardIn(Strict):
     number: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{8,32}$")
-    expires_on: date | None = None
+    expires_on: IsoDate | None = None
 
 
 class CardRegistrationIn(CardIn):
@@ -79,7 +81,7 @@ class CardRegistrationIn(CardIn):
 
 
 class CardEventIn(Strict):
-    kind: CardEvent
+    kind: Annotated[CardEvent, AS_TEXT]
 
 
 class CardOut(BaseModel):
@@ -104,18 +106,19 @@ class IssuanceIn(Strict):
 
 
 class DocumentIn(Strict):
-    type: DocumentType
+    type: Annotated[DocumentType, AS_TEXT]
     has_photo: bool = False
-    issued_on: dt.date | None = None
+    issued_on: IsoDate | None = None
 
 
 class ProofingIn(Strict):
     resident_id: str = Field(min_length=1, max_length=64)
-    presence: Presence
+    presence: Annotated[Presence, AS_TEXT]
     applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
-    measures: list[Measure] = Field(default_factory=list, max_length=8)
+    measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list, max_length=8)
     proxy_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
-    proxy_measures: list[Measure] = Field(default_factory=list, max_length=8)
+    proxy_measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list,
+                                                               max_length=8)
     delegation_letter: bool = False
     hardship_proof: bool = False
     applicant_in_facility: bool = False

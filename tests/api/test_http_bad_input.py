@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 
 from jpki.model import ClientRole
-from tests.api.harness import ADULT, CHILD, IN_PERSON_B, ISSUE, OTHER, PROOFINGS, RENEW, Api
+from tests.api.harness import (
+    ADULT,
+    CHILD,
+    IN_PERSON_B,
+    ISSUE,
+    OTHER,
+    PROOFINGS,
+    RENEW,
+    Api,
+    basic_auth,
+)
 
 JSON = {"content-type": "application/json"}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
@@ -191,6 +201,33 @@ CASES = [
         400, "municipality.invalid"),
     Case("prefecture 99", "operator", lambda w: post(
         RESIDENTS, json={**ADULT, "municipality_code": "990007"}), 400, "municipality.invalid"),
+    # --- types: JSON values are taken as they are, never coerced --------------------------------
+    *[Case(f"registration with {field} {value!r}", "operator", lambda w, f=field, v=value: post(
+        RESIDENTS, json={**ADULT, f: v}), 422, "request.invalid")
+      for field, value in (
+          ("birth_date", 0),  # once stored as 1970-01-01
+          ("birth_date", 631_238_400),
+          ("birth_date", "19900102"),
+          ("birth_date", "1990-01-02T00:00:00"),
+          ("sex", True),  # once stored as 1
+          ("sex", 1.0),
+          ("sex", "1"),
+          ("dv_support", "yes"),  # once stored as true
+          ("dv_support", 1),
+          ("name", 12345),
+          ("municipality_code", 132217))],
+    *[Case(f"event with {field} {value!r}", "operator", lambda w, f=field, v=value: post(
+        events(w.adult), json={"kind": "sex", f: v}), 422, "request.invalid")
+      for field, value in (("sex", True), ("sex", 2.0), ("birth_date", 0), ("date", 0),
+                           ("kind", 1))],
+    Case("card expiry as a number", "operator", lambda w: post(
+        "/v1/operators/cards", json={"resident_id": w.other, "expires_on": 20300101}),
+        422, "request.invalid"),
+    Case("proofing flag as text", "station", lambda w: proofing(w.other, hardship_proof="true"),
+         422, "request.invalid"),
+    Case("proofing document flag as a number", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "passport", "has_photo": 1},
+                                      {"type": "drivers_license"}]), 422, "request.invalid"),
     # --- resident events ----------------------------------------------------------------------
     Case("unknown resident", "operator", lambda w: get(f"{RESIDENTS}/{'0' * 32}"),
          404, "resident.not_found"),
@@ -586,3 +623,33 @@ def test_the_snapshot_notices_a_change(api: Api, world: World) -> None:
     assert r.status_code == 200, r.text
     with pytest.raises(AssertionError, match=r"audit_head.*residents.*certificates.*audit_log"):
         api.unchanged(before)
+
+
+def test_relying_party_bodies_take_no_coercion(api: Api, world: World) -> None:
+    """The relying-party bodies are strict too: a number is not a text, a text is not a list,
+    "60" and true are not a number of seconds."""
+    rp = api.services.relying_parties.register(api.operator, name="RP strict",
+                                               kind="platform_operator", purposes=["test"],
+                                               scopes=["status", "linkage"])
+    good = {"name": "株式会社検証", "kind": "platform_operator", "purposes": ["test"],
+            "scopes": ["status"]}
+    rp_headers = basic_auth(rp.client_id, rp.client_secret)
+    refused = [
+        ("/v1/operators/relying-parties", api.op, {**good, "name": 1}),
+        ("/v1/operators/relying-parties", api.op, {**good, "purposes": "test"}),
+        ("/v1/operators/relying-parties", api.op, {**good, "scopes": "status"}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": "60"}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": True}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": 60.0}),
+        ("/v1/status", rp_headers, {"purpose": "test", "serials": [int(world.sign, 16)]}),
+        ("/v1/linkage", rp_headers, {"purpose": "test", "serial": int(world.sign, 16)}),
+    ]
+    before = api.snapshot()
+    for url, headers, body in refused:
+        r = api.http.post(url, headers=headers, json=body)
+        api.problem(r, 422, "request.invalid")
+    # Refusals on the relying-party routes are audited; nothing else changed.
+    api.unchanged(before, audited=frozenset({"rp.refused"}))
