@@ -1,4 +1,12 @@
-"""Types of request fields that pydantic's strict mode alone does not get right.
+"""Types of request fields: identifiers with their real alphabet and length, and what pydantic's
+strict mode alone does not get right.
+
+Identifiers are checked here, at the edge, before anything looks them up: each is what the service
+itself makes (a resident id is ``uuid4().hex``, a relying party's ``rp_`` and 16 hex digits …), so
+a NUL, a control character, an overlong or undecodable value is refused with 422
+``request.invalid`` naming the field — it never reaches the database, where PostgreSQL cannot even
+hold a NUL in a text column. Serial numbers are the exception: ``jpki.serials.parse_serial``
+accepts the spellings people use (``0x``, colons, any case) and answers ``serial.invalid``.
 
 Request models are strict (api.schemas.Strict): JSON ``0`` is not a date, ``true`` is not a sex
 code and ``"yes"`` is not a boolean. FastAPI validates a body as Python objects parsed from JSON,
@@ -14,7 +22,32 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Strict
+from pydantic import BeforeValidator, Strict, StringConstraints
+
+from jpki.consents import CONSENT_ID
+from jpki.relying_parties import CLIENT_ID, PURPOSE, RP_ID
+
+# --- identifiers ---------------------------------------------------------------------------
+# The patterns are anchored for pydantic's regex engine, where "$" is the end of the text (in
+# Python's re it also matches before a final line feed).
+
+# uuid4().hex: jpki.residents, jpki.counter (proofings), jpki.mobile (devices).
+ResidentId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+ProofingId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+# jpki.cards: 8 to 32 of A-Z and 0-9, taken in either case.
+CardNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{8,32}$")]
+# The ids the relying-party services make, and the purpose codes relying parties declare.
+RelyingPartyId = Annotated[str, StringConstraints(pattern=RP_ID.pattern)]
+ClientId = Annotated[str, StringConstraints(pattern=CLIENT_ID.pattern)]
+ConsentId = Annotated[str, StringConstraints(pattern=CONSENT_ID.pattern)]
+Purpose = Annotated[str, StringConstraints(pattern=PURPOSE.pattern)]
+# A local government code (全国地方公共団体コード): 5 digits and a check digit.
+MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+# Parsed by jpki.serials.parse_serial; bounded here so that a list of them is.
+SerialText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+# --- dates and codes ------------------------------------------------------------------------
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ from jpki.revocation import RevocationResult, release_hold, revoke_in
 
 PLATFORMS = frozenset({"JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"})  # Android GP SE, iPhone (§2)
 CHALLENGE_LIFETIME = timedelta(minutes=5)
+_DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 POP_DOMAIN = b"jpki-mobile-pop\x00"
 MOBILE_KINDS = (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
 
@@ -324,7 +326,11 @@ class MobileService:
         verified = verify_signed_data(signed_der)
         doc = _document(verified, kind)
         self._consume_challenge(uow, _b64(doc.get("challenge"), "challenge", 128), purpose, now)
-        device = uow.mobile.device(str(doc.get("device", ""))[:64])
+        # A device id is what add_device made (uuid4().hex); anything else is no device, and is
+        # not looked up (PostgreSQL cannot even compare a text with a NUL in it).
+        device_id = doc.get("device")
+        device = uow.mobile.device(device_id) if isinstance(device_id, str) and \
+            _DEVICE_ID.fullmatch(device_id) else None
         signer = self._our_certificate(uow, verified.signer)
         if device is None or device.resident_id != signer.resident_id:
             raise NotFound("no such device for this holder")
