@@ -44,7 +44,8 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
 def from_error(exc: JpkiError) -> JSONResponse:
     status = STATUS[exc.category]
     headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
-    if status == 429:  # RFC 9110 §10.2.3: how long to wait, in seconds
+    if status == 429 or (status == 503 and "retry_after" in exc.context):
+        # RFC 9110 §10.2.3: how long to wait, in seconds (with 429, and 503 where known).
         headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
     if status >= 500:
         log.error("request failed: %r", exc)

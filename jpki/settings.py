@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Readiness (/readyz): every OCSP responder certificate has at least this many days left.
     # Below the recipe's renewal threshold, so that it fails only when renewal has failed.
     ready_responder_days: int = Field(default=2, ge=0, le=365)
+    # Requests made without credentials (the phone's and the holder's signed requests): a
+    # token bucket per source address (an IPv6 /64) and process, like the relying parties'.
+    anonymous_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
+    anonymous_rate_burst: int = Field(default=100, ge=1, le=10_000_000)
+    # Smartphone challenges handed out and neither used nor expired (jpki.mobile): at most this
+    # many in all, and from one source address.
+    challenges_max_outstanding: int = Field(default=10_000, ge=1, le=10_000_000)
+    challenges_max_per_source: int = Field(default=100, ge=1, le=10_000_000)
 
     @property
     def public_base_url(self) -> str:
