@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     # many in all, and from one source address.
     challenges_max_outstanding: int = Field(default=10_000, ge=1, le=10_000_000)
     challenges_max_per_source: int = Field(default=100, ge=1, le=10_000_000)
+    # `jpki serve`'s HTTP limits (api.http_protocol): the largest request head (431 beyond it),
+    # how long a head may take to arrive and a body may pause (408), how long an idle
+    # keep-alive connection is kept, and how many connections may be open at once (503).
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
     @property
     def public_base_url(self) -> str:
