@@ -16,10 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import metrics, problems
+from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.composition import Services, build_services
 from api.jobs import (
     ABANDON_STALE_INTENTS,
     PUBLISH_CRLS,
+    PURGE_CHALLENGES,
     RENEW_RESPONDERS,
     SWEEP_UNDELIVERED,
     JobRunner,
@@ -73,8 +75,9 @@ class JpkiApp(FastAPI):
 def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
-    responder certificate fresh, publish the CRLs that are due. Each is a job of its own
-    (api.jobs): timed, logged, recorded, and not stopped by another's failure."""
+    responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
+    that can no longer be used (anyone may ask for one). Each is a job of its own (api.jobs):
+    timed, logged, recorded, and not stopped by another's failure."""
     from jpki.ca import CeremonyReport
 
     runner = runner or JobRunner(services)
@@ -113,6 +116,7 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(SWEEP_UNDELIVERED, sweep)
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
+    runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
 
 
 def _observed(app: FastAPI, services: Services) -> None:
@@ -208,6 +212,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
         _observed(app, services)
     app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
+    app.state.anonymous_buckets = anonymous_buckets(settings)
     problems.install(app)
     app.include_router(public.router)
     app.include_router(operations.router)
@@ -221,4 +226,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)
+    # Outermost: a request over its source's rate costs nothing, not even an audit record.
+    app.add_middleware(AnonymousLimit, buckets=lambda: app.state.anonymous_buckets)
     return app

@@ -194,22 +194,48 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
                    "requests. Off by default: at OCSP rates it halves throughput and writes what "
                    "each client asked about. Other requests are always logged, a JSON line each."
           )] = False,
+          max_header_bytes: Annotated[int | None, typer.Option(
+              help="Largest request head, in bytes; beyond it 431 [default: "
+                   "$JPKI_HTTP_MAX_HEADER_BYTES, then 16384].")] = None,
+          read_timeout: Annotated[float | None, typer.Option(
+              help="Seconds a request head may take to arrive, and a body may pause; then 408 "
+                   "[default: $JPKI_HTTP_READ_TIMEOUT_SECONDS, then 10].")] = None,
+          keep_alive_timeout: Annotated[int | None, typer.Option(
+              help="Seconds an idle keep-alive connection is kept [default: "
+                   "$JPKI_HTTP_KEEP_ALIVE_SECONDS, then 5].")] = None,
+          max_connections: Annotated[int | None, typer.Option(
+              help="Open connections at most, per worker; beyond them 503 [default: "
+                   "$JPKI_HTTP_MAX_CONNECTIONS, then 1000].")] = None,
           ) -> None:
-    """Serve the REST API, OCSP and CRLs with uvicorn; logs are JSON lines on stderr.
+    """Serve the REST API, OCSP and CRLs with uvicorn; logs are JSON lines on stderr. Request
+    heads, slow clients and connections are limited (api.http_protocol); in production it
+    belongs behind a proxy (README, "In production").
 
     Without JPKI_BASE_URL the URLs written into certificates and CRLs name the address served
     (a wildcard --host such as 0.0.0.0 as 127.0.0.1); with it, it wins, and a disagreement with
     --host/--port is logged once.
     """
+    import functools
     import logging
     import logging.config
     import os
 
     import uvicorn
+    from pydantic import ValidationError
 
+    from api.http_protocol import BoundedHttpToolsProtocol, HttpLimits
     from api.logs import log_config
 
-    settings, warning = Settings(data_dir=data_dir).for_server(host, port)
+    given: dict[str, Any] = {"http_max_header_bytes": max_header_bytes,
+                             "http_read_timeout_seconds": read_timeout,
+                             "http_keep_alive_seconds": keep_alive_timeout,
+                             "http_max_connections": max_connections}
+    try:
+        settings, warning = Settings(data_dir=data_dir, **{
+            k: v for k, v in given.items() if v is not None}).for_server(host, port)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
+        _fail("request.invalid", f"out of range: {fields}", False)
     if settings.user_pin() is None:
         _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
     if workers < 1:
@@ -220,11 +246,21 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
     logging.config.dictConfig(log_settings)
     if warning is not None:
         logging.getLogger("jpki.serve").warning("%s", warning)
+    limits = HttpLimits(max_header_bytes=settings.http_max_header_bytes,
+                        read_timeout=settings.http_read_timeout_seconds,
+                        max_connections=settings.http_max_connections)
+    options: dict[str, Any] = {
+        "host": host, "port": port, "log_config": log_settings, "access_log": access_log,
+        # Uvicorn builds one protocol per connection from this (a partial, not a class: it
+        # carries the limits, and pickles for worker processes).
+        "http": functools.partial(BoundedHttpToolsProtocol, limits=limits),
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+    }
     if workers == 1:
         from api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=log_settings,
-                    access_log=access_log)
+        uvicorn.run(create_app(settings), **options)
         return
     # Worker processes build their own app from the environment (settings are never shared
     # between processes: the HSM library must be initialised in each).
@@ -240,8 +276,7 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
                        settings.resolved_data_dir / "metrics")
     prepare_multiprocess_dir(metrics_dir)
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=log_settings, access_log=access_log)
+    uvicorn.run("api.app:create_app", factory=True, workers=workers, **options)
 
 
 # --- residents ----------------------------------------------------------------------------

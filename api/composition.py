@@ -151,7 +151,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
                            max_live_signatures=recipe.ocsp.max_live_signatures,
                            read_uow=reader),
         counter=CounterService(uow, clock, audit),
-        mobile=MobileService(uow, clock, audit, issuance),
+        mobile=MobileService(uow, clock, audit, issuance,
+                             max_outstanding=settings.challenges_max_outstanding,
+                             max_per_source=settings.challenges_max_per_source),
         relying_parties=RelyingPartyService(
             uow, clock, audit, clients,
             TokenBuckets(settings.rp_rate_per_second, settings.rp_rate_burst),

@@ -36,6 +36,7 @@ ABANDON_STALE_INTENTS = "abandon_stale_intents"
 SWEEP_UNDELIVERED = "sweep_undelivered"
 RENEW_RESPONDERS = "renew_responders"
 PUBLISH_CRLS = "publish_crls"
+PURGE_CHALLENGES = "purge_challenges"
 OCSP_REFRESH = "ocsp_refresh"
 
 

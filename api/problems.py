@@ -44,7 +44,8 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
 def from_error(exc: JpkiError) -> JSONResponse:
     status = STATUS[exc.category]
     headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
-    if status == 429:  # RFC 9110 §10.2.3: how long to wait, in seconds
+    if status == 429 or (status == 503 and "retry_after" in exc.context):
+        # RFC 9110 §10.2.3: how long to wait, in seconds (with 429, and 503 where known).
         headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
     if status >= 500:
         log.error("request failed: %r", exc)
@@ -93,9 +94,17 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, BodyTooLarge):  # a chunked body that outgrew the limit while read
             return problem(413, "request.too_large", "The request is too large")
-        # Only the type name is logged: an exception's text may carry request data.
-        log.error("unexpected %s", type(exc).__name__, exc_info=False)
+        # Only the type name and where: the route's path template, not the path as sent. An
+        # exception's text, like the path, may carry request data (architecture §9.7).
+        log.error("unexpected %s in %s %s", type(exc).__name__, request.method,
+                  _route_template(request), exc_info=False)
         return problem(500, "internal", "Internal error")
+
+
+def _route_template(request: Request) -> str:
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else "(no route)"

@@ -4,25 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.request_fields import (
+    AS_TEXT,
+    CardNumber,
+    ClientId,
+    ConsentId,
+    IsoDate,
+    MunicipalityCode,
+    ProofingId,
+    Purpose,
+    RelyingPartyId,
+    ResidentId,
+    SerialText,
+    SexCode,
+)
 from jpki.cards import CardEvent
 from jpki.proofing import DocumentType, Measure, Presence
 from jpki.residents import EventKind
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+    """Every request body: unknown fields refused, and no coercion — JSON 0 is not a date, true
+    is not a sex code, "yes" is not a boolean (dates, codes and enums: api.request_fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_max_length=4096)
 
 
 class ResidentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    birth_date: date
-    sex: Literal[1, 2, 3]
+    birth_date: IsoDate
+    sex: SexCode
     address: str = Field(min_length=1, max_length=400)
-    municipality_code: str = Field(pattern=r"^[0-9]{6}$")
+    municipality_code: MunicipalityCode
     dv_support: bool = False
 
 
@@ -45,15 +62,13 @@ class ResidentOut(BaseModel):
 
 
 class ResidentEventIn(Strict):
-    kind: EventKind
+    kind: Annotated[EventKind, AS_TEXT]
     address: str | None = Field(default=None, min_length=1, max_length=400)
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    sex: Literal[1, 2, 3] | None = None
-    # `dt.date`, not `date`: the field named `date` shadows the type inside this class body, and
-    # the annotations (postponed by `from __future__ import annotations`) resolve there.
-    birth_date: dt.date | None = None
-    date: dt.date | None = Field(default=None, description="date of death or departure")
-    municipality_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+    sex: SexCode | None = None
+    birth_date: IsoDate | None = None
+    date: IsoDate | None = Field(default=None, description="date of death or departure")
+    municipality_code: MunicipalityCode | None = None
 
 
 class RevocationOut(BaseModel):
@@ -70,16 +85,16 @@ class EventOut(BaseModel):
 
 
 class CardIn(Strict):
-    number: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{8,32}$")
-    expires_on: date | None = None
+    number: CardNumber | None = None
+    expires_on: IsoDate | None = None
 
 
 class CardRegistrationIn(CardIn):
-    resident_id: str = Field(min_length=1, max_length=64)
+    resident_id: ResidentId
 
 
 class CardEventIn(Strict):
-    kind: CardEvent
+    kind: Annotated[CardEvent, AS_TEXT]
 
 
 class CardOut(BaseModel):
@@ -91,31 +106,33 @@ class CardOut(BaseModel):
 
 
 class IssuanceIn(Strict):
-    resident_id: str = Field(min_length=1, max_length=64)
+    resident_id: ResidentId
     card: CardIn | None = None
     # min_length: an empty key is a failed card read, not "no key" (leave the field out for that).
     sign_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
                                         description="SubjectPublicKeyInfo, PEM")
     auth_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
                                         description="SubjectPublicKeyInfo, PEM")
-    proofing_id: str | None = Field(default=None, min_length=1, max_length=64,
-                                    description="The identity proofing recorded for this "
-                                                "resident (POST /v1/stations/proofings)")
+    proofing_id: ProofingId | None = Field(default=None,
+                                           description="The identity proofing recorded for "
+                                                       "this resident (POST "
+                                                       "/v1/stations/proofings)")
 
 
 class DocumentIn(Strict):
-    type: DocumentType
+    type: Annotated[DocumentType, AS_TEXT]
     has_photo: bool = False
-    issued_on: dt.date | None = None
+    issued_on: IsoDate | None = None
 
 
 class ProofingIn(Strict):
-    resident_id: str = Field(min_length=1, max_length=64)
-    presence: Presence
+    resident_id: ResidentId
+    presence: Annotated[Presence, AS_TEXT]
     applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
-    measures: list[Measure] = Field(default_factory=list, max_length=8)
+    measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list, max_length=8)
     proxy_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
-    proxy_measures: list[Measure] = Field(default_factory=list, max_length=8)
+    proxy_measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list,
+                                                               max_length=8)
     delegation_letter: bool = False
     hardship_proof: bool = False
     applicant_in_facility: bool = False
@@ -130,9 +147,9 @@ class ProofingOut(BaseModel):
 
 
 class PinResetIn(Strict):
-    resident_id: str = Field(min_length=1, max_length=64)
+    resident_id: ResidentId
     pin: Literal["auth", "sign"]
-    proofing_id: str = Field(min_length=1, max_length=64)
+    proofing_id: ProofingId
 
 
 class PinResetOut(BaseModel):
@@ -206,7 +223,7 @@ class CheckInOut(BaseModel):
 
 
 class HoldIn(Strict):
-    resident_id: str = Field(min_length=1, max_length=64)
+    resident_id: ResidentId
 
 
 class HoldOut(BaseModel):
@@ -215,16 +232,14 @@ class HoldOut(BaseModel):
 
 # --- relying parties (jpki.relying_parties, status_lookup, linkage, consents, latest_basic4) --
 
-PURPOSE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
-
 
 class RelyingPartyIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["platform_operator", "service_provider"]
-    parent_id: str | None = Field(default=None, min_length=1, max_length=32,
-                                  description="A service provider's platform operator")
-    purposes: list[str] = Field(min_length=1, max_length=20,
-                                description="Purpose codes, e.g. account_opening")
+    parent_id: RelyingPartyId | None = Field(default=None,
+                                             description="A service provider's platform operator")
+    purposes: list[Purpose] = Field(min_length=1, max_length=20,
+                                    description="Purpose codes, e.g. account_opening")
     scopes: list[Literal["status", "linkage", "basic4"]] = Field(min_length=1, max_length=3)
 
 
@@ -252,7 +267,7 @@ class RelyingPartyCreatedOut(BaseModel):
 
 
 class SecretRotationIn(Strict):
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    client_id: ClientId | None = None
     overlap_seconds: int | None = Field(default=None, ge=0, le=90 * 86400,
                                         description="How long the old secret stays valid")
 
@@ -272,9 +287,9 @@ class PingOut(BaseModel):
 
 
 class StatusIn(Strict):
-    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
+    purpose: Purpose = Field(description="A declared purpose code")
     # The limit (1,000) is checked by the service, which answers status.batch_too_large.
-    serials: list[str] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000},
+    serials: list[SerialText] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000},
                                description="Certificate serials, hexadecimal")
 
 
@@ -295,12 +310,12 @@ class StatusOut(BaseModel):
 
 
 class LinkageIn(Strict):
-    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
-    serial: str = Field(min_length=1, max_length=64)
+    purpose: Purpose = Field(description="A declared purpose code")
+    serial: SerialText
     signed_data: str | None = Field(default=None, min_length=16, max_length=90_000,
                                     description="A CMS SignedData (DER, base64) made with this "
                                                 "certificate's key")
-    consent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    consent_id: ConsentId | None = None
 
 
 class LinkageOut(BaseModel):
@@ -315,12 +330,11 @@ class LinkageOut(BaseModel):
 
 
 class Basic4In(Strict):
-    purpose: str = Field(pattern=PURPOSE_PATTERN, description="A declared purpose code")
+    purpose: Purpose = Field(description="A declared purpose code")
     consent: str | None = Field(default=None, min_length=16, max_length=90_000,
                                 description="The consent the holder signed: CMS SignedData "
                                             "(DER), base64")
-    consent_id: str | None = Field(default=None, min_length=1, max_length=64,
-                                   description="A consent submitted earlier")
+    consent_id: ConsentId | None = Field(default=None, description="A consent submitted earlier")
 
 
 class Basic4ItemsOut(BaseModel):

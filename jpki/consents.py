@@ -65,7 +65,7 @@ from jpki.errors import (
 from jpki.holder_signatures import HolderSignature, signed_while_valid, verify_holder_signature
 from jpki.model import Certificate, CertStatus, Consent
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from jpki.relying_parties import RP_ID, RpContext
+from jpki.relying_parties import PURPOSE, RP_ID, RpContext
 
 ITEMS = ("name", "birth_date", "sex", "address")
 CONSENT_TYPE = "jpki-rp-consent/1"
@@ -165,7 +165,7 @@ def parse_statement(content: bytes) -> ConsentStatement:
         raise ConsentInvalid("items are distinct names among name, birth_date, sex, address",
                              field="items")
     purpose = doc.get("purpose")
-    if not isinstance(purpose, str) or not 1 <= len(purpose) <= 64:
+    if not isinstance(purpose, str) or not PURPOSE.fullmatch(purpose):
         raise ConsentInvalid("purpose is a purpose code", field="purpose")
     expires = doc.get("expires_at")
     try:

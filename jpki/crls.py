@@ -77,7 +77,7 @@ def parse_file_name(name: str) -> tuple[str, str]:
         stem, kind = stem[:-6], DELTA
     if stem == ARL and kind == FULL:
         return stem, kind
-    if len(stem) == 6 and stem.isdigit():
+    if len(stem) == 6 and stem.isascii() and stem.isdigit():  # not other scripts' digits
         return stem, kind
     raise NotFound("no such CRL")
 

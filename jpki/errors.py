@@ -155,6 +155,11 @@ class InvalidMunicipalityCode(InvalidInput):
     title = "The municipality code is invalid"
 
 
+class UnstorableValue(InvalidInput):
+    code = "request.unstorable"
+    title = "A value in the request cannot be stored"
+
+
 class InvalidRecipe(InvalidInput):
     code = "recipe.invalid"
     title = "The key ceremony recipe is invalid"

@@ -30,6 +30,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ from jpki.errors import (
     PolicyViolation,
     ResidentInactive,
     ResidentNotFound,
+    Unavailable,
 )
 from jpki.issuance import IssuanceService, IssuedCertificate, KeyRequest, Planned, Prepared
 from jpki.model import (
@@ -70,10 +73,12 @@ from jpki.model import (
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import Principal
 from jpki.public_keys import SubjectKey, load_subject_key
+from jpki.rate_limits import RateLimited
 from jpki.revocation import RevocationResult, release_hold, revoke_in
 
 PLATFORMS = frozenset({"JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"})  # Android GP SE, iPhone (§2)
 CHALLENGE_LIFETIME = timedelta(minutes=5)
+_DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 POP_DOMAIN = b"jpki-mobile-pop\x00"
 MOBILE_KINDS = (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
 
@@ -101,6 +106,16 @@ class ProofOfPossessionInvalid(MobileError):
 class EnrolmentInProgress(Conflict):
     code = "mobile.enrolment_in_progress"
     title = "Another device's application for this holder is being processed"
+
+
+class TooManyChallenges(RateLimited):
+    code = "mobile.too_many_challenges"
+    title = "This source holds too many unused challenges"
+
+
+class ChallengesExhausted(Unavailable):
+    code = "mobile.challenges_exhausted"
+    title = "Too many unused challenges are outstanding; try again later"
 
 
 class CardCertificateNotHoldable(Forbidden):
@@ -142,6 +157,10 @@ def _document(verified: VerifiedSignedData, kind: str) -> dict[str, Any]:
     return doc
 
 
+def _seconds_until(at: datetime | None, now: datetime) -> int:
+    return max(1, math.ceil((at - now).total_seconds())) if at is not None else 1
+
+
 def _verify_pop(key: SubjectKey, signature: bytes, message: bytes, field: str) -> None:
     assert isinstance(key.key, rsa.RSAPublicKey)
     try:
@@ -154,27 +173,54 @@ def _verify_pop(key: SubjectKey, signature: bytes, message: bytes, field: str) -
 class MobileService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  issuance: IssuanceService,
-                 stale_device_after: timedelta = timedelta(days=90)) -> None:
+                 stale_device_after: timedelta = timedelta(days=90),
+                 max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
         self._issuance = issuance
         self.stale_device_after = stale_device_after
+        self.max_outstanding = max_outstanding
+        self.max_per_source = max_per_source
 
     # --- challenges -----------------------------------------------------------------------
 
-    def new_challenge(self, purpose: str) -> tuple[bytes, datetime]:
+    def new_challenge(self, purpose: str, source: str | None = None) -> tuple[bytes, datetime]:
+        """A single-use challenge for ``purpose``, valid for CHALLENGE_LIFETIME. Anyone may ask
+        (the phone has no credentials yet), so what is outstanding — neither used nor expired —
+        is bounded: ``max_per_source`` for one ``source`` (429), ``max_outstanding`` in all (503),
+        each with the seconds until the earliest of them expires. Under PostgreSQL's read
+        committed, concurrent requests may overshoot a bound by their number; SQLite has one
+        writer at a time."""
         if purpose not in ("application", "revocation", "lift", "check_in"):
             raise MobileError("purpose is application, revocation, lift or check_in",
                               field="purpose")
         challenge = secrets.token_bytes(32)
         now = self._clock.now()
         with self._uow() as uow:
+            if source is not None:
+                held, earliest = uow.mobile.outstanding_challenges(now, source)
+                if held >= self.max_per_source:
+                    raise TooManyChallenges(
+                        f"at most {self.max_per_source} unused challenges per source",
+                        retry_after=_seconds_until(earliest, now))
+            held, earliest = uow.mobile.outstanding_challenges(now)
+            if held >= self.max_outstanding:
+                raise ChallengesExhausted("too many unused challenges are outstanding",
+                                          retry_after=_seconds_until(earliest, now))
             uow.mobile.add_challenge(MobileChallenge(
                 digest=hashlib.sha256(challenge).hexdigest(), purpose=purpose, created_at=now,
-                expires_at=now + CHALLENGE_LIFETIME))
+                expires_at=now + CHALLENGE_LIFETIME, source=source))
             uow.commit()
         return challenge, now + CHALLENGE_LIFETIME
+
+    def purge_challenges(self) -> int:
+        """Delete the challenges that can no longer be used (expired, or used); the maintenance
+        job runs this, so the table holds minutes of challenges, never more."""
+        with self._uow() as uow:
+            deleted = uow.mobile.delete_spent_challenges(self._clock.now())
+            uow.commit()
+        return deleted
 
     def _consume_challenge(self, uow: UnitOfWork, challenge: bytes, purpose: str,
                            now: datetime) -> None:
@@ -324,7 +370,11 @@ class MobileService:
         verified = verify_signed_data(signed_der)
         doc = _document(verified, kind)
         self._consume_challenge(uow, _b64(doc.get("challenge"), "challenge", 128), purpose, now)
-        device = uow.mobile.device(str(doc.get("device", ""))[:64])
+        # A device id is what add_device made (uuid4().hex); anything else is no device, and is
+        # not looked up (PostgreSQL cannot even compare a text with a NUL in it).
+        device_id = doc.get("device")
+        device = uow.mobile.device(device_id) if isinstance(device_id, str) and \
+            _DEVICE_ID.fullmatch(device_id) else None
         signer = self._our_certificate(uow, verified.signer)
         if device is None or device.resident_id != signer.resident_id:
             raise NotFound("no such device for this holder")

@@ -337,6 +337,9 @@ class MobileChallenge:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None = None
+    # Who asked (a source address, an IPv6 /64): kept until the challenge is deleted, minutes
+    # later, to bound what one source holds. None for the operator's own tools.
+    source: str | None = None
 
 
 @dataclass(eq=False)

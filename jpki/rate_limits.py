@@ -1,4 +1,5 @@
-"""Rate limits: one token bucket per key (a relying party), kept in memory.
+"""Rate limits: one token bucket per key (a relying party, or the source address of requests
+made without credentials), kept in memory.
 
 A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; a call takes one
 token or is refused with the seconds until the next token (HTTP 429 with ``Retry-After``).
@@ -31,14 +32,22 @@ class RateLimited(JpkiError):
         self.retry_after = retry_after
 
 
+class TooManyRequests(RateLimited):
+    """Requests without credentials, from one source, over its rate."""
+
+    code = "request.rate_limited"
+
+
 class TokenBuckets:
     def __init__(self, rate: float, burst: int,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 error: type[RateLimited] = RateLimited) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
         self.rate = rate
         self.burst = float(burst)
         self._now = monotonic
+        self._error = error
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
         self._lock = threading.Lock()
 
@@ -51,7 +60,7 @@ class TokenBuckets:
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 wait = (1.0 - tokens) / self.rate
-                raise RateLimited(f"at most {self.rate:g} calls per second (burst "
+                raise self._error(f"at most {self.rate:g} calls per second (burst "
                                   f"{self.burst:g}); retry later",
                                   retry_after=max(1, math.ceil(wait)))
             if len(self._buckets) >= _MAX_KEYS and key not in self._buckets:

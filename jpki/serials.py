@@ -28,9 +28,16 @@ def serial_hex(value: int) -> str:
     return format(value, "x")
 
 
+# Room for 40 digits written with a separator between every two and a 0x; nothing needs more.
+_MAX_TEXT = 128
+
+
 def parse_serial(text: str) -> str:
-    """Accept hex with or without 0x, colons or spaces, any case; return the canonical form."""
-    cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    """Accept hex with or without 0x, colons or spaces, any case; return the canonical form.
+    Nothing else: a line feed or a NUL is no part of a serial, however it is spelled."""
+    if len(text) > _MAX_TEXT:
+        raise InvalidSerial("a serial is 1 to 40 hexadecimal digits")
+    cleaned = text.strip(" ").lower().removeprefix("0x").replace(":", "").replace(" ", "")
     if not cleaned or len(cleaned) > 40 or any(c not in "0123456789abcdef" for c in cleaned):
         raise InvalidSerial("a serial is 1 to 40 hexadecimal digits")
     value = int(cleaned, 16)

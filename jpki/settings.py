@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     # Readiness (/readyz): every OCSP responder certificate has at least this many days left.
     # Below the recipe's renewal threshold, so that it fails only when renewal has failed.
     ready_responder_days: int = Field(default=2, ge=0, le=365)
+    # Requests made without credentials (the phone's and the holder's signed requests): a
+    # token bucket per source address (an IPv6 /64) and process, like the relying parties'.
+    anonymous_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
+    anonymous_rate_burst: int = Field(default=100, ge=1, le=10_000_000)
+    # Smartphone challenges handed out and neither used nor expired (jpki.mobile): at most this
+    # many in all, and from one source address.
+    challenges_max_outstanding: int = Field(default=10_000, ge=1, le=10_000_000)
+    challenges_max_per_source: int = Field(default=100, ge=1, le=10_000_000)
+    # `jpki serve`'s HTTP limits (api.http_protocol): the largest request head (431 beyond it),
+    # how long a head may take to arrive and a body may pause (408), how long an idle
+    # keep-alive connection is kept, and how many connections may be open at once (503).
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
     @property
     def public_base_url(self) -> str:

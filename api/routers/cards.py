@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import OperatorDep, ServicesDep
+from api.request_fields import CardNumber
 from api.routers.convert import revocation_out
 from api.schemas import CardEventIn, CardOut, CardRegistrationIn
 from jpki.cards import CardEventOutcome, CardSpec
@@ -25,6 +26,6 @@ def register_card(body: CardRegistrationIn, actor: OperatorDep, services: Servic
 
 
 @router.post("/{number}/events", response_model=CardOut)
-def card_event(number: str, body: CardEventIn, actor: OperatorDep,
+def card_event(number: CardNumber, body: CardEventIn, actor: OperatorDep,
                services: ServicesDep) -> CardOut:
     return _out(services.cards.record_event(actor, number, body.kind))

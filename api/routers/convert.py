@@ -42,16 +42,17 @@ def revocation_out(r: RevocationResult) -> RevocationOut:
                          revoked_at=r.revoked_at.astimezone(UTC), changed=r.changed)
 
 
-def resident_out(r: Resident, *, with_basic4: bool, today: date | None = None) -> ResidentOut:
+def resident_out(r: Resident, *, with_basic4: bool, today: date) -> ResidentOut:
     """The resident record; the basic 4 information only ``with_basic4`` (operators). Without it
     the fields are left unset, and the routes (``response_model_exclude_unset``) leave them out of
-    the JSON altogether rather than sending them as null."""
+    the JSON altogether rather than sending them as null. ``today`` (JST) is required: without
+    it ``signing_eligible`` could only be guessed, and a registration once answered false for an
+    adult whom the next GET called eligible."""
     fields: dict[str, object] = {
         "id": r.id, "municipality_code": r.municipality_code,
         "registry_source": r.registry_source.value, "status": r.status.value,
         "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,
-        "signing_eligible": today is not None and may_hold_signing_certificate(r.birth_date,
-                                                                               today)}
+        "signing_eligible": may_hold_signing_certificate(r.birth_date, today)}
     if with_basic4:
         fields.update(name=r.name, birth_date=r.birth_date, sex=r.sex, address=r.address)
     return ResidentOut.model_validate(fields)

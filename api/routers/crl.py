@@ -32,7 +32,9 @@ def _http_date(at: datetime) -> str:
 async def get_crl(ca: str, generation: str, name: str, request: Request,
                   services: ServicesDep) -> Response:
     # Anything that is not a CRL we publish is a plain 404, whatever part of the path is off.
-    if ca not in {k.value for k in CaKind} or not generation.isdigit() or len(generation) > 4:
+    # ASCII digits only: str.isdigit() also takes other scripts' digits, which int() reads.
+    if ca not in {k.value for k in CaKind} or not (generation.isascii() and generation.isdigit()) \
+            or len(generation) > 4:
         raise NotFound("no such CRL")
     scope_name, kind = parse_file_name(name)
     scope = await run_in_threadpool(services.crls.scope, CaKind(ca), int(generation), scope_name)

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter
 
+from api.anonymous import RequestSource
 from api.deps import CallCentreDep, ServicesDep
 from api.routers.convert import revocation_out
 from api.schemas import (
@@ -27,6 +28,8 @@ from jpki.cms import InvalidSignedData
 from jpki.mobile import MobileIssued
 from jpki.serials import parse_serial
 
+# The holder's requests carry no credentials (their signature is the authorisation): they are
+# rate-limited per source address before they get here (api.anonymous).
 router = APIRouter(tags=["mobile"])
 
 
@@ -51,8 +54,11 @@ def _issued(result: MobileIssued, services: ServicesDep) -> MobileIssuedOut:
 
 
 @router.post("/v1/mobile/challenges", status_code=201, response_model=ChallengeOut)
-def new_challenge(body: ChallengeIn, services: ServicesDep) -> ChallengeOut:
-    challenge, expires = services.mobile.new_challenge(body.purpose)
+def new_challenge(body: ChallengeIn, source: RequestSource,
+                  services: ServicesDep) -> ChallengeOut:
+    """A single-use challenge, valid for minutes. Refused while the caller's source holds too
+    many unused ones (429) or all sources together do (503), both with Retry-After."""
+    challenge, expires = services.mobile.new_challenge(body.purpose, source)
     return ChallengeOut(challenge=base64.b64encode(challenge).decode("ascii"),
                         expires_at=expires)
 

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import OperatorDep, ServicesDep, authenticate
+from api.request_fields import RelyingPartyId
 from api.schemas import (
     Basic4In,
     Basic4ItemsOut,
@@ -85,7 +86,7 @@ def list_parties(actor: OperatorDep, services: ServicesDep) -> list[RelyingParty
 
 @router.post("/v1/operators/relying-parties/{rp_id}/secret-rotations", status_code=201,
              response_model=SecretRotationOut)
-def rotate(rp_id: str, body: SecretRotationIn, actor: OperatorDep,
+def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, actor: OperatorDep,
            services: ServicesDep) -> SecretRotationOut:
     """A new client secret; the old one stays valid for ``overlap_seconds`` (default: the
     configured overlap)."""
@@ -98,7 +99,7 @@ def rotate(rp_id: str, body: SecretRotationIn, actor: OperatorDep,
 
 
 @router.post("/v1/operators/relying-parties/{rp_id}/status", response_model=RelyingPartyOut)
-def set_status(rp_id: str, body: RelyingPartyStatusIn, actor: OperatorDep,
+def set_status(rp_id: RelyingPartyId, body: RelyingPartyStatusIn, actor: OperatorDep,
                services: ServicesDep) -> RelyingPartyOut:
     """Suspend (refused at once, every client) or resume a relying party."""
     return _rp_out(services.relying_parties.set_status(actor, rp_id, ClientStatus(body.status)))

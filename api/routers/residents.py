@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import OperatorDep, ReaderDep, ServicesDep
+from api.request_fields import ResidentId
 from api.routers.convert import resident_out, revocation_out
 from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
 from jpki.model import ClientRole
@@ -19,18 +20,18 @@ def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDe
     resident = services.residents.register(
         actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
         municipality_code=body.municipality_code, dv_support=body.dv_support)
-    return resident_out(resident, with_basic4=False)
+    return resident_out(resident, with_basic4=False, today=jst_date(services.clock.now()))
 
 
 @router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True)
-def get_resident(resident_id: str, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
+def get_resident(resident_id: ResidentId, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.get(actor, resident_id)
     return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR,
                         today=jst_date(services.clock.now()))
 
 
 @router.post("/{resident_id}/events", response_model=EventOut)
-def record_event(resident_id: str, body: ResidentEventIn, actor: OperatorDep,
+def record_event(resident_id: ResidentId, body: ResidentEventIn, actor: OperatorDep,
                  services: ServicesDep) -> EventOut:
     outcome = services.residents.record_event(actor, resident_id, ResidentEvent(
         kind=body.kind, address=body.address, name=body.name, sex=body.sex,

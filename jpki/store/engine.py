@@ -10,6 +10,12 @@ PostgreSQL: psycopg 3; commits are durable by default (``synchronous_commit=on``
 
 Both hide bound parameters from SQLAlchemy's error messages: a failed INSERT of a resident would
 otherwise carry the basic 4 information into an exception's text (non-negotiable 7).
+
+A value the database refuses to take — a NUL in a text (PostgreSQL cannot store one), text that
+is not Unicode (a lone surrogate from a JSON escape), an integer out of range — comes from the
+request, not from a fault of the service: it is raised as :class:`UnstorableValue` (invalid
+input, HTTP 400), never as an internal error whose traceback would quote the statement. The
+edge refuses such values first (api.request_fields); this is the net under it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DataError
+
+from jpki.errors import UnstorableValue
 
 
 def normalise_url(url: str) -> str:
@@ -33,7 +42,22 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _unstorable(context: ExceptionContext) -> BaseException | None:
+    """The ``handle_error`` hook: a refused value becomes UnstorableValue (see above)."""
+    if isinstance(context.sqlalchemy_exception, DataError) or isinstance(
+            context.original_exception, UnicodeEncodeError | OverflowError):
+        return UnstorableValue("a value in the request cannot be stored (a NUL or other text "
+                               "no database holds, or a number out of range)")
+    return None
+
+
 def create_store_engine(url: str, *, read_only: bool = False, pool_size: int = 8) -> Engine:
+    engine = _create(url, read_only=read_only, pool_size=pool_size)
+    event.listen(engine, "handle_error", _unstorable)
+    return engine
+
+
+def _create(url: str, *, read_only: bool, pool_size: int) -> Engine:
     url = normalise_url(url)
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},

@@ -469,6 +469,28 @@ class SqlMobile:
             stmt = stmt.with_for_update()
         return self._s.execute(stmt).scalar_one_or_none()
 
+    def outstanding_challenges(self, now: datetime, source: str | None = None,
+                               ) -> tuple[int, datetime | None]:
+        """(how many, the earliest expiry) of the challenges neither used nor expired — of one
+        source, or of all (an index range either way: ix_mobile_challenges_source_expires_at,
+        ix_mobile_challenges_expires_at)."""
+        c = mobile_challenges.c
+        stmt = select(func.count(), func.min(c.expires_at)).where(
+            c.expires_at > now, c.used_at.is_(None))
+        if source is not None:
+            stmt = stmt.where(c.source == source)
+        count, earliest = self._s.execute(stmt).one()
+        return int(count), earliest
+
+    def delete_spent_challenges(self, now: datetime) -> int:
+        """Delete the expired challenges and the used ones; how many went."""
+        c = mobile_challenges.c
+        deleted = 0
+        for condition in (c.expires_at <= now, c.used_at.is_not(None)):
+            result = self._s.execute(mobile_challenges.delete().where(condition))
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        return deleted
+
 
 class SqlClients:
     def __init__(self, session: Session) -> None:

@@ -320,7 +320,14 @@ mobile_challenges = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("used_at", UtcDateTime, nullable=True),
+    Column("source", String(64), nullable=True),
+    # What one source holds, counted on every new challenge (jpki.mobile caps it).
+    Index("ix_mobile_challenges_source_expires_at", "source", "expires_at"),
 )
+# The used challenges the maintenance job deletes: a partial index, as few as they are.
+_USED = mobile_challenges.c.used_at.is_not(None)
+Index("ix_mobile_challenges_used_at", mobile_challenges.c.used_at, sqlite_where=_USED,
+      postgresql_where=_USED)
 
 proofings = Table(
     "proofings", metadata,

@@ -594,12 +594,12 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None,
 
 
 def _start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None,
-                  ) -> tuple[subprocess.Popen[bytes], str]:
+                  options: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log_path.open("ab") as log:
         server = subprocess.Popen([*_command(), "serve", "--data-dir", str(data_dir), "--host",
-                                   "127.0.0.1", "--port", str(port)], stdout=log,
+                                   "127.0.0.1", "--port", str(port), *options], stdout=log,
                                   stderr=subprocess.STDOUT, cwd=data_dir.parent,
                                   env=env or _env(), umask=0o022)
     deadline = time.monotonic() + 60

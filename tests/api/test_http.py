@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from jpki.basic4 import normalize_address, normalize_name
 from jpki.model import CaKind
-from tests.api.harness import ADULT, OTHER, Api
+from tests.api.harness import ADULT, CHILD, OTHER, Api
 
 BASIC4_FIELDS = ("name", "birth_date", "sex", "address")
 
@@ -63,6 +63,24 @@ def test_get_resident_shows_basic4_to_operators_only(api: Api) -> None:
     assert view["municipality_code"] == "132217"
     assert not set(BASIC4_FIELDS) & set(view), view
     api.assert_no_personal_data(as_station.text, "the station's view of a resident")
+
+
+def test_registration_and_lookup_agree_on_signing_eligibility(api: Api) -> None:
+    """reference §1.4: a signing certificate from the 15th birthday on. The registration answer
+    and a later GET say the same, for an adult, a child, and either side of a 15th birthday
+    (the clock stands at 2026-11-27, 10:00 JST)."""
+    for person, eligible in ((ADULT, True), (CHILD, False),
+                             ({**OTHER, "birth_date": "2011-11-27"}, True),
+                             ({**OTHER, "birth_date": "2011-11-28"}, False)):
+        api.remember(person)
+        registered = api.http.post("/v1/operators/residents", json=person, headers=api.op)
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["signing_eligible"] is eligible, person["birth_date"]
+        resident = registered.json()["id"]
+        for headers in (api.op, api.station):
+            looked_up = api.http.get(f"/v1/operators/residents/{resident}", headers=headers)
+            assert looked_up.status_code == 200, looked_up.text
+            assert looked_up.json()["signing_eligible"] is eligible, person["birth_date"]
 
 
 # --- issuance ----------------------------------------------------------------------------------

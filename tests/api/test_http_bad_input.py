@@ -12,15 +12,34 @@ log of the whole test for the same (the ``api`` fixture).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from jpki.model import ClientRole
-from tests.api.harness import ADULT, CHILD, IN_PERSON_B, ISSUE, OTHER, PROOFINGS, RENEW, Api
+from tests.api.harness import (
+    ADULT,
+    CHILD,
+    IN_PERSON_B,
+    ISSUE,
+    OTHER,
+    PROOFINGS,
+    RENEW,
+    Api,
+    basic_auth,
+)
+from tests.phone_kit import signed
 
 JSON = {"content-type": "application/json"}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
@@ -45,6 +64,7 @@ class World:
     max_body: int
     api: Api
     other_station: dict[str, str]  # a second station (the cases' station is ``api.station``)
+    rp: str = ""  # a relying party's id, where a test registers one
 
     def key(self, i: int) -> str:
         return self.keys[i].decode("ascii")
@@ -191,6 +211,44 @@ CASES = [
         400, "municipality.invalid"),
     Case("prefecture 99", "operator", lambda w: post(
         RESIDENTS, json={**ADULT, "municipality_code": "990007"}), 400, "municipality.invalid"),
+    # --- types: JSON values are taken as they are, never coerced --------------------------------
+    *[Case(f"registration with {field} {value!r}", "operator", lambda w, f=field, v=value: post(
+        RESIDENTS, json={**ADULT, f: v}), 422, "request.invalid")
+      for field, value in (
+          ("birth_date", 0),  # once stored as 1970-01-01
+          ("birth_date", 631_238_400),
+          ("birth_date", "19900102"),
+          ("birth_date", "1990-01-02T00:00:00"),
+          ("sex", True),  # once stored as 1
+          ("sex", 1.0),
+          ("sex", "1"),
+          ("dv_support", "yes"),  # once stored as true
+          ("dv_support", 1),
+          ("name", 12345),
+          ("municipality_code", 132217))],
+    *[Case(f"event with {field} {value!r}", "operator", lambda w, f=field, v=value: post(
+        events(w.adult), json={"kind": "sex", f: v}), 422, "request.invalid")
+      for field, value in (("sex", True), ("sex", 2.0), ("birth_date", 0), ("date", 0),
+                           ("kind", 1))],
+    Case("card expiry as a number", "operator", lambda w: post(
+        "/v1/operators/cards", json={"resident_id": w.other, "expires_on": 20300101}),
+        422, "request.invalid"),
+    Case("proofing flag as text", "station", lambda w: proofing(w.other, hardship_proof="true"),
+         422, "request.invalid"),
+    Case("proofing document flag as a number", "station", lambda w: proofing(
+        w.other, applicant_documents=[{"type": "passport", "has_photo": 1},
+                                      {"type": "drivers_license"}]), 422, "request.invalid"),
+    # --- identifiers (every route and value: test_no_identifier_reaches_the_database_unchecked)
+    Case("resident id with a NUL", "operator", lambda w: get(f"{RESIDENTS}/%00"),
+         422, "request.invalid"),
+    Case("resident id in capitals", "operator", lambda w: get(f"{RESIDENTS}/{w.adult.upper()}"),
+         422, "request.invalid"),
+    Case("serial with a NUL", "operator", lambda w: get("/v1/certificates/ab%00cd"),
+         400, "serial.invalid"),
+    Case("serial with a line feed", "operator", lambda w: get(f"/v1/certificates/{w.sign}%0A"),
+         400, "serial.invalid"),
+    Case("serial of 129 characters", "operator", lambda w: get(
+        "/v1/certificates/" + "0" * 128 + "1"), 400, "serial.invalid"),
     # --- resident events ----------------------------------------------------------------------
     Case("unknown resident", "operator", lambda w: get(f"{RESIDENTS}/{'0' * 32}"),
          404, "resident.not_found"),
@@ -388,7 +446,7 @@ CASES = [
         "/v1/operators/cards/NOSUCHCARD0000/events", json={"kind": "lost"}),
         404, "card.not_found"),
     Case("malformed card number", "operator", lambda w: post(
-        "/v1/operators/cards/ab/events", json={"kind": "lost"}), 400, "request.invalid"),
+        "/v1/operators/cards/ab/events", json={"kind": "lost"}), 422, "request.invalid"),
     Case("card found while active", "operator", lambda w: post(
         f"/v1/operators/cards/{w.card}/events", json={"kind": "found"}), 422, "card.inactive"),
     Case("card event of an unknown kind", "operator", lambda w: post(
@@ -586,3 +644,260 @@ def test_the_snapshot_notices_a_change(api: Api, world: World) -> None:
     assert r.status_code == 200, r.text
     with pytest.raises(AssertionError, match=r"audit_head.*residents.*certificates.*audit_log"):
         api.unchanged(before)
+
+
+def test_relying_party_bodies_take_no_coercion(api: Api, world: World) -> None:
+    """The relying-party bodies are strict too: a number is not a text, a text is not a list,
+    "60" and true are not a number of seconds."""
+    rp = api.services.relying_parties.register(api.operator, name="RP strict",
+                                               kind="platform_operator", purposes=["test"],
+                                               scopes=["status", "linkage"])
+    good = {"name": "株式会社検証", "kind": "platform_operator", "purposes": ["test"],
+            "scopes": ["status"]}
+    rp_headers = basic_auth(rp.client_id, rp.client_secret)
+    refused = [
+        ("/v1/operators/relying-parties", api.op, {**good, "name": 1}),
+        ("/v1/operators/relying-parties", api.op, {**good, "purposes": "test"}),
+        ("/v1/operators/relying-parties", api.op, {**good, "scopes": "status"}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": "60"}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": True}),
+        (f"/v1/operators/relying-parties/{rp.relying_party.id}/secret-rotations", api.op,
+         {"overlap_seconds": 60.0}),
+        ("/v1/status", rp_headers, {"purpose": "test", "serials": [int(world.sign, 16)]}),
+        ("/v1/linkage", rp_headers, {"purpose": "test", "serial": int(world.sign, 16)}),
+    ]
+    before = api.snapshot()
+    for url, headers, body in refused:
+        r = api.http.post(url, headers=headers, json=body)
+        api.problem(r, 422, "request.invalid")
+    # Refusals on the relying-party routes are audited; nothing else changed.
+    api.unchanged(before, audited=frozenset({"rp.refused"}))
+
+
+# --- identifiers: NUL, control characters, overlong and undecodable values, everywhere ------------
+#
+# Every identifier a route takes — in its path or its body — with values no identifier can hold.
+# PostgreSQL cannot store a NUL in a text column at all: such a value once reached the database
+# and came back as a 500 with a traceback in the log. Each must be refused at the edge with a
+# 4xx problem, change nothing, and leave no traceback and none of the values in the log.
+
+BAD_TEXT = {
+    "NUL": "\x00",
+    "NUL inside an id": "0123456789abcdef\x000123456789abcde",
+    "SOH": "\x01",
+    "unit separator": "\x1f",
+    "DEL": "\x7f",
+    "line feed after an id": "0123456789abcdef0123456789abcdef\n",
+    "overlong": "a" * 5000,
+}
+NOT_UTF8_IN_PATH = "%FF%FE"  # percent-encoded bytes that are not UTF-8
+LONE_SURROGATE_JSON = '"\\ud800"'  # valid JSON, but text no database can store
+
+
+@dataclass(frozen=True)
+class Slot:
+    id: str
+    role: str  # operator | station | callcenter | rp | anonymous
+    where: str  # path | body
+    # (world, value) → request; a path value comes percent-encoded, a body value as a JSON text
+    # that ``body`` puts where the identifier goes.
+    request: Callable[[World, str], dict[str, Any]]
+    accepts: frozenset[str] = frozenset()  # values this field takes (after trimming them)
+
+
+def body(method: str, url: str, template: dict[str, Any], value: str) -> dict[str, Any]:
+    """``template`` as JSON with the string "@" replaced by ``value`` (JSON text)."""
+    text = json.dumps(template).replace('"@"', value)
+    return {"method": method, "url": url, "content": text.encode(), "headers": JSON}
+
+
+def in_body(url: str, template: dict[str, Any]) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, v: body("POST", url, template, v)
+
+
+SLOTS = [
+    # --- in the path ---------------------------------------------------------------------------
+    Slot("resident id (GET)", "operator", "path", lambda w, v: get(f"{RESIDENTS}/{v}")),
+    Slot("resident id (event)", "operator", "path", lambda w, v: post(
+        events(v), json={"kind": "address", "address": NEW_ADDRESS})),
+    Slot("card number", "operator", "path", lambda w, v: post(
+        f"/v1/operators/cards/{v}/events", json={"kind": "lost"})),
+    Slot("serial (GET)", "operator", "path", lambda w, v: get(f"/v1/certificates/{v}")),
+    Slot("serial (revocation)", "operator", "path", lambda w, v: post(
+        revocation(v), json={"reason": "keyCompromise"})),
+    Slot("serial (delivery)", "station", "path", lambda w, v: post(delivery(v))),
+    Slot("serial (abandonment)", "station", "path", lambda w, v: post(abandonment(v))),
+    Slot("serial (call-centre hold)", "callcenter", "path", lambda w, v: post(
+        f"/v1/callcenter/certificates/{v}/hold")),
+    Slot("relying party id (rotation)", "operator", "path", lambda w, v: post(
+        f"/v1/operators/relying-parties/{v}/secret-rotations", json={})),
+    Slot("relying party id (status)", "operator", "path", lambda w, v: post(
+        f"/v1/operators/relying-parties/{v}/status", json={"status": "suspended"})),
+    Slot("CA certificate", "anonymous", "path", lambda w, v: get(f"/ca/{v}/g1.cer")),
+    Slot("CRL ca", "anonymous", "path", lambda w, v: get(f"/crl/{v}/g01/132217.crl")),
+    Slot("CRL generation", "anonymous", "path", lambda w, v: get(f"/crl/sign/g{v}/132217.crl")),
+    Slot("CRL name", "anonymous", "path", lambda w, v: get(f"/crl/sign/g01/{v}")),
+    # --- in the body ---------------------------------------------------------------------------
+    Slot("municipality code (registration)", "operator", "body", in_body(
+        RESIDENTS, {**ADULT, "municipality_code": "@"})),
+    Slot("municipality code (move)", "operator", "body", lambda w, v: body(
+        "POST", events(w.adult), {"kind": "address", "address": NEW_ADDRESS,
+                                  "municipality_code": "@"}, v)),
+    Slot("resident id (card)", "operator", "body", in_body(
+        "/v1/operators/cards", {"resident_id": "@"})),
+    Slot("card number (card)", "operator", "body", lambda w, v: body(
+        "POST", "/v1/operators/cards", {"resident_id": w.other, "number": "@"}, v)),
+    Slot("resident id (issuance)", "station", "body", lambda w, v: body(
+        "POST", ISSUE, {"resident_id": "@", "auth_public_key": w.key(2),
+                        "proofing_id": NO_PROOFING}, v)),
+    Slot("proofing id (issuance)", "station", "body", lambda w, v: body(
+        "POST", ISSUE, {"resident_id": w.other, "auth_public_key": w.key(2),
+                        "proofing_id": "@"}, v)),
+    Slot("card number (issuance)", "station", "body", lambda w, v: body(
+        "POST", ISSUE, {"resident_id": w.other, "auth_public_key": w.key(2),
+                        "proofing_id": NO_PROOFING, "card": {"number": "@"}}, v)),
+    Slot("resident id (renewal)", "station", "body", lambda w, v: body(
+        "POST", RENEW, {"resident_id": "@", "auth_public_key": w.key(2),
+                        "proofing_id": NO_PROOFING}, v)),
+    Slot("resident id (proofing)", "station", "body", in_body(
+        PROOFINGS, {"resident_id": "@", **IN_PERSON_B})),
+    Slot("resident id (PIN reset)", "station", "body", in_body(
+        PIN_RESETS, {"resident_id": "@", "pin": "auth", "proofing_id": NO_PROOFING})),
+    Slot("proofing id (PIN reset)", "station", "body", lambda w, v: body(
+        "POST", PIN_RESETS, {"resident_id": w.other, "pin": "auth", "proofing_id": "@"}, v)),
+    Slot("resident id (call-centre hold)", "callcenter", "body", in_body(
+        "/v1/callcenter/holds", {"resident_id": "@"})),
+    Slot("parent relying party", "operator", "body", in_body(
+        "/v1/operators/relying-parties", {"name": "子会社", "kind": "service_provider",
+                                          "parent_id": "@", "purposes": ["test"],
+                                          "scopes": ["status"]})),
+    Slot("purpose (registration)", "operator", "body", in_body(
+        "/v1/operators/relying-parties", {"name": "検証", "kind": "platform_operator",
+                                          "purposes": ["@"], "scopes": ["status"]})),
+    Slot("client id (rotation)", "operator", "body", lambda w, v: body(
+        "POST", f"/v1/operators/relying-parties/{w.rp}/secret-rotations",
+        {"client_id": "@"}, v)),
+    Slot("serial (status)", "rp", "body", in_body(
+        "/v1/status", {"purpose": "test", "serials": ["@"]})),
+    Slot("purpose (status)", "rp", "body", lambda w, v: body(
+        "POST", "/v1/status", {"purpose": "@", "serials": [w.sign]}, v)),
+    Slot("serial (linkage)", "rp", "body", in_body(
+        "/v1/linkage", {"purpose": "test", "serial": "@", "consent_id": "cs_" + "0" * 24})),
+    Slot("consent id (linkage)", "rp", "body", lambda w, v: body(
+        "POST", "/v1/linkage", {"purpose": "test", "serial": w.sign, "consent_id": "@"}, v)),
+    Slot("consent id (basic 4)", "rp", "body", in_body(
+        "/v1/basic4", {"purpose": "test", "consent_id": "@"})),
+    # --- free text next to the identifiers ----------------------------------------------------
+    Slot("name (registration)", "operator", "body", in_body(RESIDENTS, {**ADULT, "name": "@"})),
+    Slot("address (registration)", "operator", "body", in_body(
+        RESIDENTS, {**ADULT, "address": "@"})),
+    Slot("name (event)", "operator", "body", lambda w, v: body(
+        "POST", events(w.adult), {"kind": "name", "name": "@"}, v)),
+    Slot("address (event)", "operator", "body", lambda w, v: body(
+        "POST", events(w.adult), {"kind": "address", "address": "@"}, v)),
+    Slot("revocation reason", "operator", "body", lambda w, v: body(
+        "POST", revocation(w.sign), {"reason": "@"}, v)),
+    Slot("relying party name", "operator", "body", in_body(
+        "/v1/operators/relying-parties", {"name": "@", "kind": "platform_operator",
+                                          "purposes": ["test"], "scopes": ["status"]}),
+         accepts=frozenset({"line feed after an id"})),
+    Slot("public key", "station", "body", lambda w, v: body(
+        "POST", ISSUE, {"resident_id": w.other, "auth_public_key": "@",
+                        "proofing_id": NO_PROOFING}, v)),
+    Slot("challenge purpose", "anonymous", "body", in_body(
+        "/v1/mobile/challenges", {"purpose": "@"})),
+    *[Slot(f"signed data ({route})", "anonymous", "body", in_body(
+        f"/v1/{route}", {"signed_data": "@"}))
+      for route in ("mobile/applications", "mobile/revocations", "mobile/suspension-lifts",
+                    "mobile/check-ins", "consents/withdrawals")],
+]
+
+
+def test_slot_ids_are_unique() -> None:
+    assert len({s.id for s in SLOTS}) == len(SLOTS)
+
+
+def _values(slot: Slot) -> dict[str, str]:
+    if slot.where == "path":
+        values = {name: quote(text, safe="") for name, text in BAD_TEXT.items()}
+        values["not UTF-8"] = NOT_UTF8_IN_PATH
+        return values
+    values = {name: json.dumps(text) for name, text in BAD_TEXT.items()}
+    values["lone surrogate"] = LONE_SURROGATE_JSON
+    return values
+
+
+def test_no_identifier_reaches_the_database_unchecked(
+        api: Api, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    rp = api.caller(ClientRole.RP, "status", "linkage", "basic4")
+    headers = {"operator": api.op, "station": api.station, "anonymous": {},
+               "callcenter": api.caller(ClientRole.CALLCENTER).headers, "rp": rp.headers}
+    w = replace(world, rp=api.services.relying_parties.list_all(api.operator)[0].id)
+    failures = []
+    for slot in SLOTS:
+        for name, value in _values(slot).items():
+            if name in slot.accepts:
+                continue
+            request = slot.request(w, value)
+            request["headers"] = {**headers[slot.role], **request.get("headers", {})}
+            before = api.snapshot()
+            try:
+                response = api.http.request(**request)
+            except Exception as exc:  # raise_server_exceptions: what would have been a 500
+                failures.append(f"{slot.id}, {name}: raised {type(exc).__name__}")
+                continue
+            media_type = response.headers.get("content-type", "").split(";")[0]
+            if not (400 <= response.status_code < 500 and response.status_code not in (401, 403)
+                    and media_type == "application/problem+json"):
+                failures.append(f"{slot.id}, {name}: {response.status_code} {media_type} "
+                                f"{response.text[:200]}")
+                continue
+            if response.json()["code"] == "request.unstorable":  # the database's net caught it
+                failures.append(f"{slot.id}, {name}: not refused before the database")
+                continue
+            try:
+                # Refusals on the relying-party routes (withdrawals among them) are audited;
+                # nothing else may change.
+                audited = slot.role == "rp" or request["url"].startswith("/v1/consents/")
+                api.unchanged(before, audited=frozenset({"rp.refused"}) if audited
+                              else frozenset())
+            except AssertionError as exc:
+                failures.append(f"{slot.id}, {name}: {exc}")
+    assert not failures, f"{len(failures)} refusals went wrong:\n" + "\n".join(failures)
+    for record in caplog.records:
+        text = record.getMessage()
+        assert record.exc_info is None and record.exc_text is None, (record.name, text)
+        assert "Traceback" not in text and not any(c in text for c in "\x00\x01\x1f\x7f"), text
+
+
+def _self_signed(key: rsa.RSAPrivateKey, at: datetime) -> bytes:
+    """A certificate anyone can make: it signs a CMS SignedData that verifies as a structure,
+    and is refused only once the service looks at whose it is."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not a holder")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(at - timedelta(days=1)).not_valid_after(at + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(Encoding.DER)
+
+
+def test_a_signed_request_naming_no_device_is_refused_before_the_lookup(
+        api: Api, world: World) -> None:
+    """Without credentials, anyone can sign a device request with a certificate of their own
+    making; the device it names is looked up only if it is a device id."""
+    key = rsa.generate_private_key(65537, 2048)
+    at = api.services.clock.now()
+    signer = _self_signed(key, at)
+    before = api.snapshot()
+    for device in ("\x00", "0123456789abcdef\x000123456789abcde", "\x01", "a" * 5000,
+                   "0123456789abcdef0123456789abcdef\n"):
+        r = api.http.post("/v1/mobile/challenges", json={"purpose": "check_in"})
+        assert r.status_code == 201, r.text
+        document = {"type": "jpki-mobile-check-in/1", "challenge": r.json()["challenge"],
+                    "device": device}
+        r = api.http.post("/v1/mobile/check-ins", json={
+            "signed_data": base64.b64encode(signed(document, signer, key, at)).decode()})
+        api.problem(r, 422, "mobile.signer_refused")
+    api.unchanged(before)

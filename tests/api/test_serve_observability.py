@@ -305,7 +305,7 @@ def test_the_server_log_is_json_lines_without_any_personal_data(server: Server) 
     # Each maintenance job has its line, under a job-… request id.
     jobs = {x["job"]: x for x in lines if x.get("event") == "job"}
     assert {"abandon_stale_intents", "sweep_undelivered", "renew_responders",
-            "publish_crls"} <= set(jobs)
+            "publish_crls", "purge_challenges"} <= set(jobs)
     assert all(x["request_id"].startswith("job-") for x in jobs.values()
                if x["job"] != "ocsp_refresh")
     # The audit records name the request that caused them, as the log does.
@@ -320,7 +320,7 @@ def test_the_server_log_is_json_lines_without_any_personal_data(server: Server) 
     # it shut down.
     ran = {j["job"]: j for j in jpki_ok("jobs", data_dir=server.data_dir)["jobs"]}
     assert set(ran) == {"abandon_stale_intents", "sweep_undelivered", "renew_responders",
-                        "publish_crls", "ocsp_refresh"}
+                        "publish_crls", "purge_challenges", "ocsp_refresh"}
     assert ran["ocsp_refresh"]["counts"]["runs"] >= 1
     assert {j["outcome"] for j in ran.values()} == {"ok"}
 

@@ -178,3 +178,14 @@ def test_token_buckets_refill_at_the_rate_and_say_when_to_retry() -> None:
     assert refused.value.retry_after == 10
     with pytest.raises(ValueError):
         TokenBuckets(rate=0, burst=1)
+
+
+def test_token_buckets_keep_a_bounded_number_of_keys() -> None:
+    """One bucket per source address: an attacker with many addresses cannot grow the memory
+    without bound (jpki.rate_limits._MAX_KEYS)."""
+    from jpki.rate_limits import _MAX_KEYS
+
+    buckets = TokenBuckets(rate=1, burst=1, monotonic=lambda: 0.0)
+    for i in range(_MAX_KEYS + _MAX_KEYS // 2):
+        buckets.take(f"198.51.{i >> 8 & 0xff}.{i & 0xff}/{i}")
+    assert len(buckets._buckets) <= _MAX_KEYS
