@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from api import problems
+from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
 from api.limits import BodyLimit
 from api.ocsp_http import OcspEndpoint
@@ -42,15 +43,19 @@ OCSP_REFRESH_SECONDS = 0.25
 
 
 class JpkiApp(FastAPI):
-    """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http)."""
+    """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and
+    credentials whose failure budget is spent refused there too (api.auth_guard)."""
 
     ocsp_endpoint: OcspEndpoint
+    auth_guard: AuthGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == "/ocsp" or path.startswith("/ocsp/"):
                 await self.ocsp_endpoint(scope, receive, send)
+                return
+            if await self.auth_guard(scope, send):
                 return
         await super().__call__(scope, receive, send)
 
@@ -138,6 +143,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     app.ocsp_endpoint = OcspEndpoint(lambda: app.state.services.ocsp)
+    app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
     app.include_router(public.router)
     app.include_router(crl.router)

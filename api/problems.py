@@ -46,6 +46,8 @@ def from_error(exc: JpkiError) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
     if status == 429:  # RFC 9110 §10.2.3: how long to wait, in seconds
         headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
+    elif status == 503 and "retry_after" in exc.context:  # RFC 9110 §15.6.4, §10.2.3
+        headers = {"Retry-After": str(exc.context["retry_after"])}
     if status >= 500:
         log.error("request failed: %r", exc)
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     rp_secret_overlap_hours: int = Field(default=24, ge=0, le=24 * 90)
     # The longest a holder's consent to the latest basic 4 information may run.
     consent_max_days: int = Field(default=365, ge=1, le=5 * 366)
+    # Authentication (jpki.auth_throttle): failed checks allowed per client id and per source
+    # address, refilled over the window; beyond them 429 without checking anything.
+    auth_failures_per_client: int = Field(default=10, ge=1, le=1_000_000)
+    auth_failures_per_address: int = Field(default=50, ge=1, le=1_000_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_throttle_max_keys: int = Field(default=65_536, ge=1, le=10_000_000)
+    # Cheap checks (a row read and one HMAC) running at once, on threads that are not the
+    # request pool's tokens (api.deps); and the verifier of legacy Argon2id hashes
+    # (jpki.client_secrets): checks running at once (64 MiB each) and waiting beyond them.
+    auth_concurrency: int = Field(default=4, ge=1, le=64)
+    auth_legacy_workers: int = Field(default=1, ge=1, le=16)
+    auth_legacy_queue: int = Field(default=4, ge=0, le=1_000)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -390,6 +390,17 @@ class SqlClients:
     def all(self) -> Sequence[ApiClient]:
         return list(self._s.execute(select(ApiClient).order_by(api_clients.c.id)).scalars())
 
+    def replace_secret_hash(self, client_id: str, old: str, new: str) -> str | None:
+        # Compare-and-set in one UPDATE each: a rotation committed since ``old`` was read wins.
+        for column, which in ((api_clients.c.secret_hash, "current"),
+                              (api_clients.c.previous_secret_hash, "previous")):
+            result = self._s.execute(update(api_clients)
+                                     .where(api_clients.c.client_id == client_id, column == old)
+                                     .values({column.key: new}))
+            if getattr(result, "rowcount", 0):
+                return which
+        return None
+
 
 _SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
     seq=bindparam("h_seq"), mac=bindparam("h_mac"))

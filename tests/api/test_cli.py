@@ -196,7 +196,7 @@ def test_init_creates_the_ca_once_and_a_second_run_changes_nothing(base: Base) -
     def one(prefix: str) -> None:
         assert sum(line.startswith(prefix) for line in created) == 1, (prefix, created)
 
-    for prefix in ("audit key", "sign CA generation 1", "auth CA generation 1",
+    for prefix in ("audit key", "client-secret key", "sign CA generation 1", "auth CA generation 1",
                    "sign OCSP responder g01", "auth OCSP responder g01"):
         one(prefix)
     assert any(re.fullmatch(r"\d+ municipalities from the seed list", c) for c in created)
