@@ -4,8 +4,11 @@ A pure-ASGI check in front of FastAPI (see :class:`api.app.JpkiApp`): a caller w
 its failed authentications (jpki.auth_throttle) — by source address, or by the client id its
 HTTP Basic credentials name — gets 429 problem+json with ``Retry-After`` for a header scan, a
 base64 decode and two dictionary lookups: no routing, no dependency, no database, no HSM, no
-thread. That keeps a flood of bad credentials about as cheap to refuse as it is to send, and off
-everything OCSP and /healthz need.
+thread — and the answer is held for ``refusal_delay`` (a second by default) before it is sent,
+so that a flooding client, which sends again as soon as it is answered, sends one request a
+second per connection instead of keeping the event loop busy. That keeps a flood of bad
+credentials off everything OCSP and /healthz need. (A flood of *connections* is beyond what an
+application process can refuse cheaply: a proxy or firewall in front limits those.)
 
 These refusals are not written to the audit chain one by one, even on the relying-party routes
 (api.rp_audit): that would let anyone without credentials append to the chain at line rate. The
@@ -15,6 +18,7 @@ is spent (once per episode).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -53,10 +57,12 @@ class AuthGuard:
         else:
             return False  # no credentials: nothing will be checked, nothing to throttle
         client = scope.get("client")
+        throttle = self._throttle()
         try:
-            self._throttle().check(client[0] if client else None,
-                                   claimed_client_id(authorization))
+            throttle.check(client[0] if client else None, claimed_client_id(authorization))
         except AuthThrottled as exc:
+            if throttle.refusal_delay > 0:  # the tarpit (jpki.auth_throttle.AuthThrottle)
+                await asyncio.sleep(throttle.refusal_delay)
             await _refuse(send, exc)
             return True
         return False

@@ -174,4 +174,5 @@ def auth_throttle(settings: Settings) -> AuthThrottle:
     window, keys = settings.auth_failure_window_seconds, settings.auth_throttle_max_keys
     return AuthThrottle(
         by_client=FailureBudgets(settings.auth_failures_per_client, window, keys),
-        by_address=FailureBudgets(settings.auth_failures_per_address, window, keys))
+        by_address=FailureBudgets(settings.auth_failures_per_address, window, keys),
+        refusal_delay=settings.auth_refusal_delay_seconds)

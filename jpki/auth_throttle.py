@@ -109,10 +109,15 @@ class FailureBudgets:
 @dataclass
 class AuthThrottle:
     """The two budgets an authentication is checked against: its client id's and its
-    address's."""
+    address's; and how long a refusal is held before it is sent."""
 
     by_client: FailureBudgets
     by_address: FailureBudgets
+    # A refused caller waits this long for its 429 (a tarpit). A flood is a closed loop — each
+    # client sends again as soon as it is answered — so answering at once would let a few dozen
+    # connections keep the event loop busy with refusals alone, and everything else (OCSP,
+    # /healthz) queue behind them; held for a second, 48 connections send 48 requests a second.
+    refusal_delay: float = 1.0
 
     def check(self, address: str | None, client_id: str | None) -> None:
         """Raise :class:`AuthThrottled` when either budget is spent."""

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     auth_failures_per_address: int = Field(default=50, ge=1, le=1_000_000)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     auth_throttle_max_keys: int = Field(default=65_536, ge=1, le=10_000_000)
+    # How long a throttled caller's 429 is held (a tarpit against closed-loop floods).
+    auth_refusal_delay_seconds: float = Field(default=1.0, ge=0, le=30)
     # Cheap checks (a row read and one HMAC) running at once, on threads that are not the
     # request pool's tokens (api.deps); and the verifier of legacy Argon2id hashes
     # (jpki.client_secrets): checks running at once (64 MiB each) and waiting beyond them.
