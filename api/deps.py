@@ -9,7 +9,8 @@ cores and 64 MiB for a tenth of a second or more). Here:
    loop; an id that cannot exist is refused at once (401) and never reaches the database;
 2. the failure budgets of the address and the id are checked (jpki.auth_throttle; requests whose
    budget is spent are already refused before routing, api.auth_guard);
-3. the cheap check — the client's row and one HMAC, or the memory — runs on worker threads under
+3. the cheap check — one read of the client's row (with its relying party's standing, which the
+   request's admission then uses) and one HMAC, or the memory — runs on worker threads under
    a capacity limiter of its own (``JPKI_AUTH_CONCURRENCY``), so it never holds a token of the
    default pool;
 4. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.client_secrets) and is
@@ -94,18 +95,18 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
             future = clients.legacy.submit(
                 functools.partial(clients.verify_legacy, verdict, secret))
             try:
-                principal = await asyncio.wait_for(asyncio.wrap_future(future),
-                                                   clients.legacy_wait_seconds)
+                verdict = await asyncio.wait_for(asyncio.wrap_future(future),
+                                                 clients.legacy_wait_seconds)
             except TimeoutError:
                 raise VerifierBusy("the credential check took too long; retry shortly",
                                    retry_after=1) from None
-        else:
-            principal = verdict
     except BadCredentials:
         throttle.failed(address, client_id)
         raise
-    request.state.principal = principal
-    return principal
+    request.state.principal = verdict.principal
+    # Read with the credentials: this request's relying-party admission need not read it again.
+    request.state.rp_standing = verdict.standing
+    return verdict.principal
 
 
 def require(*roles: ClientRole) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -13,8 +13,9 @@ whole are forgotten first (they carry no information), else the older half.
 Addresses are what the ASGI server reports as the peer (``scope["client"]``). Behind a reverse
 proxy that is the proxy, so every caller would share one budget: the proxy must then add the
 caller's address to ``X-Forwarded-For`` and uvicorn be told to trust that proxy and only it
-(``FORWARDED_ALLOW_IPS``; README, Configuration). An IPv6 address counts by its /64, the smallest block one host is given: a
-caller choosing among the 2^64 addresses of its own network still draws on one budget.
+(``FORWARDED_ALLOW_IPS``; README, Configuration). An IPv6 address counts by its /64, the
+smallest block one host is given: a caller choosing among the 2^64 addresses of its own network
+still draws on one budget.
 
 Like the relying parties' token buckets (jpki.rate_limits), the budgets live in the serving
 process: with several workers each keeps its own.

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from jpki.audit import AuditLog
 from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.errors import BadCredentials, ClientSuspended, InvalidInput
-from jpki.model import ApiClient, ClientRole, ClientStatus
+from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import MUNICIPALITY_SCOPE, RP_SCOPES, Principal
@@ -87,11 +87,21 @@ def valid_client_id(value: object) -> bool:
 
 
 @dataclass(frozen=True)
+class Authenticated:
+    """Who is calling, and — for a relying-party client — its relying party's standing as
+    read in the same statement as the credentials, which the same request's admission uses
+    instead of reading it again (jpki.relying_parties)."""
+
+    principal: Principal
+    standing: RpStanding | None
+
+
+@dataclass(frozen=True)
 class LegacyCheck:
     """A check :meth:`ClientService.check` could not decide cheaply: the secret did not match
     an HMAC hash and the client has legacy (Argon2id) ones."""
 
-    client: ApiClient
+    client: ClientCredentials
     hashes: tuple[str, ...]
     presented: bytes  # SHA-256 of the presented secret (the memory's key)
 
@@ -207,19 +217,20 @@ class ClientService:
         """Raise BadCredentials or ClientSuspended (or VerifierBusy: a legacy hash and the
         verifier is full); return the caller's principal. Blocks for a legacy check."""
         verdict = self.check(client_id, secret)
-        if isinstance(verdict, Principal):
-            return verdict
-        future = self.legacy.submit(lambda: self.verify_legacy(verdict, secret))
-        return future.result(timeout=self.legacy_wait_seconds)
+        if isinstance(verdict, LegacyCheck):
+            pending = verdict
+            verdict = self.legacy.submit(lambda: self.verify_legacy(pending, secret)).result(
+                timeout=self.legacy_wait_seconds)
+        return verdict.principal
 
-    def check(self, client_id: str, secret: str) -> Principal | LegacyCheck:
-        """The cheap part of a check: the client's row and one HMAC (or the memory). Raises
-        BadCredentials or ClientSuspended, returns the principal, or hands back a
-        :class:`LegacyCheck` for :meth:`verify_legacy`."""
+    def check(self, client_id: str, secret: str) -> Authenticated | LegacyCheck:
+        """The cheap part of a check: one read (the client's row and its relying party's) and
+        one HMAC, or the memory. Raises BadCredentials or ClientSuspended, returns who is
+        calling, or hands back a :class:`LegacyCheck` for :meth:`verify_legacy`."""
         if not valid_client_id(client_id) or not 0 < len(secret) <= MAX_SECRET_LENGTH:
             raise BadCredentials("the credentials are invalid")
         with self._read_uow() as uow:
-            client = uow.clients.get_by_client_id(client_id)
+            client = uow.clients.credentials(client_id)
         if client is None:
             self.hasher.burn(client_id, secret)
             raise BadCredentials("the credentials are invalid")
@@ -236,7 +247,7 @@ class ClientService:
             self._remember(client_id, presented, matched)
         return self._principal(client)
 
-    def verify_legacy(self, pending: LegacyCheck, secret: str) -> Principal:
+    def verify_legacy(self, pending: LegacyCheck, secret: str) -> Authenticated:
         """The Argon2 part of a check, on the legacy verifier's threads (submit it there). A
         match replaces that stored hash by the HMAC form (audited; the secret is not)."""
         client = pending.client
@@ -247,7 +258,7 @@ class ClientService:
         self._remember(client.client_id, pending.presented, upgraded or matched)
         return self._principal(client)
 
-    def _upgrade(self, client: ApiClient, matched: str, secret: str) -> str | None:
+    def _upgrade(self, client: ClientCredentials, matched: str, secret: str) -> str | None:
         """Store ``secret`` as an HMAC hash in place of the legacy hash it matched; the new
         hash, or None when not done (no key yet, the row changed meanwhile, an error)."""
         try:
@@ -270,11 +281,13 @@ class ClientService:
         self.forget(client.client_id)
         return new
 
-    def _principal(self, client: ApiClient) -> Principal:
+    def _principal(self, client: ClientCredentials) -> Authenticated:
         if client.status is not ClientStatus.ACTIVE:
             raise ClientSuspended("the client is suspended", client=client.client_id)
-        return Principal(actor=f"client:{client.client_id}", role=client.role,
-                         scopes=client.scope_set, relying_party=client.relying_party_id)
+        return Authenticated(
+            Principal(actor=f"client:{client.client_id}", role=client.role,
+                      scopes=client.scope_set, relying_party=client.relying_party_id),
+            client.standing)
 
     def _remember(self, client_id: str, presented: bytes, matched: str) -> None:
         with self._lock:
@@ -283,7 +296,7 @@ class ClientService:
                 entries.clear()
             entries[presented] = (matched, time.monotonic() + _CACHE_SECONDS)
 
-    def _acceptable_hashes(self, client: ApiClient) -> list[str]:
+    def _acceptable_hashes(self, client: ClientCredentials) -> list[str]:
         hashes = [client.secret_hash]
         deadline = client.previous_secret_expires_at
         if client.previous_secret_hash and deadline is not None and \

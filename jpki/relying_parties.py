@@ -47,7 +47,14 @@ from jpki.audit import AuditLog, JsonValue
 from jpki.clients import ClientService, valid_client_id
 from jpki.errors import Forbidden, InvalidInput, MissingScope, NotFound
 from jpki.group_audit import GroupAudit
-from jpki.model import ApiClient, ClientRole, ClientStatus, RelyingParty, RelyingPartyKind
+from jpki.model import (
+    ApiClient,
+    ClientRole,
+    ClientStatus,
+    RelyingParty,
+    RelyingPartyKind,
+    RpStanding,
+)
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import RP_SCOPES, Principal
 from jpki.rate_limits import TokenBuckets
@@ -305,28 +312,43 @@ class RelyingPartyService:
 
     # --- calls ----------------------------------------------------------------------------
 
-    def admit(self, principal: Principal, scope: str | None) -> RpContext:
-        """After authentication: registered, active, within its rate, with the scope."""
+    def admit(self, principal: Principal, scope: str | None,
+              standing: RpStanding | None = None) -> RpContext:
+        """After authentication: registered, active, within its rate, with the scope.
+
+        ``standing`` is the relying party as the same request's authentication read it, in the
+        statement that read the credentials (jpki.clients.Authenticated); without it, it is
+        read here. Either way it is read on every call, so a suspension refuses at once."""
         principal.require_role(ClientRole.RP)
         if principal.relying_party is None:
             raise RelyingPartyNotRegistered("the client does not belong to a registered "
                                             "relying party")
+        if standing is None or standing.relying_party != principal.relying_party:
+            standing = self._standing(principal.relying_party)
+        if standing is None:
+            raise RelyingPartyNotRegistered("the client does not belong to a registered "
+                                            "relying party")
+        rp_id = standing.relying_party
+        if standing.status is not ClientStatus.ACTIVE:
+            raise RelyingPartySuspended("the relying party is suspended", relying_party=rp_id)
+        if standing.parent_status not in (None, ClientStatus.ACTIVE):
+            raise RelyingPartySuspended("the relying party's platform operator is suspended",
+                                        relying_party=rp_id)
+        self.buckets.take(rp_id)
+        if scope is not None:
+            principal.require_scope(scope)
+        return RpContext(principal=principal, rp_id=rp_id, purposes=standing.purposes)
+
+    def _standing(self, rp_id: str) -> RpStanding | None:
         with self._read_uow() as uow:
-            rp = uow.relying_parties.get(principal.relying_party)
+            rp = uow.relying_parties.get(rp_id)
             parent = uow.relying_parties.get(rp.parent_id) if rp is not None and \
                 rp.parent_id else None
         if rp is None:
-            raise RelyingPartyNotRegistered("the client does not belong to a registered "
-                                            "relying party")
-        if rp.status is not ClientStatus.ACTIVE:
-            raise RelyingPartySuspended("the relying party is suspended", relying_party=rp.id)
-        if parent is not None and parent.status is not ClientStatus.ACTIVE:
-            raise RelyingPartySuspended("the relying party's platform operator is suspended",
-                                        relying_party=rp.id)
-        self.buckets.take(rp.id)
-        if scope is not None:
-            principal.require_scope(scope)
-        return RpContext(principal=principal, rp_id=rp.id, purposes=rp.purpose_list)
+            return None
+        return RpStanding(relying_party=rp.id, status=rp.status,
+                          parent_status=parent.status if parent is not None else None,
+                          purposes=rp.purpose_list)
 
     def record_refusal(self, *, actor: str, route: str, status: int, code: str,
                        relying_party: str | None, purpose: str | None,
