@@ -25,6 +25,7 @@ one before its deadline — so neither a rotation nor a deadline can be bypassed
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import hmac
 import logging
@@ -37,7 +38,7 @@ from datetime import datetime, timedelta
 
 from jpki.audit import AuditLog
 from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
-from jpki.errors import BadCredentials, ClientSuspended, InvalidInput
+from jpki.errors import BadCredentials, ClientSuspended, InvalidInput, VerifierBusy
 from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -219,8 +220,12 @@ class ClientService:
         verdict = self.check(client_id, secret)
         if isinstance(verdict, LegacyCheck):
             pending = verdict
-            verdict = self.legacy.submit(lambda: self.verify_legacy(pending, secret)).result(
-                timeout=self.legacy_wait_seconds)
+            future = self.legacy.submit(lambda: self.verify_legacy(pending, secret))
+            try:
+                verdict = future.result(timeout=self.legacy_wait_seconds)
+            except concurrent.futures.TimeoutError:
+                raise VerifierBusy("the credential check took too long; retry shortly",
+                                   retry_after=1) from None
         return verdict.principal
 
     def check(self, client_id: str, secret: str) -> Authenticated | LegacyCheck:
