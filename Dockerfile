@@ -9,19 +9,26 @@ RUN apt-get update \
 
 RUN useradd --system --create-home --home-dir /srv/jpki jpki
 WORKDIR /srv/jpki/app
+# The install below is exactly what tests/test_first_command.py proves on every CI run (`docker
+# build` is not available there): it copies these COPY sources, runs this `pip install .` — no
+# extras, not editable — in a fresh virtualenv (with pip's cache, the one difference), then
+# `jpki --help` for every command, `jpki init` on a new data directory and `jpki serve` on the
+# embedded defaults (SQLite, the SoftHSM token init creates, the recipe in jpki/data). The test
+# reads the COPY lines and the pip command from this file: change them here and it follows.
 COPY pyproject.toml README.md ./
 COPY jpki ./jpki
 COPY api ./api
 COPY hsm ./hsm
 COPY migrations ./migrations
-COPY certs-dev ./certs-dev
 RUN python3 -m venv /srv/jpki/venv \
  && /srv/jpki/venv/bin/pip install --no-cache-dir . \
  && chown -R jpki:jpki /srv/jpki
 
 USER jpki
+# JPKI_BASE_URL is written into certificates and CRLs: the URL clients use to reach this
+# container. The default fits `docker run -p 8000:8000` on this host; pass your own with -e.
 ENV JPKI_DATA_DIR=/srv/jpki/data \
-    JPKI_RECIPE=/srv/jpki/app/certs-dev/recipe.toml \
+    JPKI_BASE_URL=http://127.0.0.1:8000 \
     PATH=/srv/jpki/venv/bin:$PATH
 VOLUME /srv/jpki/data
 EXPOSE 8000

@@ -34,12 +34,10 @@ from api.rp_audit import RefusalAudit
 from jpki import __version__
 from jpki.principals import Principal
 from jpki.settings import Settings
+from jpki.status_feed import POLL_SECONDS
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
-# How often cached OCSP responses are checked against status changes: the "within one second"
-# promised for revocations (README, Revocation services), with room for the re-signing itself.
-OCSP_REFRESH_SECONDS = 0.25
 
 
 class JpkiApp(FastAPI):
@@ -118,9 +116,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
+        # Before the first request: responses stored before this process started are
+        # reconciled with the status changes recorded meanwhile (jpki.status_feed). Should it
+        # fail (the database is down), the responder reconciles before it serves a stored
+        # response, or answers internalError.
+        try:
+            await run_in_threadpool(svc.ocsp.refresh)
+        except Exception as exc:  # keep starting; report the type only
+            log.error("OCSP reconciliation at start failed: %s", type(exc).__name__)
+
         async def ocsp_refresh() -> None:
             while True:
-                await asyncio.sleep(OCSP_REFRESH_SECONDS)
+                # The "within one second" promised for revocations, with room for re-signing.
+                await asyncio.sleep(POLL_SECONDS)
                 try:
                     await run_in_threadpool(svc.ocsp.refresh)
                 except Exception as exc:  # keep serving; report the type only

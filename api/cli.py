@@ -37,6 +37,7 @@ from api.cli_rp import rp_app
 from api.cli_station import station_app
 from api.composition import Services, build_services
 from hsm.errors import HsmError
+from jpki.audit_state import StateReport, verify_state
 from jpki.cards import CardEvent, CardSpec
 from jpki.errors import InvalidInput, JpkiError
 from jpki.issuance import KeyRequest
@@ -192,27 +193,52 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
               help="Log every request (uvicorn's access log). Off by default: at OCSP rates it "
                    "halves throughput and writes what each client asked about.")] = False,
           ) -> None:
-    """Serve the REST API, OCSP and CRLs with uvicorn."""
+    """Serve the REST API, OCSP and CRLs with uvicorn.
+
+    Without JPKI_BASE_URL the URLs written into certificates and CRLs name the address served
+    (a wildcard --host such as 0.0.0.0 as 127.0.0.1); with it, it wins, and a disagreement with
+    --host/--port is logged once.
+    """
+    import logging
+    import logging.config
     import os
 
     import uvicorn
 
     from api.app import create_app
 
-    settings = Settings(data_dir=data_dir)
+    settings, warning = Settings(data_dir=data_dir).for_server(host, port)
     if settings.user_pin() is None:
         _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
     if workers < 1:
         _fail("request.invalid", "--workers is at least 1", False)
+    # The service's own loggers ("jpki.*") through uvicorn's handler, configured before the
+    # warning so that it appears in the log like uvicorn's own lines, once (not per worker).
+    log_config = _serve_log_config()
+    logging.config.dictConfig(log_config)
+    if warning is not None:
+        logging.getLogger("jpki.serve").warning("%s", warning)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                    access_log=access_log)
+                    access_log=access_log, log_config=log_config)
         return
     # Worker processes build their own app from the environment (settings are never shared
     # between processes: the HSM library must be initialised in each).
     os.environ["JPKI_DATA_DIR"] = str(settings.resolved_data_dir)
+    os.environ["JPKI_BASE_URL"] = settings.public_base_url
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log)
+                log_level="info", access_log=access_log, log_config=log_config)
+
+
+def _serve_log_config() -> dict[str, Any]:
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    # WARNING: what reached stderr before (Python's last-resort handler), now formatted.
+    config["loggers"]["jpki"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    return config
 
 
 # --- residents ----------------------------------------------------------------------------
@@ -543,17 +569,45 @@ def audit_verify(
         help="A head (SEQ:MAC) recorded earlier; detects a rollback of the whole log.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: JsonOut = False,
+    state: Annotated[bool, typer.Option(
+        "--state", help="Also replay the log against the certificates: each one's status, "
+        "revocation and hold release must be what its last audited transition says.")] = False,
 ) -> None:
-    """Verify the audit chain: any changed, inserted or deleted record fails."""
+    """Verify the audit chain: any changed, inserted or deleted record fails; with --state,
+    also every certificate against what the log says of it."""
     expected = _parse(_head, expect_head, "head", as_json) if expect_head else None
-    with _services(data_dir, as_json) as services, services.uow() as uow:
+    # One snapshot for the chain and the state, so both describe the same moment.
+    with _services(data_dir, as_json) as services, services.snapshots() as uow:
         report = services.audit.verify(uow, expected)
+        replayed = verify_state(uow) if state else None
+        data: dict[str, Any] = {"ok": True, "records": report.records,
+                                "head": f"{report.head_seq}:{report.head_mac}"}
+        if replayed is not None:
+            data.update(ok=replayed.ok, state=replayed.as_dict())
         if as_json:
-            _print_json({"ok": True, "records": report.records,
-                         "head": f"{report.head_seq}:{report.head_mac}"})
+            _print_json(data)
         else:
             out.print(f"audit chain OK: {report.records} records; head "
                       f"{report.head_seq}:{report.head_mac}")
+            if replayed is not None:
+                _print_state(replayed)
+        if replayed is not None:
+            replayed.raise_if_mismatched()  # reported as audit.state_mismatch, exit 1
+
+
+def _print_state(report: StateReport) -> None:
+    out.print(("certificate state OK: " if report.ok else "certificate state differs: ")
+              + report.summary())
+    for field, count in sorted(report.not_checkable.items()):
+        out.print(f"  {field} of {count} certificates: not checkable from the log (older "
+                  "records)")
+    for m in report.mismatches:
+        out.print(escape(f"  {m.serial} {m.field}: expected {m.expected}, found {m.found}"))
+    for u in report.unrecorded:
+        out.print(escape(f"  {u.serial} ({u.status}): no {', '.join(u.missing)} record"))
+    for w in report.without_row:
+        out.print(escape(f"  {w.serial}: no row (last recorded: {w.last_action}, "
+                         f"record {w.seq})"))
 
 
 # --- CA generations -----------------------------------------------------------------------
@@ -704,6 +758,39 @@ def ocsp_presign(
         count = services.ocsp.presign_missing(algorithm, limit=limit)
         _print_json({"signed": count}) if as_json else out.print(
             f"signed {count} OCSP response(s) ahead of time")
+
+
+@ocsp_app.command("verify")
+def ocsp_verify(
+    check_only: Annotated[bool, typer.Option(
+        "--check-only", help="Report only; re-sign nothing, and exit non-zero on a finding.")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonOut = False,
+) -> None:
+    """Compare every stored OCSP response with the store (status, revocation time and reason,
+    CertID, signature) and re-sign each that contradicts it."""
+    with _services(data_dir, as_json) as services:
+        check = services.ocsp.verify_stored(repair=not check_only)
+    findings = [{"serial": f.serial, "hash_algorithm": f.hash_algorithm,
+                 "ca_generation_id": f.ca_generation_id, "why": f.why} for f in check.findings]
+    if check_only and check.contradicted:
+        _fail("ocsp.responses_contradict_store",
+              f"{check.contradicted} of {check.checked} stored OCSP response(s) contradict the "
+              "store: run `jpki ocsp verify` without --check-only to re-sign them"
+              + "".join(f"; {f['serial']} ({f['hash_algorithm']}): {f['why']}"
+                        for f in findings[:5]), as_json)
+    if as_json:
+        _print_json({"checked": check.checked, "expired": check.expired,
+                     "contradicted": check.contradicted, "resigned": check.resigned,
+                     "findings": findings})
+        return
+    out.print(f"checked {check.checked} stored OCSP response(s) ({check.expired} expired, "
+              f"skipped): {check.contradicted} contradicted the store, {check.resigned} "
+              "re-signed")
+    for f in findings:
+        out.print(f"  {f['serial']} ({f['hash_algorithm']}, generation "
+                  f"{f['ca_generation_id']}): {f['why']}")
 
 
 @mobile_app.command("sweep")

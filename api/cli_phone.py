@@ -100,12 +100,15 @@ def apply(state: State, api: Api, device: Device,
 
 @phone_app.command("status")
 def status(state: State, api: Api, device: Device,
+           auth_pin: Annotated[str | None, typer.Option(
+               help="The phone's auth PIN (reads the auth certificate).")] = None,
            sign_password: Annotated[str | None, typer.Option(
                help="To check the signing certificate too.")] = None,
            as_json: JsonOut = False) -> None:
     """What the CA's OCSP responder says of each certificate in the phone."""
+    pin = _secret(auth_pin, "phone auth PIN")
     with _phone(state, api, device) as phone:
-        _print(phone.status(sign_password=sign_password), as_json)
+        _print(phone.status(auth_pin=pin, sign_password=sign_password), as_json)
 
 
 @phone_app.command("revoke")

@@ -100,6 +100,8 @@ class Services:
     linkage: LinkageService
     consents: ConsentService
     latest_basic4: LatestBasic4Service
+    # Read-only units of work that each read one snapshot (`jpki audit verify --state`).
+    snapshots: UnitOfWorkFactory
     auth_throttle: AuthThrottle
 
     def close(self) -> None:
@@ -123,7 +125,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         upgrade(engine)
     uow = UnitOfWorkFactory(engine)
     clock = clock or SystemClock()
-    urls = ServiceUrls(settings.base_url)
+    urls = ServiceUrls(settings.public_base_url)
     audit = AuditLog(keys, recipe.audit_key_label, clock)
     cas = CaService(uow, keys, clock, recipe, audit)
     issuance = IssuanceService(uow, keys, clock, recipe, urls, cas, audit)
@@ -166,6 +168,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         latest_basic4=LatestBasic4Service(
             uow, clock, audit, consent_max_lifetime=timedelta(days=settings.consent_max_days),
             group=group),
+        snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         auth_throttle=auth_throttle(settings),
     )
 

@@ -148,7 +148,7 @@ def round_trips(bench: BenchCard, seconds: float) -> list[Result]:
 
 # --- the enrolment station, step by step --------------------------------------------------
 
-# Pattern B (reference §1.3): in person, two photo documents.
+# Pattern B (reference §5): in person, two photo documents.
 IN_PERSON_B: dict[str, Any] = {
     "presence": "in_person",
     "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}

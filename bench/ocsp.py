@@ -795,7 +795,7 @@ def _ready_tcp(port: int) -> Callable[[], bool]:
 
 def refresh_query_ms(url: str) -> float:
     """Milliseconds of the query the OCSP refresh loop runs every 0.25 s in every worker
-    (``certificates.status_changed_since``, nothing changed), through the store's own engine:
+    (``certificates.status_changes_since``, nothing changed), through the store's own engine:
     the median of 5."""
     from jpki.store import UnitOfWorkFactory, create_store_engine
 
@@ -807,7 +807,7 @@ def refresh_query_ms(url: str) -> float:
             since = datetime.now(UTC) - timedelta(seconds=1)
             began = time.perf_counter()
             with uow() as u:
-                u.certificates.status_changed_since(since)
+                u.certificates.status_changes_since(since)
             times.append((time.perf_counter() - began) * 1000)
         return statistics.median(times)
     finally:

@@ -6,7 +6,7 @@ SoftHSM2 takes it literally: it disables all of its internal mutexes. python-pkc
 releases the GIL around every C call, so two threads signing on two sessions run
 inside SoftHSM at the same time without its locks, and the process dies with a
 segmentation fault within a few hundred signatures (measured here with SoftHSM 2.6.1:
-2 threads x 1000 signatures crash every time; see also SoftHSMv2 issue #688).
+2 threads x 1000 signatures crash every time; see also opendnssec/SoftHSMv2#688).
 
 python-pkcs11 offers no way to pass ``CK_C_INITIALIZE_ARGS``, so after it has loaded
 the module we finalise and initialise it again through ctypes, with

@@ -328,3 +328,8 @@ class SignatureMismatch(InternalError):
 class AuditChainBroken(InternalError):
     code = "audit.chain_broken"
     title = "The audit chain does not verify"
+
+
+class AuditStateMismatch(InternalError):
+    code = "audit.state_mismatch"
+    title = "The certificates' state differs from what the audit log says"

@@ -180,7 +180,7 @@ def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, r
         full = dp.value[0].full_name or []
         if [type(n) for n in full] != [x509.DirectoryName, x509.UniformResourceIdentifier]:
             out.append(Finding("e_crl_dp_names",
-                               "reference §1.2: directoryName and HTTP URI of the shard"))
+                               "architecture §5.2: directoryName and HTTP URI of the shard"))
     return out
 
 

@@ -1,4 +1,5 @@
-"""Smartphone certificates (移動端末設備用電子証明書): the seed's central new function.
+"""Smartphone certificates (移動端末設備用電子証明書): the central new function of the
+Ministry's plan (reference §2).
 
 One mobile signing and one mobile auth certificate per person, on one device at a time, applied
 for online with a signature made by the card's signing key (reference §2):
@@ -13,7 +14,7 @@ for online with a signature made by the card's signing key (reference §2):
    unrevoked and the holder's *current* one, the challenge, both proofs, the keys — and issues
    both certificates through the same pipeline as card certificates. Each is **linked** to the
    card certificate of its kind and has **exactly its notAfter**; a distinct policy OID marks it
-   as a mobile certificate (certs-dev/recipe.toml). A new device supersedes the old one's
+   as a mobile certificate (jpki/data/recipe.toml). A new device supersedes the old one's
    certificates in the same transaction that stores the new ones.
 
 Afterwards: the holder revokes online (device change, sale, disposal) with the mobile auth key
@@ -398,8 +399,12 @@ class MobileService:
                 raise SignerRefused("the linked card signing certificate is no longer valid")
             actor = Principal(actor=f"holder:{device.resident_id}", role=None)
             release_hold(auth, now)
+            # The release instant, which the next delta CRL's removeFromCRL entry carries
+            # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
             self._audit.record(uow, actor=actor.actor, action="certificate.hold_released",
-                               subject=auth.serial, payload={"kind": auth.kind.value})
+                               subject=auth.serial,
+                               payload={"kind": auth.kind.value,
+                                        "hold_released_at": now.isoformat()})
             revoke_in(uow, self._audit, actor, sign, RevocationReason.SUPERSEDED, now, now,
                       cause="suspension lifted: re-issued")
             plan = Planned(request=KeyRequest(CertKind.MOBILE_SIGN, b""), key=key,

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
+from typing import NamedTuple
 
 from jpki.basic4 import Basic4, Sex
 
@@ -459,6 +460,39 @@ class StatusRow:
                    not_after=cert.not_after, revoked_at=cert.revoked_at,
                    revocation_reason=cert.revocation_reason,
                    ca_generation_id=cert.ca_generation_id)
+
+
+class StatusChange(NamedTuple):
+    """A certificate's status as the status-change feed reports it (jpki.status_feed): the row,
+    and when its status last changed (``revocation_recorded_at``)."""
+
+    row: StatusRow
+    changed_at: datetime
+
+
+class StoredOcspResponse(NamedTuple):
+    """A response signed ahead of time, as stored (jpki.ocsp)."""
+
+    ca_generation_id: int
+    hash_algorithm: str
+    serial: str
+    der: bytes
+    this_update: datetime
+    next_update: datetime
+
+
+@dataclass(frozen=True)
+class CertificateStateRow:
+    """The columns that hold a certificate's state, as the audit log describes it
+    (jpki.audit_state): no DER but the stored CRL entry, no personal data."""
+
+    serial: str
+    status: CertStatus
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: RevocationReason | None
+    hold_released_at: datetime | None
+    crl_entry: bytes | None = field(repr=False)
 
 
 @dataclass(eq=False)

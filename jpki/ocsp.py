@@ -16,9 +16,18 @@ How a request is answered:
    gets the cached response without nonce, which RFC 8954 §2.1 allows, and never an error storm.
 
 Status changes (revocation, hold, release) reach the cache through :meth:`OcspResponder.refresh`,
-which the server polls several times a second: changed certificates are re-signed at once, so the
-new status is served within a second. A revocation scheduled for the future (emigration) caps the
-nextUpdate of the "good" response at that instant.
+which the server polls several times a second (the status-change feed, jpki.status_feed): every
+stored or kept response of a changed certificate is compared with the store, and one that
+contradicts it is deleted — so no process loads it again — and re-signed, so the new status is
+served within a second. The first poll of a process, and one every
+:data:`~jpki.status_feed.RECONCILE_SECONDS`, reconcile every change newer than the oldest response
+that may still be served (the responses' own production times, not the clock of the new
+process): a response stored before a restart is never served against a change recorded while
+no process was refreshing — killed between acknowledging a revocation and re-signing, or stopped
+while `jpki cert revoke` ran. Until that first reconciliation has run, no stored response is
+served. A revocation scheduled for the future (emigration) caps the nextUpdate of the "good"
+response at that instant. ``jpki ocsp verify`` (:meth:`OcspResponder.verify_stored`) checks every
+stored response — status, CertID, signature — against the store and re-signs what is wrong.
 
 Responses are signed by the delegated responder certificate of the issuing CA generation (RFC 6960
 §4.2.2.2), whose key lives in the HSM; the certificate is included so clients can verify it.
@@ -31,7 +40,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,15 +51,24 @@ from asn1crypto import core as asn1_core
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp as c_ocsp
 
 from jpki.ca import CaService
 from jpki.der import SEQUENCE, header
-from jpki.model import CaGeneration, CertStatus, RevocationReason
+from jpki.model import (
+    CaGeneration,
+    CertStatus,
+    RevocationReason,
+    StatusChange,
+    StatusRow,
+    StoredOcspResponse,
+)
 from jpki.ports import Clock, KeyStore, UnitOfWorkFactory
 from jpki.recipe import Recipe
+from jpki.status_feed import LOOKBACK, RECONCILE_SECONDS, ChangeWindow
 
 RELOAD_SECONDS = 5.0
 MAX_REQUEST_BYTES = 4096  # RFC 5019 §5: GET requests up to 255 bytes; POSTs stay small
@@ -184,11 +202,34 @@ class Answer:
     cached: CachedResponse | None  # set when the answer may be cached by HTTP caches
 
 
+@dataclass(frozen=True)
+class StoredFinding:
+    serial: str
+    hash_algorithm: str
+    ca_generation_id: int
+    why: str
+
+
+@dataclass
+class StoredCheck:
+    """What :meth:`OcspResponder.verify_stored` found: responses checked (unexpired), expired
+    ones skipped, those that contradict the store or are not ours (the first ``report`` of
+    them in ``findings``), and how many were re-signed."""
+
+    checked: int = 0
+    expired: int = 0
+    contradicted: int = 0
+    resigned: int = 0
+    findings: list[StoredFinding] = field(default_factory=list)
+
+
 class OcspResponder:
     def __init__(self, uow_factory: UnitOfWorkFactory, keys: KeyStore, clock: Clock,
                  recipe: Recipe, cas: CaService, *, validity: timedelta = timedelta(hours=1),
                  max_live_signatures: int = 8, cache_size: int = 200_000,
-                 read_uow: UnitOfWorkFactory | None = None) -> None:
+                 read_uow: UnitOfWorkFactory | None = None,
+                 reconcile_seconds: float = RECONCILE_SECONDS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._uow = uow_factory
         # Everything but storing a signed response only reads. On SQLite a read-only unit of
         # work neither takes the writer's lock nor queues behind it (jpki.store.engine), so the
@@ -205,7 +246,13 @@ class OcspResponder:
         self._live = threading.BoundedSemaphore(max_live_signatures)
         self._issuers: list[IssuerEntry] = []
         self._responders: dict[int, ResponderIdentity] = {}
-        self._watermark: datetime | None = None
+        # The status-change feed (jpki.status_feed): where this process's polls are, when it
+        # last reconciled everything servable, and one poll at a time.
+        self._window = ChangeWindow()
+        self._reconcile_seconds = reconcile_seconds
+        self._reconciled_at: float | None = None
+        self._monotonic = monotonic
+        self._refresh_lock = threading.Lock()
         self.reload()
 
     # --- issuers and responder certificates -------------------------------------------
@@ -388,7 +435,10 @@ class OcspResponder:
         self._store_many([(key, response)])
 
     def _load(self, key: CacheKey) -> CachedResponse | None:
-        """The database copy, signed by another worker or before a restart."""
+        """The database copy, signed by another worker or before a restart — served only once
+        this process has reconciled the stored responses with the status changes (refresh)."""
+        if self._window.mark is None:
+            self.refresh()
         with self._read_uow() as uow:
             row = uow.ocsp.get(key[0], key[1], format(key[2], "x"))
         if row is None:
@@ -403,45 +453,188 @@ class OcspResponder:
         return response
 
     def refresh(self) -> int:
-        """Bring cached responses up to date with status changes recorded since the last call;
-        returns how many were re-signed. The server calls this several times a second.
+        """Bring stored and kept responses in line with the status changes recorded since the
+        last poll (re-reading :data:`~jpki.status_feed.LOOKBACK` before it); returns how many
+        responses were re-signed. The server calls this several times a second.
 
-        A response that another worker already re-signed after the change is just loaded; only
-        responses older than the change are signed again, so N workers do not sign N times.
+        The first call of a process, one after the clock moved back, and one every
+        ``reconcile_seconds`` read every change newer than the oldest response that may still be
+        served (jpki.status_feed). Each stored or kept response of a changed certificate is
+        compared with the store: one that says what the store says stays — so N workers re-sign
+        a change once, not N times, and re-reading a change costs no signature — and one that
+        contradicts it is dropped, deleted from the database and re-signed. A failed poll
+        leaves the window where it was: the next one covers the gap.
         """
+        with self._refresh_lock:
+            started = self._monotonic()
+            now = self._clock.now()
+            since = self._window.since(now)
+            full = since is None or self._reconciled_at is None \
+                or started - self._reconciled_at >= self._reconcile_seconds
+            with self._read_uow() as uow:
+                if full:
+                    oldest = uow.ocsp.oldest_servable(now)
+                    if oldest is None:
+                        # Nothing stored may be served: only what this process keeps.
+                        with self._lock:
+                            self._cache.clear()
+                        since = now - LOOKBACK if since is None else since
+                    else:
+                        since = oldest - LOOKBACK if since is None \
+                            else min(since, oldest - LOOKBACK)
+                assert since is not None
+                changes = list(uow.certificates.status_changes_since(since))
+                stored = uow.ocsp.entries_for([c.row.serial for c in changes]) if changes \
+                    else []
+            resigned = self._correct(changes, stored, now)
+            self._window.advance(now)
+            if full:
+                self._reconciled_at = started
+            return resigned
+
+    def feed_lag_seconds(self) -> float | None:
+        """How old a status change may be and still not be reflected in what this process
+        serves: the time since its last complete poll began (None before the first). Grows
+        without bound while polls fail — what an operator alerts on."""
+        mark = self._window.mark
+        return None if mark is None else max(0.0, (self._clock.now() - mark).total_seconds())
+
+    def presign_backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000) -> int:
+        """How many unexpired certificates have no response signed in the last half-validity
+        (what ``presign_missing`` would sign), counted up to ``limit``."""
         now = self._clock.now()
-        # Re-read the last second too: a change recorded in the same second as the previous
-        # poll must not slip through (re-reading is harmless, see above).
-        mark = (self._watermark or now) - timedelta(seconds=1)
-        self._watermark = now
         with self._read_uow() as uow:
-            changed = {c.serial: c for c in uow.certificates.status_changed_since(mark)}
-            if not changed:
-                return 0
-            cached = uow.ocsp.entries_for(list(changed))
-        refreshed = 0
-        for gid, algorithm, serial_hex, this_update in cached:
-            cert = changed[serial_hex]
-            key = (gid, algorithm, int(serial_hex, 16))
-            changed_at = max(t for t in (cert.revocation_recorded_at, cert.hold_released_at)
-                             if t is not None)
-            if this_update > changed_at:
-                # Signed after the change (by another worker): serve that one. Timestamps have
-                # whole seconds, so a response from the same second is signed again.
+            return uow.ocsp.count_missing(algorithm, now - self.validity / 2, now, limit)
+
+    def _correct(self, changes: Sequence[StatusChange], stored: Sequence[StoredOcspResponse],
+                 now: datetime) -> int:
+        """Drop kept responses that contradict these changes; delete and re-sign the stored
+        ones that do."""
+        if not changes:
+            return 0
+        rows = {c.row.serial: c.row for c in changes}
+        with self._lock:
+            for row in rows.values():
+                for algorithm in HASHES:
+                    key = (row.ca_generation_id, algorithm, int(row.serial, 16))
+                    kept = self._cache.get(key)
+                    if kept is not None and _contradiction(kept.der, _status_of(row, now)):
+                        del self._cache[key]
+        wrong = [s for s in stored
+                 if _contradiction(s.der, _expected(rows.get(s.serial), s.ca_generation_id, now))]
+        if not wrong:
+            return 0
+        # Deleted first, in one statement: from here on no process loads them, and a request
+        # in the meantime is signed from the store as it is now.
+        with self._uow() as uow:
+            uow.ocsp.delete([(s.ca_generation_id, s.hash_algorithm, s.serial) for s in wrong])
+            uow.commit()
+        with self._lock:
+            for s in wrong:
+                self._cache.pop((s.ca_generation_id, s.hash_algorithm, int(s.serial, 16)), None)
+        return self._resign([(s, rows.get(s.serial)) for s in wrong], now)
+
+    def _resign(self, wrong: Sequence[tuple[StoredOcspResponse, StatusRow | None]],
+                now: datetime) -> int:
+        """Sign again, from the rows given (read after ``now`` was taken: see _sign), the
+        responses these stored ones should have been; store them."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = []
+        for s, row in wrong:
+            issuer = self._issuer_of_generation(s.ca_generation_id)
+            expected = _expected(row, s.ca_generation_id, now)
+            if issuer is None or s.ca_generation_id not in self._responders \
+                    or expected is UNKNOWN_STATUS:
+                continue  # nothing to serve for it ahead of time: a request signs it live
+            q = CertQuestion(s.hash_algorithm, issuer.name_hashes[s.hash_algorithm],
+                             issuer.key_hashes[s.hash_algorithm], int(s.serial, 16))
+            jobs.append((q, issuer, expected))
+        if not jobs:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
+            responses = list(pool.map(partial(self._sign_one, now), jobs))
+        self._store_many([((issuer.generation.id or 0, q.hash_algorithm, q.serial), response)
+                          for (q, issuer, _), response in zip(jobs, responses, strict=True)])
+        return len(responses)
+
+    def verify_stored(self, *, repair: bool = True, page: int = 1000,
+                      report: int = 100) -> StoredCheck:
+        """Check every stored response against the store — the status it gives (good, revoked
+        with the same time and reason, nextUpdate not past a scheduled revocation), its CertID,
+        and its signature by a responder certificate of its CA generation — and, with
+        ``repair``, delete and re-sign each that fails. Expired responses are counted and
+        skipped: nothing serves them. Streams the table by pages (bounded memory)."""
+        self.reload()
+        check = StoredCheck()
+        after: tuple[int, str, str] | None = None
+        while True:
+            now = self._clock.now()  # before the page's statuses are read (see _sign)
+            with self._read_uow() as uow:
+                stored = uow.ocsp.stored_after(after, page)
+                if not stored:
+                    break
+                rows = {r.serial: r for r in
+                        uow.certificates.status_rows(sorted({s.serial for s in stored}))}
+                signers = {gid: [r.certificate_der for r in uow.cas.responders(gid)]
+                           for gid in {s.ca_generation_id for s in stored}}
+            after = (stored[-1].ca_generation_id, stored[-1].hash_algorithm, stored[-1].serial)
+            wrong = []
+            for s in stored:
+                if s.next_update <= now:
+                    check.expired += 1
+                    continue
+                check.checked += 1
+                row = rows.get(s.serial)
+                why = _contradiction(s.der, _expected(row, s.ca_generation_id, now)) \
+                    or self._not_ours(s, signers.get(s.ca_generation_id, []))
+                if why:
+                    check.contradicted += 1
+                    if len(check.findings) < report:
+                        check.findings.append(StoredFinding(s.serial, s.hash_algorithm,
+                                                            s.ca_generation_id, why))
+                    wrong.append((s, row))
+            if repair and wrong:
+                with self._uow() as uow:
+                    uow.ocsp.delete([(s.ca_generation_id, s.hash_algorithm, s.serial)
+                                     for s, _ in wrong])
+                    uow.commit()
                 with self._lock:
-                    self._cache.pop(key, None)
-                continue
-            issuer = self._issuer_of_generation(gid)
-            if issuer is None:
-                continue
-            q = CertQuestion(algorithm, issuer.name_hashes[algorithm],
-                             issuer.key_hashes[algorithm], key[2])
-            # The row read above, after ``now`` was taken: no second read (see _sign).
-            status = _status_of(cert, now) if cert.ca_generation_id == gid else UNKNOWN_STATUS
-            response, _ = self._sign([(q, issuer)], None, now=now, statuses_read=[status])
-            self._store(key, response)
-            refreshed += 1
-        return refreshed
+                    for s, _ in wrong:
+                        self._cache.pop((s.ca_generation_id, s.hash_algorithm,
+                                         int(s.serial, 16)), None)
+                check.resigned += self._resign(wrong, now)
+        return check
+
+    def _not_ours(self, stored: StoredOcspResponse, signers: Sequence[bytes]) -> str | None:
+        """Why ``stored`` is not a response this CA generation's responder signed for this
+        certificate, or None."""
+        issuer = self._issuer_of_generation(stored.ca_generation_id)
+        try:
+            response = c_ocsp.load_der_ocsp_response(stored.der)
+            single = next(iter(response.responses))
+            if single.serial_number != int(stored.serial, 16) \
+                    or issuer is None or _C_HASHES.get(type(single.hash_algorithm)) \
+                    != stored.hash_algorithm \
+                    or single.issuer_key_hash != issuer.key_hashes[stored.hash_algorithm] \
+                    or single.issuer_name_hash != issuer.name_hashes[stored.hash_algorithm]:
+                return "its CertID names another certificate or issuer"
+            embedded = [c.public_bytes(serialization.Encoding.DER)
+                        for c in response.certificates]
+            signer = next((der for der in embedded if der in signers), None)
+            if signer is None:
+                return "not signed by a responder certificate of its CA generation"
+            key = x509.load_der_x509_certificate(signer).public_key()
+            if not isinstance(key, rsa.RSAPublicKey) \
+                    or response.signature_hash_algorithm is None:
+                return "not signed by a responder certificate of its CA generation"
+            key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
+                       response.signature_hash_algorithm)
+        except InvalidSignature:
+            return "its signature does not verify"
+        except (ValueError, StopIteration):
+            return "not a single-certificate OCSP response"
+        return None
 
     def presign_missing(self, algorithm: str = "sha1", *, limit: int | None = None,
                         workers: int = 4, batch: int = 500) -> int:
@@ -526,6 +719,48 @@ def _status_of(cert: _HasStatus, now: datetime) -> _Status:
     scheduled = cert.revoked_at if cert.revoked_at is not None and cert.revoked_at > now \
         else None
     return "good", None, None, scheduled
+
+
+def _expected(row: StatusRow | None, generation_id: int, now: datetime) -> _Status:
+    """What a response for this certificate, asked of the CA generation ``generation_id``,
+    must say at ``now``."""
+    if row is None or row.ca_generation_id != generation_id:
+        return UNKNOWN_STATUS
+    return _status_of(row, now)
+
+
+def _contradiction(der: bytes, expected: _Status) -> str | None:
+    """Why the signed response ``der`` would tell a client something other than ``expected``
+    (see _status_of), or None when it agrees. A "good" response agrees only if it expires no
+    later than a scheduled revocation."""
+    status, revoked_at, reason, scheduled = expected
+    try:
+        response = c_ocsp.load_der_ocsp_response(der)
+        if response.response_status is not c_ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return "not a successful response"
+        single = next(iter(response.responses))
+    except (ValueError, StopIteration):
+        return "not a single-certificate OCSP response"
+    said = single.certificate_status
+    if status == "unknown":
+        return None if said is c_ocsp.OCSPCertStatus.UNKNOWN else \
+            f"says {said.name.lower()}, the store knows no such certificate of this issuer"
+    if status == "good":
+        if said is not c_ocsp.OCSPCertStatus.GOOD:
+            return f"says {said.name.lower()}, the store says good"
+        next_update = single.next_update_utc
+        if scheduled is not None and (next_update is None or next_update > scheduled):
+            return "says good past the scheduled revocation"
+        return None
+    if said is not c_ocsp.OCSPCertStatus.REVOKED:
+        return f"says {said.name.lower()}, the store says revoked"
+    if single.revocation_time_utc != revoked_at:
+        return "gives another revocation time"
+    given = single.revocation_reason.value if single.revocation_reason is not None else None
+    wanted = None if reason is None or reason is RevocationReason.UNSPECIFIED else reason.rfc_name
+    if given != wanted:
+        return "gives another revocation reason"
+    return None
 
 
 def _responses(singles: list[dict[str, object]]) -> asn1_ocsp.Responses:

@@ -167,7 +167,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     policies = {k: _oid(_require(pol, k.value, str, "profile.policies"), f"profile.policies.{k}")
                 for k in CertKind}
     if len(set(policies.values())) != len(policies):
-        # Mobile certificates must be distinguishable from card ones by policy (seed, §2).
+        # Mobile certificates must be distinguishable from card ones by policy (reference §2).
         raise InvalidRecipe("profile.policies: every certificate kind needs its own policy OID")
     c = _require(data, "crl", dict, "recipe")
     crl = CrlRecipe(
@@ -210,7 +210,9 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
 
 
 def default_recipe_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "certs-dev" / "recipe.toml"
+    """The development PKI's recipe, shipped inside the package (``jpki/data/recipe.toml``) so
+    that `jpki init` works from any installation, not only from a checkout."""
+    return Path(__file__).resolve().parent / "data" / "recipe.toml"
 
 
 def load_recipe(path: Path | None = None) -> Recipe:

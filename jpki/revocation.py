@@ -58,17 +58,28 @@ def apply_revocation(cert: Certificate, reason: RevocationReason, revoked_at: da
     if revoked_at < cert.revoked_at and cert.revoked_at > recorded_at:
         cert.revoked_at = revoked_at  # bring a scheduled revocation forward
         changed = True
-    old = cert.revocation_reason
-    hold_made_permanent = (old is RevocationReason.CERTIFICATE_HOLD
-                           and reason is not RevocationReason.CERTIFICATE_HOLD)
-    compromise_found = (reason is RevocationReason.KEY_COMPROMISE
-                        and old is not RevocationReason.KEY_COMPROMISE)
-    if hold_made_permanent or compromise_found:
-        cert.revocation_reason = reason
+    resulting = resulting_reason(cert.revocation_reason, reason)
+    if resulting is not cert.revocation_reason:
+        cert.revocation_reason = resulting
         changed = True
     if changed:
         set_revocation(cert, cert.revoked_at, cert.revocation_reason or reason, recorded_at)
     return changed
+
+
+def resulting_reason(old: RevocationReason | None,
+                     requested: RevocationReason) -> RevocationReason:
+    """The reason a certificate carries after a revocation asked with ``requested``: that one
+    for a certificate not revoked, a hold made permanent or a compromise found; otherwise the
+    reason it had (a scheduled revocation brought forward keeps it). The audit replay
+    (jpki.audit_state) applies the same rule to records that name only the requested reason."""
+    if old is None:
+        return requested
+    hold_made_permanent = (old is RevocationReason.CERTIFICATE_HOLD
+                           and requested is not RevocationReason.CERTIFICATE_HOLD)
+    compromise_found = (requested is RevocationReason.KEY_COMPROMISE
+                        and old is not RevocationReason.KEY_COMPROMISE)
+    return requested if hold_made_permanent or compromise_found else old
 
 
 def set_revocation(cert: Certificate, revoked_at: datetime, reason: RevocationReason,
@@ -102,13 +113,17 @@ def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certific
     changed = apply_revocation(cert, reason, revoked_at, recorded_at)
     cascaded: list[RevocationResult] = []
     if changed:
+        # "reason" is what was asked; "revoked_at" and "revocation_reason" are the state the
+        # certificate is left in, which `jpki audit verify --state` replays (jpki.audit_state).
+        assert cert.revoked_at is not None and cert.revocation_reason is not None
         audit.record(uow, actor=actor.actor, action="certificate.revoked", subject=cert.serial,
                      payload={"kind": cert.kind.value, "reason": reason.rfc_name,
-                              "revoked_at": (cert.revoked_at or revoked_at).isoformat(),
+                              "revoked_at": cert.revoked_at.isoformat(),
+                              "revocation_reason": cert.revocation_reason.rfc_name,
                               "cause": cause})
         if not cert.kind.is_mobile and cert.id is not None:
-            # Seed (移動端末設備用電子証明書): a mobile certificate is managed linked to the card
-            # certificate and revoked with it — for any reason, in the same transaction.
+            # reference §2 (移動端末設備用電子証明書): a mobile certificate is managed linked to
+            # the card certificate and revoked with it — for any reason, in the same transaction.
             for mobile in uow.certificates.linked_to(cert.id):
                 if mobile.not_after >= recorded_at:
                     cascaded.append(revoke_in(uow, audit, actor, mobile,

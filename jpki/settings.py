@@ -18,6 +18,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jpki.errors import InvalidInput
+from jpki.urls import WILDCARD_HOSTS, reaches, served_base_url
+
+# Where `jpki serve` listens by default: the base URL of every command that does not serve.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 _PLACEHOLDER_PINS = frozenset({"", "0000", "1234", "12345678", "changeme", "change-me",
                                "password", "secret", "pin", "so-pin", "user-pin"})
@@ -28,7 +32,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("var"))
     database_url: str | None = None
-    base_url: str = "http://127.0.0.1:8000"
+    # JPKI_BASE_URL: the public address, written into certificates and CRLs (jpki.urls). Unset,
+    # `jpki serve` derives it from the address it listens on (for_server); other commands use
+    # DEFAULT_BASE_URL.
+    base_url: str | None = None
     recipe: Path | None = None
     hsm_module: str | None = None
     hsm_user_pin: SecretStr | None = None
@@ -58,6 +65,34 @@ class Settings(BaseSettings):
     auth_concurrency: int = Field(default=4, ge=1, le=64)
     auth_legacy_workers: int = Field(default=1, ge=1, le=16)
     auth_legacy_queue: int = Field(default=4, ge=0, le=1_000)
+
+    @property
+    def public_base_url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL
+
+    def for_server(self, host: str, port: int) -> tuple[Settings, str | None]:
+        """These settings for a server listening on ``host``:``port``, and a warning for the
+        operator, if any.
+
+        A URL written into a certificate is a promise for its lifetime: without JPKI_BASE_URL the
+        URLs name the address actually served, not a default port nobody listens on (a station
+        would otherwise fail only at "write certificates" and revoke what it issued). When
+        JPKI_BASE_URL is set it wins — it is the public address, perhaps a proxy's — but a
+        disagreement with the served address is worth one warning.
+        """
+        served = served_base_url(host, port)
+        if self.base_url is None:
+            warning = None
+            if host.strip().strip("[]") in WILDCARD_HOSTS:
+                warning = (f"listening on every address ({host}) without JPKI_BASE_URL: "
+                           f"certificates and CRLs name {served}, which only this machine "
+                           "reaches; set JPKI_BASE_URL to the address clients use")
+            return self.model_copy(update={"base_url": served}), warning
+        if reaches(self.base_url, host, port):
+            return self, None
+        return self, (f"JPKI_BASE_URL is {self.base_url} but this server listens on {served}: "
+                      f"certificates and CRLs name {self.base_url}, right only if it reaches "
+                      "this server (a reverse proxy, a port mapping)")
 
     @property
     def resolved_data_dir(self) -> Path:

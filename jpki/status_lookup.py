@@ -20,13 +20,13 @@ the CRLs stop listing revoked ones after expiry, so the relying party checks val
 (:class:`StatusRows`), the way the OCSP responder keeps its signed responses: every status
 change (revocation, hold, release, abandonment) writes ``revocation_recorded_at``
 (jpki.revocation.set_revocation, release_hold), and the same "changed since" poll that
-refreshes OCSP's cache (``status_changed_since``, re-reading the last second) corrects the kept
+refreshes OCSP's cache (``status_changes_since``, re-reading a few seconds) corrects the kept
 rows. The poll runs on demand, on the calls' own path: a call finding the last poll older than
 :data:`REFRESH_SECONDS` polls first (one statement, a few times a second at most); a call that
 finds another call polling answers from the rows as they are, only while the last completed
 poll is younger than :data:`MAX_STALE_SECONDS`, else it waits for the poll. So a status change
 committed at *t* is in every answer given from *t* + 1 s on — the bound of OCSP's own refresh
-(api.app.OCSP_REFRESH_SECONDS, then re-signing) — whether or not a background task runs.
+(jpki.status_feed.POLL_SECONDS, then re-signing) — whether or not a background task runs.
 Unknown serials are never kept (a serial unknown now may be issued a moment later): they are
 read from the store on every call, with the misses of the call, in one statement in a read-only
 unit of work. Nothing kept is personal data (serial, kind, status, notAfter, revocation).
@@ -45,7 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
@@ -56,14 +56,14 @@ from jpki.model import CertStatus, StatusRow
 from jpki.ports import Clock, UnitOfWorkFactory
 from jpki.relying_parties import RpContext
 from jpki.serials import parse_serial
+from jpki.status_feed import LOOKBACK, POLL_SECONDS
 
 MAX_BATCH = 1000
 _CANONICAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
 SCOPE = "status"
-# The pace and the look-back of the OCSP responder's refresh (api.app.OCSP_REFRESH_SECONDS,
-# jpki.ocsp.OcspResponder.refresh), so that both answer from the same changes.
-REFRESH_SECONDS = 0.25
-LOOKBACK = timedelta(seconds=1)
+# The pace and the look-back of the OCSP responder's refresh: both read the status-change feed
+# the same way (jpki.status_feed), so that both answer from the same changes.
+REFRESH_SECONDS = POLL_SECONDS
 # The oldest poll an answer may rest on: a change is in every answer from a second on.
 MAX_STALE_SECONDS = 1.0
 CACHE_SIZE = 200_000  # rows kept (about 60 MB when full); the oldest quarter goes first
@@ -237,8 +237,8 @@ class StatusRows:
         moved_back = watermark is not None and now < watermark
         mark = (now if watermark is None or moved_back else watermark) - LOOKBACK
         with self._read_uow() as uow:
-            changed = {c.serial: _Kept(StatusRow.of(c))
-                       for c in uow.certificates.status_changed_since(mark)}
+            changed = {c.row.serial: _Kept(c.row)
+                       for c in uow.certificates.status_changes_since(mark)}
         with self._lock:
             self._epoch += 1
             if moved_back:

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/stations", tags=["counter"])
 @router.post("/proofings", status_code=201, response_model=ProofingOut)
 def record_proofing(body: ProofingIn, actor: StationDep, services: ServicesDep) -> ProofingOut:
     """Record the identity documents checked at the counter; refused (422
-    `proofing.insufficient`) unless they satisfy one of the patterns A–E of the seed's table."""
+    `proofing.insufficient`) unless they satisfy one of the patterns A–E of reference §5."""
     evidence = Evidence(
         presence=body.presence,
         applicant_documents=tuple(Document(d.type, d.has_photo, d.issued_on)

@@ -211,9 +211,16 @@ class PhoneApp:
                             {"signed_data": self._signed_by_phone(doc, auth_pin)})
         return self._store(issued)
 
-    def status(self, *, sign_password: str | None = None) -> dict[str, str]:
-        """Each certificate in the phone and what the CA's OCSP responder says of it."""
+    def status(self, *, auth_pin: str, sign_password: str | None = None) -> dict[str, str]:
+        """Each certificate in the phone and what the CA's OCSP responder says of it.
+
+        The auth PIN is verified first, in this session: on an Android secure element
+        (JPKIAPGPSETOKEN) the auth certificate's EF is read-protected by it (reference §4.3), and
+        a fresh session — `jpki phone status` is one — has nothing verified. iOS tokens do not
+        need it; asking on every platform keeps the command the same everywhere.
+        """
         self.se.select_jpki_ap()
+        self.se.verify_pin(Pin.AUTH, auth_pin)
         slots = [(CertKind.MOBILE_AUTH, CertSlot.AUTH, CertSlot.AUTH_CA)]
         if sign_password is not None:
             self.se.verify_pin(Pin.SIGN, sign_password)

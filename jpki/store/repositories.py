@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from jpki.model import (
     Card,
     CardStatus,
     Certificate,
+    CertificateStateRow,
     CertKind,
     CertStatus,
     ClientCredentials,
@@ -31,7 +33,9 @@ from jpki.model import (
     ProofingRecord,
     Resident,
     RpStanding,
+    StatusChange,
     StatusRow,
+    StoredOcspResponse,
 )
 from jpki.municipalities import Municipality
 from jpki.store.tables import (
@@ -113,6 +117,9 @@ _T = certificates
 _STATUS_ROWS = select(_T.c.serial, _T.c.kind, _T.c.status, _T.c.not_after, _T.c.revoked_at,
                       _T.c.revocation_reason, _T.c.ca_generation_id).where(
     _T.c.serial.in_(bindparam("serials", expanding=True)))
+_STATUS_CHANGES = select(_T.c.serial, _T.c.kind, _T.c.status, _T.c.not_after, _T.c.revoked_at,
+                         _T.c.revocation_reason, _T.c.ca_generation_id,
+                         _T.c.revocation_recorded_at)
 
 
 class SqlCertificates:
@@ -189,13 +196,19 @@ class SqlCertificates:
             _T.c.id.desc())
         return self._s.execute(stmt).scalars().first()
 
-    def status_changed_since(self, since: datetime) -> Sequence[Certificate]:
+    def status_changes_since(self, since: datetime | None) -> Sequence[StatusChange]:
+        """The status-change feed (jpki.status_feed): every certificate whose status changed at
+        or after ``since`` (all that ever changed when None), without the DER columns."""
         # Every change of status writes revocation_recorded_at, a hold's release included
         # (jpki.revocation: set_revocation, release_hold), so its index alone answers this; an
         # OR with the unindexed hold_released_at scanned the table on every OCSP refresh poll
         # (232 ms at 10^6 rows on SQLite, four times a second: bench/ocsp.py).
-        stmt = select(_C).where(_T.c.revocation_recorded_at >= since)
-        return list(self._s.execute(stmt).scalars())
+        stmt = _STATUS_CHANGES.where(_T.c.revocation_recorded_at.is_not(None)) if since is None \
+            else _STATUS_CHANGES.where(_T.c.revocation_recorded_at >= since)
+        return [StatusChange(StatusRow(serial=r[0], kind=r[1], status=r[2], not_after=r[3],
+                                       revoked_at=r[4], revocation_reason=r[5],
+                                       ca_generation_id=r[6]), r[7])
+                for r in self._s.connection().execute(stmt)]
 
     def status_rows(self, serials: Sequence[str]) -> Sequence[StatusRow]:
         """What a status lookup needs of these serials (unknown ones are simply absent), read
@@ -215,6 +228,38 @@ class SqlCertificates:
                                  _T.c.status == CertStatus.ISSUED)
                 .order_by(_T.c.id.desc()))
         return self._s.execute(stmt).scalars().first()
+
+    def serial_boundary(self, after: str | None, count: int) -> str | None:
+        # Walks the unique index on serial: cost grows with ``count``, never with the table.
+        stmt = select(_T.c.serial)
+        if after is not None:
+            stmt = stmt.where(_T.c.serial > after)
+        stmt = stmt.order_by(_T.c.serial).offset(count - 1).limit(1)
+        found = self._s.execute(stmt).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def state_rows(self, after: str | None, upto: str | None,
+                   batch: int = 5_000) -> Iterator[CertificateStateRow]:
+        # Keyset pages on the serial index, without the DER columns: memory stays at one page
+        # however many certificates the range holds.
+        t = _T.c
+        last = after
+        while True:
+            stmt = select(t.serial, t.status, t.not_after, t.revoked_at, t.revocation_reason,
+                          t.hold_released_at, t.crl_entry)
+            if last is not None:
+                stmt = stmt.where(t.serial > last)
+            if upto is not None:
+                stmt = stmt.where(t.serial <= upto)
+            rows = self._s.execute(stmt.order_by(t.serial).limit(batch)).all()
+            for r in rows:
+                yield CertificateStateRow(
+                    serial=r[0], status=r[1], not_after=r[2], revoked_at=r[3],
+                    revocation_reason=r[4], hold_released_at=r[5],
+                    crl_entry=None if r[6] is None else bytes(r[6]))
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def linked_to(self, cert_id: int) -> Sequence[Certificate]:
         """Mobile certificates linked to a card certificate."""
@@ -285,7 +330,9 @@ class SqlOcspResponses:
         self.put_many([(generation_id, algorithm, serial, der, this_update, next_update)])
 
     def put_many(self, rows: Sequence[tuple[int, str, str, bytes, datetime, datetime]]) -> None:
-        """Upsert signed responses, in one statement (executemany) for the lot."""
+        """Upsert signed responses, in one statement (executemany) for the lot. A stored
+        response is never replaced by one produced earlier: a signer that read a status just
+        before a change committed must not undo the re-signing that followed the change."""
         if not rows:
             return
         dialect = self._s.get_bind().dialect.name
@@ -294,7 +341,8 @@ class SqlOcspResponses:
         self._s.execute(stmt.on_conflict_do_update(
             index_elements=["ca_generation_id", "hash_algorithm", "serial"],
             set_={"der": stmt.excluded.der, "this_update": stmt.excluded.this_update,
-                  "next_update": stmt.excluded.next_update}),
+                  "next_update": stmt.excluded.next_update},
+            where=ocsp_responses.c.this_update <= stmt.excluded.this_update),
             [{"ca_generation_id": g, "hash_algorithm": a, "serial": s, "der": d,
               "this_update": t, "next_update": n} for g, a, s, d, t, n in rows])
 
@@ -310,24 +358,71 @@ class SqlOcspResponses:
                 limit: int) -> list[tuple[int, str]]:
         """(generation id, serial) of unexpired certificates without a response signed since
         ``fresh_from`` for ``algorithm``."""
-        o = ocsp_responses.c
-        fresh = select(o.serial).where(o.ca_generation_id == _T.c.ca_generation_id,
-                                       o.serial == _T.c.serial, o.hash_algorithm == algorithm,
-                                       o.this_update >= fresh_from)
         stmt = (select(_T.c.ca_generation_id, _T.c.serial)
-                .where(_T.c.status != CertStatus.PENDING, _T.c.not_after >= now,
-                       ~fresh.exists()).order_by(_T.c.id).limit(limit))
+                .where(*_missing(algorithm, fresh_from, now)).order_by(_T.c.id).limit(limit))
         return [(int(r[0]), str(r[1])) for r in self._s.execute(stmt)]
 
-    def entries_for(self, serials: Sequence[str]) -> list[tuple[int, str, str, datetime]]:
-        o = ocsp_responses.c
-        out: list[tuple[int, str, str, datetime]] = []
+    def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
+                      limit: int) -> int:
+        """How many :meth:`missing` would list, counted up to ``limit``."""
+        inner = select(_T.c.id).where(*_missing(algorithm, fresh_from, now)).limit(limit)
+        return int(self._s.execute(select(func.count()).select_from(inner.subquery()))
+                   .scalar() or 0)
+
+    def entries_for(self, serials: Sequence[str]) -> list[StoredOcspResponse]:
+        """Every stored response for these serials (any generation and hash algorithm)."""
+        out: list[StoredOcspResponse] = []
         for i in range(0, len(serials), 500):
-            rows = self._s.execute(select(o.ca_generation_id, o.hash_algorithm, o.serial,
-                                          o.this_update)
-                                   .where(o.serial.in_(serials[i:i + 500])))
-            out += [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+            rows = self._s.execute(_STORED.where(
+                ocsp_responses.c.serial.in_(serials[i:i + 500])))
+            out += [_stored(r) for r in rows]
         return out
+
+    def oldest_servable(self, now: datetime) -> datetime | None:
+        """The production time of the oldest stored response that has not expired at ``now``:
+        nothing older can be served (jpki.status_feed)."""
+        o = ocsp_responses.c
+        value: datetime | None = self._s.execute(
+            select(func.min(o.this_update)).where(o.next_update > now)).scalar()
+        return value
+
+    def delete(self, keys: Sequence[tuple[int, str, str]]) -> None:
+        """Delete these stored responses ((generation id, hash algorithm, serial) each)."""
+        if not keys:
+            return
+        o = ocsp_responses.c
+        self._s.execute(ocsp_responses.delete().where(
+            o.ca_generation_id == bindparam("g"), o.hash_algorithm == bindparam("a"),
+            o.serial == bindparam("s")), [{"g": g, "a": a, "s": s} for g, a, s in keys])
+
+    def stored_after(self, after: tuple[int, str, str] | None,
+                     limit: int) -> list[StoredOcspResponse]:
+        """Stored responses in key order, from the one after ``after`` (keyset pagination: a
+        scan of millions of rows in bounded memory, each page one index range read)."""
+        o = ocsp_responses.c
+        stmt = _STORED
+        if after is not None:
+            stmt = stmt.where(tuple_(o.ca_generation_id, o.hash_algorithm, o.serial)
+                              > tuple_(*after))
+        stmt = stmt.order_by(o.ca_generation_id, o.hash_algorithm, o.serial).limit(limit)
+        return [_stored(r) for r in self._s.execute(stmt)]
+
+
+def _missing(algorithm: str, fresh_from: datetime, now: datetime) -> list[Any]:
+    o = ocsp_responses.c
+    fresh = select(o.serial).where(o.ca_generation_id == _T.c.ca_generation_id,
+                                   o.serial == _T.c.serial, o.hash_algorithm == algorithm,
+                                   o.this_update >= fresh_from)
+    return [_T.c.status != CertStatus.PENDING, _T.c.not_after >= now, ~fresh.exists()]
+
+
+_STORED = select(ocsp_responses.c.ca_generation_id, ocsp_responses.c.hash_algorithm,
+                 ocsp_responses.c.serial, ocsp_responses.c.der, ocsp_responses.c.this_update,
+                 ocsp_responses.c.next_update)
+
+
+def _stored(r: Sequence[Any]) -> StoredOcspResponse:
+    return StoredOcspResponse(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), r[4], r[5])
 
 
 class SqlProofings:
@@ -486,3 +581,23 @@ class SqlAudit:
     def count(self) -> int:
         return int(self._s.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
+    def about_subjects(self, actions: Sequence[str], after: str | None, upto: str | None,
+                       batch: int = 5_000) -> Iterator[AuditRecord]:
+        # The subject range is compared in SQL, as state_rows compares serials, so both use the
+        # database's collation and the ranges of the two tables are the same sets of strings.
+        a = audit_log.c
+        last = 0
+        while True:
+            stmt = select(audit_log).where(a.seq > last, a.action.in_(list(actions)))
+            if after is not None:
+                stmt = stmt.where(a.subject > after)
+            if upto is not None:
+                stmt = stmt.where(a.subject <= upto)
+            rows = self._s.execute(stmt.order_by(a.seq).limit(batch)).all()
+            for r in rows:
+                yield AuditRecord(seq=int(r.seq), at=r.at, actor=r.actor, action=r.action,
+                                  subject=r.subject, payload=r.payload, prev_mac=r.prev_mac,
+                                  mac=r.mac)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1].seq)

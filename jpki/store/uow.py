@@ -85,12 +85,22 @@ class SqlUnitOfWork:
 
 
 class UnitOfWorkFactory:
-    """Callable that opens units of work on one engine (the core's ``UnitOfWorkFactory``)."""
+    """Callable that opens units of work on one engine (the core's ``UnitOfWorkFactory``).
 
-    def __init__(self, engine: Engine) -> None:
+    With ``snapshot``, every unit of work reads one snapshot of the database from its first
+    statement to its end, whatever commits meanwhile — for checks that read several tables in
+    several statements and compare them (jpki.audit_state). SQLite gives that to any transaction
+    in WAL mode (on the read-only engine, without blocking writers); PostgreSQL's default READ
+    COMMITTED takes a new snapshot per statement, so there it runs in REPEATABLE READ.
+    """
+
+    def __init__(self, engine: Engine, *, snapshot: bool = False) -> None:
         map_entities()
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        bind = engine
+        if snapshot and engine.dialect.name == "postgresql":
+            bind = engine.execution_options(isolation_level="REPEATABLE READ")
+        self._sessions = sessionmaker(bind, expire_on_commit=False, autoflush=True)
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._sessions)

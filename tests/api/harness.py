@@ -37,7 +37,7 @@ PROBLEM_JSON = "application/problem+json"
 ISSUE = "/v1/stations/certificates"
 RENEW = "/v1/stations/renewals"
 PROOFINGS = "/v1/stations/proofings"
-# The applicant at the counter with two 本人確認書類 甲 (pattern B of the seed's table).
+# The applicant at the counter with two 本人確認書類 甲 (pattern B, reference §5).
 IN_PERSON_B: dict[str, Any] = {
     "presence": "in_person",
     "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}],

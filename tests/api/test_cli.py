@@ -545,6 +545,73 @@ def test_audit_verify_detects_tampering_through_the_cli(base: Base, tmp_path: Pa
     assert earlier.rc == 0 and earlier.out.startswith(f"audit chain OK: {n} records"), earlier
 
 
+def test_audit_verify_state_finds_certificates_changed_behind_the_log(
+        base: Base, tmp_path: Path, public_keys: KeyMaker) -> None:
+    """The chain proves the log; `--state` replays it against the certificates' rows."""
+    d = copy_data_dir(base.data_dir, tmp_path / "data")
+    resident = add_resident(d)
+    auth, sign = (jpki_ok("cert", "issue", "--resident", resident, "--kind", kind,
+                          "--public-key", public_keys(tmp_path), "--out", tmp_path / f"{kind}.pem",
+                          data_dir=d)["serial"] for kind in ("auth", "sign"))
+    revoked = jpki_ok("cert", "revoke", "--serial", auth, "--reason", "keyCompromise",
+                      data_dir=d)
+    clean = jpki_ok("audit", "verify", "--state", data_dir=d)
+    assert clean["ok"] is True and clean["head"] == head_in_db(d)
+    assert clean["state"]["certificates"] == 2 and clean["state"]["ok"] is True, clean
+    assert (clean["state"]["mismatches"], clean["state"]["without_issuance_record"],
+            clean["state"]["without_row"], clean["state"]["not_checkable"]) == ([], [], [], {})
+
+    forged = "abcdef0123456789abcdef"
+    cases: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
+        "un-revoked": [("UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL, "
+                        "crl_entry = NULL WHERE serial = ?", (auth,))],
+        "inserted": [("INSERT INTO certificates (serial, kind, resident_id, card_id, "
+                      "ca_generation_id, status, not_before, not_after, shard, registry_source, "
+                      "public_key_sha256, der, delivery_required, created_at, updated_at) "
+                      "SELECT ?, kind, resident_id, card_id, ca_generation_id, status, "
+                      "not_before, not_after, shard, registry_source, public_key_sha256, der, "
+                      "delivery_required, created_at, updated_at FROM certificates "
+                      "WHERE serial = ?", (forged, sign))],
+    }
+    calls = []
+    for name, statements in cases.items():
+        copy = copy_data_dir(d, tmp_path / name)
+        _tamper(copy / "jpki.db", *statements)
+        calls += [(("audit", "verify", "--state", "--json"), {"data_dir": copy}),
+                  (("audit", "verify", "--state"), {"data_dir": copy})]
+    calls.append((("audit", "verify", "--json"), {"data_dir": tmp_path / "un-revoked"}))
+    unrevoked_json, unrevoked_text, inserted_json, inserted_text, chain_only = \
+        concurrently(*calls)
+
+    for run in (unrevoked_json, inserted_json):
+        assert run.rc != 0, run
+        assert run.error()["code"] == "audit.state_mismatch", run.err
+    for run in (unrevoked_text, inserted_text):
+        assert run.rc != 0 and run.out.startswith("audit chain OK: "), run
+        assert "\ncertificate state differs: " in run.out, run.out
+        assert run.err.startswith("error: audit.state_mismatch: "), run.err
+        assert run.err.count("\n") == 1, run.err
+    state = json.loads(unrevoked_json.out)
+    assert state["ok"] is False and state["state"]["mismatch_count"] == 2, state
+    (revoked_at, reason) = state["state"]["mismatches"]
+    assert (revoked_at["serial"], revoked_at["field"], revoked_at["found"]) == \
+        (auth, "revoked_at", None)
+    assert datetime.fromisoformat(revoked_at["expected"]) == \
+        datetime.fromisoformat(revoked["revoked_at"])
+    assert reason == {"serial": auth, "field": "revocation_reason",
+                      "expected": "keyCompromise", "found": None}
+    assert f"{auth} revocation_reason: expected keyCompromise, found None" in unrevoked_text.out
+    state = json.loads(inserted_json.out)["state"]
+    assert (state["mismatches"], state["certificates"]) == ([], 3), state
+    assert state["without_issuance_record"] == [{
+        "serial": forged, "status": "issued",
+        "missing": ["certificate.signing", "certificate.issued"]}]
+    assert f"{forged} (issued): no certificate.signing, certificate.issued record" in \
+        inserted_text.out
+    # Without --state the un-revoking goes unseen: the log itself was not touched.
+    assert chain_only.json()["ok"] is True
+
+
 # --- 5. durability of an acknowledged revocation ------------------------------------------------
 
 
@@ -565,14 +632,15 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def _start_server(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         server = subprocess.Popen([*_command(), "serve", "--data-dir", str(data_dir), "--host",
                                    "127.0.0.1", "--port", str(port)], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=data_dir.parent, env=_env(),
-                                  umask=0o022)
+                                  stderr=subprocess.STDOUT, cwd=data_dir.parent,
+                                  env=env or _env(), umask=0o022)
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
@@ -644,6 +712,8 @@ def test_acknowledged_revocations_survive_sigkill_of_the_server(
     *shown, verified = concurrently(
         *[(("cert", "show", "--serial", s, "--json"), {"data_dir": d}) for s in serials],
         (("audit", "verify", "--json"), {"data_dir": d}))
+    state = jpki_ok("audit", "verify", "--state", data_dir=d)["state"]
+    assert state["ok"] is True and state["certificates"] == 6, state
     for ack, run in zip(acked, shown, strict=False):
         view = run.json()
         assert (view["status"], view["revocation_reason"]) == ("revoked", "keyCompromise"), view

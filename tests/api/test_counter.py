@@ -2,7 +2,7 @@
 sweep of certificates never delivered, and designated post offices.
 
 reference §5: issuance, renewal and PIN resets happen only at the window after identity
-proofing (the seed's table 「マイナンバーカード交付時の本人確認書類等」); §3.2: a certificate
+proofing (reference §5, 「マイナンバーカード交付時の本人確認書類等」); §3.2: a certificate
 destroyed before delivery is revoked with reason unspecified.
 """
 

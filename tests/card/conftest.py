@@ -240,7 +240,7 @@ AUTH_TOKEN = "JPKI (User Authentication PIN)"  # OpenSC: one PKCS#11 slot per PI
 SIGN_TOKEN = "JPKI (Digital Signature PIN)"
 STATION_AUTH_PIN = "4826"
 STATION_SIGN_PASSWORD = "KIYOSE2026"
-# Pattern B (reference §1.3): in person, two photo documents.
+# Pattern B (reference §5): in person, two photo documents.
 IN_PERSON_B: dict[str, Any] = {
     "presence": "in_person",
     "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}

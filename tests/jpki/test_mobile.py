@@ -1,4 +1,5 @@
-"""Smartphone certificates: every rule of the seed (移動端末設備用電子証明書) and its refusals."""
+"""Smartphone certificates (移動端末設備用電子証明書): every rule of reference §2 and its
+refusals."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def test_an_application_signed_with_the_card_issues_both_linked_certificates(
                              certs[CertKind.MOBILE_AUTH].serial: card[CertKind.CARD_AUTH].serial}
     sign = x509.load_der_x509_certificate(certs[CertKind.MOBILE_SIGN].der)
     auth = x509.load_der_x509_certificate(certs[CertKind.MOBILE_AUTH].der)
-    # Distinguishable from card certificates: their own policy OIDs (certs-dev/recipe.toml).
+    # Distinguishable from card certificates: their own policy OIDs (jpki/data/recipe.toml).
     assert [p.policy_identifier.dotted_string for p in sign.extensions.get_extension_for_class(
         x509.CertificatePolicies).value] == ["1.2.392.200149.8.5.1.1.40"]
     assert [p.policy_identifier.dotted_string for p in auth.extensions.get_extension_for_class(

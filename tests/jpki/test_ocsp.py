@@ -449,3 +449,236 @@ def test_openssl_reports_an_issuer_we_do_not_serve(live_server, pair, tmp_path):
              .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC)).sign(key, hashes.SHA256()))
     result = run_openssl_ocsp(live_server, tmp_path, other, 99)
     assert "unauthorized" in (result.stdout + result.stderr).lower()
+
+
+# --- restarts, gaps and what is stored (jpki.status_feed) -----------------------------------
+
+
+def restarted(services, **kwargs):
+    """The responder of a process that just started: nothing kept in memory, no poll made."""
+    return OcspResponder(services.uow, services.keys, services.clock, services.recipe,
+                         services.cas, **kwargs)
+
+
+def stored_response(services, cert, algorithm="sha1"):
+    """(DER, thisUpdate, nextUpdate) stored for ``cert`` (of either CA), or None."""
+    with services.uow() as uow:
+        ca = CaKind.SIGN if cert.issuer == ca_cert(services).subject else CaKind.AUTH
+        return uow.ocsp.get(uow.cas.current(ca).id, algorithm, format(cert.serial_number, "x"))
+
+
+def execute(services, sql, **params):
+    from sqlalchemy import text
+
+    with services.uow.engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+@pytest.mark.parametrize("after", [timedelta(0), timedelta(seconds=30), timedelta(minutes=20)])
+def test_a_new_process_never_serves_a_response_the_store_contradicts(services, pair, clock,
+                                                                     after):
+    """Revoked while no process refreshed — killed between the acknowledgement and the poll,
+    or `jpki cert revoke` while the server was down — then a new process starts, however long
+    after: the stored "good" is neither served nor kept."""
+    _, certs = pair
+    sign = certs[CertKind.CARD_SIGN]
+    der = request(sign, ca_cert(services))
+    assert status_of(services.ocsp.respond(der).der).certificate_status is \
+        ocsp.OCSPCertStatus.GOOD
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.KEY_COMPROMISE)
+    clock.advance(seconds=after.total_seconds())
+    resp = status_of(restarted(services).respond(der).der)
+    assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert resp.revocation_reason is x509.ReasonFlags.key_compromise
+    stored = status_of(stored_response(services, sign)[0])
+    assert stored.certificate_status is ocsp.OCSPCertStatus.REVOKED
+
+
+def test_the_first_poll_of_a_new_process_replaces_what_it_contradicts(services, pair, clock):
+    _, certs = pair
+    sign, auth = certs[CertKind.CARD_SIGN], certs[CertKind.CARD_AUTH]
+    services.ocsp.respond(request(sign, ca_cert(services)))
+    services.ocsp.respond(request(auth, ca_cert(services, CaKind.AUTH)))
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.CESSATION_OF_OPERATION)
+    clock.advance(minutes=5)
+    fresh = restarted(services)
+    assert fresh.refresh() == 1  # the stored response of the revoked one, not the other
+    assert status_of(stored_response(services, sign)[0]).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+    assert fresh.refresh() == 0  # re-reading the change signs nothing: what is stored agrees
+
+
+def test_a_released_hold_is_good_after_a_restart(services, clock, now_clock):
+    from tests.holder_kit import new_holder
+    from tests.phone_kit import spki
+
+    pool = [rsa.generate_private_key(65537, 2048) for _ in range(5)]
+    holder = new_holder(services, pool)
+    phone = holder.enrol_phone()
+    auth_der = phone.certs[CertKind.MOBILE_AUTH]
+    auth = x509.load_der_x509_certificate(auth_der)
+    der = request(auth, ca_cert(services, CaKind.AUTH))
+    callcentre = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
+    services.mobile.hold(callcentre, holder.resident_id)
+    services.ocsp.refresh()
+    held = status_of(services.ocsp.respond(der).der)
+    assert held.revocation_reason is x509.ReasonFlags.certificate_hold
+    # Found: the holder lifts the suspension from the phone while the server is down.
+    clock.advance(minutes=1)
+    new_sign = pool.pop()
+    challenge = services.mobile.new_challenge("lift")[0]
+    services.mobile.lift_suspension(holder.sign_as(
+        holder.mobile_serials[CertKind.MOBILE_AUTH],
+        {"type": "jpki-mobile-lift/1", "challenge": base64.b64encode(challenge).decode(),
+         "device": phone.device_id, "sign_public_key": base64.b64encode(spki(new_sign)).decode(),
+         "sign_pop": phone.pop(challenge, CertKind.MOBILE_SIGN, key=new_sign)}))
+    clock.advance(minutes=3)
+    assert status_of(restarted(services).respond(der).der).certificate_status is \
+        ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_failed_poll_leaves_the_window_for_the_next(services, pair, clock, monkeypatch):
+    _, certs = pair
+    sign = certs[CertKind.CARD_SIGN]
+    der = request(sign, ca_cert(services))
+    responder = restarted(services, reconcile_seconds=1e9)  # only incremental polls below
+    responder.respond(der)
+    assert responder.refresh() == 0
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.KEY_COMPROMISE)
+    original = responder._correct
+    monkeypatch.setattr(responder, "_correct", lambda *a: (_ for _ in ()).throw(
+        ConnectionError("the database went away")))
+    clock.advance(seconds=1)
+    with pytest.raises(ConnectionError):
+        responder.refresh()
+    monkeypatch.setattr(responder, "_correct", original)
+    clock.advance(minutes=2)  # far beyond the look-back of an ordinary poll
+    assert responder.refresh() == 1
+    assert status_of(responder.respond(der).der).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+
+
+def test_a_change_that_slipped_past_the_polls_is_caught_by_the_reconciliation(
+        services, pair, clock):
+    """A change stamped long before it became visible (a transaction that lagged, a writer
+    whose clock lagged) is missed by the polls' look-back and caught by the periodic
+    reconciliation of everything that may still be served."""
+    _, certs = pair
+    sign = certs[CertKind.CARD_SIGN]
+    der = request(sign, ca_cert(services))
+    ticks = [0.0]
+    responder = restarted(services, reconcile_seconds=60, monotonic=lambda: ticks[0])
+    responder.respond(der)
+    signed_at = clock.now()
+    clock.advance(minutes=10)
+    responder.refresh()
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.KEY_COMPROMISE)
+    execute(services, "UPDATE certificates SET revocation_recorded_at = :at WHERE serial = :s",
+            at=(signed_at + timedelta(minutes=1)).replace(tzinfo=None),
+            s=format(sign.serial_number, "x"))
+    clock.advance(seconds=1)
+    ticks[0] = 1.0
+    assert responder.refresh() == 0  # the look-back does not reach that far
+    ticks[0] = 61.0
+    assert responder.refresh() == 1
+    assert status_of(responder.respond(der).der).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+
+
+def test_a_response_signed_before_a_change_cannot_replace_a_later_one(services, pair, clock):
+    """A signer that read the status just before a revocation committed stores its "good"
+    after the refresh re-signed: the store keeps the later response, and the next poll fixes
+    what a process keeps in memory."""
+    _, certs = pair
+    sign = certs[CertKind.CARD_SIGN]
+    der = request(sign, ca_cert(services))
+    stale = services.ocsp.respond(der).der
+    key_args = stored_response(services, sign)
+    clock.advance(seconds=2)
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.KEY_COMPROMISE)
+    assert services.ocsp.refresh() == 1
+    with services.uow() as uow:
+        gid = uow.cas.current(CaKind.SIGN).id
+        serial = format(sign.serial_number, "x")
+        uow.ocsp.put(gid, "sha1", serial, stale, key_args[1], key_args[2])
+        uow.commit()
+    assert status_of(stored_response(services, sign)[0]).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+    # Stored by force (a racing writer that deleted first): the next poll corrects it.
+    with services.uow() as uow:
+        uow.ocsp.delete([(gid, "sha1", serial)])
+        uow.ocsp.put(gid, "sha1", serial, stale, key_args[1], key_args[2])
+        uow.commit()
+    fresh = restarted(services)
+    assert status_of(fresh.respond(der).der).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+
+
+def test_verify_stored_finds_and_repairs_what_contradicts_the_store(services, pair, clock):
+    _, certs = pair
+    sign, auth = certs[CertKind.CARD_SIGN], certs[CertKind.CARD_AUTH]
+    services.ocsp.respond(request(sign, ca_cert(services)))
+    services.ocsp.respond(request(sign, ca_cert(services), algorithm=hashes.SHA256()))
+    services.ocsp.respond(request(auth, ca_cert(services, CaKind.AUTH)))
+    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+                               RevocationReason.KEY_COMPROMISE)  # no poll: both stale
+    auth_serial = format(auth.serial_number, "x")
+    with services.uow() as uow:  # the auth response's signature damaged in the database
+        der = bytearray(uow.ocsp.entries_for([auth_serial])[0].der)
+    at = bytes(der).index(status_of(bytes(der)).signature)
+    der[at + 100] ^= 0x01
+    execute(services, "UPDATE ocsp_responses SET der = :d WHERE serial = :s", d=bytes(der),
+            s=auth_serial)
+
+    check = services.ocsp.verify_stored(repair=False)
+    assert (check.checked, check.expired, check.contradicted, check.resigned) == (3, 0, 3, 0)
+    reasons = {(f.serial, f.hash_algorithm): f.why for f in check.findings}
+    sign_serial = format(sign.serial_number, "x")
+    assert reasons == {(sign_serial, "sha1"): "says good, the store says revoked",
+                       (sign_serial, "sha256"): "says good, the store says revoked",
+                       (auth_serial, "sha1"): "its signature does not verify"}
+    assert services.ocsp.verify_stored(repair=False).contradicted == 3  # nothing changed
+
+    repaired = services.ocsp.verify_stored()
+    assert (repaired.contradicted, repaired.resigned) == (3, 3)
+    again = services.ocsp.verify_stored(repair=False)
+    assert (again.checked, again.contradicted) == (3, 0)
+    assert status_of(stored_response(services, sign)[0]).certificate_status is \
+        ocsp.OCSPCertStatus.REVOKED
+
+    clock.advance(hours=2)  # every response has expired: nothing to check, nothing served
+    later = services.ocsp.verify_stored(repair=False)
+    assert (later.checked, later.expired, later.contradicted) == (0, 3, 0)
+
+
+def test_verify_stored_finds_a_response_for_another_certificate(services, pair):
+    _, certs = pair
+    sign, auth = certs[CertKind.CARD_SIGN], certs[CertKind.CARD_AUTH]
+    services.ocsp.respond(request(sign, ca_cert(services)))
+    services.ocsp.respond(request(auth, ca_cert(services, CaKind.AUTH)))
+    with services.uow() as uow:  # the signing certificate's row given the auth response
+        auth_der = uow.ocsp.entries_for([format(auth.serial_number, "x")])[0].der
+    execute(services, "UPDATE ocsp_responses SET der = :d WHERE serial = :s", d=auth_der,
+            s=format(sign.serial_number, "x"))
+    check = services.ocsp.verify_stored(repair=False)
+    assert [f.why for f in check.findings] == ["its CertID names another certificate or issuer"]
+
+
+def test_what_operators_watch_the_presign_backlog_and_the_feed_lag(services, pair, clock):
+    responder = restarted(services)
+    assert responder.feed_lag_seconds() is None  # never polled
+    assert responder.presign_backlog() == 2  # the pair, nothing signed ahead yet
+    assert responder.presign_missing() == 2
+    assert responder.presign_backlog() == 0
+    responder.refresh()
+    clock.advance(seconds=7)
+    assert responder.feed_lag_seconds() == 7.0  # polls stopped seven seconds ago
+    responder.refresh()
+    assert responder.feed_lag_seconds() == 0.0
+    clock.advance(minutes=31)  # past half-life: both due again
+    assert responder.presign_backlog() == 2

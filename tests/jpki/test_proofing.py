@@ -1,4 +1,5 @@
-"""jpki.proofing: the seed's table 「マイナンバーカード交付時の本人確認書類等」 (2020-12-28).
+"""jpki.proofing: the table of reference §5, 「マイナンバーカード交付時の本人確認書類等」
+(2020-12-28).
 
 Pure rules, no database. Each pattern is accepted with its minimal documents and refused with any
 one of them taken away; the proxy patterns need the proxy's own documents ("同左"), the applicant's,

@@ -5,8 +5,13 @@ phone like a card, a lost phone held by the call centre, found and lifted, check
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +34,21 @@ pytestmark = pytest.mark.hsm
 CA_OPERATOR = Principal.local_operator("test")
 IN_PERSON_B = {"presence": "in_person",
                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def jpki_command() -> list[str]:
+    script = Path(sys.executable).parent / "jpki"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+def cli_env() -> dict[str, str]:
+    # A developer's JPKI_* variables must not leak into the command.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JPKI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
 
 
 def token(emulator: JpkiCardEmulator) -> JpkiCard:
@@ -74,8 +94,22 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     serials = phone.apply(token(card), card_password="CARD2026", auth_pin="4321",
                           sign_password="PHONE99")
     assert set(serials) == {CertKind.MOBILE_SIGN.value, CertKind.MOBILE_AUTH.value}
-    assert phone.status(sign_password="PHONE99") == {"mobile_auth": "good",
-                                                      "mobile_sign": "good"}
+    assert phone.status(auth_pin="4321", sign_password="PHONE99") == {
+        "mobile_auth": "good", "mobile_sign": "good"}
+
+    # 1b. `jpki phone status` on the default (Android) platform, in a process of its own: a
+    #     fresh secure-element session in which nothing is verified — the auth certificate is
+    #     read only after the auth PIN (reference §4.3), which the command asks for.
+    status = subprocess.run(
+        [*jpki_command(), "phone", "status", "--state", str(phone_state), "--api", served.url,
+         "--device", "pixel-8a", "--auth-pin", "4321", "--json"],
+        capture_output=True, text=True, timeout=120, check=False, env=cli_env())
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == {"mobile_auth": "good"}
+    fresh = PhoneApp(api=served.url, se=token(JpkiCardEmulator.open(phone_state)),
+                     issuer_key=issuer, device_ref="pixel-8a")
+    assert fresh.status(auth_pin="4321", sign_password="PHONE99") == {
+        "mobile_auth": "good", "mobile_sign": "good"}
 
     # 2. A relying party's reader sees a JPKI-AP token with the phone's label; on an Android
     #    token the auth certificate too is behind its PIN (reference §4.3).
@@ -94,21 +128,21 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     r = httpx.post(served.url + "/v1/callcenter/holds", json={"resident_id": rid},
                    auth=(centre.client.client_id, centre.client_secret))
     assert r.status_code == 200 and len(r.json()["held"]) == 2
-    held = wait_for(lambda: phone.status(sign_password="PHONE99") == {
+    held = wait_for(lambda: phone.status(auth_pin="4321", sign_password="PHONE99") == {
         "mobile_auth": "revoked (certificateHold)", "mobile_sign": "revoked (certificateHold)"})
     assert held
 
     # 4. Found: the holder lifts the suspension from the phone.
     new = phone.lift_suspension(phone.device_id, auth_pin="4321", sign_password="PHONE88")
     assert new["mobile_sign"] != serials["mobile_sign"]
-    assert wait_for(lambda: phone.status(sign_password="PHONE88") == {
+    assert wait_for(lambda: phone.status(auth_pin="4321", sign_password="PHONE88") == {
         "mobile_auth": "good", "mobile_sign": "good"})
 
     # 5. A check-in, then the phone is sold: the holder revokes it.
     assert phone.check_in(phone.device_id, auth_pin="4321")["device_id"] == phone.device_id
     revoked = phone.revoke(phone.device_id, auth_pin="4321", reason="sale")
     assert {r["serial"] for r in revoked} == {serials["mobile_auth"], new["mobile_sign"]}
-    assert wait_for(lambda: phone.status(sign_password="PHONE88") == {
+    assert wait_for(lambda: phone.status(auth_pin="4321", sign_password="PHONE88") == {
         "mobile_auth": "revoked (cessationOfOperation)",
         "mobile_sign": "revoked (cessationOfOperation)"})
     # The card's own certificates are untouched.
