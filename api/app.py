@@ -13,19 +13,30 @@ from typing import IO
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import problems
+from api import metrics, problems
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
+from api.jobs import (
+    ABANDON_STALE_INTENTS,
+    PUBLISH_CRLS,
+    RENEW_RESPONDERS,
+    SWEEP_UNDELIVERED,
+    JobRunner,
+    RefreshReport,
+)
 from api.limits import BodyLimit
 from api.ocsp_http import OcspEndpoint
+from api.probes import Probes
+from api.request_log import observe_request
 from api.routers import (
     cards,
     certificates,
     counter,
     crl,
     mobile,
+    operations,
     public,
     relying_parties,
     residents,
@@ -38,13 +49,17 @@ from jpki.status_feed import POLL_SECONDS
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
+# How often each process samples the resources it holds for the metrics (api.metrics.sample)
+# and adds its OCSP tally to them (api.metrics.MeteredOcsp).
+SAMPLE_SECONDS = 1.0
 
 
 class JpkiApp(FastAPI):
-    """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and
-    credentials whose failure budget is spent refused there too (api.auth_guard)."""
+    """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and every
+    other request under a request id, logged and measured (api.request_log) — those whose
+    credentials' failure budget is spent refused before routing too (api.auth_guard)."""
 
-    ocsp_endpoint: OcspEndpoint
+    ocsp_endpoint: ASGIApp
     auth_guard: AuthGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,33 +68,66 @@ class JpkiApp(FastAPI):
             if path == "/ocsp" or path.startswith("/ocsp/"):
                 await self.ocsp_endpoint(scope, receive, send)
                 return
-            if await self.auth_guard(scope, send):
-                return
+            await observe_request(self._guarded, scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.auth_guard(scope, send):
+            await super().__call__(scope, receive, send)
 
-def maintenance(services: Services) -> None:
+
+def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
-    (architecture §3) and keep every CA generation's OCSP responder certificate fresh."""
+    (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
+    responder certificate fresh, publish the CRLs that are due. Each is a job of its own
+    (api.jobs): timed, logged, recorded, and not stopped by another's failure."""
     from jpki.ca import CeremonyReport
 
+    runner = runner or JobRunner(services)
     actor = Principal(actor="service:maintenance", role=None)
-    abandoned = services.issuance.abandon_stale(
-        actor, timedelta(seconds=services.settings.pending_timeout_seconds))
-    if abandoned:
-        log.warning("abandoned %d stale issuance intents", len(abandoned))
-    undelivered = services.counter.sweep_undelivered(actor)
-    if undelivered:
-        log.warning("revoked %d certificates never delivered to a card", len(undelivered))
-    report = CeremonyReport()
-    services.cas.ensure_responders(actor, report)
-    if report.created:
-        services.ocsp.reload()
-    due = services.crls.due()
-    for kind in ("full", "delta"):
-        scopes = [scope for scope, k in due if k == kind]
-        if scopes:
-            services.crls.publish_many(scopes, kinds=(kind,))
+
+    def abandon() -> dict[str, int]:
+        abandoned = services.issuance.abandon_stale(
+            actor, timedelta(seconds=services.settings.pending_timeout_seconds))
+        if abandoned:
+            log.warning("abandoned %d stale issuance intents", len(abandoned))
+        return {"abandoned": len(abandoned)}
+
+    def sweep() -> dict[str, int]:
+        undelivered = services.counter.sweep_undelivered(actor)
+        if undelivered:
+            log.warning("revoked %d certificates never delivered to a card", len(undelivered))
+        return {"revoked": len(undelivered)}
+
+    def responders() -> dict[str, int]:
+        report = CeremonyReport()
+        services.cas.ensure_responders(actor, report)
+        if report.created:
+            services.ocsp.reload()
+        return {"renewed": len(report.created)}
+
+    def crls() -> dict[str, int]:
+        due = services.crls.due()
+        published = {"full": 0, "delta": 0}
+        for kind in ("full", "delta"):
+            scopes = [scope for scope, k in due if k == kind]
+            if scopes:
+                published[kind] = len(services.crls.publish_many(scopes, kinds=(kind,)))
+        return published
+
+    runner.run(ABANDON_STALE_INTENTS, abandon)
+    runner.run(SWEEP_UNDELIVERED, sweep)
+    runner.run(RENEW_RESPONDERS, responders)
+    runner.run(PUBLISH_CRLS, crls)
+
+
+def _observed(app: FastAPI, services: Services) -> None:
+    """Bind the metrics to ``services`` and give the app the probes that read the database."""
+    metrics.bind(services)
+    with contextlib.suppress(Exception):  # the gauges of what this process holds, from the start
+        metrics.sample(services)
+    app.state.probes = Probes(services)
 
 
 def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
@@ -103,16 +151,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc: Services = services if services is not None else await run_in_threadpool(
             build_services, settings)
         app.state.services = svc
+        _observed(app, svc)
+        runner = JobRunner(svc)
+        refresh = RefreshReport(svc, runner)
         # With several workers, one of them (whoever holds the lock) does the housekeeping.
         lock = _maintenance_lock(svc.settings.resolved_data_dir)
         if lock is not None:
-            await run_in_threadpool(maintenance, svc)
+            await run_in_threadpool(maintenance, svc, runner)
 
         async def loop() -> None:
             while lock is not None:
                 await asyncio.sleep(MAINTENANCE_SECONDS)
                 try:
-                    await run_in_threadpool(maintenance, svc)
+                    await run_in_threadpool(maintenance, svc, runner)
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
@@ -130,16 +181,28 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 # The "within one second" promised for revocations, with room for re-signing.
                 await asyncio.sleep(POLL_SECONDS)
                 try:
-                    await run_in_threadpool(svc.ocsp.refresh)
+                    await run_in_threadpool(refresh.run)
                 except Exception as exc:  # keep serving; report the type only
                     log.error("OCSP refresh failed: %s", type(exc).__name__)
 
-        tasks = [asyncio.create_task(loop()), asyncio.create_task(ocsp_refresh())]
+        async def sample() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a gauge left stale, never a crash
+                    metrics.sample(svc)
+                    metrics.flush_ocsp(app)
+                await asyncio.sleep(SAMPLE_SECONDS)
+
+        tasks = [asyncio.create_task(loop()), asyncio.create_task(ocsp_refresh()),
+                 asyncio.create_task(sample())]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            with contextlib.suppress(Exception):
+                metrics.flush_ocsp(app)
+                await run_in_threadpool(refresh.report)
+            metrics.process_exiting()
             if lock is not None:
                 lock.close()
             if owned:
@@ -150,10 +213,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                               "JPKI: issuance, renewal, revocation, residents, cards.")
     if services is not None:
         app.state.services = services
-    app.ocsp_endpoint = OcspEndpoint(lambda: app.state.services.ocsp)
+        _observed(app, services)
+    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
     app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
     app.include_router(public.router)
+    app.include_router(operations.router)
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(cards.router)

@@ -190,10 +190,12 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
           workers: Annotated[int, typer.Option(
               help="Worker processes (each with its own HSM sessions and OCSP cache).")] = 1,
           access_log: Annotated[bool, typer.Option(
-              help="Log every request (uvicorn's access log). Off by default: at OCSP rates it "
-                   "halves throughput and writes what each client asked about.")] = False,
+              help="Add uvicorn's access log (path without query), which also logs OCSP "
+                   "requests. Off by default: at OCSP rates it halves throughput and writes what "
+                   "each client asked about. Other requests are always logged, a JSON line each."
+          )] = False,
           ) -> None:
-    """Serve the REST API, OCSP and CRLs with uvicorn.
+    """Serve the REST API, OCSP and CRLs with uvicorn; logs are JSON lines on stderr.
 
     Without JPKI_BASE_URL the URLs written into certificates and CRLs name the address served
     (a wildcard --host such as 0.0.0.0 as 127.0.0.1); with it, it wins, and a disagreement with
@@ -205,40 +207,41 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
 
     import uvicorn
 
-    from api.app import create_app
+    from api.logs import log_config
 
     settings, warning = Settings(data_dir=data_dir).for_server(host, port)
     if settings.user_pin() is None:
         _fail("ca.not_initialised", f"run `jpki init --data-dir {data_dir}` first", False)
     if workers < 1:
         _fail("request.invalid", "--workers is at least 1", False)
-    # The service's own loggers ("jpki.*") through uvicorn's handler, configured before the
-    # warning so that it appears in the log like uvicorn's own lines, once (not per worker).
-    log_config = _serve_log_config()
-    logging.config.dictConfig(log_config)
+    # Every logger, uvicorn's and the service's, writes JSON lines (api.logs); configured before
+    # the warning so that it appears in the log like every other line, once (not per worker).
+    log_settings = log_config()
+    logging.config.dictConfig(log_settings)
     if warning is not None:
         logging.getLogger("jpki.serve").warning("%s", warning)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                    access_log=access_log, log_config=log_config)
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=log_settings,
+                    access_log=access_log)
         return
     # Worker processes build their own app from the environment (settings are never shared
     # between processes: the HSM library must be initialised in each).
     os.environ["JPKI_DATA_DIR"] = str(settings.resolved_data_dir)
     os.environ["JPKI_BASE_URL"] = settings.public_base_url
+    # prometheus-client's multiprocess mode: every worker writes its metrics to files in this
+    # directory (read when it is imported, so set before the workers start), and the one
+    # answering a scrape adds them up (api.metrics). Emptied first: an earlier run's counts
+    # must not be added to this one's.
+    from api.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or
+                       settings.resolved_data_dir / "metrics")
+    prepare_multiprocess_dir(metrics_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log, log_config=log_config)
-
-
-def _serve_log_config() -> dict[str, Any]:
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    # WARNING: what reached stderr before (Python's last-resort handler), now formatted.
-    config["loggers"]["jpki"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
-    return config
+                log_config=log_settings, access_log=access_log)
 
 
 # --- residents ----------------------------------------------------------------------------
@@ -791,6 +794,28 @@ def ocsp_verify(
     for f in findings:
         out.print(f"  {f['serial']} ({f['hash_algorithm']}, generation "
                   f"{f['ca_generation_id']}): {f['why']}")
+
+
+@app.command()
+def jobs(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
+    """The background jobs of `jpki serve`: when each last ran, how long it took, what it did."""
+    with _services(data_dir, as_json) as services:
+        runs = services.jobs.runs()
+        if as_json:
+            _print_json({"jobs": runs})
+            return
+        if not runs:
+            out.print("no job has run yet (they run in `jpki serve`)")
+            return
+        table = Table("job", "last run", "took", "outcome", "did", "runs", "failures",
+                      "last success")
+        for r in runs:
+            did = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
+            outcome = r.outcome if r.error is None else f"{r.outcome} ({r.error})"
+            table.add_row(r.job, r.started_at.isoformat(), f"{r.duration_ms} ms", outcome, did,
+                          str(r.runs), str(r.failures),
+                          r.last_success_at.isoformat() if r.last_success_at else "never")
+        out.print(table)
 
 
 @mobile_app.command("sweep")

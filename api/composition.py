@@ -27,6 +27,7 @@ from jpki.crls import CrlService
 from jpki.errors import CaNotInitialised
 from jpki.group_audit import GroupAudit
 from jpki.issuance import IssuanceService
+from jpki.jobs import JobLedger
 from jpki.latest_basic4 import LatestBasic4Service
 from jpki.linkage import LinkageService
 from jpki.mobile import MobileService
@@ -102,6 +103,7 @@ class Services:
     latest_basic4: LatestBasic4Service
     # Read-only units of work that each read one snapshot (`jpki audit verify --state`).
     snapshots: UnitOfWorkFactory
+    jobs: JobLedger
     auth_throttle: AuthThrottle
 
     def close(self) -> None:
@@ -169,6 +171,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
             uow, clock, audit, consent_max_lifetime=timedelta(days=settings.consent_max_days),
             group=group),
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
+        jobs=JobLedger(uow),
         auth_throttle=auth_throttle(settings),
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -38,7 +39,7 @@ from pkcs11.types import Key, Object, Session, SignMixin
 from hsm.errors import HsmError, HsmUnavailable, KeyExists, KeyNotFound
 from hsm.mechanisms import RSA_HASHES
 from hsm.module import Pkcs11Module, load_module
-from hsm.pool import PooledSession, SessionPool
+from hsm.pool import HsmObserver, PooledSession, SessionPool
 from hsm.rsa_key import HsmRsaPrivateKey, PssParams
 
 T = TypeVar("T")
@@ -116,6 +117,26 @@ class KeyStore:
     @property
     def config(self) -> TokenConfig:
         return self._config
+
+    # -- monitoring ---------------------------------------------------------------
+
+    def observe(self, observer: HsmObserver | None) -> None:
+        """Report waits for a session and the time of each signature to ``observer``."""
+        self._pool.observer = observer
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool.size
+
+    @property
+    def sessions_in_use(self) -> int:
+        return self._pool.in_use
+
+    def _timed(self, operation: str, started: float) -> None:
+        observer = self._pool.observer
+        if observer is not None:
+            with contextlib.suppress(Exception):
+                observer.operated(operation, time.perf_counter() - started)
 
     def __repr__(self) -> str:
         return (
@@ -308,9 +329,12 @@ class KeyStore:
 
         def op(pooled: PooledSession) -> bytes:
             key = self._find(pooled, label, ObjectClass.PRIVATE_KEY)
-            return _signer(key, label).sign(
+            started = time.perf_counter()
+            signature = _signer(key, label).sign(
                 data, mechanism=mechanism, mechanism_param=mechanism_param
             )
+            self._timed("sign", started)
+            return signature
 
         return self._run(f"sign with {label!r}", op)
 
@@ -355,7 +379,10 @@ class KeyStore:
 
         def op(pooled: PooledSession) -> bytes:
             key = self._find(pooled, label, ObjectClass.SECRET_KEY)
-            return _signer(key, label).sign(bytes(data), mechanism=Mechanism.SHA256_HMAC)
+            started = time.perf_counter()
+            mac = _signer(key, label).sign(bytes(data), mechanism=Mechanism.SHA256_HMAC)
+            self._timed("hmac", started)
+            return mac
 
         return self._run(f"HMAC with {label!r}", op)
 

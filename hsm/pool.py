@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pkcs11.constants import Attribute, ObjectClass
 from pkcs11.exceptions import (
@@ -37,6 +38,18 @@ T = TypeVar("T")
 # The handle no longer names a session: it was closed (by C_CloseAllSessions,
 # C_Finalize or an error in the module), so a new one has to be opened.
 _SESSION_GONE = (SessionHandleInvalid, SessionClosed)
+
+
+class HsmObserver(Protocol):
+    """Who watches the token's use (the API's metrics); must be quick and must not raise."""
+
+    def waited(self, seconds: float) -> None:
+        """A borrower found every session in use and waited this long for one."""
+        ...
+
+    def operated(self, operation: str, seconds: float) -> None:
+        """One cryptographic operation (``sign``, ``hmac``) took this long in the token."""
+        ...
 
 
 class PooledSession:
@@ -154,17 +167,32 @@ class SessionPool:
             raise
         for pooled in opened:
             self._idle.put(pooled)
+        self.observer: HsmObserver | None = None
 
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def in_use(self) -> int:
+        """Sessions lent out now (a snapshot, for monitoring)."""
+        return max(0, self._size - self._idle.qsize())
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[PooledSession]:
         """Lend a session to the caller for the duration of the ``with`` block."""
         if self._closed:
             raise HsmError("the key store is closed")
-        pooled = self._idle.get()
+        try:
+            pooled = self._idle.get_nowait()
+        except queue.Empty:
+            # Only a borrower that has to wait is timed: the common case stays two calls.
+            started = time.perf_counter()
+            pooled = self._idle.get()
+            observer = self.observer
+            if observer is not None:
+                with contextlib.suppress(Exception):
+                    observer.waited(time.perf_counter() - started)
         if pooled is None or self._closed:
             # close() has taken (or is taking) the sessions: pass the refusal on.
             self._idle.put(pooled)

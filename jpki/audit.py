@@ -20,18 +20,31 @@ for the append, which serialises writers at the end of their transactions only, 
 transaction's records are written with one batched INSERT.
 
 Payloads never carry personal data (architecture §9.7): identifiers, serials, codes.
+
+Each record also names the request (or job run) that caused it, when there was one
+(jpki.correlation), so that an operator can go from a log line to the records and back. The MAC
+covers it — but only for records that have one: the content of a record without a request id is
+exactly what it was before request ids existed, so chains written earlier still verify, while
+adding, changing or removing a request id on any record breaks its MAC (the content is a JSON
+array of six elements without one and of seven with one, so the two forms cannot collide).
+
+Once a transaction has committed its records, they are passed to the telemetry port
+(jpki.telemetry), from which the composition root derives its counters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from jpki.correlation import current_request_id
 from jpki.errors import AuditChainBroken
 from jpki.model import AuditRecord
 from jpki.ports import Clock, KeyStore, UnitOfWork
+from jpki.telemetry import NO_TELEMETRY, Telemetry
 
 GENESIS_MAC = "0" * 64
 
@@ -43,9 +56,12 @@ _FORBIDDEN_KEYS = frozenset({"name", "address", "birth_date", "birth", "sex", "b
 
 
 def canonical_content(seq: int, record_at: str, actor: str, action: str, subject: str,
-                      payload: str) -> bytes:
-    return json.dumps([seq, record_at, actor, action, subject, payload],
-                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                      payload: str, request_id: str | None = None) -> bytes:
+    fields: list[int | str] = [seq, record_at, actor, action, subject, payload]
+    if request_id is not None:
+        # Only records that carry one: the content of the others is unchanged (module doc).
+        fields.append(request_id)
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def canonical_payload(payload: Mapping[str, JsonValue]) -> str:
@@ -55,7 +71,8 @@ def canonical_payload(payload: Mapping[str, JsonValue]) -> str:
     return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-_Staged = tuple[datetime, str, str, str, str]  # at, actor, action, subject, payload
+# at, actor, action, subject, payload, request id
+_Staged = tuple[datetime, str, str, str, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -66,10 +83,13 @@ class ChainReport:
 
 
 class AuditLog:
-    def __init__(self, keys: KeyStore, key_label: str, clock: Clock) -> None:
+    def __init__(self, keys: KeyStore, key_label: str, clock: Clock,
+                 telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._keys = keys
         self._label = key_label
         self._clock = clock
+        # Set by the composition root (api.metrics.bind) to observe committed records.
+        self.telemetry = telemetry
 
     def _mac(self, prev_mac: str, content: bytes) -> str:
         return self._keys.hmac_sha256(self._label, prev_mac.encode("ascii") + b"\n" + content).hex()
@@ -82,7 +102,7 @@ class AuditLog:
         staged = uow.audit.staged
         if not staged:
             uow.on_commit(lambda: self._append(uow, staged))
-        staged.append((self._clock.now(), actor, action, subject, body))
+        staged.append((self._clock.now(), actor, action, subject, body, current_request_id()))
 
     def _append(self, uow: UnitOfWork, staged: list[_Staged]) -> None:
         if not staged:
@@ -91,16 +111,25 @@ class AuditLog:
         # serialise on the commit itself and not on everything the transaction did before.
         seq, prev = uow.audit.head(for_update=True)
         records = []
-        for at, actor, action, subject, body in staged:
+        for at, actor, action, subject, body, request_id in staged:
             seq += 1
-            content = canonical_content(seq, at.isoformat(), actor, action, subject, body)
+            content = canonical_content(seq, at.isoformat(), actor, action, subject, body,
+                                        request_id)
             mac = self._mac(prev, content)
             records.append(AuditRecord(seq=seq, at=at, actor=actor, action=action,
-                                       subject=subject, payload=body, prev_mac=prev, mac=mac))
+                                       subject=subject, payload=body, prev_mac=prev, mac=mac,
+                                       request_id=request_id))
             prev = mac
         uow.audit.append_many(records)
         uow.audit.set_head(seq, prev)
         staged.clear()
+        if self.telemetry is not NO_TELEMETRY:
+            uow.after_commit(lambda: self._observed(records))
+
+    def _observed(self, records: list[AuditRecord]) -> None:
+        # The change is durable by now: an observer's failure must not turn it into an error.
+        with contextlib.suppress(Exception):
+            self.telemetry.audited(records)
 
     def verify(self, uow: UnitOfWork, expect_head: tuple[int, str] | None = None) -> ChainReport:
         """Walk the whole chain; raise :class:`AuditChainBroken` at the first inconsistency."""
@@ -116,7 +145,7 @@ class AuditLog:
                 raise AuditChainBroken(f"record {rec.seq} does not follow its predecessor",
                                        seq=rec.seq)
             content = canonical_content(rec.seq, rec.at.isoformat(), rec.actor, rec.action,
-                                        rec.subject, rec.payload)
+                                        rec.subject, rec.payload, rec.request_id)
             if self._mac(prev, content) != rec.mac:
                 raise AuditChainBroken(f"record {rec.seq} was altered", seq=rec.seq)
             prev = rec.mac

@@ -17,8 +17,10 @@ the HTTP endpoint serves the newest recorded one, so a reader never sees a half-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from jpki.municipalities import Municipality
 from jpki.ports import Clock, CrlEntrySource, KeyStore, UnitOfWorkFactory
 from jpki.profiles import shard_names
 from jpki.recipe import Recipe
+from jpki.telemetry import NO_TELEMETRY, Telemetry
 from jpki.urls import ServiceUrls
 
 ARL = "arl"
@@ -91,6 +94,8 @@ class CrlService:
         self._urls = urls
         self._cas = cas
         self.directory = directory
+        # Set by the composition root (api.metrics.bind): how long each publication took.
+        self.telemetry: Telemetry = NO_TELEMETRY
 
     # --- scopes -------------------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class CrlService:
 
     def publish(self, scope: CrlScope, kind: str = FULL) -> CrlPublication:
         """Generate, sign, write and record one CRL of ``scope``."""
+        started = time.perf_counter()
         gen = scope.generation
         gid = gen.id or 0
         issuer = self._cas.issuer_of(gen)
@@ -195,6 +201,9 @@ class CrlService:
             uow.commit()
         for old in stale:
             (self.directory / old.path).unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # published: an observer's failure changes nothing
+            self.telemetry.crl_published(gen.ca.value, gen.generation, publication,
+                                         time.perf_counter() - started)
         return publication
 
     @staticmethod

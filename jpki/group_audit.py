@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from jpki.audit import AuditLog, JsonValue, canonical_payload
+from jpki.correlation import bound, current_request_id
 from jpki.errors import JpkiError
 from jpki.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -40,6 +41,9 @@ class _Entry:
     subject: str
     payload: Mapping[str, JsonValue]
     check: Check | None
+    # The caller's request (jpki.correlation): the leader stages everyone's records in its
+    # own thread, where the current request is its own.
+    request_id: str | None = field(default_factory=current_request_id)
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     error: BaseException | None = None
@@ -94,8 +98,9 @@ class GroupAudit:
                         except (JpkiError, ValueError) as exc:
                             entry.error = exc
                             continue
-                    self._audit.record(uow, actor=entry.actor, action=entry.action,
-                                       subject=entry.subject, payload=payload)
+                    with bound(entry.request_id):
+                        self._audit.record(uow, actor=entry.actor, action=entry.action,
+                                           subject=entry.subject, payload=payload)
                 uow.commit()
         except BaseException as exc:
             for entry in batch:

@@ -430,6 +430,9 @@ class IssuanceService:
                                             "not_after": cert.not_after.isoformat(),
                                             "predecessor": plan.predecessor.serial
                                             if plan.predecessor else None,
+                                            # A renewal, or a first issue / re-issue (whose
+                                            # predecessor is the revoked one it replaces).
+                                            "renewal": plan.renewal,
                                             "sibling": plan.sibling_serial})
 
     @staticmethod

@@ -505,3 +505,25 @@ class AuditRecord:
     payload: str  # canonical JSON; never personal data
     prev_mac: str
     mac: str
+    # The request (or job run) that caused it (jpki.correlation); None before the column existed
+    # and for work with no request behind it (the CLI).
+    request_id: str | None = None
+
+
+@dataclass
+class JobRun:
+    """A background job's latest run and its totals (jpki.jobs): when, how long, what it did.
+
+    Recorded, ``runs`` and ``failures`` are what this report adds to the totals (1 and 0 or 1
+    for one run; more for a report that sums several, like the OCSP refresh's); read back, they
+    are the totals."""
+
+    job: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str  # "ok" | "failed"
+    error: str | None  # the exception's type name: never its text, which may quote data
+    counts: dict[str, int]
+    runs: int = 1
+    failures: int = 0
+    last_success_at: datetime | None = None

@@ -27,6 +27,7 @@ from jpki.model import (
     Consent,
     CrlPublication,
     DeltaRow,
+    JobRun,
     MobileChallenge,
     MobileDevice,
     OcspResponder,
@@ -179,9 +180,10 @@ class AuditRepository(Protocol):
     def append_many(self, records: Sequence[AuditRecord]) -> None: ...
 
     @property
-    def staged(self) -> list[tuple[datetime, str, str, str, str]]:
-        """Records staged in this unit of work, appended to the chain when it commits; a
-        savepoint that rolls back drops the ones staged inside it."""
+    def staged(self) -> list[tuple[datetime, str, str, str, str, str | None]]:
+        """Records staged in this unit of work (at, actor, action, subject, payload, request
+        id), appended to the chain when it commits; a savepoint that rolls back drops the ones
+        staged inside it."""
         ...
     def set_head(self, seq: int, mac: str) -> None: ...
     def iterate(self, batch: int = 1000) -> Iterator[AuditRecord]: ...
@@ -219,6 +221,14 @@ class OcspResponseRepository(Protocol):
                 limit: int) -> list[tuple[int, str]]: ...
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
                       limit: int) -> int: ...
+
+
+class JobRunRepository(Protocol):
+    def record(self, run: JobRun) -> None:
+        """Make ``run`` the job's latest and add it to the job's totals."""
+        ...
+
+    def all(self) -> Sequence[JobRun]: ...
 
 
 class CrlSnapshot(Protocol):
@@ -270,6 +280,8 @@ class UnitOfWork(Protocol):
     def relying_parties(self) -> RelyingPartyRepository: ...
     @property
     def consents(self) -> ConsentRepository: ...
+    @property
+    def jobs(self) -> JobRunRepository: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -278,6 +290,10 @@ class UnitOfWork(Protocol):
     def rollback(self) -> None: ...
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` inside the transaction, just before its next commit."""
+        ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the next commit has succeeded (never if it rolls back)."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     rp_secret_overlap_hours: int = Field(default=24, ge=0, le=24 * 90)
     # The longest a holder's consent to the latest basic 4 information may run.
     consent_max_days: int = Field(default=365, ge=1, le=5 * 366)
+    # Readiness (/readyz): every OCSP responder certificate has at least this many days left.
+    # Below the recipe's renewal threshold, so that it fails only when renewal has failed.
+    ready_responder_days: int = Field(default=2, ge=0, le=365)
     # Authentication (jpki.auth_throttle): failed checks allowed per client id and per source
     # address, refilled over the window; beyond them 429 without checking anything.
     auth_failures_per_client: int = Field(default=10, ge=1, le=1_000_000)

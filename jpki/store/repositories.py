@@ -539,7 +539,7 @@ _SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
 class SqlAudit:
     def __init__(self, session: Session) -> None:
         self._s = session
-        self.staged: list[tuple[datetime, str, str, str, str]] = []
+        self.staged: list[tuple[datetime, str, str, str, str, str | None]] = []
 
     def head(self, *, for_update: bool = False) -> tuple[int, str]:
         stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
@@ -559,7 +559,8 @@ class SqlAudit:
     def append_many(self, records: Sequence[AuditRecord]) -> None:
         self._s.connection().execute(insert(audit_log), [
             {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
-             "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac}
+             "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac,
+             "request_id": r.request_id}
             for r in records])
 
     def set_head(self, seq: int, mac: str) -> None:
@@ -575,7 +576,7 @@ class SqlAudit:
             for r in rows:
                 yield AuditRecord(seq=int(r.seq), at=r.at, actor=r.actor, action=r.action,
                                   subject=r.subject, payload=r.payload, prev_mac=r.prev_mac,
-                                  mac=r.mac)
+                                  mac=r.mac, request_id=r.request_id)
             last = int(rows[-1].seq)
 
     def count(self) -> int:

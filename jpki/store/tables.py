@@ -346,6 +346,9 @@ audit_log = Table(
     Column("payload", Text, nullable=False),
     Column("prev_mac", String(64), nullable=False),
     Column("mac", String(64), nullable=False),
+    # jpki.correlation: the request or job run that caused the record; covered by the MAC when
+    # set (jpki.audit). NULL in records written before it existed.
+    Column("request_id", String(64), nullable=True),
 )
 
 # One row: the newest (seq, mac). Locked for every append, so appends are serialised and a
@@ -355,6 +358,20 @@ audit_head = Table(
     Column("id", SmallInteger, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("mac", String(64), nullable=False),
+)
+
+# The background jobs' ledger (jpki.jobs): one row per job, its latest run and totals.
+job_runs = Table(
+    "job_runs", metadata,
+    Column("job", String(64), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", BigInteger, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", String(128), nullable=True),
+    Column("counts", Text, nullable=False),  # JSON object of what the run did
+    Column("runs", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+    Column("last_success_at", UtcDateTime, nullable=True),
 )
 
 mapper_registry = registry(metadata=metadata)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from jpki.store.crls import SqlCrls
+from jpki.store.jobs import SqlJobRuns
 from jpki.store.repositories import (
     SqlAudit,
     SqlCards,
@@ -32,6 +33,7 @@ class SqlUnitOfWork:
         self._factory = factory
         self._session: Session | None = None
         self._on_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     def __enter__(self) -> Self:
         s = self._session = self._factory()
@@ -48,6 +50,7 @@ class SqlUnitOfWork:
         self.mobile = SqlMobile(s)
         self.relying_parties = SqlRelyingParties(s)
         self.consents = SqlConsents(s)
+        self.jobs = SqlJobRuns(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -57,6 +60,7 @@ class SqlUnitOfWork:
         # expiring them (rollback() would), so results stay readable after the block.
         self._session.close()
         self._session = None
+        self._after_commit.clear()
 
     def commit(self) -> None:
         assert self._session is not None
@@ -64,9 +68,15 @@ class SqlUnitOfWork:
         for callback in callbacks:
             callback()
         self._session.commit()
+        done, self._after_commit = self._after_commit, []
+        for callback in done:
+            callback()
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._on_commit.append(callback)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -81,6 +91,7 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         assert self._session is not None
+        self._after_commit.clear()
         self._session.rollback()
 
 

@@ -24,7 +24,7 @@ OPERATOR, STATION, CALLCENTER, RP = (ClientRole.OPERATOR, ClientRole.STATION,
 # Served to anyone: health, the API description, and the CA certificates that certificates point
 # at (RFC 5280 §4.2.2.1 caIssuers).
 PUBLIC = {
-    ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"), ("GET", "/ca/{ca}/g{generation}.cer"),
     # Revocation information is public by design: relying parties' software fetches the URLs
     # written into certificates (RFC 5280 §4.2.1.13). /ocsp is served before routing.
@@ -147,6 +147,10 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/basic4"): Probe(
             frozenset({RP}), "/v1/basic4", {"purpose": "test", "consent_id": NO_CONSENT},
             (404, "consent.not_found")),
+        # Watching the service (api.routers.operations): operators only.
+        ("GET", "/metrics"): Probe(frozenset({OPERATOR}), "/metrics", None, (200, None)),
+        ("GET", "/v1/operators/jobs"): Probe(
+            frozenset({OPERATOR}), "/v1/operators/jobs", None, (200, None)),
     }
 
 

@@ -213,7 +213,8 @@ def test_a_disagreeing_jpki_base_url_wins_and_is_warned_about_once(
     urls = urls_of(cert)
     assert all(u.startswith(public + "/") for found in urls.values() for u in found), urls
     log = served.log.read_text()
-    warnings = [line for line in log.splitlines() if WARNING in line]
+    # The log is JSON lines (api.logs): the warning is one of them.
+    warnings = [json.loads(line) for line in log.splitlines() if WARNING in line]
     assert len(warnings) == 1, log
-    assert warnings[0].startswith("WARNING") and public in warnings[0]
-    assert served.url in warnings[0]
+    assert warnings[0]["level"] == "warning" and public in warnings[0]["message"]
+    assert served.url in warnings[0]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -75,3 +76,53 @@ def test_every_revision_has_a_downgrade():
         source = Path(revision.path).read_text()
         body = source.split("def downgrade() -> None:", 1)[1]
         assert body.strip() not in ("pass", ""), revision.revision
+
+
+@pytest.mark.hsm
+def test_an_audit_chain_written_before_request_ids_verifies_after_the_upgrade(
+        empty_database, keystore, ca_material) -> None:
+    """Migration 0008 adds audit_log.request_id; records written before it (whose MAC covers six
+    fields) still verify, and new records with a request id chain onto them."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, update
+
+    from jpki.audit import AuditLog
+    from jpki.correlation import bound
+    from jpki.recipe import load_recipe
+    from jpki.store import UnitOfWorkFactory
+    from jpki.store.tables import audit_head, audit_log
+    from tests.conftest import FixedClock
+
+    label = load_recipe(None).audit_key_label
+    at = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    engine = create_store_engine(empty_database)
+    try:
+        upgrade(engine, "0006")
+        prev = GENESIS_MAC
+        with engine.begin() as conn:
+            for seq in (1, 2, 3):
+                # The content as the chain defined it before request ids, spelt out here.
+                content = json.dumps([seq, at.isoformat(), "cli:old", "old.action", f"s{seq}",
+                                      "{}"], ensure_ascii=False,
+                                     separators=(",", ":")).encode("utf-8")
+                mac = keystore.hmac_sha256(label, prev.encode("ascii") + b"\n" + content).hex()
+                conn.execute(insert(audit_log).values(
+                    seq=seq, at=at, actor="cli:old", action="old.action", subject=f"s{seq}",
+                    payload="{}", prev_mac=prev, mac=mac))
+                prev = mac
+            conn.execute(update(audit_head).values(seq=3, mac=prev))
+        upgrade(engine)
+        uows = UnitOfWorkFactory(engine)
+        audit = AuditLog(keystore, label, FixedClock(at))
+        with uows() as uow:
+            assert audit.verify(uow).records == 3
+        with bound("req-after-upgrade"), uows() as uow:
+            audit.record(uow, actor="client:new", action="new.action", subject="s4")
+            uow.commit()
+        with uows() as uow:
+            assert audit.verify(uow).records == 4
+            assert [r.request_id for r in uow.audit.iterate()] == [None, None, None,
+                                                                   "req-after-upgrade"]
+    finally:
+        engine.dispose()

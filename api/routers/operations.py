@@ -1,0 +1,94 @@
+"""Watching the service: readiness (public, for load balancers and orchestrators), Prometheus
+metrics and the background jobs' ledger (operator role: the figures describe the CA's activity,
+and relying parties' and clients' identifiers are among their labels).
+
+``/healthz`` (api.routers.public) says the process is alive; ``/readyz`` whether it can serve
+(api.health).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from api import metrics
+from api.deps import OperatorDep, ServicesDep
+from api.health import readiness
+from api.probes import Probes, StateCollector
+
+router = APIRouter(tags=["operations"])
+
+
+def probes_of(request: Request) -> Probes:
+    probes: Probes = request.app.state.probes
+    return probes
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str
+
+
+class ReadinessOut(BaseModel):
+    status: str  # ready | unready
+    checks: dict[str, CheckOut]
+
+
+class JobRunOut(BaseModel):
+    job: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    error: str | None
+    counts: dict[str, int]
+    runs: int
+    failures: int
+    last_success_at: datetime | None
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobRunOut]
+
+
+@router.get("/readyz", response_model=ReadinessOut,
+            responses={503: {"model": ReadinessOut, "description": "Not ready"}})
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """200 when the database, the HSM, the OCSP responder certificates and the CRLs are all
+    usable; 503 with the failing checks otherwise."""
+    checks = await readiness(services, probes_of(request))
+    ok = all(c.ok for c in checks)
+    body = ReadinessOut(status="ready" if ok else "unready",
+                        checks={c.name: CheckOut(ok=c.ok, detail=c.detail) for c in checks})
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503,
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
+async def prometheus_metrics(request: Request, services: ServicesDep,
+                             _: OperatorDep) -> Response:
+    """Prometheus text exposition of every metric (README, Observability)."""
+    # In the event loop, where the OCSP endpoint keeps its tally; the rest in the thread pool
+    # (the database's gauges are read at scrape time).
+    metrics.flush_ocsp(request.app)
+
+    def render() -> bytes:
+        metrics.sample(services)
+        return metrics.exposition(StateCollector(probes_of(request), services.clock.now))
+
+    body = await run_in_threadpool(render)
+    return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/operators/jobs", response_model=JobsOut)
+def jobs(services: ServicesDep, _: OperatorDep) -> JobsOut:
+    """Each background job's latest run — when, how long, what it did — and its totals."""
+    return JobsOut(jobs=[JobRunOut(job=r.job, started_at=r.started_at,
+                                   duration_ms=r.duration_ms, outcome=r.outcome, error=r.error,
+                                   counts=r.counts, runs=r.runs, failures=r.failures,
+                                   last_success_at=r.last_success_at)
+                         for r in services.jobs.runs()])

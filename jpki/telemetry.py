@@ -1,0 +1,45 @@
+"""What the core tells an observer, without knowing who listens (a port, like jpki.ports).
+
+The core imports no metrics library: the composition root binds an implementation (api.metrics,
+Prometheus) to the services it built; unbound, nothing is observed. Two kinds of news:
+
+- audit records, once their transaction has committed — every state change the CA makes is one,
+  so counts derived from them (certificates issued, renewed, revoked; relying-party calls and
+  refusals) can never disagree with the audit trail, and a rolled-back change counts nothing;
+- how long a CRL took to generate, sign and publish, which no record says.
+
+An observer must be quick and must not raise; the callers also guard against it, because a
+failing metric must never fail a change that is already durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from jpki.model import AuditRecord, CrlPublication
+
+
+class Telemetry(Protocol):
+    def audited(self, records: Sequence[AuditRecord]) -> None:
+        """Records that have just been committed to the chain, in chain order."""
+        ...
+
+    def crl_published(self, ca: str, generation: int, publication: CrlPublication,
+                      seconds: float) -> None:
+        """One CRL written and recorded, ``seconds`` after its generation began."""
+        ...
+
+
+class NoTelemetry:
+    """The default: nobody listens."""
+
+    def audited(self, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def crl_published(self, ca: str, generation: int, publication: CrlPublication,
+                      seconds: float) -> None:
+        return None
+
+
+NO_TELEMETRY = NoTelemetry()
