@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import metrics, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
+from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
 from api.jobs import (
     ABANDON_STALE_INTENTS,
@@ -57,9 +58,11 @@ SAMPLE_SECONDS = 1.0
 
 class JpkiApp(FastAPI):
     """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and every
-    other request under a request id, logged and measured (api.request_log)."""
+    other request under a request id, logged and measured (api.request_log) — those whose
+    credentials' failure budget is spent refused before routing too (api.auth_guard)."""
 
     ocsp_endpoint: ASGIApp
+    auth_guard: AuthGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -67,9 +70,13 @@ class JpkiApp(FastAPI):
             if path == "/ocsp" or path.startswith("/ocsp/"):
                 await self.ocsp_endpoint(scope, receive, send)
                 return
-            await observe_request(super().__call__, scope, receive, send)
+            await observe_request(self._guarded, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.auth_guard(scope, send):
+            await super().__call__(scope, receive, send)
 
 
 def maintenance(services: Services, runner: JobRunner | None = None) -> None:
@@ -213,6 +220,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _observed(app, services)
     app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
     app.state.anonymous_buckets = anonymous_buckets(settings)
+    app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
     app.include_router(public.router)
     app.include_router(operations.router)

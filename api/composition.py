@@ -15,9 +15,11 @@ from sqlalchemy import Engine
 from hsm.keystore import KeyStore, TokenConfig
 from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
 from jpki.audit import AuditLog
+from jpki.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.ca import CaService
 from jpki.cards import CardService
 from jpki.certificates import CertificateQueries
+from jpki.client_secrets import LegacyVerifier, SecretHasher
 from jpki.clients import ClientService
 from jpki.consents import ConsentService
 from jpki.counter import CounterService
@@ -102,8 +104,10 @@ class Services:
     # Read-only units of work that each read one snapshot (`jpki audit verify --state`).
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
+    auth_throttle: AuthThrottle
 
     def close(self) -> None:
+        self.clients.legacy.close()
         self.uow.engine.dispose()
         self.read_engine.dispose()
         self.keys.close()
@@ -133,7 +137,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     # Read-only units of work for the relying-party hot paths (authentication, admission,
     # status lookups, standing consents): on SQLite they do not queue behind the writer.
     reader = UnitOfWorkFactory(read_engine)
-    clients = ClientService(uow, clock, audit, read_uow=reader)
+    clients = ClientService(
+        uow, clock, audit, SecretHasher(keys, recipe.client_secret_key_label),
+        LegacyVerifier(settings.auth_legacy_workers, settings.auth_legacy_queue),
+        read_uow=reader)
     # Their audit records (disclosures, refusals) share group commits.
     group = GroupAudit(uow, audit)
     return Services(
@@ -167,4 +174,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
             group=group),
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         jobs=JobLedger(uow),
+        auth_throttle=auth_throttle(settings),
     )
+
+
+def auth_throttle(settings: Settings) -> AuthThrottle:
+    window, keys = settings.auth_failure_window_seconds, settings.auth_throttle_max_keys
+    return AuthThrottle(
+        by_client=FailureBudgets(settings.auth_failures_per_client, window, keys),
+        by_address=FailureBudgets(settings.auth_failures_per_address, window, keys),
+        refusal_delay=settings.auth_refusal_delay_seconds)

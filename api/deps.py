@@ -1,16 +1,39 @@
-"""Request dependencies: the services, and who is calling (authenticated on every request)."""
+"""Request dependencies: the services, and who is calling (authenticated on every request).
+
+Authentication is an async dependency on purpose. FastAPI runs a sync dependency on Starlette's
+thread pool — the one OCSP cache misses, /healthz and every sync route use — so a flood of bad
+credentials checked there would starve them (each legacy Argon2id check held a thread, several
+cores and 64 MiB for a tenth of a second or more). Here:
+
+1. the Basic credentials are parsed and the client id checked against its form in the event
+   loop; an id that cannot exist is refused at once (401) and never reaches the database;
+2. the failure budgets of the address and the id are checked (jpki.auth_throttle; requests whose
+   budget is spent are already refused before routing, api.auth_guard);
+3. the cheap check — one read of the client's row (with its relying party's standing, which the
+   request's admission then uses) and one HMAC, or the memory — runs on worker threads under
+   a capacity limiter of its own (``JPKI_AUTH_CONCURRENCY``), so it never holds a token of the
+   default pool;
+4. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.client_secrets) and is
+   awaited there; when that verifier is full the answer is 503 with Retry-After;
+5. a failed check spends the address's and the id's budgets.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Callable
-from typing import Annotated
+import functools
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 
 from api.composition import Services
-from jpki.errors import BadCredentials, Unauthenticated
+from jpki.clients import LegacyCheck, valid_client_id
+from jpki.errors import BadCredentials, Unauthenticated, VerifierBusy
 from jpki.model import ClientRole
 from jpki.principals import Principal
 
@@ -22,10 +45,21 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
+# One limiter per event loop (a test suite runs several): anyio's limiters belong to a loop.
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = \
+    weakref.WeakKeyDictionary()
 
-def authenticate(request: Request, services: ServicesDep) -> Principal:
-    """HTTP Basic (RFC 7617) with the client id and secret `jpki client add` printed."""
-    header = request.headers.get("authorization")
+
+def _limiter(services: Services) -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(services.settings.auth_concurrency)
+    return limiter
+
+
+def basic_credentials(header: str | None) -> tuple[str, str]:
+    """(client id, secret) from an HTTP Basic ``Authorization`` header (RFC 7617)."""
     if not header:
         raise Unauthenticated("send the client id and secret with HTTP Basic authentication")
     scheme, _, value = header.partition(" ")
@@ -38,15 +72,48 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id or not secret:
         raise BadCredentials("malformed Basic credentials")
-    principal = services.clients.authenticate(client_id, secret)
-    request.state.principal = principal
-    return principal
+    return client_id, secret
 
 
-def require(*roles: ClientRole) -> Callable[..., Principal]:
-    """A dependency that authenticates and then checks the caller's role."""
+async def authenticate(request: Request, services: ServicesDep) -> Principal:
+    """HTTP Basic (RFC 7617) with the client id and secret `jpki client add` printed."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("send the client id and secret with HTTP Basic authentication")
+    address = request.client.host if request.client else None
+    throttle, clients = services.auth_throttle, services.clients
+    client_id: str | None = None  # the claimed id, once it has the form of one
+    try:
+        claimed, secret = basic_credentials(header)
+        client_id = claimed if valid_client_id(claimed) else None
+        throttle.check(address, client_id)
+        if client_id is None:
+            raise BadCredentials("the credentials are invalid")
+        verdict = await anyio.to_thread.run_sync(clients.check, client_id, secret,
+                                                 limiter=_limiter(services))
+        if isinstance(verdict, LegacyCheck):
+            future = clients.legacy.submit(
+                functools.partial(clients.verify_legacy, verdict, secret))
+            try:
+                verdict = await asyncio.wait_for(asyncio.wrap_future(future),
+                                                 clients.legacy_wait_seconds)
+            except TimeoutError:
+                raise VerifierBusy("the credential check took too long; retry shortly",
+                                   retry_after=1) from None
+    except BadCredentials:
+        throttle.failed(address, client_id)
+        raise
+    request.state.principal = verdict.principal
+    # Read with the credentials: this request's relying-party admission need not read it again.
+    request.state.rp_standing = verdict.standing
+    return verdict.principal
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+
+def require(*roles: ClientRole) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that authenticates and then checks the caller's role (async: a role check
+    needs no thread of the pool)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         principal.require_role(*roles)
         return principal
 

@@ -47,7 +47,9 @@ def from_error(exc: JpkiError) -> JSONResponse:
     if status == 429 or (status == 503 and "retry_after" in exc.context):
         # RFC 9110 §10.2.3: how long to wait, in seconds (with 429, and 503 where known).
         headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
-    if status >= 500:
+    elif status == 503 and "retry_after" in exc.context:  # RFC 9110 §15.6.4, §10.2.3
+        headers = {"Retry-After": str(exc.context["retry_after"])}
+    if status >= 500 and exc.code != "auth.busy":  # a full legacy verifier is load, not a fault
         log.error("request failed: %r", exc)
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,
                    context=exc.context or None)

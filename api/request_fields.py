@@ -24,8 +24,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Strict, StringConstraints
 
+from jpki.clients import CLIENT_ID
 from jpki.consents import CONSENT_ID
-from jpki.relying_parties import CLIENT_ID, PURPOSE, RP_ID
+from jpki.relying_parties import PURPOSE, RP_ID
 
 # --- identifiers ---------------------------------------------------------------------------
 # The patterns are anchored for pydantic's regex engine, where "$" is the end of the text (in

@@ -1,5 +1,5 @@
 """Relying-party API throughput over loopback HTTP, against a bare authenticated endpoint of the
-same app measured in the same run.
+same app, and that against a bare unauthenticated one, measured in the same run.
 
     .venv/bin/python -m bench.relying_party [--database sqlite|postgres|both] [--seconds 10]
                                             [--connections 8] [--repeat 3] [--batch 100] [--json]
@@ -11,25 +11,31 @@ created on the local PostgreSQL server and dropped afterwards):
    the same data directory: ``--batch`` card certificates for ``--batch``/2 residents (one in ten
    revoked), and one holder whose card keys this process holds; a relying party registered as
    ``jpki rp add`` does (scopes status and basic4, a client secret).
-2. ``jpki serve`` (1 worker, as operators start it) on a loopback port, with the relying-party
-   rate limit raised out of the way (``JPKI_RP_RATE_PER_SECOND``/``_BURST``): the limiter is still
-   on the path, it just never refuses. The holder's consent (a CMS SignedData over the consent
-   statement, signed with the card key) is submitted once over HTTP; then every endpoint is called
-   once and its answer checked (100 statuses as loaded; the consented items and the current
-   signing serial; ``{"ok": true}``).
+2. The bench's own server (``python -m bench.relying_party --serve PORT``): the app ``jpki serve``
+   serves (``create_app``, 1 worker, uvicorn started with ``jpki serve``'s options) plus one
+   route of the bench's, ``GET /v1/rp/bench-unauthenticated`` — never part of the product.
+   Loopback, with the relying-party rate limit raised out of the way
+   (``JPKI_RP_RATE_PER_SECOND``/``_BURST``): the limiter is still on the path, it just never
+   refuses. The holder's consent (a CMS SignedData over the consent statement, signed with the
+   card key) is submitted once over HTTP; then every endpoint is called once and its answer
+   checked (100 statuses as loaded; the consented items and the current signing serial;
+   ``{"ok": true}``).
 3. Load, measured: ``wrk`` (``-t2 -c8`` by default, ``--seconds`` each) with a Lua script that sends
-   one fixed request with HTTP Basic credentials:
+   one fixed request (with HTTP Basic credentials but for unauth):
    - **status**: POST /v1/status with the ``--batch`` serials;
    - **basic4**: POST /v1/basic4 under the standing consent (``consent_id``): reads the consent,
      the resident record and the certificate line, and audits the disclosure;
    - **bare**: GET /v1/rp/ping — authentication (client row, verified-secret cache), admission
      (relying-party row, token bucket) and a fixed JSON answer: the same app, the same
-     credentials check, nothing else. It is the baseline.
-   The three are interleaved, ``--repeat`` times; medians are reported. Every wrk run must have
+     credentials check, nothing else. It is the baseline of status and basic4;
+   - **unauth**: GET /v1/rp/bench-unauthenticated, no credentials — the same kind of route as
+     /v1/rp/ping (an async handler, the same response model and answer) in the same app,
+     without authentication and admission. It is the baseline of bare.
+   The four are interleaved, ``--repeat`` times; medians are reported. Every wrk run must have
    no socket errors and no non-2xx answer.
 
-Target (docs/performance.md, relying parties): status and basic4 each ≥ 0.5 of the bare
-endpoint's rate.
+Targets (docs/performance.md, relying parties): status and basic4 each ≥ 0.5 of the bare
+endpoint's rate, and bare ≥ 0.5 of unauth's (what authenticating a call costs).
 Results go to docs/performance.md; no test asserts a timing.
 """
 
@@ -59,7 +65,6 @@ from api.in_process import free_port
 from bench.common import (
     BenchError,
     fresh_database,
-    jpki_command,
     load_average,
     machine_info,
     postgres_server_version,
@@ -70,7 +75,9 @@ from bench.common import (
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.5
 PURPOSE = "account_opening"
-ENDPOINTS = ("bare", "status", "basic4")
+ENDPOINTS = ("unauth", "bare", "status", "basic4")
+BASELINE = {"status": "bare", "basic4": "bare", "bare": "unauth"}  # what each is a ratio of
+UNAUTHENTICATED = "/v1/rp/bench-unauthenticated"  # under /v1/rp/: the same middleware as ping
 
 
 def log(message: str) -> None:
@@ -90,10 +97,31 @@ def bench_env(data_dir: Path, url: str) -> dict[str, str]:
     return env
 
 
+def serve_child(port: int) -> None:
+    """``--serve PORT``: the app `jpki serve` serves, started the way it starts it (1 worker,
+    access log off), plus the bench's unauthenticated baseline route."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.schemas import PingOut
+    from jpki.settings import Settings
+
+    app = create_app(Settings())
+
+    @app.get(UNAUTHENTICATED, response_model=PingOut, include_in_schema=False)
+    async def unauthenticated() -> PingOut:
+        """/v1/rp/ping without authentication and admission: an async handler, the same
+        response model and answer."""
+        return PingOut(ok=True)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", access_log=False)
+
+
 @contextlib.contextmanager
 def jpki_serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("ab") as out:
-        proc = subprocess.Popen([*jpki_command(), "serve", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "bench.relying_party", "--serve",
+                                 str(port)], env=env,
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -210,12 +238,13 @@ def basic(fixture: Fixture) -> str:
     return "Basic " + base64.b64encode(token).decode("ascii")
 
 
-def call(port: int, method: str, path: str, auth: str, body: Any = None) -> Any:
+def call(port: int, method: str, path: str, auth: str | None, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = auth
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                     method=method,
-                                     headers={"Authorization": auth,
-                                              "Content-Type": "application/json"})
+                                     method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
             return json.loads(response.read())
@@ -229,7 +258,7 @@ wrk.resolve = function(host, service)
 end
 wrk.method = "@METHOD@"
 wrk.path = "@PATH@"
-wrk.headers["Authorization"] = "@AUTH@"
+@AUTH@
 wrk.headers["Content-Type"] = "application/json"
 @BODY@
 function done(summary, latency, requests)
@@ -243,9 +272,10 @@ end
 """
 
 
-def lua_script(path: Path, method: str, url_path: str, auth: str, body: Any) -> Path:
+def lua_script(path: Path, method: str, url_path: str, auth: str | None, body: Any) -> Path:
     text = (LUA.replace("@METHOD@", method).replace("@PATH@", url_path)
-            .replace("@AUTH@", auth)
+            .replace("@AUTH@", "" if auth is None else
+                     f'wrk.headers["Authorization"] = "{auth}"')
             .replace("@BODY@", "" if body is None else
                      f"wrk.body = [==[{json.dumps(body, separators=(',', ':'))}]==]"))
     path.write_text(text)
@@ -323,7 +353,9 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
             assert call(port, "POST", "/v1/basic4", auth, basic4_body)["consent_id"] == \
                 first["consent_id"]
             assert call(port, "GET", "/v1/rp/ping", auth) == {"ok": True}
+            assert call(port, "GET", UNAUTHENTICATED, None) == {"ok": True}
             scripts = {
+                "unauth": lua_script(root / "unauth.lua", "GET", UNAUTHENTICATED, None, None),
                 "bare": lua_script(root / "bare.lua", "GET", "/v1/rp/ping", auth, None),
                 "status": lua_script(root / "status.lua", "POST", "/v1/status", auth,
                                      status_body),
@@ -339,7 +371,7 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
                     result = run_wrk(scripts[name], port, args.connections, args.seconds,
                                      server.pid)
                     runs[name].append(result)
-                    if name != "bare":
+                    if name in ("status", "basic4"):
                         audited += result["requests"]
                     log(f"[{kind}] run {repeat + 1}/{args.repeat} {name:6s} "
                         f"{result['rate']:8.0f}/s  p50 {result['p50_us'] / 1000:.1f} ms  "
@@ -352,15 +384,18 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
                            server_cores=statistics.median(r["server_cores"] for r in rs),
                            runs=[round(r["rate"], 1) for r in rs])
             for name, rs in runs.items()}
-        bare = endpoints["bare"].rate
         measured_seconds = args.seconds * args.repeat * 2
         return DatabaseResult(
             database=kind, endpoints=endpoints,
-            ratios={n: endpoints[n].rate / bare for n in ("status", "basic4")},
+            ratios={n: endpoints[n].rate / endpoints[b].rate for n, b in BASELINE.items()},
             audit_records_per_s=audited / measured_seconds, setup_seconds=setup_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        serve_child(int(argv[1]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -394,12 +429,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.repeat} (medians); status batch {args.batch}; load "
           f"{info['load_average_at_start']} → {info['load_average_at_end']}")
     print(f"{'database':10s} {'endpoint':8s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} "
-          f"{'server cores':>12s}  ratio vs bare (target ≥ {TARGET})")
+          f"{'server cores':>12s}  ratio (target ≥ {TARGET})")
     for r in results:
         for name in ENDPOINTS:
             e = r.endpoints[name]
-            ratio = "" if name == "bare" else \
-                f"{r.ratios[name]:.2f} {'met' if r.ratios[name] >= TARGET else 'MISSED'}"
+            ratio = "" if name not in BASELINE else \
+                f"{r.ratios[name]:.2f} of {BASELINE[name]} " \
+                f"{'met' if r.ratios[name] >= TARGET else 'MISSED'}"
             print(f"{r.database:10s} {name:8s} {e.rate:9.0f} {e.p50_ms:7.1f} {e.p99_ms:7.1f} "
                   f"{e.server_cores:12.2f}  {ratio}")
     return 0

@@ -68,6 +68,13 @@ class CaService:
         else:
             self._keys.generate_hmac_key(label)
             report.created.append(f"audit key {label} (HMAC-SHA-256, in the token)")
+        # Added by a later revision: `jpki init` on an older data directory creates it alone.
+        label = self._recipe.client_secret_key_label
+        if self._keys.has_key(label):
+            report.unchanged.append(f"client-secret key {label}")
+        else:
+            self._keys.generate_hmac_key(label)
+            report.created.append(f"client-secret key {label} (HMAC-SHA-256, in the token)")
         self._seed_municipalities(actor, report)
         for ca in CaKind:
             with self._uow() as uow:

@@ -1,10 +1,20 @@
 """API clients: registration and authentication.
 
-Secrets are generated here (256 bits from the CSPRNG), shown once, and stored only as Argon2id
-hashes. Argon2 is deliberately slow (tens of milliseconds), which would make every API call pay
-that price; so a successful verification is remembered in memory for a short time, keyed by a
-SHA-256 of the presented secret — never the secret itself — and the client's status is re-read
-from the database on every call, so a suspension takes effect at once.
+Secrets are generated here (256 bits from the CSPRNG), shown once, and stored only as keyed
+hashes (jpki.client_secrets: HMAC-SHA-256 in the HSM; Argon2id for secrets stored by earlier
+revisions, which a successful check upgrades). A successful verification is also remembered in
+memory for a short time, keyed by a SHA-256 of the presented secret — never the secret itself —
+which spares the HSM a call per request; the client's status is re-read from the database on
+every call, so a suspension takes effect at once.
+
+A check is split so that the HTTP layer can schedule its parts (api.deps): :meth:`check` is the
+cheap part (the row, one HMAC or the memory) and either decides or hands back a
+:class:`LegacyCheck`, whose Argon2 run goes to the bounded verifier's own threads
+(:meth:`verify_legacy`). :meth:`authenticate` does both, blocking, for callers outside a server.
+
+Client ids are checked against their form (``jpki_`` and 24 lower-case hex digits) before
+anything else: an id that cannot exist is refused like a wrong secret and never reaches the
+database (PostgreSQL refuses a NUL in text with an error, not with "no such row").
 
 Rotation: a client holds at most two secrets. Rotating makes a new one current and keeps the
 replaced one valid until a deadline (``previous_secret_expires_at``), so a relying party can roll
@@ -15,9 +25,10 @@ one before its deadline — so neither a rotation nor a deadline can be bypassed
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -25,16 +36,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from jpki.audit import AuditLog
-from jpki.errors import BadCredentials, ClientSuspended, InvalidInput
-from jpki.model import ApiClient, ClientRole, ClientStatus
+from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
+from jpki.errors import BadCredentials, ClientSuspended, InvalidInput, VerifierBusy
+from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import MUNICIPALITY_SCOPE, RP_SCOPES, Principal
 
+log = logging.getLogger("jpki.clients")
+
+# What `prepare` makes: "jpki_" and 12 random bytes in lower-case hex.
+CLIENT_ID = re.compile(r"^jpki_[0-9a-f]{24}$")
+MAX_SECRET_LENGTH = 256
 STATION_KINDS = ("counter", "post_office")  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
 _CACHE_SECONDS = 300.0
@@ -69,24 +83,47 @@ def _validate_scopes(role: ClientRole, scopes: list[str]) -> str:
     return " ".join(clean)
 
 
+def valid_client_id(value: object) -> bool:
+    return isinstance(value, str) and CLIENT_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """Who is calling, and — for a relying-party client — its relying party's standing as
+    read in the same statement as the credentials, which the same request's admission uses
+    instead of reading it again (jpki.relying_parties)."""
+
+    principal: Principal
+    standing: RpStanding | None
+
+
+@dataclass(frozen=True)
+class LegacyCheck:
+    """A check :meth:`ClientService.check` could not decide cheaply: the secret did not match
+    an HMAC hash and the client has legacy (Argon2id) ones."""
+
+    client: ClientCredentials
+    hashes: tuple[str, ...]
+    presented: bytes  # SHA-256 of the presented secret (the memory's key)
+
+
 class ClientService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 hasher: PasswordHasher | None = None,
-                 read_uow: UnitOfWorkFactory | None = None) -> None:
+                 hasher: SecretHasher, legacy: LegacyVerifier | None = None,
+                 read_uow: UnitOfWorkFactory | None = None,
+                 legacy_wait_seconds: float = 10.0) -> None:
         self._uow = uow_factory
         # Authentication only reads: on SQLite a read-only unit of work does not queue behind
         # the single writer (jpki.store.engine).
         self._read_uow = read_uow or uow_factory
         self._clock = clock
         self._audit = audit
-        self._hasher = hasher or PasswordHasher()
+        self.hasher = hasher
+        self.legacy = legacy or LegacyVerifier()
+        self.legacy_wait_seconds = legacy_wait_seconds
         # client id → {SHA-256 of a presented secret → (the stored hash it matched, expiry)}
         self._verified: dict[str, dict[bytes, tuple[str, float]]] = {}
         self._lock = threading.Lock()
-        # A dummy hash so that an unknown client id costs as much as a wrong secret; made on
-        # first use, because hashing costs 64 MiB and ~0.1 s that processes which never
-        # authenticate (CLI commands, CRL publication) should not pay.
-        self._dummy: str | None = None
 
     def create(self, actor: Principal, *, name: str, role: ClientRole,
                scopes: list[str] | None = None,
@@ -129,8 +166,10 @@ class ClientService:
         """A new client with a fresh secret, not yet stored: the caller adds it in its own unit
         of work (relying-party registration stores the party and its client together)."""
         secret = secrets.token_urlsafe(32)
-        client = ApiClient(id=None, client_id="jpki_" + secrets.token_hex(12), name=name,
-                           role=role, scopes=scope_text, secret_hash=self._hasher.hash(secret),
+        client_id = "jpki_" + secrets.token_hex(12)
+        client = ApiClient(id=None, client_id=client_id, name=name,
+                           role=role, scopes=scope_text,
+                           secret_hash=self.hasher.hash(client_id, secret),
                            status=ClientStatus.ACTIVE, created_at=self._clock.now(),
                            station_kind=station_kind, relying_party_id=relying_party_id)
         return NewClient(client=client, client_secret=secret)
@@ -146,7 +185,7 @@ class ClientService:
         else:
             client.previous_secret_hash = None
             client.previous_secret_expires_at = None
-        client.secret_hash = self._hasher.hash(secret)
+        client.secret_hash = self.hasher.hash(client.client_id, secret)
         uow.on_commit(lambda: self.forget(client.client_id))
         return secret
 
@@ -161,7 +200,8 @@ class ClientService:
         if actor.role is not None:
             actor.require_role()
         with self._uow() as uow:
-            client = uow.clients.get_by_client_id(client_id)
+            client = uow.clients.get_by_client_id(client_id) if valid_client_id(client_id) \
+                else None
             if client is None:
                 raise ClientNotFound("no such client", client=client_id[:64])
             if client.status is not status:
@@ -172,39 +212,96 @@ class ClientService:
         self.forget(client_id)
         return client
 
+    # --- authentication -----------------------------------------------------------------
+
     def authenticate(self, client_id: str, secret: str) -> Principal:
-        """Raise BadCredentials or ClientSuspended; return the caller's principal."""
-        if len(client_id) > 64 or len(secret) > 256:
+        """Raise BadCredentials or ClientSuspended (or VerifierBusy: a legacy hash and the
+        verifier is full); return the caller's principal. Blocks for a legacy check."""
+        verdict = self.check(client_id, secret)
+        if isinstance(verdict, LegacyCheck):
+            pending = verdict
+            future = self.legacy.submit(lambda: self.verify_legacy(pending, secret))
+            try:
+                verdict = future.result(timeout=self.legacy_wait_seconds)
+            except concurrent.futures.TimeoutError:
+                raise VerifierBusy("the credential check took too long; retry shortly",
+                                   retry_after=1) from None
+        return verdict.principal
+
+    def check(self, client_id: str, secret: str) -> Authenticated | LegacyCheck:
+        """The cheap part of a check: one read (the client's row and its relying party's) and
+        one HMAC, or the memory. Raises BadCredentials or ClientSuspended, returns who is
+        calling, or hands back a :class:`LegacyCheck` for :meth:`verify_legacy`."""
+        if not valid_client_id(client_id) or not 0 < len(secret) <= MAX_SECRET_LENGTH:
             raise BadCredentials("the credentials are invalid")
         with self._read_uow() as uow:
-            client = uow.clients.get_by_client_id(client_id)
-        presented = hashlib.sha256(secret.encode("utf-8")).digest()
+            client = uow.clients.credentials(client_id)
         if client is None:
-            self._burn(secret)
+            self.hasher.burn(client_id, secret)
             raise BadCredentials("the credentials are invalid")
+        presented = hashlib.sha256(secret.encode("utf-8")).digest()
         acceptable = self._acceptable_hashes(client)
         if not self._cached(client_id, presented, acceptable):
-            matched = None
-            for stored in acceptable:
-                try:
-                    self._hasher.verify(stored, secret)
-                except (VerifyMismatchError, VerificationError, InvalidHashError):
-                    continue
-                matched = stored
-                break
+            fast = [h for h in acceptable if is_hmac(h)]
+            matched = self.hasher.match(fast, client_id, secret) if fast else None
             if matched is None:
+                legacy = tuple(h for h in acceptable if is_legacy(h))
+                if legacy:
+                    return LegacyCheck(client=client, hashes=legacy, presented=presented)
                 raise BadCredentials("the credentials are invalid")
-            with self._lock:
-                entries = self._verified.setdefault(client_id, {})
-                if len(entries) >= 4:  # at most two secrets are ever valid together
-                    entries.clear()
-                entries[presented] = (matched, time.monotonic() + _CACHE_SECONDS)
-        if client.status is not ClientStatus.ACTIVE:
-            raise ClientSuspended("the client is suspended", client=client_id)
-        return Principal(actor=f"client:{client.client_id}", role=client.role,
-                         scopes=client.scope_set, relying_party=client.relying_party_id)
+            self._remember(client_id, presented, matched)
+        return self._principal(client)
 
-    def _acceptable_hashes(self, client: ApiClient) -> list[str]:
+    def verify_legacy(self, pending: LegacyCheck, secret: str) -> Authenticated:
+        """The Argon2 part of a check, on the legacy verifier's threads (submit it there). A
+        match replaces that stored hash by the HMAC form (audited; the secret is not)."""
+        client = pending.client
+        matched = next((h for h in pending.hashes if self.legacy.verify(h, secret)), None)
+        if matched is None:
+            raise BadCredentials("the credentials are invalid")
+        upgraded = self._upgrade(client, matched, secret)
+        self._remember(client.client_id, pending.presented, upgraded or matched)
+        return self._principal(client)
+
+    def _upgrade(self, client: ClientCredentials, matched: str, secret: str) -> str | None:
+        """Store ``secret`` as an HMAC hash in place of the legacy hash it matched; the new
+        hash, or None when not done (no key yet, the row changed meanwhile, an error)."""
+        try:
+            if not self.hasher.available():
+                return None
+            new = self.hasher.hash(client.client_id, secret)
+            with self._uow() as uow:
+                which = uow.clients.replace_secret_hash(client.client_id, matched, new)
+                if which is None:  # rotated or upgraded by someone else in the meantime
+                    return None
+                self._audit.record(uow, actor="service:authentication",
+                                   action="client.secret_rehashed", subject=client.client_id,
+                                   payload={"secret": which, "from": "argon2id",
+                                            "to": f"hmac-sha256/{self.hasher.label}"})
+                uow.commit()
+        except Exception as exc:  # the caller is authenticated all the same; retried next time
+            log.warning("could not upgrade the stored secret of %s: %s", client.client_id,
+                        type(exc).__name__)
+            return None
+        self.forget(client.client_id)
+        return new
+
+    def _principal(self, client: ClientCredentials) -> Authenticated:
+        if client.status is not ClientStatus.ACTIVE:
+            raise ClientSuspended("the client is suspended", client=client.client_id)
+        return Authenticated(
+            Principal(actor=f"client:{client.client_id}", role=client.role,
+                      scopes=client.scope_set, relying_party=client.relying_party_id),
+            client.standing)
+
+    def _remember(self, client_id: str, presented: bytes, matched: str) -> None:
+        with self._lock:
+            entries = self._verified.setdefault(client_id, {})
+            if len(entries) >= 4:  # at most two secrets are ever valid together
+                entries.clear()
+            entries[presented] = (matched, time.monotonic() + _CACHE_SECONDS)
+
+    def _acceptable_hashes(self, client: ClientCredentials) -> list[str]:
         hashes = [client.secret_hash]
         deadline = client.previous_secret_expires_at
         if client.previous_secret_hash and deadline is not None and \
@@ -220,9 +317,3 @@ class ClientService:
             return False
         # Keyed by the digest already; the stored hash it matched must still be acceptable.
         return any(hmac.compare_digest(entry[0], stored) for stored in acceptable)
-
-    def _burn(self, secret: str) -> None:
-        if self._dummy is None:  # a race makes two dummies, which is harmless
-            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
-        with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
-            self._hasher.verify(self._dummy, secret)

@@ -364,6 +364,36 @@ class ApiClient:
         return frozenset(self.scopes.split())
 
 
+@dataclass(frozen=True)
+class RpStanding:
+    """A relying party as one read found it: what admission checks (jpki.relying_parties)."""
+
+    relying_party: str
+    status: ClientStatus
+    parent_status: ClientStatus | None  # a service provider's platform operator's
+    purposes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What authenticating a client reads, in one statement: its row and, for a relying-party
+    client, its relying party's standing (jpki.clients)."""
+
+    client_id: str
+    role: ClientRole
+    scopes: str
+    status: ClientStatus
+    secret_hash: str = field(repr=False)
+    previous_secret_hash: str | None = field(repr=False)
+    previous_secret_expires_at: datetime | None
+    relying_party_id: str | None
+    standing: RpStanding | None  # None for other clients (or a party that no longer exists)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
 class RelyingPartyKind(StrEnum):
     """reference §3.1: platform operators (PF) are certified and query the CA themselves;
     service providers (SP) act under a platform operator."""

@@ -23,6 +23,7 @@ from jpki.model import (
     Certificate,
     CertificateStateRow,
     CertKind,
+    ClientCredentials,
     Consent,
     CrlPublication,
     DeltaRow,
@@ -147,6 +148,15 @@ class ClientRepository(Protocol):
     def add(self, client: ApiClient) -> None: ...
     def get_by_client_id(self, client_id: str) -> ApiClient | None: ...
     def all(self) -> Sequence[ApiClient]: ...
+
+    def credentials(self, client_id: str) -> ClientCredentials | None:
+        """The client's row and its relying party's standing, in one statement."""
+        ...
+
+    def replace_secret_hash(self, client_id: str, old: str, new: str) -> str | None:
+        """Replace the stored hash ``old`` (current or previous secret) by ``new``, only if it
+        is still stored; which one ("current", "previous"), or None."""
+        ...
 
 
 class RelyingPartyRepository(Protocol):

@@ -49,6 +49,9 @@ def name_from_pairs(pairs: list[tuple[str, str]] | list[list[str]]) -> x509.Name
     return x509.Name(attrs)
 
 
+DEFAULT_CLIENT_SECRET_KEY_LABEL = "client-secret-mac"  # noqa: S105 - a key label, not a key
+
+
 @dataclass(frozen=True)
 class CaRecipe:
     kind: CaKind
@@ -97,6 +100,9 @@ class Recipe:
     policies: dict[CertKind, x509.ObjectIdentifier]
     crl: CrlRecipe
     ocsp: OcspRecipe
+    # The HMAC key of stored client secrets (jpki.client_secrets). Optional in the file, so that
+    # the recipes of deployments made before it keep loading; `jpki init` creates the key.
+    client_secret_key_label: str = DEFAULT_CLIENT_SECRET_KEY_LABEL
 
     def ca(self, kind: CaKind) -> CaRecipe:
         return self.cas[kind]
@@ -174,6 +180,16 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not (timedelta(minutes=1) <= crl.delta_interval < crl.full_interval
             <= timedelta(days=7)):
         raise InvalidRecipe("crl: need 1 minute <= delta interval < full interval <= 7 days")
+    clients = data.get("clients", {})
+    if not isinstance(clients, dict):
+        raise InvalidRecipe("clients: expected a table")
+    client_key = clients.get("key_label", DEFAULT_CLIENT_SECRET_KEY_LABEL)
+    if not isinstance(client_key, str) or not client_key:
+        raise InvalidRecipe("clients.key_label: expected a non-empty string")
+    audit_key = _require(audit, "key_label", str, "audit")
+    if client_key in {audit_key, *(r.key_label(1) for r in cas.values())}:
+        # One key, one purpose: the audit chain's MACs must never double as secret hashes.
+        raise InvalidRecipe("clients.key_label must differ from the audit and CA key labels")
     o = _require(data, "ocsp", dict, "recipe")
     ocsp = OcspRecipe(validity=timedelta(minutes=_require(o, "validity_minutes", int, "ocsp")),
                       max_live_signatures=_require(o, "max_live_signatures", int, "ocsp"))
@@ -184,7 +200,8 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         crl=crl,
         ocsp=ocsp,
         token_label=_require(token, "label", str, "token"),
-        audit_key_label=_require(audit, "key_label", str, "audit"),
+        audit_key_label=audit_key,
+        client_secret_key_label=client_key,
         cas=cas,
         responder=responder,
         issuer_alt_name=name_from_pairs(_require(profile, "issuer_alt_name", list, "profile")),

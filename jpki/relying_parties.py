@@ -10,11 +10,12 @@ declared purposes, status) with one or more API clients (role ``rp``) that carry
 - ``linkage`` — POST /v1/linkage (jpki.linkage);
 - ``basic4`` — POST /v1/basic4 (jpki.latest_basic4).
 
-Credentials are client secrets stored only as Argon2id hashes (jpki.clients). Rotation gives a
-client a new secret and keeps the old one valid until a deadline. mTLS client certificates are
-**not implemented**: uvicorn does not hand the TLS peer certificate to the ASGI app (it needs a
-protocol subclass that adds the ASGI TLS extension), and the internal client CA needs its own
-key in the ceremony and its own issuance; until then secrets are the only credential.
+Credentials are client secrets stored only as keyed hashes (jpki.clients, jpki.client_secrets).
+Rotation gives a client a new secret and keeps the old one valid until a deadline. mTLS client
+certificates are **not implemented**: uvicorn does not hand the TLS peer certificate to the ASGI
+app (it needs a protocol subclass that adds the ASGI TLS extension), and the internal client CA
+needs its own key in the ceremony and its own issuance; until then secrets are the only
+credential.
 
 Every call goes through :meth:`RelyingPartyService.admit`, in this order: the client is
 authenticated (jpki.clients: unknown or wrong secret 401, suspended client 403); its role is
@@ -43,17 +44,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from jpki.audit import AuditLog, JsonValue
-from jpki.clients import ClientService
+from jpki.clients import ClientService, valid_client_id
 from jpki.errors import Forbidden, InvalidInput, MissingScope, NotFound
 from jpki.group_audit import GroupAudit
-from jpki.model import ApiClient, ClientRole, ClientStatus, RelyingParty, RelyingPartyKind
+from jpki.model import (
+    ApiClient,
+    ClientRole,
+    ClientStatus,
+    RelyingParty,
+    RelyingPartyKind,
+    RpStanding,
+)
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.principals import RP_SCOPES, Principal
 from jpki.rate_limits import TokenBuckets
 
 PURPOSE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 RP_ID = re.compile(r"^rp_[0-9a-f]{16}$")
-CLIENT_ID = re.compile(r"^jpki_[0-9a-f]{24}$")
 MAX_PURPOSES = 20
 _NAME_MAX = 100
 
@@ -211,7 +218,8 @@ class RelyingPartyService:
                 if not parent_id:
                     raise InvalidRelyingParty("a service provider names its platform operator",
                                               field="parent_id")
-                parent = uow.relying_parties.get(parent_id[:32])
+                parent = uow.relying_parties.get(parent_id) if RP_ID.fullmatch(parent_id) \
+                    else None
                 if parent is None:
                     raise RelyingPartyNotFound("no such platform operator", field="parent_id")
                 if parent.kind is not RelyingPartyKind.PLATFORM_OPERATOR:
@@ -304,28 +312,43 @@ class RelyingPartyService:
 
     # --- calls ----------------------------------------------------------------------------
 
-    def admit(self, principal: Principal, scope: str | None) -> RpContext:
-        """After authentication: registered, active, within its rate, with the scope."""
+    def admit(self, principal: Principal, scope: str | None,
+              standing: RpStanding | None = None) -> RpContext:
+        """After authentication: registered, active, within its rate, with the scope.
+
+        ``standing`` is the relying party as the same request's authentication read it, in the
+        statement that read the credentials (jpki.clients.Authenticated); without it, it is
+        read here. Either way it is read on every call, so a suspension refuses at once."""
         principal.require_role(ClientRole.RP)
         if principal.relying_party is None:
             raise RelyingPartyNotRegistered("the client does not belong to a registered "
                                             "relying party")
+        if standing is None or standing.relying_party != principal.relying_party:
+            standing = self._standing(principal.relying_party)
+        if standing is None:
+            raise RelyingPartyNotRegistered("the client does not belong to a registered "
+                                            "relying party")
+        rp_id = standing.relying_party
+        if standing.status is not ClientStatus.ACTIVE:
+            raise RelyingPartySuspended("the relying party is suspended", relying_party=rp_id)
+        if standing.parent_status not in (None, ClientStatus.ACTIVE):
+            raise RelyingPartySuspended("the relying party's platform operator is suspended",
+                                        relying_party=rp_id)
+        self.buckets.take(rp_id)
+        if scope is not None:
+            principal.require_scope(scope)
+        return RpContext(principal=principal, rp_id=rp_id, purposes=standing.purposes)
+
+    def _standing(self, rp_id: str) -> RpStanding | None:
         with self._read_uow() as uow:
-            rp = uow.relying_parties.get(principal.relying_party)
+            rp = uow.relying_parties.get(rp_id)
             parent = uow.relying_parties.get(rp.parent_id) if rp is not None and \
                 rp.parent_id else None
         if rp is None:
-            raise RelyingPartyNotRegistered("the client does not belong to a registered "
-                                            "relying party")
-        if rp.status is not ClientStatus.ACTIVE:
-            raise RelyingPartySuspended("the relying party is suspended", relying_party=rp.id)
-        if parent is not None and parent.status is not ClientStatus.ACTIVE:
-            raise RelyingPartySuspended("the relying party's platform operator is suspended",
-                                        relying_party=rp.id)
-        self.buckets.take(rp.id)
-        if scope is not None:
-            principal.require_scope(scope)
-        return RpContext(principal=principal, rp_id=rp.id, purposes=rp.purpose_list)
+            return None
+        return RpStanding(relying_party=rp.id, status=rp.status,
+                          parent_status=parent.status if parent is not None else None,
+                          purposes=rp.purpose_list)
 
     def record_refusal(self, *, actor: str, route: str, status: int, code: str,
                        relying_party: str | None, purpose: str | None,
@@ -336,8 +359,7 @@ class RelyingPartyService:
         Only identifiers and codes: the route is one of ours or "other", the purpose a declared
         code or nothing, the claimed client id of an unauthenticated call only when it has the
         form of one."""
-        claimed = claimed_client if isinstance(claimed_client, str) and \
-            CLIENT_ID.match(claimed_client) else None
+        claimed = claimed_client if valid_client_id(claimed_client) else None
         payload: dict[str, JsonValue] = {
             "status": status, "code": code[:64], "relying_party": relying_party,
             "purpose": purpose if valid_purpose(purpose) else None, "claimed_client": claimed}
@@ -348,9 +370,11 @@ class RelyingPartyService:
 
     @staticmethod
     def _load(uow: UnitOfWork, rp_id: str) -> RelyingParty:
-        rp = uow.relying_parties.get(rp_id[:32])
+        # An id that cannot exist is not looked up (PostgreSQL errs on a NUL in text).
+        rp = uow.relying_parties.get(rp_id) if RP_ID.fullmatch(rp_id) else None
         if rp is None:
-            raise RelyingPartyNotFound("no such relying party", relying_party=rp_id[:32])
+            raise RelyingPartyNotFound("no such relying party",
+                                       relying_party=rp_id if RP_ID.fullmatch(rp_id) else None)
         return rp
 
     @staticmethod

@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
     http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    # Authentication (jpki.auth_throttle): failed checks allowed per client id and per source
+    # address, refilled over the window; beyond them 429 without checking anything.
+    auth_failures_per_client: int = Field(default=10, ge=1, le=1_000_000)
+    auth_failures_per_address: int = Field(default=50, ge=1, le=1_000_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_throttle_max_keys: int = Field(default=65_536, ge=1, le=10_000_000)
+    # How long a throttled caller's 429 is held (a tarpit against closed-loop floods).
+    auth_refusal_delay_seconds: float = Field(default=1.0, ge=0, le=30)
+    # Cheap checks (a row read and one HMAC) running at once, on threads that are not the
+    # request pool's tokens (api.deps); and the verifier of legacy Argon2id hashes
+    # (jpki.client_secrets): checks running at once (64 MiB each) and waiting beyond them.
+    auth_concurrency: int = Field(default=4, ge=1, le=64)
+    auth_legacy_workers: int = Field(default=1, ge=1, le=16)
+    auth_legacy_queue: int = Field(default=4, ge=0, le=1_000)
 
     @property
     def public_base_url(self) -> str:

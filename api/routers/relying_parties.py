@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import OperatorDep, ServicesDep, authenticate
 from api.request_fields import RelyingPartyId
@@ -108,12 +109,20 @@ def set_status(rp_id: RelyingPartyId, body: RelyingPartyStatusIn, actor: Operato
 # --- the relying party's calls ----------------------------------------------------------------
 
 
-def admitted(scope: str | None) -> Callable[..., RpContext]:
-    """Authenticated, role rp, registered and active, within its rate, with ``scope``."""
+def admitted(scope: str | None) -> Callable[..., Coroutine[Any, Any, RpContext]]:
+    """Authenticated, role rp, registered and active, within its rate, with ``scope``.
 
-    def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)],
-                   services: ServicesDep) -> RpContext:
-        ctx = services.relying_parties.admit(principal, scope)
+    Async: with the standing authentication read alongside the credentials, admission is a
+    few comparisons and a token bucket, which need no thread of the pool."""
+
+    async def dependency(request: Request,
+                         principal: Annotated[Principal, Depends(authenticate)],
+                         services: ServicesDep) -> RpContext:
+        standing = getattr(request.state, "rp_standing", None)
+        if standing is not None:
+            ctx = services.relying_parties.admit(principal, scope, standing)
+        else:  # read here, so on a thread
+            ctx = await run_in_threadpool(services.relying_parties.admit, principal, scope)
         request.state.relying_party = ctx.rp_id
         return ctx
 
@@ -127,7 +136,7 @@ def _purpose(request: Request, ctx: RpContext, purpose: str) -> str:
 
 
 @router.get("/v1/rp/ping", response_model=PingOut)
-def ping(ctx: Annotated[RpContext, Depends(admitted(None))]) -> PingOut:
+async def ping(ctx: Annotated[RpContext, Depends(admitted(None))]) -> PingOut:
     """Authenticates and admits the caller, and nothing else (a liveness check, and the
     baseline of bench/relying_party.py). Not audited: it discloses nothing."""
     return PingOut(ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,12 +25,14 @@ from jpki.model import (
     CertificateStateRow,
     CertKind,
     CertStatus,
+    ClientCredentials,
     DeviceStatus,
     MobileChallenge,
     MobileDevice,
     OcspResponder,
     ProofingRecord,
     Resident,
+    RpStanding,
     StatusChange,
     StatusRow,
     StoredOcspResponse,
@@ -48,6 +51,7 @@ from jpki.store.tables import (
     ocsp_responders,
     ocsp_responses,
     proofings,
+    relying_parties,
     residents,
 )
 
@@ -492,6 +496,21 @@ class SqlMobile:
         return deleted
 
 
+_PARENT = relying_parties.alias("parent")
+_CREDENTIALS = (
+    select(api_clients.c.client_id, api_clients.c.role, api_clients.c.scopes,
+           api_clients.c.status, api_clients.c.secret_hash, api_clients.c.previous_secret_hash,
+           api_clients.c.previous_secret_expires_at, api_clients.c.relying_party_id,
+           relying_parties.c.id.label("rp_id"), relying_parties.c.status.label("rp_status"),
+           relying_parties.c.purposes.label("rp_purposes"),
+           _PARENT.c.status.label("parent_status"))
+    .select_from(api_clients
+                 .outerjoin(relying_parties,
+                            relying_parties.c.id == api_clients.c.relying_party_id)
+                 .outerjoin(_PARENT, _PARENT.c.id == relying_parties.c.parent_id))
+    .where(api_clients.c.client_id == bindparam("client_id")))
+
+
 class SqlClients:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -506,6 +525,33 @@ class SqlClients:
 
     def all(self) -> Sequence[ApiClient]:
         return list(self._s.execute(select(ApiClient).order_by(api_clients.c.id)).scalars())
+
+    def credentials(self, client_id: str) -> ClientCredentials | None:
+        # Core, one statement: every authenticated call makes it (bench/relying_party.py).
+        row = self._s.execute(_CREDENTIALS, {"client_id": client_id}).one_or_none()
+        if row is None:
+            return None
+        standing = None
+        if row.rp_id is not None:
+            standing = RpStanding(relying_party=row.rp_id, status=row.rp_status,
+                                  parent_status=row.parent_status,
+                                  purposes=tuple(json.loads(row.rp_purposes)))
+        return ClientCredentials(
+            client_id=row.client_id, role=row.role, scopes=row.scopes, status=row.status,
+            secret_hash=row.secret_hash, previous_secret_hash=row.previous_secret_hash,
+            previous_secret_expires_at=row.previous_secret_expires_at,
+            relying_party_id=row.relying_party_id, standing=standing)
+
+    def replace_secret_hash(self, client_id: str, old: str, new: str) -> str | None:
+        # Compare-and-set in one UPDATE each: a rotation committed since ``old`` was read wins.
+        for column, which in ((api_clients.c.secret_hash, "current"),
+                              (api_clients.c.previous_secret_hash, "previous")):
+            result = self._s.execute(update(api_clients)
+                                     .where(api_clients.c.client_id == client_id, column == old)
+                                     .values({column.key: new}))
+            if getattr(result, "rowcount", 0):
+                return which
+        return None
 
 
 _SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(

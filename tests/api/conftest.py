@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.composition import Services
-from jpki.clients import ClientService
+from jpki.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.principals import Principal
 from tests.api.harness import Api
 
@@ -23,12 +22,10 @@ from tests.api.harness import Api
 def api(services: Services, operator: Principal,
         caplog: pytest.LogCaptureFixture) -> Iterator[Api]:
     caplog.set_level(logging.DEBUG)
-    # The same client service, with Argon2id at its minimum cost: each test makes several API
-    # clients and the default parameters (tuned to be slow) would dominate the run time.
-    services.clients = ClientService(services.uow, services.clock, services.audit,
-                                     hasher=PasswordHasher(time_cost=1, memory_cost=8,
-                                                           parallelism=1))
-    services.relying_parties.clients = services.clients
+    # Failure budgets out of the way: the matrices here send many wrong credentials from one
+    # test client on purpose. tests/api/test_auth_throttle.py tests the budgets themselves.
+    services.auth_throttle = AuthThrottle(by_client=FailureBudgets(10**6, 60),
+                                          by_address=FailureBudgets(10**6, 60), refusal_delay=0)
     app = create_app(services.settings, services=services)
     # raise_server_exceptions: an unexpected exception fails the test instead of hiding in a 500.
     client = TestClient(app, raise_server_exceptions=True)

@@ -196,7 +196,7 @@ def test_init_creates_the_ca_once_and_a_second_run_changes_nothing(base: Base) -
     def one(prefix: str) -> None:
         assert sum(line.startswith(prefix) for line in created) == 1, (prefix, created)
 
-    for prefix in ("audit key", "sign CA generation 1", "auth CA generation 1",
+    for prefix in ("audit key", "client-secret key", "sign CA generation 1", "auth CA generation 1",
                    "sign OCSP responder g01", "auth OCSP responder g01"):
         one(prefix)
     assert any(re.fullmatch(r"\d+ municipalities from the seed list", c) for c in created)
@@ -212,6 +212,45 @@ def test_init_creates_the_ca_once_and_a_second_run_changes_nothing(base: Base) -
     for pin in ("hsm-user-pin", "hsm-so-pin"):
         assert stat.S_IMODE((secrets / pin).stat().st_mode) == 0o600
     assert (base.data_dir / "jpki.db").read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+DESTROY_CLIENT_KEY = """
+import sys
+from pathlib import Path
+from pkcs11.constants import Attribute
+from api.composition import open_keystore
+from jpki.recipe import load_recipe
+from jpki.settings import Settings
+
+recipe = load_recipe()
+keys = open_keystore(Settings(data_dir=Path(sys.argv[1])), recipe)
+with keys.session() as session:
+    for obj in session.get_objects({Attribute.LABEL: recipe.client_secret_key_label}):
+        obj.destroy()
+keys.close()
+"""
+
+
+def test_init_adds_the_client_secret_key_to_a_data_directory_made_before_it(
+        base: Base, tmp_path: Path) -> None:
+    d = copy_data_dir(base.data_dir, tmp_path / "old")
+    # A data directory from before the key: its token has everything but that key.
+    subprocess.run([sys.executable, "-c", DESTROY_CLIENT_KEY, str(d)], cwd=REPO, env=_env(),
+                   check=True, timeout=60, capture_output=True)
+    refused = jpki("client", "add", "--name", "op", "--role", "operator", "--json", data_dir=d)
+    assert refused.rc != 0 and refused.error()["code"] == "ca.not_initialised"
+    assert "jpki init" in refused.error()["detail"]
+
+    head = head_in_db(d)
+    report = jpki_ok("init", data_dir=d)
+    assert report["created"] == ["client-secret key client-secret-mac (HMAC-SHA-256, in the "
+                                 "token)"]
+    assert "audit key audit-mac" in report["unchanged"]
+    assert head_in_db(d) == head  # a key in the token; nothing in the database changed
+    again = jpki_ok("init", data_dir=d)
+    assert again["created"] == [] and "client-secret key client-secret-mac" in again["unchanged"]
+    made = jpki_ok("client", "add", "--name", "op", "--role", "operator", data_dir=d)
+    assert made["client_id"].startswith("jpki_")
 
 
 def test_init_keeps_the_data_directory_private(base: Base) -> None:

@@ -39,7 +39,7 @@ def test_register_list_rotate_suspend_and_resume(base: Base, tmp_path: Path) -> 
     with closing(sqlite3.connect(d / "jpki.db")) as db:
         stored = db.execute("SELECT secret_hash, previous_secret_hash FROM api_clients "
                             "WHERE client_id = ?", (pf["client_id"],)).fetchone()
-    assert all(h.startswith("$argon2id$") for h in stored)
+    assert all(h.startswith("hmac-sha256$client-secret-mac$") for h in stored)
     assert pf["client_secret"] not in "".join(stored)
 
     suspended = jpki_ok("rp", "suspend", "--id", rp["id"], data_dir=d)

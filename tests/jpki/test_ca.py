@@ -31,7 +31,8 @@ def test_the_ceremony_is_idempotent(services, operator):
 
 def test_ca_and_audit_keys_never_leave_the_token(services):
     recipe = load_recipe()
-    labels = [recipe.ca(ca).key_label(1) for ca in CaKind] + [recipe.audit_key_label] + [
+    labels = [recipe.ca(ca).key_label(1) for ca in CaKind] + [
+        recipe.audit_key_label, recipe.client_secret_key_label] + [
         recipe.responder.key_label(ca, 1) for ca in CaKind]
     for label in labels:
         protection = services.keys.key_protection(label)
