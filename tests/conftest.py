@@ -122,18 +122,20 @@ def _pg_admin_url() -> str:
     return os.environ.get("JPKI_TEST_POSTGRES_URL", DEFAULT_PG)
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database created for this test run on the PostgreSQL server, dropped afterwards."""
+@contextmanager
+def empty_postgres_database(purpose: str = "test") -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (``JPKI_TEST_POSTGRES_URL``), for a
+    schema of the current metadata, migrations or `jpki init`; dropped afterwards. A server that
+    does not answer is a missing component (tests/components.py)."""
     admin_url = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any failure to connect means no server
         missing_component(f"PostgreSQL is not reachable at {admin_url.host}:{admin_url.port} "
                           f"({type(exc).__name__}); set JPKI_TEST_POSTGRES_URL")
-    name = f"jpki_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"jpki_{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -142,6 +144,13 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database created for this test run on the PostgreSQL server, dropped afterwards."""
+    with empty_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
