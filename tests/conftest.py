@@ -42,6 +42,22 @@ USER_PIN = "user-secret-5521"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+
+# --- running in parallel --------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the marker added here counts
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """scripts/test runs the suite in two passes: on every core (pytest-xdist), all but the
+    tests marked ``serial``; then those, alone. Serial are the tests that bound a latency
+    (``timing``: another worker's load would decide them) and the whole card side: pcscd is one
+    per machine and vpcd's readers have fixed ports (docs/components.md)."""
+    for item in items:
+        if (item.get_closest_marker("timing") or item.get_closest_marker("pcsc")
+                or item.nodeid.startswith("tests/card/")):
+            item.add_marker(pytest.mark.serial)
+
+
 # --- clock --------------------------------------------------------------------------------
 
 

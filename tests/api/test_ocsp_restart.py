@@ -41,7 +41,7 @@ from tests.api.test_cli import (
 )
 from tests.conftest import empty_postgres_database
 
-pytestmark = [pytest.mark.hsm, pytest.mark.slow]
+pytestmark = [pytest.mark.hsm, pytest.mark.slow, pytest.mark.timing]
 
 @dataclass(frozen=True)
 class Deployment:
