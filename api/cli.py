@@ -183,6 +183,26 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None
             out.print("nothing to do: already initialised")
 
 
+def uvicorn_options(settings: Settings, host: str, port: int, access_log: bool,
+                    log_settings: dict[str, Any]) -> dict[str, Any]:
+    """How `jpki serve` runs uvicorn (and the benches' own servers, to measure the same)."""
+    import functools
+
+    from api.http_protocol import BoundedHttpToolsProtocol, HttpLimits
+
+    limits = HttpLimits(max_header_bytes=settings.http_max_header_bytes,
+                        read_timeout=settings.http_read_timeout_seconds,
+                        max_connections=settings.http_max_connections)
+    return {
+        "host": host, "port": port, "log_config": log_settings, "access_log": access_log,
+        # Uvicorn builds one protocol per connection from this (a partial, not a class: it
+        # carries the limits, and pickles for worker processes).
+        "http": functools.partial(BoundedHttpToolsProtocol, limits=limits),
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+    }
+
+
 @app.command()
 def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
           host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -215,7 +235,6 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
     (a wildcard --host such as 0.0.0.0 as 127.0.0.1); with it, it wins, and a disagreement with
     --host/--port is logged once.
     """
-    import functools
     import logging
     import logging.config
     import os
@@ -223,7 +242,6 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
     import uvicorn
     from pydantic import ValidationError
 
-    from api.http_protocol import BoundedHttpToolsProtocol, HttpLimits
     from api.logs import log_config
 
     given: dict[str, Any] = {"http_max_header_bytes": max_header_bytes,
@@ -246,17 +264,7 @@ def serve(data_dir: DataDir = DEFAULT_DATA_DIR,
     logging.config.dictConfig(log_settings)
     if warning is not None:
         logging.getLogger("jpki.serve").warning("%s", warning)
-    limits = HttpLimits(max_header_bytes=settings.http_max_header_bytes,
-                        read_timeout=settings.http_read_timeout_seconds,
-                        max_connections=settings.http_max_connections)
-    options: dict[str, Any] = {
-        "host": host, "port": port, "log_config": log_settings, "access_log": access_log,
-        # Uvicorn builds one protocol per connection from this (a partial, not a class: it
-        # carries the limits, and pickles for worker processes).
-        "http": functools.partial(BoundedHttpToolsProtocol, limits=limits),
-        "timeout_keep_alive": settings.http_keep_alive_seconds,
-        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
-    }
+    options = uvicorn_options(settings, host, port, access_log, log_settings)
     if workers == 1:
         from api.app import create_app
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from api.limits import BodyTooLarge
-from jpki.errors import Category, JpkiError
+from jpki.errors import Category, JpkiError, RetryLater
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("jpki.api")
@@ -49,11 +49,10 @@ def from_error(exc: JpkiError) -> JSONResponse:
     status = STATUS[exc.category]
     headers = {"WWW-Authenticate": 'Basic realm="jpki"'} if status == 401 else None
     if status == 429 or (status == 503 and "retry_after" in exc.context):
-        # RFC 9110 §10.2.3: how long to wait, in seconds (with 429, and 503 where known).
+        # RFC 9110 §10.2.3, §15.6.4: how long to wait, in seconds (with 429, and with 503 where
+        # it is known).
         headers = {"Retry-After": str(exc.context.get("retry_after") or 1)}
-    elif status == 503 and "retry_after" in exc.context:  # RFC 9110 §15.6.4, §10.2.3
-        headers = {"Retry-After": str(exc.context["retry_after"])}
-    if status >= 500 and exc.code != "auth.busy":  # a full legacy verifier is load, not a fault
+    if status >= 500 and not isinstance(exc, RetryLater):  # a full queue is load, not a fault
         log.error("request failed: %r", exc)
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,
                    context=exc.context or None)

@@ -99,14 +99,22 @@ def bench_env(data_dir: Path, url: str) -> dict[str, str]:
 
 def serve_child(port: int) -> None:
     """``--serve PORT``: the app `jpki serve` serves, started the way it starts it (1 worker,
-    access log off), plus the bench's unauthenticated baseline route."""
+    access log off, its JSON log and HTTP limits: api.cli.uvicorn_options), plus the bench's
+    unauthenticated baseline route."""
+    import logging.config
+
     import uvicorn
 
     from api.app import create_app
+    from api.cli import uvicorn_options
+    from api.logs import log_config
     from api.schemas import PingOut
     from jpki.settings import Settings
 
-    app = create_app(Settings())
+    settings, _ = Settings().for_server("127.0.0.1", port)
+    log_settings = log_config()
+    logging.config.dictConfig(log_settings)
+    app = create_app(settings)
 
     @app.get(UNAUTHENTICATED, response_model=PingOut, include_in_schema=False)
     async def unauthenticated() -> PingOut:
@@ -114,7 +122,7 @@ def serve_child(port: int) -> None:
         response model and answer."""
         return PingOut(ok=True)
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", access_log=False)
+    uvicorn.run(app, **uvicorn_options(settings, "127.0.0.1", port, False, log_settings))
 
 
 @contextlib.contextmanager

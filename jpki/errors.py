@@ -277,7 +277,16 @@ class ClientSuspended(Forbidden):
     title = "The client is suspended"
 
 
-class AuthThrottled(JpkiError):
+class RetryLater(JpkiError):
+    """Refused for now: the caller may try again in ``retry_after`` seconds (HTTP
+    Retry-After)."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class AuthThrottled(RetryLater):
     """Too many failed authentications from this address or for this client id: refused
     without checking anything (jpki.auth_throttle)."""
 
@@ -285,21 +294,13 @@ class AuthThrottled(JpkiError):
     category = Category.RATE_LIMITED
     title = "Too many failed authentications"
 
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail, retry_after=retry_after)
-        self.retry_after = retry_after
 
-
-class VerifierBusy(Unavailable):
+class VerifierBusy(RetryLater, Unavailable):
     """The bounded verifier of legacy (Argon2id) secret hashes is full (jpki.client_secrets):
     the caller is asked to come back rather than queued without bound."""
 
     code = "auth.busy"
     title = "Too many credential checks in progress"
-
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail, retry_after=retry_after)
-        self.retry_after = retry_after
 
 
 class MissingScope(Forbidden):

@@ -17,19 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from jpki.errors import Category, JpkiError
+from jpki.errors import Category, RetryLater
 
 _MAX_KEYS = 100_000  # a bound on memory; full buckets are the ones dropped first
 
 
-class RateLimited(JpkiError):
+class RateLimited(RetryLater):
     code = "rp.rate_limited"
     category = Category.RATE_LIMITED
     title = "Too many requests"
-
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail, retry_after=retry_after)
-        self.retry_after = retry_after
 
 
 class TooManyRequests(RateLimited):

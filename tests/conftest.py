@@ -42,6 +42,22 @@ USER_PIN = "user-secret-5521"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+
+# --- running in parallel --------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the marker added here counts
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """scripts/test runs the suite in two passes: on every core (pytest-xdist), all but the
+    tests marked ``serial``; then those, alone. Serial are the tests that bound a latency
+    (``timing``: another worker's load would decide them) and the whole card side: pcscd is one
+    per machine and vpcd's readers have fixed ports (docs/components.md)."""
+    for item in items:
+        if (item.get_closest_marker("timing") or item.get_closest_marker("pcsc")
+                or item.nodeid.startswith("tests/card/")):
+            item.add_marker(pytest.mark.serial)
+
+
 # --- clock --------------------------------------------------------------------------------
 
 
@@ -122,18 +138,20 @@ def _pg_admin_url() -> str:
     return os.environ.get("JPKI_TEST_POSTGRES_URL", DEFAULT_PG)
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database created for this test run on the PostgreSQL server, dropped afterwards."""
+@contextmanager
+def empty_postgres_database(purpose: str = "test") -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (``JPKI_TEST_POSTGRES_URL``), for a
+    schema of the current metadata, migrations or `jpki init`; dropped afterwards. A server that
+    does not answer is a missing component (tests/components.py)."""
     admin_url = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any failure to connect means no server
         missing_component(f"PostgreSQL is not reachable at {admin_url.host}:{admin_url.port} "
                           f"({type(exc).__name__}); set JPKI_TEST_POSTGRES_URL")
-    name = f"jpki_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"jpki_{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -142,6 +160,13 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database created for this test run on the PostgreSQL server, dropped afterwards."""
+    with empty_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

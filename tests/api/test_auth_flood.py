@@ -38,7 +38,7 @@ from jpki.principals import Principal
 from tests.api.harness import basic_auth
 from tests.conftest import LiveServer
 
-pytestmark = pytest.mark.hsm
+pytestmark = [pytest.mark.hsm, pytest.mark.timing]
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 8.0

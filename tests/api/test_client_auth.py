@@ -84,16 +84,28 @@ def test_ids_that_cannot_exist_are_401_on_every_route_and_never_looked_up(
     api.problem(r, 401, "auth.invalid_credentials")
 
 
-def test_relying_party_ids_that_cannot_exist_are_404_not_500(api: Api) -> None:
+def test_relying_party_ids_that_cannot_exist_are_refused_never_500(api: Api) -> None:
+    """Over HTTP the schema refuses them (422); the service, which the CLI calls directly,
+    answers "no such relying party" without asking the database (PostgreSQL errs on a NUL)."""
+    from jpki.model import ClientStatus
+    from jpki.relying_parties import RelyingPartyNotFound
+
     for rp_id in ("rp_\0", "rp_" + "0" * 15 + "\0", "rp_" + "G" * 16):
         quoted = rp_id.replace("\0", "%00")
         r = api.http.post(f"/v1/operators/relying-parties/{quoted}/status",
                           json={"status": "suspended"}, headers=api.op)
-        api.problem(r, 404, "rp.not_found")
+        api.problem(r, 422, "request.invalid")
         r = api.http.post("/v1/operators/relying-parties", headers=api.op,
                           json={"name": "SP", "kind": "service_provider", "parent_id": rp_id,
                                 "purposes": ["test"], "scopes": ["status"]})
-        api.problem(r, 404, "rp.not_found")
+        api.problem(r, 422, "request.invalid")
+        with pytest.raises(RelyingPartyNotFound):
+            api.services.relying_parties.set_status(api.operator, rp_id,
+                                                    ClientStatus.SUSPENDED)
+        with pytest.raises(RelyingPartyNotFound):
+            api.services.relying_parties.register(
+                api.operator, name="SP", kind="service_provider", purposes=["test"],
+                scopes=["status"], parent_id=rp_id)
 
 
 # --- legacy Argon2id secrets ------------------------------------------------------------------

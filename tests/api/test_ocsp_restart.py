@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -27,8 +25,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.api.test_cli import (
     ADDRESS,
@@ -43,12 +39,9 @@ from tests.api.test_cli import (
     public_keys,  # noqa: F401 - a fixture
     tools,  # noqa: F401 - a fixture
 )
-from tests.components import missing_component
+from tests.conftest import empty_postgres_database
 
-pytestmark = [pytest.mark.hsm, pytest.mark.slow]
-
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-
+pytestmark = [pytest.mark.hsm, pytest.mark.slow, pytest.mark.timing]
 
 @dataclass(frozen=True)
 class Deployment:
@@ -81,25 +74,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path,
         env = _env()
         yield Deployment(data_dir, env, tmp_path)
         return
-    admin_url = make_url(os.environ.get("JPKI_TEST_POSTGRES_URL", DEFAULT_PG)).set(
-        drivername="postgresql+psycopg")
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        missing_component(f"PostgreSQL is not reachable ({type(exc).__name__}); set "
-                          "JPKI_TEST_POSTGRES_URL")
-    name = f"jpki_restart_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with empty_postgres_database("restart") as url:
         yield Deployment(data_dir, _env(JPKI_DATABASE_URL=url), tmp_path)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def openssl_ocsp(url: str, issuer: Path, cert: Path, *, nonce: bool) -> str:

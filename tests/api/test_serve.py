@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
 import socket
 import subprocess
 import threading
@@ -25,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.api.test_cli import _command, _env, _start_server, jpki_ok
-from tests.components import missing_component
+from tests.conftest import empty_postgres_database
 
 pytestmark = [pytest.mark.hsm, pytest.mark.slow]
 
@@ -58,26 +54,8 @@ def sqlite_ca(tmp_path_factory: pytest.TempPathFactory, softhsm_module: str) -> 
 @pytest.fixture(scope="module")
 def postgres_ca(tmp_path_factory: pytest.TempPathFactory, softhsm_module: str) -> Iterator[Ca]:
     """A CA whose records are in a PostgreSQL database of its own, made by `jpki init`."""
-    admin_url = make_url(os.environ.get("JPKI_TEST_POSTGRES_URL",
-                                        "postgresql://postgres@127.0.0.1:5432/postgres")
-                         ).set(drivername="postgresql+psycopg")
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure to connect means no server
-        missing_component(f"PostgreSQL is not reachable ({type(exc).__name__})")
-    name = f"jpki_serve_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(drivername="postgresql", database=name)
-    try:
-        yield _ca(tmp_path_factory.mktemp("serve-pg") / "ca",
-                  _env(JPKI_DATABASE_URL=url.render_as_string(hide_password=False)))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_postgres_database("serve") as url:
+        yield _ca(tmp_path_factory.mktemp("serve-pg") / "ca", _env(JPKI_DATABASE_URL=url))
 
 
 class Server:

@@ -10,9 +10,9 @@ address wins (it is the public one) and the log says so once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -30,11 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from api.in_process import free_port
-from tests.components import missing_component
+from tests.conftest import empty_postgres_database
 
 pytestmark = pytest.mark.hsm
 
@@ -62,28 +60,6 @@ class Ca:
         return json.loads(run.stdout)
 
 
-def _postgres_database() -> Iterator[str]:
-    admin_url = make_url(os.environ.get("JPKI_TEST_POSTGRES_URL",
-                                        "postgresql://postgres@127.0.0.1:5432/postgres")
-                         ).set(drivername="postgresql+psycopg")
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        missing_component(f"PostgreSQL is not reachable at {admin_url.host}:{admin_url.port} "
-                          f"({type(exc).__name__}); set JPKI_TEST_POSTGRES_URL")
-    name = f"jpki_serve_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module",
                 params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ca(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
@@ -92,10 +68,15 @@ def ca(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("JPKI_") and k != "SOFTHSM2_CONF"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    database = _postgres_database() if request.param == "postgres" else None
-    if database is not None:
-        env["JPKI_DATABASE_URL"] = next(database)
-    data_dir = tmp_path_factory.mktemp(f"serve-{request.param}") / "data"
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            env["JPKI_DATABASE_URL"] = stack.enter_context(empty_postgres_database("serve"))
+        yield from _initialised(tmp_path_factory, request.param, env)
+
+
+def _initialised(tmp_path_factory: pytest.TempPathFactory, kind: str,
+                 env: dict[str, str]) -> Iterator[Ca]:
+    data_dir = tmp_path_factory.mktemp(f"serve-{kind}") / "data"
     bare = Ca(data_dir, env, [], ("", ""))
     bare.jpki("init")
     residents = [bare.jpki("resident", "add", "--name", "山田 太郎", "--birth", "1990-01-02",
@@ -103,8 +84,6 @@ def ca(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                            "--municipality", "132217")["id"] for _ in range(2)]
     station = bare.jpki("client", "add", "--name", "desk", "--role", "station")
     yield Ca(data_dir, env, residents, (station["client_id"], station["client_secret"]))
-    if database is not None:
-        database.close()
 
 
 @dataclass(frozen=True)

@@ -362,6 +362,7 @@ def test_malformed_get_is_an_ocsp_error_not_a_server_error(live_server):
     assert status == 414
 
 
+@pytest.mark.timing
 def test_a_revocation_reaches_ocsp_within_a_second(live_server, pair):
     services = live_server.services
     _, certs = pair

@@ -81,6 +81,7 @@ def wait_for(check, seconds: float = 1.0):
         time.sleep(0.05)
 
 
+@pytest.mark.timing
 def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     rid, card = enrolled_card
     phone_state = tmp_path / "phone.json"

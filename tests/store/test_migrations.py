@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +10,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from jpki.audit import GENESIS_MAC
 from jpki.store import create_store_engine
 from jpki.store.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
 from jpki.store.tables import include_for, metadata
-from tests.components import missing_component
+from tests.conftest import empty_postgres_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -27,24 +24,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrate.db'}"
         return
-    admin_url = make_url(os.environ.get("JPKI_TEST_POSTGRES_URL",
-                                        "postgresql://postgres@127.0.0.1:5432/postgres")
-                         ).set(drivername="postgresql+psycopg")
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure to connect means no server
-        missing_component(f"PostgreSQL is not reachable ({type(exc).__name__})")
-    name = f"jpki_migrate_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_postgres_database("migrate") as url:
+        yield url
 
 
 def test_upgrade_matches_the_models_and_downgrade_removes_everything(empty_database):
