@@ -9,13 +9,13 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import metrics, problems
+from api import metrics, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
@@ -77,6 +77,13 @@ class JpkiApp(FastAPI):
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self.auth_guard(scope, send):
             await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document with what it cannot see: credentials, problem responses, /ocsp
+        (api.openapi)."""
+        if not self.openapi_schema:
+            self.openapi_schema = openapi.document(self)
+        return self.openapi_schema
 
 
 def maintenance(services: Services, runner: JobRunner | None = None) -> None:

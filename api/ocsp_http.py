@@ -15,6 +15,8 @@ serves only the very response object the responder's cache holds and calls fresh
 object, and the next request takes the full path (docs/performance.md, OCSP, +13 %).
 
 - ``POST /ocsp`` with ``application/ocsp-request``; ``GET /ocsp/{base64 DER}`` (URL-encoded).
+  Each path takes its one method: any other is answered 405 with ``Allow`` naming it
+  (RFC 9110 §15.5.6), as the OpenAPI document (api.openapi) describes them.
 - Successful responses: ``application/ocsp-response`` with ``Cache-Control: max-age`` up to
   nextUpdate, ``Last-Modified``, ``Expires`` and ``ETag`` (RFC 5019 §6.2) — except responses to
   nonce requests, which are ``no-store``.
@@ -45,12 +47,19 @@ MAX_GET_PATH = 4 * MAX_REQUEST_BYTES // 3 + 64
 REQUEST_MEMO_SIZE = 100_000
 
 
-def _problem(status: int, code: str, title: str) -> tuple[int, bytes]:
+Problem = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
+
+
+def _problem(status: int, code: str, title: str,
+             headers: tuple[tuple[bytes, bytes], ...] = ()) -> Problem:
     return status, json.dumps({"type": f"urn:jpki:problem:{code}", "title": title,
-                               "status": status, "code": code}).encode()
+                               "status": status, "code": code}).encode(), headers
 
 
-NOT_ALLOWED = _problem(405, "request.method_not_allowed", "OCSP takes GET or POST")
+POST_ONLY = _problem(405, "request.method_not_allowed", "/ocsp takes POST; GET is /ocsp/{request}",
+                     ((b"allow", b"POST"),))
+GET_ONLY = _problem(405, "request.method_not_allowed", "/ocsp/{request} takes GET; POST is /ocsp",
+                    ((b"allow", b"GET"),))
 TOO_LARGE = _problem(413, "request.too_large", "OCSP requests are limited in size")
 URI_TOO_LONG = _problem(414, "request.uri_too_long", "The GET request is too long")
 WRONG_TYPE = _problem(415, "request.unsupported_media_type",
@@ -107,6 +116,10 @@ class OcspEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        at_root = scope["path"] == "/ocsp"
+        if method != ("POST" if at_root else "GET"):
+            await _send_problem(send, POST_ONLY if at_root else GET_ONLY)
+            return
         if method == "GET":
             raw = scope.get("raw_path") or scope["path"].encode()
             if len(raw) > MAX_GET_PATH:
@@ -120,7 +133,7 @@ class OcspEndpoint:
             except (binascii.Error, ValueError):
                 await _send_uncached(send, MALFORMED)
                 return
-        elif method == "POST":
+        else:  # POST
             content_type = b""
             for name, value in scope["headers"]:
                 if name == b"content-type":
@@ -144,9 +157,6 @@ class OcspEndpoint:
             der = bytes(body)
             if await self._replay(self._post_memo, der, send):
                 return
-        else:
-            await _send_problem(send, NOT_ALLOWED)
-            return
         answer, key = await run_in_threadpool(self._responder().respond_keyed, der)
         if answer.cached is None or key is None:
             await _send_uncached(send, answer.der)
@@ -178,9 +188,9 @@ async def _send_uncached(send: Send, der: bytes) -> None:
     await send({"type": "http.response.body", "body": der})
 
 
-async def _send_problem(send: Send, problem: tuple[int, bytes]) -> None:
-    status, body = problem
+async def _send_problem(send: Send, problem: Problem) -> None:
+    status, body, headers = problem
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from api.limits import BodyTooLarge
 from jpki.errors import Category, JpkiError, RetryLater
@@ -84,15 +88,20 @@ def install(app: FastAPI) -> None:
                                for e in errors])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "request.method_not_allowed",
                  415: "request.unsupported_media_type", 413: "request.too_large"}
         if exc.status_code == 400:
             # FastAPI's answer to a body it cannot read at all (e.g. JSON that is not UTF-8).
             return problem(400, "request.malformed", "The request body could not be parsed",
                            "the body could not be decoded", headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; RFC 9110
+            # §15.5.6 wants every method the resource takes.
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
         code = codes.get(exc.status_code, f"http.{exc.status_code}")
-        return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -103,6 +112,22 @@ def install(app: FastAPI) -> None:
         log.error("unexpected %s in %s %s", type(exc).__name__, request.method,
                   _route_template(request), exc_info=False)
         return problem(500, "internal", "Internal error")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path and _path_regex(route.path).match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+@functools.lru_cache(maxsize=256)
+def _path_regex(template: str) -> re.Pattern[str]:
+    regex, _, _ = compile_path(template)
+    return regex
 
 
 def _route_template(request: Request) -> str:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from api.request_fields import (
     AS_TEXT,
@@ -15,16 +16,41 @@ from api.request_fields import (
     ConsentId,
     IsoDate,
     MunicipalityCode,
+    PemPublicKey,
     ProofingId,
     Purpose,
     RelyingPartyId,
     ResidentId,
     SerialText,
     SexCode,
+    SignedData,
 )
 from jpki.cards import CardEvent
+from jpki.model import RevocationReason
 from jpki.proofing import DocumentType, Measure, Presence
 from jpki.residents import EventKind
+
+# Rules across fields that the service checks (400), stated in the document (api.openapi).
+
+
+def _present(name: str) -> JsonDict:
+    """The field is there, and not null."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def exactly_one_of(*names: str) -> JsonDict:
+    return {"oneOf": [_present(name) for name in names]}
+
+
+def at_least_one_of(*names: str) -> JsonDict:
+    return {"anyOf": [_present(name) for name in names]}
+
+
+def required_when(field: str, cases: dict[str, list[str]]) -> JsonDict:
+    """When ``field`` has one of these values, the fields listed for it are present."""
+    return {"allOf": [{"if": {"properties": {field: {"const": value}}, "required": [field]},
+                       "then": {"allOf": [_present(name) for name in names]}}
+                      for value, names in cases.items()]}
 
 
 class Strict(BaseModel):
@@ -62,6 +88,11 @@ class ResidentOut(BaseModel):
 
 
 class ResidentEventIn(Strict):
+    # What each kind of event needs (jpki.residents.ResidentService._apply).
+    model_config = ConfigDict(json_schema_extra=required_when("kind", {
+        "address": ["address"], "name": ["name"], "sex": ["sex"], "birth": ["birth_date"],
+        "emigration": ["date", "address"]}))
+
     kind: Annotated[EventKind, AS_TEXT]
     address: str | None = Field(default=None, min_length=1, max_length=400)
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -106,13 +137,15 @@ class CardOut(BaseModel):
 
 
 class IssuanceIn(Strict):
+    # At least one key (api.routers.certificates): a request for no certificate is refused.
+    model_config = ConfigDict(
+        json_schema_extra=at_least_one_of("sign_public_key", "auth_public_key"))
+
     resident_id: ResidentId
     card: CardIn | None = None
     # min_length: an empty key is a failed card read, not "no key" (leave the field out for that).
-    sign_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
-                                        description="SubjectPublicKeyInfo, PEM")
-    auth_public_key: str | None = Field(default=None, min_length=1, max_length=8192,
-                                        description="SubjectPublicKeyInfo, PEM")
+    sign_public_key: PemPublicKey | None = None
+    auth_public_key: PemPublicKey | None = None
     proofing_id: ProofingId | None = Field(default=None,
                                            description="The identity proofing recorded for "
                                                        "this resident (POST "
@@ -126,6 +159,11 @@ class DocumentIn(Strict):
 
 
 class ProofingIn(Strict):
+    # Proxy documents belong to a proxy pick-up (jpki.proofing.evaluate).
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"presence": {"const": "in_person"}}, "required": ["presence"]},
+        "then": {"properties": {"proxy_documents": {"maxItems": 0}}}})
+
     resident_id: ResidentId
     presence: Annotated[Presence, AS_TEXT]
     applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
@@ -185,8 +223,13 @@ class IssuanceOut(BaseModel):
 
 
 class RevocationIn(Strict):
+    # RevocationReason.parse also takes snake_case, kebab-case and the number; removeFromCRL is
+    # for delta CRLs only (RFC 5280 §5.3.1).
     reason: str = Field(min_length=1, max_length=40,
-                        description="RFC 5280 CRLReason name, e.g. keyCompromise")
+                        description="RFC 5280 CRLReason name, e.g. keyCompromise",
+                        json_schema_extra={"enum": [
+                            r.rfc_name for r in RevocationReason
+                            if r is not RevocationReason.REMOVE_FROM_CRL]})
 
 
 class ChallengeIn(Strict):
@@ -199,8 +242,7 @@ class ChallengeOut(BaseModel):
 
 
 class SignedIn(Strict):
-    signed_data: str = Field(min_length=16, max_length=90_000,
-                             description="A CMS SignedData (DER), base64")
+    signed_data: SignedData = Field(description="A CMS SignedData (DER), base64")
 
 
 class MobileCertificateOut(BaseModel):
@@ -234,6 +276,13 @@ class HoldOut(BaseModel):
 
 
 class RelyingPartyIn(Strict):
+    # A service provider names its platform operator; a platform operator has no parent
+    # (jpki.relying_parties.RelyingPartyService.register).
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"properties": {"kind": {"const": "platform_operator"}, "parent_id": {"type": "null"}}},
+        {"properties": {"kind": {"const": "service_provider"},
+                        "parent_id": {"type": "string"}}, "required": ["parent_id"]}]})
+
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["platform_operator", "service_provider"]
     parent_id: RelyingPartyId | None = Field(default=None,
@@ -310,11 +359,14 @@ class StatusOut(BaseModel):
 
 
 class LinkageIn(Strict):
+    # The evidence: a signature or a consent, not both (jpki.linkage.LinkageService.link).
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("signed_data", "consent_id"))
+
     purpose: Purpose = Field(description="A declared purpose code")
     serial: SerialText
-    signed_data: str | None = Field(default=None, min_length=16, max_length=90_000,
-                                    description="A CMS SignedData (DER, base64) made with this "
-                                                "certificate's key")
+    signed_data: SignedData | None = Field(default=None,
+                                           description="A CMS SignedData (DER, base64) made "
+                                                       "with this certificate's key")
     consent_id: ConsentId | None = None
 
 
@@ -330,10 +382,13 @@ class LinkageOut(BaseModel):
 
 
 class Basic4In(Strict):
+    # A new consent or one submitted before (jpki.latest_basic4.LatestBasic4Service.provide).
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("consent", "consent_id"))
+
     purpose: Purpose = Field(description="A declared purpose code")
-    consent: str | None = Field(default=None, min_length=16, max_length=90_000,
-                                description="The consent the holder signed: CMS SignedData "
-                                            "(DER), base64")
+    consent: SignedData | None = Field(default=None,
+                                       description="The consent the holder signed: CMS "
+                                                   "SignedData (DER), base64")
     consent_id: ConsentId | None = Field(default=None, description="A consent submitted earlier")
 
 

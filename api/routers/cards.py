@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import OperatorDep, ServicesDep
+from api.openapi import problems
 from api.request_fields import CardNumber
 from api.routers.convert import revocation_out
 from api.schemas import CardEventIn, CardOut, CardRegistrationIn
@@ -19,13 +20,14 @@ def _out(outcome: CardEventOutcome) -> CardOut:
                    status=c.status.value, revoked=[revocation_out(r) for r in outcome.revocations])
 
 
-@router.post("", status_code=201, response_model=CardOut)
+@router.post("", status_code=201, response_model=CardOut,
+             responses=problems(400, 404, 409, 422))
 def register_card(body: CardRegistrationIn, actor: OperatorDep, services: ServicesDep) -> CardOut:
     return _out(services.cards.register(actor, body.resident_id,
                                         CardSpec(number=body.number, expires_on=body.expires_on)))
 
 
-@router.post("/{number}/events", response_model=CardOut)
+@router.post("/{number}/events", response_model=CardOut, responses=problems(404, 422))
 def card_event(number: CardNumber, body: CardEventIn, actor: OperatorDep,
                services: ServicesDep) -> CardOut:
     return _out(services.cards.record_event(actor, number, body.kind))

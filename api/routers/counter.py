@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import ServicesDep, StationDep
+from api.openapi import problems
+from api.request_fields import Serial
 from api.routers.convert import revocation_out
 from api.schemas import (
     DeliveryOut,
@@ -20,7 +22,8 @@ from jpki.serials import parse_serial
 router = APIRouter(prefix="/v1/stations", tags=["counter"])
 
 
-@router.post("/proofings", status_code=201, response_model=ProofingOut)
+@router.post("/proofings", status_code=201, response_model=ProofingOut,
+             responses=problems(400, 404, 422))
 def record_proofing(body: ProofingIn, actor: StationDep, services: ServicesDep) -> ProofingOut:
     """Record the identity documents checked at the counter; refused (422
     `proofing.insufficient`) unless they satisfy one of the patterns A–E of reference §5."""
@@ -39,7 +42,7 @@ def record_proofing(body: ProofingIn, actor: StationDep, services: ServicesDep) 
                        presence=record.presence, expires_at=record.expires_at)
 
 
-@router.post("/pin-resets", response_model=PinResetOut)
+@router.post("/pin-resets", response_model=PinResetOut, responses=problems(404, 422))
 def authorise_pin_reset(body: PinResetIn, actor: StationDep,
                         services: ServicesDep) -> PinResetOut:
     result = services.counter.authorise_pin_reset(actor, body.resident_id, body.pin,
@@ -47,15 +50,17 @@ def authorise_pin_reset(body: PinResetIn, actor: StationDep,
     return PinResetOut(resident_id=result.resident_id, pin=result.pin, authorised_at=result.at)
 
 
-@router.post("/certificates/{serial}/delivery", response_model=DeliveryOut)
-def confirm_delivery(serial: str, actor: StationDep, services: ServicesDep) -> DeliveryOut:
+@router.post("/certificates/{serial}/delivery", response_model=DeliveryOut,
+             responses=problems(400, 404, 409))
+def confirm_delivery(serial: Serial, actor: StationDep, services: ServicesDep) -> DeliveryOut:
     """The station wrote the certificate onto the card and read it back."""
     canonical = parse_serial(serial)
     return DeliveryOut(serial=canonical,
                        delivered_at=services.counter.confirm_delivery(actor, canonical))
 
 
-@router.post("/certificates/{serial}/abandonment", response_model=RevocationOut)
-def abandon_delivery(serial: str, actor: StationDep, services: ServicesDep) -> RevocationOut:
+@router.post("/certificates/{serial}/abandonment", response_model=RevocationOut,
+             responses=problems(400, 404, 409))
+def abandon_delivery(serial: Serial, actor: StationDep, services: ServicesDep) -> RevocationOut:
     """The card never got it (removed mid-enrolment): revoke, "destroyed before delivery"."""
     return revocation_out(services.counter.abandon_delivery(actor, parse_serial(serial)))

@@ -10,17 +10,30 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.utils import format_datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
+from api.openapi import problems
+from api.request_fields import Documented
 from jpki.crls import parse_file_name
 from jpki.errors import NotFound
 from jpki.model import CaKind
 
 router = APIRouter(tags=["revocation"])
+
+# Plain text to the route, which answers 404 for anything that is not a CRL it publishes; the
+# document says which names those are (jpki.crls.file_name), with a published one as example.
+CrlCa = Annotated[str, Path(examples=["sign"]),
+                  Documented.of(pattern="^(?:" + "|".join(k.value for k in CaKind) + ")$")]
+CrlGeneration = Annotated[str, Path(examples=["1"]), Documented.of(pattern=r"^[0-9]{1,4}$")]
+CrlName = Annotated[str, Path(examples=["arl.crl"]),
+                    Documented.of(pattern=r"^(?:arl|[0-9]{6}(?:-delta)?)\.crl$",
+                                  description="`arl.crl`, or a municipality code's shard: "
+                                              "`132217.crl` (full), `132217-delta.crl`")]
 
 
 def _http_date(at: datetime) -> str:
@@ -28,8 +41,10 @@ def _http_date(at: datetime) -> str:
 
 
 @router.get("/crl/{ca}/g{generation}/{name}", response_class=Response,
-            responses={200: {"content": {"application/pkix-crl": {}}}, 304: {}, 404: {}})
-async def get_crl(ca: str, generation: str, name: str, request: Request,
+            responses={200: {"content": {"application/pkix-crl": {}}},
+                       304: {"description": "Not modified since the `If-None-Match` ETag"},
+                       **problems(404, 503)})
+async def get_crl(ca: CrlCa, generation: CrlGeneration, name: CrlName, request: Request,
                   services: ServicesDep) -> Response:
     # Anything that is not a CRL we publish is a plain 404, whatever part of the path is off.
     # ASCII digits only: str.isdigit() also takes other scripts' digits, which int() reads.

@@ -12,6 +12,8 @@ from fastapi import APIRouter
 
 from api.anonymous import RequestSource
 from api.deps import CallCentreDep, ServicesDep
+from api.openapi import problems
+from api.request_fields import Serial
 from api.routers.convert import revocation_out
 from api.schemas import (
     ChallengeIn,
@@ -53,7 +55,8 @@ def _issued(result: MobileIssued, services: ServicesDep) -> MobileIssuedOut:
                            chain=sorted({_pem(d) for d in result.chain}))
 
 
-@router.post("/v1/mobile/challenges", status_code=201, response_model=ChallengeOut)
+@router.post("/v1/mobile/challenges", status_code=201, response_model=ChallengeOut,
+             responses=problems(503))
 def new_challenge(body: ChallengeIn, source: RequestSource,
                   services: ServicesDep) -> ChallengeOut:
     """A single-use challenge, valid for minutes. Refused while the caller's source holds too
@@ -63,24 +66,28 @@ def new_challenge(body: ChallengeIn, source: RequestSource,
                         expires_at=expires)
 
 
-@router.post("/v1/mobile/applications", status_code=201, response_model=MobileIssuedOut)
+@router.post("/v1/mobile/applications", status_code=201, response_model=MobileIssuedOut,
+             responses=problems(400, 404, 409, 422, 503))
 def apply(body: SignedIn, services: ServicesDep) -> MobileIssuedOut:
     """An application signed with the card's signing key (CMS SignedData over a
     `jpki-mobile-application/1` JSON document): issues both mobile certificates."""
     return _issued(services.mobile.apply(_der(body)), services)
 
 
-@router.post("/v1/mobile/revocations", response_model=list[RevocationOut])
+@router.post("/v1/mobile/revocations", response_model=list[RevocationOut],
+             responses=problems(400, 404, 422, 503))
 def revoke(body: SignedIn, services: ServicesDep) -> list[RevocationOut]:
     return [revocation_out(r) for r in services.mobile.revoke(_der(body))]
 
 
-@router.post("/v1/mobile/suspension-lifts", status_code=201, response_model=MobileIssuedOut)
+@router.post("/v1/mobile/suspension-lifts", status_code=201, response_model=MobileIssuedOut,
+             responses=problems(400, 404, 409, 422, 503))
 def lift(body: SignedIn, services: ServicesDep) -> MobileIssuedOut:
     return _issued(services.mobile.lift_suspension(_der(body)), services)
 
 
-@router.post("/v1/mobile/check-ins", response_model=CheckInOut)
+@router.post("/v1/mobile/check-ins", response_model=CheckInOut,
+             responses=problems(400, 404, 422, 503))
 def check_in(body: SignedIn, services: ServicesDep) -> CheckInOut:
     """A device's periodic sign of life (signed with its auth key); devices silent for long are
     flagged by the sweep."""
@@ -88,7 +95,7 @@ def check_in(body: SignedIn, services: ServicesDep) -> CheckInOut:
     return CheckInOut(device_id=device_id, last_seen_at=at)
 
 
-@router.post("/v1/callcenter/holds", response_model=HoldOut)
+@router.post("/v1/callcenter/holds", response_model=HoldOut, responses=problems(404))
 def hold(body: HoldIn, actor: CallCentreDep, services: ServicesDep) -> HoldOut:
     """A lost phone: both mobile certificates of the holder's device on hold at once; OCSP
     answers certificateHold within a second."""
@@ -96,7 +103,8 @@ def hold(body: HoldIn, actor: CallCentreDep, services: ServicesDep) -> HoldOut:
                          for r in services.mobile.hold(actor, body.resident_id)])
 
 
-@router.post("/v1/callcenter/certificates/{serial}/hold", response_model=RevocationOut)
-def hold_certificate(serial: str, actor: CallCentreDep, services: ServicesDep) -> RevocationOut:
+@router.post("/v1/callcenter/certificates/{serial}/hold", response_model=RevocationOut,
+             responses=problems(400, 404, 422))
+def hold_certificate(serial: Serial, actor: CallCentreDep, services: ServicesDep) -> RevocationOut:
     """One mobile certificate on hold; a card certificate is refused (403)."""
     return revocation_out(services.mobile.hold_certificate(actor, parse_serial(serial)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import ServicesDep
+from api.openapi import problems
 from jpki.errors import NotFound
 from jpki.model import CaKind
 
@@ -17,7 +18,7 @@ def health() -> dict[str, str]:
 
 
 @router.get("/ca/{ca}/g{generation}.cer", response_class=Response,
-            responses={200: {"content": {"application/pkix-cert": {}}}})
+            responses={200: {"content": {"application/pkix-cert": {}}}, **problems(404)})
 def ca_certificate(ca: CaKind, generation: int, services: ServicesDep) -> Response:
     """RFC 5280 §4.2.2.1 caIssuers: the DER certificate, `application/pkix-cert`."""
     for gen in services.cas.generations():

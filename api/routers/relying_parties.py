@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OperatorDep, ServicesDep, authenticate
+from api.openapi import problems
 from api.request_fields import RelyingPartyId
 from api.schemas import (
     Basic4In,
@@ -69,7 +70,7 @@ def _der(text: str, what: str) -> bytes:
 
 
 @router.post("/v1/operators/relying-parties", status_code=201,
-             response_model=RelyingPartyCreatedOut)
+             response_model=RelyingPartyCreatedOut, responses=problems(400, 404))
 def register(body: RelyingPartyIn, actor: OperatorDep,
              services: ServicesDep) -> RelyingPartyCreatedOut:
     """Register a relying party and its first client; the secret is shown once."""
@@ -86,7 +87,7 @@ def list_parties(actor: OperatorDep, services: ServicesDep) -> list[RelyingParty
 
 
 @router.post("/v1/operators/relying-parties/{rp_id}/secret-rotations", status_code=201,
-             response_model=SecretRotationOut)
+             response_model=SecretRotationOut, responses=problems(400, 404))
 def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, actor: OperatorDep,
            services: ServicesDep) -> SecretRotationOut:
     """A new client secret; the old one stays valid for ``overlap_seconds`` (default: the
@@ -99,7 +100,8 @@ def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, actor: OperatorDep,
                              previous_valid_until=_utc(rotated.previous_valid_until))
 
 
-@router.post("/v1/operators/relying-parties/{rp_id}/status", response_model=RelyingPartyOut)
+@router.post("/v1/operators/relying-parties/{rp_id}/status", response_model=RelyingPartyOut,
+             responses=problems(404))
 def set_status(rp_id: RelyingPartyId, body: RelyingPartyStatusIn, actor: OperatorDep,
                services: ServicesDep) -> RelyingPartyOut:
     """Suspend (refused at once, every client) or resume a relying party."""
@@ -162,7 +164,9 @@ def _encoded(r: SerialStatus) -> bytes:
                       separators=(",", ":")).encode("ascii")
 
 
-@router.post("/v1/status", response_model=StatusOut)
+@router.post("/v1/status", response_model=StatusOut, responses=problems(
+    400, 413, s413="The body is over the size limit, or the batch over 1,000 serials "
+              "(`status.batch_too_large`)"))
 def status(body: StatusIn, request: Request,
            ctx: Annotated[RpContext, Depends(admitted("status"))],
            services: ServicesDep) -> Response:
@@ -178,7 +182,7 @@ def status(body: StatusIn, request: Request,
     return Response(content, media_type="application/json")
 
 
-@router.post("/v1/linkage", response_model=LinkageOut)
+@router.post("/v1/linkage", response_model=LinkageOut, responses=problems(400, 404, 409, 422))
 def linkage(body: LinkageIn, request: Request,
             ctx: Annotated[RpContext, Depends(admitted("linkage"))],
             services: ServicesDep) -> LinkageOut:
@@ -195,7 +199,8 @@ def linkage(body: LinkageIn, request: Request,
                       sibling=answer.sibling, current_sibling=answer.current_sibling)
 
 
-@router.post("/v1/basic4", response_model=Basic4Out, response_model_exclude_none=True)
+@router.post("/v1/basic4", response_model=Basic4Out, response_model_exclude_none=True,
+             responses=problems(400, 404, 409, 422))
 def basic4(body: Basic4In, request: Request,
            ctx: Annotated[RpContext, Depends(admitted("basic4"))],
            services: ServicesDep) -> Basic4Out:
@@ -212,7 +217,8 @@ def basic4(body: Basic4In, request: Request,
                      items=Basic4ItemsOut.model_validate(answer.items))
 
 
-@router.post("/v1/consents/withdrawals", response_model=WithdrawalOut)
+@router.post("/v1/consents/withdrawals", response_model=WithdrawalOut,
+             responses=problems(400, 404, 409, 422, 503))
 def withdraw(body: SignedIn, services: ServicesDep) -> WithdrawalOut:
     """The holder withdraws a consent: a CMS SignedData over a
     ``jpki-rp-consent-withdrawal/1`` statement, signed with one of the holder's signing keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import OperatorDep, ReaderDep, ServicesDep
+from api.openapi import problems
 from api.request_fields import ResidentId
 from api.routers.convert import resident_out, revocation_out
 from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
@@ -15,7 +16,8 @@ from jpki.validity import jst_date
 router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])
 
 
-@router.post("", status_code=201, response_model=ResidentOut, response_model_exclude_unset=True)
+@router.post("", status_code=201, response_model=ResidentOut, response_model_exclude_unset=True,
+             responses=problems(400, 404))
 def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.register(
         actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
@@ -23,14 +25,16 @@ def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDe
     return resident_out(resident, with_basic4=False, today=jst_date(services.clock.now()))
 
 
-@router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True)
+@router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True,
+            responses=problems(404))
 def get_resident(resident_id: ResidentId, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
     resident = services.residents.get(actor, resident_id)
     return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR,
                         today=jst_date(services.clock.now()))
 
 
-@router.post("/{resident_id}/events", response_model=EventOut)
+@router.post("/{resident_id}/events", response_model=EventOut,
+             responses=problems(400, 404, 422))
 def record_event(resident_id: ResidentId, body: ResidentEventIn, actor: OperatorDep,
                  services: ServicesDep) -> EventOut:
     outcome = services.residents.record_event(actor, resident_id, ResidentEvent(
