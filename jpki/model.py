@@ -358,6 +358,9 @@ class ApiClient:
     # Secret rotation: the secret replaced by the newest one stays valid until this instant.
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: datetime | None = None
+    # Stamped by every change of the secret, the status, the role or the scopes: the feed that
+    # keeps each server process's copy of the credentials in step (jpki.kept_clients).
+    changed_at: datetime | None = None
 
     @property
     def scope_set(self) -> frozenset[str]:
@@ -372,6 +375,7 @@ class RpStanding:
     status: ClientStatus
     parent_status: ClientStatus | None  # a service provider's platform operator's
     purposes: tuple[str, ...]
+    parent: str | None = None  # that platform operator's id
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,15 @@ class ClientCredentials:
         return frozenset(self.scopes.split())
 
 
+@dataclass(frozen=True)
+class ClientChanges:
+    """What the change feed of API clients reported (jpki.kept_clients): the clients, and the
+    relying parties, stamped at or after an instant."""
+
+    clients: frozenset[str]
+    relying_parties: frozenset[str]
+
+
 class RelyingPartyKind(StrEnum):
     """reference §3.1: platform operators (PF) are certified and query the CA themselves;
     service providers (SP) act under a platform operator."""
@@ -412,6 +425,7 @@ class RelyingParty:
     purposes: str  # JSON list of declared purpose codes
     status: ClientStatus
     created_at: datetime
+    # Stamped by every change (its status): the feed of jpki.kept_clients reads it too.
     updated_at: datetime
     parent_id: str | None = None  # a service provider's platform operator
 
