@@ -40,7 +40,7 @@ import anyio
 from fastapi import Depends, Request
 
 from api.composition import Services
-from jpki.clients import Authenticated, ClientService, LegacyCheck, valid_client_id
+from jpki.clients import Authenticated, LegacyCheck, valid_client_id
 from jpki.errors import BadCredentials, Unauthenticated, VerifierBusy
 from jpki.model import ClientRole
 from jpki.principals import Principal
@@ -102,7 +102,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
         verdict: Authenticated | LegacyCheck | None = clients.remembered(client_id, secret)
         if verdict is not None:
             if clients.kept.claim_poll():
-                _poll_soon(clients)
+                run_claimed(clients.kept.run_claimed_poll, clients.kept.release_claim)
         else:
             verdict = await anyio.to_thread.run_sync(clients.check, client_id, secret,
                                                      limiter=_limiter(services))
@@ -124,13 +124,14 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     return verdict.principal
 
 
-def _poll_soon(clients: ClientService) -> None:
-    """Run the claimed poll of the credentials' change feed on a thread, not waited for: the
-    calls meanwhile answer from what is kept, which is fresh enough (jpki.kept_clients)."""
+def run_claimed(poll: Callable[[], None], release: Callable[[], None]) -> None:
+    """Run a claimed poll of a change feed (the credentials', the status rows') on a thread, not
+    waited for: the calls meanwhile answer from what is kept, which is fresh enough. ``poll``
+    logs its own failures and releases the claim; ``release`` gives it up if it cannot start."""
     try:
-        asyncio.get_running_loop().run_in_executor(None, clients.kept.run_claimed_poll)
+        asyncio.get_running_loop().run_in_executor(None, poll)
     except BaseException:
-        clients.kept.release_claim()
+        release()
         raise
 
 

@@ -18,12 +18,21 @@ that raises refuses that call alone, and one that returns a mapping gives the re
 — for a call whose disclosure is decided by what the check reads there (the latest basic 4
 information under a standing consent, read with the consent locked, so that a withdrawal
 committed in between still refuses the call).
+
+**Callers without a thread to lend.** :meth:`GroupAudit.record` blocks its caller, who may lead
+a batch. A caller that must not block — the HTTP layer's event loop, which answers a status or
+basic 4 call from memory and only waits for the audit record — uses :meth:`GroupAudit.submit`
+instead: the record is queued the same way and ``done`` is called once its batch has committed
+(or failed). Such records are led by the group's own writer thread, so a call costs no thread
+hop of its own: one thread serves a whole batch.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from jpki.audit import AuditLog, JsonValue, canonical_payload
@@ -31,7 +40,12 @@ from jpki.correlation import bound, current_request_id
 from jpki.errors import JpkiError
 from jpki.ports import UnitOfWork, UnitOfWorkFactory
 
+log = logging.getLogger("jpki.audit")
+
 Check = Callable[[UnitOfWork], Mapping[str, JsonValue] | None]
+
+
+Done = Callable[[BaseException | None], None]
 
 
 @dataclass(eq=False)
@@ -41,12 +55,24 @@ class _Entry:
     subject: str
     payload: Mapping[str, JsonValue]
     check: Check | None
+    # Called once committed (None) or failed, for a caller that does not wait (submit); a
+    # caller that waits (record) has none and may be handed the lead.
+    notify: Done | None = None
     # The caller's request (jpki.correlation): the leader stages everyone's records in its
     # own thread, where the current request is its own.
     request_id: str | None = field(default_factory=current_request_id)
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     error: BaseException | None = None
+
+    def finish(self) -> None:
+        if self.notify is None:
+            self.done.set()
+            return
+        try:
+            self.notify(self.error)
+        except Exception:  # the caller's callback: never the batch's failure
+            log.exception("an audit record's completion callback failed")
 
 
 class GroupAudit:
@@ -58,6 +84,8 @@ class GroupAudit:
         self._lock = threading.Lock()
         self._pending: list[_Entry] = []
         self._busy = False
+        # Leads the batches whose first record nobody waits for (submit); made on first use.
+        self._writer: ThreadPoolExecutor | None = None
 
     def record(self, *, actor: str, action: str, subject: str,
                payload: Mapping[str, JsonValue] | None = None,
@@ -79,7 +107,42 @@ class GroupAudit:
         if entry.error is not None:
             raise entry.error
 
-    def _lead(self) -> None:
+    def submit(self, *, actor: str, action: str, subject: str, done: Done,
+               payload: Mapping[str, JsonValue] | None = None,
+               check: Check | None = None) -> None:
+        """Queue one record and return at once; ``done(None)`` once it is committed, or
+        ``done(error)`` — called on the writer's thread, never the caller's. Personal-data keys
+        are refused here, in the caller, as by :meth:`record`."""
+        canonical_payload(payload or {})
+        entry = _Entry(actor, action, subject, payload or {}, check, notify=done)
+        with self._lock:
+            self._pending.append(entry)
+            if self._busy:
+                return  # the leader in charge takes it with the next batch
+            self._busy = True
+        self._start_writer()
+
+    def close(self) -> None:
+        """Stop the writer thread once it has led what is queued."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="audit-writer")
+            writer = self._writer
+        writer.submit(self._write)
+
+    def _write(self) -> None:
+        # The writer leads batch after batch while nobody waiting is next in line.
+        while self._lead(from_writer=True):
+            pass
+
+    def _lead(self, *, from_writer: bool = False) -> bool:
+        """Lead one batch; True when the writer thread should lead the next one too."""
         with self._lock:
             batch = self._pending[:self._max_batch]
             del self._pending[:self._max_batch]
@@ -106,12 +169,21 @@ class GroupAudit:
             for entry in batch:
                 entry.error = entry.error or exc
         finally:
+            again = start_writer = False
             with self._lock:
                 if self._pending:
                     successor = self._pending[0]
-                    successor.lead = True
-                    successor.done.set()
+                    if successor.notify is None:  # a caller waiting in record(): it leads
+                        successor.lead = True
+                        successor.done.set()
+                    elif from_writer:
+                        again = True
+                    else:
+                        start_writer = True
                 else:
                     self._busy = False
-            for entry in batch:  # the leader is batch[0]; the rest are waiting for this
-                entry.done.set()
+            for entry in batch:  # a waiting leader is batch[0]; the rest wait for this
+                entry.finish()
+            if start_writer:
+                self._start_writer()
+        return again

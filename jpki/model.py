@@ -459,6 +459,54 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class CertificateLine:
+    """A certificate as following a holder's certificate line needs it (jpki.latest_basic4):
+    no DER, no personal data."""
+
+    id: int
+    serial: str
+    kind: CertKind
+    status: CertStatus
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    linked_id: int | None
+
+    def is_valid(self, at: datetime) -> bool:
+        # Certificate.is_valid, on these columns.
+        return (self.status is CertStatus.ISSUED and self.not_before <= at <= self.not_after
+                and not (self.revoked_at is not None and self.revoked_at <= at))
+
+
+@dataclass(frozen=True)
+class StandingConsent:
+    """A standing consent read, in one statement, with what disclosing under it needs: the
+    holder's resident record and the certificate that signed the consent, and whether that
+    certificate has an issued successor (jpki.latest_basic4)."""
+
+    id: str
+    relying_party_id: str
+    items: str  # space-separated item names
+    purpose: str
+    expires_at: datetime
+    withdrawn_at: datetime | None
+    resident_id: str
+    resident_status: ResidentStatus
+    dv_support: bool
+    signer: CertificateLine
+    has_successor: bool
+    # Personal data: kept out of repr (architecture §9.7).
+    name: str = field(repr=False)
+    birth_date: date = field(repr=False)
+    sex: int = field(repr=False)
+    address: str = field(repr=False)
+
+    @property
+    def item_list(self) -> tuple[str, ...]:
+        return tuple(self.items.split())
+
+
+@dataclass(frozen=True)
 class StatusRow:
     """The columns a status lookup reads (jpki.status_lookup, jpki.ocsp): no DER, no personal
     data."""

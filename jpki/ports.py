@@ -35,6 +35,7 @@ from jpki.model import (
     ProofingRecord,
     RelyingParty,
     Resident,
+    StandingConsent,
     StatusChange,
     StatusRow,
     StoredOcspResponse,
@@ -181,6 +182,11 @@ class ConsentRepository(Protocol):
 
     def get(self, consent_id: str, *, for_update: bool = False) -> Consent | None: ...
     def nonce_used(self, nonce_digest: str) -> bool: ...
+
+    def standing(self, consent_id: str, *, for_update: bool = False) -> StandingConsent | None:
+        """The consent with its holder's resident record and signer certificate, in one
+        statement (``for_update``: the consent row locked)."""
+        ...
 
 
 class AuditRepository(Protocol):
