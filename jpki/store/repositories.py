@@ -584,6 +584,9 @@ class SqlClients:
         return None
 
 
+_APPEND = insert(audit_log)
+_HEAD = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
     seq=bindparam("h_seq"), mac=bindparam("h_mac"))
 
@@ -594,12 +597,11 @@ class SqlAudit:
         self.staged: list[tuple[datetime, str, str, str, str, str | None]] = []
 
     def head(self, *, for_update: bool = False) -> tuple[int, str]:
-        stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
-        if for_update:
-            stmt = stmt.with_for_update()
-        # Through the session, which flushes pending changes first: the head is locked after
-        # every other row the transaction writes (the lock order the appenders rely on).
-        row = self._s.execute(stmt).first()
+        # Pending changes are flushed first: the head is locked after every other row the
+        # transaction writes (the lock order the appenders rely on). Then a prebuilt Core
+        # statement on the session's connection: every audited call's commit makes it.
+        self._s.flush()
+        row = self._s.connection().execute(_HEAD_FOR_UPDATE if for_update else _HEAD).first()
         if row is None:
             # The migration creates the row; an empty table means a fresh schema.
             self._s.execute(insert(audit_head).values(id=1, seq=0, mac=GENESIS_MAC))
@@ -609,7 +611,7 @@ class SqlAudit:
     # The appends that follow the head are Core statements on the session's connection (not
     # through the ORM): appending to the chain is on the path of every audited call.
     def append_many(self, records: Sequence[AuditRecord]) -> None:
-        self._s.connection().execute(insert(audit_log), [
+        self._s.connection().execute(_APPEND, [
             {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
              "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac,
              "request_id": r.request_id}
