@@ -25,12 +25,20 @@ basic 4 call from memory and only waits for the audit record — uses :meth:`Gro
 instead: the record is queued the same way and ``done`` is called once its batch has committed
 (or failed). Such records are led by the group's own writer thread, so a call costs no thread
 hop of its own: one thread serves a whole batch.
+
+**Gathering.** Each batch costs a transaction and a durable commit whatever its size, and in a
+steady stream of calls the writer, free again, would start the next batch with the one or two
+records that arrived meanwhile. So, while batches follow each other closely (the last ended
+less than :data:`BUSY_SECONDS` ago), the writer waits up to :data:`GATHER_SECONDS` for as many
+records as the last batch held before it starts — PostgreSQL's ``commit_delay`` for the same
+reason. A lone caller never waits (its batch of one is as big as the last).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,17 +83,27 @@ class _Entry:
             log.exception("an audit record's completion callback failed")
 
 
+# Gathering (module docstring): how long the writer waits for a batch to fill, and how recent
+# the last batch must be for it to wait at all.
+GATHER_SECONDS = 0.001
+BUSY_SECONDS = 0.01
+
+
 class GroupAudit:
     def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditLog,
-                 max_batch: int = 512) -> None:
+                 max_batch: int = 512, gather_seconds: float = GATHER_SECONDS) -> None:
         self._uow = uow_factory
         self._audit = audit
         self._max_batch = max_batch
+        self._gather_seconds = gather_seconds
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a record was submitted
         self._pending: list[_Entry] = []
         self._busy = False
         # Leads the batches whose first record nobody waits for (submit); made on first use.
         self._writer: ThreadPoolExecutor | None = None
+        self._last_size = 0  # records in the writer's last batch
+        self._last_end = -BUSY_SECONDS  # when it ended (monotonic)
 
     def record(self, *, actor: str, action: str, subject: str,
                payload: Mapping[str, JsonValue] | None = None,
@@ -118,6 +136,7 @@ class GroupAudit:
         with self._lock:
             self._pending.append(entry)
             if self._busy:
+                self._arrived.notify()  # a gathering writer counts it
                 return  # the leader in charge takes it with the next batch
             self._busy = True
         self._start_writer()
@@ -138,8 +157,25 @@ class GroupAudit:
 
     def _write(self) -> None:
         # The writer leads batch after batch while nobody waiting is next in line.
-        while self._lead(from_writer=True):
-            pass
+        while True:
+            self._gather()
+            size = len(self._pending)
+            again = self._lead(from_writer=True)
+            self._last_size, self._last_end = min(size, self._max_batch), time.monotonic()
+            if not again:
+                return
+
+    def _gather(self) -> None:
+        """Wait for the batch to fill while batches follow each other (module docstring)."""
+        if self._gather_seconds <= 0 or time.monotonic() - self._last_end > BUSY_SECONDS:
+            return
+        deadline = time.monotonic() + self._gather_seconds
+        with self._lock:
+            while len(self._pending) < self._last_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
 
     def _lead(self, *, from_writer: bool = False) -> bool:
         """Lead one batch; True when the writer thread should lead the next one too."""

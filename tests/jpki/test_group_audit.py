@@ -235,3 +235,34 @@ def test_a_failed_commit_reports_to_every_submitted_record_and_the_next_succeeds
     assert isinstance(outcome[0], OSError) and outcome[1] is None
     with services.uow() as uow:
         assert [r.subject for r in uow.audit.iterate()] == ["kept"]
+
+
+def test_the_writer_gathers_a_batch_only_in_a_stream_and_never_delays_a_lone_record(
+        services) -> None:
+    """Gathering (jpki.group_audit): while batches follow each other the writer waits for as many
+    records as the last batch held — and stops waiting as soon as they are there; a lone record,
+    or one after a pause, is never held. Bounds far from the behaviour under test (seconds, where
+    the work takes microseconds), so that a slow machine cannot make it fail."""
+    import time
+
+    group = GroupAudit(services.uow, services.audit, gather_seconds=30)
+
+    def queue(n: int) -> None:
+        for _ in range(n):
+            group.submit(actor="client:t", action="x", subject="s", done=lambda error: None)
+
+    group._busy = True  # no writer: the test plays it
+    group._last_size, group._last_end = 1, time.monotonic()
+    queue(1)
+    began = time.monotonic()
+    group._gather()  # as many as the last batch: no wait
+    assert time.monotonic() - began < 5
+    group._last_size, group._last_end = 3, time.monotonic() - 60
+    group._gather()  # not in a stream: no wait
+    assert time.monotonic() - began < 5
+    group._last_end = time.monotonic()
+    threading.Timer(0.2, queue, args=(2,)).start()
+    group._gather()  # waits for the third record, and no longer
+    assert len(group._pending) == 3 and time.monotonic() - began < 5
+    group._busy = False
+    group._pending.clear()
