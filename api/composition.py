@@ -105,8 +105,11 @@ class Services:
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
     auth_throttle: AuthThrottle
+    # The group commit the relying-party calls' audit records share (and its writer thread).
+    audit_group: GroupAudit
 
     def close(self) -> None:
+        self.audit_group.close()
         self.clients.legacy.close()
         self.uow.engine.dispose()
         self.read_engine.dispose()
@@ -175,6 +178,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         jobs=JobLedger(uow),
         auth_throttle=auth_throttle(settings),
+        audit_group=group,
     )
 
 

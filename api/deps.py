@@ -9,13 +9,21 @@ cores and 64 MiB for a tenth of a second or more). Here:
    loop; an id that cannot exist is refused at once (401) and never reaches the database;
 2. the failure budgets of the address and the id are checked (jpki.auth_throttle; requests whose
    budget is spent are already refused before routing, api.auth_guard);
-3. the cheap check — one read of the client's row (with its relying party's standing, which the
-   request's admission then uses) and one HMAC, or the memory — runs on worker threads under
-   a capacity limiter of its own (``JPKI_AUTH_CONCURRENCY``), so it never holds a token of the
-   default pool;
-4. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.client_secrets) and is
+3. a client seen recently, with a secret verified recently, is decided from memory in the event
+   loop (jpki.clients.ClientService.remembered: the credentials kept in step with the store by
+   a change feed, jpki.kept_clients) — no thread, no read, no HSM; when the feed's poll is
+   due, it is started on a thread and not waited for;
+4. otherwise the cheap check — the kept row or one read of it (with its relying party's
+   standing, which the request's admission then uses) and one HMAC — runs on worker threads
+   under a capacity limiter of its own (``JPKI_AUTH_CONCURRENCY``), so it never holds a token
+   of the default pool;
+5. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.client_secrets) and is
    awaited there; when that verifier is full the answer is 503 with Retry-After;
-5. a failed check spends the address's and the id's budgets.
+6. a failed check spends the address's and the id's budgets.
+
+Memory never decides a refusal for a wrong secret: only a success (or a suspended client, from
+credentials kept fresh) is decided there, and everything else goes through the check, so that
+failures are budgeted and cost the same for unknown ids as for known ones.
 """
 
 from __future__ import annotations
@@ -32,13 +40,15 @@ import anyio
 from fastapi import Depends, Request
 
 from api.composition import Services
-from jpki.clients import LegacyCheck, valid_client_id
+from jpki.clients import Authenticated, LegacyCheck, valid_client_id
 from jpki.errors import BadCredentials, Unauthenticated, VerifierBusy
 from jpki.model import ClientRole
 from jpki.principals import Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # Async: FastAPI runs a sync dependency on the thread pool, a thread hop per request for
+    # an attribute read.
     services: Services = request.app.state.services
     return services
 
@@ -89,8 +99,13 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
         throttle.check(address, client_id)
         if client_id is None:
             raise BadCredentials("the credentials are invalid")
-        verdict = await anyio.to_thread.run_sync(clients.check, client_id, secret,
-                                                 limiter=_limiter(services))
+        verdict: Authenticated | LegacyCheck | None = clients.remembered(client_id, secret)
+        if verdict is not None:
+            if clients.kept.claim_poll():
+                run_claimed(clients.kept.run_claimed_poll, clients.kept.release_claim)
+        else:
+            verdict = await anyio.to_thread.run_sync(clients.check, client_id, secret,
+                                                     limiter=_limiter(services))
         if isinstance(verdict, LegacyCheck):
             future = clients.legacy.submit(
                 functools.partial(clients.verify_legacy, verdict, secret))
@@ -107,6 +122,17 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     # Read with the credentials: this request's relying-party admission need not read it again.
     request.state.rp_standing = verdict.standing
     return verdict.principal
+
+
+def run_claimed(poll: Callable[[], None], release: Callable[[], None]) -> None:
+    """Run a claimed poll of a change feed (the credentials', the status rows') on a thread, not
+    waited for: the calls meanwhile answer from what is kept, which is fresh enough. ``poll``
+    logs its own failures and releases the claim; ``release`` gives it up if it cannot start."""
+    try:
+        asyncio.get_running_loop().run_in_executor(None, poll)
+    except BaseException:
+        release()
+        raise
 
 
 def require(*roles: ClientRole) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -24,15 +24,22 @@ created on the local PostgreSQL server and dropped afterwards):
    one fixed request (with HTTP Basic credentials but for unauth):
    - **status**: POST /v1/status with the ``--batch`` serials;
    - **basic4**: POST /v1/basic4 under the standing consent (``consent_id``): reads the consent,
-     the resident record and the certificate line, and audits the disclosure;
-   - **bare**: GET /v1/rp/ping — authentication (client row, verified-secret cache), admission
-     (relying-party row, token bucket) and a fixed JSON answer: the same app, the same
-     credentials check, nothing else. It is the baseline of status and basic4;
+     the resident record and the certificate line, and audits the disclosure, in the group
+     commit's transaction;
+   - **bare**: GET /v1/rp/ping — authentication (the credentials and the relying party's
+     standing as the process keeps them, the remembered verification of the secret:
+     jpki/kept_clients.py), admission (token bucket) and a fixed JSON answer: the same app, the
+     same credentials check, nothing else. It is the baseline of status and basic4;
    - **unauth**: GET /v1/rp/bench-unauthenticated, no credentials — the same kind of route as
      /v1/rp/ping (an async handler, the same response model and answer) in the same app,
      without authentication and admission. It is the baseline of bare.
    The four are interleaved, ``--repeat`` times; medians are reported. Every wrk run must have
    no socket errors and no non-2xx answer.
+4. The latency of a durable commit on the database, measured before and after the load (200
+   one-row transactions: SQLite in WAL with ``synchronous=FULL`` on the data directory's file
+   system, as the service runs it; PostgreSQL on its server): status and basic4 answer only once
+   their audit record has committed, and with ``--connections`` calls at a time a group commit
+   holds at most that many records, so this latency bounds their rate on a busy disk.
 
 Targets (docs/performance.md, relying parties): status and basic4 each ≥ 0.5 of the bare
 endpoint's rate, and bare ≥ 0.5 of unauth's (what authenticating a call costs).
@@ -333,6 +340,50 @@ class DatabaseResult:
     ratios: dict[str, float]
     audit_records_per_s: float
     setup_seconds: float
+    commit_ms: dict[str, float] = field(default_factory=dict)  # p50/p90, before and after
+
+
+def commit_latency(kind: str, url: str, data_dir: Path, count: int = 200) -> tuple[float, float]:
+    """(p50, p90) in ms of a one-row durable commit, as the service commits (step 4)."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+
+    times: list[float] = []
+    if kind == "sqlite":
+        path = data_dir / "commit-probe.sqlite"
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS probe (x INTEGER)")
+            for i in range(count):
+                began = time.perf_counter()
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO probe VALUES (?)", (i,))
+                db.execute("COMMIT")
+                times.append(time.perf_counter() - began)
+        finally:
+            db.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        from jpki.store.engine import normalise_url
+
+        engine = create_engine(normalise_url(url))
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("CREATE TEMPORARY TABLE probe (x INTEGER)"))
+                conn.commit()
+                for i in range(count):
+                    began = time.perf_counter()
+                    conn.execute(text("INSERT INTO probe VALUES (:x)"), {"x": i})
+                    conn.commit()
+                    times.append(time.perf_counter() - began)
+        finally:
+            engine.dispose()
+    times.sort()
+    return (round(times[len(times) // 2] * 1000, 2), round(times[len(times) * 9 // 10] * 1000, 2))
 
 
 def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
@@ -372,6 +423,8 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
             }
             for lua in scripts.values():  # warm-up, not measured
                 run_wrk(lua, port, args.connections, 1.0, server.pid)
+            commit_ms = dict(zip(("before_p50", "before_p90"),
+                                 commit_latency(kind, url, data_dir), strict=True))
             runs: dict[str, list[dict[str, float]]] = {n: [] for n in ENDPOINTS}
             audited = 0.0
             for repeat in range(args.repeat):
@@ -385,6 +438,11 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
                         f"{result['rate']:8.0f}/s  p50 {result['p50_us'] / 1000:.1f} ms  "
                         f"p99 {result['p99_us'] / 1000:.1f} ms  server "
                         f"{result['server_cores']:.2f} cores  load {load_average()}")
+            commit_ms.update(zip(("after_p50", "after_p90"),
+                                 commit_latency(kind, url, data_dir), strict=True))
+            log(f"[{kind}] durable commit p50/p90 ms: before {commit_ms['before_p50']}/"
+                f"{commit_ms['before_p90']}, after {commit_ms['after_p50']}/"
+                f"{commit_ms['after_p90']}")
         endpoints = {
             name: Endpoint(name=name, rate=statistics.median(r["rate"] for r in rs),
                            p50_ms=statistics.median(r["p50_us"] for r in rs) / 1000,
@@ -396,7 +454,8 @@ def measure(kind: str, root: Path, args: argparse.Namespace) -> DatabaseResult:
         return DatabaseResult(
             database=kind, endpoints=endpoints,
             ratios={n: endpoints[n].rate / endpoints[b].rate for n, b in BASELINE.items()},
-            audit_records_per_s=audited / measured_seconds, setup_seconds=setup_seconds)
+            audit_records_per_s=audited / measured_seconds, setup_seconds=setup_seconds,
+            commit_ms=commit_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'met' if r.ratios[name] >= TARGET else 'MISSED'}"
             print(f"{r.database:10s} {name:8s} {e.rate:9.0f} {e.p50_ms:7.1f} {e.p99_ms:7.1f} "
                   f"{e.server_cores:12.2f}  {ratio}")
+        c = r.commit_ms
+        print(f"{r.database:10s} durable commit p50/p90 ms: before {c['before_p50']}/"
+              f"{c['before_p90']}, after {c['after_p50']}/{c['after_p90']}")
     return 0
 
 

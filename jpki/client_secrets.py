@@ -84,11 +84,14 @@ class SecretHasher:
                                    "`jpki init` on this data directory to add it")
         return f"{HMAC_SCHEME}${self.label}${self._digest(self.label, client_id, secret).hex()}"
 
-    def match(self, stored: Sequence[str], client_id: str, secret: str) -> str | None:
+    def match(self, stored: Sequence[str], client_id: str, secret: str,
+              digests: dict[str, str] | None = None) -> str | None:
         """The hash in ``stored`` (HMAC form) that ``secret`` matches, or None. One HMAC per
         key label among them (one: rotation keeps the label), and every hash compared, in
-        constant time."""
-        digests: dict[str, str] = {}
+        constant time. ``digests`` (label → hex digest of this client id and secret) carries
+        the HMACs made from one call to the next, so that a second set of hashes for the same
+        check (the row read again) costs no second HMAC."""
+        digests = {} if digests is None else digests
         matched = None
         for entry in stored:
             scheme, _, rest = entry.partition("$")

@@ -2,25 +2,38 @@
 
 Secrets are generated here (256 bits from the CSPRNG), shown once, and stored only as keyed
 hashes (jpki.client_secrets: HMAC-SHA-256 in the HSM; Argon2id for secrets stored by earlier
-revisions, which a successful check upgrades). A successful verification is also remembered in
-memory for a short time, keyed by a SHA-256 of the presented secret — never the secret itself —
-which spares the HSM a call per request; the client's status is re-read from the database on
-every call, so a suspension takes effect at once.
+revisions, which a successful check upgrades).
 
-A check is split so that the HTTP layer can schedule its parts (api.deps): :meth:`check` is the
-cheap part (the row, one HMAC or the memory) and either decides or hands back a
-:class:`LegacyCheck`, whose Argon2 run goes to the bounded verifier's own threads
-(:meth:`verify_legacy`). :meth:`authenticate` does both, blocking, for callers outside a server.
+**What a check reads.** The client's credentials and its relying party's standing are kept in
+memory by each process, in step with the store through a change feed polled at most four times
+a second (jpki.kept_clients): a change made by this process takes effect at once, one made by
+another process (another worker, the operator CLI) within a second — the promise OCSP makes for
+revocations. A successful verification is remembered too, for a short time, keyed by the
+client id and a SHA-256 of the presented secret — never the secret itself — which spares the
+HSM a call per request; at most :data:`VERIFIED_CLIENTS` clients' verifications are remembered.
+So a call by a client seen recently is decided from memory alone (:meth:`remembered`, which the
+HTTP layer runs in its event loop), and only a miss reads the store and the HSM.
 
-Client ids are checked against their form (``jpki_`` and 24 lower-case hex digits) before
-anything else: an id that cannot exist is refused like a wrong secret and never reaches the
-database (PostgreSQL refuses a NUL in text with an error, not with "no such row").
+A check is split so that the HTTP layer can schedule its parts (api.deps): :meth:`remembered`
+decides from memory or declines; :meth:`check` is the cheap part (the kept row or one read, one
+HMAC or the memory) and either decides or hands back a :class:`LegacyCheck`, whose Argon2 run
+goes to the bounded verifier's own threads (:meth:`verify_legacy`). :meth:`authenticate` does
+both, blocking, for callers outside a server.
+
+**Unknown ids cost what known ones do.** A secret that matches nothing kept is checked again
+against the row read from the store (a secret just rotated by another process works at once);
+an id with no row costs that read and one HMAC of the presented secret, as a wrong secret of a
+known client does — one read, one HMAC — so the answer's timing does not tell whether an id
+exists. Client ids are checked against their form (``jpki_`` and 24 lower-case hex digits)
+before anything else: an id that cannot exist is refused like a wrong secret and never reaches
+the database (PostgreSQL refuses a NUL in text with an error, not with "no such row").
 
 Rotation: a client holds at most two secrets. Rotating makes a new one current and keeps the
 replaced one valid until a deadline (``previous_secret_expires_at``), so a relying party can roll
-its deployments over without an outage. A cached verification remembers *which* stored hash it
-matched, and counts only while that hash is still acceptable — the current one, or the previous
-one before its deadline — so neither a rotation nor a deadline can be bypassed by the cache.
+its deployments over without an outage. A remembered verification records *which* stored hash it
+matched, and counts only while that hash is still acceptable in the credentials as kept or read
+— the current one, or the previous one before its deadline, by the clock at each call — so
+neither a rotation nor a deadline can be bypassed by the memory.
 """
 
 from __future__ import annotations
@@ -35,10 +48,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 from jpki.audit import AuditLog
 from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.errors import BadCredentials, ClientSuspended, InvalidInput, VerifierBusy
+from jpki.kept_clients import KeptClients
 from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -52,6 +67,9 @@ MAX_SECRET_LENGTH = 256
 STATION_KINDS = ("counter", "post_office")  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
 _CACHE_SECONDS = 300.0
+# Clients whose verifications are remembered (up to four presented secrets each); beyond it the
+# oldest quarter is forgotten (and checked in the HSM again on their next call).
+VERIFIED_CLIENTS = 16_384
 
 
 @dataclass(frozen=True)
@@ -111,18 +129,20 @@ class ClientService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  hasher: SecretHasher, legacy: LegacyVerifier | None = None,
                  read_uow: UnitOfWorkFactory | None = None,
-                 legacy_wait_seconds: float = 10.0) -> None:
+                 legacy_wait_seconds: float = 10.0, kept: KeptClients | None = None,
+                 verified_clients: int = VERIFIED_CLIENTS) -> None:
         self._uow = uow_factory
-        # Authentication only reads: on SQLite a read-only unit of work does not queue behind
-        # the single writer (jpki.store.engine).
-        self._read_uow = read_uow or uow_factory
         self._clock = clock
         self._audit = audit
         self.hasher = hasher
         self.legacy = legacy or LegacyVerifier()
         self.legacy_wait_seconds = legacy_wait_seconds
+        # Authentication only reads: on SQLite a read-only unit of work does not queue behind
+        # the single writer (jpki.store.engine).
+        self.kept = kept or KeptClients(read_uow or uow_factory, clock)
         # client id → {SHA-256 of a presented secret → (the stored hash it matched, expiry)}
         self._verified: dict[str, dict[bytes, tuple[str, float]]] = {}
+        self._verified_clients = verified_clients
         self._lock = threading.Lock()
 
     def create(self, actor: Principal, *, name: str, role: ClientRole,
@@ -167,11 +187,13 @@ class ClientService:
         of work (relying-party registration stores the party and its client together)."""
         secret = secrets.token_urlsafe(32)
         client_id = "jpki_" + secrets.token_hex(12)
+        now = self._clock.now()
         client = ApiClient(id=None, client_id=client_id, name=name,
                            role=role, scopes=scope_text,
                            secret_hash=self.hasher.hash(client_id, secret),
-                           status=ClientStatus.ACTIVE, created_at=self._clock.now(),
-                           station_kind=station_kind, relying_party_id=relying_party_id)
+                           status=ClientStatus.ACTIVE, created_at=now,
+                           station_kind=station_kind, relying_party_id=relying_party_id,
+                           changed_at=now)
         return NewClient(client=client, client_secret=secret)
 
     def rotate_in(self, uow: UnitOfWork, client: ApiClient, overlap: timedelta,
@@ -186,13 +208,25 @@ class ClientService:
             client.previous_secret_hash = None
             client.previous_secret_expires_at = None
         client.secret_hash = self.hasher.hash(client.client_id, secret)
-        uow.on_commit(lambda: self.forget(client.client_id))
+        client.changed_at = now  # the change feed (jpki.kept_clients)
+        # Once committed: a read of the old row racing the commit is not kept (KeptClients).
+        uow.after_commit(lambda: self.forget(client.client_id))
         return secret
 
     def forget(self, client_id: str) -> None:
-        """Drop remembered verifications of this client (they would be re-checked anyway)."""
+        """A change of this client committed: drop its kept credentials and remembered
+        verifications (they would be re-checked anyway)."""
+        self.kept.forget(clients=[client_id])
         with self._lock:
             self._verified.pop(client_id, None)
+
+    def forget_relying_party(self, rp_id: str, client_ids: list[str]) -> None:
+        """A change of this relying party (its status) committed: drop what was kept of it and
+        its clients, and of the service providers under it."""
+        self.kept.forget(clients=client_ids, relying_parties=[rp_id])
+        with self._lock:
+            for client_id in client_ids:
+                self._verified.pop(client_id, None)
 
     def set_status(self, actor: Principal, client_id: str, status: ClientStatus) -> ApiClient:
         from jpki.errors import ClientNotFound
@@ -206,6 +240,7 @@ class ClientService:
                 raise ClientNotFound("no such client", client=client_id[:64])
             if client.status is not status:
                 client.status = status
+                client.changed_at = self._clock.now()  # the change feed (jpki.kept_clients)
                 self._audit.record(uow, actor=actor.actor, action=f"client.{status.value}",
                                    subject=client_id)
                 uow.commit()
@@ -228,28 +263,64 @@ class ClientService:
                                    retry_after=1) from None
         return verdict.principal
 
+    def remembered(self, client_id: str, secret: str) -> Authenticated | None:
+        """The check from memory alone — the kept credentials (fresh: jpki.kept_clients) and a
+        remembered verification whose stored hash is still acceptable — or None when memory
+        cannot decide (then :meth:`check`). Never reads the store or calls the HSM, so the HTTP
+        layer runs it in its event loop. Raises ClientSuspended for a suspended client."""
+        if not 0 < len(secret) <= MAX_SECRET_LENGTH:
+            return None
+        client = self.kept.get(client_id)
+        if client is None:
+            return None
+        presented = hashlib.sha256(secret.encode("utf-8")).digest()
+        if not self._cached(client_id, presented, self._acceptable_hashes(client)):
+            return None
+        return self._principal(client)
+
     def check(self, client_id: str, secret: str) -> Authenticated | LegacyCheck:
-        """The cheap part of a check: one read (the client's row and its relying party's) and
-        one HMAC, or the memory. Raises BadCredentials or ClientSuspended, returns who is
-        calling, or hands back a :class:`LegacyCheck` for :meth:`verify_legacy`."""
+        """The cheap part of a check: the kept credentials or one read (the client's row and
+        its relying party's), and one HMAC or the memory. Raises BadCredentials or
+        ClientSuspended, returns who is calling, or hands back a :class:`LegacyCheck` for
+        :meth:`verify_legacy`."""
         if not valid_client_id(client_id) or not 0 < len(secret) <= MAX_SECRET_LENGTH:
             raise BadCredentials("the credentials are invalid")
-        with self._read_uow() as uow:
-            client = uow.clients.credentials(client_id)
-        if client is None:
-            self.hasher.burn(client_id, secret)
-            raise BadCredentials("the credentials are invalid")
+        self.kept.refresh()
         presented = hashlib.sha256(secret.encode("utf-8")).digest()
+        digests: dict[str, str] = {}  # the presented secret's HMAC per key label, made once
+        client = self.kept.get(client_id)
+        if client is not None:
+            verdict = self._verify(client, presented, secret, digests)
+            if isinstance(verdict, Authenticated):
+                return verdict
+        # Not kept, or the secret matches nothing kept: read the row, which a rotation by
+        # another process may have changed since it was kept.
+        client = self.kept.read(client_id)
+        if client is None:
+            if not digests:  # the HMAC a known client's wrong secret costs (module docstring)
+                self.hasher.burn(client_id, secret)
+            raise BadCredentials("the credentials are invalid")
+        verdict = self._verify(client, presented, secret, digests)
+        if verdict is None:
+            raise BadCredentials("the credentials are invalid")
+        return verdict
+
+    def _verify(self, client: ClientCredentials, presented: bytes, secret: str,
+                digests: dict[str, str]) -> Authenticated | LegacyCheck | None:
+        """Who is calling, when ``secret`` matches an acceptable HMAC hash of ``client`` (or a
+        remembered verification of one); a LegacyCheck when only Argon2 hashes remain to try;
+        else None."""
         acceptable = self._acceptable_hashes(client)
-        if not self._cached(client_id, presented, acceptable):
+        if not self._cached(client.client_id, presented, acceptable):
             fast = [h for h in acceptable if is_hmac(h)]
-            matched = self.hasher.match(fast, client_id, secret) if fast else None
+            matched = self.hasher.match(fast, client.client_id, secret, digests) if fast \
+                else None
             if matched is None:
                 legacy = tuple(h for h in acceptable if is_legacy(h))
                 if legacy:
                     return LegacyCheck(client=client, hashes=legacy, presented=presented)
-                raise BadCredentials("the credentials are invalid")
-            self._remember(client_id, presented, matched)
+                return None
+            self._remember(client.client_id, presented, matched)
         return self._principal(client)
 
     def verify_legacy(self, pending: LegacyCheck, secret: str) -> Authenticated:
@@ -271,7 +342,8 @@ class ClientService:
                 return None
             new = self.hasher.hash(client.client_id, secret)
             with self._uow() as uow:
-                which = uow.clients.replace_secret_hash(client.client_id, matched, new)
+                which = uow.clients.replace_secret_hash(client.client_id, matched, new,
+                                                        self._clock.now())
                 if which is None:  # rotated or upgraded by someone else in the meantime
                     return None
                 self._audit.record(uow, actor="service:authentication",
@@ -296,10 +368,21 @@ class ClientService:
 
     def _remember(self, client_id: str, presented: bytes, matched: str) -> None:
         with self._lock:
-            entries = self._verified.setdefault(client_id, {})
+            entries = self._verified.get(client_id)
+            if entries is None:
+                if len(self._verified) >= self._verified_clients:  # bounded: oldest quarter
+                    for old in list(islice(self._verified,
+                                           max(1, len(self._verified) // 4))):
+                        del self._verified[old]
+                entries = self._verified[client_id] = {}
             if len(entries) >= 4:  # at most two secrets are ever valid together
                 entries.clear()
             entries[presented] = (matched, time.monotonic() + _CACHE_SECONDS)
+
+    def remembered_count(self) -> int:
+        """Verifications remembered (tests and diagnostics)."""
+        with self._lock:
+            return sum(len(e) for e in self._verified.values())
 
     def _acceptable_hashes(self, client: ClientCredentials) -> list[str]:
         hashes = [client.secret_hash]

@@ -51,7 +51,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from jpki.audit import AuditLog
 from jpki.errors import (
@@ -233,10 +233,26 @@ def record_consent(uow: UnitOfWork, audit: AuditLog, ctx: RpContext, der: bytes,
     return consent
 
 
-def load_standing_consent(uow: UnitOfWork, rp_id: str, consent_id: str, now: datetime,
-                          *, for_update: bool = False) -> Consent:
-    consent = uow.consents.get(consent_id, for_update=for_update) \
-        if isinstance(consent_id, str) and CONSENT_ID.match(consent_id) else None
+class _Standing(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def relying_party_id(self) -> str: ...
+    @property
+    def withdrawn_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+S = TypeVar("S", bound=_Standing)
+
+
+def valid_consent_id(value: object) -> bool:
+    return isinstance(value, str) and CONSENT_ID.match(value) is not None
+
+
+def check_standing(consent: S | None, rp_id: str, now: datetime) -> S:
+    """A consent the calling relying party may use now: its own, not withdrawn, not expired."""
     if consent is None or consent.relying_party_id != rp_id:
         raise ConsentNotFound("no such consent for this relying party")
     if consent.withdrawn_at is not None:
@@ -244,6 +260,13 @@ def load_standing_consent(uow: UnitOfWork, rp_id: str, consent_id: str, now: dat
     if consent.expires_at <= now:
         raise ConsentExpired("the consent has expired", consent=consent.id)
     return consent
+
+
+def load_standing_consent(uow: UnitOfWork, rp_id: str, consent_id: str, now: datetime,
+                          *, for_update: bool = False) -> Consent:
+    consent = uow.consents.get(consent_id, for_update=for_update) \
+        if valid_consent_id(consent_id) else None
+    return check_standing(consent, rp_id, now)
 
 
 class ConsentService:

@@ -18,12 +18,29 @@ that raises refuses that call alone, and one that returns a mapping gives the re
 — for a call whose disclosure is decided by what the check reads there (the latest basic 4
 information under a standing consent, read with the consent locked, so that a withdrawal
 committed in between still refuses the call).
+
+**Callers without a thread to lend.** :meth:`GroupAudit.record` blocks its caller, who may lead
+a batch. A caller that must not block — the HTTP layer's event loop, which answers a status or
+basic 4 call from memory and only waits for the audit record — uses :meth:`GroupAudit.submit`
+instead: the record is queued the same way and ``done`` is called once its batch has committed
+(or failed). Such records are led by the group's own writer thread, so a call costs no thread
+hop of its own: one thread serves a whole batch.
+
+**Gathering.** Each batch costs a transaction and a durable commit whatever its size, and in a
+steady stream of calls the writer, free again, would start the next batch with the one or two
+records that arrived meanwhile. So, while batches follow each other closely (the last ended
+less than :data:`BUSY_SECONDS` ago), the writer waits up to :data:`GATHER_SECONDS` for as many
+records as the last batch held before it starts — PostgreSQL's ``commit_delay`` for the same
+reason. A lone caller never waits (its batch of one is as big as the last).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from jpki.audit import AuditLog, JsonValue, canonical_payload
@@ -31,7 +48,12 @@ from jpki.correlation import bound, current_request_id
 from jpki.errors import JpkiError
 from jpki.ports import UnitOfWork, UnitOfWorkFactory
 
+log = logging.getLogger("jpki.audit")
+
 Check = Callable[[UnitOfWork], Mapping[str, JsonValue] | None]
+
+
+Done = Callable[[BaseException | None], None]
 
 
 @dataclass(eq=False)
@@ -41,6 +63,9 @@ class _Entry:
     subject: str
     payload: Mapping[str, JsonValue]
     check: Check | None
+    # Called once committed (None) or failed, for a caller that does not wait (submit); a
+    # caller that waits (record) has none and may be handed the lead.
+    notify: Done | None = None
     # The caller's request (jpki.correlation): the leader stages everyone's records in its
     # own thread, where the current request is its own.
     request_id: str | None = field(default_factory=current_request_id)
@@ -48,16 +73,37 @@ class _Entry:
     lead: bool = False
     error: BaseException | None = None
 
+    def finish(self) -> None:
+        if self.notify is None:
+            self.done.set()
+            return
+        try:
+            self.notify(self.error)
+        except Exception:  # the caller's callback: never the batch's failure
+            log.exception("an audit record's completion callback failed")
+
+
+# Gathering (module docstring): how long the writer waits for a batch to fill, and how recent
+# the last batch must be for it to wait at all.
+GATHER_SECONDS = 0.001
+BUSY_SECONDS = 0.01
+
 
 class GroupAudit:
     def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditLog,
-                 max_batch: int = 512) -> None:
+                 max_batch: int = 512, gather_seconds: float = GATHER_SECONDS) -> None:
         self._uow = uow_factory
         self._audit = audit
         self._max_batch = max_batch
+        self._gather_seconds = gather_seconds
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a record was submitted
         self._pending: list[_Entry] = []
         self._busy = False
+        # Leads the batches whose first record nobody waits for (submit); made on first use.
+        self._writer: ThreadPoolExecutor | None = None
+        self._last_size = 0  # records in the writer's last batch
+        self._last_end = -BUSY_SECONDS  # when it ended (monotonic)
 
     def record(self, *, actor: str, action: str, subject: str,
                payload: Mapping[str, JsonValue] | None = None,
@@ -79,7 +125,60 @@ class GroupAudit:
         if entry.error is not None:
             raise entry.error
 
-    def _lead(self) -> None:
+    def submit(self, *, actor: str, action: str, subject: str, done: Done,
+               payload: Mapping[str, JsonValue] | None = None,
+               check: Check | None = None) -> None:
+        """Queue one record and return at once; ``done(None)`` once it is committed, or
+        ``done(error)`` — called on the writer's thread, never the caller's. Personal-data keys
+        are refused here, in the caller, as by :meth:`record`."""
+        canonical_payload(payload or {})
+        entry = _Entry(actor, action, subject, payload or {}, check, notify=done)
+        with self._lock:
+            self._pending.append(entry)
+            if self._busy:
+                self._arrived.notify()  # a gathering writer counts it
+                return  # the leader in charge takes it with the next batch
+            self._busy = True
+        self._start_writer()
+
+    def close(self) -> None:
+        """Stop the writer thread once it has led what is queued."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="audit-writer")
+            writer = self._writer
+        writer.submit(self._write)
+
+    def _write(self) -> None:
+        # The writer leads batch after batch while nobody waiting is next in line.
+        while True:
+            self._gather()
+            size = len(self._pending)
+            again = self._lead(from_writer=True)
+            self._last_size, self._last_end = min(size, self._max_batch), time.monotonic()
+            if not again:
+                return
+
+    def _gather(self) -> None:
+        """Wait for the batch to fill while batches follow each other (module docstring)."""
+        if self._gather_seconds <= 0 or time.monotonic() - self._last_end > BUSY_SECONDS:
+            return
+        deadline = time.monotonic() + self._gather_seconds
+        with self._lock:
+            while len(self._pending) < self._last_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
+
+    def _lead(self, *, from_writer: bool = False) -> bool:
+        """Lead one batch; True when the writer thread should lead the next one too."""
         with self._lock:
             batch = self._pending[:self._max_batch]
             del self._pending[:self._max_batch]
@@ -106,12 +205,21 @@ class GroupAudit:
             for entry in batch:
                 entry.error = entry.error or exc
         finally:
+            again = start_writer = False
             with self._lock:
                 if self._pending:
                     successor = self._pending[0]
-                    successor.lead = True
-                    successor.done.set()
+                    if successor.notify is None:  # a caller waiting in record(): it leads
+                        successor.lead = True
+                        successor.done.set()
+                    elif from_writer:
+                        again = True
+                    else:
+                        start_writer = True
                 else:
                     self._busy = False
-            for entry in batch:  # the leader is batch[0]; the rest are waiting for this
-                entry.done.set()
+            for entry in batch:  # a waiting leader is batch[0]; the rest wait for this
+                entry.finish()
+            if start_writer:
+                self._start_writer()
+        return again

@@ -25,11 +25,18 @@ Every answer is audited (``basic4.provided``: relying party, resident id, consen
 purpose, current serial) before anything is returned; never the values themselves. A new consent
 is stored and audited in the transaction that reads the record. A standing one is read — the
 consent under a lock, so that a withdrawal committed in between still refuses the call — and
-audited in the transaction of a group commit shared with concurrent calls (jpki.group_audit).
+audited in the transaction of a group commit shared with concurrent calls (jpki.group_audit):
+the consent, the resident record and the signing certificate in one statement
+(``consents.standing``), and only a line that was renewed, or a phone's line that ended, walked
+further. So the consent is checked on every call, in the transaction that records the
+disclosure: a withdrawal takes effect at once. The HTTP layer submits that work to the group
+commit's writer without lending the call a thread (:meth:`LatestBasic4Service.provide_standing`,
+api.rp_calls) and answers once the record has committed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NoReturn
@@ -37,14 +44,15 @@ from typing import NoReturn
 from jpki.audit import AuditLog, JsonValue
 from jpki.consents import (
     ConsentPurposeMismatch,
-    load_standing_consent,
+    check_standing,
     record_consent,
+    valid_consent_id,
 )
 from jpki.errors import InvalidInput, NotFound
-from jpki.group_audit import GroupAudit
+from jpki.group_audit import Check, GroupAudit
 from jpki.holder_signatures import valid_at
 from jpki.linkage import successors_of
-from jpki.model import Certificate, Consent, ResidentStatus
+from jpki.model import Certificate, Consent, ResidentStatus, StandingConsent
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.relying_parties import RpContext
 
@@ -72,9 +80,9 @@ class Basic4Answer:
     resident_id: str = ""
 
 
-def current_signing_certificate(uow: UnitOfWork, consent: Consent,
+def current_signing_certificate(uow: UnitOfWork, signer_id: int,
                                 now: datetime) -> Certificate | None:
-    signer = uow.certificates.get(consent.signer_id)
+    signer = uow.certificates.get(signer_id)
     if signer is None:
         return None
     lines = [signer]
@@ -122,27 +130,8 @@ class LatestBasic4Service:
         assert consent_id is not None
         # A standing consent: read, evaluated and audited in the transaction of a group commit
         # shared with concurrent calls (jpki.group_audit), the consent locked — so that a
-        # withdrawal committed in between still wins — and only then answered. One read of
-        # each row, where reading first in a read-only unit of work and then re-reading the
-        # consent under the lock cost a second unit of work and a second read.
-        now = self._clock.now()
-        rp_id = ctx.rp_id
-        answers: list[Basic4Answer] = []
-        withheld: list[str] = []
-
-        def disclose(uow: UnitOfWork) -> dict[str, JsonValue]:
-            record = load_standing_consent(uow, rp_id, consent_id, now, for_update=True)
-            if purpose != record.purpose:
-                raise ConsentPurposeMismatch("the call's purpose must be the consented "
-                                             "purpose", field="purpose")
-            outcome = self._evaluate(uow, record, now)
-            if not isinstance(outcome, Basic4Answer):
-                if outcome is not None:
-                    withheld.append(outcome)
-                raise Basic4NotAvailable(_NOT_AVAILABLE)
-            answers.append(outcome)
-            return self._provided(ctx, record, purpose, outcome)
-
+        # withdrawal committed in between still wins — and only then answered.
+        disclose, answers, withheld = self._standing(ctx, purpose, consent_id)
         try:
             # The subject is the consent's id: a call naming no consent of this relying party
             # is refused by disclose() before anything is staged.
@@ -154,6 +143,85 @@ class LatestBasic4Service:
             raise
         return answers[0]
 
+    def provide_standing(self, ctx: RpContext, purpose: str, consent_id: str,
+                         done: Callable[[Basic4Answer | None, BaseException | None], None]
+                         ) -> None:
+        """:meth:`provide` under a standing consent without blocking, for the HTTP layer's
+        event loop: the same reads, evaluation and audit record, in the group commit's
+        transaction on its writer thread. ``done(answer, None)`` once the disclosure's record
+        has committed — only then may the answer leave — or ``done(None, error)`` when the
+        call is refused (for a resident under DV support measures, after the withholding's own
+        record has committed). Called on the writer's thread. Bad input raises here."""
+        ctx.principal.require_scope(SCOPE)
+        purpose = ctx.require_purpose(purpose)
+        disclose, answers, withheld = self._standing(ctx, purpose, consent_id)
+
+        def committed(error: BaseException | None) -> None:
+            if error is None:
+                done(answers[0], None)
+            elif isinstance(error, Basic4NotAvailable) and withheld:
+                self._group.submit(actor=ctx.actor, action="basic4.withheld_dv",
+                                   subject=withheld[0],
+                                   payload=self._withheld(ctx, purpose, consent_id),
+                                   done=lambda failed: done(None, failed or error))
+            else:
+                done(None, error)
+
+        self._group.submit(actor=ctx.actor, action="basic4.provided", subject=consent_id,
+                           check=disclose, done=committed)
+
+    def _standing(self, ctx: RpContext, purpose: str, consent_id: str
+                  ) -> tuple[Check, list[Basic4Answer], list[str]]:
+        """The check that reads and evaluates a standing consent inside the group commit's
+        transaction, and where it leaves the answer (or the DV-protected resident's id)."""
+        now = self._clock.now()
+        rp_id = ctx.rp_id
+        answers: list[Basic4Answer] = []
+        withheld: list[str] = []
+
+        def disclose(uow: UnitOfWork) -> dict[str, JsonValue]:
+            # One statement: the consent (locked), the resident, the signer certificate.
+            record = check_standing(
+                uow.consents.standing(consent_id, for_update=True)
+                if valid_consent_id(consent_id) else None, rp_id, now)
+            if purpose != record.purpose:
+                raise ConsentPurposeMismatch("the call's purpose must be the consented "
+                                             "purpose", field="purpose")
+            outcome = self._evaluate_standing(uow, record, now)
+            if not isinstance(outcome, Basic4Answer):
+                if outcome is not None:
+                    withheld.append(outcome)
+                raise Basic4NotAvailable(_NOT_AVAILABLE)
+            answers.append(outcome)
+            return self._provided(ctx, record, purpose, outcome)
+
+        return disclose, answers, withheld
+
+    @staticmethod
+    def _evaluate_standing(uow: UnitOfWork, record: StandingConsent,
+                           now: datetime) -> Basic4Answer | str | None:
+        """:meth:`_evaluate` on a standing consent as read in one statement."""
+        if record.dv_support:
+            return record.resident_id
+        signer = record.signer
+        if not record.has_successor and (
+                signer.is_valid(now) or not (signer.kind.is_mobile and signer.linked_id)):
+            # The signer is the end of its line: it is the current one, or there is none.
+            current = signer.serial if signer.is_valid(now) else None
+        else:  # a renewed line, or a phone's line that ended: walk them (rare)
+            found = current_signing_certificate(uow, signer.id, now)
+            current = found.serial if found is not None else None
+        if record.resident_status is not ResidentStatus.ACTIVE or current is None:
+            return None
+        values: dict[str, str | int | date] = {
+            "name": record.name, "birth_date": record.birth_date, "sex": record.sex,
+            "address": record.address}
+        items: dict[str, str | int] = {k: (v.isoformat() if isinstance(v, date) else v)
+                                       for k, v in values.items() if k in record.item_list}
+        return Basic4Answer(consent_id=record.id, current_signing_serial=current,
+                            expires_at=record.expires_at, items=items,
+                            resident_id=record.resident_id)
+
     @staticmethod
     def _evaluate(uow: UnitOfWork, record: Consent, now: datetime) -> Basic4Answer | str | None:
         """The answer; or the id of a resident under DV support measures; or None when there
@@ -163,7 +231,7 @@ class LatestBasic4Service:
             return None
         if resident.dv_support:
             return resident.id
-        current = current_signing_certificate(uow, record, now)
+        current = current_signing_certificate(uow, record.signer_id, now)
         if resident.status is not ResidentStatus.ACTIVE or current is None:
             return None
         values: dict[str, str | int | date] = {
@@ -181,7 +249,7 @@ class LatestBasic4Service:
                            payload=self._provided(ctx, record, purpose, answer))
 
     @staticmethod
-    def _provided(ctx: RpContext, record: Consent, purpose: str,
+    def _provided(ctx: RpContext, record: Consent | StandingConsent, purpose: str,
                   answer: Basic4Answer) -> dict[str, JsonValue]:
         return {"relying_party": ctx.rp_id, "resident": answer.resident_id,
                 "items": list(record.item_list), "purpose": purpose,
@@ -198,5 +266,9 @@ class LatestBasic4Service:
         """architecture §4: the refusal of a DV-protected resident is audited — identifiers only,
         in a unit of work of its own (the call itself changes nothing)."""
         self._group.record(actor=ctx.actor, action="basic4.withheld_dv", subject=resident_id,
-                           payload={"relying_party": ctx.rp_id, "consent": consent_id,
-                                    "purpose": purpose})
+                           payload=self._withheld(ctx, purpose, consent_id))
+
+    @staticmethod
+    def _withheld(ctx: RpContext, purpose: str,
+                  consent_id: str | None) -> dict[str, JsonValue]:
+        return {"relying_party": ctx.rp_id, "consent": consent_id, "purpose": purpose}

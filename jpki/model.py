@@ -358,6 +358,9 @@ class ApiClient:
     # Secret rotation: the secret replaced by the newest one stays valid until this instant.
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: datetime | None = None
+    # Stamped by every change of the secret, the status, the role or the scopes: the feed that
+    # keeps each server process's copy of the credentials in step (jpki.kept_clients).
+    changed_at: datetime | None = None
 
     @property
     def scope_set(self) -> frozenset[str]:
@@ -372,6 +375,7 @@ class RpStanding:
     status: ClientStatus
     parent_status: ClientStatus | None  # a service provider's platform operator's
     purposes: tuple[str, ...]
+    parent: str | None = None  # that platform operator's id
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,15 @@ class ClientCredentials:
         return frozenset(self.scopes.split())
 
 
+@dataclass(frozen=True)
+class ClientChanges:
+    """What the change feed of API clients reported (jpki.kept_clients): the clients, and the
+    relying parties, stamped at or after an instant."""
+
+    clients: frozenset[str]
+    relying_parties: frozenset[str]
+
+
 class RelyingPartyKind(StrEnum):
     """reference §3.1: platform operators (PF) are certified and query the CA themselves;
     service providers (SP) act under a platform operator."""
@@ -412,6 +425,7 @@ class RelyingParty:
     purposes: str  # JSON list of declared purpose codes
     status: ClientStatus
     created_at: datetime
+    # Stamped by every change (its status): the feed of jpki.kept_clients reads it too.
     updated_at: datetime
     parent_id: str | None = None  # a service provider's platform operator
 
@@ -438,6 +452,54 @@ class Consent:
     signed_at: datetime
     created_at: datetime
     withdrawn_at: datetime | None = None
+
+    @property
+    def item_list(self) -> tuple[str, ...]:
+        return tuple(self.items.split())
+
+
+@dataclass(frozen=True)
+class CertificateLine:
+    """A certificate as following a holder's certificate line needs it (jpki.latest_basic4):
+    no DER, no personal data."""
+
+    id: int
+    serial: str
+    kind: CertKind
+    status: CertStatus
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    linked_id: int | None
+
+    def is_valid(self, at: datetime) -> bool:
+        # Certificate.is_valid, on these columns.
+        return (self.status is CertStatus.ISSUED and self.not_before <= at <= self.not_after
+                and not (self.revoked_at is not None and self.revoked_at <= at))
+
+
+@dataclass(frozen=True)
+class StandingConsent:
+    """A standing consent read, in one statement, with what disclosing under it needs: the
+    holder's resident record and the certificate that signed the consent, and whether that
+    certificate has an issued successor (jpki.latest_basic4)."""
+
+    id: str
+    relying_party_id: str
+    items: str  # space-separated item names
+    purpose: str
+    expires_at: datetime
+    withdrawn_at: datetime | None
+    resident_id: str
+    resident_status: ResidentStatus
+    dv_support: bool
+    signer: CertificateLine
+    has_successor: bool
+    # Personal data: kept out of repr (architecture §9.7).
+    name: str = field(repr=False)
+    birth_date: date = field(repr=False)
+    sex: int = field(repr=False)
+    address: str = field(repr=False)
 
     @property
     def item_list(self) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from jpki.model import (
     Certificate,
     CertificateStateRow,
     CertKind,
+    ClientChanges,
     ClientCredentials,
     Consent,
     CrlPublication,
@@ -34,6 +35,7 @@ from jpki.model import (
     ProofingRecord,
     RelyingParty,
     Resident,
+    StandingConsent,
     StatusChange,
     StatusRow,
     StoredOcspResponse,
@@ -153,9 +155,16 @@ class ClientRepository(Protocol):
         """The client's row and its relying party's standing, in one statement."""
         ...
 
-    def replace_secret_hash(self, client_id: str, old: str, new: str) -> str | None:
+    def changes_since(self, since: datetime) -> ClientChanges:
+        """The clients whose ``changed_at``, and the relying parties whose ``updated_at``, is
+        at or after ``since`` (the change feed of jpki.kept_clients)."""
+        ...
+
+    def replace_secret_hash(self, client_id: str, old: str, new: str,
+                            at: datetime) -> str | None:
         """Replace the stored hash ``old`` (current or previous secret) by ``new``, only if it
-        is still stored; which one ("current", "previous"), or None."""
+        is still stored, stamping the change ``at``; which one ("current", "previous"), or
+        None."""
         ...
 
 
@@ -173,6 +182,11 @@ class ConsentRepository(Protocol):
 
     def get(self, consent_id: str, *, for_update: bool = False) -> Consent | None: ...
     def nonce_used(self, nonce_digest: str) -> bool: ...
+
+    def standing(self, consent_id: str, *, for_update: bool = False) -> StandingConsent | None:
+        """The consent with its holder's resident record and signer certificate, in one
+        statement (``for_update``: the consent row locked)."""
+        ...
 
 
 class AuditRepository(Protocol):

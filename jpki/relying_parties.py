@@ -22,8 +22,11 @@ authenticated (jpki.clients: unknown or wrong secret 401, suspended client 403);
 ``rp``; it belongs to a registered relying party that is active — and, for a service provider,
 whose platform operator is active too (403 ``rp.suspended``); the relying party's token bucket
 has a token (429 with Retry-After); the client has the call's scope (403). A suspension sets the
-relying party *and all its clients* to suspended in one transaction, and every call re-reads
-both, so it refuses at once — the verified-secret cache never stands in for the status.
+relying party *and all its clients* to suspended in one transaction, stamping both for the change
+feed of the credentials each server process keeps (jpki.kept_clients): it refuses at once in
+the process that made it, and in every other process (another worker; the server, when the
+operator CLI made it) within a second — the promise made for revocations. A remembered
+verification of a secret never stands in for the status.
 
 Purposes are short codes (``account_opening``), declared at registration; each call names one,
 it must be declared, and it is recorded in the call's audit record. Codes, not free text: an
@@ -297,17 +300,19 @@ class RelyingPartyService:
             clients = list(uow.relying_parties.clients_of(rp.id))
             changed = rp.status is not status or any(c.status is not status for c in clients)
             if changed:
+                now = self._clock.now()
                 rp.status = status
-                rp.updated_at = self._clock.now()
+                rp.updated_at = now  # also the change feed's stamp (jpki.kept_clients)
                 for client in clients:
                     client.status = status
+                    client.changed_at = now
                 self._audit.record(uow, actor=actor.actor, action=f"rp.{status.value}",
                                    subject=rp.id,
                                    payload={"clients": [c.client_id for c in clients]})
                 uow.commit()
             view = self._view(rp, clients)
-        for client in clients:
-            self.clients.forget(client.client_id)
+        # Committed: at once in this process (other processes: at their next poll).
+        self.clients.forget_relying_party(rp.id, [c.client_id for c in clients])
         return view
 
     # --- calls ----------------------------------------------------------------------------
@@ -317,8 +322,8 @@ class RelyingPartyService:
         """After authentication: registered, active, within its rate, with the scope.
 
         ``standing`` is the relying party as the same request's authentication read it, in the
-        statement that read the credentials (jpki.clients.Authenticated); without it, it is
-        read here. Either way it is read on every call, so a suspension refuses at once."""
+        statement that read the credentials, or as kept with them (jpki.clients.Authenticated,
+        jpki.kept_clients); without it, it is read here."""
         principal.require_role(ClientRole.RP)
         if principal.relying_party is None:
             raise RelyingPartyNotRegistered("the client does not belong to a registered "

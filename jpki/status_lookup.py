@@ -34,11 +34,18 @@ unit of work. Nothing kept is personal data (serial, kind, status, notAfter, rev
 Each call is audited once (count, unknown count and a SHA-256 of the request's serials, never
 the list: a batch of 1,000 would swell the chain) before the answer leaves — in a group commit
 shared with concurrent calls (jpki.group_audit).
+
+The HTTP layer answers a call whose serials are all kept, while the last poll is within the
+stale bound, in its event loop (:meth:`StatusLookup.lookup_from_memory`): the rows from memory,
+the audit record submitted to the group commit's writer, the answer sent once it has committed;
+a due poll is started on a thread and not waited for. Anything else — a serial not kept, no
+recent poll — goes to :meth:`StatusLookup.lookup` on a thread, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -49,14 +56,16 @@ from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
-from jpki.audit import AuditLog
+from jpki.audit import AuditLog, JsonValue
 from jpki.errors import InvalidInput, InvalidSerial, TooLarge
-from jpki.group_audit import GroupAudit
+from jpki.group_audit import Done, GroupAudit
 from jpki.model import CertStatus, StatusRow
 from jpki.ports import Clock, UnitOfWorkFactory
 from jpki.relying_parties import RpContext
 from jpki.serials import parse_serial
 from jpki.status_feed import LOOKBACK, POLL_SECONDS
+
+log = logging.getLogger("jpki.rp")
 
 MAX_BATCH = 1000
 _CANONICAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
@@ -204,6 +213,43 @@ class StatusRows:
         return [k.answer(now) if k is not None else status_for(s, None, now)
                 for s, k in zip(serials, found, strict=True)]
 
+    def from_memory(self, serials: list[str], now: datetime) -> list[SerialStatus] | None:
+        """:meth:`answers` from the kept rows alone — never the store — or None when a serial
+        is not kept or the last completed poll is older than the stale bound. For a caller that
+        must not block (the HTTP layer's event loop); it starts a due poll elsewhere
+        (:meth:`claim_poll`)."""
+        polled = self._polled_at
+        if polled is None or self._monotonic() - polled >= self._max_stale:
+            return None
+        kept = self._kept
+        found = []
+        for serial in serials:
+            entry = kept.get(serial)
+            if entry is None:
+                return None
+            found.append(entry.answer(now))
+        return found
+
+    def claim_poll(self) -> bool:
+        """Claim the due poll when none is running, without blocking; the claimant runs it
+        (:meth:`run_claimed_poll`) on a thread of its choice."""
+        polled = self._polled_at
+        due = polled is None or self._monotonic() - polled >= self._refresh
+        return due and self._polling.acquire(blocking=False)
+
+    def run_claimed_poll(self) -> None:
+        """The poll :meth:`claim_poll` claimed. A failure is logged: the next call polls again,
+        and while none succeeds the rows go unused once the stale bound has passed."""
+        try:
+            self._poll()
+        except Exception as exc:  # the type only
+            log.warning("the status-change feed could not be read: %s", type(exc).__name__)
+        finally:
+            self._polling.release()
+
+    def release_claim(self) -> None:
+        self._polling.release()
+
     # --- freshness ------------------------------------------------------------------------
 
     def _keep_fresh(self) -> None:
@@ -287,15 +333,39 @@ class StatusLookup:
         self.rows = rows or StatusRows(read_uow or uow_factory, clock)
 
     def lookup(self, ctx: RpContext, purpose: str, serials: list[str]) -> StatusAnswer:
-        ctx.principal.require_scope(SCOPE)
-        purpose = ctx.require_purpose(purpose)
-        wanted = canonical_serials(serials)
-        digest = hashlib.sha256("\n".join(wanted).encode("ascii")).hexdigest()
+        purpose, wanted = self._validated(ctx, purpose, serials)
         now = self._clock.now()
         results = self.rows.answers(wanted, now)
         # The answer leaves only after its audit record has committed.
         self._group.record(actor=ctx.actor, action="rp.status", subject=ctx.rp_id,
-                           payload={"purpose": purpose, "count": len(wanted),
-                                    "unknown": sum(r.status == "unknown" for r in results),
-                                    "serials_sha256": digest})
+                           payload=self._payload(purpose, wanted, results))
         return StatusAnswer(produced_at=now, results=results)
+
+    def lookup_from_memory(self, ctx: RpContext, purpose: str, serials: list[str],
+                           done: Done) -> StatusAnswer | None:
+        """:meth:`lookup` without blocking, for the HTTP layer's event loop: the answer from
+        the kept rows alone, with its audit record submitted to the group commit — the answer
+        may leave only once ``done(None)`` has been called (``done(error)``: it may not). None
+        when the rows need the store (a serial not kept, no recent poll): then nothing was
+        submitted, and :meth:`lookup` on a thread does it all. Bad input raises here."""
+        purpose, wanted = self._validated(ctx, purpose, serials)
+        now = self._clock.now()
+        results = self.rows.from_memory(wanted, now)
+        if results is None:
+            return None
+        self._group.submit(actor=ctx.actor, action="rp.status", subject=ctx.rp_id,
+                           payload=self._payload(purpose, wanted, results), done=done)
+        return StatusAnswer(produced_at=now, results=results)
+
+    @staticmethod
+    def _validated(ctx: RpContext, purpose: str, serials: list[str]) -> tuple[str, list[str]]:
+        ctx.principal.require_scope(SCOPE)
+        return ctx.require_purpose(purpose), canonical_serials(serials)
+
+    @staticmethod
+    def _payload(purpose: str, wanted: list[str],
+                 results: list[SerialStatus]) -> dict[str, JsonValue]:
+        digest = hashlib.sha256("\n".join(wanted).encode("ascii")).hexdigest()
+        return {"purpose": purpose, "count": len(wanted),
+                "unknown": sum(r.status == "unknown" for r in results),
+                "serials_sha256": digest}

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api import rp_calls
 from api.deps import OperatorDep, ServicesDep, authenticate
 from api.openapi import problems
 from api.request_fields import RelyingPartyId
@@ -167,13 +168,13 @@ def _encoded(r: SerialStatus) -> bytes:
 @router.post("/v1/status", response_model=StatusOut, responses=problems(
     400, 413, s413="The body is over the size limit, or the batch over 1,000 serials "
               "(`status.batch_too_large`)"))
-def status(body: StatusIn, request: Request,
-           ctx: Annotated[RpContext, Depends(admitted("status"))],
-           services: ServicesDep) -> Response:
+async def status(body: StatusIn, request: Request,
+                 ctx: Annotated[RpContext, Depends(admitted("status"))],
+                 services: ServicesDep) -> Response:
     """Up to 1,000 serials: good, revoked (with reason and time) or unknown, as OCSP answers,
     and whether each is a card or a mobile certificate."""
-    answer = services.status_lookup.lookup(ctx, _purpose(request, ctx, body.purpose),
-                                           body.serials)
+    answer = await rp_calls.status(services, ctx, _purpose(request, ctx, body.purpose),
+                                   body.serials)
     # Serialised here, in the shape of StatusOut (the documented response model): validating
     # up to 1,000 results again through the model would double the cost of a call.
     produced_at = json.dumps(_instant(answer.produced_at)).encode("ascii")
@@ -201,16 +202,15 @@ def linkage(body: LinkageIn, request: Request,
 
 @router.post("/v1/basic4", response_model=Basic4Out, response_model_exclude_none=True,
              responses=problems(400, 404, 409, 422))
-def basic4(body: Basic4In, request: Request,
-           ctx: Annotated[RpContext, Depends(admitted("basic4"))],
-           services: ServicesDep) -> Basic4Out:
+async def basic4(body: Basic4In, request: Request,
+                 ctx: Annotated[RpContext, Depends(admitted("basic4"))],
+                 services: ServicesDep) -> Basic4Out:
     """The consented items of the holder's latest basic 4 information and the serial of the
     holder's current signing certificate, under a consent the holder signed (``consent``,
     first call) or one submitted before (``consent_id``)."""
     purpose = _purpose(request, ctx, body.purpose)
     der = _der(body.consent, "consent") if body.consent is not None else None
-    answer = services.latest_basic4.provide(ctx, purpose, consent=der,
-                                            consent_id=body.consent_id)
+    answer = await rp_calls.basic4(services, ctx, purpose, der, body.consent_id)
     return Basic4Out(consent_id=answer.consent_id,
                      current_signing_serial=answer.current_signing_serial,
                      consent_expires_at=answer.expires_at.astimezone(UTC),

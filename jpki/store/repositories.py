@@ -7,7 +7,18 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,6 +36,7 @@ from jpki.model import (
     CertificateStateRow,
     CertKind,
     CertStatus,
+    ClientChanges,
     ClientCredentials,
     DeviceStatus,
     MobileChallenge,
@@ -503,12 +515,21 @@ _CREDENTIALS = (
            api_clients.c.previous_secret_expires_at, api_clients.c.relying_party_id,
            relying_parties.c.id.label("rp_id"), relying_parties.c.status.label("rp_status"),
            relying_parties.c.purposes.label("rp_purposes"),
+           relying_parties.c.parent_id.label("rp_parent"),
            _PARENT.c.status.label("parent_status"))
     .select_from(api_clients
                  .outerjoin(relying_parties,
                             relying_parties.c.id == api_clients.c.relying_party_id)
                  .outerjoin(_PARENT, _PARENT.c.id == relying_parties.c.parent_id))
     .where(api_clients.c.client_id == bindparam("client_id")))
+
+
+# The change feed of the kept credentials (jpki.kept_clients): one statement, two index ranges.
+_CLIENT_CHANGES = union_all(
+    select(api_clients.c.client_id.label("id"), literal(False).label("party"))
+    .where(api_clients.c.changed_at >= bindparam("since")),
+    select(relying_parties.c.id.label("id"), literal(True).label("party"))
+    .where(relying_parties.c.updated_at >= bindparam("since")))
 
 
 class SqlClients:
@@ -535,25 +556,37 @@ class SqlClients:
         if row.rp_id is not None:
             standing = RpStanding(relying_party=row.rp_id, status=row.rp_status,
                                   parent_status=row.parent_status,
-                                  purposes=tuple(json.loads(row.rp_purposes)))
+                                  purposes=tuple(json.loads(row.rp_purposes)),
+                                  parent=row.rp_parent)
         return ClientCredentials(
             client_id=row.client_id, role=row.role, scopes=row.scopes, status=row.status,
             secret_hash=row.secret_hash, previous_secret_hash=row.previous_secret_hash,
             previous_secret_expires_at=row.previous_secret_expires_at,
             relying_party_id=row.relying_party_id, standing=standing)
 
-    def replace_secret_hash(self, client_id: str, old: str, new: str) -> str | None:
+    def changes_since(self, since: datetime) -> ClientChanges:
+        clients: set[str] = set()
+        parties: set[str] = set()
+        for row in self._s.execute(_CLIENT_CHANGES, {"since": since}):
+            (parties if row.party else clients).add(row.id)
+        return ClientChanges(clients=frozenset(clients), relying_parties=frozenset(parties))
+
+    def replace_secret_hash(self, client_id: str, old: str, new: str,
+                            at: datetime) -> str | None:
         # Compare-and-set in one UPDATE each: a rotation committed since ``old`` was read wins.
         for column, which in ((api_clients.c.secret_hash, "current"),
                               (api_clients.c.previous_secret_hash, "previous")):
             result = self._s.execute(update(api_clients)
                                      .where(api_clients.c.client_id == client_id, column == old)
-                                     .values({column.key: new}))
+                                     .values({column.key: new, "changed_at": at}))
             if getattr(result, "rowcount", 0):
                 return which
         return None
 
 
+_APPEND = insert(audit_log)
+_HEAD = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
     seq=bindparam("h_seq"), mac=bindparam("h_mac"))
 
@@ -564,12 +597,11 @@ class SqlAudit:
         self.staged: list[tuple[datetime, str, str, str, str, str | None]] = []
 
     def head(self, *, for_update: bool = False) -> tuple[int, str]:
-        stmt = select(audit_head.c.seq, audit_head.c.mac).where(audit_head.c.id == 1)
-        if for_update:
-            stmt = stmt.with_for_update()
-        # Through the session, which flushes pending changes first: the head is locked after
-        # every other row the transaction writes (the lock order the appenders rely on).
-        row = self._s.execute(stmt).first()
+        # Pending changes are flushed first: the head is locked after every other row the
+        # transaction writes (the lock order the appenders rely on). Then a prebuilt Core
+        # statement on the session's connection: every audited call's commit makes it.
+        self._s.flush()
+        row = self._s.connection().execute(_HEAD_FOR_UPDATE if for_update else _HEAD).first()
         if row is None:
             # The migration creates the row; an empty table means a fresh schema.
             self._s.execute(insert(audit_head).values(id=1, seq=0, mac=GENESIS_MAC))
@@ -579,7 +611,7 @@ class SqlAudit:
     # The appends that follow the head are Core statements on the session's connection (not
     # through the ORM): appending to the chain is on the path of every audited call.
     def append_many(self, records: Sequence[AuditRecord]) -> None:
-        self._s.connection().execute(insert(audit_log), [
+        self._s.connection().execute(_APPEND, [
             {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
              "subject": r.subject, "payload": r.payload, "prev_mac": r.prev_mac, "mac": r.mac,
              "request_id": r.request_id}

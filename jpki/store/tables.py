@@ -9,6 +9,7 @@ and the session persists them. Alembic's env imports only :data:`metadata` and
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +71,10 @@ metadata = MetaData(naming_convention=NAMING)
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
@@ -266,6 +271,11 @@ api_clients = Table(
            index=True),
     Column("previous_secret_hash", Text, nullable=True),
     Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+    # The client's change stamp, the feed that keeps each server process's copy of the
+    # credentials in step (jpki.kept_clients): written by every change of the secret, the
+    # status, the role or the scopes. The services stamp it with their clock; an UPDATE that
+    # forgets gets the wall clock here, which at worst makes the readers re-read the row.
+    Column("changed_at", UtcDateTime, nullable=False, index=True, onupdate=_wall_clock),
 )
 
 # Registered relying parties (jpki.relying_parties); their API clients point here.
@@ -278,7 +288,9 @@ relying_parties = Table(
     Column("purposes", Text, nullable=False),
     Column("status", _enum(ClientStatus, "relying_party_status"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    Column("updated_at", UtcDateTime, nullable=False),
+    # Also the relying party's change stamp (its status), read by the same feed as
+    # api_clients.changed_at (jpki.kept_clients); the same safety net.
+    Column("updated_at", UtcDateTime, nullable=False, index=True, onupdate=_wall_clock),
 )
 
 # Holders' signed consents to the latest basic 4 information (jpki.consents).

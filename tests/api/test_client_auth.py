@@ -1,5 +1,7 @@
 """Client authentication over HTTP: client ids checked at the edge, legacy Argon2id secrets
-accepted and upgraded, the bounded legacy verifier, and the failure budgets (429).
+accepted and upgraded, the bounded legacy verifier, the failure budgets (429), and the
+credentials each server process keeps (a change made by another process in every answer within
+a second, a secret rotated there at once).
 
 Every test runs on SQLite and on PostgreSQL (the ``api`` fixture), on the real HSM; the ``api``
 fixture raises server exceptions, so a 500 fails the test loudly.
@@ -10,18 +12,26 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.composition import build_services
+from api.in_process import free_port, served_in_thread
 from jpki.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.errors import CaNotInitialised
-from jpki.model import ClientRole
+from jpki.model import ClientRole, ClientStatus
+from jpki.principals import Principal
 from tests.api.harness import Api, Caller, basic_auth
+from tests.conftest import CaMaterial, install_ca, make_settings
 
 pytestmark = pytest.mark.hsm
 
@@ -274,3 +284,63 @@ def test_throttled_calls_on_relying_party_routes_are_not_audited_one_by_one(api:
         api.problem(api.http.get(PING, headers=wrong), 429, "auth.throttled")
     new = api.unchanged(before, audited=frozenset({"rp.refused"}))
     assert [json.loads(r.payload)["code"] for r in new] == ["auth.invalid_credentials"] * 2
+
+
+# --- credentials kept by each server process ----------------------------------------------------
+
+
+def test_a_suspension_by_another_process_is_in_every_answer_within_a_second(
+        database_url: str, tmp_path: Path, keystore: Any, ca_material: CaMaterial) -> None:
+    """A server on the system clock, and a second instance of the services on its database — as
+    `jpki rp suspend` or another worker is: what the other one changes reaches the server by its
+    change feed (jpki.kept_clients), a suspension within a second, a rotated secret at once."""
+    operator = Principal.local_operator("pytest")
+    serving = build_services(make_settings(tmp_path / "serving", database_url), keys=keystore)
+    other = build_services(make_settings(tmp_path / "other", database_url), keys=keystore)
+    install_ca(serving, ca_material)
+    try:
+        made = other.relying_parties.register(operator, name="RP", kind="platform_operator",
+                                              purposes=["test"], scopes=["status"])
+        rp_id, client_id = made.relying_party.id, made.client_id
+        headers = basic_auth(client_id, made.client_secret)
+        with served_in_thread(serving, free_port()) as url, \
+                httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(5):  # kept, and the secret remembered: answered from memory
+                assert http.get(PING, headers=headers).status_code == 200
+            other.relying_parties.set_status(operator, rp_id, ClientStatus.SUSPENDED)
+            committed = time.monotonic()
+            answers: list[tuple[float, int]] = []
+            while not answers or answers[-1][0] < 1.5:
+                started = time.monotonic() - committed
+                answers.append((started, http.get(PING, headers=headers).status_code))
+                time.sleep(0.02)
+            # Every call begun a second after the suspension committed is refused.
+            assert {code for at, code in answers if at >= 1.0} == {403}, answers
+
+            other.relying_parties.set_status(operator, rp_id, ClientStatus.ACTIVE)
+            rotated = other.relying_parties.rotate_secret(operator, rp_id,
+                                                          overlap=timedelta(0))
+            # The new secret matches nothing the server kept: it reads the row again, at once.
+            r = http.get(PING, headers=basic_auth(client_id, rotated.client_secret))
+            assert r.status_code == 200, r.text
+    finally:
+        for svc in (serving, other):
+            svc.uow.engine.dispose()
+            svc.read_engine.dispose()
+
+
+def test_a_call_answered_from_memory_reads_nothing_and_checks_nothing_in_the_hsm(
+        api: Api) -> None:
+    caller = api.caller(ClientRole.RP, "status")
+    kept = api.services.clients.kept
+    # Later than every change so far, so that no poll from now on reports (and drops) the caller.
+    api.services.clock.advance(seconds=10)
+    kept.poll()
+    assert api.http.get(PING, headers=caller.headers).status_code == 200
+    reads: list[str] = []
+    read, check = kept.read, api.services.clients.check
+    kept.read = lambda cid: reads.append(cid) or read(cid)  # type: ignore[method-assign]
+    api.services.clients.check = lambda cid, s: reads.append(cid) or check(cid, s)  # type: ignore[method-assign]
+    for _ in range(3):
+        assert api.http.get(PING, headers=caller.headers).status_code == 200
+    assert reads == []

@@ -189,3 +189,66 @@ def test_token_buckets_keep_a_bounded_number_of_keys() -> None:
     for i in range(_MAX_KEYS + _MAX_KEYS // 2):
         buckets.take(f"198.51.{i >> 8 & 0xff}.{i & 0xff}/{i}")
     assert len(buckets._buckets) <= _MAX_KEYS
+
+
+def test_a_standing_consent_answers_alike_blocking_or_not(services, key_pool) -> None:
+    """LatestBasic4Service.provide (blocking: the CLI, tests) and provide_standing (the HTTP
+    layer's event loop) read, decide and audit a standing consent alike, in every state of the
+    holder's certificate line: current, revoked by a move, re-issued, and a phone's line that
+    ended (followed to the card's)."""
+    import threading
+
+    from jpki.consents import ConsentService, ConsentWithdrawn
+    from jpki.latest_basic4 import Basic4NotAvailable
+    from tests.holder_kit import consent_statement, withdrawal_statement
+
+    ctx, _ = rp_context(services, scopes=("basic4",))
+    pool = list(key_pool)
+    card = new_holder(services, pool)
+    phone = new_holder(services, pool, name="佐藤 花子")
+    phone.enrol_phone()
+    now = services.clock.now()
+    consents = {
+        "card": services.latest_basic4.provide(
+            ctx, "test", consent=card.sign(consent_statement(ctx.rp_id, now))).consent_id,
+        "phone": services.latest_basic4.provide(
+            ctx, "test", consent=phone.sign(consent_statement(ctx.rp_id, now),
+                                            kind=CertKind.MOBILE_SIGN)).consent_id}
+
+    def both(consent_id: str) -> tuple[object, object]:
+        try:
+            blocking: object = services.latest_basic4.provide(ctx, "test",
+                                                              consent_id=consent_id)
+        except Exception as exc:  # compared below
+            blocking = type(exc)
+        settled: list[object] = []
+        finished = threading.Event()
+
+        def done(answer, error) -> None:
+            settled.append(type(error) if error is not None else answer)
+            finished.set()
+
+        services.latest_basic4.provide_standing(ctx, "test", consent_id, done)
+        assert finished.wait(30)
+        return blocking, settled[0]
+
+    def serials(consent_id: str) -> tuple[object, ...]:
+        """The current signing serial each way, or the refusal's type."""
+        return tuple(getattr(a, "current_signing_serial", a) for a in both(consent_id))
+
+    assert serials(consents["card"]) == (card.serial(), card.serial())
+    assert serials(consents["phone"]) == (phone.mobile_serials[CertKind.MOBILE_SIGN],) * 2
+    services.clock.advance(minutes=1)
+    for holder in (card, phone):
+        holder.move("東京都清瀬市梅園一丁目１番１号")  # the phone's line ends with the card's
+    assert serials(consents["card"]) == (Basic4NotAvailable, Basic4NotAvailable)
+    assert serials(consents["phone"]) == (Basic4NotAvailable, Basic4NotAvailable)
+    for holder in (card, phone):
+        holder.issue(CertKind.CARD_SIGN)
+    assert serials(consents["card"]) == (card.serial(), card.serial())
+    assert serials(consents["phone"]) == (phone.serial(), phone.serial())
+    ConsentService(services.uow, services.clock, services.audit).withdraw(
+        card.sign(withdrawal_statement(consents["card"])))
+    assert serials(consents["card"]) == (ConsentWithdrawn, ConsentWithdrawn)
+    with services.uow() as uow:
+        assert services.audit.verify(uow).records > 0

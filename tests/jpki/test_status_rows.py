@@ -179,3 +179,53 @@ def test_a_poll_looks_back_a_second(services, key_pool) -> None:
     services.clock.advance(seconds=0.5)
     ticks.pass_refresh()
     assert statuses(rows, services, [serial]) == [("revoked", "keyCompromise")]
+
+
+def test_memory_answers_only_kept_rows_and_only_after_a_recent_poll(services, key_pool) -> None:
+    """What the event loop answers without the store (StatusRows.from_memory): kept rows while
+    the last poll is within the stale bound; anything else is None (the caller reads)."""
+    holder = new_holder(services, list(key_pool))
+    ticks = Ticks()
+    rows = StatusRows(services.uow, services.clock, monotonic=ticks)
+    serial, now = holder.serial(), services.clock.now()
+    assert rows.from_memory([serial], now) is None  # never polled
+    rows.answers([serial], now)
+    assert [r.status for r in rows.from_memory([serial], now) or []] == ["good"]
+    assert rows.from_memory([serial, UNISSUED], now) is None  # not kept
+    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    # Due: claimed once, and answered from memory meanwhile (within the stale bound).
+    ticks.pass_refresh()
+    assert rows.claim_poll() and not rows.claim_poll()
+    assert [r.status for r in rows.from_memory([serial], now) or []] == ["good"]
+    rows.run_claimed_poll()
+    assert [r.status for r in rows.from_memory([serial], now) or []] == ["revoked"]
+    ticks.t += 1.0  # the stale bound passed without a poll: memory decides nothing
+    assert rows.from_memory([serial], now) is None
+
+
+def test_a_status_call_answered_from_memory_is_audited_before_it_may_leave(
+        services, key_pool) -> None:
+    import threading
+
+    from tests.jpki.test_relying_party_services import rp_context
+
+    holder = new_holder(services, list(key_pool))
+    ctx, _ = rp_context(services)
+    lookup = services.status_lookup
+    serials = [holder.serial(kind) for kind in holder.certs]
+    outcome: list[BaseException | None] = []
+    audited: list[int] = []  # status records durable when the callback ran
+    committed = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        with services.uow() as uow:
+            audited.append(sum(r.action == "rp.status" for r in uow.audit.iterate()))
+        outcome.append(error)
+        committed.set()
+
+    assert lookup.lookup_from_memory(ctx, "test", serials, done) is None  # nothing kept yet
+    first = lookup.lookup(ctx, "test", serials)  # reads and keeps them (and is audited)
+    answer = lookup.lookup_from_memory(ctx, "test", serials, done)
+    assert answer is not None and answer.results == first.results
+    assert committed.wait(30)
+    assert outcome == [None] and audited == [2]

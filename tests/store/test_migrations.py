@@ -107,3 +107,34 @@ def test_an_audit_chain_written_before_request_ids_verifies_after_the_upgrade(
                                                                    "req-after-upgrade"]
     finally:
         engine.dispose()
+
+
+def test_clients_stored_before_the_change_feed_take_their_creation_time(empty_database) -> None:
+    """Migration 0011 adds api_clients.changed_at (the feed of jpki.kept_clients): rows written
+    before it get their creation time, and it comes off again on downgrade."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from jpki.store.tables import api_clients
+
+    created = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    engine = create_store_engine(empty_database)
+    try:
+        upgrade(engine, "0010")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO api_clients (client_id, name, role, scopes, secret_hash, status, "
+                "created_at) VALUES ('jpki_" + "1" * 24 + "', 'old', 'operator', '', "
+                "'hmac-sha256$k$00', 'active', :at)"), {"at": created.replace(tzinfo=None)})
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(api_clients.c.changed_at)).scalar_one() == created
+            conn.execute(insert(api_clients).values(
+                client_id="jpki_" + "2" * 24, name="new", role="operator", scopes="",
+                secret_hash="hmac-sha256$k$00", status="active", created_at=created,
+                changed_at=created))
+        downgrade(engine, "0010")
+        assert "changed_at" not in {c["name"] for c in inspect(engine).get_columns("api_clients")}
+    finally:
+        engine.dispose()
