@@ -45,9 +45,9 @@ from api.routers import (
 )
 from api.rp_audit import RefusalAudit
 from jpki import __version__
-from jpki.principals import Principal
+from jpki.access.principals import Principal
+from jpki.change_feed import POLL_SECONDS
 from jpki.settings import Settings
-from jpki.status_feed import POLL_SECONDS
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
@@ -92,7 +92,7 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
     that can no longer be used (anyone may ask for one). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
-    from jpki.ca import CeremonyReport
+    from jpki.authority.ca import CeremonyReport
 
     runner = runner or JobRunner(services)
     actor = Principal(actor="service:maintenance", role=None)
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     log.error("maintenance failed: %s", type(exc).__name__)
 
         # Before the first request: responses stored before this process started are
-        # reconciled with the status changes recorded meanwhile (jpki.status_feed). Should it
+        # reconciled with the status changes recorded meanwhile (jpki.change_feed). Should it
         # fail (the database is down), the responder reconciles before it serves a stored
         # response, or answers internalError.
         try:

@@ -1,7 +1,7 @@
 """Refuse, before routing, the requests whose credentials' failure budget is spent.
 
 A pure-ASGI check in front of FastAPI (see :class:`api.app.JpkiApp`): a caller who has used up
-its failed authentications (jpki.auth_throttle) — by source address, or by the client id its
+its failed authentications (jpki.access.auth_throttle) — by source address, or by the client id its
 HTTP Basic credentials name — gets 429 problem+json with ``Retry-After`` for a header scan, a
 base64 decode and two dictionary lookups: no routing, no dependency, no database, no HSM, no
 thread — and the answer is held for ``refusal_delay`` (a second by default) before it is sent,
@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 from starlette.types import Scope, Send
 
-from jpki.auth_throttle import AuthThrottle
-from jpki.clients import valid_client_id
+from jpki.access.auth_throttle import AuthThrottle
+from jpki.access.clients import valid_client_id
 from jpki.errors import AuthThrottled
 
 
@@ -61,7 +61,7 @@ class AuthGuard:
         try:
             throttle.check(client[0] if client else None, claimed_client_id(authorization))
         except AuthThrottled as exc:
-            if throttle.refusal_delay > 0:  # the tarpit (jpki.auth_throttle.AuthThrottle)
+            if throttle.refusal_delay > 0:  # the tarpit (jpki.access.auth_throttle.AuthThrottle)
                 await asyncio.sleep(throttle.refusal_delay)
             await _refuse(send, exc)
             return True

@@ -37,13 +37,14 @@ from api.cli_rp import rp_app
 from api.cli_station import station_app
 from api.composition import Services, build_services
 from hsm.errors import HsmError
-from jpki.audit_state import StateReport, verify_state
-from jpki.cards import CardEvent, CardSpec
+from jpki.access.principals import Principal
 from jpki.errors import InvalidInput, JpkiError
-from jpki.issuance import KeyRequest
+from jpki.issuance.service import KeyRequest
+from jpki.lifecycle.audit_state import StateReport, verify_state
+from jpki.lifecycle.cards import CardSpec
 from jpki.model import CaKind, CertKind, ClientRole, ClientStatus, RevocationReason
-from jpki.principals import Principal
-from jpki.residents import EventKind, ResidentEvent
+from jpki.registry.cards import CardEvent
+from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.serials import parse_serial
 from jpki.settings import Settings
 
@@ -759,7 +760,7 @@ def crl_publish(
                          "next_update": publication.next_update, "sha256": publication.sha256,
                          "path": str(path)}
                 if out_dir is not None:
-                    from jpki.crls import file_name
+                    from jpki.revocation.crls import file_name
 
                     target = (out_dir / scope.generation.ca.value /
                               f"g{scope.generation.generation:02d}" /

@@ -18,10 +18,10 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.card.emulator import JpkiCardEmulator
-from jpki.card.emulator.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdLink
-from jpki.card.errors import CardError
-from jpki.card.jpki_ap import TOKEN_LABEL_CARD, TOKEN_LABEL_LENGTH
+from devices.card.emulator import JpkiCardEmulator
+from devices.card.emulator.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdLink
+from devices.card.errors import CardError
+from devices.card.jpki_ap import TOKEN_LABEL_CARD, TOKEN_LABEL_LENGTH
 
 ISSUER_KEY_BITS = 2048
 
@@ -100,7 +100,7 @@ def emulate(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    logging.getLogger("jpki.card.emulator").info(
+    logging.getLogger("devices.card.emulator").info(
         "card %s (%s) for vpcd at %s:%d", state, card.state.token_label, host, port)
     link.serve_forever()
 

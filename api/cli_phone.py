@@ -1,4 +1,4 @@
-"""``jpki phone …``: the reference phone app (jpki.phone) on the command line.
+"""``jpki phone …``: the reference phone app (devices.phone) on the command line.
 
 The phone's secure element is a JPKI-AP token state file (``--state``); the holder's card is in a
 PC/SC reader (``--card-reader``). Passwords are asked for without echo unless given.
@@ -18,11 +18,11 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.card.client import JpkiCard
-from jpki.card.emulator.card import JpkiCardEmulator
-from jpki.card.transport import InProcessTransport
+from devices.card.client import JpkiCard
+from devices.card.emulator.card import JpkiCardEmulator
+from devices.card.transport import InProcessTransport
+from devices.phone.app import PhoneApp, create_phone, issuer_key_path
 from jpki.errors import JpkiError
-from jpki.phone.app import PhoneApp, create_phone, issuer_key_path
 
 phone_app = typer.Typer(help="The reference phone app for mobile certificates.",
                         no_args_is_help=True)
@@ -83,7 +83,7 @@ def apply(state: State, api: Api, device: Device,
               help="The phone's signing password.")] = None,
           as_json: JsonOut = False) -> None:
     """Apply for the mobile certificates with the card in the reader."""
-    from jpki.card.pcsc import PcscTransport
+    from devices.card.pcsc import PcscTransport
 
     card_pw = _secret(card_password, "card signing password")
     pin = _secret(auth_pin, "phone auth PIN (4 digits)")

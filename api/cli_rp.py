@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from jpki.model import ClientStatus, RelyingPartyKind
-from jpki.relying_parties import RelyingPartyView
+from jpki.relying_parties.service import RelyingPartyView
 
 rp_app = typer.Typer(help="Relying parties (署名検証者): register, rotate secrets, suspend.",
                      no_args_is_help=True)

@@ -19,11 +19,11 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.card.client import JpkiCard
-from jpki.card.jpki_ap import Pin
+from devices.card.client import JpkiCard
+from devices.card.jpki_ap import Pin
+from devices.station.ca_client import CaClient, CaRefused
+from devices.station.workflow import EnrolmentStation
 from jpki.errors import JpkiError
-from jpki.station.ca_client import CaClient, CaRefused
-from jpki.station.workflow import EnrolmentStation
 
 station_app = typer.Typer(help="The enrolment station: a card in a reader, the CA's API.",
                           no_args_is_help=True)
@@ -75,7 +75,7 @@ def _proofing(documents: list[str], measures: list[str] | None) -> dict[str, Any
 @contextmanager
 def _station(api: str, client_id: str, secret: str, reader: str, issuer_key: Path,
              as_json: bool) -> Iterator[EnrolmentStation]:
-    from jpki.card.pcsc import PcscTransport
+    from devices.card.pcsc import PcscTransport
 
     try:
         key = serialization.load_pem_private_key(issuer_key.read_bytes(), password=None)

@@ -14,32 +14,32 @@ from sqlalchemy import Engine
 
 from hsm.keystore import KeyStore, TokenConfig
 from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
+from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.client_secrets import LegacyVerifier, SecretHasher
+from jpki.access.clients import ClientService
 from jpki.audit import AuditLog
-from jpki.auth_throttle import AuthThrottle, FailureBudgets
-from jpki.ca import CaService
-from jpki.cards import CardService
-from jpki.certificates import CertificateQueries
-from jpki.client_secrets import LegacyVerifier, SecretHasher
-from jpki.clients import ClientService
-from jpki.consents import ConsentService
-from jpki.counter import CounterService
-from jpki.crls import CrlService
+from jpki.authority.ca import CaService
+from jpki.authority.recipe import Recipe, load_recipe
 from jpki.errors import CaNotInitialised
 from jpki.group_audit import GroupAudit
-from jpki.issuance import IssuanceService
+from jpki.issuance.service import IssuanceService
 from jpki.jobs import JobLedger
-from jpki.latest_basic4 import LatestBasic4Service
-from jpki.linkage import LinkageService
-from jpki.mobile import MobileService
-from jpki.ocsp import OcspResponder
+from jpki.mobile.service import MobileService
 from jpki.ports import Clock, SystemClock
 from jpki.rate_limits import TokenBuckets
-from jpki.recipe import Recipe, load_recipe
-from jpki.relying_parties import RelyingPartyService
-from jpki.residents import ResidentService
-from jpki.revocation import RevocationService
+from jpki.registry.cards import CardService
+from jpki.registry.certificates import CertificateQueries
+from jpki.registry.counter import CounterService
+from jpki.registry.residents import ResidentService
+from jpki.relying_parties.consents import ConsentService
+from jpki.relying_parties.latest_basic4 import LatestBasic4Service
+from jpki.relying_parties.linkage import LinkageService
+from jpki.relying_parties.service import RelyingPartyService
+from jpki.relying_parties.status_lookup import StatusLookup
+from jpki.revocation.crls import CrlService
+from jpki.revocation.ocsp import OcspResponder
+from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
-from jpki.status_lookup import StatusLookup
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.crls import SqlCrlEntrySource
 from jpki.urls import ServiceUrls

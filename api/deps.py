@@ -7,17 +7,20 @@ cores and 64 MiB for a tenth of a second or more). Here:
 
 1. the Basic credentials are parsed and the client id checked against its form in the event
    loop; an id that cannot exist is refused at once (401) and never reaches the database;
-2. the failure budgets of the address and the id are checked (jpki.auth_throttle; requests whose
+2. the failure budgets of the address and the id are checked (jpki.access.auth_throttle; requests
+whose
    budget is spent are already refused before routing, api.auth_guard);
 3. a client seen recently, with a secret verified recently, is decided from memory in the event
-   loop (jpki.clients.ClientService.remembered: the credentials kept in step with the store by
-   a change feed, jpki.kept_clients) — no thread, no read, no HSM; when the feed's poll is
+   loop (jpki.access.clients.ClientService.remembered: the credentials kept in step with the store
+   by
+   a change feed, jpki.access.kept_clients) — no thread, no read, no HSM; when the feed's poll is
    due, it is started on a thread and not waited for;
 4. otherwise the cheap check — the kept row or one read of it (with its relying party's
    standing, which the request's admission then uses) and one HMAC — runs on worker threads
    under a capacity limiter of its own (``JPKI_AUTH_CONCURRENCY``), so it never holds a token
    of the default pool;
-5. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.client_secrets) and is
+5. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.access.client_secrets) and
+is
    awaited there; when that verifier is full the answer is 503 with Retry-After;
 6. a failed check spends the address's and the id's budgets.
 
@@ -40,10 +43,10 @@ import anyio
 from fastapi import Depends, Request
 
 from api.composition import Services
-from jpki.clients import Authenticated, LegacyCheck, valid_client_id
+from jpki.access.clients import Authenticated, LegacyCheck, valid_client_id
+from jpki.access.principals import Principal
 from jpki.errors import BadCredentials, Unauthenticated, VerifierBusy
 from jpki.model import ClientRole
-from jpki.principals import Principal
 
 
 async def get_services(request: Request) -> Services:

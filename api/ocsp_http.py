@@ -37,7 +37,13 @@ from urllib.parse import unquote_to_bytes
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from jpki.ocsp import MALFORMED, MAX_REQUEST_BYTES, CachedResponse, CacheKey, OcspResponder
+from jpki.revocation.ocsp import (
+    MALFORMED,
+    MAX_REQUEST_BYTES,
+    CachedResponse,
+    CacheKey,
+    OcspResponder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

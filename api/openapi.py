@@ -34,7 +34,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from api.anonymous import ROUTES as ANONYMOUS_ROUTES
 from api.deps import authenticate
 from api.problems import PROBLEM_JSON
-from jpki.ocsp import MAX_REQUEST_BYTES
+from jpki.revocation.ocsp import MAX_REQUEST_BYTES
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jpki.crls import DELTA, FULL
 from jpki.model import JobRun
+from jpki.revocation.crls import DELTA, FULL
 from jpki.store import observe
 
 if TYPE_CHECKING:

@@ -31,9 +31,9 @@ from pydantic import BeforeValidator, GetJsonSchemaHandler, Strict, StringConstr
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from jpki.clients import CLIENT_ID
-from jpki.consents import CONSENT_ID
-from jpki.relying_parties import PURPOSE, RP_ID
+from jpki.access.clients import CLIENT_ID
+from jpki.relying_parties.consents import CONSENT_ID
+from jpki.relying_parties.service import PURPOSE, RP_ID
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,11 @@ class Documented:
 # The patterns are anchored for pydantic's regex engine, where "$" is the end of the text (in
 # Python's re it also matches before a final line feed).
 
-# uuid4().hex: jpki.residents, jpki.counter (proofings), jpki.mobile (devices).
+# uuid4().hex: jpki.registry.residents, jpki.registry.counter (proofings), jpki.mobile.service
+# (devices).
 ResidentId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 ProofingId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-# jpki.cards: 8 to 32 of A-Z and 0-9, taken in either case.
+# jpki.registry.cards: 8 to 32 of A-Z and 0-9, taken in either case.
 CardNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{8,32}$")]
 # The ids the relying-party services make, and the purpose codes relying parties declare.
 RelyingPartyId = Annotated[str, StringConstraints(pattern=RP_ID.pattern)]

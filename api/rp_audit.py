@@ -4,7 +4,8 @@ rate limit, the scope, the body's schema, the body-size guard, or the service.
 
 A pure ASGI middleware wraps only those routes. It holds back a 4xx answer, writes one
 ``rp.refused`` record — in a unit of work of its own, which commits the record and nothing else
-(jpki.relying_parties.RelyingPartyService.record_refusal) — and then sends the answer unchanged.
+(jpki.relying_parties.service.RelyingPartyService.record_refusal) — and then sends the answer
+unchanged.
 What it records is identifiers and codes only: the caller (``client:<id>`` once authenticated,
 else ``anonymous`` with the claimed client id when it has the form of one), the route (one of ours,
 or ``other`` — a path is caller-chosen text), the status and problem ``code``, the relying party

@@ -1,9 +1,11 @@
 """The relying parties' status and basic 4 calls, answered without a thread of their own.
 
 A status call whose serials are all kept in memory, and a basic 4 call under a standing consent,
-need no blocking work of the request's own: the status rows are in memory (jpki.status_lookup)
+need no blocking work of the request's own: the status rows are in memory
+(jpki.relying_parties.status_lookup)
 and the consent, the resident record and the certificate line are read by the group commit's
-writer in the transaction that audits the disclosure (jpki.latest_basic4, jpki.group_audit).
+writer in the transaction that audits the disclosure (jpki.relying_parties.latest_basic4,
+jpki.group_audit).
 What each call must wait for is its audit record's commit — the answer leaves only once the
 disclosure is durable (architecture §9) — so the event loop submits the record and awaits its
 commit, instead of lending the call a worker thread that would block on it: one writer thread
@@ -22,9 +24,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.composition import Services
 from api.deps import run_claimed
-from jpki.latest_basic4 import Basic4Answer
-from jpki.relying_parties import RpContext
-from jpki.status_lookup import StatusAnswer
+from jpki.relying_parties.latest_basic4 import Basic4Answer
+from jpki.relying_parties.service import RpContext
+from jpki.relying_parties.status_lookup import StatusAnswer
 
 T = TypeVar("T")
 

@@ -25,10 +25,10 @@ from api.request_fields import (
     SexCode,
     SignedData,
 )
-from jpki.cards import CardEvent
 from jpki.model import RevocationReason
-from jpki.proofing import DocumentType, Measure, Presence
-from jpki.residents import EventKind
+from jpki.registry.cards import CardEvent
+from jpki.registry.proofing import DocumentType, Measure, Presence
+from jpki.registry.residents import EventKind
 
 # Rules across fields that the service checks (400), stated in the document (api.openapi).
 
@@ -88,7 +88,7 @@ class ResidentOut(BaseModel):
 
 
 class ResidentEventIn(Strict):
-    # What each kind of event needs (jpki.residents.ResidentService._apply).
+    # What each kind of event needs (jpki.registry.residents.ResidentService._apply).
     model_config = ConfigDict(json_schema_extra=required_when("kind", {
         "address": ["address"], "name": ["name"], "sex": ["sex"], "birth": ["birth_date"],
         "emigration": ["date", "address"]}))
@@ -159,7 +159,7 @@ class DocumentIn(Strict):
 
 
 class ProofingIn(Strict):
-    # Proxy documents belong to a proxy pick-up (jpki.proofing.evaluate).
+    # Proxy documents belong to a proxy pick-up (jpki.registry.proofing.evaluate).
     model_config = ConfigDict(json_schema_extra={
         "if": {"properties": {"presence": {"const": "in_person"}}, "required": ["presence"]},
         "then": {"properties": {"proxy_documents": {"maxItems": 0}}}})
@@ -272,12 +272,13 @@ class HoldOut(BaseModel):
     held: list[RevocationOut]
 
 
-# --- relying parties (jpki.relying_parties, status_lookup, linkage, consents, latest_basic4) --
+# --- relying parties (jpki.relying_parties.service, status_lookup, linkage, consents,
+# latest_basic4) --
 
 
 class RelyingPartyIn(Strict):
     # A service provider names its platform operator; a platform operator has no parent
-    # (jpki.relying_parties.RelyingPartyService.register).
+    # (jpki.relying_parties.service.RelyingPartyService.register).
     model_config = ConfigDict(json_schema_extra={"oneOf": [
         {"properties": {"kind": {"const": "platform_operator"}, "parent_id": {"type": "null"}}},
         {"properties": {"kind": {"const": "service_provider"},
@@ -359,7 +360,8 @@ class StatusOut(BaseModel):
 
 
 class LinkageIn(Strict):
-    # The evidence: a signature or a consent, not both (jpki.linkage.LinkageService.link).
+    # The evidence: a signature or a consent, not both
+    # (jpki.relying_parties.linkage.LinkageService.link).
     model_config = ConfigDict(json_schema_extra=exactly_one_of("signed_data", "consent_id"))
 
     purpose: Purpose = Field(description="A declared purpose code")
@@ -382,7 +384,8 @@ class LinkageOut(BaseModel):
 
 
 class Basic4In(Strict):
-    # A new consent or one submitted before (jpki.latest_basic4.LatestBasic4Service.provide).
+    # A new consent or one submitted before
+    # (jpki.relying_parties.latest_basic4.LatestBasic4Service.provide).
     model_config = ConfigDict(json_schema_extra=exactly_one_of("consent", "consent_id"))
 
     purpose: Purpose = Field(description="A declared purpose code")

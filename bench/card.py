@@ -55,15 +55,15 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.card.apdu import CommandApdu
-from jpki.card.client import JpkiCard
-from jpki.card.emulator import JpkiCardEmulator
-from jpki.card.jpki_ap import Ef, Pin
-from jpki.card.transport import InProcessTransport, Transport
+from devices.card.apdu import CommandApdu
+from devices.card.client import JpkiCard
+from devices.card.emulator import JpkiCardEmulator
+from devices.card.jpki_ap import Ef, Pin
+from devices.card.transport import InProcessTransport, Transport
 
 if TYPE_CHECKING:
     from api.composition import Services
-    from jpki.station.ca_client import CaClient
+    from devices.station.ca_client import CaClient
 
 WARMUP = 200
 READ_BINARY_256 = CommandApdu(0x00, 0xB0, 0x00, 0x00, le=256).encode()
@@ -189,9 +189,9 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
     from api.composition import build_services
     from api.in_process import free_port, served_in_thread
     from bench.common import OPERATOR, bench_hsm, fresh_database
+    from devices.station.ca_client import CaClient
     from jpki.model import ClientRole
     from jpki.settings import Settings
-    from jpki.station.ca_client import CaClient
 
     with bench_hsm(parent=directory) as hsm, \
             fresh_database(database, hsm.data_dir, "card-enrolment") as url:
@@ -215,7 +215,7 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
 def _enrol(services: Services, ca: CaClient, transport: Transport,
            issuer: rsa.RSAPrivateKey, index: int) -> tuple[list[tuple[str, float]], Counter[str]]:
     from bench.common import OPERATOR, resident_fields
-    from jpki.station.workflow import EnrolmentStation
+    from devices.station.workflow import EnrolmentStation
 
     resident = services.residents.register(OPERATOR, **resident_fields(index)).id
     counting = CountingTransport(transport)
@@ -228,8 +228,8 @@ def _enrol(services: Services, ca: CaClient, transport: Transport,
 def enrolment_breakdown(port: int, enrolments: int, directory: Path,
                         database: str = "sqlite") -> list[StepTiming]:
     """Per-step timings of ``enrolments`` full enrolments on each path (pcscd must be running)."""
-    from jpki.card import virtual_reader
-    from jpki.card.pcsc import PcscTransport
+    from devices.card import virtual_reader
+    from devices.card.pcsc import PcscTransport
 
     reader = virtual_reader.VPCD_PORTS[port]
     issuer = rsa.generate_private_key(65537, 2048)
@@ -278,8 +278,8 @@ def _median(results: list[Result]) -> Result:
 
 def run(seconds: float, repeat: int, port: int, enrolments: int = 5,
         database: str = "sqlite") -> dict[str, object]:
-    from jpki.card import virtual_reader
-    from jpki.card.pcsc import PcscTransport
+    from devices.card import virtual_reader
+    from devices.card.pcsc import PcscTransport
 
     reader = virtual_reader.VPCD_PORTS[port]
     directory = Path(tempfile.mkdtemp(prefix="jpki-bench-card-"))

@@ -36,8 +36,8 @@ from sqlalchemy.engine import make_url
 from api.composition import Services, build_services
 from hsm.keystore import KeyStore, TokenConfig
 from hsm.softhsm import CONF_ENV, activate_softhsm_config, default_module_path, ensure_token
-from jpki.principals import Principal
-from jpki.recipe import Recipe, load_recipe
+from jpki.access.principals import Principal
+from jpki.authority.recipe import Recipe, load_recipe
 from jpki.settings import Settings
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -14,7 +14,8 @@ indexes dropped and re-created around executemany on SQLite or binary COPY on Po
 DER and TBS — ``--no-der`` leaves them out —, resident, card) with its own random 127-bit
 serial ≥ 2^64, public-key hash, issuance and revocation times (within the last year, in random
 order: rows are inserted at issuance, revoked later) and reason, and with ``crl_entry`` — the DER
-that :func:`jpki.crl_entries.crl_entry` stores at revocation. The entries are encoded by a fast
+that :func:`jpki.lifecycle.crl_entries.crl_entry` stores at revocation. The entries are encoded by a
+fast
 equivalent of that function (asn1crypto costs 125 µs an entry: 2 minutes for 10^6), checked
 byte for byte against it on a sample of rows with every reason.
 
@@ -86,8 +87,8 @@ from bench.common import (
     postgres_server_version,
     subject_keys,
 )
-from jpki.crl_entries import crl_entry
-from jpki.issuance import KeyRequest
+from jpki.issuance.service import KeyRequest
+from jpki.lifecycle.crl_entries import crl_entry
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.store.tables import certificates
 
@@ -165,7 +166,8 @@ _REASON_EXTENSIONS = b"\x30\x0c\x30\x0a\x06\x03\x55\x1d\x15\x04\x03\x0a\x01"
 
 
 def fast_crl_entry(serial: int, at: datetime, reason: int) -> bytes:
-    """Byte for byte what :func:`jpki.crl_entries.crl_entry` returns, for serials below 2^127,
+    """Byte for byte what :func:`jpki.lifecycle.crl_entries.crl_entry` returns, for serials below
+    2^127,
     whole-second times before 2050 and the reasons a stored entry can carry."""
     if at >= _UTC_TIME_LIMIT or at.microsecond:
         raise ValueError("fast_crl_entry: whole-second UTCTime only")
@@ -185,7 +187,8 @@ def check_fast_entries(data: Revoked, sample: int = 2000) -> int:
     for i in sorted(indexes):
         s, at, r = data.serials[i], data.revoked_at[i], data.reasons[i]
         if fast_crl_entry(s, at, r) != crl_entry(format(s, "x"), at, RevocationReason(r)):
-            raise BenchError(f"fast_crl_entry disagrees with jpki.crl_entries.crl_entry at row {i}")
+            raise BenchError("fast_crl_entry disagrees with jpki.lifecycle.crl_entries.crl_entry"
+                             f" at row {i}")
     return len(indexes)
 
 
@@ -745,8 +748,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          t0 + timedelta(minutes=30), taken)
     del taken
     checked = check_fast_entries(base)
-    log(f"  {time.perf_counter() - began:.1f} s; fast entry encoder = jpki.crl_entries.crl_entry"
-        f" on {checked} sampled rows")
+    log(f"  {time.perf_counter() - began:.1f} s; fast entry encoder ="
+        f" jpki.lifecycle.crl_entries.crl_entry on {checked} sampled rows")
     report: dict[str, Any] = {"command": command, "date": datetime.now(UTC).isoformat(
         timespec="seconds"), "entries": args.entries, "delta_entries": args.delta_entries,
         "targets": {"speedup_at_least": TARGET_SPEEDUP, "peak_ratio_at_most": TARGET_MEMORY},

@@ -136,9 +136,9 @@ def _lean_crl_service(data_dir: Path, url: str, clock: FixedClock) -> tuple[Any,
     from hsm.keystore import KeyStore, TokenConfig
     from hsm.softhsm import activate_softhsm_config, default_module_path
     from jpki.audit import AuditLog
-    from jpki.ca import CaService
-    from jpki.crls import CrlService
-    from jpki.recipe import load_recipe
+    from jpki.authority.ca import CaService
+    from jpki.authority.recipe import load_recipe
+    from jpki.revocation.crls import CrlService
     from jpki.store import UnitOfWorkFactory, create_store_engine
     from jpki.store.crls import SqlCrlEntrySource
     from jpki.urls import ServiceUrls

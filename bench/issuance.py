@@ -62,10 +62,10 @@ from bench.common import (
     subject_keys,
 )
 from hsm.bench import raw_sign_rate
-from jpki.issuance import KeyRequest
+from jpki.access.principals import Principal
+from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, CertStatus, ClientRole
-from jpki.principals import Principal
-from jpki.proofing import Document, DocumentType, Evidence, Measure, Presence
+from jpki.registry.proofing import Document, DocumentType, Evidence, Measure, Presence
 from jpki.store.tables import certificates
 
 STATION = Principal(actor="client:bench", role=ClientRole.STATION)
@@ -130,7 +130,7 @@ def issue_batched(services: Services, jobs: list[Job],
     """Issue every job through ``IssuanceService.issue_batch`` (one caller; the service signs on
     its own single signer thread, overlapped with preparing the next chunk). The latency of a
     pair is its chunk's share of the wall time."""
-    from jpki.issuance import IssuanceOrder
+    from jpki.issuance.service import IssuanceOrder
 
     orders = [IssuanceOrder(rid, (KeyRequest(CertKind.CARD_AUTH, auth),
                                   KeyRequest(CertKind.CARD_SIGN, sign)), proofing_id=proofing)
@@ -205,7 +205,7 @@ def _prepare(hsm: BenchHsm, url: str, keys: list[bytes], pairs: int, warmup: int
              log: Callable[[str], None]) -> Prepared:
     services = open_services(hsm, url)
     residents = register_residents(services, pairs + warmup)
-    # A station issues only against an identity-proofing record it made (jpki.counter); the
+    # A station issues only against an identity-proofing record it made (jpki.registry.counter); the
     # counter visit is not part of issuance, so it happens here, untimed.
     jobs = [(rid, keys[2 * i], keys[2 * i + 1],
              services.counter.record_proofing(STATION, rid, _PROOFING).id)
@@ -270,7 +270,7 @@ GROUPS = {
 def _instrument(timer: PhaseTimer, services: Services) -> None:
     from sqlalchemy.orm import Session
 
-    import jpki.issuance as issuance
+    import jpki.issuance.service as issuance
     from jpki.store import repositories
     from jpki.store.uow import SqlUnitOfWork
 

@@ -48,12 +48,12 @@ from bench.common import (
     register_residents,
 )
 from hsm.bench import raw_sign_rate
-from jpki.cms import build_signed_data
-from jpki.issuance import KeyRequest
-from jpki.mobile import pop_message
+from jpki.issuance.service import KeyRequest
+from jpki.lifecycle.revocation import revoke_in
+from jpki.mobile.service import pop_message
 from jpki.model import CaKind, CertKind, RevocationReason
-from jpki.ocsp import MAX_CERTS_PER_REQUEST
-from jpki.revocation import revoke_in
+from jpki.protocol.cms import build_signed_data
+from jpki.revocation.ocsp import MAX_CERTS_PER_REQUEST
 from jpki.store.tables import certificates
 
 TARGET_NOTE = "reported (no target in the issue); compare with bench.issuance"

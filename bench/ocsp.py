@@ -13,7 +13,8 @@ server and dropped afterwards), in a private data directory:
    (one resident owns every certificate: the foreign keys need one), then ``--certificates`` rows
    bulk-inserted into ``certificates`` (sqlite3 ``executemany`` / PostgreSQL ``COPY``): random
    127-bit serials, sign and auth CA alternately, every tenth one revoked with its CRL entry
-   (``jpki.crl_entries.crl_entry``), ``der``/``tbs_der`` left NULL (the responder never reads
+   (``jpki.lifecycle.crl_entries.crl_entry``), ``der``/``tbs_der`` left NULL (the responder never
+   reads
    them). Then ``jpki ocsp presign --limit HOT`` signs SHA-1 CertID responses in the HSM for the
    first ``--hot`` certificates: the *hot set*. Signing all 10^6 would cost 10^6 HSM signatures
    (~10 min on 2 cores) and changes nothing on the measured path, which serves every request of
@@ -207,7 +208,7 @@ def load_certificates(url: str, resident_id: str, issuers: dict[str, Issuer], co
     openssl index.txt; returns the first ``hot`` (in id order: what ``presign --limit`` signs)."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from jpki.crl_entries import crl_entry
+    from jpki.lifecycle.crl_entries import crl_entry
     from jpki.model import RevocationReason
     from jpki.store.types import UtcDateTime
 
@@ -878,7 +879,7 @@ class DatabaseRun:
     # --- setup, not measured ----------------------------------------------------------
 
     def setup(self, url: str) -> None:
-        from jpki.recipe import load_recipe
+        from jpki.authority.recipe import load_recipe
 
         args, data_dir = self.args, str(self.data_dir)
         began = time.perf_counter()

@@ -28,7 +28,8 @@ created on the local PostgreSQL server and dropped afterwards):
      commit's transaction;
    - **bare**: GET /v1/rp/ping — authentication (the credentials and the relying party's
      standing as the process keeps them, the remembered verification of the secret:
-     jpki/kept_clients.py), admission (token bucket) and a fixed JSON answer: the same app, the
+     jpki/access/kept_clients.py), admission (token bucket) and a fixed JSON answer: the same app,
+     the
      same credentials check, nothing else. It is the baseline of status and basic4;
    - **unauth**: GET /v1/rp/bench-unauthenticated, no credentials — the same kind of route as
      /v1/rp/ping (an async handler, the same response model and answer) in the same app,
@@ -190,9 +191,9 @@ def setup(data_dir: Path, url: str, batch: int) -> Fixture:
 
     from api.composition import build_services
     from bench.common import subject_keys
-    from jpki.issuance import KeyRequest
+    from jpki.access.principals import Principal
+    from jpki.issuance.service import KeyRequest
     from jpki.model import CertKind, RevocationReason
-    from jpki.principals import Principal
     from jpki.settings import Settings
 
     operator = Principal.local_operator("bench")
@@ -239,7 +240,7 @@ def card_signed(content: bytes, signer_der: bytes, key: Any, at: Any) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-    from jpki.cms import build_signed_data
+    from jpki.protocol.cms import build_signed_data
 
     return build_signed_data(content, signer_der, lambda info: key.sign(
         info[-32:], padding.PKCS1v15(), Prehashed(hashes.SHA256())), at)

@@ -288,7 +288,7 @@ class RetryLater(JpkiError):
 
 class AuthThrottled(RetryLater):
     """Too many failed authentications from this address or for this client id: refused
-    without checking anything (jpki.auth_throttle)."""
+    without checking anything (jpki.access.auth_throttle)."""
 
     code = "auth.throttled"
     category = Category.RATE_LIMITED
@@ -296,7 +296,7 @@ class AuthThrottled(RetryLater):
 
 
 class VerifierBusy(RetryLater, Unavailable):
-    """The bounded verifier of legacy (Argon2id) secret hashes is full (jpki.client_secrets):
+    """The bounded verifier of legacy (Argon2id) secret hashes is full (jpki.access.client_secrets):
     the caller is asked to come back rather than queued without bound."""
 
     code = "auth.busy"

@@ -238,7 +238,7 @@ class Certificate:
     revoked_at: datetime | None = None
     revocation_reason: RevocationReason | None = None
     revocation_recorded_at: datetime | None = None
-    # The DER of this certificate's CRL entry, set with the revocation (jpki.crl_entries).
+    # The DER of this certificate's CRL entry, set with the revocation (jpki.lifecycle.crl_entries).
     crl_entry: bytes | None = field(default=None, repr=False)
     # When a hold was last released (removeFromCRL in the next delta CRL).
     hold_released_at: datetime | None = None
@@ -353,13 +353,14 @@ class ApiClient:
     status: ClientStatus
     created_at: datetime
     station_kind: str | None = None  # "counter" or "post_office" for station clients
-    # Relying-party clients: the registered relying party they act for (jpki.relying_parties).
+    # Relying-party clients: the registered relying party they act for
+    # (jpki.relying_parties.service).
     relying_party_id: str | None = None
     # Secret rotation: the secret replaced by the newest one stays valid until this instant.
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: datetime | None = None
     # Stamped by every change of the secret, the status, the role or the scopes: the feed that
-    # keeps each server process's copy of the credentials in step (jpki.kept_clients).
+    # keeps each server process's copy of the credentials in step (jpki.access.kept_clients).
     changed_at: datetime | None = None
 
     @property
@@ -369,7 +370,8 @@ class ApiClient:
 
 @dataclass(frozen=True)
 class RpStanding:
-    """A relying party as one read found it: what admission checks (jpki.relying_parties)."""
+    """A relying party as one read found it: what admission checks
+    (jpki.relying_parties.service)."""
 
     relying_party: str
     status: ClientStatus
@@ -381,7 +383,7 @@ class RpStanding:
 @dataclass(frozen=True)
 class ClientCredentials:
     """What authenticating a client reads, in one statement: its row and, for a relying-party
-    client, its relying party's standing (jpki.clients)."""
+    client, its relying party's standing (jpki.access.clients)."""
 
     client_id: str
     role: ClientRole
@@ -400,7 +402,7 @@ class ClientCredentials:
 
 @dataclass(frozen=True)
 class ClientChanges:
-    """What the change feed of API clients reported (jpki.kept_clients): the clients, and the
+    """What the change feed of API clients reported (jpki.access.kept_clients): the clients, and the
     relying parties, stamped at or after an instant."""
 
     clients: frozenset[str]
@@ -425,7 +427,7 @@ class RelyingParty:
     purposes: str  # JSON list of declared purpose codes
     status: ClientStatus
     created_at: datetime
-    # Stamped by every change (its status): the feed of jpki.kept_clients reads it too.
+    # Stamped by every change (its status): the feed of jpki.access.kept_clients reads it too.
     updated_at: datetime
     parent_id: str | None = None  # a service provider's platform operator
 
@@ -460,7 +462,8 @@ class Consent:
 
 @dataclass(frozen=True)
 class CertificateLine:
-    """A certificate as following a holder's certificate line needs it (jpki.latest_basic4):
+    """A certificate as following a holder's certificate line needs it
+    (jpki.relying_parties.latest_basic4):
     no DER, no personal data."""
 
     id: int
@@ -482,7 +485,7 @@ class CertificateLine:
 class StandingConsent:
     """A standing consent read, in one statement, with what disclosing under it needs: the
     holder's resident record and the certificate that signed the consent, and whether that
-    certificate has an issued successor (jpki.latest_basic4)."""
+    certificate has an issued successor (jpki.relying_parties.latest_basic4)."""
 
     id: str
     relying_party_id: str
@@ -508,7 +511,8 @@ class StandingConsent:
 
 @dataclass(frozen=True)
 class StatusRow:
-    """The columns a status lookup reads (jpki.status_lookup, jpki.ocsp): no DER, no personal
+    """The columns a status lookup reads (jpki.relying_parties.status_lookup, jpki.revocation.ocsp):
+    no DER, no personal
     data."""
 
     serial: str
@@ -528,7 +532,7 @@ class StatusRow:
 
 
 class StatusChange(NamedTuple):
-    """A certificate's status as the status-change feed reports it (jpki.status_feed): the row,
+    """A certificate's status as the status-change feed reports it (jpki.change_feed): the row,
     and when its status last changed (``revocation_recorded_at``)."""
 
     row: StatusRow
@@ -536,7 +540,7 @@ class StatusChange(NamedTuple):
 
 
 class StoredOcspResponse(NamedTuple):
-    """A response signed ahead of time, as stored (jpki.ocsp)."""
+    """A response signed ahead of time, as stored (jpki.revocation.ocsp)."""
 
     ca_generation_id: int
     hash_algorithm: str
@@ -549,7 +553,7 @@ class StoredOcspResponse(NamedTuple):
 @dataclass(frozen=True)
 class CertificateStateRow:
     """The columns that hold a certificate's state, as the audit log describes it
-    (jpki.audit_state): no DER but the stored CRL entry, no personal data."""
+    (jpki.lifecycle.audit_state): no DER but the stored CRL entry, no personal data."""
 
     serial: str
     status: CertStatus

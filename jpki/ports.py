@@ -110,7 +110,7 @@ class CertificateRepository(Protocol):
     def serial_boundary(self, after: str | None, count: int) -> str | None:
         """The ``count``-th serial after ``after`` (from the first when None), in the store's
         order of serials; None when fewer than ``count`` follow. Splits the certificates into
-        ranges of ``count`` (jpki.audit_state)."""
+        ranges of ``count`` (jpki.lifecycle.audit_state)."""
         ...
 
     def state_rows(self, after: str | None, upto: str | None,
@@ -157,7 +157,7 @@ class ClientRepository(Protocol):
 
     def changes_since(self, since: datetime) -> ClientChanges:
         """The clients whose ``changed_at``, and the relying parties whose ``updated_at``, is
-        at or after ``since`` (the change feed of jpki.kept_clients)."""
+        at or after ``since`` (the change feed of jpki.access.kept_clients)."""
         ...
 
     def replace_secret_hash(self, client_id: str, old: str, new: str,

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Pending issuance intents older than this are abandoned (treated as revoked).
     pending_timeout_seconds: int = Field(default=300, ge=30)
-    # Relying parties (jpki.relying_parties): a token bucket per relying party and process.
+    # Relying parties (jpki.relying_parties.service): a token bucket per relying party and process.
     rp_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
     rp_rate_burst: int = Field(default=40, ge=1, le=10_000_000)
     # A rotated client secret stays valid this long unless the rotation says otherwise.
@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     # token bucket per source address (an IPv6 /64) and process, like the relying parties'.
     anonymous_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
     anonymous_rate_burst: int = Field(default=100, ge=1, le=10_000_000)
-    # Smartphone challenges handed out and neither used nor expired (jpki.mobile): at most this
+    # Smartphone challenges handed out and neither used nor expired (jpki.mobile.service): at most
+    # this
     # many in all, and from one source address.
     challenges_max_outstanding: int = Field(default=10_000, ge=1, le=10_000_000)
     challenges_max_per_source: int = Field(default=100, ge=1, le=10_000_000)
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
     http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
-    # Authentication (jpki.auth_throttle): failed checks allowed per client id and per source
+    # Authentication (jpki.access.auth_throttle): failed checks allowed per client id and per source
     # address, refilled over the window; beyond them 429 without checking anything.
     auth_failures_per_client: int = Field(default=10, ge=1, le=1_000_000)
     auth_failures_per_address: int = Field(default=50, ge=1, le=1_000_000)
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     auth_refusal_delay_seconds: float = Field(default=1.0, ge=0, le=30)
     # Cheap checks (a row read and one HMAC) running at once, on threads that are not the
     # request pool's tokens (api.deps); and the verifier of legacy Argon2id hashes
-    # (jpki.client_secrets): checks running at once (64 MiB each) and waiting beyond them.
+    # (jpki.access.client_secrets): checks running at once (64 MiB each) and waiting beyond them.
     auth_concurrency: int = Field(default=4, ge=1, le=64)
     auth_legacy_workers: int = Field(default=1, ge=1, le=16)
     auth_legacy_queue: int = Field(default=4, ge=0, le=1_000)

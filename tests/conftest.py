@@ -27,10 +27,10 @@ from sqlalchemy.engine import make_url
 from api.composition import Services, build_services
 from api.in_process import free_port, served_in_thread
 from hsm import KeyStore, TokenConfig, activate_softhsm_config, default_module_path, ensure_token
+from jpki.access.principals import Principal
 from jpki.audit import GENESIS_MAC
 from jpki.model import CaGeneration, OcspResponder
 from jpki.municipalities import load_seed
-from jpki.principals import Principal
 from jpki.settings import Settings
 from jpki.store import create_store_engine
 from jpki.store.tables import audit_head, metadata, municipalities
@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     per machine and vpcd's readers have fixed ports (docs/components.md)."""
     for item in items:
         if (item.get_closest_marker("timing") or item.get_closest_marker("pcsc")
-                or item.nodeid.startswith("tests/card/")):
+                or item.nodeid.startswith("tests/devices/card/")):
             item.add_marker(pytest.mark.serial)
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.composition import Services
-from jpki.issuance import IssuedCertificate, KeyRequest
+from jpki.access.principals import Principal
+from jpki.issuance.service import IssuedCertificate, KeyRequest
 from jpki.model import CertKind
-from jpki.principals import Principal
-from jpki.residents import EventKind, ResidentEvent
+from jpki.registry.residents import EventKind, ResidentEvent
 from tests.phone_kit import Phone, signed, spki
 
 CA_OPERATOR = Principal.local_operator("test")
@@ -94,7 +94,7 @@ class Holder:
 
     def sign_bytes(self, content: bytes, kind: CertKind = CertKind.CARD_SIGN) -> bytes:
         """A CMS SignedData over arbitrary bytes (not JSON)."""
-        from jpki.cms import build_signed_data
+        from jpki.protocol.cms import build_signed_data
         from tests.phone_kit import digest_info_signer
 
         return build_signed_data(content, self.certs[kind].der,

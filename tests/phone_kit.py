@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from jpki.cms import build_signed_data
-from jpki.mobile import pop_message
+from jpki.mobile.service import pop_message
 from jpki.model import CertKind
+from jpki.protocol.cms import build_signed_data
 
 
 def spki(key: rsa.RSAPrivateKey) -> bytes:

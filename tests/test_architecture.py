@@ -12,7 +12,6 @@ from pathlib import Path
 import jpki
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = {"store", "card", "station", "phone"}  # packages allowed to reach infrastructure
 
 
 def _contracts() -> list[dict]:
@@ -28,10 +27,47 @@ def test_import_contracts_are_kept():
     assert "0 broken" in result.stdout
 
 
+def _contract(name_start: str) -> dict:
+    (contract,) = [c for c in _contracts() if c["name"].startswith(name_start)]
+    return contract
+
+
+def _core() -> tuple[set[str], set[str]]:
+    """jpki's top-level modules (the shared kernel) and its subpackages, the store aside."""
+    found = [m for m in pkgutil.iter_modules(jpki.__path__) if m.name != "store"]
+    return ({f"jpki.{m.name}" for m in found if not m.ispkg},
+            {f"jpki.{m.name}" for m in found if m.ispkg})
+
+
 def test_every_core_module_is_under_the_store_contract():
-    """A new core module must be added to the contract that keeps it off the store adapter."""
-    (contract,) = [c for c in _contracts() if c["forbidden_modules"] == ["jpki.store"]]
-    listed = set(contract["source_modules"])
-    modules = {f"jpki.{m.name}" for m in pkgutil.iter_modules(jpki.__path__)
-               if m.name not in ADAPTERS}
-    assert modules == listed
+    """A new module or package of the core must be added to the contract that keeps it off the
+    store adapter."""
+    kernel, packages = _core()
+    listed = set(_contract("The domain core does not depend on the store")["source_modules"])
+    assert listed == kernel | packages
+
+
+def test_every_kernel_module_is_held_below_the_contexts():
+    """A new top-level module of jpki is part of the shared kernel: it must be listed in the
+    contract that forbids the kernel to import the contexts and shared layers."""
+    kernel, _ = _core()
+    assert set(_contract("The shared kernel imports no context")["source_modules"]) == kernel
+
+
+def test_every_core_package_is_a_layer():
+    """A new subpackage of jpki must take its place in the layers contract (a context, or a shared
+    layer), or it would escape the independence rule."""
+    _, packages = _core()
+    layers = _contract("Bounded contexts are independent")["layers"]
+    named = {f"jpki.{name.strip()}" for layer in layers for name in layer.split("|")}
+    assert named == packages
+    kernel_forbids = set(_contract("The shared kernel imports no context")["forbidden_modules"])
+    assert kernel_forbids == packages | {"jpki.store"}
+
+
+def test_devices_may_reach_only_the_protocol_and_errors():
+    """The devices contract forbids every part of the core except jpki.protocol and jpki.errors."""
+    kernel, packages = _core()
+    forbidden = set(_contract("Devices import only")["forbidden_modules"])
+    assert forbidden >= (kernel | packages | {"jpki.store"}) - {"jpki.protocol", "jpki.errors"}
+    assert not forbidden & {"jpki.protocol", "jpki.errors"}

@@ -9,7 +9,8 @@ from api.openapi import problems
 from api.request_fields import CardNumber
 from api.routers.convert import revocation_out
 from api.schemas import CardEventIn, CardOut, CardRegistrationIn
-from jpki.cards import CardEventOutcome, CardSpec
+from jpki.lifecycle.cards import CardSpec
+from jpki.registry.cards import CardEventOutcome
 
 router = APIRouter(prefix="/v1/operators/cards", tags=["cards"])
 

@@ -9,9 +9,9 @@ from api.openapi import problems
 from api.request_fields import Serial
 from api.routers.convert import certificate_out, revocation_out
 from api.schemas import CertificateOut, IssuanceIn, IssuanceOut, RevocationIn, RevocationOut
-from jpki.cards import CardSpec
 from jpki.errors import InvalidInput
-from jpki.issuance import IssuedCertificate, KeyRequest
+from jpki.issuance.service import IssuedCertificate, KeyRequest
+from jpki.lifecycle.cards import CardSpec
 from jpki.model import CertKind, RevocationReason
 from jpki.serials import parse_serial
 

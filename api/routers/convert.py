@@ -8,9 +8,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from api.schemas import CertificateOut, ResidentOut, RevocationOut
-from jpki.certificates import CertificateView
+from jpki.lifecycle.revocation import RevocationResult
 from jpki.model import Resident
-from jpki.revocation import RevocationResult
+from jpki.registry.certificates import CertificateView
 from jpki.validity import may_hold_signing_certificate
 
 

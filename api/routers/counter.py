@@ -16,7 +16,7 @@ from api.schemas import (
     ProofingOut,
     RevocationOut,
 )
-from jpki.proofing import Document, Evidence
+from jpki.registry.proofing import Document, Evidence
 from jpki.serials import parse_serial
 
 router = APIRouter(prefix="/v1/stations", tags=["counter"])

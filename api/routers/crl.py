@@ -19,14 +19,15 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServicesDep
 from api.openapi import problems
 from api.request_fields import Documented
-from jpki.crls import parse_file_name
 from jpki.errors import NotFound
 from jpki.model import CaKind
+from jpki.revocation.crls import parse_file_name
 
 router = APIRouter(tags=["revocation"])
 
 # Plain text to the route, which answers 404 for anything that is not a CRL it publishes; the
-# document says which names those are (jpki.crls.file_name), with a published one as example.
+# document says which names those are (jpki.revocation.crls.file_name), with a published one as
+# example.
 CrlCa = Annotated[str, Path(examples=["sign"]),
                   Documented.of(pattern="^(?:" + "|".join(k.value for k in CaKind) + ")$")]
 CrlGeneration = Annotated[str, Path(examples=["1"]), Documented.of(pattern=r"^[0-9]{1,4}$")]

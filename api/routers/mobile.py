@@ -26,8 +26,8 @@ from api.schemas import (
     RevocationOut,
     SignedIn,
 )
-from jpki.cms import InvalidSignedData
-from jpki.mobile import MobileIssued
+from jpki.mobile.service import MobileIssued
+from jpki.protocol.cms import InvalidSignedData
 from jpki.serials import parse_serial
 
 # The holder's requests carry no credentials (their signature is the authorisation): they are

@@ -37,11 +37,11 @@ from api.schemas import (
     StatusOut,
     WithdrawalOut,
 )
-from jpki.cms import InvalidSignedData
+from jpki.access.principals import Principal
 from jpki.model import ClientStatus
-from jpki.principals import Principal
-from jpki.relying_parties import RelyingPartyView, RpContext
-from jpki.status_lookup import SerialStatus
+from jpki.protocol.cms import InvalidSignedData
+from jpki.relying_parties.service import RelyingPartyView, RpContext
+from jpki.relying_parties.status_lookup import SerialStatus
 
 router = APIRouter(tags=["relying parties"])
 
@@ -158,7 +158,7 @@ def _instant(at: datetime | None) -> str | None:
 def _encoded(r: SerialStatus) -> bytes:
     """One result in the shape of StatusOut's ``results`` items. A result changes only when its
     certificate's status does, and the status lookup hands out the same object for the same
-    result (jpki.status_lookup._Kept), so a batch is mostly memo hits."""
+    result (jpki.relying_parties.status_lookup._Kept), so a batch is mostly memo hits."""
     return json.dumps({"serial": r.serial, "status": r.status, "reason": r.reason,
                        "revoked_at": _instant(r.revoked_at), "form": r.form, "usage": r.usage,
                        "not_after": _instant(r.not_after), "expired": r.expired},

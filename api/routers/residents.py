@@ -10,7 +10,7 @@ from api.request_fields import ResidentId
 from api.routers.convert import resident_out, revocation_out
 from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
 from jpki.model import ClientRole
-from jpki.residents import ResidentEvent
+from jpki.registry.residents import ResidentEvent
 from jpki.validity import jst_date
 
 router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])

@@ -116,7 +116,7 @@ class SqlCrlSnapshot:
 
         Two statements, each driven by its own index, merged by serial: a single OR across
         three columns makes both engines scan every row of the shard (EXPLAIN QUERY PLAN).
-        Every change of status writes ``revocation_recorded_at`` (jpki.revocation:
+        Every change of status writes ``revocation_recorded_at`` (jpki.lifecycle.revocation:
         set_revocation and release_hold), so the second statement also finds hold releases.
         """
         cols = (_T.c.serial, _T.c.revoked_at, _T.c.crl_entry, _T.c.hold_released_at)

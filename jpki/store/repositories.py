@@ -209,10 +209,11 @@ class SqlCertificates:
         return self._s.execute(stmt).scalars().first()
 
     def status_changes_since(self, since: datetime | None) -> Sequence[StatusChange]:
-        """The status-change feed (jpki.status_feed): every certificate whose status changed at
+        """The status-change feed (jpki.change_feed): every certificate whose status changed at
         or after ``since`` (all that ever changed when None), without the DER columns."""
         # Every change of status writes revocation_recorded_at, a hold's release included
-        # (jpki.revocation: set_revocation, release_hold), so its index alone answers this; an
+        # (jpki.lifecycle.revocation: set_revocation, release_hold), so its index alone answers
+        # this; an
         # OR with the unindexed hold_released_at scanned the table on every OCSP refresh poll
         # (232 ms at 10^6 rows on SQLite, four times a second: bench/ocsp.py).
         stmt = _STATUS_CHANGES.where(_T.c.revocation_recorded_at.is_not(None)) if since is None \
@@ -392,7 +393,7 @@ class SqlOcspResponses:
 
     def oldest_servable(self, now: datetime) -> datetime | None:
         """The production time of the oldest stored response that has not expired at ``now``:
-        nothing older can be served (jpki.status_feed)."""
+        nothing older can be served (jpki.change_feed)."""
         o = ocsp_responses.c
         value: datetime | None = self._s.execute(
             select(func.min(o.this_update)).where(o.next_update > now)).scalar()
@@ -524,7 +525,8 @@ _CREDENTIALS = (
     .where(api_clients.c.client_id == bindparam("client_id")))
 
 
-# The change feed of the kept credentials (jpki.kept_clients): one statement, two index ranges.
+# The change feed of the kept credentials (jpki.access.kept_clients): one statement, two index
+# ranges.
 _CLIENT_CHANGES = union_all(
     select(api_clients.c.client_id.label("id"), literal(False).label("party"))
     .where(api_clients.c.changed_at >= bindparam("since")),

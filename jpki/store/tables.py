@@ -272,13 +272,13 @@ api_clients = Table(
     Column("previous_secret_hash", Text, nullable=True),
     Column("previous_secret_expires_at", UtcDateTime, nullable=True),
     # The client's change stamp, the feed that keeps each server process's copy of the
-    # credentials in step (jpki.kept_clients): written by every change of the secret, the
+    # credentials in step (jpki.access.kept_clients): written by every change of the secret, the
     # status, the role or the scopes. The services stamp it with their clock; an UPDATE that
     # forgets gets the wall clock here, which at worst makes the readers re-read the row.
     Column("changed_at", UtcDateTime, nullable=False, index=True, onupdate=_wall_clock),
 )
 
-# Registered relying parties (jpki.relying_parties); their API clients point here.
+# Registered relying parties (jpki.relying_parties.service); their API clients point here.
 relying_parties = Table(
     "relying_parties", metadata,
     Column("id", String(32), primary_key=True),
@@ -289,11 +289,11 @@ relying_parties = Table(
     Column("status", _enum(ClientStatus, "relying_party_status"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     # Also the relying party's change stamp (its status), read by the same feed as
-    # api_clients.changed_at (jpki.kept_clients); the same safety net.
+    # api_clients.changed_at (jpki.access.kept_clients); the same safety net.
     Column("updated_at", UtcDateTime, nullable=False, index=True, onupdate=_wall_clock),
 )
 
-# Holders' signed consents to the latest basic 4 information (jpki.consents).
+# Holders' signed consents to the latest basic 4 information (jpki.relying_parties.consents).
 consents = Table(
     "consents", metadata,
     Column("id", String(32), primary_key=True),
@@ -333,7 +333,7 @@ mobile_challenges = Table(
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("used_at", UtcDateTime, nullable=True),
     Column("source", String(64), nullable=True),
-    # What one source holds, counted on every new challenge (jpki.mobile caps it).
+    # What one source holds, counted on every new challenge (jpki.mobile.service caps it).
     Index("ix_mobile_challenges_source_expires_at", "source", "expires_at"),
 )
 # The used challenges the maintenance job deletes: a partial index, as few as they are.

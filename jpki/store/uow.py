@@ -100,7 +100,8 @@ class UnitOfWorkFactory:
 
     With ``snapshot``, every unit of work reads one snapshot of the database from its first
     statement to its end, whatever commits meanwhile — for checks that read several tables in
-    several statements and compare them (jpki.audit_state). SQLite gives that to any transaction
+    several statements and compare them (jpki.lifecycle.audit_state). SQLite gives that to any
+    transaction
     in WAL mode (on the read-only engine, without blocking writers); PostgreSQL's default READ
     COMMITTED takes a new snapshot per statement, so there it runs in REPEATABLE READ.
     """

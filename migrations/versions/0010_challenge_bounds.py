@@ -1,6 +1,6 @@
 """Bounds on smartphone challenges: who asked for each (a source address, to cap what one source
 holds) with an index to count them, and a partial index over the used ones, which the
-maintenance job deletes with the expired ones. See jpki/mobile.py (new_challenge,
+maintenance job deletes with the expired ones. See jpki/mobile/service.py (new_challenge,
 purge_challenges).
 
 Revision ID: 0010

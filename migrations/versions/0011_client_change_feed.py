@@ -1,7 +1,7 @@
 """A change feed for API clients and relying parties: ``api_clients.changed_at`` (new; existing
 rows take their creation time) and indexes on it and on ``relying_parties.updated_at``, so that
 each server process can keep the credentials in memory and read "what changed since" in one
-index range per table (jpki/kept_clients.py).
+index range per table (jpki/access/kept_clients.py).
 
 Revision ID: 0011
 Revises: 0010

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.composition import Services
-from jpki.auth_throttle import AuthThrottle, FailureBudgets
-from jpki.principals import Principal
+from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.principals import Principal
 from tests.api.harness import Api
 
 

@@ -27,10 +27,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.composition import Services
+from jpki.access.principals import Principal
 from jpki.basic4 import normalize_address, normalize_name
 from jpki.errors import InvalidBasic4
 from jpki.model import AuditRecord, ClientRole
-from jpki.principals import Principal
 from jpki.store.tables import audit_log, cards, certificates, consents, proofings, residents
 
 PROBLEM_JSON = "application/problem+json"

@@ -23,8 +23,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.composition import build_services
+from jpki.access.principals import Principal
 from jpki.model import CertKind, ClientRole
-from jpki.principals import Principal
 from jpki.settings import Settings
 from tests.holder_kit import new_holder
 from tests.phone_kit import spki

@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from jpki.issuance import KeyRequest
+from jpki.access.principals import Principal
+from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole
-from jpki.principals import Principal
 from tests.api.harness import basic_auth
 from tests.conftest import LiveServer
 

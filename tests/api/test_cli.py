@@ -219,7 +219,7 @@ import sys
 from pathlib import Path
 from pkcs11.constants import Attribute
 from api.composition import open_keystore
-from jpki.recipe import load_recipe
+from jpki.authority.recipe import load_recipe
 from jpki.settings import Settings
 
 recipe = load_recipe()

@@ -25,11 +25,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.composition import build_services
 from api.in_process import free_port, served_in_thread
-from jpki.auth_throttle import AuthThrottle, FailureBudgets
-from jpki.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
+from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
+from jpki.access.principals import Principal
 from jpki.errors import CaNotInitialised
 from jpki.model import ClientRole, ClientStatus
-from jpki.principals import Principal
 from tests.api.harness import Api, Caller, basic_auth
 from tests.conftest import CaMaterial, install_ca, make_settings
 
@@ -98,7 +98,7 @@ def test_relying_party_ids_that_cannot_exist_are_refused_never_500(api: Api) -> 
     """Over HTTP the schema refuses them (422); the service, which the CLI calls directly,
     answers "no such relying party" without asking the database (PostgreSQL errs on a NUL)."""
     from jpki.model import ClientStatus
-    from jpki.relying_parties import RelyingPartyNotFound
+    from jpki.relying_parties.service import RelyingPartyNotFound
 
     for rp_id in ("rp_\0", "rp_" + "0" * 15 + "\0", "rp_" + "G" * 16):
         quoted = rp_id.replace("\0", "%00")
@@ -293,7 +293,8 @@ def test_a_suspension_by_another_process_is_in_every_answer_within_a_second(
         database_url: str, tmp_path: Path, keystore: Any, ca_material: CaMaterial) -> None:
     """A server on the system clock, and a second instance of the services on its database — as
     `jpki rp suspend` or another worker is: what the other one changes reaches the server by its
-    change feed (jpki.kept_clients), a suspension within a second, a rotated secret at once."""
+    change feed (jpki.access.kept_clients), a suspension within a second, a rotated secret at
+    once."""
     operator = Principal.local_operator("pytest")
     serving = build_services(make_settings(tmp_path / "serving", database_url), keys=keystore)
     other = build_services(make_settings(tmp_path / "other", database_url), keys=keystore)

@@ -20,7 +20,7 @@ from cryptography.x509 import ocsp
 from sqlalchemy import select
 
 from jpki.errors import InvalidInput
-from jpki.issuance import KeyRequest
+from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole
 from jpki.store.tables import audit_log, proofings
 from tests.api.harness import ADULT, CHILD, IN_PERSON_B, ISSUE, OTHER, PROOFINGS, RENEW, Api

@@ -32,11 +32,12 @@ PUBLIC = {
 }
 
 # The holder's phone: no client credentials — each request is a CMS SignedData made with the
-# card's or the phone's own key, and that signature is the authorisation (jpki.mobile).
+# card's or the phone's own key, and that signature is the authorisation (jpki.mobile.service).
 HOLDER_SIGNED = {
     ("POST", "/v1/mobile/applications"), ("POST", "/v1/mobile/revocations"),
     ("POST", "/v1/mobile/suspension-lifts"), ("POST", "/v1/mobile/check-ins"),
-    # The holder withdraws a consent to the latest basic 4 information (jpki.consents).
+    # The holder withdraws a consent to the latest basic 4 information
+    # (jpki.relying_parties.consents).
     ("POST", "/v1/consents/withdrawals"),
 }
 # …and the challenge those requests sign, which anyone may ask for (single use, minutes).

@@ -160,7 +160,7 @@ def test_ocsp_requests_are_counted_by_outcome_and_timed(api: Api,
 
 def test_the_ocsp_outcome_is_read_from_the_response_bytes() -> None:
     from api.metrics import ocsp_outcome
-    from jpki.ocsp import MALFORMED
+    from jpki.revocation.ocsp import MALFORMED
 
     assert ocsp_outcome(200, MALFORMED) == "malformedRequest"
     long_form = bytes([0x30, 0x82, 0x01, 0x00, 0x0A, 0x01, 0x00]) + b"\x00" * 256

@@ -3,7 +3,7 @@
 The responder signs answers ahead of time and stores them. A process that starts must never serve
 a stored answer that a status change has made wrong — a revocation acknowledged just before the
 previous server was killed, one made with `jpki cert revoke` while no server ran, or a hold
-released while it was down (jpki.status_feed). Each is checked the way a relying party would see
+released while it was down (jpki.change_feed). Each is checked the way a relying party would see
 it: `openssl ocsp` against the restarted server, pre-signed (``-no_nonce``) and live (nonce),
 within a second of the server answering its health check. On SQLite and on PostgreSQL.
 """

@@ -30,7 +30,7 @@ import pytest
 
 from api.composition import Services
 from api.in_process import free_port
-from jpki.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.model import ClientRole
 from jpki.rate_limits import TokenBuckets
 from tests.conftest import LiveServer, serve

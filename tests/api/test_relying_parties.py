@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from jpki.access.principals import Principal
 from jpki.basic4 import normalize_address, normalize_name
-from jpki.cards import CardEvent
 from jpki.model import AuditRecord, CertKind, ClientRole, RevocationReason
-from jpki.principals import Principal
 from jpki.rate_limits import TokenBuckets
+from jpki.registry.cards import CardEvent
 from tests.api.harness import Api, basic_auth
 from tests.holder_kit import (
     ITEMS_ALL,

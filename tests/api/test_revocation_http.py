@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from api.app import create_app
-from jpki.issuance import KeyRequest
+from jpki.access.principals import Principal
+from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
-from jpki.principals import Principal
 from jpki.store.tables import certificates
 
 pytestmark = pytest.mark.hsm

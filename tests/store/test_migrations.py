@@ -69,8 +69,8 @@ def test_an_audit_chain_written_before_request_ids_verifies_after_the_upgrade(
     from sqlalchemy import insert, update
 
     from jpki.audit import AuditLog
+    from jpki.authority.recipe import load_recipe
     from jpki.correlation import bound
-    from jpki.recipe import load_recipe
     from jpki.store import UnitOfWorkFactory
     from jpki.store.tables import audit_head, audit_log
     from tests.conftest import FixedClock
@@ -110,7 +110,8 @@ def test_an_audit_chain_written_before_request_ids_verifies_after_the_upgrade(
 
 
 def test_clients_stored_before_the_change_feed_take_their_creation_time(empty_database) -> None:
-    """Migration 0011 adds api_clients.changed_at (the feed of jpki.kept_clients): rows written
+    """Migration 0011 adds api_clients.changed_at (the feed of jpki.access.kept_clients): rows
+    written
     before it get their creation time, and it comes off again on downgrade."""
     from datetime import UTC, datetime
 

@@ -1,0 +1,24 @@
+"""The card's volatile security state: lost at power-off, reset, removal and emulator restart.
+
+ISO/IEC 7816-4 §5.4: verified PINs and an authenticated issuer last for the card session only.
+None of this is ever written to the state file — in particular not the issuer-authenticated flag:
+after a restart the station must authenticate again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devices.card.jpki_ap import Ef, Pin
+
+
+@dataclass
+class Session:
+    ap_selected: bool = False
+    current_ef: Ef | None = None
+    verified: set[Pin] = field(default_factory=set)
+    issuer_authenticated: bool = False
+    # GET CHALLENGE's answer: valid for the very next command only, and only once.
+    challenge: bytes | None = None
+    # Response bytes still to be fetched with GET RESPONSE after a 61xx.
+    pending: bytes = b""

@@ -1,0 +1,3 @@
+"""Who is calling: principals, API clients and their secrets, the kept credentials, failure
+budgets.
+"""

@@ -1,0 +1,3 @@
+"""The certificate authorities: key ceremony and generations, the recipe, certificate profiles and
+their lint.
+"""

@@ -1,0 +1,1 @@
+"""Issuance: request → intent → signed → stored, with a planner per product."""

@@ -1,0 +1,73 @@
+"""The card an issuance binds its certificates to (architecture §4.3): found, or created on the
+first issuance, and checked against what the station says is in the reader. Used by issuance;
+the card events themselves are jpki.registry.cards."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from jpki.errors import CardConflict, CardExpired, CardInactive, InvalidInput
+from jpki.model import Card, CardStatus, CertKind, Resident
+from jpki.ports import UnitOfWork
+from jpki.validity import card_expiry, jst_date
+
+_CARD_NUMBER = re.compile(r"^[A-Z0-9]{8,32}$")
+CARD_KINDS = (CertKind.CARD_SIGN, CertKind.CARD_AUTH)
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What a station says about the card in the reader; both fields optional."""
+
+    number: str | None = None
+    expires_on: date | None = None
+
+
+def validate_card_number(number: str) -> str:
+    value = number.strip().upper()
+    if not _CARD_NUMBER.match(value):
+        raise InvalidInput("a card number is 8 to 32 characters of A-Z and 0-9", field="card")
+    return value
+
+
+def new_card_number() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(16))
+
+
+def resolve_card(uow: UnitOfWork, resident: Resident, spec: CardSpec | None,
+                 now: datetime) -> Card:
+    """The resident's active card, created on first issuance when the resident has none.
+
+    A spec that contradicts the active card is refused: replacing a card is an explicit event.
+    """
+    spec = spec or CardSpec()
+    number = validate_card_number(spec.number) if spec.number else None
+    card = uow.cards.active_for_resident(resident.id)
+    today = jst_date(now)
+    if card is not None:
+        if number is not None and number != card.number:
+            raise CardConflict("the resident's active card has another number; record the "
+                               "new card first", card=card.number)
+        if spec.expires_on is not None and spec.expires_on != card.expires_on:
+            raise CardConflict("the card expiry differs from the active card's", card=card.number)
+    else:
+        if number is not None:
+            existing = uow.cards.get_by_number(number)
+            if existing is not None:
+                raise CardConflict("this card number belongs to another card record",
+                                   card=number)
+        expires = spec.expires_on or card_expiry(resident.birth_date, today)
+        card = Card(id=None, resident_id=resident.id, number=number or new_card_number(),
+                    expires_on=expires, status=CardStatus.ACTIVE, created_at=now,
+                    status_changed_at=now)
+        if card.expires_on < today:
+            raise CardExpired("the card has expired", card=card.number)
+        uow.cards.add(card)
+    if card.status is not CardStatus.ACTIVE:  # pragma: no cover - active_for_resident filters
+        raise CardInactive("the card is not active", card=card.number)
+    if card.expires_on < today:
+        raise CardExpired("the card has expired", card=card.number)
+    return card

@@ -1,0 +1,548 @@
+"""Smartphone certificates (移動端末設備用電子証明書): the central new function of the
+Ministry's plan (reference §2).
+
+One mobile signing and one mobile auth certificate per person, on one device at a time, applied
+for online with a signature made by the card's signing key (reference §2):
+
+1. The phone asks for a challenge (single-use, minutes).
+2. It generates two key pairs in its secure element, signs a proof of possession with each
+   (over the challenge, the device and the kind), and puts the challenge, the device, its
+   platform label and both public keys into an *application*.
+3. The holder signs the application with the card's signing key (its signing password): a CMS
+   SignedData whose signer is the card signing certificate.
+4. The CA checks all of it — the signature, that the signer certificate is ours, valid,
+   unrevoked and the holder's *current* one, the challenge, both proofs, the keys — and issues
+   both certificates through the same pipeline as card certificates. Each is **linked** to the
+   card certificate of its kind and has **exactly its notAfter**; a distinct policy OID marks it
+   as a mobile certificate (jpki/data/recipe.toml). A new device supersedes the old one's
+   certificates in the same transaction that stores the new ones.
+
+Afterwards: the holder revokes online (device change, sale, disposal) with the mobile auth key
+or the card; a call-centre operator puts both certificates on hold when a phone is lost; the
+holder lifts the suspension from the found phone — the auth certificate is released
+(removeFromCRL in the next delta) and the signing certificate is revoked and re-issued to the
+same device; revocation of the card certificate cascades (jpki.lifecycle.revocation); and a periodic
+sweep revokes what a holder failed to (重層的な措置).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from jpki.access.principals import Principal
+from jpki.audit import AuditLog
+from jpki.errors import (
+    CertificateNotFound,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyViolation,
+    ResidentInactive,
+    ResidentNotFound,
+    Unavailable,
+)
+from jpki.issuance.service import IssuanceService, IssuedCertificate, KeyRequest, Planned, Prepared
+from jpki.lifecycle.revocation import RevocationResult, release_hold, revoke_in
+from jpki.model import (
+    Certificate,
+    CertKind,
+    CertStatus,
+    ClientRole,
+    DeviceStatus,
+    MobileChallenge,
+    MobileDevice,
+    Resident,
+    ResidentStatus,
+    RevocationReason,
+)
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.protocol.cms import VerifiedSignedData, verify_signed_data
+from jpki.public_keys import SubjectKey, load_subject_key
+from jpki.rate_limits import RateLimited
+
+PLATFORMS = frozenset({"JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"})  # Android GP SE, iPhone (§2)
+CHALLENGE_LIFETIME = timedelta(minutes=5)
+_DEVICE_ID = re.compile(r"[0-9a-f]{32}")
+POP_DOMAIN = b"jpki-mobile-pop\x00"
+MOBILE_KINDS = (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
+
+
+class MobileError(InvalidInput):
+    code = "mobile.invalid"
+    title = "The mobile request is invalid"
+
+
+class ChallengeInvalid(MobileError):
+    code = "mobile.challenge_invalid"
+    title = "The challenge is unknown, used or expired"
+
+
+class SignerRefused(PolicyViolation):
+    code = "mobile.signer_refused"
+    title = "The request is not signed by a valid, current certificate of the holder"
+
+
+class ProofOfPossessionInvalid(MobileError):
+    code = "mobile.pop_invalid"
+    title = "A proof of possession does not verify"
+
+
+class EnrolmentInProgress(Conflict):
+    code = "mobile.enrolment_in_progress"
+    title = "Another device's application for this holder is being processed"
+
+
+class TooManyChallenges(RateLimited):
+    code = "mobile.too_many_challenges"
+    title = "This source holds too many unused challenges"
+
+
+class ChallengesExhausted(Unavailable):
+    code = "mobile.challenges_exhausted"
+    title = "Too many unused challenges are outstanding; try again later"
+
+
+class CardCertificateNotHoldable(Forbidden):
+    code = "mobile.card_hold_refused"
+    title = "The call centre may hold mobile certificates only"
+
+
+@dataclass(frozen=True)
+class MobileIssued:
+    device_id: str
+    certificates: list[IssuedCertificate]
+    chain: list[bytes]  # the issuing CA certificates (DER)
+    linked: dict[str, str]  # mobile serial → the card certificate's serial it is linked to
+
+
+def pop_message(challenge: bytes, device_ref: str, kind: CertKind) -> bytes:
+    """What a phone signs with each new key: the challenge, its device and the kind, so a proof
+    can be replayed neither in another application nor for the other certificate."""
+    return b"\x00".join([POP_DOMAIN, challenge, device_ref.encode("utf-8"),
+                         kind.value.encode("ascii")])
+
+
+def _b64(value: Any, field: str, limit: int = 8192) -> bytes:
+    if not isinstance(value, str) or len(value) > limit:
+        raise MobileError(f"{field} must be base64", field=field)
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise MobileError(f"{field} must be base64", field=field) from exc
+
+
+def _document(verified: VerifiedSignedData, kind: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(verified.content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MobileError("the signed content must be a JSON object") from exc
+    if not isinstance(doc, dict) or doc.get("type") != kind:
+        raise MobileError(f"the signed content must be a {kind} document")
+    return doc
+
+
+def _seconds_until(at: datetime | None, now: datetime) -> int:
+    return max(1, math.ceil((at - now).total_seconds())) if at is not None else 1
+
+
+def _verify_pop(key: SubjectKey, signature: bytes, message: bytes, field: str) -> None:
+    assert isinstance(key.key, rsa.RSAPublicKey)
+    try:
+        key.key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise ProofOfPossessionInvalid("a proof of possession does not verify",
+                                       field=field) from exc
+
+
+class MobileService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+                 issuance: IssuanceService,
+                 stale_device_after: timedelta = timedelta(days=90),
+                 max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._audit = audit
+        self._issuance = issuance
+        self.stale_device_after = stale_device_after
+        self.max_outstanding = max_outstanding
+        self.max_per_source = max_per_source
+
+    # --- challenges -----------------------------------------------------------------------
+
+    def new_challenge(self, purpose: str, source: str | None = None) -> tuple[bytes, datetime]:
+        """A single-use challenge for ``purpose``, valid for CHALLENGE_LIFETIME. Anyone may ask
+        (the phone has no credentials yet), so what is outstanding — neither used nor expired —
+        is bounded: ``max_per_source`` for one ``source`` (429), ``max_outstanding`` in all (503),
+        each with the seconds until the earliest of them expires. Under PostgreSQL's read
+        committed, concurrent requests may overshoot a bound by their number; SQLite has one
+        writer at a time."""
+        if purpose not in ("application", "revocation", "lift", "check_in"):
+            raise MobileError("purpose is application, revocation, lift or check_in",
+                              field="purpose")
+        challenge = secrets.token_bytes(32)
+        now = self._clock.now()
+        with self._uow() as uow:
+            if source is not None:
+                held, earliest = uow.mobile.outstanding_challenges(now, source)
+                if held >= self.max_per_source:
+                    raise TooManyChallenges(
+                        f"at most {self.max_per_source} unused challenges per source",
+                        retry_after=_seconds_until(earliest, now))
+            held, earliest = uow.mobile.outstanding_challenges(now)
+            if held >= self.max_outstanding:
+                raise ChallengesExhausted("too many unused challenges are outstanding",
+                                          retry_after=_seconds_until(earliest, now))
+            uow.mobile.add_challenge(MobileChallenge(
+                digest=hashlib.sha256(challenge).hexdigest(), purpose=purpose, created_at=now,
+                expires_at=now + CHALLENGE_LIFETIME, source=source))
+            uow.commit()
+        return challenge, now + CHALLENGE_LIFETIME
+
+    def purge_challenges(self) -> int:
+        """Delete the challenges that can no longer be used (expired, or used); the maintenance
+        job runs this, so the table holds minutes of challenges, never more."""
+        with self._uow() as uow:
+            deleted = uow.mobile.delete_spent_challenges(self._clock.now())
+            uow.commit()
+        return deleted
+
+    def _consume_challenge(self, uow: UnitOfWork, challenge: bytes, purpose: str,
+                           now: datetime) -> None:
+        record = uow.mobile.challenge(hashlib.sha256(challenge).hexdigest(), for_update=True)
+        # One answer for unknown, replayed, expired or misused: nothing to learn from it.
+        if record is None or record.used_at is not None or now >= record.expires_at or \
+                record.purpose != purpose:
+            raise ChallengeInvalid("the challenge is unknown, used, expired or for another "
+                                   "purpose")
+        record.used_at = now
+
+    # --- who signed ----------------------------------------------------------------------
+
+    @staticmethod
+    def _our_certificate(uow: UnitOfWork, signer: x509.Certificate) -> Certificate:
+        cert = uow.certificates.get_by_serial(format(signer.serial_number, "x"),
+                                              for_update=True)
+        # Byte-for-byte the certificate we issued: same serial is not enough.
+        if cert is None or cert.der is None or cert.der != signer.public_bytes(Encoding.DER):
+            raise SignerRefused("the signer certificate was not issued by this CA")
+        return cert
+
+    def _current_card_certificate(self, uow: UnitOfWork, cert: Certificate,
+                                  now: datetime) -> Resident:
+        if cert.kind is not CertKind.CARD_SIGN:
+            raise SignerRefused("the application must be signed with the card's signing key")
+        if not cert.is_valid(now):
+            raise SignerRefused("the card signing certificate is revoked, expired or not "
+                                "issued", serial=cert.serial)
+        newer = [c for c in uow.certificates.for_resident(cert.resident_id, [CertKind.CARD_SIGN])
+                 if c.is_valid(now) and c.created_at > cert.created_at]
+        if newer:
+            raise SignerRefused("the card signing certificate has been superseded",
+                                serial=cert.serial)
+        resident = uow.residents.get(cert.resident_id, for_update=True)
+        if resident is None or resident.status is not ResidentStatus.ACTIVE:
+            raise ResidentInactive("the holder's resident record has ended")
+        return resident
+
+    # --- application ----------------------------------------------------------------------
+
+    def apply(self, signed_der: bytes) -> MobileIssued:
+        """Verify an application signed with the card and issue both mobile certificates."""
+        verified = verify_signed_data(signed_der)
+        doc = _document(verified, "jpki-mobile-application/1")
+        challenge = _b64(doc.get("challenge"), "challenge", 128)
+        device_ref = doc.get("device")
+        platform = doc.get("platform")
+        if not isinstance(device_ref, str) or not 1 <= len(device_ref) <= 128:
+            raise MobileError("device is 1 to 128 characters", field="device")
+        if platform not in PLATFORMS:
+            raise MobileError("platform is JPKIAPGPSETOKEN or JPKIAPIOSTOKEN", field="platform")
+        keys = {CertKind.MOBILE_SIGN: load_subject_key(_b64(doc.get("sign_public_key"),
+                                                            "sign_public_key")),
+                CertKind.MOBILE_AUTH: load_subject_key(_b64(doc.get("auth_public_key"),
+                                                            "auth_public_key"))}
+        if keys[CertKind.MOBILE_SIGN].sha256 == keys[CertKind.MOBILE_AUTH].sha256:
+            raise MobileError("the two mobile keys must differ", field="auth_public_key")
+        for kind, field in ((CertKind.MOBILE_SIGN, "sign_pop"), (CertKind.MOBILE_AUTH,
+                                                                   "auth_pop")):
+            _verify_pop(keys[kind], _b64(doc.get(field), field), pop_message(
+                challenge, device_ref, kind), field)
+
+        holder_serial = doc.get("card_sign_serial")
+        if not isinstance(holder_serial, str) or \
+                holder_serial.lower() != format(verified.signer.serial_number, "x"):
+            # The application names the holder's card signing certificate; a signature by any
+            # other certificate (another person's card) does not make it theirs.
+            raise SignerRefused("the application is not signed by the card it names")
+        with self._uow() as uow:
+            now = self._clock.now()
+            self._consume_challenge(uow, challenge, "application", now)
+            card_sign = self._our_certificate(uow, verified.signer)
+            resident = self._current_card_certificate(uow, card_sign, now)
+            card_auth = next((c for c in uow.certificates.for_resident(
+                resident.id, [CertKind.CARD_AUTH]) if c.is_valid(now)
+                and c.card_id == card_sign.card_id), None)
+            if card_auth is None:
+                raise SignerRefused("the card has no valid auth certificate to link to")
+            history = uow.certificates.for_resident(resident.id, MOBILE_KINDS)
+            if any(c.status is CertStatus.PENDING for c in history):
+                raise EnrolmentInProgress("another application for this holder is in progress")
+            if uow.certificates.public_keys_in_use([k.sha256 for k in keys.values()]):
+                raise MobileError("a mobile public key is already certified")
+            device = MobileDevice(id=uuid.uuid4().hex, resident_id=resident.id,
+                                  device_ref=device_ref, platform=platform,
+                                  status=DeviceStatus.ACTIVE, created_at=now, last_seen_at=now)
+            uow.mobile.add_device(device)
+            actor = Principal(actor=f"holder:{resident.id}", role=None)
+            plans = []
+            for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
+                               (CertKind.MOBILE_SIGN, card_sign)):
+                latest = max((c for c in history if c.kind is kind),
+                             key=lambda c: c.created_at, default=None)
+                plans.append(Planned(request=KeyRequest(kind, b""), key=keys[kind],
+                                     predecessor=latest, renewal=False,
+                                     # §2: expiry follows the card certificate exactly.
+                                     not_after=card.not_after, linked_id=card.id,
+                                     device_id=device.id))
+            municipality = self._issuance.municipality(uow, resident.municipality_code)
+            self._issuance.mint(uow, actor, resident, municipality, None, plans, now)
+            self._audit.record(uow, actor=actor.actor, action="mobile.applied",
+                               subject=device.id,
+                               payload={"resident": resident.id, "platform": platform,
+                                        "card_sign": card_sign.serial,
+                                        "card_auth": card_auth.serial})
+            uow.commit()
+        prepared = Prepared(resident_id=resident.id, card_number="", plans=plans)
+        self._issuance.sign([prepared], actor)
+        with self._uow() as uow:
+            now = self._clock.now()
+            self._issuance.store(uow, actor, [prepared])
+            # One device per person: the new one supersedes the others, in this transaction.
+            for old in uow.mobile.active_devices(resident.id):
+                if old.id != device.id:
+                    self._retire(uow, actor, old, DeviceStatus.REPLACED,
+                                 RevocationReason.SUPERSEDED, now, "new device")
+            uow.commit()
+        chain = [self._issuance.issuer_certificate(p) for p in plans]
+        results = prepared.results()
+        linked = {c.serial: (card_sign if c.kind.is_signing else card_auth).serial
+                  for c in results}
+        return MobileIssued(device_id=device.id, certificates=results, chain=chain,
+                            linked=linked)
+
+    def _retire(self, uow: UnitOfWork, actor: Principal, device: MobileDevice,
+                status: DeviceStatus, reason: RevocationReason, now: datetime,
+                cause: str) -> list[RevocationResult]:
+        device.status = status
+        results = []
+        for cert in uow.certificates.for_device(device.id):
+            if cert.status is CertStatus.ISSUED and cert.not_after >= now:
+                result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause)
+                if result.changed:
+                    results.append(result)
+        self._audit.record(uow, actor=actor.actor, action=f"mobile.device_{status.value}",
+                           subject=device.id, payload={"resident": device.resident_id,
+                                                       "cause": cause})
+        return results
+
+    # --- the holder's own requests --------------------------------------------------------
+
+    def _holder_request(self, uow: UnitOfWork, signed_der: bytes, kind: str, purpose: str,
+                        now: datetime) -> tuple[dict[str, Any], MobileDevice, Certificate]:
+        """A request signed by the device's mobile auth key or by the holder's card signing
+        key, about that device; returns (document, device, signer certificate)."""
+        verified = verify_signed_data(signed_der)
+        doc = _document(verified, kind)
+        self._consume_challenge(uow, _b64(doc.get("challenge"), "challenge", 128), purpose, now)
+        # A device id is what add_device made (uuid4().hex); anything else is no device, and is
+        # not looked up (PostgreSQL cannot even compare a text with a NUL in it).
+        device_id = doc.get("device")
+        device = uow.mobile.device(device_id) if isinstance(device_id, str) and \
+            _DEVICE_ID.fullmatch(device_id) else None
+        signer = self._our_certificate(uow, verified.signer)
+        if device is None or device.resident_id != signer.resident_id:
+            raise NotFound("no such device for this holder")
+        if signer.kind is CertKind.MOBILE_AUTH:
+            if signer.device_id != device.id:
+                raise SignerRefused("signed with another device's key")
+            # A held auth certificate still proves the holder has the phone (lifting a hold).
+            usable = signer.status is CertStatus.ISSUED and signer.not_after >= now and (
+                not signer.is_revoked(now)
+                or signer.revocation_reason is RevocationReason.CERTIFICATE_HOLD)
+            if not usable:
+                raise SignerRefused("the mobile auth certificate is revoked or expired")
+        else:
+            self._current_card_certificate(uow, signer, now)
+        return doc, device, signer
+
+    def revoke(self, signed_der: bytes) -> list[RevocationResult]:
+        """The holder revokes a device's certificates (device change, sale, disposal)."""
+        with self._uow() as uow:
+            now = self._clock.now()
+            doc, device, _ = self._holder_request(uow, signed_der, "jpki-mobile-revocation/1",
+                                                  "revocation", now)
+            cause = doc.get("reason")
+            if cause not in ("device_change", "sale", "disposal"):
+                raise MobileError("reason is device_change, sale or disposal", field="reason")
+            reason = RevocationReason.SUPERSEDED if cause == "device_change" \
+                else RevocationReason.CESSATION_OF_OPERATION
+            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            results = self._retire(uow, actor, device, DeviceStatus.REVOKED, reason, now,
+                                   str(cause))
+            uow.commit()
+        return results
+
+    def check_in(self, signed_der: bytes) -> tuple[str, datetime]:
+        with self._uow() as uow:
+            now = self._clock.now()
+            _, device, signer = self._holder_request(uow, signed_der, "jpki-mobile-check-in/1",
+                                                     "check_in", now)
+            if signer.kind is not CertKind.MOBILE_AUTH:
+                raise SignerRefused("a device checks in with its own auth key")
+            device.last_seen_at = now
+            device.flagged_at = None
+            uow.commit()
+        return device.id, now
+
+    def lift_suspension(self, signed_der: bytes) -> MobileIssued:
+        """The phone was found: release the auth hold (removeFromCRL), revoke the held signing
+        certificate and issue a new one to the same device with the key the phone sent."""
+        with self._uow() as uow:
+            now = self._clock.now()
+            doc, device, _ = self._holder_request(uow, signed_der, "jpki-mobile-lift/1", "lift",
+                                                  now)
+            if device.status is not DeviceStatus.ACTIVE:
+                raise Conflict("the device is no longer active")
+            certs = {c.kind: c for c in uow.certificates.for_device(device.id)
+                     if c.status is CertStatus.ISSUED and c.not_after >= now}
+            auth, sign = certs.get(CertKind.MOBILE_AUTH), certs.get(CertKind.MOBILE_SIGN)
+            held = [c for c in (auth, sign) if c is not None
+                    and c.revocation_reason is RevocationReason.CERTIFICATE_HOLD]
+            if auth is None or sign is None or len(held) != 2:
+                raise Conflict("the device's certificates are not on hold")
+            key = load_subject_key(_b64(doc.get("sign_public_key"), "sign_public_key"))
+            challenge = _b64(doc.get("challenge"), "challenge", 128)
+            _verify_pop(key, _b64(doc.get("sign_pop"), "sign_pop"),
+                        pop_message(challenge, device.device_ref, CertKind.MOBILE_SIGN),
+                        "sign_pop")
+            if uow.certificates.public_keys_in_use([key.sha256]):
+                raise MobileError("the new signing key is already certified")
+            card_sign = uow.certificates.get(sign.linked_id or 0)
+            resident = uow.residents.get(device.resident_id)
+            if card_sign is None or not card_sign.is_valid(now) or resident is None:
+                raise SignerRefused("the linked card signing certificate is no longer valid")
+            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            release_hold(auth, now)
+            # The release instant, which the next delta CRL's removeFromCRL entry carries
+            # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
+            self._audit.record(uow, actor=actor.actor, action="certificate.hold_released",
+                               subject=auth.serial,
+                               payload={"kind": auth.kind.value,
+                                        "hold_released_at": now.isoformat()})
+            revoke_in(uow, self._audit, actor, sign, RevocationReason.SUPERSEDED, now, now,
+                      cause="suspension lifted: re-issued")
+            plan = Planned(request=KeyRequest(CertKind.MOBILE_SIGN, b""), key=key,
+                           predecessor=sign, renewal=False, not_after=card_sign.not_after,
+                           linked_id=card_sign.id, device_id=device.id, partner=auth)
+            municipality = self._issuance.municipality(uow, resident.municipality_code)
+            self._issuance.mint(uow, actor, resident, municipality, None, [plan], now)
+            uow.commit()
+        prepared = Prepared(resident_id=device.resident_id, card_number="", plans=[plan])
+        self._issuance.sign([prepared], actor)
+        with self._uow() as uow:
+            self._issuance.store(uow, actor, [prepared])
+            uow.commit()
+        results = prepared.results()
+        return MobileIssued(device_id=device.id, certificates=results,
+                            chain=[self._issuance.issuer_certificate(plan)],
+                            linked={results[0].serial: card_sign.serial})
+
+    # --- the call centre -----------------------------------------------------------------
+
+    def hold(self, actor: Principal, resident_id: str) -> list[RevocationResult]:
+        """A lost phone: both mobile certificates of the active device on hold at once."""
+        actor.require_role(ClientRole.CALLCENTER)
+        with self._uow() as uow:
+            now = self._clock.now()
+            resident = uow.residents.get(resident_id, for_update=True)
+            if resident is None:
+                raise ResidentNotFound("no such resident", resident=resident_id[:64])
+            results: list[RevocationResult] = []
+            for device in uow.mobile.active_devices(resident.id):
+                for cert in uow.certificates.for_device(device.id):
+                    if cert.status is CertStatus.ISSUED and cert.not_after >= now:
+                        result = revoke_in(uow, self._audit, actor, cert,
+                                           RevocationReason.CERTIFICATE_HOLD, now, now,
+                                           cause="lost phone (call centre)")
+                        if result.changed:
+                            results.append(result)
+            if not results:
+                raise NotFound("the holder has no mobile certificate to hold")
+            uow.commit()
+        return results
+
+    def hold_certificate(self, actor: Principal, serial: str) -> RevocationResult:
+        actor.require_role(ClientRole.CALLCENTER)
+        with self._uow() as uow:
+            cert = uow.certificates.get_by_serial(serial, for_update=True)
+            if cert is None:
+                raise CertificateNotFound("no such certificate", serial=serial)
+            if not cert.kind.is_mobile:
+                raise CardCertificateNotHoldable("card certificates are not held by the call "
+                                                 "centre", serial=serial)
+            now = self._clock.now()
+            result = revoke_in(uow, self._audit, actor, cert, RevocationReason.CERTIFICATE_HOLD,
+                               now, now, cause="lost phone (call centre)")
+            uow.commit()
+        return result
+
+    # --- 重層的な措置 -------------------------------------------------------------------------
+
+    def sweep(self, actor: Principal) -> dict[str, list[str]]:
+        """Revoke mobile certificates whose card certificate is no longer valid or whose
+        resident record has ended; flag devices not seen for ``stale_device_after``."""
+        now = self._clock.now()
+        revoked: list[str] = []
+        with self._uow() as uow:
+            for cert in uow.certificates.mobile_valid(now):
+                card = uow.certificates.get(cert.linked_id or 0)
+                resident = uow.residents.get(cert.resident_id)
+                reason = None
+                if resident is None or resident.status is not ResidentStatus.ACTIVE:
+                    reason = RevocationReason.CESSATION_OF_OPERATION
+                elif card is None or not card.is_valid(now):
+                    reason = (card.revocation_reason if card is not None and
+                              card.revocation_reason is not None
+                              else RevocationReason.CESSATION_OF_OPERATION)
+                if reason is not None:
+                    result = revoke_in(uow, self._audit, actor, cert, reason, now, now,
+                                       cause="sweep: card certificate or record ended")
+                    if result.changed:
+                        revoked.append(cert.serial)
+            flagged = []
+            for device in uow.mobile.devices_not_seen_since(now - self.stale_device_after):
+                if device.flagged_at is None:
+                    device.flagged_at = now
+                    flagged.append(device.id)
+            if revoked or flagged:
+                self._audit.record(uow, actor=actor.actor, action="mobile.sweep",
+                                   subject="mobile", payload={"revoked": revoked,
+                                                              "flagged": flagged})
+            uow.commit()
+        return {"revoked": revoked, "flagged": flagged}

@@ -1,0 +1,1 @@
+"""Residents, cards, the counter and identity proofing: the records certificates are issued for."""

@@ -1,0 +1,81 @@
+"""Read-side view of one certificate: status, validity, revocation and linkage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jpki.access.principals import Principal
+from jpki.errors import CertificateNotFound
+from jpki.model import Certificate, CertStatus, ClientRole
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class CertificateView:
+    serial: str
+    kind: str
+    status: str  # good | revoked | expired | pending | abandoned
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    predecessor: str | None
+    successor: str | None
+    sibling: str | None
+    shard: str
+    issuer: str
+    resident_id: str
+    der: bytes | None
+
+
+def status_of(cert: Certificate, now: datetime) -> str:
+    if cert.status is CertStatus.PENDING:
+        return "pending"
+    if cert.status is CertStatus.ABANDONED:
+        return "abandoned"
+    if cert.is_revoked(now):
+        return "revoked"
+    if now > cert.not_after:
+        return "expired"
+    return "good"
+
+
+def view_of(uow: UnitOfWork, cert: Certificate, now: datetime) -> CertificateView:
+    def serial(cert_id: int | None) -> str | None:
+        if cert_id is None:
+            return None
+        other = uow.certificates.get(cert_id)
+        return other.serial if other else None
+
+    successor = uow.certificates.successor_of(cert.id or 0)
+    gen = uow.cas.get(cert.ca_generation_id)
+    revoked = cert.is_revoked(now)
+    return CertificateView(
+        serial=cert.serial, kind=cert.kind.value, status=status_of(cert, now),
+        not_before=cert.not_before, not_after=cert.not_after,
+        revoked_at=cert.revoked_at if revoked else None,
+        revocation_reason=cert.revocation_reason.rfc_name
+        if revoked and cert.revocation_reason is not None else None,
+        predecessor=serial(cert.predecessor_id),
+        successor=successor.serial if successor else None,
+        sibling=serial(cert.sibling_id), shard=cert.shard,
+        issuer=f"{gen.ca.value}/g{gen.generation:02d}" if gen else "",
+        resident_id=cert.resident_id, der=cert.der)
+
+
+class CertificateQueries:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+
+    def show(self, actor: Principal, serial: str) -> CertificateView:
+        actor.require_role(ClientRole.OPERATOR, ClientRole.STATION)
+        with self._uow() as uow:
+            cert = uow.certificates.get_by_serial(serial)
+            if cert is None:
+                raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
+            resident = uow.residents.get(cert.resident_id)
+            if resident is not None:
+                actor.require_municipality(resident.municipality_code)
+            return view_of(uow, cert, self._clock.now())

@@ -1,0 +1,249 @@
+"""Residents and the events of the resident registry that act on their certificates.
+
+architecture §4 and reference §1.4:
+
+- a change of any of the basic 4 information (name, address, date of birth, sex) revokes the
+  signing certificates — card and mobile — with affiliationChanged; the auth ones stay;
+- death revokes everything (cessationOfOperation) and ends the record;
+- emigration (国外転出, since 2024-05-27): the signing certificate is revoked *on the departure
+  date* (a revocation recorded now, effective at 00:00 JST of that date when it lies ahead); the
+  record then comes from the 戸籍の附票 with the overseas address, and from the departure date a new
+  signing certificate can be issued from it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import TypeVar
+
+from jpki.access.principals import Principal
+from jpki.audit import AuditLog
+from jpki.basic4 import Basic4, Sex, normalize_address, normalize_name
+from jpki.errors import (
+    InvalidDate,
+    InvalidInput,
+    MunicipalityNotFound,
+    ResidentNotFound,
+)
+from jpki.lifecycle.residents import load_active_resident
+from jpki.lifecycle.revocation import RevocationResult, revoke_in
+from jpki.model import (
+    CertKind,
+    ClientRole,
+    RegistrySource,
+    Resident,
+    ResidentStatus,
+    RevocationReason,
+)
+from jpki.municipalities import validate_municipality_code
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.validity import JST, jst_date
+
+SIGNING_KINDS = (CertKind.CARD_SIGN, CertKind.MOBILE_SIGN)
+
+
+class EventKind(StrEnum):
+    ADDRESS = "address"
+    NAME = "name"
+    SEX = "sex"
+    BIRTH = "birth"
+    DEATH = "death"
+    EMIGRATION = "emigration"
+
+
+@dataclass(frozen=True)
+class ResidentEvent:
+    kind: EventKind
+    address: str | None = None
+    name: str | None = None
+    sex: int | None = None
+    birth_date: date | None = None
+    date: date | None = None  # death or departure date
+    municipality_code: str | None = None  # a move to another municipality changes the shard
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    resident: Resident
+    changed: bool
+    revocations: list[RevocationResult]
+
+
+def _check_birth(birth: date, today: date) -> date:
+    if birth > today:
+        raise InvalidDate("the date of birth lies in the future", field="birth_date")
+    if birth.year < 1868:
+        raise InvalidDate("the date of birth is before 1868", field="birth_date")
+    return birth
+
+
+class ResidentService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._audit = audit
+
+    def register(self, actor: Principal, *, name: str, birth_date: date, sex: int, address: str,
+                 municipality_code: str, dv_support: bool = False) -> Resident:
+        actor.require_role(ClientRole.OPERATOR)
+        code = validate_municipality_code(municipality_code)
+        actor.require_municipality(code)
+        now = self._clock.now()
+        b4 = Basic4(name=normalize_name(name),
+                    birth_date=_check_birth(birth_date, jst_date(now)),
+                    sex=_sex(sex), address=normalize_address(address))
+        with self._uow() as uow:
+            if uow.municipalities.get(code) is None:
+                raise MunicipalityNotFound("the municipality is not registered", code=code)
+            resident = Resident(id=uuid.uuid4().hex, municipality_code=code,
+                                registry_source=RegistrySource.JUMINHYO,
+                                status=ResidentStatus.ACTIVE, dv_support=dv_support,
+                                created_at=now, updated_at=now, name=b4.name,
+                                birth_date=b4.birth_date, sex=int(b4.sex), address=b4.address)
+            uow.residents.add(resident)
+            self._audit.record(uow, actor=actor.actor, action="resident.registered",
+                               subject=resident.id,
+                               payload={"municipality": code, "dv_support": dv_support})
+            uow.commit()
+        return resident
+
+    def get(self, actor: Principal, resident_id: str) -> Resident:
+        actor.require_role(ClientRole.OPERATOR, ClientRole.STATION)
+        with self._uow() as uow:
+            resident = uow.residents.get(resident_id)
+            if resident is None:
+                raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
+            actor.require_municipality(resident.municipality_code)
+            return resident
+
+    def set_dv_support(self, actor: Principal, resident_id: str, on: bool) -> Resident:
+        actor.require_role(ClientRole.OPERATOR)
+        with self._uow() as uow:
+            resident = load_active_resident(uow, resident_id, actor)
+            if resident.dv_support != on:
+                resident.dv_support = on
+                resident.updated_at = self._clock.now()
+                resident.version += 1
+                self._audit.record(uow, actor=actor.actor, action="resident.dv_support",
+                                   subject=resident.id, payload={"on": on})
+                uow.commit()
+            return resident
+
+    def record_event(self, actor: Principal, resident_id: str,
+                     event: ResidentEvent) -> EventOutcome:
+        actor.require_role(ClientRole.OPERATOR)
+        now = self._clock.now()
+        today = jst_date(now)
+        with self._uow() as uow:
+            resident = load_active_resident(uow, resident_id, actor)
+            old = resident.basic4
+            new = self._apply(resident, event, today)
+            code = self._municipality(uow, event.municipality_code)
+            revocations: list[RevocationResult] = []
+            replayed_emigration = (event.kind is EventKind.EMIGRATION
+                                   and resident.registry_source is RegistrySource.KOSEKI_FUHYO
+                                   and resident.emigrated_on == event.date)
+            changed = (new != old or event.kind is EventKind.DEATH
+                       or (event.kind is EventKind.EMIGRATION and not replayed_emigration)
+                       or (code is not None and code != resident.municipality_code))
+            if not changed:
+                # Replaying the same change is harmless: nothing to revoke, nothing to record.
+                return EventOutcome(resident=resident, changed=False, revocations=[])
+            if event.kind is EventKind.DEATH:
+                resident.status = ResidentStatus.DECEASED
+                revocations = self._revoke(uow, actor, resident, None,
+                                           RevocationReason.CESSATION_OF_OPERATION, now, now,
+                                           "resident.death")
+            elif event.kind is EventKind.EMIGRATION:
+                departure = event.date
+                assert departure is not None
+                effective = max(now, datetime.combine(departure, time(0, 0), JST))
+                revocations = self._revoke(uow, actor, resident, SIGNING_KINDS,
+                                           RevocationReason.AFFILIATION_CHANGED,
+                                           effective, now, "resident.emigration")
+                resident.registry_source = RegistrySource.KOSEKI_FUHYO
+                resident.emigrated_on = departure
+            else:
+                revocations = self._revoke(uow, actor, resident, SIGNING_KINDS,
+                                           RevocationReason.AFFILIATION_CHANGED, now, now,
+                                           f"resident.{event.kind.value}")
+            resident.set_basic4(new)
+            if code is not None:
+                resident.municipality_code = code
+            resident.updated_at = now
+            resident.version += 1
+            # The audit record says what kind of change happened, never the values.
+            self._audit.record(uow, actor=actor.actor, action=f"resident.{event.kind.value}",
+                               subject=resident.id,
+                               payload={"municipality": resident.municipality_code,
+                                        "revoked": [r.serial for r in revocations],
+                                        "effective": event.date.isoformat()
+                                        if event.date else None})
+            uow.commit()
+        return EventOutcome(resident=resident, changed=True, revocations=revocations)
+
+    @staticmethod
+    def _municipality(uow: UnitOfWork, raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        code = validate_municipality_code(raw)
+        if uow.municipalities.get(code) is None:
+            raise MunicipalityNotFound("the municipality is not registered", code=code)
+        return code
+
+    @staticmethod
+    def _apply(resident: Resident, event: ResidentEvent, today: date) -> Basic4:
+        b4 = resident.basic4
+        match event.kind:
+            case EventKind.ADDRESS:
+                return Basic4(b4.name, b4.birth_date, b4.sex,
+                              normalize_address(_need(event.address, "address")))
+            case EventKind.NAME:
+                return Basic4(normalize_name(_need(event.name, "name")), b4.birth_date, b4.sex,
+                              b4.address)
+            case EventKind.SEX:
+                return Basic4(b4.name, b4.birth_date, _sex(_need(event.sex, "sex")), b4.address)
+            case EventKind.BIRTH:
+                birth = _check_birth(_need(event.birth_date, "birth_date"), today)
+                return Basic4(b4.name, birth, b4.sex, b4.address)
+            case EventKind.DEATH:
+                if event.date is not None and event.date > today:
+                    raise InvalidDate("the date of death lies in the future", field="date")
+                return b4
+            case EventKind.EMIGRATION:
+                _need(event.date, "date")
+                # The 戸籍の附票 record carries the overseas address (§1.3, emigrants).
+                return Basic4(b4.name, b4.birth_date, b4.sex,
+                              normalize_address(_need(event.address, "address")))
+        raise InvalidInput("unknown event kind", field="kind")  # pragma: no cover
+
+    def _revoke(self, uow: UnitOfWork, actor: Principal, resident: Resident,
+                kinds: tuple[CertKind, ...] | None, reason: RevocationReason,
+                revoked_at: datetime, now: datetime, cause: str) -> list[RevocationResult]:
+        results: list[RevocationResult] = []
+        for cert in uow.certificates.for_resident(resident.id, kinds):
+            if cert.not_after < now:
+                continue  # expired certificates need no revocation
+            # apply_revocation keeps this idempotent: already revoked stays as it is, a hold
+            # becomes permanent, a scheduled revocation is never pushed back.
+            result = revoke_in(uow, self._audit, actor, cert, reason, revoked_at, now, cause)
+            results += [r for r in result.all() if r.serial not in {x.serial for x in results}]
+        return results
+
+T = TypeVar("T")
+
+
+def _need(value: T | None, field: str) -> T:
+    if value is None:
+        raise InvalidInput(f"this event needs {field}", field=field)
+    return value
+
+
+def _sex(value: int) -> Sex:
+    try:
+        return Sex(int(value))
+    except ValueError as exc:
+        raise InvalidInput("sex is 1 (male), 2 (female) or 3 (unknown)", field="sex") from exc

@@ -1,0 +1,1 @@
+"""Revocation status: the operator's revocation, CRL shards, the OCSP responder."""

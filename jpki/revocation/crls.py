@@ -1,0 +1,281 @@
+"""CRL publication: sharded full CRLs, delta CRLs and ARLs per CA generation (RFC 5280 §5).
+
+Scopes. Every end-entity certificate names its shard — its holder's municipality — in its CRL
+distribution point (reference §1.2, §3.2), so each (CA generation, municipality) pair is one
+CRL scope, generated independently and in parallel (Boulder's crl-updater, architecture §11
+[B2]). Each generation also has an ARL: its root's distribution point is the CA's own DN (§1.1).
+
+Per scope: one CRL-number sequence shared by full and delta CRLs (§5.2.3); full CRLs carry a
+critical Issuing Distribution Point equal to the certificates' distribution point and a Freshest
+CRL pointer to the delta; deltas carry the same IDP and a critical Delta CRL Indicator naming their
+base, and list what changed since the base: new revocations, changed reasons, and removeFromCRL
+for released holds (§5.2.4, §5.3.1).
+
+Files are written under ``<data>/crl/<ca>/gNN/`` with the CRL number in the name, then recorded;
+the HTTP endpoint serves the newest recorded one, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from jpki.authority.ca import CaService
+from jpki.authority.profiles import shard_names
+from jpki.authority.recipe import Recipe
+from jpki.errors import NotFound
+from jpki.lifecycle.crl_entries import remove_from_crl_entry
+from jpki.model import CaGeneration, CaKind, CrlPublication
+from jpki.municipalities import Municipality
+from jpki.ports import Clock, CrlEntrySource, KeyStore, UnitOfWorkFactory
+from jpki.revocation.crl_writer import CrlPlan, WrittenCrl, write_crl
+from jpki.telemetry import NO_TELEMETRY, Telemetry
+from jpki.urls import ServiceUrls
+
+ARL = "arl"
+FULL = "full"
+DELTA = "delta"
+KEEP_FILES = 3  # older files of a scope are removed once newer ones are recorded
+
+
+@dataclass(frozen=True)
+class CrlScope:
+    generation: CaGeneration
+    name: str  # a municipality code, or "arl"
+    municipality: Municipality | None
+
+    @property
+    def is_arl(self) -> bool:
+        return self.name == ARL
+
+    @property
+    def label(self) -> str:
+        return f"{self.generation.ca.value}/g{self.generation.generation:02d}/{self.name}"
+
+
+def file_name(scope: str, kind: str) -> str:
+    """The URL file name of a scope's CRL: ``132217.crl``, ``132217-delta.crl``, ``arl.crl``."""
+    return f"{scope}-delta.crl" if kind == DELTA else f"{scope}.crl"
+
+
+def parse_file_name(name: str) -> tuple[str, str]:
+    """(scope, kind) from a URL file name; NotFound for anything else."""
+    if not name.endswith(".crl"):
+        raise NotFound("no such CRL")
+    stem = name[:-4]
+    kind = FULL
+    if stem.endswith("-delta"):
+        stem, kind = stem[:-6], DELTA
+    if stem == ARL and kind == FULL:
+        return stem, kind
+    if len(stem) == 6 and stem.isascii() and stem.isdigit():  # not other scripts' digits
+        return stem, kind
+    raise NotFound("no such CRL")
+
+
+class CrlService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, source: CrlEntrySource, keys: KeyStore,
+                 clock: Clock, recipe: Recipe, urls: ServiceUrls, cas: CaService,
+                 directory: Path) -> None:
+        self._uow = uow_factory
+        self._source = source
+        self._keys = keys
+        self._clock = clock
+        self._recipe = recipe
+        self._urls = urls
+        self._cas = cas
+        self.directory = directory
+        # Set by the composition root (api.metrics.bind): how long each publication took.
+        self.telemetry: Telemetry = NO_TELEMETRY
+
+    # --- scopes -------------------------------------------------------------------------
+
+    def scopes(self, shards: list[str] | None = None, *, include_arl: bool = True,
+               at: datetime | None = None) -> list[CrlScope]:
+        """Every scope of every generation still within validity (plus grace)."""
+        now = at or self._clock.now()
+        with self._uow() as uow:
+            generations = [g for g in uow.cas.generations()
+                           if g.not_after + self._recipe.crl.expired_grace >= now]
+            municipalities = list(uow.municipalities.all())
+        if shards is not None:
+            wanted = set(shards)
+            unknown = wanted - {m.code for m in municipalities} - {ARL}
+            if unknown:
+                raise NotFound(f"no such shard: {', '.join(sorted(unknown))}")
+            municipalities = [m for m in municipalities if m.code in wanted]
+            include_arl = include_arl and ARL in wanted
+        out = []
+        for gen in generations:
+            out += [CrlScope(gen, m.code, m) for m in municipalities]
+            if include_arl:
+                out.append(CrlScope(gen, ARL, None))
+        return out
+
+    def scope(self, ca: CaKind, generation: int, name: str) -> CrlScope:
+        with self._uow() as uow:
+            gen = next((g for g in uow.cas.generations(ca) if g.generation == generation), None)
+            if gen is None:
+                raise NotFound("no such CA generation")
+            if name == ARL:
+                return CrlScope(gen, ARL, None)
+            municipality = uow.municipalities.get(name)
+        if municipality is None:
+            raise NotFound("no such shard")
+        return CrlScope(gen, name, municipality)
+
+    def _idp(self, scope: CrlScope) -> x509.IssuingDistributionPoint:
+        if scope.is_arl:
+            # The roots' distribution point is the CA's own DN (§1.1): the ARL answers to it.
+            subject = x509.load_der_x509_certificate(scope.generation.certificate_der).subject
+            return x509.IssuingDistributionPoint(
+                full_name=[x509.DirectoryName(subject)], relative_name=None,
+                only_contains_user_certs=False, only_contains_ca_certs=True,
+                only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
+        assert scope.municipality is not None
+        return x509.IssuingDistributionPoint(
+            full_name=shard_names(self._recipe, self._urls, scope.generation.ca,
+                                  scope.generation.generation, scope.municipality),
+            relative_name=None, only_contains_user_certs=True, only_contains_ca_certs=False,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def publish(self, scope: CrlScope, kind: str = FULL) -> CrlPublication:
+        """Generate, sign, write and record one CRL of ``scope``."""
+        started = time.perf_counter()
+        gen = scope.generation
+        gid = gen.id or 0
+        issuer = self._cas.issuer_of(gen)
+        crl = self._recipe.crl
+        with self._uow() as uow:
+            base = uow.crls.latest(gid, scope.name, FULL) if kind == DELTA else None
+            number = uow.crls.next_number(gid, scope.name)
+            uow.commit()
+        if kind == DELTA and base is None:
+            # A delta needs a base: publish the full CRL first.
+            return self.publish(scope, FULL)
+        with self._source.snapshot() as snap:
+            now = self._clock.now()
+            floor = now - crl.expired_grace
+            interval = crl.delta_interval if kind == DELTA else crl.full_interval
+            plan = CrlPlan(
+                issuer=issuer, this_update=now, next_update=now + interval + crl.next_update_margin,
+                number=number, idp=self._idp(scope),
+                delta_base=base.number if base is not None else None,
+                freshest_url=None if kind == DELTA or scope.is_arl else self._urls.crl_delta(
+                    gen.ca, gen.generation, scope.name))
+            key = self._keys.rsa_key(gen.key_label)
+            entries: Iterator[bytes]
+            if scope.is_arl:
+                # No CA certificate is ever revoked by this service yet: the ARL is empty.
+                count, length, entries = 0, 0, iter([])
+            elif kind == FULL:
+                count, length = snap.full_stats(gid, scope.name, now, floor)
+                entries = snap.full_entries(gid, scope.name, now, floor)
+            else:
+                assert base is not None
+                chunks = self._delta_entries(snap.delta(gid, scope.name, base.this_update, now,
+                                                        floor))
+                count, length, entries = len(chunks), sum(map(len, chunks)), iter(chunks)
+            relative = Path(gen.ca.value) / f"g{gen.generation:02d}" / \
+                f"{file_name(scope.name, kind)[:-4]}.{number}.crl"
+            written = self._write(relative, plan, count, length, entries, key)
+        publication = CrlPublication(
+            id=None, ca_generation_id=gid, scope=scope.name, kind=kind, number=number,
+            base_number=plan.delta_base, this_update=plan.this_update,
+            next_update=plan.next_update, entries=written.entries, size=written.size,
+            sha256=written.sha256, path=str(relative), created_at=self._clock.now())
+        with self._uow() as uow:
+            uow.crls.add(publication)
+            stale = list(uow.crls.older_than(gid, scope.name, kind, KEEP_FILES))
+            uow.commit()
+        for old in stale:
+            (self.directory / old.path).unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # published: an observer's failure changes nothing
+            self.telemetry.crl_published(gen.ca.value, gen.generation, publication,
+                                         time.perf_counter() - started)
+        return publication
+
+    @staticmethod
+    def _delta_entries(rows: list) -> list[bytes]:  # type: ignore[type-arg]
+        out = []
+        for row in rows:
+            if row.revoked_at is not None and row.crl_entry is not None:
+                out.append(bytes(row.crl_entry))
+            elif row.hold_released_at is not None:
+                # §5.3.1: a released hold is listed once more, as removeFromCRL.
+                out.append(remove_from_crl_entry(row.serial, row.hold_released_at))
+        return out
+
+    def _write(self, relative: Path, plan: CrlPlan, count: int, length: int,
+               entries: Iterator[bytes], key: object) -> WrittenCrl:
+        target = self.directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+                written = write_crl(plan, count, length, entries, key, out)  # type: ignore[arg-type]
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return written
+
+    def publish_many(self, scopes: list[CrlScope], kinds: tuple[str, ...] = (FULL, DELTA),
+                     workers: int = 4,
+                     progress: Callable[[CrlScope, CrlPublication], None] | None = None,
+                     ) -> list[CrlPublication]:
+        """Publish scopes in parallel. Threads suffice: the heavy parts — the database cursor,
+        hashing, file writes and the HSM signature — all release the GIL."""
+        results: list[CrlPublication] = []
+
+        def one(scope: CrlScope) -> list[CrlPublication]:
+            return [self.publish(scope, kind) for kind in kinds
+                    if not (scope.is_arl and kind == DELTA)]
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {pool.submit(one, scope): scope for scope in scopes}
+            for future in as_completed(futures):
+                for publication in future.result():
+                    results.append(publication)
+                    if progress is not None:
+                        progress(futures[future], publication)
+        return results
+
+    # --- reading ------------------------------------------------------------------------
+
+    def latest(self, scope: CrlScope, kind: str) -> CrlPublication | None:
+        with self._uow() as uow:
+            return uow.crls.latest(scope.generation.id or 0, scope.name, kind)
+
+    def due(self, at: datetime | None = None) -> list[tuple[CrlScope, str]]:
+        """What the maintenance loop should publish now: full CRLs older than the full interval
+        (or missing), deltas older than the delta interval."""
+        now = at or self._clock.now()
+        crl = self._recipe.crl
+        out = []
+        with self._uow() as uow:
+            for scope in self.scopes(at=now):
+                gid = scope.generation.id or 0
+                full = uow.crls.latest(gid, scope.name, FULL)
+                if full is None or now - full.this_update >= crl.full_interval:
+                    out.append((scope, FULL))
+                    continue
+                if scope.is_arl:
+                    continue
+                delta = uow.crls.latest(gid, scope.name, DELTA)
+                if delta is None or now - delta.this_update >= crl.delta_interval:
+                    out.append((scope, DELTA))
+        return out

@@ -1,0 +1,34 @@
+"""The operator's revocation of one certificate (POST
+/v1/operators/certificates/{serial}/revocation,
+``jpki cert revoke``), under the rules of jpki.lifecycle.revocation."""
+
+from __future__ import annotations
+
+from jpki.access.principals import Principal
+from jpki.audit import AuditLog
+from jpki.errors import CertificateNotFound, ResidentNotFound
+from jpki.lifecycle.revocation import RevocationResult, revoke_in
+from jpki.model import ClientRole, RevocationReason
+from jpki.ports import Clock, UnitOfWorkFactory
+
+
+class RevocationService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._audit = audit
+
+    def revoke(self, actor: Principal, serial: str, reason: RevocationReason) -> RevocationResult:
+        actor.require_role(ClientRole.OPERATOR)
+        with self._uow() as uow:
+            cert = uow.certificates.get_by_serial(serial, for_update=True)
+            if cert is None:
+                raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
+            resident = uow.residents.get(cert.resident_id)
+            if resident is None:  # pragma: no cover - foreign key
+                raise ResidentNotFound("the certificate's resident is missing")
+            actor.require_municipality(resident.municipality_code)
+            now = self._clock.now()
+            result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause="request")
+            uow.commit()
+        return result
