@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 from devices.card.client import JpkiCard
 from devices.card.emulator import JpkiCardEmulator

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD
 
 from devices.card.emulator import CardState, JpkiCardEmulator
 

@@ -6,7 +6,7 @@ Raw APDUs on purpose: these tests pin the bytes a real client sees.
 from __future__ import annotations
 
 import pytest
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard
 
 from devices.card.errors import InvalidPinFormat, PinBlocked, WrongPin
 from devices.card.jpki_ap import Pin

@@ -10,7 +10,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 from devices.card.emulator import CardState, JpkiCardEmulator
 from devices.card.errors import CardStateError, WrongPin

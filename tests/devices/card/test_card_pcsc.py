@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from tests.card.conftest import AUTH_PIN, SIGN_PASSWORD, PcscCard
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, PcscCard
 
 from devices.card.apdu import CommandApdu
 from devices.card.client import JpkiCard

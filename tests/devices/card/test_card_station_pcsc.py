@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from tests.card.conftest import (
+from tests.devices.card.conftest import (
     AUTH_TOKEN,
     IN_PERSON_B,
     PKCS11_MODULE,

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from tests.card.conftest import EmulatedCard
+from tests.devices.card.conftest import EmulatedCard
 
 from devices.card.emulator.vpcd import VpcdLink
 from devices.card.jpki_ap import JPKI_ATR

@@ -208,7 +208,7 @@ def test_a_status_call_answered_from_memory_is_audited_before_it_may_leave(
         services, key_pool) -> None:
     import threading
 
-    from tests.jpki.test_relying_party_services import rp_context
+    from tests.jpki.relying_parties.test_relying_party_services import rp_context
 
     holder = new_holder(services, list(key_pool))
     ctx, _ = rp_context(services)
