@@ -268,9 +268,12 @@ GROUPS = {
 
 
 def _instrument(timer: PhaseTimer, services: Services) -> None:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
+    import jpki.issuance.card as card_planner
     import jpki.issuance.service as issuance
+    from jpki.store import issuance as issuance_records
     from jpki.store import repositories
     from jpki.store.uow import SqlUnitOfWork
 
@@ -281,7 +284,7 @@ def _instrument(timer: PhaseTimer, services: Services) -> None:
         return {1: "DB: commit of the intent (step 4)",
                 2: "DB: commit of the certificates (step 7)"}.get(n, "DB: other commits")
 
-    timer.patch(issuance, "load_subject_key", "validate: parse and check subject keys")
+    timer.patch(card_planner, "load_subject_key", "validate: parse and check subject keys")
     timer.patch(issuance, "build_end_entity", "build: certificate builder (profiles)")
     timer.patch(issuance, "to_be_signed", "build: TBS + lint certificate (recording signer)")
     timer.patch(issuance, "lint_end_entity", "lint: profile checks")
@@ -290,12 +293,15 @@ def _instrument(timer: PhaseTimer, services: Services) -> None:
     timer.patch(services.keys, "hmac_sha256", "HSM: audit HMAC-SHA-256")
     timer.patch(services.audit, "record", "audit: canonical JSON, record objects")
     timer.patch(Session, "execute", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
+    # Core statements run on the session's connection directly (jpki.store.issuance).
+    timer.patch(Connection, "execute", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
     timer.patch(Session, "get", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
     timer.patch(Session, "flush", "DB: ORM flush (INSERT/UPDATE of entities)")
     # Statement building and row mapping in the repositories, outside Session.execute itself.
     for repository in (repositories.SqlMunicipalities, repositories.SqlResidents,
                        repositories.SqlCards, repositories.SqlCertificates, repositories.SqlCas,
-                       repositories.SqlAudit):
+                       repositories.SqlAudit, repositories.SqlProofings,
+                       issuance_records.SqlIssuanceRecords):
         for name, member in list(vars(repository).items()):
             if callable(member) and not name.startswith("_"):
                 timer.patch(repository, name, "DB: repositories (build statements, map rows)")
