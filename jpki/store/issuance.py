@@ -10,10 +10,12 @@ this transaction, a device) exist first.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from jpki.errors import InternalError
@@ -22,15 +24,23 @@ from jpki.store.tables import certificates
 
 _T = certificates.c
 
-KEYS_IN_USE = select(_T.public_key_sha256).where(
-    _T.public_key_sha256.in_(bindparam("keys", expanding=True)),
-    _T.status != CertStatus.ABANDONED)
+# IN lists of a fixed length, one statement per length: an "expanding" parameter would be
+# rendered anew at every execution.
+@functools.lru_cache(maxsize=8)
+def _keys_in_use(count: int) -> Select[tuple[str]]:
+    return select(_T.public_key_sha256).where(
+        _T.public_key_sha256.in_([bindparam(f"k{i}") for i in range(count)]),
+        _T.status != CertStatus.ABANDONED)
 
-_HISTORY = (select(_T.id, _T.serial, _T.kind, _T.card_id, _T.status, _T.not_before,
+
+@functools.lru_cache(maxsize=8)
+def _history(kinds: tuple[CertKind, ...]) -> Select[Any]:
+    return (select(_T.id, _T.serial, _T.kind, _T.card_id, _T.status, _T.not_before,
                    _T.not_after, _T.revoked_at, _T.created_at)
             .where(_T.resident_id == bindparam("resident"),
-                   _T.kind.in_(bindparam("kinds", expanding=True)))
+                   _T.kind.in_([bindparam(f"kind{i}", kind) for i, kind in enumerate(kinds)]))
             .order_by(_T.id))
+
 
 # One multi-row INSERT … RETURNING (SQLAlchemy's "insertmanyvalues"), ids in parameter order.
 _RECORD = insert(certificates).returning(_T.id, sort_by_parameter_order=True)
@@ -50,15 +60,18 @@ class SqlIssuanceRecords:
         self._s = session
 
     def keys_in_use(self, public_key_sha256s: Sequence[str]) -> set[str]:
-        if not public_key_sha256s:
-            return set()
-        rows = self._s.connection().execute(KEYS_IN_USE, {"keys": list(public_key_sha256s)})
-        return {str(r[0]) for r in rows}
+        keys = sorted(set(public_key_sha256s))
+        found: set[str] = set()
+        for at in range(0, len(keys), 8):
+            part = keys[at:at + 8]
+            rows = self._s.connection().execute(_keys_in_use(len(part)),
+                                                {f"k{i}": k for i, k in enumerate(part)})
+            found.update(str(r[0]) for r in rows)
+        return found
 
     def history(self, resident_id: str,
                 kinds: Sequence[CertKind]) -> Sequence[CertificateFacts]:
-        rows = self._s.connection().execute(_HISTORY, {"resident": resident_id,
-                                                       "kinds": list(kinds)})
+        rows = self._s.connection().execute(_history(tuple(kinds)), {"resident": resident_id})
         return [CertificateFacts(id=r[0], serial=r[1], kind=r[2], card_id=r[3], status=r[4],
                                  not_before=r[5], not_after=r[6], revoked_at=r[7],
                                  created_at=r[8]) for r in rows]
