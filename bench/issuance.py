@@ -75,6 +75,7 @@ _PROOFING = Evidence(presence=Presence.IN_PERSON,
                      applicant_documents=(Document(DocumentType.MY_NUMBER_CARD),),
                      measures=frozenset({Measure.PIN_ENTRY}))
 TARGET_RATIO = 0.5
+PARALLEL_SIGNING = True  # --serial-signing turns it off
 TARGET_DATABASE = "sqlite"
 
 Job = tuple[str, bytes, bytes, str]  # resident id, auth key, sign key, proofing record id
@@ -97,6 +98,18 @@ class RunResult:
     target: float
     meets_target: bool
     latency_ms: dict[str, float]
+    # The process's CPU time (every thread, SoftHSM's signatures included: it runs in-process)
+    # per certificate: steadier than the rates on a shared machine, where waits for the CPU
+    # and the disk swing.
+    cpu_ms_per_certificate: float = 0.0
+    # The same for one raw signature (the first raw measurement): their quotient is the ratio
+    # the CPU alone allows, one thread, no waits — comparable across loads.
+    raw_cpu_ms_per_signature: float = 0.0
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.raw_cpu_ms_per_signature / self.cpu_ms_per_certificate \
+            if self.cpu_ms_per_certificate else 0.0
 
 
 @dataclass
@@ -204,6 +217,8 @@ class Prepared:
 def _prepare(hsm: BenchHsm, url: str, keys: list[bytes], pairs: int, warmup: int,
              log: Callable[[str], None]) -> Prepared:
     services = open_services(hsm, url)
+    # --serial-signing: a pair's two signatures one after the other, as before they overlapped
+    services.issuance._parallel = PARALLEL_SIGNING
     residents = register_residents(services, pairs + warmup)
     # A station issues only against an identity-proofing record it made (jpki.registry.counter); the
     # counter visit is not part of issuance, so it happens here, untimed.
@@ -229,9 +244,13 @@ def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pa
     with fresh_database(database, hsm.data_dir, f"run-t{threads}") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
         try:
+            raw_cpu = time.process_time()
             raw_before = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
+            raw_cpu = time.process_time() - raw_cpu
+            cpu_began = time.process_time()
             seconds, latencies = (issue_batched(prep.services, prep.jobs, batch) if batch
                                   else issue_all(prep.services, prep.jobs, threads))
+            cpu = time.process_time() - cpu_began
             raw_after = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
             issued = _issued_count(prep.services)
         finally:
@@ -250,10 +269,14 @@ def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pa
         certificates_per_s=rate, raw_signatures_per_s=raw, raw_before=raw_before,
         raw_after=raw_after, ratio=rate / raw, raw_commits_per_s=commits, target=TARGET_RATIO,
         meets_target=rate / raw >= TARGET_RATIO,
-        latency_ms={"p50": percentile(ms, 50), "p95": percentile(ms, 95), "max": ms[-1]})
+        latency_ms={"p50": percentile(ms, 50), "p95": percentile(ms, 95), "max": ms[-1]},
+        cpu_ms_per_certificate=cpu * 1000 / certs,
+        raw_cpu_ms_per_signature=raw_cpu * 1000 / (raw_before * raw_seconds))
     log(f"  {rate:,.0f} certificates/s, raw {raw:,.0f} signatures/s "
         f"({raw_before:,.0f} before, {raw_after:,.0f} after), ratio {result.ratio:.3f}; "
-        f"{commits:,.0f} durable commits/s")
+        f"{commits:,.0f} durable commits/s; CPU {result.cpu_ms_per_certificate:.2f} ms per "
+        f"certificate, {result.raw_cpu_ms_per_signature:.2f} ms per raw signature (CPU ratio "
+        f"{result.cpu_ratio:.3f})")
     return result
 
 
@@ -403,7 +426,7 @@ def _print_tables(report: dict[str, Any]) -> None:
                         f"{TARGET_RATIO} on SQLite)")
     for col in ("database", "mode", "threads", "pairs", "certificates/s", "raw signatures/s",
                 "(before / after)", "ratio", "target", "p50 ms/pair", "p95 ms/pair",
-                "durable commits/s"):
+                "durable commits/s", "CPU ms/cert"):
         table.add_column(col, justify="left" if col == "database" else "right")
     for r in report["results"]:
         if r["database"] == TARGET_DATABASE:
@@ -414,7 +437,7 @@ def _print_tables(report: dict[str, Any]) -> None:
                       f"{r['certificates_per_s']:,.1f}", f"{r['raw_signatures_per_s']:,.0f}",
                       f"{r['raw_before']:,.0f} / {r['raw_after']:,.0f}", f"{r['ratio']:.3f}",
                       verdict, f"{r['latency_ms']['p50']:.2f}", f"{r['latency_ms']['p95']:.2f}",
-                      f"{r['raw_commits_per_s']:,.0f}")
+                      f"{r['raw_commits_per_s']:,.0f}", f"{r['cpu_ms_per_certificate']:.2f}")
     console.print(table)
     for b in report["breakdowns"]:
         extra = ""
@@ -465,6 +488,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, nargs="*", default=[32], metavar="N",
                    help="also measure bulk issuance (issue_batch) in chunks of N; several values "
                         "run several times; none: skip (default: 32)")
+    p.add_argument("--serial-signing", action="store_true",
+                   help="sign a pair's two certificates one after the other, not at once on "
+                        "two HSM sessions (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON document, no tables")
     p.add_argument("--save", type=Path, metavar="FILE",
                    help="also write the JSON document to FILE")
@@ -489,6 +515,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    global PARALLEL_SIGNING
+    PARALLEL_SIGNING = not args.serial_signing
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
@@ -511,7 +539,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             results += [measure(hsm, database, 1, keys, pairs=args.pairs, warmup=args.warmup,
                                 raw_seconds=args.raw_seconds, log=log, batch=n)
                         for n in args.batch]
-            report["results"].extend(asdict(r) for r in results)
+            report["results"].extend({**asdict(r), "cpu_ratio": r.cpu_ratio} for r in results)
             single = next((r for r in results if r.threads == 1 and r.mode == "single"), None)
             if args.breakdown_pairs:
                 b = breakdown(hsm, database, keys, pairs=args.breakdown_pairs,
