@@ -86,13 +86,14 @@ _helpers_lock = threading.Lock()
 
 
 def _signing_helper() -> ThreadPoolExecutor:
-    """One process-wide thread that signs a request's second certificate while the caller
-    signs its first: the HSM signs on several sessions at once, and python-pkcs11 releases the
-    GIL while it does."""
+    """Process-wide threads that sign a request's second certificate while the caller signs
+    its first: the HSM signs on several sessions at once, and python-pkcs11 releases the GIL
+    while it does. As many as the key store's default session pool (JPKI_HSM_POOL_SIZE), so
+    concurrent requests do not queue behind one helper."""
     global _helpers
     with _helpers_lock:
         if _helpers is None:
-            _helpers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-sign")
+            _helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jpki-sign")
         return _helpers
 
 
