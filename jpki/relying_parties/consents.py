@@ -61,12 +61,13 @@ from jpki.errors import (
 from jpki.model import Certificate, CertStatus, Consent
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.protocol.consent import CONSENT_ID, ConsentInvalid, ConsentStatement, ConsentWithdrawal
-from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.holder_signatures import (
     HolderSignature,
     signed_while_valid,
     verify_holder_signature,
 )
+from jpki.relying_parties.service import RpContext
+
 
 class ConsentForAnotherParty(Forbidden):
     code = "consent.wrong_relying_party"
