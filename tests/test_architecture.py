@@ -102,11 +102,8 @@ def test_the_protocol_imports_only_the_standard_library_cryptography_and_the_err
     """An allow-list, which import-linter cannot express: devices take jpki.protocol with them,
     so it may need nothing the CA's deployment alone provides (architecture §2.3)."""
     allowed_roots = set(sys.stdlib_module_names) | {"cryptography", "asn1crypto"}
-    found = {}
-    for path in sorted((ROOT / "jpki" / "protocol").glob("*.py")):
-        for name in _imports(path):
-            if name.split(".")[0] in allowed_roots or name == "jpki.errors" or \
-                    name.startswith("jpki.protocol."):
-                continue
-            found[path.name] = name
-    assert found == {}
+    found = {(path.name, name) for path in (ROOT / "jpki" / "protocol").glob("*.py")
+             for name in _imports(path)
+             if name.split(".")[0] not in allowed_roots and name != "jpki.errors"
+             and not name.startswith("jpki.protocol.")}
+    assert found == set()

@@ -234,8 +234,8 @@ def test_every_member_is_required_and_typed(doc: Document) -> None:
         del members[name]
         refused(lambda m=members: type(doc).parse(m), doc.error.code, name)
         for wrong in (None, 1, True, {"x": 1}, ["x"] if name != "items" else "name"):
-            refused(lambda w=wrong: type(doc).parse({**doc.to_dict(), name: w}),
-                    doc.error.code, name)
+            typed_wrong = {**doc.to_dict(), name: wrong}
+            refused(lambda m=typed_wrong: type(doc).parse(m), doc.error.code, name)
 
 
 def _members(doc: Document, **changes: Any) -> dict[str, Any]:
