@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.app import create_app
+from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole, ClientStatus
 from tests.api.harness import ADULT, IN_PERSON_B, OTHER, Api
 from tests.api.harness import basic_auth as basic
@@ -214,7 +215,9 @@ def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
     roles = {role: api.caller(role, *(RP_SCOPES if role is RP else ())).headers
              for role in ClientRole}
     suspended = api.caller(OPERATOR, "municipality:132217")
-    api.services.clients.set_status(api.operator, suspended.client_id, ClientStatus.SUSPENDED)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS),
+        suspended.client_id, ClientStatus.SUSPENDED)
     wrong = basic(api.caller(OPERATOR).client_id, "not-the-secret")
     callers: dict[str, tuple[dict[str, str], tuple[int, str] | None]] = {
         "no credentials": ({}, (401, "auth.required")),
@@ -283,10 +286,13 @@ def test_suspension_takes_effect_at_once_and_can_be_lifted(api: Api) -> None:
     path = f"/v1/operators/residents/{NO_RESIDENT}"
     api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
 
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.SUSPENDED)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS),
+        caller.client_id, ClientStatus.SUSPENDED)
     api.problem(api.http.get(path, headers=caller.headers), 403, "auth.client_suspended")
 
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.ACTIVE)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS), caller.client_id, ClientStatus.ACTIVE)
     api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
 
 
