@@ -25,8 +25,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.composition import build_services
 from api.in_process import free_port, served_in_thread
-from jpki.access.authz import Operation, authorize
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.authz import Operation, authorize
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.access.principals import Principal
 from jpki.errors import CaNotInitialised

@@ -30,8 +30,8 @@ import pytest
 
 from api.composition import Services
 from api.in_process import free_port
-from jpki.access.authz import Operation, authorize
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole
 from jpki.rate_limits import TokenBuckets
 from tests.conftest import LiveServer, serve
