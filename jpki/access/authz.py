@@ -1,5 +1,5 @@
 """Authorisation as a table: which kinds of principal may make each operation, with which scope,
-for which municipality (architecture §2.5, §10.4; non-negotiable 7).
+for which municipality (architecture §2.6, §10.4; non-negotiable 7).
 
 Every operation a service offers to a caller is an :class:`Operation`, and :data:`TABLE` says,
 for each, the principal kinds allowed (jpki.access.principals.PrincipalKind — no kind stands for

@@ -2,7 +2,7 @@
 
 Each kind is named for who it is, never a wildcard: the CA's local operator (the CLI) and the
 maintenance jobs are kinds of their own, and what each kind may do is written out, operation by
-operation, in the table of jpki.access.authz (architecture §2.5). A principal only says who is
+operation, in the table of jpki.access.authz (architecture §2.6). A principal only says who is
 asking; whether it may is decided there, by :func:`jpki.access.authz.authorize`.
 
 Scopes narrow what a client may act on (non-negotiable 7): operators and stations may be scoped
