@@ -26,6 +26,7 @@ from api.composition import build_services
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal, PrincipalKind
 from jpki.model import CertKind
+from jpki.protocol.mobile import MobileSuspensionLift
 from jpki.settings import Settings
 from tests.holder_kit import new_holder
 from tests.phone_kit import spki
@@ -42,10 +43,9 @@ def hold(state: Path) -> None:
     services.mobile.hold(HOLD, holder.resident_id)
     new_sign = pool.pop()
     challenge = services.mobile.new_challenge("lift")[0]
-    lift = holder.sign_as(holder.mobile_serials[CertKind.MOBILE_AUTH], {
-        "type": "jpki-mobile-lift/1", "challenge": base64.b64encode(challenge).decode(),
-        "device": phone.device_id, "sign_public_key": base64.b64encode(spki(new_sign)).decode(),
-        "sign_pop": phone.pop(challenge, CertKind.MOBILE_SIGN, key=new_sign)})
+    lift = holder.sign_as(holder.mobile_serials[CertKind.MOBILE_AUTH], MobileSuspensionLift(
+        challenge=challenge, device=phone.device_id, sign_public_key=spki(new_sign),
+        sign_pop=phone.proof(challenge, CertKind.MOBILE_SIGN, key=new_sign)))
     state.write_text(json.dumps({
         "mobile_auth_der": base64.b64encode(phone.certs[CertKind.MOBILE_AUTH]).decode(),
         "lift": base64.b64encode(lift).decode()}))
