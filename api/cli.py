@@ -37,6 +37,7 @@ from api.cli_rp import rp_app
 from api.cli_station import station_app
 from api.composition import Services, build_services
 from hsm.errors import HsmError
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.principals import Principal
 from jpki.errors import InvalidInput, JpkiError
 from jpki.issuance.service import KeyRequest
@@ -82,12 +83,21 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 DEFAULT_DATA_DIR = Path("var")
 
 
+P = TypeVar("P", bound=Operation)
+
+
 def _actor() -> Principal:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
     return Principal.local_operator(user)
+
+
+def _grant(operation: P) -> Grant[P]:
+    """The local operator's grant for ``operation``, by the table of jpki.access.authz (it
+    lists what the CLI may do, architecture §1)."""
+    return authorize(_actor(), operation)
 
 
 def _jsonable(value: Any) -> Any:
@@ -170,7 +180,7 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None
     Idempotent: a second run changes nothing and says so.
     """
     with _services(data_dir, as_json, init=True) as services:
-        report = services.cas.ceremony(_actor())
+        report = services.cas.ceremony(_grant(Operation.CA_CEREMONY))
         if as_json:
             _print_json({"data_dir": str(services.settings.resolved_data_dir),
                          "created": report.created, "unchanged": report.unchanged})
@@ -306,8 +316,8 @@ def resident_add(
     birth_date = _parse(_date, birth, "date of birth", as_json)
     with _services(data_dir, as_json) as services:
         resident = services.residents.register(
-            _actor(), name=name, birth_date=birth_date, sex=sex, address=address,
-            municipality_code=municipality, dv_support=dv_support)
+            _grant(Operation.RESIDENT_REGISTER), name=name, birth_date=birth_date, sex=sex,
+            address=address, municipality_code=municipality, dv_support=dv_support)
         if as_json:
             _print_json({"id": resident.id})
         else:
@@ -335,7 +345,8 @@ def resident_event(
         date=_parse(_date, event_date, "date", as_json) if event_date else None,
         municipality_code=municipality)
     with _services(data_dir, as_json) as services:
-        outcome = services.residents.record_event(_actor(), resident, event)
+        outcome = services.residents.record_event(_grant(Operation.RESIDENT_EVENT), resident,
+                                                  event)
         result = {"resident": outcome.resident.id, "changed": outcome.changed,
                   "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name,
                                "revoked_at": r.revoked_at} for r in outcome.revocations]}
@@ -353,10 +364,10 @@ def resident_show(resident: Annotated[str, typer.Option(help="Resident id.")],
                   data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Show a resident's record status and certificates (no personal data)."""
     with _services(data_dir, as_json) as services:
-        r = services.residents.get(_actor(), resident)
+        r = services.residents.get(_grant(Operation.RESIDENT_READ), resident)
         with services.uow() as uow:
             certs = [c.serial for c in uow.certificates.for_resident(r.id)]
-        views = [services.certificates.show(_actor(), s) for s in certs]
+        views = [services.certificates.show(_grant(Operation.CERTIFICATE_READ), s) for s in certs]
         data = {"id": r.id, "municipality": r.municipality_code,
                 "registry_source": r.registry_source, "status": r.status,
                 "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,
@@ -416,7 +427,8 @@ def cert_issue(
     spec = CardSpec(number=card, expires_on=_parse(_date, card_expiry, "date", as_json)
                     if card_expiry else None)
     with _services(data_dir, as_json) as services:
-        issued = services.issuance.issue(_actor(), resident, [KeyRequest(cert_kind, key)], spec)
+        issued = services.issuance.issue(_grant(Operation.CERTIFICATE_ISSUE), resident,
+                                         [KeyRequest(cert_kind, key)], spec)
         _report_issued(services, issued[0].serial, issued[0].der, out_path, as_json)
 
 
@@ -433,7 +445,7 @@ def cert_renew(
     key = _read_key(public_key, as_json)
     _check_out(out_path, as_json)
     with _services(data_dir, as_json) as services:
-        issued = services.issuance.renew_serial(_actor(), canonical, key)
+        issued = services.issuance.renew_serial(_grant(Operation.CERTIFICATE_RENEW), canonical, key)
         _report_issued(services, issued.serial, issued.der, out_path, as_json)
 
 
@@ -444,7 +456,7 @@ def _report_issued(services: Services, serial: str, der: bytes, out_path: Path,
     except OSError:
         _fail("output.unwritable", f"certificate {serial} was issued but {out_path} could not be "
               f"written; `jpki cert show --serial {serial} --json` prints its PEM", as_json)
-    view = services.certificates.show(_actor(), serial)
+    view = services.certificates.show(_grant(Operation.CERTIFICATE_READ), serial)
     if as_json:
         data = _jsonable(view)
         data["out"] = str(out_path)
@@ -465,7 +477,7 @@ def cert_revoke(
     canonical = _parse(parse_serial, serial, "serial", as_json)
     parsed = _parse(RevocationReason.parse, reason, "reason", as_json)
     with _services(data_dir, as_json) as services:
-        result = services.revocation.revoke(_actor(), canonical, parsed)
+        result = services.revocation.revoke(_grant(Operation.CERTIFICATE_REVOKE), canonical, parsed)
         if as_json:
             _print_json({"serial": result.serial, "reason": result.reason.rfc_name,
                          "revoked_at": result.revoked_at, "changed": result.changed})
@@ -481,7 +493,7 @@ def cert_show(serial: Annotated[str, typer.Option(help="Serial (hex).")],
     """Show a certificate's status, validity, revocation and linkage."""
     canonical = _parse(parse_serial, serial, "serial", as_json)
     with _services(data_dir, as_json) as services:
-        view = services.certificates.show(_actor(), canonical)
+        view = services.certificates.show(_grant(Operation.CERTIFICATE_READ), canonical)
         if as_json:
             data = _jsonable(view)
             if view.der:
@@ -504,7 +516,8 @@ def cert_reconcile(
 ) -> None:
     """Abandon issuance intents that never completed (they are then reported as revoked)."""
     with _services(data_dir, as_json) as services:
-        serials = services.issuance.abandon_stale(_actor(), timedelta(seconds=older_than))
+        serials = services.issuance.abandon_stale(_grant(Operation.PENDING_ABANDON),
+                                                  timedelta(seconds=older_than))
         if as_json:
             _print_json({"abandoned": serials})
         else:
@@ -523,7 +536,7 @@ def card_add(resident: Annotated[str, typer.Option(help="Resident id.")],
     spec = CardSpec(number=number,
                     expires_on=_parse(_date, expiry, "date", as_json) if expiry else None)
     with _services(data_dir, as_json) as services:
-        outcome = services.cards.register(_actor(), resident, spec)
+        outcome = services.cards.register(_grant(Operation.CARD_REGISTER), resident, spec)
         data = {"number": outcome.card.number, "expires_on": outcome.card.expires_on,
                 "revoked": [r.serial for r in outcome.revocations]}
         _print_json(data) if as_json else out.print(f"card {outcome.card.number}")
@@ -535,7 +548,7 @@ def card_event(number: Annotated[str, typer.Option(help="Card number.")],
                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Record a card's loss (hold), finding (revoke) or return (revoke)."""
     with _services(data_dir, as_json) as services:
-        outcome = services.cards.record_event(_actor(), number, kind)
+        outcome = services.cards.record_event(_grant(Operation.CARD_EVENT), number, kind)
         data = {"number": outcome.card.number, "status": outcome.card.status,
                 "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name}
                             for r in outcome.revocations]}
@@ -564,7 +577,7 @@ def client_add(name: Annotated[str, typer.Option(help="A name for the client.")]
                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Create an API client; prints its client_id and client_secret once."""
     with _services(data_dir, as_json) as services:
-        new = services.clients.create(_actor(), name=name, role=role,
+        new = services.clients.create(_grant(Operation.CLIENT_CREATE), name=name, role=role,
                                       scopes=[s for s in scopes.split(",") if s.strip()],
                                       station_kind=station_kind)
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret,
@@ -583,7 +596,8 @@ def client_suspend(client_id: Annotated[str, typer.Option(help="Client id.")],
                    data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Suspend a client: its requests are refused at once."""
     with _services(data_dir, as_json) as services:
-        services.clients.set_status(_actor(), client_id, ClientStatus.SUSPENDED)
+        services.clients.set_status(_grant(Operation.CLIENT_SET_STATUS), client_id,
+                                    ClientStatus.SUSPENDED)
         _print_json({"client_id": client_id, "status": "suspended"}) if as_json else \
             out.print(f"{client_id} suspended")
 
@@ -593,7 +607,8 @@ def client_resume(client_id: Annotated[str, typer.Option(help="Client id.")],
                   data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Lift a client's suspension."""
     with _services(data_dir, as_json) as services:
-        services.clients.set_status(_actor(), client_id, ClientStatus.ACTIVE)
+        services.clients.set_status(_grant(Operation.CLIENT_SET_STATUS), client_id,
+                                    ClientStatus.ACTIVE)
         _print_json({"client_id": client_id, "status": "active"}) if as_json else \
             out.print(f"{client_id} active")
 
@@ -665,7 +680,7 @@ def ca_rollover(ca: Annotated[CaKind, typer.Option(help="sign or auth.")],
                 data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Add a CA generation (same DN, new key); earlier ones stay valid for what they issued."""
     with _services(data_dir, as_json) as services:
-        gen = services.cas.rollover(_actor(), ca)
+        gen = services.cas.rollover(_grant(Operation.CA_ROLLOVER), ca)
         data = {"ca": gen.ca, "generation": gen.generation, "key_label": gen.key_label,
                 "not_after": gen.not_after}
         _print_json(data) if as_json else out.print(
@@ -867,7 +882,7 @@ def mobile_sweep(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False)
     """重層的な措置: revoke mobile certificates whose card certificate is no longer valid or
     whose resident record has ended; flag devices that have not checked in for long."""
     with _services(data_dir, as_json) as services:
-        report = services.mobile.sweep(_actor())
+        report = services.mobile.sweep(_grant(Operation.MOBILE_SWEEP))
         if as_json:
             _print_json(report)
         else:

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from jpki.access.authz import Operation
 from jpki.model import ClientStatus, RelyingPartyKind
 from jpki.relying_parties.service import RelyingPartyView
 
@@ -59,11 +60,11 @@ def rp_add(
     as_json: JsonOut = False,
 ) -> None:
     """Register a relying party and its API client; prints the client id and secret once."""
-    from api.cli import _actor, _print_json, _services, out
+    from api.cli import _grant, _print_json, _services, out
 
     with _services(data_dir, as_json) as services:
         new = services.relying_parties.register(
-            _actor(), name=name, kind=kind, purposes=_split(purpose),
+            _grant(Operation.RP_REGISTER), name=name, kind=kind, purposes=_split(purpose),
             scopes=_split([scopes]), parent_id=parent)
         if as_json:
             _print_json({"relying_party": new.relying_party, "client_id": new.client_id,
@@ -78,10 +79,10 @@ def rp_add(
 @rp_app.command("list")
 def rp_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """List relying parties, their purposes, status and clients."""
-    from api.cli import _actor, _print_json, _services, out
+    from api.cli import _grant, _print_json, _services, out
 
     with _services(data_dir, as_json) as services:
-        views = services.relying_parties.list_all(_actor())
+        views = services.relying_parties.list_all(_grant(Operation.RP_READ))
         if as_json:
             _print_json(views)
             return
@@ -105,14 +106,14 @@ def rp_rotate_secret(
     as_json: JsonOut = False,
 ) -> None:
     """Give a relying party's client a new secret; the old one stays valid for the overlap."""
-    from api.cli import _actor, _fail, _print_json, _services, out
+    from api.cli import _fail, _grant, _print_json, _services, out
 
     if overlap_hours is not None and not 0 <= overlap_hours <= 90 * 24:
         _fail("rp.invalid", "--overlap-hours is 0 to 2160", as_json)
     overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else None
     with _services(data_dir, as_json) as services:
-        rotated = services.relying_parties.rotate_secret(_actor(), rp_id, client_id=client,
-                                                         overlap=overlap)
+        rotated = services.relying_parties.rotate_secret(
+            _grant(Operation.RP_ROTATE_SECRET), rp_id, client_id=client, overlap=overlap)
         if as_json:
             _print_json(rotated)
             return
@@ -123,10 +124,10 @@ def rp_rotate_secret(
 
 
 def _set_status(rp_id: str, status: ClientStatus, data_dir: Path, as_json: bool) -> None:
-    from api.cli import _actor, _print_json, _services
+    from api.cli import _grant, _print_json, _services
 
     with _services(data_dir, as_json) as services:
-        view = services.relying_parties.set_status(_actor(), rp_id, status)
+        view = services.relying_parties.set_status(_grant(Operation.RP_SET_STATUS), rp_id, status)
         if as_json:
             data: dict[str, Any] = {"id": view.id, "status": view.status,
                                     "clients": [c["client_id"] for c in view.clients]}

@@ -55,8 +55,7 @@ class LinkedRequest:
 
 @dataclass(frozen=True)
 class DeviceOrder:
-    actor: str  # as the audit log names the holder
-    resident: Resident
+    resident: Resident  # the holder, who applies (the card's signature is the authorisation)
     device_id: str
     requests: tuple[LinkedRequest, ...]
 

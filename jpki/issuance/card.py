@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Grant
 from jpki.errors import (
     CertificateNotRenewable,
     Conflict,
@@ -33,7 +33,6 @@ from jpki.model import (
     CertificateFacts,
     CertKind,
     CertStatus,
-    ClientRole,
     RegistrySource,
     Resident,
 )
@@ -69,12 +68,14 @@ def validate(order: IssuanceOrder) -> ValidatedOrder:
                           keys=tuple(sorted(keys, key=lambda k: issuing_order(k.kind))))
 
 
-def plan(uow: UnitOfWork, actor: Principal, validated: ValidatedOrder, now: datetime,
+def plan(uow: UnitOfWork, grant: Grant, validated: ValidatedOrder, now: datetime,
          municipality_of: MunicipalityOf) -> IssuancePlan:
-    """1. The lifecycle rules, inside the transaction that will record the intents."""
+    """1. The lifecycle rules, inside the transaction that will record the intents. ``grant``:
+    the caller's, for issuing, renewing or a batch (jpki.access.authz)."""
     order = validated.order
-    resident = load_active_resident(uow, order.resident_id, actor)
-    if actor.role is ClientRole.STATION:
+    actor = grant.principal
+    resident = load_active_resident(uow, order.resident_id, grant)
+    if actor.at_counter:
         # reference §5: issuance and renewal only after identity proofing at the window.
         consume_proofing(uow, actor, order.proofing_id, resident.id,
                          "renewal" if order.renew else "issuance", now)
@@ -107,7 +108,7 @@ def plan(uow: UnitOfWork, actor: Principal, validated: ValidatedOrder, now: date
     return IssuancePlan(actor=actor, resident=resident, municipality=municipality,
                         card_id=card.id, card_number=card.number,
                         certificates=tuple(certificates),
-                        delivery_required=actor.role is ClientRole.STATION)
+                        delivery_required=actor.at_counter)
 
 
 def _ref(cert: CertificateFacts | None) -> CertificateRef | None:

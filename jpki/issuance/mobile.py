@@ -37,7 +37,8 @@ def plan(order: DeviceOrder, municipality: Municipality) -> IssuancePlan:
             not_after=card.not_after,
             predecessor=_ref(request.predecessor), partner=_ref(request.partner),
             linked=_ref(card), device_id=order.device_id))
-    return IssuancePlan(actor=Principal(actor=order.actor, role=None), resident=order.resident,
+    # The holder acts: the application is signed with their card (architecture §1).
+    return IssuancePlan(actor=Principal.holder(order.resident.id), resident=order.resident,
                         municipality=municipality, card_id=None, card_number="",
                         certificates=tuple(certificates), delivery_required=False)
 

@@ -29,10 +29,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Grant, Operation
 from jpki.audit import AuditLog, JsonValue
 from jpki.authority.ca import CaService
 from jpki.authority.lint import lint_end_entity, require_clean
@@ -65,7 +66,6 @@ from jpki.lifecycle.revocation import revoke_in, set_revocation
 from jpki.model import (
     Certificate,
     CertStatus,
-    ClientRole,
     PendingCertificate,
     RevocationReason,
 )
@@ -113,34 +113,37 @@ class IssuanceService:
 
     # --- the entries -------------------------------------------------------------------
 
-    def issue(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None,
+    def issue(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE]], resident_id: str,
+              requests: list[KeyRequest], card: CardSpec | None = None,
               proofing_id: str | None = None) -> list[IssuedCertificate]:
         """New card certificates for a resident (the first ones, or after a revocation).
 
         A station must name the identity-proofing record it made for this resident (single
         use, jpki.registry.counter); the CA's own operator CLI issues without one.
         """
-        return self._issue_card(actor, IssuanceOrder(resident_id, tuple(requests), card,
+        grant.require(Operation.CERTIFICATE_ISSUE)
+        return self._issue_card(grant, IssuanceOrder(resident_id, tuple(requests), card,
                                                      proofing_id=proofing_id))
 
-    def renew(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None,
+    def renew(self, grant: Grant[Literal[Operation.CERTIFICATE_RENEW]], resident_id: str,
+              requests: list[KeyRequest], card: CardSpec | None = None,
               proofing_id: str | None = None) -> list[IssuedCertificate]:
         """Renewal: from 3 months before expiry; the old certificate is revoked as superseded and
         linked old→new; the new one runs to the 6th birthday (reference §1.4)."""
-        return self._issue_card(actor, IssuanceOrder(resident_id, tuple(requests), card,
+        grant.require(Operation.CERTIFICATE_RENEW)
+        return self._issue_card(grant, IssuanceOrder(resident_id, tuple(requests), card,
                                                      renew=True, proofing_id=proofing_id))
 
-    def renew_serial(self, actor: Principal, serial: str, public_key: bytes,
-                     card: CardSpec | None = None,
+    def renew_serial(self, grant: Grant[Literal[Operation.CERTIFICATE_RENEW]], serial: str,
+                     public_key: bytes, card: CardSpec | None = None,
                      proofing_id: str | None = None) -> IssuedCertificate:
+        grant.require(Operation.CERTIFICATE_RENEW)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial)
             if cert is None:
                 raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
             resident_id, kind = cert.resident_id, cert.kind
-        issued = self._issue_card(actor, IssuanceOrder(
+        issued = self._issue_card(grant, IssuanceOrder(
             resident_id, (KeyRequest(kind, public_key),), card, renew=True, renewing=serial,
             proofing_id=proofing_id))
         return issued[0]
@@ -158,7 +161,8 @@ class IssuanceService:
                             chain=tuple(i.draft.generation.certificate_der
                                         for i in signed.recorded.intents))
 
-    def issue_batch(self, actor: Principal, orders: Sequence[IssuanceOrder], *,
+    def issue_batch(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE_BATCH]],
+                    orders: Sequence[IssuanceOrder], *,
                     chunk: int = 32) -> list[list[IssuedCertificate] | JpkiError]:
         """Bulk issuance (a day's applications, a municipality's batch): per order, the issued
         certificates or the error that refused it — an order refused does not stop the others.
@@ -169,7 +173,7 @@ class IssuanceService:
         while the next chunk is validated, built and linted, so the single signing stream is
         kept busy (python-pkcs11 releases the GIL while the token signs).
         """
-        actor.require_role(ClientRole.STATION)
+        grant.require(Operation.CERTIFICATE_ISSUE_BATCH)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
         pending: tuple[list[tuple[int, Recorded]], Future[list[Signed]]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-signer") as signer:
@@ -182,7 +186,7 @@ class IssuanceService:
                             with uow.savepoint():
                                 now = self._clock.now()
                                 recorded = self._record(uow, card.plan(
-                                    uow, actor, validated, now, self._municipality), now)
+                                    uow, grant, validated, now, self._municipality), now)
                             batch.append((index, recorded))
                         except JpkiError as exc:
                             results[index] = exc
@@ -195,8 +199,10 @@ class IssuanceService:
                 self._finish(*pending, results)
         return [r if r is not None else InternalError("not processed") for r in results]
 
-    def abandon_stale(self, actor: Principal, older_than: timedelta) -> list[str]:
+    def abandon_stale(self, grant: Grant[Literal[Operation.PENDING_ABANDON]],
+                      older_than: timedelta) -> list[str]:
         """Turn pending intents older than ``older_than`` into abandoned (revoked) certificates."""
+        actor = grant.require(Operation.PENDING_ABANDON)
         now = self._clock.now()
         with self._uow() as uow:
             stale = list(uow.certificates.pending_before(now - older_than))
@@ -207,12 +213,13 @@ class IssuanceService:
 
     # --- the pipeline ------------------------------------------------------------------
 
-    def _issue_card(self, actor: Principal, order: IssuanceOrder) -> list[IssuedCertificate]:
-        actor.require_role(ClientRole.STATION)
+    def _issue_card(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE,
+                                               Operation.CERTIFICATE_RENEW]],
+                    order: IssuanceOrder) -> list[IssuedCertificate]:
         validated = card.validate(order)
 
         def planned(uow: UnitOfWork, now: datetime) -> IssuancePlan:
-            return card.plan(uow, actor, validated, now, self._municipality)
+            return card.plan(uow, grant, validated, now, self._municipality)
 
         return self._run(planned).results()
 

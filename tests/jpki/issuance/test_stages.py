@@ -13,6 +13,7 @@ import threading
 import pytest
 from cryptography import x509
 
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.errors import KeyStoreUnavailable
 from jpki.issuance import card
@@ -26,6 +27,7 @@ from jpki.issuance.stages import (
 from jpki.model import CertKind, CertStatus
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 # --- the token --------------------------------------------------------------------------------
 
@@ -115,7 +117,7 @@ def _record(services, clock, rid, keys, *, commit=True):
         KeyRequest(kind, key) for kind, key in keys)))
     with services.uow() as uow:
         now = clock.now()
-        recorded = issuance._record(uow, card.plan(uow, STATION, validated, now,
+        recorded = issuance._record(uow, card.plan(uow, ISSUE, validated, now,
                                                    issuance._municipality), now)
         issuance._arm_on_commit(uow, [recorded])
         if commit:
@@ -180,7 +182,7 @@ def test_the_intent_and_its_audit_record_are_durable_before_the_hsm_signs(
         seen.append((rows, signing))
 
     keys.on_sign = look_from_another_transaction
-    issued = services.issuance.issue(STATION, rid, [
+    issued = services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
         KeyRequest(CertKind.CARD_SIGN, subject_keys[1])])
     serials = {c.serial for c in issued}
@@ -202,7 +204,7 @@ def test_a_failed_signature_of_a_pair_abandons_both_intents(services, new_reside
 
     keys.on_sign = fail_the_second
     with pytest.raises(KeyStoreUnavailable):
-        services.issuance.issue(STATION, rid, [
+        services.issuance.issue(ISSUE, rid, [
             KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
             KeyRequest(CertKind.CARD_SIGN, subject_keys[1])])
     assert set(_statuses(services, rid).values()) == {CertStatus.ABANDONED}
