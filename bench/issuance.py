@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from api.composition import Services
 from bench.common import (
@@ -126,6 +126,10 @@ class Breakdown:
     # pipeline would reach if everything else cost nothing (against the 1-thread raw rate).
     hsm_ms_per_certificate: float = 0.0
     ratio_ceiling_hsm_only: float | None = None
+    # Work that load does not change: SQL statements sent (an executemany counts once) and
+    # Python function calls made, per pair (the calls counted by a separate cProfile pass,
+    # with --profile).
+    statements_per_pair: float = 0.0
 
 
 # --- issuing ------------------------------------------------------------------------------
@@ -365,11 +369,20 @@ def breakdown(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, wa
     with fresh_database(database, hsm.data_dir, "breakdown") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
         timer = PhaseTimer()
+        statements = 0
+
+        def counted(*_args: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        engine = prep.services.uow.engine
+        event.listen(engine, "before_cursor_execute", counted)
         try:
             _instrument(timer, prep.services)
             seconds, _ = issue_all(prep.services, prep.jobs, 1)
         finally:
             timer.restore()
+            event.remove(engine, "before_cursor_execute", counted)
             prep.services.uow.engine.dispose()
     total = sum(timer.seconds.values())
     phases = sorted(({"phase": name, "ms_per_pair": s * 1000 / pairs,
@@ -385,11 +398,12 @@ def breakdown(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, wa
                          if uninstrumented else None),
                      phases=phases, groups=groups, hsm_ms_per_certificate=hsm_ms,
                      ratio_ceiling_hsm_only=(1000 / hsm_ms / uninstrumented.raw_signatures_per_s
-                                             if uninstrumented and hsm_ms else None))
+                                             if uninstrumented and hsm_ms else None),
+                     statements_per_pair=statements / pairs)
 
 
 def profile(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, warmup: int,
-            top: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+            top: int, log: Callable[[str], None]) -> dict[str, Any]:
     log(f"{database}: cProfile, {pairs} pairs, 1 thread")
     with fresh_database(database, hsm.data_dir, "profile") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
@@ -408,7 +422,8 @@ def profile(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, warm
                      calls / pairs, "own_ms_per_pair": own * 1000 / pairs,
                      "cumulative_ms_per_pair": cumulative * 1000 / pairs})
     rows.sort(key=lambda r: -r["own_ms_per_pair"])
-    return rows[:top]
+    return {"python_calls_per_pair": stats.total_calls / pairs,  # type: ignore[attr-defined]
+            "functions": rows[:top]}
 
 
 def _short(filename: str) -> str:
@@ -470,12 +485,15 @@ def _print_tables(report: dict[str, Any]) -> None:
         for g, ms in b["groups"].items():
             t.add_row(f"[bold]{g}[/]", f"{ms:.3f}", "", f"{ms / b['ms_per_pair']:.1%}")
         console.print(t)
+        console.print(f"SQL statements per pair: {b['statements_per_pair']:.1f}")
         if b["ratio_ceiling_hsm_only"]:
             console.print(f"HSM work per certificate (1 RSA signature + 2 audit HMACs): "
                           f"{b['hsm_ms_per_certificate']:.3f} ms; ratio if nothing else cost "
                           f"anything: {b['ratio_ceiling_hsm_only']:.2f}\n")
-    for database, rows in report["profiles"].items():
-        t = Table(title=f"cProfile — {database}, 1 thread: most own time")
+    for database, found in report["profiles"].items():
+        rows = found["functions"]
+        t = Table(title=f"cProfile — {database}, 1 thread: most own time "
+                        f"({found['python_calls_per_pair']:,.0f} Python calls per pair)")
         t.add_column("function")
         for col in ("calls/pair", "own ms/pair", "cum ms/pair"):
             t.add_column(col, justify="right")
