@@ -24,12 +24,13 @@ from jpki.access.principals import Principal
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
+from api.composition import ocsp_responder
 from jpki.revocation.ocsp import (
     MALFORMED,
     MAX_CERTS_PER_REQUEST,
     TRY_LATER,
     UNAUTHORIZED,
-    OcspResponder,
+    ResponseKey,
 )
 from jpki.validity import JST, jst_date
 from tests.checkers import openssl, pkilint_cli, write_pem
@@ -172,7 +173,7 @@ def test_presigning_signs_each_missing_response_once_by_chunks(services, new_res
     issuer = ca_cert(services, CaKind.AUTH)
     expected = {1: x509.ReasonFlags.superseded, 3: x509.ReasonFlags.certificate_hold}
     for index, serial in enumerate(serials):
-        cached = services.ocsp.cached((generation, "sha1", int(serial, 16)))
+        cached = services.ocsp.cache.fresh(ResponseKey(generation, "sha1", int(serial, 16)))
         assert cached is not None and stored[serial] is not None
         assert stored[serial][0] == cached.der
         response = status_of(cached.der)
@@ -219,8 +220,7 @@ def test_over_the_cap_a_nonce_gets_the_cached_response_and_a_miss_gets_try_later
         services, pair):
     _, certs = pair
     ca = ca_cert(services)
-    responder = OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                              services.cas, max_live_signatures=1)
+    responder = restarted(services, max_live_signatures=1)
     plain = request(certs[CertKind.CARD_SIGN], ca)
     cached = responder.respond(plain).der
     assert responder._live.acquire(blocking=False)  # another signature is in flight
@@ -239,9 +239,7 @@ def test_responses_are_cached_and_shared_through_the_database(services, pair):
     first = services.ocsp.respond(plain)
     assert services.ocsp.respond(plain).der == first.der
     # Another worker (a fresh responder on the same database) serves the same bytes.
-    other = OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                          services.cas)
-    assert other.respond(plain).der == first.der
+    assert restarted(services).respond(plain).der == first.der
 
 
 def test_a_response_is_resigned_at_half_life(services, pair, clock):
@@ -463,8 +461,8 @@ def test_openssl_reports_an_issuer_we_do_not_serve(live_server, pair, tmp_path):
 
 def restarted(services, **kwargs):
     """The responder of a process that just started: nothing kept in memory, no poll made."""
-    return OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                         services.cas, **kwargs)
+    return ocsp_responder(services.uow, services.uow, services.keys, services.clock,
+                          services.recipe, **kwargs)
 
 
 def stored_response(services, cert, algorithm="sha1"):
@@ -555,13 +553,13 @@ def test_a_failed_poll_leaves_the_window_for_the_next(services, pair, clock, mon
     assert responder.refresh() == 0
     services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
-    original = responder._correct
-    monkeypatch.setattr(responder, "_correct", lambda *a: (_ for _ in ()).throw(
+    original = responder.refresher._correct
+    monkeypatch.setattr(responder.refresher, "_correct", lambda *a: (_ for _ in ()).throw(
         ConnectionError("the database went away")))
     clock.advance(seconds=1)
     with pytest.raises(ConnectionError):
         responder.refresh()
-    monkeypatch.setattr(responder, "_correct", original)
+    monkeypatch.setattr(responder.refresher, "_correct", original)
     clock.advance(minutes=2)  # far beyond the look-back of an ordinary poll
     assert responder.refresh() == 1
     assert status_of(responder.respond(der).der).certificate_status is \
