@@ -20,12 +20,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from api.composition import ocsp_responder
 from jpki.access.principals import Principal
+from jpki.errors import SignatureMismatch
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
-from api.composition import ocsp_responder
 from jpki.revocation.ocsp import (
+    INTERNAL_ERROR,
     MALFORMED,
     MAX_CERTS_PER_REQUEST,
     TRY_LATER,
@@ -240,6 +242,73 @@ def test_responses_are_cached_and_shared_through_the_database(services, pair):
     assert services.ocsp.respond(plain).der == first.der
     # Another worker (a fresh responder on the same database) serves the same bytes.
     assert restarted(services).respond(plain).der == first.der
+
+
+def test_responses_loaded_from_the_database_stay_within_the_memory_bound(services, pair):
+    _, certs = pair
+    plain = [request(certs[CertKind.CARD_SIGN], ca_cert(services)),
+             request(certs[CertKind.CARD_AUTH], ca_cert(services, CaKind.AUTH))]
+    signed = [services.ocsp.respond(der).der for der in plain]
+    small = restarted(services, cache_size=1)
+    assert [small.respond(der).der for der in plain] == signed  # both from the database
+    assert len(small.cache) == 1
+
+
+def test_a_request_naming_two_issuers_is_malformed(services, pair):
+    """One response is signed by one CA's responder (RFC 6960 §4.2.2.2)."""
+    _, certs = pair
+    cert_ids = [asn1_ocsp.OCSPRequest.load(request(cert, ca_cert(services, ca)))
+                ["tbs_request"]["request_list"][0]["req_cert"]
+                for cert, ca in ((certs[CertKind.CARD_SIGN], CaKind.SIGN),
+                                 (certs[CertKind.CARD_AUTH], CaKind.AUTH))]
+    both = asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [
+        {"req_cert": cert_id} for cert_id in cert_ids]}}).dump()
+    assert services.ocsp.respond(both).der == MALFORMED
+
+
+class _WrongKey:
+    """The HSM, handing out the CA key for every label: what a responder certificate renewed
+    with another key, or a mix-up of labels, would sign with."""
+
+    def __init__(self, keys, label):
+        self._keys, self._label = keys, label
+
+    def rsa_key(self, label):
+        return self._keys.rsa_key(self._label)
+
+    def __getattr__(self, name):
+        return getattr(self._keys, name)
+
+
+def test_a_signature_that_does_not_verify_is_neither_served_nor_stored(services, pair):
+    _, certs = pair
+    with services.uow() as uow:
+        ca_label = uow.cas.current(CaKind.SIGN).key_label
+    responder = ocsp_responder(services.uow, services.uow, _WrongKey(services.keys, ca_label),
+                               services.clock, services.recipe)
+    sign = certs[CertKind.CARD_SIGN]
+    assert responder.respond(request(sign, ca_cert(services))).der == INTERNAL_ERROR
+    with pytest.raises(SignatureMismatch):  # the batch job stops at the first one
+        responder.presign_missing()
+    assert stored_response(services, sign) is None
+    assert stored_response(services, certs[CertKind.CARD_AUTH]) is None
+
+
+def test_the_status_change_feed_reports_every_change_once_committed(services, pair, clock):
+    from jpki.store.status_feed import SqlStatusChangeFeed
+
+    _, certs = pair
+    serial = format(certs[CertKind.CARD_SIGN].serial_number, "x")
+    feed = SqlStatusChangeFeed(services.uow)
+    before = clock.now()
+    assert [c.row.serial for c in feed.changes_since(before)] == []
+    clock.advance(seconds=3)
+    services.revocation.revoke(OPERATOR, serial, RevocationReason.CERTIFICATE_HOLD)
+    (change,) = feed.changes_since(before)
+    assert (change.row.serial, change.changed_at) == (serial, clock.now())
+    assert change.row.revocation_reason is RevocationReason.CERTIFICATE_HOLD
+    assert feed.changes_since(clock.now() + timedelta(seconds=1)) == []
+    assert [c.row.serial for c in feed.changes_since(None)] == [serial]
 
 
 def test_a_response_is_resigned_at_half_life(services, pair, clock):
