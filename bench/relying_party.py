@@ -194,6 +194,7 @@ def setup(data_dir: Path, url: str, batch: int) -> Fixture:
     from jpki.access.principals import Principal
     from jpki.issuance.service import KeyRequest
     from jpki.model import CertKind, RevocationReason
+    from jpki.protocol.consent import ConsentStatement
     from jpki.settings import Settings
 
     operator = Principal.local_operator("bench")
@@ -221,11 +222,11 @@ def setup(data_dir: Path, url: str, batch: int) -> Fixture:
                                                 kind="platform_operator", purposes=[PURPOSE],
                                                 scopes=["status", "basic4"])
         now = services.clock.now()
-        statement = {"type": "jpki-rp-consent/1", "relying_party": new.relying_party.id,
-                     "items": ["name", "address"], "purpose": PURPOSE,
-                     "nonce": secrets.token_urlsafe(24),
-                     "expires_at": (now + timedelta(days=30)).isoformat()}
-        consent = card_signed(json.dumps(statement).encode(), issued[CertKind.CARD_SIGN].der,
+        statement = ConsentStatement(relying_party=new.relying_party.id,
+                                     items=("name", "address"), purpose=PURPOSE,
+                                     nonce=secrets.token_urlsafe(24),
+                                     expires_at=now + timedelta(days=30))
+        consent = card_signed(statement.to_json(), issued[CertKind.CARD_SIGN].der,
                               card[CertKind.CARD_SIGN], now)
         return Fixture(client_id=new.client_id, secret=new.client_secret,
                        serials=serials[:batch], revoked=revoked, consent=consent,

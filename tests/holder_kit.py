@@ -16,6 +16,8 @@ from api.composition import Services
 from jpki.access.principals import Principal
 from jpki.issuance.service import IssuedCertificate, KeyRequest
 from jpki.model import CertKind
+from jpki.protocol.consent import ConsentStatement, ConsentWithdrawal
+from jpki.protocol.documents import Document
 from jpki.registry.residents import EventKind, ResidentEvent
 from tests.phone_kit import Phone, signed, spki
 
@@ -31,20 +33,27 @@ def b64(der: bytes) -> str:
     return base64.b64encode(der).decode("ascii")
 
 
+def consent(rp_id: str, at: datetime, *, items: tuple[str, ...] = ("name", "address"),
+            purpose: str = "test",
+            expires_in: timedelta = timedelta(days=30)) -> ConsentStatement:
+    return ConsentStatement(relying_party=rp_id, items=items, purpose=purpose, nonce=nonce(),
+                            expires_at=at + expires_in)
+
+
 def consent_statement(rp_id: str, at: datetime, *, items: list[str] | None = None,
                       purpose: str = "test", expires_in: timedelta = timedelta(days=30),
                       **overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"type": "jpki-rp-consent/1", "relying_party": rp_id,
-                           "items": items or ["name", "address"], "purpose": purpose,
-                           "nonce": nonce(),
-                           "expires_at": (at + expires_in).isoformat().replace("+00:00", "Z")}
+    """:func:`consent` as a JSON object, with ``items`` and ``overrides`` set as they are (what
+    the protocol's class would refuse, for the CA to refuse)."""
+    doc = consent(rp_id, at, purpose=purpose, expires_in=expires_in).to_dict()
+    if items is not None:
+        doc["items"] = items
     doc.update(overrides)
     return doc
 
 
-def withdrawal_statement(consent_id: str) -> dict[str, Any]:
-    return {"type": "jpki-rp-consent-withdrawal/1", "consent_id": consent_id,
-            "nonce": nonce()}
+def withdrawal_statement(consent_id: str) -> ConsentWithdrawal:
+    return ConsentWithdrawal(consent_id=consent_id, nonce=nonce())
 
 
 @dataclass
@@ -82,7 +91,7 @@ class Holder:
     def serial(self, kind: CertKind = CertKind.CARD_SIGN) -> str:
         return self.certs[kind].serial
 
-    def sign(self, document: dict[str, Any], *, kind: CertKind = CertKind.CARD_SIGN,
+    def sign(self, document: Document | dict[str, Any], *, kind: CertKind = CertKind.CARD_SIGN,
              at: datetime | None = None) -> bytes:
         """A CMS SignedData over ``document`` made with this holder's ``kind`` key."""
         if kind.is_mobile:
@@ -101,7 +110,7 @@ class Holder:
                                  digest_info_signer(self.keys[kind]),
                                  self.services.clock.now())
 
-    def sign_as(self, serial: str, document: dict[str, Any],
+    def sign_as(self, serial: str, document: Document | dict[str, Any],
                 at: datetime | None = None) -> bytes:
         """Signed with the key of any certificate this holder had (an old one, say)."""
         der, key = self.history[serial]
@@ -118,7 +127,7 @@ class Holder:
         phone = Phone(device)
         phone.new_keys(self.pool)
         challenge = self.services.mobile.new_challenge("application")[0]
-        document = phone.application(challenge, self.serial())
+        document = phone.application_document(challenge, self.serial())
         result = self.services.mobile.apply(self.sign(document))
         phone.device_id = result.device_id
         phone.certs = {c.kind: c.der for c in result.certificates}

@@ -41,7 +41,6 @@ refusal record and nothing else.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,10 +60,9 @@ from jpki.model import (
     RpStanding,
 )
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.protocol.consent import PURPOSE, RP_ID
 from jpki.rate_limits import TokenBuckets
 
-PURPOSE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-RP_ID = re.compile(r"^rp_[0-9a-f]{16}$")
 MAX_PURPOSES = 20
 _NAME_MAX = 100
 

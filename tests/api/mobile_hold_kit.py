@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from api.composition import build_services
 from jpki.access.principals import Principal
 from jpki.model import CertKind, ClientRole
+from jpki.protocol.mobile import MobileSuspensionLift
 from jpki.settings import Settings
 from tests.holder_kit import new_holder
 from tests.phone_kit import spki
@@ -40,10 +41,9 @@ def hold(state: Path) -> None:
     services.mobile.hold(CALLCENTRE, holder.resident_id)
     new_sign = pool.pop()
     challenge = services.mobile.new_challenge("lift")[0]
-    lift = holder.sign_as(holder.mobile_serials[CertKind.MOBILE_AUTH], {
-        "type": "jpki-mobile-lift/1", "challenge": base64.b64encode(challenge).decode(),
-        "device": phone.device_id, "sign_public_key": base64.b64encode(spki(new_sign)).decode(),
-        "sign_pop": phone.pop(challenge, CertKind.MOBILE_SIGN, key=new_sign)})
+    lift = holder.sign_as(holder.mobile_serials[CertKind.MOBILE_AUTH], MobileSuspensionLift(
+        challenge=challenge, device=phone.device_id, sign_public_key=spki(new_sign),
+        sign_pop=phone.proof(challenge, CertKind.MOBILE_SIGN, key=new_sign)))
     state.write_text(json.dumps({
         "mobile_auth_der": base64.b64encode(phone.certs[CertKind.MOBILE_AUTH]).decode(),
         "lift": base64.b64encode(lift).decode()}))
