@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jpki.change_feed import RECONCILE_SECONDS
+from jpki.errors import InternalError
 from jpki.ports import Clock, KeyStore, StatusChangeFeed
 from jpki.revocation.ocsp.cache import CachedResponse, ResponseCache
 from jpki.revocation.ocsp.issuers import IssuerEntry, IssuerRegistry
@@ -47,6 +49,8 @@ from jpki.revocation.ocsp.requests import (
 )
 from jpki.revocation.ocsp.signer import ResponseSigner
 from jpki.revocation.ocsp.statuses import UNKNOWN, OcspStatus, expected
+
+log = logging.getLogger("jpki.ocsp")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,12 @@ class OcspResponder:
             return self.answer(request)
         except MalformedOcspRequest:
             return Answer(MALFORMED)
-        except Exception:
+        except InternalError as exc:
+            # A response that failed its lints or whose signature did not verify: a fault of
+            # ours, never of the request — said once per answer, by its code only.
+            log.error("OCSP response not signed: %s", exc.code)
+            return Answer(INTERNAL_ERROR)
+        except Exception:  # the database or the HSM unreachable: counted by the metrics
             return Answer(INTERNAL_ERROR)
 
     def answer(self, request: ParsedRequest) -> Answer:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time as monotonic_time
 import urllib.parse
@@ -280,14 +281,17 @@ class _WrongKey:
         return getattr(self._keys, name)
 
 
-def test_a_signature_that_does_not_verify_is_neither_served_nor_stored(services, pair):
+def test_a_signature_that_does_not_verify_is_neither_served_nor_stored(services, pair, caplog):
     _, certs = pair
     with services.uow() as uow:
         ca_label = uow.cas.current(CaKind.SIGN).key_label
     responder = ocsp_responder(services.uow, services.uow, _WrongKey(services.keys, ca_label),
                                services.clock, services.recipe)
     sign = certs[CertKind.CARD_SIGN]
-    assert responder.respond(request(sign, ca_cert(services))).der == INTERNAL_ERROR
+    with caplog.at_level(logging.ERROR, logger="jpki.ocsp"):
+        assert responder.respond(request(sign, ca_cert(services))).der == INTERNAL_ERROR
+    assert [r.getMessage() for r in caplog.records] == \
+        ["OCSP response not signed: hsm.signature_mismatch"]
     with pytest.raises(SignatureMismatch):  # the batch job stops at the first one
         responder.presign_missing()
     assert stored_response(services, sign) is None
