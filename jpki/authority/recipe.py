@@ -213,7 +213,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
 def default_recipe_path() -> Path:
     """The development PKI's recipe, shipped inside the package (``jpki/data/recipe.toml``) so
     that `jpki init` works from any installation, not only from a checkout."""
-    return Path(__file__).resolve().parent / "data" / "recipe.toml"
+    return Path(__file__).resolve().parents[1] / "data" / "recipe.toml"
 
 
 def load_recipe(path: Path | None = None) -> Recipe:
