@@ -321,6 +321,33 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
+# --- Narrow ports -----------------------------------------------------------------------------
+# A service that needs only a few repositories is given a unit of work typed as just those, so
+# that the type checker refuses a reach into the rest (architecture §2.3). The store's unit of
+# work satisfies each of them structurally; the composition root passes the same factory.
+
+
+class CrlUnitOfWork(Protocol):
+    """What CRL publication reads and writes: the CA generations, the municipalities (a shard
+    each) and the record of publications. Revocations reach it through :class:`CrlEntrySource`,
+    never through the certificate repository."""
+
+    @property
+    def cas(self) -> CaRepository: ...
+    @property
+    def municipalities(self) -> MunicipalityRepository: ...
+    @property
+    def crls(self) -> CrlRepository: ...
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+    def commit(self) -> None: ...
+
+
+CrlUnitOfWorkFactory = Callable[[], CrlUnitOfWork]
+
+
 def today_jst(clock: Clock) -> date:
     from jpki.validity import jst_date
 

@@ -19,7 +19,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("jpki", "api", "hsm", "migrations")
+SHIPPED = ("jpki", "api", "hsm", "devices", "migrations")
 
 
 def _normalise(name: str) -> str:

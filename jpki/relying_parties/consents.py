@@ -65,12 +65,12 @@ from jpki.errors import (
 )
 from jpki.model import Certificate, CertStatus, Consent
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from jpki.relying_parties.service import PURPOSE, RP_ID, RpContext
 from jpki.relying_parties.holder_signatures import (
     HolderSignature,
     signed_while_valid,
     verify_holder_signature,
 )
+from jpki.relying_parties.service import PURPOSE, RP_ID, RpContext
 
 ITEMS = ("name", "birth_date", "sex", "address")
 CONSENT_TYPE = "jpki-rp-consent/1"

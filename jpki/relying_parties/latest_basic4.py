@@ -54,9 +54,9 @@ from jpki.relying_parties.consents import (
     record_consent,
     valid_consent_id,
 )
+from jpki.relying_parties.holder_signatures import valid_at
 from jpki.relying_parties.linkage import successors_of
 from jpki.relying_parties.service import RpContext
-from jpki.relying_parties.holder_signatures import valid_at
 
 SCOPE = "basic4"
 _NOT_AVAILABLE = "no information can be provided under this consent now"

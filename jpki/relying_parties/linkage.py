@@ -45,12 +45,12 @@ from jpki.errors import Forbidden, InvalidInput
 from jpki.model import Certificate, StatusRow
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.relying_parties.consents import load_standing_consent
-from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.holder_signatures import (
     signed_while_valid,
     valid_at,
     verify_holder_signature,
 )
+from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.status_lookup import status_for
 from jpki.serials import parse_serial
 

@@ -36,7 +36,7 @@ from jpki.errors import NotFound
 from jpki.lifecycle.crl_entries import remove_from_crl_entry
 from jpki.model import CaGeneration, CaKind, CrlPublication
 from jpki.municipalities import Municipality
-from jpki.ports import Clock, CrlEntrySource, KeyStore, UnitOfWorkFactory
+from jpki.ports import Clock, CrlEntrySource, CrlUnitOfWorkFactory, KeyStore
 from jpki.revocation.crl_writer import CrlPlan, WrittenCrl, write_crl
 from jpki.telemetry import NO_TELEMETRY, Telemetry
 from jpki.urls import ServiceUrls
@@ -83,7 +83,7 @@ def parse_file_name(name: str) -> tuple[str, str]:
 
 
 class CrlService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, source: CrlEntrySource, keys: KeyStore,
+    def __init__(self, uow_factory: CrlUnitOfWorkFactory, source: CrlEntrySource, keys: KeyStore,
                  clock: Clock, recipe: Recipe, urls: ServiceUrls, cas: CaService,
                  directory: Path) -> None:
         self._uow = uow_factory

@@ -11,7 +11,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 from devices.card.client import JpkiCard
 from devices.card.emulator import JpkiCardEmulator
@@ -31,6 +30,7 @@ from devices.card.jpki_ap import (
     sha256_digest_info,
 )
 from devices.card.transport import InProcessTransport
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 SELECT_AP = "00A4040C0AD392F000260100000001"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD
 
 from devices.card.emulator import CardState, JpkiCardEmulator
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD
 
 STATE_CHANGING_INS = {0x20, 0x24, 0x47, 0xD6, 0x2C}
 

@@ -6,10 +6,10 @@ Raw APDUs on purpose: these tests pin the bytes a real client sees.
 from __future__ import annotations
 
 import pytest
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard
 
 from devices.card.errors import InvalidPinFormat, PinBlocked, WrongPin
 from devices.card.jpki_ap import Pin
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard
 
 SELECT_AP = "00A4040C0AD392F000260100000001"
 SELECT_AUTH_PIN = "00A4020C020018"

@@ -10,11 +10,11 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 from devices.card.emulator import CardState, JpkiCardEmulator
 from devices.card.errors import CardStateError, WrongPin
 from devices.card.jpki_ap import Key, Pin, sha256_digest_info
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, EmulatedCard, Personalisation
 
 
 def test_counters_pins_and_keys_survive_a_restart(card: EmulatedCard,

@@ -17,10 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from tests.devices.card.conftest import AUTH_PIN, PKCS11_MODULE, SIGN_PASSWORD, PcscCard
 
 from devices.card.client import JpkiCard
 from devices.card.jpki_ap import CertSlot, Pin, sha256_digest_info
+from tests.devices.card.conftest import AUTH_PIN, PKCS11_MODULE, SIGN_PASSWORD, PcscCard
 
 pytestmark = pytest.mark.pcsc
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, PcscCard
 
 from devices.card.apdu import CommandApdu
 from devices.card.client import JpkiCard
 from devices.card.errors import CardRemoved, SecurityStatusNotSatisfied, WrongPin
 from devices.card.jpki_ap import JPKI_ATR, CertSlot, Ef, Key, Pin, SignScheme, sha256_digest_info
+from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD, PcscCard
 
 pytestmark = pytest.mark.pcsc
 

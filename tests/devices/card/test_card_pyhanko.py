@@ -30,6 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from jpki.access.principals import Principal
+from jpki.model import CaKind, ClientRole, RevocationReason
+from tests.components import missing_component
 from tests.devices.card.conftest import (
     PKCS11_MODULE,
     SIGN_TOKEN,
@@ -37,10 +41,6 @@ from tests.devices.card.conftest import (
     EnrolledPcscCard,
     opensc_slot,
 )
-
-from jpki.access.principals import Principal
-from jpki.model import CaKind, ClientRole, RevocationReason
-from tests.components import missing_component
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer

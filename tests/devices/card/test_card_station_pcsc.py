@@ -21,6 +21,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from devices.card.client import INS_UPDATE_BINARY, JpkiCard
+from devices.card.errors import CardRemoved
+from devices.card.transport import Transport
+from devices.station.ca_client import CaClient
+from devices.station.workflow import CARD_AUTH, CARD_SIGN, EnrolmentFailed, EnrolmentStation
+from jpki.model import CaKind
 from tests.devices.card.conftest import (
     AUTH_TOKEN,
     IN_PERSON_B,
@@ -33,13 +40,6 @@ from tests.devices.card.conftest import (
     opensc_slot,
     register_resident,
 )
-
-from devices.card.client import INS_UPDATE_BINARY, JpkiCard
-from devices.card.errors import CardRemoved
-from devices.card.transport import Transport
-from devices.station.ca_client import CaClient
-from devices.station.workflow import CARD_AUTH, CARD_SIGN, EnrolmentFailed, EnrolmentStation
-from jpki.model import CaKind
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer

@@ -9,10 +9,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from tests.devices.card.conftest import EmulatedCard
 
 from devices.card.emulator.vpcd import VpcdLink
 from devices.card.jpki_ap import JPKI_ATR
+from tests.devices.card.conftest import EmulatedCard
 
 
 class FakeVpcd:
