@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from api.composition import Services
     from jpki.access.principals import Principal
+    from jpki.settings import Settings
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="JPKI_DATA_DIR",
                                        help="Data directory (SQLite, SoftHSM token, secrets).")]
@@ -124,18 +125,24 @@ def fail(code: str, detail: str, as_json: bool) -> NoReturn:
     raise typer.Exit(1)
 
 
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
+
+
 @contextmanager
-def open_services(data_dir: Path, as_json: bool, *, init: bool = False) -> Iterator[Services]:
-    """The services on ``data_dir``, closed afterwards; every error becomes ``fail``."""
-    from api.composition import build_services
+def opened(data_dir: Path, as_json: bool, build: Callable[[Settings], C]) -> Iterator[C]:
+    """What ``build`` makes of the settings on ``data_dir``, closed afterwards; every error
+    becomes ``fail``."""
     from hsm.errors import HsmError
     from jpki.errors import JpkiError
     from jpki.settings import Settings
 
-    built: Services | None = None
+    built: C | None = None
     try:
-        settings = Settings(data_dir=data_dir)
-        built = build_services(settings, init=init)
+        built = build(Settings(data_dir=data_dir))
         yield built
     except JpkiError as exc:
         fail(exc.code, exc.detail, as_json)
@@ -152,6 +159,14 @@ def open_services(data_dir: Path, as_json: bool, *, init: bool = False) -> Itera
     finally:
         if built is not None:
             built.close()
+
+
+def open_services(data_dir: Path, as_json: bool, *,
+                  init: bool = False) -> AbstractContextManager[Services]:
+    """Every service of the CA on ``data_dir`` (api.composition), as the HTTP app has them."""
+    from api.composition import build_services
+
+    return opened(data_dir, as_json, lambda settings: build_services(settings, init=init))
 
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from api.cli.common import (
     escape,
     fail,
     group,
-    open_services,
+    opened,
     out,
     print_json,
 )
@@ -42,10 +42,13 @@ def crl_publish(
     import shutil
     from contextlib import nullcontext
 
+    from api.crl_publishing import build_crl_publishing
+
     kinds = ("delta",) if delta_only else ("full", "delta")
     if out_dir is not None:
         _check_writable_dir(out_dir, as_json)
-    with open_services(data_dir, as_json) as services:
+    # The CRL service alone (api.crl_publishing): a cron'd publication pays for nothing else.
+    with opened(data_dir, as_json, build_crl_publishing) as services:
         scopes = services.crls.scopes(shard)
         total = sum(len(kinds) if not s.is_arl else (0 if delta_only else 1) for s in scopes)
         written: list[dict[str, Any]] = []

@@ -24,6 +24,7 @@ import typer
 from typer.testing import CliRunner
 
 from api import cli
+from tests.api.test_cli import Base, base, copy_data_dir, tools  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -153,3 +154,21 @@ def test_a_command_loads_its_group_only(tmp_path: Path) -> None:
     assert {m for m in modules if m.startswith("api.cli")} == {
         "api.cli", "api.cli.crl", "api.cli.common"}
     assert _heavy(modules) == set()
+
+
+@pytest.mark.hsm
+def test_crl_publish_builds_the_crl_service_alone(base: Base, tmp_path: Path) -> None:  # noqa: F811
+    """A real publication imports the CRL wiring (api.crl_publishing), not the composition of
+    every service, nor any other context of the core."""
+    d = copy_data_dir(base.data_dir, tmp_path / "ca")
+    run, modules = imported_by(tmp_path, "crl", "publish", "--shard", "132217", "--json",
+                               "--data-dir", str(d))
+    assert run.returncode == 0, run.stderr
+    assert {w["scope"] for w in json.loads(run.stdout)["written"]} == {"132217"}
+    assert "api.crl_publishing" in modules and "jpki.revocation.crls" in modules
+    assert {m for m in modules if m.startswith("api.cli")} == {
+        "api.cli", "api.cli.crl", "api.cli.common"}
+    others = ("jpki.issuance", "jpki.mobile", "jpki.registry", "jpki.relying_parties",
+              "jpki.revocation.ocsp", "jpki.access.clients", "api.composition", "api.app",
+              "fastapi", "uvicorn", "httpx", "devices")
+    assert {m for m in modules if m.startswith(others)} == set()
