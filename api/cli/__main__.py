@@ -3,4 +3,5 @@ a checkout without `pip install`)."""
 
 from api.cli import main
 
-main()
+if __name__ == "__main__":  # not when imported (the clean-install test imports every module)
+    main()
