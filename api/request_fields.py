@@ -32,8 +32,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from jpki.access.clients import CLIENT_ID
-from jpki.relying_parties.consents import CONSENT_ID
-from jpki.relying_parties.service import PURPOSE, RP_ID
+from jpki.protocol.consent import CONSENT_ID, PURPOSE, RP_ID
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ from bench.common import (
     postgres_server_version,
     subject_keys,
 )
+from jpki.access.authz import Operation, authorize
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.crl_entries import crl_entry
 from jpki.model import CaKind, CertKind, RevocationReason
@@ -312,12 +313,14 @@ def prepare_database(hsm: BenchHsm, url: str) -> Template:
     services = open_services(hsm, url)
     try:
         resident = services.residents.register(
-            OPERATOR, name="清瀬 花子", birth_date=datetime(1980, 4, 1).date(), sex=2,
-            address="東京都清瀬市中里1丁目1番1号", municipality_code=MUNICIPALITY)
+            authorize(OPERATOR, Operation.RESIDENT_REGISTER), name="清瀬 花子",
+            birth_date=datetime(1980, 4, 1).date(), sex=2, address="東京都清瀬市中里1丁目1番1号",
+            municipality_code=MUNICIPALITY)
         auth, sign = subject_keys(2, log=log)
         # As the CA's own operator (no station, so no identity-proofing record is needed).
-        issued = services.issuance.issue(OPERATOR, resident.id, [
-            KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
+        issued = services.issuance.issue(
+            authorize(OPERATOR, Operation.CERTIFICATE_ISSUE), resident.id,
+            [KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
         serial = next(c.serial for c in issued if c.kind is CertKind.CARD_SIGN)
         with services.uow.engine.connect() as conn:
             row = conn.execute(select(certificates).where(certificates.c.serial == serial)).one()

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
@@ -48,11 +47,12 @@ from bench.common import (
     register_residents,
 )
 from hsm.bench import raw_sign_rate
+from jpki.access.authz import Operation, authorize
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.revocation import revoke_in
-from jpki.mobile.service import pop_message
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.protocol.cms import build_signed_data
+from jpki.protocol.mobile import MobileApplication, MobileKind, Platform, pop_message
 from jpki.revocation.ocsp import MAX_CERTS_PER_REQUEST
 from jpki.store.tables import certificates
 
@@ -96,9 +96,10 @@ def applications(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any
             holders = []
             for i, rid in enumerate(residents):
                 card_auth, card_sign = keys[4 * i], keys[4 * i + 1]
-                issued = {c.kind: c for c in services.issuance.issue(OPERATOR, rid, [
-                    KeyRequest(CertKind.CARD_AUTH, _spki(card_auth)),
-                    KeyRequest(CertKind.CARD_SIGN, _spki(card_sign))])}
+                issued = {c.kind: c for c in services.issuance.issue(
+                    authorize(OPERATOR, Operation.CERTIFICATE_ISSUE), rid, [
+                        KeyRequest(CertKind.CARD_AUTH, _spki(card_auth)),
+                        KeyRequest(CertKind.CARD_SIGN, _spki(card_sign))])}
                 holders.append((issued[CertKind.CARD_SIGN], card_sign, keys[4 * i + 2],
                                 keys[4 * i + 3], f"device-{i}"))
             label = hsm.recipe.ca(CaKind.SIGN).key_label(1)
@@ -107,17 +108,15 @@ def applications(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any
             began = time.perf_counter()
             for card_cert, card_key, sign_key, auth_key, device in holders:
                 challenge, _ = services.mobile.new_challenge("application")
-                doc = {"type": "jpki-mobile-application/1",
-                       "challenge": base64.b64encode(challenge).decode(), "device": device,
-                       "platform": "JPKIAPGPSETOKEN", "card_sign_serial": card_cert.serial,
-                       "sign_public_key": base64.b64encode(_spki(sign_key)).decode(),
-                       "auth_public_key": base64.b64encode(_spki(auth_key)).decode()}
-                for kind, key, field in ((CertKind.MOBILE_SIGN, sign_key, "sign_pop"),
-                                         (CertKind.MOBILE_AUTH, auth_key, "auth_pop")):
-                    doc[field] = base64.b64encode(key.sign(
-                        pop_message(challenge, device, kind), padding.PKCS1v15(),
-                        hashes.SHA256())).decode()
-                signed = build_signed_data(json.dumps(doc).encode(), card_cert.der,
+                sign_pop, auth_pop = (key.sign(pop_message(challenge, device, kind),
+                                               padding.PKCS1v15(), hashes.SHA256())
+                                      for kind, key in ((MobileKind.SIGN, sign_key),
+                                                        (MobileKind.AUTH, auth_key)))
+                doc = MobileApplication(
+                    challenge=challenge, device=device, platform=Platform.ANDROID,
+                    card_sign_serial=card_cert.serial, sign_public_key=_spki(sign_key),
+                    auth_public_key=_spki(auth_key), sign_pop=sign_pop, auth_pop=auth_pop)
+                signed = build_signed_data(doc.to_json(), card_cert.der,
                                            _sign_digest_info(card_key),
                                            datetime.now(UTC).replace(microsecond=0))
                 services.mobile.apply(signed)

@@ -13,13 +13,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.composition import Services
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.issuance.service import IssuedCertificate, KeyRequest
 from jpki.model import CertKind
+from jpki.protocol.consent import ConsentStatement, ConsentWithdrawal
+from jpki.protocol.documents import Document
 from jpki.registry.residents import EventKind, ResidentEvent
 from tests.phone_kit import Phone, signed, spki
 
 CA_OPERATOR = Principal.local_operator("test")
+ISSUE = authorize(CA_OPERATOR, Operation.CERTIFICATE_ISSUE)
+REGISTER_RESIDENT = authorize(CA_OPERATOR, Operation.RESIDENT_REGISTER)
+RENEW = authorize(CA_OPERATOR, Operation.CERTIFICATE_RENEW)
+RESIDENT_EVENT = authorize(CA_OPERATOR, Operation.RESIDENT_EVENT)
 ITEMS_ALL = ["name", "birth_date", "sex", "address"]
 
 
@@ -31,20 +38,27 @@ def b64(der: bytes) -> str:
     return base64.b64encode(der).decode("ascii")
 
 
+def consent(rp_id: str, at: datetime, *, items: tuple[str, ...] = ("name", "address"),
+            purpose: str = "test",
+            expires_in: timedelta = timedelta(days=30)) -> ConsentStatement:
+    return ConsentStatement(relying_party=rp_id, items=items, purpose=purpose, nonce=nonce(),
+                            expires_at=at + expires_in)
+
+
 def consent_statement(rp_id: str, at: datetime, *, items: list[str] | None = None,
                       purpose: str = "test", expires_in: timedelta = timedelta(days=30),
                       **overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"type": "jpki-rp-consent/1", "relying_party": rp_id,
-                           "items": items or ["name", "address"], "purpose": purpose,
-                           "nonce": nonce(),
-                           "expires_at": (at + expires_in).isoformat().replace("+00:00", "Z")}
+    """:func:`consent` as a JSON object, with ``items`` and ``overrides`` set as they are (what
+    the protocol's class would refuse, for the CA to refuse)."""
+    doc = consent(rp_id, at, purpose=purpose, expires_in=expires_in).to_dict()
+    if items is not None:
+        doc["items"] = items
     doc.update(overrides)
     return doc
 
 
-def withdrawal_statement(consent_id: str) -> dict[str, Any]:
-    return {"type": "jpki-rp-consent-withdrawal/1", "consent_id": consent_id,
-            "nonce": nonce()}
+def withdrawal_statement(consent_id: str) -> ConsentWithdrawal:
+    return ConsentWithdrawal(consent_id=consent_id, nonce=nonce())
 
 
 @dataclass
@@ -66,14 +80,14 @@ class Holder:
         for kind in kinds:
             self.keys[kind] = self.pool.pop()
             requests.append(KeyRequest(kind, spki(self.keys[kind])))
-        issued = self.services.issuance.issue(CA_OPERATOR, self.resident_id, requests)
+        issued = self.services.issuance.issue(ISSUE, self.resident_id, requests)
         self.certs.update({c.kind: c for c in issued})
         self.history.update({c.serial: (c.der, self.keys[c.kind]) for c in issued})
         return issued
 
     def renew(self, kind: CertKind) -> IssuedCertificate:
         self.keys[kind] = self.pool.pop()
-        (issued,) = self.services.issuance.renew(CA_OPERATOR, self.resident_id,
+        (issued,) = self.services.issuance.renew(RENEW, self.resident_id,
                                                  [KeyRequest(kind, spki(self.keys[kind]))])
         self.certs[kind] = issued
         self.history[issued.serial] = (issued.der, self.keys[kind])
@@ -82,7 +96,7 @@ class Holder:
     def serial(self, kind: CertKind = CertKind.CARD_SIGN) -> str:
         return self.certs[kind].serial
 
-    def sign(self, document: dict[str, Any], *, kind: CertKind = CertKind.CARD_SIGN,
+    def sign(self, document: Document | dict[str, Any], *, kind: CertKind = CertKind.CARD_SIGN,
              at: datetime | None = None) -> bytes:
         """A CMS SignedData over ``document`` made with this holder's ``kind`` key."""
         if kind.is_mobile:
@@ -101,7 +115,7 @@ class Holder:
                                  digest_info_signer(self.keys[kind]),
                                  self.services.clock.now())
 
-    def sign_as(self, serial: str, document: dict[str, Any],
+    def sign_as(self, serial: str, document: Document | dict[str, Any],
                 at: datetime | None = None) -> bytes:
         """Signed with the key of any certificate this holder had (an old one, say)."""
         der, key = self.history[serial]
@@ -109,7 +123,7 @@ class Holder:
 
     def move(self, address: str) -> None:
         """A move within Japan: the signing certificates are revoked (affiliationChanged)."""
-        self.services.residents.record_event(CA_OPERATOR, self.resident_id,
+        self.services.residents.record_event(RESIDENT_EVENT, self.resident_id,
                                              ResidentEvent(kind=EventKind.ADDRESS,
                                                            address=address))
 
@@ -118,7 +132,7 @@ class Holder:
         phone = Phone(device)
         phone.new_keys(self.pool)
         challenge = self.services.mobile.new_challenge("application")[0]
-        document = phone.application(challenge, self.serial())
+        document = phone.application_document(challenge, self.serial())
         result = self.services.mobile.apply(self.sign(document))
         phone.device_id = result.device_id
         phone.certs = {c.kind: c.der for c in result.certificates}
@@ -132,7 +146,7 @@ def new_holder(services: Services, pool: list[rsa.RSAPrivateKey], *, name: str =
                address: str = "東京都清瀬市中里一丁目２番３号",
                dv_support: bool = False) -> Holder:
     resident = services.residents.register(
-        CA_OPERATOR, name=name, birth_date=date(1990, 1, 2), sex=1, address=address,
+        REGISTER_RESIDENT, name=name, birth_date=date(1990, 1, 2), sex=1, address=address,
         municipality_code="132217", dv_support=dv_support)
     holder = Holder(services=services, resident_id=resident.id, pool=pool)
     holder.issue(CertKind.CARD_AUTH, CertKind.CARD_SIGN)

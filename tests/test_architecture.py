@@ -71,3 +71,39 @@ def test_devices_may_reach_only_the_protocol_and_errors():
     forbidden = set(_contract("Devices import only")["forbidden_modules"])
     assert forbidden >= (kernel | packages | {"jpki.store"}) - {"jpki.protocol", "jpki.errors"}
     assert not forbidden & {"jpki.protocol", "jpki.errors"}
+
+
+def test_the_devices_contract_holds_without_exceptions():
+    """No device module is let through to the core: what the phone needed of the mobile service
+    (the proof-of-possession message, the kinds) is the protocol's now."""
+    assert "ignore_imports" not in _contract("Devices import only")
+
+
+def test_the_protocol_contract_names_the_kernel_but_the_errors():
+    kernel, _ = _core()
+    forbidden = set(_contract("The protocol imports only")["forbidden_modules"])
+    assert forbidden >= (kernel - {"jpki.errors"}) | {"jpki.store", "api", "hsm", "devices"}
+    assert "jpki.errors" not in forbidden
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_protocol_imports_only_the_standard_library_cryptography_and_the_errors():
+    """An allow-list, which import-linter cannot express: devices take jpki.protocol with them,
+    so it may need nothing the CA's deployment alone provides (architecture §2.3)."""
+    allowed_roots = set(sys.stdlib_module_names) | {"cryptography", "asn1crypto"}
+    found = {(path.name, name) for path in (ROOT / "jpki" / "protocol").glob("*.py")
+             for name in _imports(path)
+             if name.split(".")[0] not in allowed_roots and name != "jpki.errors"
+             and not name.startswith("jpki.protocol.")}
+    assert found == set()

@@ -11,15 +11,16 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
     escape,
     fail,
+    grant,
     group,
     open_services,
     out,
     print_json,
     write_pem,
 )
+from jpki.access.authz import Operation
 from jpki.model import CaKind
 
 app = group("CA generations.")
@@ -30,7 +31,7 @@ def ca_rollover(ca: Annotated[CaKind, typer.Option(help="sign or auth.")],
                 data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Add a CA generation (same DN, new key); earlier ones stay valid for what they issued."""
     with open_services(data_dir, as_json) as services:
-        gen = services.cas.rollover(actor(), ca)
+        gen = services.cas.rollover(grant(Operation.CA_ROLLOVER), ca)
         data = {"ca": gen.ca, "generation": gen.generation, "key_label": gen.key_label,
                 "not_after": gen.not_after}
         print_json(data) if as_json else out.print(

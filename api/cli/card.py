@@ -14,7 +14,7 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
+    grant,
     group,
     open_services,
     out,
@@ -22,6 +22,7 @@ from api.cli.common import (
     parse_date,
     print_json,
 )
+from jpki.access.authz import Operation
 from jpki.lifecycle.cards import CardSpec
 from jpki.registry.cards import CardEvent
 
@@ -37,7 +38,7 @@ def card_add(resident: Annotated[str, typer.Option(help="Resident id.")],
     spec = CardSpec(number=number,
                     expires_on=parse(parse_date, expiry, "date", as_json) if expiry else None)
     with open_services(data_dir, as_json) as services:
-        outcome = services.cards.register(actor(), resident, spec)
+        outcome = services.cards.register(grant(Operation.CARD_REGISTER), resident, spec)
         data = {"number": outcome.card.number, "expires_on": outcome.card.expires_on,
                 "revoked": [r.serial for r in outcome.revocations]}
         print_json(data) if as_json else out.print(f"card {outcome.card.number}")
@@ -49,7 +50,7 @@ def card_event(number: Annotated[str, typer.Option(help="Card number.")],
                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Record a card's loss (hold), finding (revoke) or return (revoke)."""
     with open_services(data_dir, as_json) as services:
-        outcome = services.cards.record_event(actor(), number, kind)
+        outcome = services.cards.record_event(grant(Operation.CARD_EVENT), number, kind)
         data = {"number": outcome.card.number, "status": outcome.card.status,
                 "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name}
                             for r in outcome.revocations]}

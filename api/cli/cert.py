@@ -13,9 +13,9 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
     escape,
     fail,
+    grant,
     group,
     jsonable,
     open_services,
@@ -26,6 +26,7 @@ from api.cli.common import (
     print_json,
     write_pem,
 )
+from jpki.access.authz import Operation
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.cards import CardSpec
 from jpki.model import CertKind, RevocationReason
@@ -77,7 +78,8 @@ def cert_issue(
     spec = CardSpec(number=card, expires_on=parse(parse_date, card_expiry, "date", as_json)
                     if card_expiry else None)
     with open_services(data_dir, as_json) as services:
-        issued = services.issuance.issue(actor(), resident, [KeyRequest(cert_kind, key)], spec)
+        issued = services.issuance.issue(grant(Operation.CERTIFICATE_ISSUE), resident,
+                                         [KeyRequest(cert_kind, key)], spec)
         _report_issued(services, issued[0].serial, issued[0].der, out_path, as_json)
 
 
@@ -94,7 +96,7 @@ def cert_renew(
     key = _read_key(public_key, as_json)
     _check_out(out_path, as_json)
     with open_services(data_dir, as_json) as services:
-        issued = services.issuance.renew_serial(actor(), canonical, key)
+        issued = services.issuance.renew_serial(grant(Operation.CERTIFICATE_RENEW), canonical, key)
         _report_issued(services, issued.serial, issued.der, out_path, as_json)
 
 
@@ -105,7 +107,7 @@ def _report_issued(services: Services, serial: str, der: bytes, out_path: Path,
     except OSError:
         fail("output.unwritable", f"certificate {serial} was issued but {out_path} could not be "
              f"written; `jpki cert show --serial {serial} --json` prints its PEM", as_json)
-    view = services.certificates.show(actor(), serial)
+    view = services.certificates.show(grant(Operation.CERTIFICATE_READ), serial)
     if as_json:
         data = jsonable(view)
         data["out"] = str(out_path)
@@ -126,7 +128,7 @@ def cert_revoke(
     canonical = parse(parse_serial, serial, "serial", as_json)
     parsed = parse(RevocationReason.parse, reason, "reason", as_json)
     with open_services(data_dir, as_json) as services:
-        result = services.revocation.revoke(actor(), canonical, parsed)
+        result = services.revocation.revoke(grant(Operation.CERTIFICATE_REVOKE), canonical, parsed)
         if as_json:
             print_json({"serial": result.serial, "reason": result.reason.rfc_name,
                         "revoked_at": result.revoked_at, "changed": result.changed})
@@ -142,7 +144,7 @@ def cert_show(serial: Annotated[str, typer.Option(help="Serial (hex).")],
     """Show a certificate's status, validity, revocation and linkage."""
     canonical = parse(parse_serial, serial, "serial", as_json)
     with open_services(data_dir, as_json) as services:
-        view = services.certificates.show(actor(), canonical)
+        view = services.certificates.show(grant(Operation.CERTIFICATE_READ), canonical)
         if as_json:
             data = jsonable(view)
             if view.der:
@@ -166,7 +168,8 @@ def cert_reconcile(
 ) -> None:
     """Abandon issuance intents that never completed (they are then reported as revoked)."""
     with open_services(data_dir, as_json) as services:
-        serials = services.issuance.abandon_stale(actor(), timedelta(seconds=older_than))
+        serials = services.issuance.abandon_stale(grant(Operation.PENDING_ABANDON),
+                                                  timedelta(seconds=older_than))
         if as_json:
             print_json({"abandoned": serials})
         else:

@@ -10,12 +10,13 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
+    grant,
     group,
     open_services,
     out,
     print_json,
 )
+from jpki.access.authz import Operation
 from jpki.model import ClientRole, ClientStatus
 
 app = group("API clients (operators, stations, call centre, RPs).")
@@ -32,7 +33,7 @@ def client_add(name: Annotated[str, typer.Option(help="A name for the client.")]
                data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Create an API client; prints its client_id and client_secret once."""
     with open_services(data_dir, as_json) as services:
-        new = services.clients.create(actor(), name=name, role=role,
+        new = services.clients.create(grant(Operation.CLIENT_CREATE), name=name, role=role,
                                       scopes=[s for s in scopes.split(",") if s.strip()],
                                       station_kind=station_kind)
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret,
@@ -51,7 +52,8 @@ def client_suspend(client_id: Annotated[str, typer.Option(help="Client id.")],
                    data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Suspend a client: its requests are refused at once."""
     with open_services(data_dir, as_json) as services:
-        services.clients.set_status(actor(), client_id, ClientStatus.SUSPENDED)
+        services.clients.set_status(grant(Operation.CLIENT_SET_STATUS), client_id,
+                                    ClientStatus.SUSPENDED)
         print_json({"client_id": client_id, "status": "suspended"}) if as_json else \
             out.print(f"{client_id} suspended")
 
@@ -61,6 +63,7 @@ def client_resume(client_id: Annotated[str, typer.Option(help="Client id.")],
                   data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Lift a client's suspension."""
     with open_services(data_dir, as_json) as services:
-        services.clients.set_status(actor(), client_id, ClientStatus.ACTIVE)
+        services.clients.set_status(grant(Operation.CLIENT_SET_STATUS), client_id,
+                                    ClientStatus.ACTIVE)
         print_json({"client_id": client_id, "status": "active"}) if as_json else \
             out.print(f"{client_id} active")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from api.composition import Services
+    from jpki.access.authz import Grant, Operation
     from jpki.access.principals import Principal
     from jpki.settings import Settings
 
@@ -93,6 +94,19 @@ def actor() -> Principal:
     except (KeyError, OSError):
         user = "unknown"
     return Principal.local_operator(user)
+
+
+# A forward reference: the bound is resolved by the type checker, and importing the table is
+# left to the commands that use it.
+P = TypeVar("P", bound="Operation")
+
+
+def grant(operation: P) -> Grant[P]:
+    """The local operator's grant for ``operation``, by the table of jpki.access.authz (it
+    lists what the CLI may do, architecture §1)."""
+    from jpki.access.authz import authorize
+
+    return authorize(actor(), operation)
 
 
 def jsonable(value: Any) -> Any:

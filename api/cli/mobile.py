@@ -6,12 +6,13 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
+    grant,
     group,
     open_services,
     out,
     print_json,
 )
+from jpki.access.authz import Operation
 
 app = group("Smartphone certificates.")
 
@@ -21,7 +22,7 @@ def mobile_sweep(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False)
     """重層的な措置: revoke mobile certificates whose card certificate is no longer valid or
     whose resident record has ended; flag devices that have not checked in for long."""
     with open_services(data_dir, as_json) as services:
-        report = services.mobile.sweep(actor())
+        report = services.mobile.sweep(grant(Operation.MOBILE_SWEEP))
         if as_json:
             print_json(report)
         else:

@@ -10,7 +10,7 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
+    grant,
     group,
     open_services,
     out,
@@ -18,6 +18,7 @@ from api.cli.common import (
     parse_date,
     print_json,
 )
+from jpki.access.authz import Operation
 from jpki.registry.residents import EventKind, ResidentEvent
 
 app = group("Residents and resident-registry events.")
@@ -38,8 +39,8 @@ def resident_add(
     birth_date = parse(parse_date, birth, "date of birth", as_json)
     with open_services(data_dir, as_json) as services:
         resident = services.residents.register(
-            actor(), name=name, birth_date=birth_date, sex=sex, address=address,
-            municipality_code=municipality, dv_support=dv_support)
+            grant(Operation.RESIDENT_REGISTER), name=name, birth_date=birth_date, sex=sex,
+            address=address, municipality_code=municipality, dv_support=dv_support)
         if as_json:
             print_json({"id": resident.id})
         else:
@@ -67,7 +68,8 @@ def resident_event(
         date=parse(parse_date, event_date, "date", as_json) if event_date else None,
         municipality_code=municipality)
     with open_services(data_dir, as_json) as services:
-        outcome = services.residents.record_event(actor(), resident, event)
+        outcome = services.residents.record_event(grant(Operation.RESIDENT_EVENT), resident,
+                                                  event)
         result = {"resident": outcome.resident.id, "changed": outcome.changed,
                   "revoked": [{"serial": r.serial, "reason": r.reason.rfc_name,
                                "revoked_at": r.revoked_at} for r in outcome.revocations]}
@@ -85,10 +87,10 @@ def resident_show(resident: Annotated[str, typer.Option(help="Resident id.")],
                   data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """Show a resident's record status and certificates (no personal data)."""
     with open_services(data_dir, as_json) as services:
-        r = services.residents.get(actor(), resident)
+        r = services.residents.get(grant(Operation.RESIDENT_READ), resident)
         with services.uow() as uow:
             certs = [c.serial for c in uow.certificates.for_resident(r.id)]
-        views = [services.certificates.show(actor(), s) for s in certs]
+        views = [services.certificates.show(grant(Operation.CERTIFICATE_READ), s) for s in certs]
         data = {"id": r.id, "municipality": r.municipality_code,
                 "registry_source": r.registry_source, "status": r.status,
                 "dv_support": r.dv_support, "emigrated_on": r.emigrated_on,

@@ -12,14 +12,15 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
     escape,
     fail,
+    grant,
     group,
     open_services,
     out,
     print_json,
 )
+from jpki.access.authz import Operation
 from jpki.model import ClientStatus, RelyingPartyKind
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def rp_add(
     """Register a relying party and its API client; prints the client id and secret once."""
     with open_services(data_dir, as_json) as services:
         new = services.relying_parties.register(
-            actor(), name=name, kind=kind, purposes=_split(purpose),
+            grant(Operation.RP_REGISTER), name=name, kind=kind, purposes=_split(purpose),
             scopes=_split([scopes]), parent_id=parent)
         if as_json:
             print_json({"relying_party": new.relying_party, "client_id": new.client_id,
@@ -77,7 +78,7 @@ def rp_add(
 def rp_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """List relying parties, their purposes, status and clients."""
     with open_services(data_dir, as_json) as services:
-        views = services.relying_parties.list_all(actor())
+        views = services.relying_parties.list_all(grant(Operation.RP_READ))
         if as_json:
             print_json(views)
             return
@@ -107,8 +108,8 @@ def rp_rotate_secret(
         fail("rp.invalid", "--overlap-hours is 0 to 2160", as_json)
     overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else None
     with open_services(data_dir, as_json) as services:
-        rotated = services.relying_parties.rotate_secret(actor(), rp_id, client_id=client,
-                                                        overlap=overlap)
+        rotated = services.relying_parties.rotate_secret(
+            grant(Operation.RP_ROTATE_SECRET), rp_id, client_id=client, overlap=overlap)
         if as_json:
             print_json(rotated)
             return
@@ -120,7 +121,7 @@ def rp_rotate_secret(
 
 def _set_status(rp_id: str, status: ClientStatus, data_dir: Path, as_json: bool) -> None:
     with open_services(data_dir, as_json) as services:
-        view = services.relying_parties.set_status(actor(), rp_id, status)
+        view = services.relying_parties.set_status(grant(Operation.RP_SET_STATUS), rp_id, status)
         if as_json:
             data: dict[str, Any] = {"id": view.id, "status": view.status,
                                     "clients": [c["client_id"] for c in view.clients]}

@@ -11,13 +11,14 @@ from api.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonOut,
-    actor,
     escape,
     fail,
+    grant,
     open_services,
     out,
     print_json,
 )
+from jpki.access.authz import Operation
 
 if TYPE_CHECKING:
     from jpki.settings import Settings
@@ -33,7 +34,7 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None
     Idempotent: a second run changes nothing and says so.
     """
     with open_services(data_dir, as_json, init=True) as services:
-        report = services.cas.ceremony(actor())
+        report = services.cas.ceremony(grant(Operation.CA_CEREMONY))
         if as_json:
             print_json({"data_dir": str(services.settings.resolved_data_dir),
                         "created": report.created, "unchanged": report.unchanged})

@@ -6,16 +6,16 @@ in-process for tests). The app provisions its own secure element with an issuer 
 (``<state>.issuer.pem``, made by :func:`create_phone`): on a real phone that is the platform's
 trusted provisioning path.
 
-Every request is signed where the CA requires it: the application by the **card's** signing key
-under its signing password (CMS SignedData, jpki.protocol.cms), later requests by the phone's mobile
-auth
-key under the phone's auth PIN — or by the card.
+Every request is a document of jpki.protocol.mobile, signed where the CA requires it: the
+application by the **card's** signing key under its signing password (CMS SignedData,
+jpki.protocol.cms), later requests by the phone's mobile auth key under the phone's auth PIN — or
+by the card. The app shares only that protocol (and the error hierarchy) with the CA
+(architecture §2.3).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,9 +33,19 @@ from devices.card.client import JpkiCard
 from devices.card.emulator.card import JpkiCardEmulator
 from devices.card.jpki_ap import TOKEN_LABEL_ANDROID, TOKEN_LABEL_IOS, CertSlot, Key, Pin
 from jpki.errors import JpkiError
-from jpki.mobile.service import pop_message
-from jpki.model import CertKind
 from jpki.protocol.cms import SHA256_DIGEST_INFO_PREFIX, build_signed_data
+from jpki.protocol.documents import Document, one_of
+from jpki.protocol.mobile import (
+    ChallengePurpose,
+    DeviceRevocationReason,
+    MobileApplication,
+    MobileCheckIn,
+    MobileKind,
+    MobileRevocation,
+    MobileSuspensionLift,
+    Platform,
+    pop_message,
+)
 
 PLATFORM_LABELS = {"android": TOKEN_LABEL_ANDROID, "ios": TOKEN_LABEL_IOS}
 
@@ -104,25 +114,24 @@ class PhoneApp:
                              str(doc.get("detail", "")))
         return response.json()
 
-    def _challenge(self, purpose: str) -> bytes:
+    def _challenge(self, purpose: ChallengePurpose) -> bytes:
         return base64.b64decode(self._post("/v1/mobile/challenges",
-                                           {"purpose": purpose})["challenge"])
+                                           {"purpose": purpose.value})["challenge"])
 
     # --- the secure element ---------------------------------------------------------------
 
-    def _provision_keys(self, kinds: list[CertKind]) -> dict[CertKind, rsa.RSAPublicKey]:
+    def _provision_keys(self, kinds: list[MobileKind]) -> dict[MobileKind, rsa.RSAPublicKey]:
         self.se.select_jpki_ap()
         self.se.authenticate_issuer(self.issuer_key)
         return {kind: self.se.generate_key_pair(Key.SIGN if kind.is_signing else Key.AUTH)
                 for kind in kinds}
 
-    def _pop(self, challenge: bytes, kind: CertKind, pin_value: str) -> str:
+    def _pop(self, challenge: bytes, kind: MobileKind, pin_value: str) -> bytes:
         key = Key.SIGN if kind.is_signing else Key.AUTH
         self.se.verify_pin(Pin.SIGN if kind.is_signing else Pin.AUTH, pin_value)
         digest = hashes.Hash(hashes.SHA256())
         digest.update(pop_message(challenge, self.device_ref, kind))
-        return base64.b64encode(self.se.sign(key, SHA256_DIGEST_INFO_PREFIX +
-                                             digest.finalize())).decode()
+        return self.se.sign(key, SHA256_DIGEST_INFO_PREFIX + digest.finalize())
 
     def _store(self, issued: dict[str, Any]) -> dict[str, str]:
         self.se.select_jpki_ap()
@@ -132,7 +141,7 @@ class PhoneApp:
         serials = {}
         for cert in issued["certificates"]:
             parsed = x509.load_pem_x509_certificate(cert["pem"].encode())
-            signing = cert["kind"] == CertKind.MOBILE_SIGN.value
+            signing = cert["kind"] == MobileKind.SIGN.value
             self.se.write_certificate(CertSlot.SIGN if signing else CertSlot.AUTH, parsed)
             ca = chain.get(parsed.issuer.rfc4514_string())
             if ca is not None:
@@ -148,25 +157,23 @@ class PhoneApp:
               sign_password: str) -> dict[str, str]:
         """Apply with the card: new keys in the phone, the application signed by the card's
         signing key under its password, the certificates stored in the phone."""
-        challenge = self._challenge("application")
-        keys = self._provision_keys([CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH])
+        challenge = self._challenge(MobileApplication.PURPOSE)
+        keys = self._provision_keys([MobileKind.SIGN, MobileKind.AUTH])
         # The phone's own passwords (they may equal the card's, §2).
         self.se.reset_retry_counter(Pin.AUTH, auth_pin)
         self.se.reset_retry_counter(Pin.SIGN, sign_password)
-        doc = {
-            "type": "jpki-mobile-application/1",
-            "challenge": base64.b64encode(challenge).decode(),
-            "device": self.device_ref, "platform": self.se.token_label(),
-            "sign_public_key": _spki(keys[CertKind.MOBILE_SIGN]),
-            "auth_public_key": _spki(keys[CertKind.MOBILE_AUTH]),
-            "sign_pop": self._pop(challenge, CertKind.MOBILE_SIGN, sign_password),
-            "auth_pop": self._pop(challenge, CertKind.MOBILE_AUTH, auth_pin),
-        }
+        platform = one_of(MobileApplication, "platform", Platform, self.se.token_label())
+        sign_pop = self._pop(challenge, MobileKind.SIGN, sign_password)
+        auth_pop = self._pop(challenge, MobileKind.AUTH, auth_pin)
         card.select_jpki_ap()
         card.verify_pin(Pin.SIGN, card_password)
         card_cert = card.read_certificate(CertSlot.SIGN)
-        doc["card_sign_serial"] = format(card_cert.serial_number, "x")
-        signed = build_signed_data(json.dumps(doc).encode(), card_cert.public_bytes(Encoding.DER),
+        doc = MobileApplication(
+            challenge=challenge, device=self.device_ref, platform=platform,
+            card_sign_serial=format(card_cert.serial_number, "x"),
+            sign_public_key=_spki(keys[MobileKind.SIGN]),
+            auth_public_key=_spki(keys[MobileKind.AUTH]), sign_pop=sign_pop, auth_pop=auth_pop)
+        signed = build_signed_data(doc.to_json(), card_cert.public_bytes(Encoding.DER),
                                    _digest_info_signer(card, Key.SIGN),
                                    datetime.now(UTC).replace(microsecond=0))
         issued = self._post("/v1/mobile/applications",
@@ -174,26 +181,25 @@ class PhoneApp:
         self.device_id = str(issued["device_id"])
         return self._store(issued)
 
-    def _signed_by_phone(self, document: dict[str, Any], auth_pin: str) -> str:
+    def _signed_by_phone(self, document: Document, auth_pin: str) -> str:
         self.se.select_jpki_ap()
         self.se.verify_pin(Pin.AUTH, auth_pin)
         cert = self.se.read_certificate(CertSlot.AUTH)
-        signed = build_signed_data(json.dumps(document).encode(), cert.public_bytes(Encoding.DER),
+        signed = build_signed_data(document.to_json(), cert.public_bytes(Encoding.DER),
                                    _digest_info_signer(self.se, Key.AUTH),
                                    datetime.now(UTC).replace(microsecond=0))
         return base64.b64encode(signed).decode()
 
     def revoke(self, device_id: str, *, auth_pin: str, reason: str) -> list[dict[str, Any]]:
-        challenge = self._challenge("revocation")
-        doc = {"type": "jpki-mobile-revocation/1", "device": device_id, "reason": reason,
-               "challenge": base64.b64encode(challenge).decode()}
+        """``reason``: device_change, sale or disposal (refused here, before any request)."""
+        cause = one_of(MobileRevocation, "reason", DeviceRevocationReason, reason)
+        doc = MobileRevocation(challenge=self._challenge(MobileRevocation.PURPOSE),
+                               device=device_id, reason=cause)
         return list(self._post("/v1/mobile/revocations",
                                {"signed_data": self._signed_by_phone(doc, auth_pin)}))
 
     def check_in(self, device_id: str, *, auth_pin: str) -> dict[str, Any]:
-        challenge = self._challenge("check_in")
-        doc = {"type": "jpki-mobile-check-in/1", "device": device_id,
-               "challenge": base64.b64encode(challenge).decode()}
+        doc = MobileCheckIn(challenge=self._challenge(MobileCheckIn.PURPOSE), device=device_id)
         return dict(self._post("/v1/mobile/check-ins",
                                {"signed_data": self._signed_by_phone(doc, auth_pin)}))
 
@@ -201,13 +207,12 @@ class PhoneApp:
                         sign_password: str) -> dict[str, str]:
         """The phone was found: a new signing key in the phone, the request signed with the
         (held) auth key; the auth certificate is released, the signing one re-issued."""
-        challenge = self._challenge("lift")
-        (key,) = self._provision_keys([CertKind.MOBILE_SIGN]).values()
+        challenge = self._challenge(MobileSuspensionLift.PURPOSE)
+        (key,) = self._provision_keys([MobileKind.SIGN]).values()
         self.se.reset_retry_counter(Pin.SIGN, sign_password)
-        doc = {"type": "jpki-mobile-lift/1", "device": device_id,
-               "challenge": base64.b64encode(challenge).decode(),
-               "sign_public_key": _spki(key),
-               "sign_pop": self._pop(challenge, CertKind.MOBILE_SIGN, sign_password)}
+        doc = MobileSuspensionLift(challenge=challenge, device=device_id,
+                                   sign_public_key=_spki(key),
+                                   sign_pop=self._pop(challenge, MobileKind.SIGN, sign_password))
         issued = self._post("/v1/mobile/suspension-lifts",
                             {"signed_data": self._signed_by_phone(doc, auth_pin)})
         return self._store(issued)
@@ -217,15 +222,15 @@ class PhoneApp:
 
         The auth PIN is verified first, in this session: on an Android secure element
         (JPKIAPGPSETOKEN) the auth certificate's EF is read-protected by it (reference §4.3), and
-        a fresh session — `jpki phone status` is one — has nothing verified. iOS tokens do not
+        a fresh session — `jpki-phone status` is one — has nothing verified. iOS tokens do not
         need it; asking on every platform keeps the command the same everywhere.
         """
         self.se.select_jpki_ap()
         self.se.verify_pin(Pin.AUTH, auth_pin)
-        slots = [(CertKind.MOBILE_AUTH, CertSlot.AUTH, CertSlot.AUTH_CA)]
+        slots = [(MobileKind.AUTH, CertSlot.AUTH, CertSlot.AUTH_CA)]
         if sign_password is not None:
             self.se.verify_pin(Pin.SIGN, sign_password)
-            slots.append((CertKind.MOBILE_SIGN, CertSlot.SIGN, CertSlot.SIGN_CA))
+            slots.append((MobileKind.SIGN, CertSlot.SIGN, CertSlot.SIGN_CA))
         out = {}
         for kind, slot, ca_slot in slots:
             cert, issuer = self.se.read_certificate(slot), self.se.read_certificate(ca_slot)
@@ -242,6 +247,5 @@ class PhoneApp:
         return out
 
 
-def _spki(key: rsa.RSAPublicKey) -> str:
-    return base64.b64encode(key.public_bytes(Encoding.DER,
-                                             PublicFormat.SubjectPublicKeyInfo)).decode()
+def _spki(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

@@ -27,16 +27,14 @@ sweep revokes what a holder failed to (重層的な措置).
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -44,13 +42,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import (
     CertificateNotFound,
     Conflict,
     Forbidden,
-    InvalidInput,
     NotFound,
     PolicyViolation,
     ResidentInactive,
@@ -63,7 +61,6 @@ from jpki.model import (
     Certificate,
     CertKind,
     CertStatus,
-    ClientRole,
     DeviceStatus,
     MobileChallenge,
     MobileDevice,
@@ -72,20 +69,29 @@ from jpki.model import (
     RevocationReason,
 )
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from jpki.protocol.cms import VerifiedSignedData, verify_signed_data
+from jpki.protocol.cms import verify_signed_data
+from jpki.protocol.mobile import (
+    ChallengePurpose,
+    DeviceRevocationReason,
+    HolderRequest,
+    MobileApplication,
+    MobileCheckIn,
+    MobileError,
+    MobileKind,
+    MobileRevocation,
+    MobileSuspensionLift,
+    pop_message,
+)
 from jpki.public_keys import SubjectKey, load_subject_key
 from jpki.rate_limits import RateLimited
 
-PLATFORMS = frozenset({"JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"})  # Android GP SE, iPhone (§2)
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 _DEVICE_ID = re.compile(r"[0-9a-f]{32}")
-POP_DOMAIN = b"jpki-mobile-pop\x00"
 MOBILE_KINDS = (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH)
-
-
-class MobileError(InvalidInput):
-    code = "mobile.invalid"
-    title = "The mobile request is invalid"
+# The protocol names the two mobile certificates by their wire strings (jpki.protocol.mobile).
+WIRE_KIND = {CertKind.MOBILE_SIGN: MobileKind.SIGN, CertKind.MOBILE_AUTH: MobileKind.AUTH}
+_PURPOSES = frozenset(p.value for p in ChallengePurpose)
+R = TypeVar("R", bound=HolderRequest)
 
 
 class ChallengeInvalid(MobileError):
@@ -131,32 +137,6 @@ class MobileIssued:
     linked: dict[str, str]  # mobile serial → the card certificate's serial it is linked to
 
 
-def pop_message(challenge: bytes, device_ref: str, kind: CertKind) -> bytes:
-    """What a phone signs with each new key: the challenge, its device and the kind, so a proof
-    can be replayed neither in another application nor for the other certificate."""
-    return b"\x00".join([POP_DOMAIN, challenge, device_ref.encode("utf-8"),
-                         kind.value.encode("ascii")])
-
-
-def _b64(value: Any, field: str, limit: int = 8192) -> bytes:
-    if not isinstance(value, str) or len(value) > limit:
-        raise MobileError(f"{field} must be base64", field=field)
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError as exc:
-        raise MobileError(f"{field} must be base64", field=field) from exc
-
-
-def _document(verified: VerifiedSignedData, kind: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(verified.content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MobileError("the signed content must be a JSON object") from exc
-    if not isinstance(doc, dict) or doc.get("type") != kind:
-        raise MobileError(f"the signed content must be a {kind} document")
-    return doc
-
-
 def _seconds_until(at: datetime | None, now: datetime) -> int:
     return max(1, math.ceil((at - now).total_seconds())) if at is not None else 1
 
@@ -192,7 +172,7 @@ class MobileService:
         each with the seconds until the earliest of them expires. Under PostgreSQL's read
         committed, concurrent requests may overshoot a bound by their number; SQLite has one
         writer at a time."""
-        if purpose not in ("application", "revocation", "lift", "check_in"):
+        if purpose not in _PURPOSES:
             raise MobileError("purpose is application, revocation, lift or check_in",
                               field="purpose")
         challenge = secrets.token_bytes(32)
@@ -265,34 +245,23 @@ class MobileService:
     def apply(self, signed_der: bytes) -> MobileIssued:
         """Verify an application signed with the card and issue both mobile certificates."""
         verified = verify_signed_data(signed_der)
-        doc = _document(verified, "jpki-mobile-application/1")
-        challenge = _b64(doc.get("challenge"), "challenge", 128)
-        device_ref = doc.get("device")
-        platform = doc.get("platform")
-        if not isinstance(device_ref, str) or not 1 <= len(device_ref) <= 128:
-            raise MobileError("device is 1 to 128 characters", field="device")
-        if platform not in PLATFORMS:
-            raise MobileError("platform is JPKIAPGPSETOKEN or JPKIAPIOSTOKEN", field="platform")
-        keys = {CertKind.MOBILE_SIGN: load_subject_key(_b64(doc.get("sign_public_key"),
-                                                            "sign_public_key")),
-                CertKind.MOBILE_AUTH: load_subject_key(_b64(doc.get("auth_public_key"),
-                                                            "auth_public_key"))}
+        doc = MobileApplication.parse(verified.content)
+        challenge, device_ref, platform = doc.challenge, doc.device, doc.platform.value
+        keys = {kind: load_subject_key(doc.public_key(WIRE_KIND[kind])) for kind in MOBILE_KINDS}
         if keys[CertKind.MOBILE_SIGN].sha256 == keys[CertKind.MOBILE_AUTH].sha256:
             raise MobileError("the two mobile keys must differ", field="auth_public_key")
         for kind, field in ((CertKind.MOBILE_SIGN, "sign_pop"), (CertKind.MOBILE_AUTH,
                                                                    "auth_pop")):
-            _verify_pop(keys[kind], _b64(doc.get(field), field), pop_message(
-                challenge, device_ref, kind), field)
+            _verify_pop(keys[kind], doc.pop(WIRE_KIND[kind]), pop_message(
+                challenge, device_ref, WIRE_KIND[kind]), field)
 
-        holder_serial = doc.get("card_sign_serial")
-        if not isinstance(holder_serial, str) or \
-                holder_serial.lower() != format(verified.signer.serial_number, "x"):
+        if doc.card_sign_serial.lower() != format(verified.signer.serial_number, "x"):
             # The application names the holder's card signing certificate; a signature by any
             # other certificate (another person's card) does not make it theirs.
             raise SignerRefused("the application is not signed by the card it names")
         with self._uow() as uow:
             now = self._clock.now()
-            self._consume_challenge(uow, challenge, "application", now)
+            self._consume_challenge(uow, challenge, doc.PURPOSE, now)
             card_sign = self._our_certificate(uow, verified.signer)
             resident = self._current_card_certificate(uow, card_sign, now)
             card_auth = next((c for c in uow.certificates.for_resident(
@@ -309,7 +278,7 @@ class MobileService:
                                   device_ref=device_ref, platform=platform,
                                   status=DeviceStatus.ACTIVE, created_at=now, last_seen_at=now)
             uow.mobile.add_device(device)
-            actor = Principal(actor=f"holder:{resident.id}", role=None)
+            actor = authorize(Principal.holder(resident.id), Operation.MOBILE_APPLY).principal
             plans = []
             for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
                                (CertKind.MOBILE_SIGN, card_sign)):
@@ -363,18 +332,16 @@ class MobileService:
 
     # --- the holder's own requests --------------------------------------------------------
 
-    def _holder_request(self, uow: UnitOfWork, signed_der: bytes, kind: str, purpose: str,
-                        now: datetime) -> tuple[dict[str, Any], MobileDevice, Certificate]:
+    def _holder_request(self, uow: UnitOfWork, signed_der: bytes, document: type[R],
+                        now: datetime) -> tuple[R, MobileDevice, Certificate]:
         """A request signed by the device's mobile auth key or by the holder's card signing
         key, about that device; returns (document, device, signer certificate)."""
         verified = verify_signed_data(signed_der)
-        doc = _document(verified, kind)
-        self._consume_challenge(uow, _b64(doc.get("challenge"), "challenge", 128), purpose, now)
+        doc = document.parse(verified.content)
+        self._consume_challenge(uow, doc.challenge, doc.PURPOSE, now)
         # A device id is what add_device made (uuid4().hex); anything else is no device, and is
         # not looked up (PostgreSQL cannot even compare a text with a NUL in it).
-        device_id = doc.get("device")
-        device = uow.mobile.device(device_id) if isinstance(device_id, str) and \
-            _DEVICE_ID.fullmatch(device_id) else None
+        device = uow.mobile.device(doc.device) if _DEVICE_ID.fullmatch(doc.device) else None
         signer = self._our_certificate(uow, verified.signer)
         if device is None or device.resident_id != signer.resident_id:
             raise NotFound("no such device for this holder")
@@ -395,24 +362,21 @@ class MobileService:
         """The holder revokes a device's certificates (device change, sale, disposal)."""
         with self._uow() as uow:
             now = self._clock.now()
-            doc, device, _ = self._holder_request(uow, signed_der, "jpki-mobile-revocation/1",
-                                                  "revocation", now)
-            cause = doc.get("reason")
-            if cause not in ("device_change", "sale", "disposal"):
-                raise MobileError("reason is device_change, sale or disposal", field="reason")
-            reason = RevocationReason.SUPERSEDED if cause == "device_change" \
+            doc, device, _ = self._holder_request(uow, signed_der, MobileRevocation, now)
+            reason = RevocationReason.SUPERSEDED \
+                if doc.reason is DeviceRevocationReason.DEVICE_CHANGE \
                 else RevocationReason.CESSATION_OF_OPERATION
-            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            actor = authorize(Principal.holder(device.resident_id),
+                              Operation.MOBILE_REVOKE).principal
             results = self._retire(uow, actor, device, DeviceStatus.REVOKED, reason, now,
-                                   str(cause))
+                                   doc.reason.value)
             uow.commit()
         return results
 
     def check_in(self, signed_der: bytes) -> tuple[str, datetime]:
         with self._uow() as uow:
             now = self._clock.now()
-            _, device, signer = self._holder_request(uow, signed_der, "jpki-mobile-check-in/1",
-                                                     "check_in", now)
+            _, device, signer = self._holder_request(uow, signed_der, MobileCheckIn, now)
             if signer.kind is not CertKind.MOBILE_AUTH:
                 raise SignerRefused("a device checks in with its own auth key")
             device.last_seen_at = now
@@ -425,8 +389,7 @@ class MobileService:
         certificate and issue a new one to the same device with the key the phone sent."""
         with self._uow() as uow:
             now = self._clock.now()
-            doc, device, _ = self._holder_request(uow, signed_der, "jpki-mobile-lift/1", "lift",
-                                                  now)
+            doc, device, _ = self._holder_request(uow, signed_der, MobileSuspensionLift, now)
             if device.status is not DeviceStatus.ACTIVE:
                 raise Conflict("the device is no longer active")
             certs = {c.kind: c for c in uow.certificates.for_device(device.id)
@@ -436,10 +399,9 @@ class MobileService:
                     and c.revocation_reason is RevocationReason.CERTIFICATE_HOLD]
             if auth is None or sign is None or len(held) != 2:
                 raise Conflict("the device's certificates are not on hold")
-            key = load_subject_key(_b64(doc.get("sign_public_key"), "sign_public_key"))
-            challenge = _b64(doc.get("challenge"), "challenge", 128)
-            _verify_pop(key, _b64(doc.get("sign_pop"), "sign_pop"),
-                        pop_message(challenge, device.device_ref, CertKind.MOBILE_SIGN),
+            key = load_subject_key(doc.sign_public_key)
+            _verify_pop(key, doc.sign_pop,
+                        pop_message(doc.challenge, device.device_ref, MobileKind.SIGN),
                         "sign_pop")
             if uow.certificates.public_keys_in_use([key.sha256]):
                 raise MobileError("the new signing key is already certified")
@@ -447,7 +409,8 @@ class MobileService:
             resident = uow.residents.get(device.resident_id)
             if card_sign is None or not card_sign.is_valid(now) or resident is None:
                 raise SignerRefused("the linked card signing certificate is no longer valid")
-            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            actor = authorize(Principal.holder(device.resident_id),
+                              Operation.MOBILE_LIFT_SUSPENSION).principal
             release_hold(auth, now)
             # The release instant, which the next delta CRL's removeFromCRL entry carries
             # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
@@ -475,9 +438,10 @@ class MobileService:
 
     # --- the call centre -----------------------------------------------------------------
 
-    def hold(self, actor: Principal, resident_id: str) -> list[RevocationResult]:
+    def hold(self, grant: Grant[Literal[Operation.MOBILE_HOLD]],
+             resident_id: str) -> list[RevocationResult]:
         """A lost phone: both mobile certificates of the active device on hold at once."""
-        actor.require_role(ClientRole.CALLCENTER)
+        actor = grant.require(Operation.MOBILE_HOLD)
         with self._uow() as uow:
             now = self._clock.now()
             resident = uow.residents.get(resident_id, for_update=True)
@@ -497,8 +461,9 @@ class MobileService:
             uow.commit()
         return results
 
-    def hold_certificate(self, actor: Principal, serial: str) -> RevocationResult:
-        actor.require_role(ClientRole.CALLCENTER)
+    def hold_certificate(self, grant: Grant[Literal[Operation.MOBILE_HOLD_CERTIFICATE]],
+                         serial: str) -> RevocationResult:
+        actor = grant.require(Operation.MOBILE_HOLD_CERTIFICATE)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None:
@@ -514,9 +479,10 @@ class MobileService:
 
     # --- 重層的な措置 -------------------------------------------------------------------------
 
-    def sweep(self, actor: Principal) -> dict[str, list[str]]:
+    def sweep(self, grant: Grant[Literal[Operation.MOBILE_SWEEP]]) -> dict[str, list[str]]:
         """Revoke mobile certificates whose card certificate is no longer valid or whose
         resident record has ended; flag devices not seen for ``stale_device_after``."""
+        actor = grant.require(Operation.MOBILE_SWEEP)
         now = self._clock.now()
         revoked: list[str] = []
         with self._uow() as uow:

@@ -1,10 +1,9 @@
 """Holders' consents to the latest basic 4 information (最新の利用者情報提供の同意; reference
 §3.4), and their withdrawal.
 
-**The statement.** A holder consents by signing, with the signing key of the card or of the phone
-(a CMS SignedData, jpki.protocol.cms, whose signer is a card or mobile *signing* certificate), the
-UTF-8
-JSON object::
+**The statement** (jpki.protocol.consent.ConsentStatement). A holder consents by signing, with
+the signing key of the card or of the phone (a CMS SignedData, jpki.protocol.cms, whose signer is
+a card or mobile *signing* certificate), the UTF-8 JSON object::
 
     {"type": "jpki-rp-consent/1",
      "relying_party": "rp_…",                 # the relying party that may receive it
@@ -47,43 +46,27 @@ withdrawn``.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from jpki.audit import AuditLog
 from jpki.errors import (
     Conflict,
     DuplicateResource,
     Forbidden,
-    InvalidInput,
     NotFound,
     PolicyViolation,
 )
 from jpki.model import Certificate, CertStatus, Consent
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.protocol.consent import CONSENT_ID, ConsentInvalid, ConsentStatement, ConsentWithdrawal
 from jpki.relying_parties.holder_signatures import (
     HolderSignature,
     signed_while_valid,
     verify_holder_signature,
 )
-from jpki.relying_parties.service import PURPOSE, RP_ID, RpContext
-
-ITEMS = ("name", "birth_date", "sex", "address")
-CONSENT_TYPE = "jpki-rp-consent/1"
-WITHDRAWAL_TYPE = "jpki-rp-consent-withdrawal/1"
-NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-CONSENT_ID = re.compile(r"^cs_[0-9a-f]{24}$")
-_CONSENT_KEYS = {"type", "relying_party", "items", "purpose", "nonce", "expires_at"}
-_WITHDRAWAL_KEYS = {"type", "consent_id", "nonce"}
-
-
-class ConsentInvalid(InvalidInput):
-    code = "consent.invalid"
-    title = "The consent statement is not valid"
+from jpki.relying_parties.service import RpContext
 
 
 class ConsentForAnotherParty(Forbidden):
@@ -131,60 +114,6 @@ class ConsentAlreadyWithdrawn(Conflict):
     title = "The consent is already withdrawn"
 
 
-@dataclass(frozen=True)
-class ConsentStatement:
-    relying_party: str
-    items: tuple[str, ...]
-    purpose: str
-    nonce: str
-    expires_at: datetime
-
-
-def _json_object(content: bytes, kind: str, keys: set[str]) -> dict[str, Any]:
-    try:
-        doc = json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConsentInvalid("the signed content must be a JSON object") from exc
-    if not isinstance(doc, dict) or doc.get("type") != kind:
-        raise ConsentInvalid(f"the signed content must be a {kind} document", field="type")
-    unknown = set(doc) - keys
-    if unknown:
-        raise ConsentInvalid("the statement has fields it may not have", field="type")
-    return doc
-
-
-def _nonce(value: object) -> str:
-    if not isinstance(value, str) or not NONCE.match(value):
-        raise ConsentInvalid("nonce is 16 to 128 of A-Z a-z 0-9 _ -", field="nonce")
-    return value
-
-
-def parse_statement(content: bytes) -> ConsentStatement:
-    doc = _json_object(content, CONSENT_TYPE, _CONSENT_KEYS)
-    rp = doc.get("relying_party")
-    if not isinstance(rp, str) or not RP_ID.match(rp):
-        raise ConsentInvalid("relying_party is a relying party id", field="relying_party")
-    items = doc.get("items")
-    if not isinstance(items, list) or not items or len(items) > len(ITEMS) or \
-            any(i not in ITEMS for i in items) or len(set(items)) != len(items):
-        raise ConsentInvalid("items are distinct names among name, birth_date, sex, address",
-                             field="items")
-    purpose = doc.get("purpose")
-    if not isinstance(purpose, str) or not PURPOSE.fullmatch(purpose):
-        raise ConsentInvalid("purpose is a purpose code", field="purpose")
-    expires = doc.get("expires_at")
-    try:
-        expires_at = datetime.fromisoformat(expires) if isinstance(expires, str) else None
-    except ValueError:
-        expires_at = None
-    if expires_at is None or expires_at.tzinfo is None:
-        raise ConsentInvalid("expires_at is an ISO 8601 instant with a time zone",
-                             field="expires_at")
-    return ConsentStatement(relying_party=rp, items=tuple(i for i in ITEMS if i in items),
-                            purpose=purpose, nonce=_nonce(doc.get("nonce")),
-                            expires_at=expires_at)
-
-
 def _signing_certificate(signature: HolderSignature) -> Certificate:
     cert = signature.certificate
     if cert is None or not cert.kind.is_signing:
@@ -197,7 +126,7 @@ def record_consent(uow: UnitOfWork, audit: AuditLog, ctx: RpContext, der: bytes,
                    now: datetime, max_lifetime: timedelta) -> Consent:
     """Checks 1-7 of the module docstring, then stage the consent in ``uow``."""
     signature = verify_holder_signature(uow, der)
-    statement = parse_statement(signature.content)
+    statement = ConsentStatement.parse(signature.content)
     if statement.relying_party != ctx.rp_id:
         raise ConsentForAnotherParty("the consent names another relying party")
     ctx.require_purpose(statement.purpose)
@@ -253,7 +182,7 @@ S = TypeVar("S", bound=_Standing)
 
 
 def valid_consent_id(value: object) -> bool:
-    return isinstance(value, str) and CONSENT_ID.match(value) is not None
+    return isinstance(value, str) and CONSENT_ID.fullmatch(value) is not None
 
 
 def check_standing(consent: S | None, rp_id: str, now: datetime) -> S:
@@ -286,13 +215,9 @@ class ConsentService:
         with self._uow() as uow:
             now = self._clock.now()
             signature = verify_holder_signature(uow, der)
-            doc = _json_object(signature.content, WITHDRAWAL_TYPE, _WITHDRAWAL_KEYS)
-            consent_id = doc.get("consent_id")
-            _nonce(doc.get("nonce"))
-            if not isinstance(consent_id, str) or not CONSENT_ID.match(consent_id):
-                raise ConsentInvalid("consent_id is a consent id", field="consent_id")
+            withdrawal = ConsentWithdrawal.parse(signature.content)
             cert = _signing_certificate(signature)
-            consent = uow.consents.get(consent_id, for_update=True)
+            consent = uow.consents.get(withdrawal.consent_id, for_update=True)
             if consent is None or consent.resident_id != cert.resident_id:
                 raise ConsentNotFound("no such consent of this holder")
             if not signed_while_valid(signature, now):

@@ -36,6 +36,7 @@ from devices.card.client import JpkiCard
 from devices.card.emulator import JpkiCardEmulator
 from devices.card.jpki_ap import CertSlot, Key, Pin
 from devices.card.transport import InProcessTransport
+from jpki.access.authz import Operation, authorize
 from tests.components import missing_component
 
 if TYPE_CHECKING:
@@ -310,8 +311,9 @@ def station_ca(served: LiveServer) -> Iterator[CaClient]:
     from jpki.access.principals import Principal
     from jpki.model import ClientRole
 
-    new = served.services.clients.create(Principal.local_operator("pytest"),
-                                         name="Kiyose counter", role=ClientRole.STATION)
+    new = served.services.clients.create(
+        authorize(Principal.local_operator("pytest"), Operation.CLIENT_CREATE),
+        name="Kiyose counter", role=ClientRole.STATION)
     with CaClient(served.url, new.client.client_id, new.client_secret) as ca:
         yield ca
 
@@ -320,7 +322,8 @@ def register_resident(served: LiveServer, birth: date = date(1990, 1, 2)) -> str
     from jpki.access.principals import Principal
 
     return served.services.residents.register(
-        Principal.local_operator("pytest"), name="山田 太郎", birth_date=birth, sex=1,
+        authorize(Principal.local_operator("pytest"), Operation.RESIDENT_REGISTER),
+        name="山田 太郎", birth_date=birth, sex=1,
         address="東京都清瀬市中里一丁目２番３号", municipality_code="132217").id
 
 

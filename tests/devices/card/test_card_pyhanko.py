@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jpki.access.principals import Principal
-from jpki.model import CaKind, ClientRole, RevocationReason
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
+from jpki.model import CaKind, RevocationReason
 from tests.components import missing_component
 from tests.devices.card.conftest import (
     PKCS11_MODULE,
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.hsm]
 
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+READ_CERTIFICATE = authorize(OPERATOR, Operation.CERTIFICATE_READ)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 FIELD = "JPKISignature"
 
 
@@ -180,9 +183,9 @@ def test_pyhanko_refuses_the_pdf_once_the_signing_certificate_is_revoked(
     root = sign_root(served, tmp_path)
     services = served.services
     serial = format(enrolled_pcsc_card.sign.serial_number, "x")
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     services.ocsp.refresh()
-    view = services.certificates.show(OPERATOR, serial)
+    view = services.certificates.show(READ_CERTIFICATE, serial)
     with services.uow() as uow:
         generation = uow.cas.current(CaKind.SIGN)
     assert generation is not None
