@@ -7,15 +7,17 @@ import pytest
 from cryptography import x509
 
 from api.crl_publishing import build_crl_publishing
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.revocation.crls import DELTA, FULL
 
 pytestmark = pytest.mark.hsm
 
-STATION = Principal.local_operator("test-station")
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(Principal.local_operator("test-station"), Operation.CERTIFICATE_ISSUE)
+REVOKE = authorize(Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR),
+                   Operation.CERTIFICATE_REVOKE)
 SHARD = "132217"
 
 
@@ -27,11 +29,11 @@ def without_number(
 def test_the_lean_wiring_publishes_what_build_services_publishes(
         services, new_resident, subject_keys, keystore, clock) -> None:
     rid = new_resident()
-    issued = services.issuance.issue(STATION, rid, [
+    issued = services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
         KeyRequest(CertKind.CARD_SIGN, subject_keys[1])])
     for cert in issued:
-        services.revocation.revoke(OPERATOR, cert.serial, RevocationReason.KEY_COMPROMISE)
+        services.revocation.revoke(REVOKE, cert.serial, RevocationReason.KEY_COMPROMISE)
     clock.advance(seconds=5)
 
     lean = build_crl_publishing(services.settings, clock=clock, keys=keystore)
