@@ -45,6 +45,7 @@ from api.routers import (
 )
 from api.rp_audit import RefusalAudit
 from jpki import __version__
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.revocation.ocsp.jobs import follow_status_changes, reconcile_at_start
 from jpki.settings import Settings
@@ -95,24 +96,26 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     from jpki.authority.ca import CeremonyReport
 
     runner = runner or JobRunner(services)
-    actor = Principal(actor="service:maintenance", role=None)
+    job = Principal.system_job("maintenance")
 
     def abandon() -> dict[str, int]:
         abandoned = services.issuance.abandon_stale(
-            actor, timedelta(seconds=services.settings.pending_timeout_seconds))
+            authorize(job, Operation.PENDING_ABANDON),
+            timedelta(seconds=services.settings.pending_timeout_seconds))
         if abandoned:
             log.warning("abandoned %d stale issuance intents", len(abandoned))
         return {"abandoned": len(abandoned)}
 
     def sweep() -> dict[str, int]:
-        undelivered = services.counter.sweep_undelivered(actor)
+        undelivered = services.counter.sweep_undelivered(authorize(job,
+                                                                   Operation.DELIVERY_SWEEP))
         if undelivered:
             log.warning("revoked %d certificates never delivered to a card", len(undelivered))
         return {"revoked": len(undelivered)}
 
     def responders() -> dict[str, int]:
         report = CeremonyReport()
-        services.cas.ensure_responders(actor, report)
+        services.cas.ensure_responders(authorize(job, Operation.RESPONDERS_RENEW), report)
         if report.created:
             services.ocsp.reload()
         return {"renewed": len(report.created)}

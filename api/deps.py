@@ -37,16 +37,18 @@ import binascii
 import functools
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
 
 from api.composition import Services
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.clients import Authenticated, LegacyCheck, valid_client_id
 from jpki.access.principals import Principal
 from jpki.errors import BadCredentials, Unauthenticated, VerifierBusy
-from jpki.model import ClientRole
+
+P = TypeVar("P", bound=Operation)
 
 
 async def get_services(request: Request) -> Services:
@@ -138,18 +140,33 @@ def run_claimed(poll: Callable[[], None], release: Callable[[], None]) -> None:
         raise
 
 
-def require(*roles: ClientRole) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that authenticates and then checks the caller's role (async: a role check
-    needs no thread of the pool)."""
+# The operation each authorising dependency decides (see operations_of).
+_OPERATIONS: dict[Callable[..., Any], Operation] = {}
 
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        principal.require_role(*roles)
-        return principal
 
+def declare(dependency: Callable[..., Any], operation: Operation) -> None:
+    """Record that ``dependency`` authorises ``operation``, so that the routes using it can be
+    held to the table of jpki.access.authz (tests/api/test_http_auth.py)."""
+    _OPERATIONS[dependency] = operation
+
+
+def authorized(operation: P) -> Callable[..., Coroutine[Any, Any, Grant[P]]]:
+    """A dependency that authenticates and then asks the table (jpki.access.authz) whether the
+    caller may make ``operation``: the grant the route hands to the service. Refused before the
+    body is read (async: deciding needs no thread of the pool)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Grant[P]:
+        return authorize(principal, operation)
+
+    declare(dependency, operation)
     return dependency
 
 
-OperatorDep = Annotated[Principal, Depends(require(ClientRole.OPERATOR))]
-StationDep = Annotated[Principal, Depends(require(ClientRole.STATION))]
-CallCentreDep = Annotated[Principal, Depends(require(ClientRole.CALLCENTER))]
-ReaderDep = Annotated[Principal, Depends(require(ClientRole.OPERATOR, ClientRole.STATION))]
+def operations_of(dependant: Any) -> set[Operation]:
+    """The operations a route's dependencies authorise (one for each authorised route)."""
+    found = set()
+    for sub in dependant.dependencies:
+        if sub.call in _OPERATIONS:
+            found.add(_OPERATIONS[sub.call])
+        found |= operations_of(sub)
+    return found

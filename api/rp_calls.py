@@ -18,12 +18,13 @@ Everything else — serials not kept (read from the store), a consent submitted 
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
 from api.composition import Services
 from api.deps import run_claimed
+from jpki.access.authz import Operation
 from jpki.relying_parties.latest_basic4 import Basic4Answer
 from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.status_lookup import StatusAnswer
@@ -53,8 +54,8 @@ class Committed(Generic[T]):
             self.future.set_result(result)
 
 
-async def status(services: Services, ctx: RpContext, purpose: str,
-                 serials: list[str]) -> StatusAnswer:
+async def status(services: Services, ctx: RpContext[Literal[Operation.RP_STATUS]],
+                 purpose: str, serials: list[str]) -> StatusAnswer:
     lookup = services.status_lookup
     committed: Committed[None] = Committed()
     answer = lookup.lookup_from_memory(ctx, purpose, serials, committed.done)
@@ -67,8 +68,8 @@ async def status(services: Services, ctx: RpContext, purpose: str,
     return answer
 
 
-async def basic4(services: Services, ctx: RpContext, purpose: str, consent: bytes | None,
-                 consent_id: str | None) -> Basic4Answer:
+async def basic4(services: Services, ctx: RpContext[Literal[Operation.RP_BASIC4]], purpose: str,
+                 consent: bytes | None, consent_id: str | None) -> Basic4Answer:
     service = services.latest_basic4
     if consent is not None or consent_id is None:
         return await run_in_threadpool(lambda: service.provide(ctx, purpose, consent=consent,

@@ -26,7 +26,7 @@ a temporary CA — its own SoftHSM token (``bench.common.bench_hsm``), a fresh d
 key ceremony, the API served by uvicorn in a thread of this process on a loopback port, so the
 certificates carry that server's URLs — and ``EnrolmentStation.enroll`` with a station client's
 credentials over HTTP, pattern B proofing, for one new resident per enrolment. Each enrolment gets
-a fresh blank card: over PC/SC, a new ``jpki card emulate`` process on the same reader; in-process
+a fresh blank card: over PC/SC, a new ``jpki-card emulate`` process on the same reader; in-process
 (the baseline), a new ``JpkiCardEmulator``. One warm-up enrolment per path is not counted; then
 the paths alternate, N enrolments each. Printed per station step (``EnrolmentResult.steps``): the
 median, min and max milliseconds on each path and the command APDUs the step sent.
@@ -190,6 +190,7 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
     from api.in_process import free_port, served_in_thread
     from bench.common import OPERATOR, bench_hsm, fresh_database
     from devices.station.ca_client import CaClient
+    from jpki.access.authz import Operation, authorize
     from jpki.model import ClientRole
     from jpki.settings import Settings
 
@@ -200,9 +201,10 @@ def temporary_ca(directory: Path, database: str) -> Iterator[tuple[Services, CaC
                             base_url=f"http://127.0.0.1:{port}")
         services = build_services(settings, keys=hsm.keys, migrate=True)
         try:
-            services.cas.ceremony(OPERATOR)
-            station = services.clients.create(OPERATOR, name="bench counter",
-                                              role=ClientRole.STATION)
+            services.cas.ceremony(authorize(OPERATOR, Operation.CA_CEREMONY))
+            station = services.clients.create(
+                authorize(OPERATOR, Operation.CLIENT_CREATE), name="bench counter",
+                role=ClientRole.STATION)
             with served_in_thread(services, port) as base_url, \
                     CaClient(base_url, station.client.client_id,
                              station.client_secret) as client:
@@ -216,8 +218,10 @@ def _enrol(services: Services, ca: CaClient, transport: Transport,
            issuer: rsa.RSAPrivateKey, index: int) -> tuple[list[tuple[str, float]], Counter[str]]:
     from bench.common import OPERATOR, resident_fields
     from devices.station.workflow import EnrolmentStation
+    from jpki.access.authz import Operation, authorize
 
-    resident = services.residents.register(OPERATOR, **resident_fields(index)).id
+    resident = services.residents.register(
+        authorize(OPERATOR, Operation.RESIDENT_REGISTER), **resident_fields(index)).id
     counting = CountingTransport(transport)
     result = EnrolmentStation(ca, JpkiCard(counting), issuer).enroll(
         resident, proofing=IN_PERSON_B, auth_pin="1234", sign_pin="BENCH1",

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from api.composition import Services, build_services
 from hsm.keystore import KeyStore, TokenConfig
 from hsm.softhsm import CONF_ENV, activate_softhsm_config, default_module_path, ensure_token
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.authority.recipe import Recipe, load_recipe
 from jpki.settings import Settings
@@ -185,7 +186,7 @@ def open_services(hsm: BenchHsm, url: str) -> Services:
     """
     settings = Settings(data_dir=hsm.data_dir, database_url=url)
     services = build_services(settings, keys=hsm.keys, migrate=True)
-    services.cas.ceremony(OPERATOR)
+    services.cas.ceremony(authorize(OPERATOR, Operation.CA_CEREMONY))
     return services
 
 
@@ -213,7 +214,8 @@ def resident_fields(index: int) -> dict[str, Any]:
 
 
 def register_residents(services: Services, count: int, start: int = 0) -> list[str]:
-    return [services.residents.register(OPERATOR, **resident_fields(i)).id
+    register = authorize(OPERATOR, Operation.RESIDENT_REGISTER)
+    return [services.residents.register(register, **resident_fields(i)).id
             for i in range(start, start + count)]
 
 

@@ -36,8 +36,10 @@ time (``/usr/bin/time -v``, "Maximum resident set size"), the contenders interle
    CRL extensions (AKI, IDP, freshest CRL), signed by an RSA-2048 PEM key.
 
 and, to show what process start-up costs: "jpki, CrlService only": the same publish in a process
-that wires the CrlService as ``build_services`` does but builds nothing else (no settings model,
-API, or the other services).
+that wires the CrlService by hand as ``build_services`` does and builds nothing else (no settings
+model, API, or the other services). Since the CLI's start-up work (docs/performance.md, "CLI
+start-up"), ``jpki crl publish`` itself builds the CRL service alone too
+(``api.crl_publishing``); contender 1 does what it does.
 
 Every output is checked: it parses with cryptography, holds exactly the N serials inserted
 (count and an order-independent checksum), and its signature verifies (jpki's with the CA
@@ -87,6 +89,7 @@ from bench.common import (
     postgres_server_version,
     subject_keys,
 )
+from jpki.access.authz import Operation, authorize
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.crl_entries import crl_entry
 from jpki.model import CaKind, CertKind, RevocationReason
@@ -310,12 +313,14 @@ def prepare_database(hsm: BenchHsm, url: str) -> Template:
     services = open_services(hsm, url)
     try:
         resident = services.residents.register(
-            OPERATOR, name="清瀬 花子", birth_date=datetime(1980, 4, 1).date(), sex=2,
-            address="東京都清瀬市中里1丁目1番1号", municipality_code=MUNICIPALITY)
+            authorize(OPERATOR, Operation.RESIDENT_REGISTER), name="清瀬 花子",
+            birth_date=datetime(1980, 4, 1).date(), sex=2, address="東京都清瀬市中里1丁目1番1号",
+            municipality_code=MUNICIPALITY)
         auth, sign = subject_keys(2, log=log)
         # As the CA's own operator (no station, so no identity-proofing record is needed).
-        issued = services.issuance.issue(OPERATOR, resident.id, [
-            KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
+        issued = services.issuance.issue(
+            authorize(OPERATOR, Operation.CERTIFICATE_ISSUE), resident.id,
+            [KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)])
         serial = next(c.serial for c in issued if c.kind is CertKind.CARD_SIGN)
         with services.uow.engine.connect() as conn:
             row = conn.execute(select(certificates).where(certificates.c.serial == serial)).one()

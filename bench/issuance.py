@@ -62,13 +62,14 @@ from bench.common import (
     subject_keys,
 )
 from hsm.bench import raw_sign_rate
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, CertStatus, ClientRole
+from jpki.model import CaKind, CertKind, CertStatus
 from jpki.registry.proofing import Document, DocumentType, Evidence, Measure, Presence
 from jpki.store.tables import certificates
 
-STATION = Principal(actor="client:bench", role=ClientRole.STATION)
+STATION = Principal(actor="client:bench", kind=PrincipalKind.STATION)
 # The commonest counter visit (pattern A): the applicant in person with their My Number card,
 # entering its PIN.
 _PROOFING = Evidence(presence=Presence.IN_PERSON,
@@ -118,8 +119,9 @@ class Breakdown:
 
 def _issue_one(services: Services, job: Job) -> None:
     resident_id, auth, sign, proofing_id = job
-    issued = services.issuance.issue(STATION, resident_id, [
-        KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)],
+    issued = services.issuance.issue(
+        authorize(STATION, Operation.CERTIFICATE_ISSUE), resident_id,
+        [KeyRequest(CertKind.CARD_AUTH, auth), KeyRequest(CertKind.CARD_SIGN, sign)],
         proofing_id=proofing_id)
     if len(issued) != 2:  # pragma: no cover - the pipeline returns what it was asked for
         raise BenchError(f"issue returned {len(issued)} certificates, not 2")
@@ -136,7 +138,8 @@ def issue_batched(services: Services, jobs: list[Job],
                                   KeyRequest(CertKind.CARD_SIGN, sign)), proofing_id=proofing)
               for rid, auth, sign, proofing in jobs]
     began = time.perf_counter()
-    results = services.issuance.issue_batch(STATION, orders, chunk=chunk)
+    results = services.issuance.issue_batch(
+        authorize(STATION, Operation.CERTIFICATE_ISSUE_BATCH), orders, chunk=chunk)
     elapsed = time.perf_counter() - began
     failed = [r for r in results if not isinstance(r, list)]
     if failed:
@@ -208,7 +211,8 @@ def _prepare(hsm: BenchHsm, url: str, keys: list[bytes], pairs: int, warmup: int
     # A station issues only against an identity-proofing record it made (jpki.registry.counter); the
     # counter visit is not part of issuance, so it happens here, untimed.
     jobs = [(rid, keys[2 * i], keys[2 * i + 1],
-             services.counter.record_proofing(STATION, rid, _PROOFING).id)
+             services.counter.record_proofing(
+                 authorize(STATION, Operation.PROOFING_RECORD), rid, _PROOFING).id)
             for i, rid in enumerate(residents)]
     if warmup:
         issue_all(services, jobs[:warmup], 1)

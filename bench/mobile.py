@@ -47,6 +47,7 @@ from bench.common import (
     register_residents,
 )
 from hsm.bench import raw_sign_rate
+from jpki.access.authz import Operation, authorize
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.revocation import revoke_in
 from jpki.model import CaKind, CertKind, RevocationReason
@@ -95,9 +96,10 @@ def applications(hsm: Any, database: str, count: int, log: Any) -> dict[str, Any
             holders = []
             for i, rid in enumerate(residents):
                 card_auth, card_sign = keys[4 * i], keys[4 * i + 1]
-                issued = {c.kind: c for c in services.issuance.issue(OPERATOR, rid, [
-                    KeyRequest(CertKind.CARD_AUTH, _spki(card_auth)),
-                    KeyRequest(CertKind.CARD_SIGN, _spki(card_sign))])}
+                issued = {c.kind: c for c in services.issuance.issue(
+                    authorize(OPERATOR, Operation.CERTIFICATE_ISSUE), rid, [
+                        KeyRequest(CertKind.CARD_AUTH, _spki(card_auth)),
+                        KeyRequest(CertKind.CARD_SIGN, _spki(card_sign))])}
                 holders.append((issued[CertKind.CARD_SIGN], card_sign, keys[4 * i + 2],
                                 keys[4 * i + 3], f"device-{i}"))
             label = hsm.recipe.ca(CaKind.SIGN).key_label(1)

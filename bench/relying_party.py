@@ -107,14 +107,14 @@ def bench_env(data_dir: Path, url: str) -> dict[str, str]:
 
 def serve_child(port: int) -> None:
     """``--serve PORT``: the app `jpki serve` serves, started the way it starts it (1 worker,
-    access log off, its JSON log and HTTP limits: api.cli.uvicorn_options), plus the bench's
+    access log off, its JSON log and HTTP limits: api.cli.serve.uvicorn_options), plus the bench's
     unauthenticated baseline route."""
     import logging.config
 
     import uvicorn
 
     from api.app import create_app
-    from api.cli import uvicorn_options
+    from api.cli.serve import uvicorn_options
     from api.logs import log_config
     from api.schemas import PingOut
     from jpki.settings import Settings
@@ -191,6 +191,7 @@ def setup(data_dir: Path, url: str, batch: int) -> Fixture:
 
     from api.composition import build_services
     from bench.common import subject_keys
+    from jpki.access.authz import Operation, authorize
     from jpki.access.principals import Principal
     from jpki.issuance.service import KeyRequest
     from jpki.model import CertKind, RevocationReason
@@ -198,29 +199,32 @@ def setup(data_dir: Path, url: str, batch: int) -> Fixture:
     from jpki.settings import Settings
 
     operator = Principal.local_operator("bench")
+    register = authorize(operator, Operation.RESIDENT_REGISTER)
+    issue = authorize(operator, Operation.CERTIFICATE_ISSUE)
     services = build_services(Settings(data_dir=data_dir, database_url=url))
     try:
         keys = subject_keys(batch + (batch % 2), log=log)
         serials: list[str] = []
         revoked: set[str] = set()
         for i in range(0, len(keys), 2):
-            rid = services.residents.register(operator, **resident_fields(i)).id
-            issued = services.issuance.issue(operator, rid, [
+            rid = services.residents.register(register, **resident_fields(i)).id
+            issued = services.issuance.issue(issue, rid, [
                 KeyRequest(CertKind.CARD_AUTH, keys[i]), KeyRequest(CertKind.CARD_SIGN,
                                                                     keys[i + 1])])
             serials += [c.serial for c in issued]
         for serial in serials[::10]:
-            services.revocation.revoke(operator, serial, RevocationReason.KEY_COMPROMISE)
+            services.revocation.revoke(authorize(operator, Operation.CERTIFICATE_REVOKE), serial,
+                                       RevocationReason.KEY_COMPROMISE)
             revoked.add(serial)
         card = {k: rsa.generate_private_key(65537, 2048) for k in (CertKind.CARD_AUTH,
                                                                    CertKind.CARD_SIGN)}
-        holder = services.residents.register(operator, **resident_fields(len(keys) + 1)).id
+        holder = services.residents.register(register, **resident_fields(len(keys) + 1)).id
         issued = {c.kind: c for c in services.issuance.issue(
-            operator, holder, [KeyRequest(k, v.public_key().public_bytes(
+            issue, holder, [KeyRequest(k, v.public_key().public_bytes(
                 Encoding.DER, PublicFormat.SubjectPublicKeyInfo)) for k, v in card.items()])}
-        new = services.relying_parties.register(operator, name="Bench RP",
-                                                kind="platform_operator", purposes=[PURPOSE],
-                                                scopes=["status", "basic4"])
+        new = services.relying_parties.register(
+            authorize(operator, Operation.RP_REGISTER), name="Bench RP",
+            kind="platform_operator", purposes=[PURPOSE], scopes=["status", "basic4"])
         now = services.clock.now()
         statement = ConsentStatement(relying_party=new.relying_party.id,
                                      items=("name", "address"), purpose=PURPOSE,

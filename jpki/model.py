@@ -394,6 +394,7 @@ class ClientCredentials:
     previous_secret_expires_at: datetime | None
     relying_party_id: str | None
     standing: RpStanding | None  # None for other clients (or a party that no longer exists)
+    station_kind: str | None = None  # a station's: counter or post_office (jpki.access.principals)
 
     @property
     def scope_set(self) -> frozenset[str]:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from api.composition import Services, build_services
 from api.in_process import free_port, served_in_thread
 from hsm import KeyStore, TokenConfig, activate_softhsm_config, default_module_path, ensure_token
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.audit import GENESIS_MAC
 from jpki.model import CaGeneration, OcspResponder
@@ -232,7 +233,7 @@ def ca_material(tmp_path_factory: pytest.TempPathFactory, keystore: KeyStore) ->
     engine.dispose()
     services = build_services(make_settings(tmp, url), keys=keystore,
                               clock=FixedClock(START - timedelta(days=1)))
-    services.cas.ceremony(Principal.local_operator("pytest"))
+    services.cas.ceremony(authorize(Principal.local_operator("pytest"), Operation.CA_CEREMONY))
     with services.uow() as uow:
         gens = list(uow.cas.generations())
         responders = [(i, r) for i, g in enumerate(gens) for r in uow.cas.responders(g.id or 0)]
@@ -297,9 +298,9 @@ def new_resident(services: Services, operator: Principal) -> Callable[..., str]:
     def make(*, name: str = "山田 太郎", birth: date = date(1990, 1, 2), sex: int = 1,
              address: str = "東京都清瀬市中里一丁目２番３号", municipality: str = "132217",
              dv_support: bool = False) -> str:
-        return services.residents.register(operator, name=name, birth_date=birth, sex=sex,
-                                           address=address, municipality_code=municipality,
-                                           dv_support=dv_support).id
+        return services.residents.register(
+            authorize(operator, Operation.RESIDENT_REGISTER), name=name, birth_date=birth,
+            sex=sex, address=address, municipality_code=municipality, dv_support=dv_support).id
 
     return make
 

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.composition import Services
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.issuance.service import IssuedCertificate, KeyRequest
 from jpki.model import CertKind
@@ -22,6 +23,10 @@ from jpki.registry.residents import EventKind, ResidentEvent
 from tests.phone_kit import Phone, signed, spki
 
 CA_OPERATOR = Principal.local_operator("test")
+ISSUE = authorize(CA_OPERATOR, Operation.CERTIFICATE_ISSUE)
+REGISTER_RESIDENT = authorize(CA_OPERATOR, Operation.RESIDENT_REGISTER)
+RENEW = authorize(CA_OPERATOR, Operation.CERTIFICATE_RENEW)
+RESIDENT_EVENT = authorize(CA_OPERATOR, Operation.RESIDENT_EVENT)
 ITEMS_ALL = ["name", "birth_date", "sex", "address"]
 
 
@@ -75,14 +80,14 @@ class Holder:
         for kind in kinds:
             self.keys[kind] = self.pool.pop()
             requests.append(KeyRequest(kind, spki(self.keys[kind])))
-        issued = self.services.issuance.issue(CA_OPERATOR, self.resident_id, requests)
+        issued = self.services.issuance.issue(ISSUE, self.resident_id, requests)
         self.certs.update({c.kind: c for c in issued})
         self.history.update({c.serial: (c.der, self.keys[c.kind]) for c in issued})
         return issued
 
     def renew(self, kind: CertKind) -> IssuedCertificate:
         self.keys[kind] = self.pool.pop()
-        (issued,) = self.services.issuance.renew(CA_OPERATOR, self.resident_id,
+        (issued,) = self.services.issuance.renew(RENEW, self.resident_id,
                                                  [KeyRequest(kind, spki(self.keys[kind]))])
         self.certs[kind] = issued
         self.history[issued.serial] = (issued.der, self.keys[kind])
@@ -118,7 +123,7 @@ class Holder:
 
     def move(self, address: str) -> None:
         """A move within Japan: the signing certificates are revoked (affiliationChanged)."""
-        self.services.residents.record_event(CA_OPERATOR, self.resident_id,
+        self.services.residents.record_event(RESIDENT_EVENT, self.resident_id,
                                              ResidentEvent(kind=EventKind.ADDRESS,
                                                            address=address))
 
@@ -141,7 +146,7 @@ def new_holder(services: Services, pool: list[rsa.RSAPrivateKey], *, name: str =
                address: str = "東京都清瀬市中里一丁目２番３号",
                dv_support: bool = False) -> Holder:
     resident = services.residents.register(
-        CA_OPERATOR, name=name, birth_date=date(1990, 1, 2), sex=1, address=address,
+        REGISTER_RESIDENT, name=name, birth_date=date(1990, 1, 2), sex=1, address=address,
         municipality_code="132217", dv_support=dv_support)
     holder = Holder(services=services, resident_id=resident.id, pool=pool)
     holder.issue(CertKind.CARD_AUTH, CertKind.CARD_SIGN)

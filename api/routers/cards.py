@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
 
-from api.deps import OperatorDep, ServicesDep
+from fastapi import APIRouter, Depends
+
+from api.deps import ServicesDep, authorized
 from api.openapi import problems
 from api.request_fields import CardNumber
 from api.routers.convert import revocation_out
 from api.schemas import CardEventIn, CardOut, CardRegistrationIn
+from jpki.access.authz import Grant, Operation
 from jpki.lifecycle.cards import CardSpec
 from jpki.registry.cards import CardEventOutcome
 
 router = APIRouter(prefix="/v1/operators/cards", tags=["cards"])
+
+Register = Annotated[Grant[Literal[Operation.CARD_REGISTER]],
+                     Depends(authorized(Operation.CARD_REGISTER))]
+Event = Annotated[Grant[Literal[Operation.CARD_EVENT]], Depends(authorized(Operation.CARD_EVENT))]
 
 
 def _out(outcome: CardEventOutcome) -> CardOut:
@@ -23,12 +30,12 @@ def _out(outcome: CardEventOutcome) -> CardOut:
 
 @router.post("", status_code=201, response_model=CardOut,
              responses=problems(400, 404, 409, 422))
-def register_card(body: CardRegistrationIn, actor: OperatorDep, services: ServicesDep) -> CardOut:
-    return _out(services.cards.register(actor, body.resident_id,
+def register_card(body: CardRegistrationIn, grant: Register, services: ServicesDep) -> CardOut:
+    return _out(services.cards.register(grant, body.resident_id,
                                         CardSpec(number=body.number, expires_on=body.expires_on)))
 
 
 @router.post("/{number}/events", response_model=CardOut, responses=problems(404, 422))
-def card_event(number: CardNumber, body: CardEventIn, actor: OperatorDep,
+def card_event(number: CardNumber, body: CardEventIn, grant: Event,
                services: ServicesDep) -> CardOut:
-    return _out(services.cards.record_event(actor, number, body.kind))
+    return _out(services.cards.record_event(grant, number, body.kind))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from api.anonymous import RequestSource
-from api.deps import CallCentreDep, ServicesDep
+from api.deps import ServicesDep, authorized
 from api.openapi import problems
 from api.request_fields import Serial
 from api.routers.convert import revocation_out
@@ -26,6 +27,7 @@ from api.schemas import (
     RevocationOut,
     SignedIn,
 )
+from jpki.access.authz import Grant, Operation
 from jpki.mobile.service import MobileIssued
 from jpki.protocol.cms import InvalidSignedData
 from jpki.serials import parse_serial
@@ -33,6 +35,10 @@ from jpki.serials import parse_serial
 # The holder's requests carry no credentials (their signature is the authorisation): they are
 # rate-limited per source address before they get here (api.anonymous).
 router = APIRouter(tags=["mobile"])
+
+Hold = Annotated[Grant[Literal[Operation.MOBILE_HOLD]], Depends(authorized(Operation.MOBILE_HOLD))]
+HoldCertificate = Annotated[Grant[Literal[Operation.MOBILE_HOLD_CERTIFICATE]],
+                            Depends(authorized(Operation.MOBILE_HOLD_CERTIFICATE))]
 
 
 def _der(body: SignedIn) -> bytes:
@@ -96,15 +102,16 @@ def check_in(body: SignedIn, services: ServicesDep) -> CheckInOut:
 
 
 @router.post("/v1/callcenter/holds", response_model=HoldOut, responses=problems(404))
-def hold(body: HoldIn, actor: CallCentreDep, services: ServicesDep) -> HoldOut:
+def hold(body: HoldIn, grant: Hold, services: ServicesDep) -> HoldOut:
     """A lost phone: both mobile certificates of the holder's device on hold at once; OCSP
     answers certificateHold within a second."""
     return HoldOut(held=[revocation_out(r)
-                         for r in services.mobile.hold(actor, body.resident_id)])
+                         for r in services.mobile.hold(grant, body.resident_id)])
 
 
 @router.post("/v1/callcenter/certificates/{serial}/hold", response_model=RevocationOut,
              responses=problems(400, 404, 422))
-def hold_certificate(serial: Serial, actor: CallCentreDep, services: ServicesDep) -> RevocationOut:
+def hold_certificate(serial: Serial, grant: HoldCertificate,
+                     services: ServicesDep) -> RevocationOut:
     """One mobile certificate on hold; a card certificate is refused (403)."""
-    return revocation_out(services.mobile.hold_certificate(actor, parse_serial(serial)))
+    return revocation_out(services.mobile.hold_certificate(grant, parse_serial(serial)))

@@ -9,18 +9,24 @@ and relying parties' and clients' identifiers are among their labels).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import metrics
-from api.deps import OperatorDep, ServicesDep
+from api.deps import ServicesDep, authorized
 from api.health import readiness
 from api.probes import Probes, StateCollector
+from jpki.access.authz import Grant, Operation
 
 router = APIRouter(tags=["operations"])
+
+MetricsRead = Annotated[Grant[Literal[Operation.METRICS_READ]],
+                        Depends(authorized(Operation.METRICS_READ))]
+JobsRead = Annotated[Grant[Literal[Operation.JOBS_READ]], Depends(authorized(Operation.JOBS_READ))]
 
 
 def probes_of(request: Request) -> Probes:
@@ -70,7 +76,7 @@ async def ready(request: Request, services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
 async def prometheus_metrics(request: Request, services: ServicesDep,
-                             _: OperatorDep) -> Response:
+                             _: MetricsRead) -> Response:
     """Prometheus text exposition of every metric (README, Observability)."""
     # In the event loop, where the OCSP endpoint keeps its tally; the rest in the thread pool
     # (the database's gauges are read at scrape time).
@@ -85,7 +91,7 @@ async def prometheus_metrics(request: Request, services: ServicesDep,
 
 
 @router.get("/v1/operators/jobs", response_model=JobsOut)
-def jobs(services: ServicesDep, _: OperatorDep) -> JobsOut:
+def jobs(services: ServicesDep, _: JobsRead) -> JobsOut:
     """Each background job's latest run — when, how long, what it did — and its totals."""
     return JobsOut(jobs=[JobRunOut(job=r.job, started_at=r.started_at,
                                    duration_ms=r.duration_ms, outcome=r.outcome, error=r.error,

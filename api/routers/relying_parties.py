@@ -1,5 +1,6 @@
 """Registration of relying parties (operator role, national: no municipality scope), and the
-calls relying parties make (role rp; each scope-checked, rate-limited and audited)."""
+calls relying parties make (role rp; each scope-checked, rate-limited and audited). Who may
+call which is the table of jpki.access.authz."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import rp_calls
-from api.deps import OperatorDep, ServicesDep, authenticate
+from api.deps import ServicesDep, authenticate, authorized, declare
 from api.openapi import problems
 from api.request_fields import RelyingPartyId
 from api.schemas import (
@@ -37,6 +38,7 @@ from api.schemas import (
     StatusOut,
     WithdrawalOut,
 )
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.model import ClientStatus
 from jpki.protocol.cms import InvalidSignedData
@@ -44,6 +46,15 @@ from jpki.relying_parties.service import RelyingPartyView, RpContext
 from jpki.relying_parties.status_lookup import SerialStatus
 
 router = APIRouter(tags=["relying parties"])
+
+P = TypeVar("P", bound=Operation)
+Register = Annotated[Grant[Literal[Operation.RP_REGISTER]],
+                     Depends(authorized(Operation.RP_REGISTER))]
+Read = Annotated[Grant[Literal[Operation.RP_READ]], Depends(authorized(Operation.RP_READ))]
+RotateSecret = Annotated[Grant[Literal[Operation.RP_ROTATE_SECRET]],
+                         Depends(authorized(Operation.RP_ROTATE_SECRET))]
+SetStatus = Annotated[Grant[Literal[Operation.RP_SET_STATUS]],
+                      Depends(authorized(Operation.RP_SET_STATUS))]
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -72,10 +83,10 @@ def _der(text: str, what: str) -> bytes:
 
 @router.post("/v1/operators/relying-parties", status_code=201,
              response_model=RelyingPartyCreatedOut, responses=problems(400, 404))
-def register(body: RelyingPartyIn, actor: OperatorDep,
+def register(body: RelyingPartyIn, grant: Register,
              services: ServicesDep) -> RelyingPartyCreatedOut:
     """Register a relying party and its first client; the secret is shown once."""
-    new = services.relying_parties.register(actor, name=body.name, kind=body.kind,
+    new = services.relying_parties.register(grant, name=body.name, kind=body.kind,
                                             purposes=body.purposes, scopes=list(body.scopes),
                                             parent_id=body.parent_id)
     return RelyingPartyCreatedOut(relying_party=_rp_out(new.relying_party),
@@ -83,19 +94,19 @@ def register(body: RelyingPartyIn, actor: OperatorDep,
 
 
 @router.get("/v1/operators/relying-parties", response_model=list[RelyingPartyOut])
-def list_parties(actor: OperatorDep, services: ServicesDep) -> list[RelyingPartyOut]:
-    return [_rp_out(v) for v in services.relying_parties.list_all(actor)]
+def list_parties(grant: Read, services: ServicesDep) -> list[RelyingPartyOut]:
+    return [_rp_out(v) for v in services.relying_parties.list_all(grant)]
 
 
 @router.post("/v1/operators/relying-parties/{rp_id}/secret-rotations", status_code=201,
              response_model=SecretRotationOut, responses=problems(400, 404))
-def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, actor: OperatorDep,
+def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, grant: RotateSecret,
            services: ServicesDep) -> SecretRotationOut:
     """A new client secret; the old one stays valid for ``overlap_seconds`` (default: the
     configured overlap)."""
     overlap = timedelta(seconds=body.overlap_seconds) if body.overlap_seconds is not None \
         else None
-    rotated = services.relying_parties.rotate_secret(actor, rp_id, client_id=body.client_id,
+    rotated = services.relying_parties.rotate_secret(grant, rp_id, client_id=body.client_id,
                                                      overlap=overlap)
     return SecretRotationOut(client_id=rotated.client_id, client_secret=rotated.client_secret,
                              previous_valid_until=_utc(rotated.previous_valid_until))
@@ -103,32 +114,34 @@ def rotate(rp_id: RelyingPartyId, body: SecretRotationIn, actor: OperatorDep,
 
 @router.post("/v1/operators/relying-parties/{rp_id}/status", response_model=RelyingPartyOut,
              responses=problems(404))
-def set_status(rp_id: RelyingPartyId, body: RelyingPartyStatusIn, actor: OperatorDep,
+def set_status(rp_id: RelyingPartyId, body: RelyingPartyStatusIn, grant: SetStatus,
                services: ServicesDep) -> RelyingPartyOut:
     """Suspend (refused at once, every client) or resume a relying party."""
-    return _rp_out(services.relying_parties.set_status(actor, rp_id, ClientStatus(body.status)))
+    return _rp_out(services.relying_parties.set_status(grant, rp_id, ClientStatus(body.status)))
 
 
 # --- the relying party's calls ----------------------------------------------------------------
 
 
-def admitted(scope: str | None) -> Callable[..., Coroutine[Any, Any, RpContext]]:
-    """Authenticated, role rp, registered and active, within its rate, with ``scope``.
+def admitted(operation: P) -> Callable[..., Coroutine[Any, Any, RpContext[P]]]:
+    """Authenticated, a relying party's client, registered and active, within its rate, and
+    allowed ``operation`` (its scope) by the table of jpki.access.authz.
 
     Async: with the standing authentication read alongside the credentials, admission is a
     few comparisons and a token bucket, which need no thread of the pool."""
 
     async def dependency(request: Request,
                          principal: Annotated[Principal, Depends(authenticate)],
-                         services: ServicesDep) -> RpContext:
+                         services: ServicesDep) -> RpContext[P]:
         standing = getattr(request.state, "rp_standing", None)
         if standing is not None:
-            ctx = services.relying_parties.admit(principal, scope, standing)
+            ctx = services.relying_parties.admit(principal, operation, standing)
         else:  # read here, so on a thread
-            ctx = await run_in_threadpool(services.relying_parties.admit, principal, scope)
+            ctx = await run_in_threadpool(services.relying_parties.admit, principal, operation)
         request.state.relying_party = ctx.rp_id
         return ctx
 
+    declare(dependency, operation)
     return dependency
 
 
@@ -139,7 +152,8 @@ def _purpose(request: Request, ctx: RpContext, purpose: str) -> str:
 
 
 @router.get("/v1/rp/ping", response_model=PingOut)
-async def ping(ctx: Annotated[RpContext, Depends(admitted(None))]) -> PingOut:
+async def ping(ctx: Annotated[RpContext[Literal[Operation.RP_PING]],
+                              Depends(admitted(Operation.RP_PING))]) -> PingOut:
     """Authenticates and admits the caller, and nothing else (a liveness check, and the
     baseline of bench/relying_party.py). Not audited: it discloses nothing."""
     return PingOut(ok=True)
@@ -169,7 +183,8 @@ def _encoded(r: SerialStatus) -> bytes:
     400, 413, s413="The body is over the size limit, or the batch over 1,000 serials "
               "(`status.batch_too_large`)"))
 async def status(body: StatusIn, request: Request,
-                 ctx: Annotated[RpContext, Depends(admitted("status"))],
+                 ctx: Annotated[RpContext[Literal[Operation.RP_STATUS]],
+                                Depends(admitted(Operation.RP_STATUS))],
                  services: ServicesDep) -> Response:
     """Up to 1,000 serials: good, revoked (with reason and time) or unknown, as OCSP answers,
     and whether each is a card or a mobile certificate."""
@@ -185,7 +200,8 @@ async def status(body: StatusIn, request: Request,
 
 @router.post("/v1/linkage", response_model=LinkageOut, responses=problems(400, 404, 409, 422))
 def linkage(body: LinkageIn, request: Request,
-            ctx: Annotated[RpContext, Depends(admitted("linkage"))],
+            ctx: Annotated[RpContext[Literal[Operation.RP_LINKAGE]],
+                           Depends(admitted(Operation.RP_LINKAGE))],
             services: ServicesDep) -> LinkageOut:
     """Old→new links, the current certificate and the signing↔auth sibling of a certificate
     the relying party has seen a valid signature from (``signed_data``) or holds a consent
@@ -203,7 +219,8 @@ def linkage(body: LinkageIn, request: Request,
 @router.post("/v1/basic4", response_model=Basic4Out, response_model_exclude_none=True,
              responses=problems(400, 404, 409, 422))
 async def basic4(body: Basic4In, request: Request,
-                 ctx: Annotated[RpContext, Depends(admitted("basic4"))],
+                 ctx: Annotated[RpContext[Literal[Operation.RP_BASIC4]],
+                                Depends(admitted(Operation.RP_BASIC4))],
                  services: ServicesDep) -> Basic4Out:
     """The consented items of the holder's latest basic 4 information and the serial of the
     holder's current signing certificate, under a consent the holder signed (``consent``,

@@ -2,42 +2,52 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
 
-from api.deps import OperatorDep, ReaderDep, ServicesDep
+from fastapi import APIRouter, Depends
+
+from api.deps import ServicesDep, authorized
 from api.openapi import problems
 from api.request_fields import ResidentId
 from api.routers.convert import resident_out, revocation_out
 from api.schemas import EventOut, ResidentEventIn, ResidentIn, ResidentOut
-from jpki.model import ClientRole
+from jpki.access.authz import Grant, Operation, allows
 from jpki.registry.residents import ResidentEvent
 from jpki.validity import jst_date
 
 router = APIRouter(prefix="/v1/operators/residents", tags=["residents"])
 
+Register = Annotated[Grant[Literal[Operation.RESIDENT_REGISTER]],
+                     Depends(authorized(Operation.RESIDENT_REGISTER))]
+Read = Annotated[Grant[Literal[Operation.RESIDENT_READ]],
+                 Depends(authorized(Operation.RESIDENT_READ))]
+Event = Annotated[Grant[Literal[Operation.RESIDENT_EVENT]],
+                  Depends(authorized(Operation.RESIDENT_EVENT))]
+
 
 @router.post("", status_code=201, response_model=ResidentOut, response_model_exclude_unset=True,
              responses=problems(400, 404))
-def register_resident(body: ResidentIn, actor: OperatorDep, services: ServicesDep) -> ResidentOut:
+def register_resident(body: ResidentIn, grant: Register, services: ServicesDep) -> ResidentOut:
     resident = services.residents.register(
-        actor, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
+        grant, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
         municipality_code=body.municipality_code, dv_support=body.dv_support)
     return resident_out(resident, with_basic4=False, today=jst_date(services.clock.now()))
 
 
 @router.get("/{resident_id}", response_model=ResidentOut, response_model_exclude_unset=True,
             responses=problems(404))
-def get_resident(resident_id: ResidentId, actor: ReaderDep, services: ServicesDep) -> ResidentOut:
-    resident = services.residents.get(actor, resident_id)
-    return resident_out(resident, with_basic4=actor.role is ClientRole.OPERATOR,
+def get_resident(resident_id: ResidentId, grant: Read, services: ServicesDep) -> ResidentOut:
+    resident = services.residents.get(grant, resident_id)
+    return resident_out(resident,
+                        with_basic4=allows(grant.principal, Operation.RESIDENT_BASIC4_READ),
                         today=jst_date(services.clock.now()))
 
 
 @router.post("/{resident_id}/events", response_model=EventOut,
              responses=problems(400, 404, 422))
-def record_event(resident_id: ResidentId, body: ResidentEventIn, actor: OperatorDep,
+def record_event(resident_id: ResidentId, body: ResidentEventIn, grant: Event,
                  services: ServicesDep) -> EventOut:
-    outcome = services.residents.record_event(actor, resident_id, ResidentEvent(
+    outcome = services.residents.record_event(grant, resident_id, ResidentEvent(
         kind=body.kind, address=body.address, name=body.name, sex=body.sex,
         birth_date=body.birth_date, date=body.date, municipality_code=body.municipality_code))
     return EventOut(resident_id=outcome.resident.id, changed=outcome.changed,

@@ -1,3 +1,3 @@
-"""Who is calling: principals, API clients and their secrets, the kept credentials, failure
-budgets.
+"""Who is calling and what they may do: principals, the authorisation table and its grants
+(authz), API clients and their secrets, the kept credentials, failure budgets.
 """

@@ -49,10 +49,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
+from typing import Literal
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.access.kept_clients import KeptClients
-from jpki.access.principals import MUNICIPALITY_SCOPE, RP_SCOPES, Principal
+from jpki.access.principals import (
+    MUNICIPALITY_SCOPE,
+    POST_OFFICE_STATION,
+    RP_SCOPES,
+    Principal,
+)
 from jpki.audit import AuditLog
 from jpki.errors import BadCredentials, ClientSuspended, InvalidInput, VerifierBusy
 from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
@@ -64,7 +71,7 @@ log = logging.getLogger("jpki.access.clients")
 # What `prepare` makes: "jpki_" and 12 random bytes in lower-case hex.
 CLIENT_ID = re.compile(r"^jpki_[0-9a-f]{24}$")
 MAX_SECRET_LENGTH = 256
-STATION_KINDS = ("counter", "post_office")  # municipal counter, designated post office
+STATION_KINDS = ("counter", POST_OFFICE_STATION)  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
 _CACHE_SECONDS = 300.0
 # Clients whose verifications are remembered (up to four presented secrets each); beyond it the
@@ -145,11 +152,10 @@ class ClientService:
         self._verified_clients = verified_clients
         self._lock = threading.Lock()
 
-    def create(self, actor: Principal, *, name: str, role: ClientRole,
-               scopes: list[str] | None = None,
+    def create(self, grant: Grant[Literal[Operation.CLIENT_CREATE]], *, name: str,
+               role: ClientRole, scopes: list[str] | None = None,
                station_kind: str | None = None) -> NewClient:
-        if actor.role is not None:
-            actor.require_role()  # only the local operator CLI creates clients
+        actor = grant.require(Operation.CLIENT_CREATE)
         if role is ClientRole.RP:
             raise InvalidInput("relying-party clients are registered with their relying party "
                                "(`jpki rp add`)", field="role")
@@ -162,7 +168,7 @@ class ClientService:
             if station_kind not in STATION_KINDS:
                 raise InvalidInput("a station is a counter or a post_office",
                                    field="station_kind")
-            if station_kind == "post_office" and MUNICIPALITY_SCOPE not in scope_text:
+            if station_kind == POST_OFFICE_STATION and MUNICIPALITY_SCOPE not in scope_text:
                 # A designated post office acts only for the municipalities that designated it.
                 raise InvalidInput("a post office needs the municipality:<code> scopes of the "
                                    "municipalities that designated it", field="scopes")
@@ -228,11 +234,11 @@ class ClientService:
             for client_id in client_ids:
                 self._verified.pop(client_id, None)
 
-    def set_status(self, actor: Principal, client_id: str, status: ClientStatus) -> ApiClient:
+    def set_status(self, grant: Grant[Literal[Operation.CLIENT_SET_STATUS]], client_id: str,
+                   status: ClientStatus) -> ApiClient:
         from jpki.errors import ClientNotFound
 
-        if actor.role is not None:
-            actor.require_role()
+        actor = grant.require(Operation.CLIENT_SET_STATUS)
         with self._uow() as uow:
             client = uow.clients.get_by_client_id(client_id) if valid_client_id(client_id) \
                 else None
@@ -363,8 +369,9 @@ class ClientService:
         if client.status is not ClientStatus.ACTIVE:
             raise ClientSuspended("the client is suspended", client=client.client_id)
         return Authenticated(
-            Principal(actor=f"client:{client.client_id}", role=client.role,
-                      scopes=client.scope_set, relying_party=client.relying_party_id),
+            Principal.client(client.client_id, client.role, client.scope_set,
+                             station_kind=client.station_kind,
+                             relying_party=client.relying_party_id),
             client.standing)
 
     def _remember(self, client_id: str, presented: bytes, matched: str) -> None:

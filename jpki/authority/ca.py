@@ -12,11 +12,13 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.authority.lint import lint_responder, lint_root, require_clean
@@ -60,7 +62,8 @@ class CaService:
 
     # --- the ceremony -------------------------------------------------------------------
 
-    def ceremony(self, actor: Principal) -> CeremonyReport:
+    def ceremony(self, grant: Grant[Literal[Operation.CA_CEREMONY]]) -> CeremonyReport:
+        actor = grant.require(Operation.CA_CEREMONY)
         report = CeremonyReport()
         label = self._recipe.audit_key_label
         if self._keys.has_key(label):
@@ -86,7 +89,7 @@ class CaService:
                     f"SHA-256 {fingerprint(gen.certificate_der)}")
             else:
                 report.unchanged.append(f"{ca.value} CA generation {current.generation}")
-        self.ensure_responders(actor, report)
+        self.ensure_responders(grant, report)
         return report
 
     def _seed_municipalities(self, actor: Principal, report: CeremonyReport) -> None:
@@ -103,7 +106,8 @@ class CaService:
             else:
                 report.unchanged.append("municipalities")
 
-    def rollover(self, actor: Principal, ca: CaKind) -> CaGeneration:
+    def rollover(self, grant: Grant[Literal[Operation.CA_ROLLOVER]], ca: CaKind) -> CaGeneration:
+        actor = grant.require(Operation.CA_ROLLOVER)
         with self._uow() as uow:
             current = uow.cas.current(ca)
         if current is None:
@@ -111,7 +115,7 @@ class CaService:
         report = CeremonyReport()
         gen = self._create_generation(actor, ca, current.generation + 1, report)
         self._current.pop(ca, None)
-        self.ensure_responders(actor, report)
+        self.ensure_responders(grant, report)
         return gen
 
     def _create_generation(self, actor: Principal, ca: CaKind, generation: int,
@@ -145,8 +149,13 @@ class CaService:
             uow.commit()
         return gen
 
-    def ensure_responders(self, actor: Principal, report: CeremonyReport) -> None:
+    def ensure_responders(self, grant: Grant[Literal[Operation.CA_CEREMONY,
+                                                     Operation.CA_ROLLOVER,
+                                                     Operation.RESPONDERS_RENEW]],
+                          report: CeremonyReport) -> None:
         """Give every unexpired generation a responder certificate with time left on it."""
+        actor = grant.require(Operation.CA_CEREMONY, Operation.CA_ROLLOVER,
+                              Operation.RESPONDERS_RENEW)
         now = self._clock.now()
         renew_before = timedelta(days=self._recipe.responder.renew_before_days)
         with self._uow() as uow:

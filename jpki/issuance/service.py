@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog, JsonValue
 from jpki.authority.ca import CaService
@@ -56,7 +58,6 @@ from jpki.model import (
     Certificate,
     CertKind,
     CertStatus,
-    ClientRole,
     RegistrySource,
     Resident,
     RevocationReason,
@@ -168,38 +169,43 @@ class IssuanceService:
 
     # --- public operations --------------------------------------------------------------
 
-    def issue(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None,
+    def issue(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE]], resident_id: str,
+              requests: list[KeyRequest], card: CardSpec | None = None,
               proofing_id: str | None = None) -> list[IssuedCertificate]:
         """New card certificates for a resident (the first ones, or after a revocation).
 
         A station must name the identity-proofing record it made for this resident (single
         use, jpki.registry.counter); the CA's own operator CLI issues without one.
         """
-        return self._run(actor, resident_id, requests, card, renew=False,
+        grant.require(Operation.CERTIFICATE_ISSUE)
+        return self._run(grant, resident_id, requests, card, renew=False,
                          proofing_id=proofing_id)
 
-    def renew(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
-              card: CardSpec | None = None,
+    def renew(self, grant: Grant[Literal[Operation.CERTIFICATE_RENEW]], resident_id: str,
+              requests: list[KeyRequest], card: CardSpec | None = None,
               proofing_id: str | None = None) -> list[IssuedCertificate]:
         """Renewal: from 3 months before expiry; the old certificate is revoked as superseded and
         linked old→new; the new one runs to the 6th birthday (§1.4)."""
-        return self._run(actor, resident_id, requests, card, renew=True, proofing_id=proofing_id)
+        grant.require(Operation.CERTIFICATE_RENEW)
+        return self._run(grant, resident_id, requests, card, renew=True, proofing_id=proofing_id)
 
-    def renew_serial(self, actor: Principal, serial: str, public_key: bytes,
-                     card: CardSpec | None = None,
+    def renew_serial(self, grant: Grant[Literal[Operation.CERTIFICATE_RENEW]], serial: str,
+                     public_key: bytes, card: CardSpec | None = None,
                      proofing_id: str | None = None) -> IssuedCertificate:
+        grant.require(Operation.CERTIFICATE_RENEW)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial)
             if cert is None:
                 raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
             resident_id, kind = cert.resident_id, cert.kind
-        issued = self._run(actor, resident_id, [KeyRequest(kind, public_key)], card, renew=True,
+        issued = self._run(grant, resident_id, [KeyRequest(kind, public_key)], card, renew=True,
                            renewing=serial, proofing_id=proofing_id)
         return issued[0]
 
-    def abandon_stale(self, actor: Principal, older_than: timedelta) -> list[str]:
+    def abandon_stale(self, grant: Grant[Literal[Operation.PENDING_ABANDON]],
+                      older_than: timedelta) -> list[str]:
         """Turn pending intents older than ``older_than`` into abandoned (revoked) certificates."""
+        actor = grant.require(Operation.PENDING_ABANDON)
         now = self._clock.now()
         with self._uow() as uow:
             stale = list(uow.certificates.pending_before(now - older_than))
@@ -214,15 +220,17 @@ class IssuanceService:
 
     # --- the pipeline -------------------------------------------------------------------
 
-    def _run(self, actor: Principal, resident_id: str, requests: list[KeyRequest],
+    def _run(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE,
+                                         Operation.CERTIFICATE_RENEW]],
+             resident_id: str, requests: list[KeyRequest],
              card_spec: CardSpec | None, *, renew: bool, renewing: str | None = None,
              proofing_id: str | None = None) -> list[IssuedCertificate]:
-        actor.require_role(ClientRole.STATION)
+        actor = grant.principal
         order = IssuanceOrder(resident_id, tuple(requests), card_spec, renew, renewing,
                               proofing_id)
         plans = self._validate(order)
         with self._uow() as uow:
-            prepared = self._prepare(uow, actor, order, plans)
+            prepared = self._prepare(uow, grant, order, plans)
             uow.commit()  # 4. the intents are durable from here on
         self.sign([prepared], actor)
         with self._uow() as uow:
@@ -230,7 +238,8 @@ class IssuanceService:
             uow.commit()
         return prepared.results()
 
-    def issue_batch(self, actor: Principal, orders: Sequence[IssuanceOrder], *,
+    def issue_batch(self, grant: Grant[Literal[Operation.CERTIFICATE_ISSUE_BATCH]],
+                    orders: Sequence[IssuanceOrder], *,
                     chunk: int = 32) -> list[list[IssuedCertificate] | JpkiError]:
         """Bulk issuance (a day's applications, a municipality's batch): per order, the issued
         certificates or the error that refused it — an order refused does not stop the others.
@@ -241,7 +250,7 @@ class IssuanceService:
         while the next chunk is validated, built and linted, so the single signing stream is
         kept busy (python-pkcs11 releases the GIL while the token signs).
         """
-        actor.require_role(ClientRole.STATION)
+        actor = grant.require(Operation.CERTIFICATE_ISSUE_BATCH)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
         pending: tuple[list[Prepared], Future[None]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-signer") as signer:
@@ -252,7 +261,7 @@ class IssuanceService:
                         try:
                             plans = self._validate(orders[index])
                             with uow.savepoint():
-                                prepared = self._prepare(uow, actor, orders[index], plans)
+                                prepared = self._prepare(uow, grant, orders[index], plans)
                             prepared.index = index
                             batch.append(prepared)
                         except JpkiError as exc:
@@ -297,13 +306,14 @@ class IssuanceService:
                        for r, k in zip(order.requests, keys, strict=True)),
                       key=lambda p: _issue_order(p.request.kind))
 
-    def _prepare(self, uow: UnitOfWork, actor: Principal, order: IssuanceOrder,
+    def _prepare(self, uow: UnitOfWork, grant: Grant, order: IssuanceOrder,
                  plans: list[Planned]) -> Prepared:
         """1–4 inside the caller's transaction: the lifecycle rules, build, lint, and the
         intent (serials reserved by the unique index, TBS kept, "signing" audited)."""
+        actor = grant.principal
         now = self._clock.now()
-        resident = load_active_resident(uow, order.resident_id, actor)
-        if actor.role is ClientRole.STATION:
+        resident = load_active_resident(uow, order.resident_id, grant)
+        if actor.at_counter:
             # §5: issuance and renewal only after identity proofing at the window.
             consume_proofing(uow, actor, order.proofing_id, resident.id,
                              "renewal" if order.renew else "issuance", now)
@@ -362,7 +372,7 @@ class IssuanceService:
                 registry_source=resident.registry_source, public_key_sha256=plan.key.sha256,
                 created_at=now, updated_at=now, tbs_der=tbs,
                 predecessor_id=plan.predecessor.id if plan.predecessor else None,
-                issued_by=actor.actor, delivery_required=actor.role is ClientRole.STATION,
+                issued_by=actor.actor, delivery_required=actor.at_counter,
                 linked_id=plan.linked_id, device_id=plan.device_id)
         # 4. the intent
         uow.certificates.add_many([p.cert for p in plans if p.cert is not None])

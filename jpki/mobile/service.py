@@ -34,7 +34,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import (
@@ -60,7 +61,6 @@ from jpki.model import (
     Certificate,
     CertKind,
     CertStatus,
-    ClientRole,
     DeviceStatus,
     MobileChallenge,
     MobileDevice,
@@ -278,7 +278,7 @@ class MobileService:
                                   device_ref=device_ref, platform=platform,
                                   status=DeviceStatus.ACTIVE, created_at=now, last_seen_at=now)
             uow.mobile.add_device(device)
-            actor = Principal(actor=f"holder:{resident.id}", role=None)
+            actor = authorize(Principal.holder(resident.id), Operation.MOBILE_APPLY).principal
             plans = []
             for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
                                (CertKind.MOBILE_SIGN, card_sign)):
@@ -366,7 +366,8 @@ class MobileService:
             reason = RevocationReason.SUPERSEDED \
                 if doc.reason is DeviceRevocationReason.DEVICE_CHANGE \
                 else RevocationReason.CESSATION_OF_OPERATION
-            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            actor = authorize(Principal.holder(device.resident_id),
+                              Operation.MOBILE_REVOKE).principal
             results = self._retire(uow, actor, device, DeviceStatus.REVOKED, reason, now,
                                    doc.reason.value)
             uow.commit()
@@ -408,7 +409,8 @@ class MobileService:
             resident = uow.residents.get(device.resident_id)
             if card_sign is None or not card_sign.is_valid(now) or resident is None:
                 raise SignerRefused("the linked card signing certificate is no longer valid")
-            actor = Principal(actor=f"holder:{device.resident_id}", role=None)
+            actor = authorize(Principal.holder(device.resident_id),
+                              Operation.MOBILE_LIFT_SUSPENSION).principal
             release_hold(auth, now)
             # The release instant, which the next delta CRL's removeFromCRL entry carries
             # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
@@ -436,9 +438,10 @@ class MobileService:
 
     # --- the call centre -----------------------------------------------------------------
 
-    def hold(self, actor: Principal, resident_id: str) -> list[RevocationResult]:
+    def hold(self, grant: Grant[Literal[Operation.MOBILE_HOLD]],
+             resident_id: str) -> list[RevocationResult]:
         """A lost phone: both mobile certificates of the active device on hold at once."""
-        actor.require_role(ClientRole.CALLCENTER)
+        actor = grant.require(Operation.MOBILE_HOLD)
         with self._uow() as uow:
             now = self._clock.now()
             resident = uow.residents.get(resident_id, for_update=True)
@@ -458,8 +461,9 @@ class MobileService:
             uow.commit()
         return results
 
-    def hold_certificate(self, actor: Principal, serial: str) -> RevocationResult:
-        actor.require_role(ClientRole.CALLCENTER)
+    def hold_certificate(self, grant: Grant[Literal[Operation.MOBILE_HOLD_CERTIFICATE]],
+                         serial: str) -> RevocationResult:
+        actor = grant.require(Operation.MOBILE_HOLD_CERTIFICATE)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None:
@@ -475,9 +479,10 @@ class MobileService:
 
     # --- 重層的な措置 -------------------------------------------------------------------------
 
-    def sweep(self, actor: Principal) -> dict[str, list[str]]:
+    def sweep(self, grant: Grant[Literal[Operation.MOBILE_SWEEP]]) -> dict[str, list[str]]:
         """Revoke mobile certificates whose card certificate is no longer valid or whose
         resident record has ended; flag devices not seen for ``stale_device_after``."""
+        actor = grant.require(Operation.MOBILE_SWEEP)
         now = self._clock.now()
         revoked: list[str] = []
         with self._uow() as uow:

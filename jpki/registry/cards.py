@@ -17,13 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import CardConflict, CardInactive, CardNotFound
 from jpki.lifecycle.cards import CardSpec, resolve_card, validate_card_number
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
-from jpki.model import Card, CardStatus, ClientRole, RevocationReason
+from jpki.model import Card, CardStatus, RevocationReason
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
@@ -45,14 +47,15 @@ class CardService:
         self._clock = clock
         self._audit = audit
 
-    def register(self, actor: Principal, resident_id: str, spec: CardSpec) -> CardEventOutcome:
+    def register(self, grant: Grant[Literal[Operation.CARD_REGISTER]], resident_id: str,
+                 spec: CardSpec) -> CardEventOutcome:
         """A new card for the resident; an active previous card is replaced (its certificates
         revoked as superseded) in the same transaction."""
         from jpki.lifecycle.residents import load_active_resident
 
-        actor.require_role(ClientRole.OPERATOR, ClientRole.STATION)
+        actor = grant.require(Operation.CARD_REGISTER)
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, actor)
+            resident = load_active_resident(uow, resident_id, grant)
             now = self._clock.now()
             revocations: list[RevocationResult] = []
             old = uow.cards.active_for_resident(resident.id)
@@ -73,8 +76,9 @@ class CardService:
             uow.commit()
         return CardEventOutcome(card=card, revocations=revocations)
 
-    def record_event(self, actor: Principal, number: str, event: CardEvent) -> CardEventOutcome:
-        actor.require_role(ClientRole.OPERATOR)
+    def record_event(self, grant: Grant[Literal[Operation.CARD_EVENT]], number: str,
+                     event: CardEvent) -> CardEventOutcome:
+        actor = grant.require(Operation.CARD_EVENT)
         number = validate_card_number(number)
         with self._uow() as uow:
             card = uow.cards.get_by_number(number)
@@ -82,7 +86,7 @@ class CardService:
                 raise CardNotFound("no card with this number", card=number)
             resident = uow.residents.get(card.resident_id, for_update=True)
             assert resident is not None
-            actor.require_municipality(resident.municipality_code)
+            grant.require_municipality(resident.municipality_code)
             now = self._clock.now()
             if event is CardEvent.LOST:
                 if card.status is not CardStatus.ACTIVE:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Grant, Operation
 from jpki.errors import CertificateNotFound
-from jpki.model import Certificate, CertStatus, ClientRole
+from jpki.model import Certificate, CertStatus
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
@@ -69,13 +70,14 @@ class CertificateQueries:
         self._uow = uow_factory
         self._clock = clock
 
-    def show(self, actor: Principal, serial: str) -> CertificateView:
-        actor.require_role(ClientRole.OPERATOR, ClientRole.STATION)
+    def show(self, grant: Grant[Literal[Operation.CERTIFICATE_READ]],
+             serial: str) -> CertificateView:
+        grant.require(Operation.CERTIFICATE_READ)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial)
             if cert is None:
                 raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
             resident = uow.residents.get(cert.resident_id)
             if resident is not None:
-                actor.require_municipality(resident.municipality_code)
+                grant.require_municipality(resident.municipality_code)
             return view_of(uow, cert, self._clock.now())

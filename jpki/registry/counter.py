@@ -17,14 +17,16 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import CertificateNotFound, Conflict, Forbidden
 from jpki.lifecycle.proofing import PROOFING_LIFETIME, consume_proofing
 from jpki.lifecycle.residents import load_active_resident
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
-from jpki.model import Certificate, CertStatus, ClientRole, ProofingRecord, RevocationReason
+from jpki.model import Certificate, CertStatus, ProofingRecord, RevocationReason
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.registry.proofing import Evidence, evaluate
 from jpki.validity import age_on, jst_date
@@ -51,12 +53,12 @@ class CounterService:
         self._audit = audit
         self.undelivered_timeout = undelivered_timeout
 
-    def record_proofing(self, actor: Principal, resident_id: str,
+    def record_proofing(self, grant: Grant[Literal[Operation.PROOFING_RECORD]], resident_id: str,
                         evidence: Evidence) -> ProofingRecord:
-        actor.require_role(ClientRole.STATION)
+        actor = grant.require(Operation.PROOFING_RECORD)
         now = self._clock.now()
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, actor)
+            resident = load_active_resident(uow, resident_id, grant)
             pattern = evaluate(evidence, applicant_age=age_on(resident.birth_date,
                                                               jst_date(now)),
                                today=jst_date(now))
@@ -82,18 +84,18 @@ class CounterService:
             uow.commit()
         return record
 
-    def authorise_pin_reset(self, actor: Principal, resident_id: str, pin: str,
-                            proofing_id: str) -> PinResetAuthorisation:
+    def authorise_pin_reset(self, grant: Grant[Literal[Operation.PIN_RESET]], resident_id: str,
+                            pin: str, proofing_id: str) -> PinResetAuthorisation:
         """The CA's record that a PIN reset (RESET RETRY COUNTER on the card) was done after
         identity proofing; the station performs the reset on the card itself."""
-        actor.require_role(ClientRole.STATION)
+        actor = grant.require(Operation.PIN_RESET)
         if pin not in (PinKind.AUTH, PinKind.SIGN):
             from jpki.errors import InvalidInput
 
             raise InvalidInput("pin is auth or sign", field="pin")
         now = self._clock.now()
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, actor)
+            resident = load_active_resident(uow, resident_id, grant)
             consume_proofing(uow, actor, proofing_id, resident.id, f"pin_reset:{pin}", now)
             self._audit.record(uow, actor=actor.actor, action="card.pin_reset",
                                subject=resident.id, payload={"pin": pin,
@@ -102,8 +104,9 @@ class CounterService:
         return PinResetAuthorisation(resident_id=resident.id, pin=pin, proofing_id=proofing_id,
                                      at=now)
 
-    def confirm_delivery(self, actor: Principal, serial: str) -> datetime:
-        actor.require_role(ClientRole.STATION)
+    def confirm_delivery(self, grant: Grant[Literal[Operation.DELIVERY_CONFIRM]],
+                         serial: str) -> datetime:
+        actor = grant.require(Operation.DELIVERY_CONFIRM)
         with self._uow() as uow:
             cert = self._own_certificate(uow, actor, serial)
             if cert.delivered_at is None:
@@ -116,9 +119,10 @@ class CounterService:
                 uow.commit()
             return cert.delivered_at
 
-    def abandon_delivery(self, actor: Principal, serial: str) -> RevocationResult:
+    def abandon_delivery(self, grant: Grant[Literal[Operation.DELIVERY_ABANDON]],
+                         serial: str) -> RevocationResult:
         """The card never got the certificate: revoke it ("destroyed before delivery")."""
-        actor.require_role(ClientRole.STATION)
+        actor = grant.require(Operation.DELIVERY_ABANDON)
         with self._uow() as uow:
             cert = self._own_certificate(uow, actor, serial)
             if cert.delivered_at is not None:
@@ -130,8 +134,9 @@ class CounterService:
             uow.commit()
         return result
 
-    def sweep_undelivered(self, actor: Principal) -> list[str]:
+    def sweep_undelivered(self, grant: Grant[Literal[Operation.DELIVERY_SWEEP]]) -> list[str]:
         """Revoke station-issued certificates never confirmed within the timeout."""
+        actor = grant.require(Operation.DELIVERY_SWEEP)
         now = self._clock.now()
         with self._uow() as uow:
             stale = list(uow.certificates.undelivered_before(now - self.undelivered_timeout))

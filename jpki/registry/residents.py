@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.basic4 import Basic4, Sex, normalize_address, normalize_name
@@ -32,7 +33,6 @@ from jpki.lifecycle.residents import load_active_resident
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import (
     CertKind,
-    ClientRole,
     RegistrySource,
     Resident,
     ResidentStatus,
@@ -86,11 +86,12 @@ class ResidentService:
         self._clock = clock
         self._audit = audit
 
-    def register(self, actor: Principal, *, name: str, birth_date: date, sex: int, address: str,
-                 municipality_code: str, dv_support: bool = False) -> Resident:
-        actor.require_role(ClientRole.OPERATOR)
+    def register(self, grant: Grant[Literal[Operation.RESIDENT_REGISTER]], *, name: str,
+                 birth_date: date, sex: int, address: str, municipality_code: str,
+                 dv_support: bool = False) -> Resident:
+        actor = grant.require(Operation.RESIDENT_REGISTER)
         code = validate_municipality_code(municipality_code)
-        actor.require_municipality(code)
+        grant.require_municipality(code)
         now = self._clock.now()
         b4 = Basic4(name=normalize_name(name),
                     birth_date=_check_birth(birth_date, jst_date(now)),
@@ -110,19 +111,20 @@ class ResidentService:
             uow.commit()
         return resident
 
-    def get(self, actor: Principal, resident_id: str) -> Resident:
-        actor.require_role(ClientRole.OPERATOR, ClientRole.STATION)
+    def get(self, grant: Grant[Literal[Operation.RESIDENT_READ]], resident_id: str) -> Resident:
+        grant.require(Operation.RESIDENT_READ)
         with self._uow() as uow:
             resident = uow.residents.get(resident_id)
             if resident is None:
                 raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
-            actor.require_municipality(resident.municipality_code)
+            grant.require_municipality(resident.municipality_code)
             return resident
 
-    def set_dv_support(self, actor: Principal, resident_id: str, on: bool) -> Resident:
-        actor.require_role(ClientRole.OPERATOR)
+    def set_dv_support(self, grant: Grant[Literal[Operation.RESIDENT_DV_SUPPORT]],
+                       resident_id: str, on: bool) -> Resident:
+        actor = grant.require(Operation.RESIDENT_DV_SUPPORT)
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, actor)
+            resident = load_active_resident(uow, resident_id, grant)
             if resident.dv_support != on:
                 resident.dv_support = on
                 resident.updated_at = self._clock.now()
@@ -132,13 +134,13 @@ class ResidentService:
                 uow.commit()
             return resident
 
-    def record_event(self, actor: Principal, resident_id: str,
+    def record_event(self, grant: Grant[Literal[Operation.RESIDENT_EVENT]], resident_id: str,
                      event: ResidentEvent) -> EventOutcome:
-        actor.require_role(ClientRole.OPERATOR)
+        actor = grant.require(Operation.RESIDENT_EVENT)
         now = self._clock.now()
         today = jst_date(now)
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, actor)
+            resident = load_active_resident(uow, resident_id, grant)
             old = resident.basic4
             new = self._apply(resident, event, today)
             code = self._municipality(uow, event.municipality_code)

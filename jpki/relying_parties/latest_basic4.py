@@ -41,8 +41,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import NoReturn
+from typing import Literal, NoReturn
 
+from jpki.access.authz import Operation
 from jpki.audit import AuditLog, JsonValue
 from jpki.errors import InvalidInput, NotFound
 from jpki.group_audit import Check, GroupAudit
@@ -58,7 +59,6 @@ from jpki.relying_parties.holder_signatures import valid_at
 from jpki.relying_parties.linkage import successors_of
 from jpki.relying_parties.service import RpContext
 
-SCOPE = "basic4"
 _NOT_AVAILABLE = "no information can be provided under this consent now"
 
 
@@ -110,9 +110,10 @@ class LatestBasic4Service:
         self._audit = audit
         self.consent_max_lifetime = consent_max_lifetime
 
-    def provide(self, ctx: RpContext, purpose: str, *, consent: bytes | None = None,
+    def provide(self, ctx: RpContext[Literal[Operation.RP_BASIC4]], purpose: str, *,
+                consent: bytes | None = None,
                 consent_id: str | None = None) -> Basic4Answer:
-        ctx.principal.require_scope(SCOPE)
+        ctx.grant.require(Operation.RP_BASIC4)
         purpose = ctx.require_purpose(purpose)
         if (consent is None) == (consent_id is None):
             raise ConsentMissing("send exactly one of consent and consent_id", field="consent")
@@ -145,7 +146,8 @@ class LatestBasic4Service:
             raise
         return answers[0]
 
-    def provide_standing(self, ctx: RpContext, purpose: str, consent_id: str,
+    def provide_standing(self, ctx: RpContext[Literal[Operation.RP_BASIC4]], purpose: str,
+                         consent_id: str,
                          done: Callable[[Basic4Answer | None, BaseException | None], None]
                          ) -> None:
         """:meth:`provide` under a standing consent without blocking, for the HTTP layer's
@@ -154,7 +156,7 @@ class LatestBasic4Service:
         has committed — only then may the answer leave — or ``done(None, error)`` when the
         call is refused (for a resident under DV support measures, after the withholding's own
         record has committed). Called on the writer's thread. Bad input raises here."""
-        ctx.principal.require_scope(SCOPE)
+        ctx.grant.require(Operation.RP_BASIC4)
         purpose = ctx.require_purpose(purpose)
         disclose, answers, withheld = self._standing(ctx, purpose, consent_id)
 

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
+from jpki.access.authz import Operation
 from jpki.audit import AuditLog
 from jpki.errors import Forbidden, InvalidInput
 from jpki.model import Certificate, StatusRow
@@ -54,7 +56,6 @@ from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.status_lookup import status_for
 from jpki.serials import parse_serial
 
-SCOPE = "linkage"
 MAX_CHAIN = 64  # renewals and re-issues of one certificate line; a bound against cycles
 
 
@@ -108,9 +109,9 @@ class LinkageService:
         self._clock = clock
         self._audit = audit
 
-    def link(self, ctx: RpContext, purpose: str, serial: str, *,
+    def link(self, ctx: RpContext[Literal[Operation.RP_LINKAGE]], purpose: str, serial: str, *,
              signed_data: bytes | None = None, consent_id: str | None = None) -> LinkageAnswer:
-        ctx.principal.require_scope(SCOPE)
+        ctx.grant.require(Operation.RP_LINKAGE)
         purpose = ctx.require_purpose(purpose)
         wanted = parse_serial(serial)
         if (signed_data is None) == (consent_id is None):

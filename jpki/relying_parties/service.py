@@ -19,10 +19,11 @@ needs its own key in the ceremony and its own issuance; until then secrets are t
 credential.
 
 Every call goes through :meth:`RelyingPartyService.admit`, in this order: the client is
-authenticated (jpki.access.clients: unknown or wrong secret 401, suspended client 403); its role is
-``rp``; it belongs to a registered relying party that is active — and, for a service provider,
-whose platform operator is active too (403 ``rp.suspended``); the relying party's token bucket
-has a token (429 with Retry-After); the client has the call's scope (403). A suspension sets the
+authenticated (jpki.access.clients: unknown or wrong secret 401, suspended client 403); it is a
+relying party's client (jpki.access.authz); it belongs to a registered relying party that is
+active — and, for a service provider, whose platform operator is active too (403
+``rp.suspended``); the relying party's token bucket has a token (429 with Retry-After); the
+client has the call's scope (403, the table of jpki.access.authz). A suspension sets the
 relying party *and all its clients* to suspended in one transaction, stamping both for the change
 feed of the credentials each server process keeps (jpki.access.kept_clients): it refuses at once in
 the process that made it, and in every other process (another worker; the server, when the
@@ -45,11 +46,15 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Generic, Literal
 
+from typing_extensions import TypeVar
+
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.clients import ClientService, valid_client_id
 from jpki.access.principals import RP_SCOPES, Principal
 from jpki.audit import AuditLog, JsonValue
-from jpki.errors import Forbidden, InvalidInput, MissingScope, NotFound
+from jpki.errors import Forbidden, InvalidInput, NotFound
 from jpki.group_audit import GroupAudit
 from jpki.model import (
     ApiClient,
@@ -92,17 +97,27 @@ class InvalidRelyingParty(InvalidInput):
     title = "The relying-party registration is invalid"
 
 
-@dataclass(frozen=True)
-class RpContext:
-    """An admitted relying-party call: who, for which relying party, with what purposes."""
+# The call an RpContext admits (a bare RpContext: any of them).
+C = TypeVar("C", bound=Operation, covariant=True, default=Operation)
+P = TypeVar("P", bound=Operation)
 
-    principal: Principal
+
+@dataclass(frozen=True)
+class RpContext(Generic[C]):
+    """An admitted relying-party call: the grant of its operation, for which relying party,
+    with what purposes."""
+
+    grant: Grant[C]
     rp_id: str
     purposes: tuple[str, ...]
 
     @property
+    def principal(self) -> Principal:
+        return self.grant.principal
+
+    @property
     def actor(self) -> str:
-        return self.principal.actor
+        return self.grant.actor
 
     def require_purpose(self, purpose: str) -> str:
         if not isinstance(purpose, str) or purpose not in self.purposes:
@@ -176,15 +191,6 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     return clean
 
 
-def require_registrar(actor: Principal) -> None:
-    """The local operator CLI, or an operator client acting nationally (no municipality
-    scope): a municipality's operators do not certify businesses."""
-    actor.require_role(ClientRole.OPERATOR)
-    if actor.role is not None and actor.municipalities:
-        raise MissingScope("registering relying parties needs an operator without "
-                           "municipality scopes", scope="national")
-
-
 class RelyingPartyService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  clients: ClientService, buckets: TokenBuckets,
@@ -202,10 +208,12 @@ class RelyingPartyService:
 
     # --- registration ---------------------------------------------------------------------
 
-    def register(self, actor: Principal, *, name: str, kind: RelyingPartyKind | str,
-                 purposes: list[str], scopes: list[str],
+    def register(self, grant: Grant[Literal[Operation.RP_REGISTER]], *, name: str,
+                 kind: RelyingPartyKind | str, purposes: list[str], scopes: list[str],
                  parent_id: str | None = None) -> NewRelyingParty:
-        require_registrar(actor)
+        # Registered nationally: a municipality's operators do not certify businesses (the
+        # table's municipality rule, jpki.access.authz).
+        actor = grant.require(Operation.RP_REGISTER)
         try:
             kind = RelyingPartyKind(kind)
         except ValueError as exc:
@@ -249,23 +257,24 @@ class RelyingPartyService:
         return NewRelyingParty(relying_party=view, client_id=new.client.client_id,
                                client_secret=new.client_secret)
 
-    def list_all(self, actor: Principal) -> list[RelyingPartyView]:
-        require_registrar(actor)
+    def list_all(self, grant: Grant[Literal[Operation.RP_READ]]) -> list[RelyingPartyView]:
+        grant.require(Operation.RP_READ)
         with self._uow() as uow:
             return [self._view(rp, uow.relying_parties.clients_of(rp.id))
                     for rp in uow.relying_parties.all()]
 
-    def get(self, actor: Principal, rp_id: str) -> RelyingPartyView:
-        require_registrar(actor)
+    def get(self, grant: Grant[Literal[Operation.RP_READ]], rp_id: str) -> RelyingPartyView:
+        grant.require(Operation.RP_READ)
         with self._uow() as uow:
             rp = self._load(uow, rp_id)
             return self._view(rp, uow.relying_parties.clients_of(rp.id))
 
-    def rotate_secret(self, actor: Principal, rp_id: str, *, client_id: str | None = None,
+    def rotate_secret(self, grant: Grant[Literal[Operation.RP_ROTATE_SECRET]], rp_id: str, *,
+                      client_id: str | None = None,
                       overlap: timedelta | None = None) -> RotatedSecret:
         """A new secret for the relying party's client (its only one, or ``client_id``); the
         old one stays valid for ``overlap`` (default: the configured overlap; 0: at once)."""
-        require_registrar(actor)
+        actor = grant.require(Operation.RP_ROTATE_SECRET)
         overlap = self.secret_overlap if overlap is None else overlap
         if overlap < timedelta(0) or overlap > timedelta(days=90):
             raise InvalidRelyingParty("the overlap is 0 to 90 days", field="overlap")
@@ -290,10 +299,10 @@ class RelyingPartyService:
         return RotatedSecret(client_id=client.client_id, client_secret=secret,
                              previous_valid_until=until.isoformat() if until else None)
 
-    def set_status(self, actor: Principal, rp_id: str,
+    def set_status(self, grant: Grant[Literal[Operation.RP_SET_STATUS]], rp_id: str,
                    status: ClientStatus) -> RelyingPartyView:
         """Suspend (or resume) the relying party and every client of it, in one transaction."""
-        require_registrar(actor)
+        actor = grant.require(Operation.RP_SET_STATUS)
         with self._uow() as uow:
             rp = self._load(uow, rp_id)
             clients = list(uow.relying_parties.clients_of(rp.id))
@@ -316,15 +325,17 @@ class RelyingPartyService:
 
     # --- calls ----------------------------------------------------------------------------
 
-    def admit(self, principal: Principal, scope: str | None,
-              standing: RpStanding | None = None) -> RpContext:
-        """After authentication: registered, active, within its rate, with the scope.
+    def admit(self, principal: Principal, operation: P,
+              standing: RpStanding | None = None) -> RpContext[P]:
+        """After authentication: a relying party's client, registered, active, within its
+        rate, and allowed ``operation`` (its scope) by the table of jpki.access.authz.
 
         ``standing`` is the relying party as the same request's authentication read it, in the
         statement that read the credentials, or as kept with them
         (jpki.access.clients.Authenticated,
         jpki.access.kept_clients); without it, it is read here."""
-        principal.require_role(ClientRole.RP)
+        # A relying party's client at all (what ping admits), before its standing is read.
+        authorize(principal, Operation.RP_PING)
         if principal.relying_party is None:
             raise RelyingPartyNotRegistered("the client does not belong to a registered "
                                             "relying party")
@@ -340,9 +351,8 @@ class RelyingPartyService:
             raise RelyingPartySuspended("the relying party's platform operator is suspended",
                                         relying_party=rp_id)
         self.buckets.take(rp_id)
-        if scope is not None:
-            principal.require_scope(scope)
-        return RpContext(principal=principal, rp_id=rp_id, purposes=standing.purposes)
+        grant = authorize(principal, operation)  # the call's scope
+        return RpContext(grant=grant, rp_id=rp_id, purposes=standing.purposes)
 
     def _standing(self, rp_id: str) -> RpStanding | None:
         with self._read_uow() as uow:

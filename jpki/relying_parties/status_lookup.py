@@ -55,8 +55,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+from jpki.access.authz import Operation
 from jpki.audit import AuditLog, JsonValue
 from jpki.change_feed import LOOKBACK, POLL_SECONDS
 from jpki.errors import InvalidInput, InvalidSerial, TooLarge
@@ -70,7 +71,6 @@ log = logging.getLogger("jpki.rp")
 
 MAX_BATCH = 1000
 _CANONICAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
-SCOPE = "status"
 # The pace and the look-back of the OCSP responder's refresh: both read the status-change feed
 # the same way (jpki.change_feed), so that both answer from the same changes.
 REFRESH_SECONDS = POLL_SECONDS
@@ -335,7 +335,8 @@ class StatusLookup:
         self._group = group or GroupAudit(uow_factory, audit)
         self.rows = rows or StatusRows(read_uow or uow_factory, clock)
 
-    def lookup(self, ctx: RpContext, purpose: str, serials: list[str]) -> StatusAnswer:
+    def lookup(self, ctx: RpContext[Literal[Operation.RP_STATUS]], purpose: str,
+               serials: list[str]) -> StatusAnswer:
         purpose, wanted = self._validated(ctx, purpose, serials)
         now = self._clock.now()
         results = self.rows.answers(wanted, now)
@@ -344,7 +345,8 @@ class StatusLookup:
                            payload=self._payload(purpose, wanted, results))
         return StatusAnswer(produced_at=now, results=results)
 
-    def lookup_from_memory(self, ctx: RpContext, purpose: str, serials: list[str],
+    def lookup_from_memory(self, ctx: RpContext[Literal[Operation.RP_STATUS]], purpose: str,
+                           serials: list[str],
                            done: Done) -> StatusAnswer | None:
         """:meth:`lookup` without blocking, for the HTTP layer's event loop: the answer from
         the kept rows alone, with its audit record submitted to the group commit — the answer
@@ -361,8 +363,9 @@ class StatusLookup:
         return StatusAnswer(produced_at=now, results=results)
 
     @staticmethod
-    def _validated(ctx: RpContext, purpose: str, serials: list[str]) -> tuple[str, list[str]]:
-        ctx.principal.require_scope(SCOPE)
+    def _validated(ctx: RpContext[Literal[Operation.RP_STATUS]], purpose: str,
+                   serials: list[str]) -> tuple[str, list[str]]:
+        ctx.grant.require(Operation.RP_STATUS)
         return ctx.require_purpose(purpose), canonical_serials(serials)
 
     @staticmethod

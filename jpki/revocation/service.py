@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from jpki.access.principals import Principal
+from typing import Literal
+
+from jpki.access.authz import Grant, Operation
 from jpki.audit import AuditLog
 from jpki.errors import CertificateNotFound, ResidentNotFound
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
-from jpki.model import ClientRole, RevocationReason
+from jpki.model import RevocationReason
 from jpki.ports import Clock, UnitOfWorkFactory
 
 
@@ -18,8 +20,9 @@ class RevocationService:
         self._clock = clock
         self._audit = audit
 
-    def revoke(self, actor: Principal, serial: str, reason: RevocationReason) -> RevocationResult:
-        actor.require_role(ClientRole.OPERATOR)
+    def revoke(self, grant: Grant[Literal[Operation.CERTIFICATE_REVOKE]], serial: str,
+               reason: RevocationReason) -> RevocationResult:
+        actor = grant.require(Operation.CERTIFICATE_REVOKE)
         with self._uow() as uow:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None:
@@ -27,7 +30,7 @@ class RevocationService:
             resident = uow.residents.get(cert.resident_id)
             if resident is None:  # pragma: no cover - foreign key
                 raise ResidentNotFound("the certificate's resident is missing")
-            actor.require_municipality(resident.municipality_code)
+            grant.require_municipality(resident.municipality_code)
             now = self._clock.now()
             result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause="request")
             uow.commit()

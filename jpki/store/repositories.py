@@ -514,7 +514,8 @@ _CREDENTIALS = (
     select(api_clients.c.client_id, api_clients.c.role, api_clients.c.scopes,
            api_clients.c.status, api_clients.c.secret_hash, api_clients.c.previous_secret_hash,
            api_clients.c.previous_secret_expires_at, api_clients.c.relying_party_id,
-           relying_parties.c.id.label("rp_id"), relying_parties.c.status.label("rp_status"),
+           api_clients.c.station_kind, relying_parties.c.id.label("rp_id"),
+           relying_parties.c.status.label("rp_status"),
            relying_parties.c.purposes.label("rp_purposes"),
            relying_parties.c.parent_id.label("rp_parent"),
            _PARENT.c.status.label("parent_status"))
@@ -564,7 +565,8 @@ class SqlClients:
             client_id=row.client_id, role=row.role, scopes=row.scopes, status=row.status,
             secret_hash=row.secret_hash, previous_secret_hash=row.previous_secret_hash,
             previous_secret_expires_at=row.previous_secret_expires_at,
-            relying_party_id=row.relying_party_id, standing=standing)
+            relying_party_id=row.relying_party_id, standing=standing,
+            station_kind=row.station_kind)
 
     def changes_since(self, since: datetime) -> ClientChanges:
         clients: set[str] = set()

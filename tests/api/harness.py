@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.composition import Services
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.basic4 import normalize_address, normalize_name
 from jpki.errors import InvalidBasic4
@@ -89,12 +90,14 @@ class Api:
                 # Relying-party clients belong to a registered relying party (one per caller,
                 # declaring the purpose "test"), which needs at least one scope.
                 rp = self.services.relying_parties.register(
-                    self.operator, name=f"RP {len(self._callers)}", kind="platform_operator",
+                    authorize(self.operator, Operation.RP_REGISTER),
+                    name=f"RP {len(self._callers)}", kind="platform_operator",
                     purposes=["test"], scopes=list(scopes) or ["status"])
                 self._callers[key] = Caller(rp.client_id, rp.client_secret, role)
                 return self._callers[key]
             made = self.services.clients.create(
-                self.operator, name=f"{role.value} {len(self._callers)}", role=role,
+                authorize(self.operator, Operation.CLIENT_CREATE),
+                name=f"{role.value} {len(self._callers)}", role=role,
                 scopes=list(scopes), station_kind=station_kind)
             self._callers[key] = Caller(made.client.client_id, made.client_secret, role)
         return self._callers[key]

@@ -23,14 +23,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.composition import build_services
-from jpki.access.principals import Principal
-from jpki.model import CertKind, ClientRole
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
+from jpki.model import CertKind
 from jpki.protocol.mobile import MobileSuspensionLift
 from jpki.settings import Settings
 from tests.holder_kit import new_holder
 from tests.phone_kit import spki
 
-CALLCENTRE = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
+CALLCENTRE = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
+HOLD = authorize(CALLCENTRE, Operation.MOBILE_HOLD)
 
 
 def hold(state: Path) -> None:
@@ -38,7 +40,7 @@ def hold(state: Path) -> None:
     pool = [rsa.generate_private_key(65537, 2048) for _ in range(5)]
     holder = new_holder(services, pool)
     phone = holder.enrol_phone()
-    services.mobile.hold(CALLCENTRE, holder.resident_id)
+    services.mobile.hold(HOLD, holder.resident_id)
     new_sign = pool.pop()
     challenge = services.mobile.new_challenge("lift")[0]
     lift = holder.sign_as(holder.mobile_serials[CertKind.MOBILE_AUTH], MobileSuspensionLift(

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole
@@ -47,6 +48,10 @@ FLOOD_FROM = "127.0.0.2"  # the probe and the legitimate caller use 127.0.0.1
 P99_BOUND_MS = 50.0
 RSS_BOUND_MIB = 100.0
 OPERATOR = Principal.local_operator("flood-test")
+CREATE_CLIENT = authorize(OPERATOR, Operation.CLIENT_CREATE)
+ISSUE = authorize(OPERATOR, Operation.CERTIFICATE_ISSUE)
+REGISTER_RESIDENT = authorize(OPERATOR, Operation.RESIDENT_REGISTER)
+REGISTER_RP = authorize(OPERATOR, Operation.RP_REGISTER)
 
 
 def rss_mib() -> float:
@@ -77,9 +82,10 @@ def finished(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 def test_a_flood_of_wrong_credentials_leaves_ocsp_and_health_fast_and_memory_bounded(
         served: LiveServer, subject_keys: list[bytes], tmp_path: Path) -> None:
     services = served.services
-    rid = services.residents.register(OPERATOR, name="山田 太郎", birth_date=date(1990, 1, 2),
-                                      sex=1, address="東京都清瀬市", municipality_code="132217").id
-    (issued,) = services.issuance.issue(OPERATOR, rid, [KeyRequest(CertKind.CARD_SIGN,
+    rid = services.residents.register(REGISTER_RESIDENT, name="山田 太郎",
+                                      birth_date=date(1990, 1, 2), sex=1, address="東京都清瀬市",
+                                      municipality_code="132217").id
+    (issued,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_SIGN,
                                                                    subject_keys[0])])
     cert = x509.load_der_x509_certificate(issued.der)
     with services.uow() as uow:
@@ -87,14 +93,14 @@ def test_a_flood_of_wrong_credentials_leaves_ocsp_and_health_fast_and_memory_bou
     issuer = x509.load_der_x509_certificate(issuer_der)
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
 
-    rp = services.relying_parties.register(OPERATOR, name="Flood RP", kind="platform_operator",
+    rp = services.relying_parties.register(REGISTER_RP, name="Flood RP", kind="platform_operator",
                                            purposes=["test"], scopes=["status"])
     # A relying party the flood does not name: its id has spent nothing.
-    bystander = services.relying_parties.register(OPERATOR, name="Bystander RP",
+    bystander = services.relying_parties.register(REGISTER_RP, name="Bystander RP",
                                                   kind="platform_operator", purposes=["test"],
                                                   scopes=["status"])
-    operator = services.clients.create(OPERATOR, name="flood op", role=ClientRole.OPERATOR)
-    legacy = services.clients.create(OPERATOR, name="legacy op", role=ClientRole.OPERATOR)
+    operator = services.clients.create(CREATE_CLIENT, name="flood op", role=ClientRole.OPERATOR)
+    legacy = services.clients.create(CREATE_CLIENT, name="legacy op", role=ClientRole.OPERATOR)
     with services.uow() as uow:  # stored as earlier revisions did, at the real cost
         row = uow.clients.get_by_client_id(legacy.client.client_id)
         assert row is not None

@@ -26,6 +26,7 @@ from api.app import create_app
 from api.composition import build_services
 from api.in_process import free_port, served_in_thread
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.authz import Operation, authorize
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.access.principals import Principal
 from jpki.errors import CaNotInitialised
@@ -110,11 +111,13 @@ def test_relying_party_ids_that_cannot_exist_are_refused_never_500(api: Api) -> 
                                 "purposes": ["test"], "scopes": ["status"]})
         api.problem(r, 422, "request.invalid")
         with pytest.raises(RelyingPartyNotFound):
-            api.services.relying_parties.set_status(api.operator, rp_id,
-                                                    ClientStatus.SUSPENDED)
+            api.services.relying_parties.set_status(
+                authorize(api.operator, Operation.RP_SET_STATUS), rp_id,
+                ClientStatus.SUSPENDED)
         with pytest.raises(RelyingPartyNotFound):
             api.services.relying_parties.register(
-                api.operator, name="SP", kind="service_provider", purposes=["test"],
+                authorize(api.operator, Operation.RP_REGISTER),
+                name="SP", kind="service_provider", purposes=["test"],
                 scopes=["status"], parent_id=rp_id)
 
 
@@ -172,9 +175,12 @@ def test_suspension_refuses_a_legacy_client_at_once_too(api: Api) -> None:
     make_legacy(api, caller)
     from jpki.model import ClientStatus
 
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.SUSPENDED)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS),
+        caller.client_id, ClientStatus.SUSPENDED)
     api.problem(api.http.get(RESIDENT, headers=caller.headers), 403, "auth.client_suspended")
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.ACTIVE)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS), caller.client_id, ClientStatus.ACTIVE)
     assert api.http.get(RESIDENT, headers=caller.headers).status_code == 404
 
 
@@ -219,7 +225,9 @@ def test_without_the_client_secret_key_legacy_secrets_still_work_and_new_ones_wa
     assert api.http.get(RESIDENT, headers=caller.headers).status_code == 404
     assert is_legacy(stored(api, caller.client_id)[0])  # not upgraded: there is no key
     with pytest.raises(CaNotInitialised):
-        clients.create(api.operator, name="new one", role=ClientRole.OPERATOR)
+        clients.create(
+            authorize(api.operator, Operation.CLIENT_CREATE),
+            name="new one", role=ClientRole.OPERATOR)
 
 
 # --- failure budgets ----------------------------------------------------------------------------
@@ -300,15 +308,17 @@ def test_a_suspension_by_another_process_is_in_every_answer_within_a_second(
     other = build_services(make_settings(tmp_path / "other", database_url), keys=keystore)
     install_ca(serving, ca_material)
     try:
-        made = other.relying_parties.register(operator, name="RP", kind="platform_operator",
-                                              purposes=["test"], scopes=["status"])
+        made = other.relying_parties.register(
+            authorize(operator, Operation.RP_REGISTER), name="RP", kind="platform_operator",
+            purposes=["test"], scopes=["status"])
         rp_id, client_id = made.relying_party.id, made.client_id
         headers = basic_auth(client_id, made.client_secret)
         with served_in_thread(serving, free_port()) as url, \
                 httpx.Client(base_url=url, timeout=30) as http:
             for _ in range(5):  # kept, and the secret remembered: answered from memory
                 assert http.get(PING, headers=headers).status_code == 200
-            other.relying_parties.set_status(operator, rp_id, ClientStatus.SUSPENDED)
+            other.relying_parties.set_status(
+                authorize(operator, Operation.RP_SET_STATUS), rp_id, ClientStatus.SUSPENDED)
             committed = time.monotonic()
             answers: list[tuple[float, int]] = []
             while not answers or answers[-1][0] < 1.5:
@@ -318,9 +328,11 @@ def test_a_suspension_by_another_process_is_in_every_answer_within_a_second(
             # Every call begun a second after the suspension committed is refused.
             assert {code for at, code in answers if at >= 1.0} == {403}, answers
 
-            other.relying_parties.set_status(operator, rp_id, ClientStatus.ACTIVE)
-            rotated = other.relying_parties.rotate_secret(operator, rp_id,
-                                                          overlap=timedelta(0))
+            other.relying_parties.set_status(
+                authorize(operator, Operation.RP_SET_STATUS), rp_id, ClientStatus.ACTIVE)
+            rotated = other.relying_parties.rotate_secret(
+                authorize(operator, Operation.RP_ROTATE_SECRET), rp_id,
+                overlap=timedelta(0))
             # The new secret matches nothing the server kept: it reads the row again, at once.
             r = http.get(PING, headers=basic_auth(client_id, rotated.client_secret))
             assert r.status_code == 200, r.text

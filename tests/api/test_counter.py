@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from sqlalchemy import select
 
+from jpki.access.authz import Operation, authorize
 from jpki.errors import InvalidInput
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, ClientRole
@@ -203,10 +204,12 @@ def test_the_operator_cli_principal_issues_without_a_proofing(
     """The CA's own operator (role None, the local CLI) needs none, and its certificates need
     no delivery confirmation: the sweep leaves them alone."""
     resident = api.register(ADULT)
-    (issued,) = api.services.issuance.issue(api.operator, resident,
-                                            [KeyRequest(CertKind.CARD_AUTH, subject_keys[0])])
+    (issued,) = api.services.issuance.issue(
+        authorize(api.operator, Operation.CERTIFICATE_ISSUE), resident,
+        [KeyRequest(CertKind.CARD_AUTH, subject_keys[0])])
     clock.advance(hours=48)
-    assert api.services.counter.sweep_undelivered(api.operator) == []
+    assert api.services.counter.sweep_undelivered(
+        authorize(api.operator, Operation.DELIVERY_SWEEP)) == []
     assert cert_view(api, issued.serial)["status"] == "good"
 
 
@@ -334,11 +337,13 @@ def test_the_sweep_revokes_what_was_never_delivered(
 
     clock.advance(hours=24)  # not yet: the timeout is "older than 24 hours"
     before = api.snapshot()
-    assert api.services.counter.sweep_undelivered(api.operator) == []
+    assert api.services.counter.sweep_undelivered(
+        authorize(api.operator, Operation.DELIVERY_SWEEP)) == []
     api.unchanged(before)
 
     clock.advance(seconds=1)
-    assert api.services.counter.sweep_undelivered(api.operator) == [certs["card_sign"]]
+    assert api.services.counter.sweep_undelivered(
+        authorize(api.operator, Operation.DELIVERY_SWEEP)) == [certs["card_sign"]]
     view = cert_view(api, certs["card_sign"])
     assert (view["status"], view["revocation_reason"]) == ("revoked", "unspecified")
     assert cert_view(api, certs["card_auth"])["status"] == "good"
@@ -349,7 +354,8 @@ def test_the_sweep_revokes_what_was_never_delivered(
 
     # Swept once: the next pass finds nothing.
     before = api.snapshot()
-    assert api.services.counter.sweep_undelivered(api.operator) == []
+    assert api.services.counter.sweep_undelivered(
+        authorize(api.operator, Operation.DELIVERY_SWEEP)) == []
     api.unchanged(before)
 
 
@@ -403,8 +409,10 @@ def test_station_kind_is_checked_when_a_client_is_created(
         api: Api, role: ClientRole, scopes: list[str], kind: str, field: str) -> None:
     before = api.snapshot()
     with pytest.raises(InvalidInput) as caught:
-        api.services.clients.create(api.operator, name="Kiyose PO", role=role, scopes=scopes,
-                                    station_kind=kind)
+        api.services.clients.create(
+            authorize(api.operator, Operation.CLIENT_CREATE),
+            name="Kiyose PO", role=role, scopes=scopes,
+            station_kind=kind)
     assert caught.value.context == {"field": field}
     api.unchanged(before)
     with api.services.uow() as uow:
@@ -412,7 +420,9 @@ def test_station_kind_is_checked_when_a_client_is_created(
 
 
 def test_a_station_is_a_counter_by_default(api: Api) -> None:
-    made = api.services.clients.create(api.operator, name="desk", role=ClientRole.STATION)
+    made = api.services.clients.create(
+        authorize(api.operator, Operation.CLIENT_CREATE), name="desk", role=ClientRole.STATION)
     assert made.client.station_kind == "counter"
-    made = api.services.clients.create(api.operator, name="ops", role=ClientRole.OPERATOR)
+    made = api.services.clients.create(
+        authorize(api.operator, Operation.CLIENT_CREATE), name="ops", role=ClientRole.OPERATOR)
     assert made.client.station_kind is None

@@ -1,19 +1,28 @@
-"""Authentication and authorisation of every route, by role and by municipality scope.
+"""Authentication and authorisation of every route, by principal kind, scope and municipality.
 
-The route table below is the specification: every route the app serves must have an entry, so a
-new route cannot be added without deciding (and testing) who may call it.
+The matrix is generated from the table of jpki.access.authz: each route names its operation (the
+dependency api.deps.authorized, or admitted for a relying party's calls), the table says which
+kinds of principal may make it with which scope, and every route is called as every kind of API
+client. A route that names no operation must be declared public or holder-signed below, so a new
+route cannot be served without deciding who may call it; each authorised route also needs a probe
+(a call that changes nothing), so it cannot be served untested.
 """
 
 from __future__ import annotations
 
 import base64
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.params import Depends as DependsParam
 
 from api.app import create_app
+from api.deps import authorized, operations_of
+from jpki.access.authz import TABLE, MunicipalityRule, Operation, authorize
+from jpki.access.principals import CLIENT_KINDS, PrincipalKind
 from jpki.model import ClientRole, ClientStatus
 from tests.api.harness import ADULT, IN_PERSON_B, OTHER, Api
 from tests.api.harness import basic_auth as basic
@@ -32,7 +41,8 @@ PUBLIC = {
 }
 
 # The holder's phone: no client credentials — each request is a CMS SignedData made with the
-# card's or the phone's own key, and that signature is the authorisation (jpki.mobile.service).
+# card's or the phone's own key, and that signature is the authorisation (jpki.mobile.service,
+# which asks the table for the holder's grant).
 HOLDER_SIGNED = {
     ("POST", "/v1/mobile/applications"), ("POST", "/v1/mobile/revocations"),
     ("POST", "/v1/mobile/suspension-lifts"), ("POST", "/v1/mobile/check-ins"),
@@ -42,6 +52,7 @@ HOLDER_SIGNED = {
 }
 # …and the challenge those requests sign, which anyone may ask for (single use, minutes).
 CHALLENGE = ("POST", "/v1/mobile/challenges")
+UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE}
 
 # Identifiers that exist nowhere, so that an allowed caller gets a precise "not found" and nothing
 # is ever changed by the matrix.
@@ -53,6 +64,7 @@ COUNTER_ROUTES = {("POST", "/v1/stations/proofings"), ("POST", "/v1/stations/pin
                   ("POST", "/v1/stations/certificates/{serial}/delivery"),
                   ("POST", "/v1/stations/certificates/{serial}/abandonment")}
 UNREGISTERED_MUNICIPALITY = "139998"  # Tokyo, valid check digit, not in the seed
+KIYOSE = "132217"
 NO_CONSENT = "cs_" + "0" * 24
 NO_RP = "rp_" + "0" * 16
 RP_SCOPES = ("basic4", "linkage", "status")  # what the matrix's relying party may do
@@ -62,7 +74,6 @@ RP_AUDITED = frozenset({"rp.refused"})
 
 @dataclass(frozen=True)
 class Probe:
-    allowed: frozenset[ClientRole]
     path: str  # the concrete path to call
     body: dict[str, Any] | None
     # What an allowed caller gets for these non-existent targets: a problem (status, code), or
@@ -72,91 +83,79 @@ class Probe:
 
 
 def probes(key: bytes) -> dict[tuple[str, str], Probe]:
+    """A call of each authorised route that changes nothing, whoever makes it."""
     pem = key.decode("ascii")
     return {
         ("POST", "/v1/operators/residents"): Probe(
-            frozenset({OPERATOR}), "/v1/operators/residents",
-            {**ADULT, "municipality_code": UNREGISTERED_MUNICIPALITY},
+            "/v1/operators/residents", {**ADULT, "municipality_code": UNREGISTERED_MUNICIPALITY},
             (404, "municipality.not_found")),
         ("GET", "/v1/operators/residents/{resident_id}"): Probe(
-            frozenset({OPERATOR, STATION}), f"/v1/operators/residents/{NO_RESIDENT}", None,
-            (404, "resident.not_found")),
+            f"/v1/operators/residents/{NO_RESIDENT}", None, (404, "resident.not_found")),
         ("POST", "/v1/operators/residents/{resident_id}/events"): Probe(
-            frozenset({OPERATOR}), f"/v1/operators/residents/{NO_RESIDENT}/events",
-            {"kind": "death"}, (404, "resident.not_found")),
-        ("POST", "/v1/operators/cards"): Probe(
-            frozenset({OPERATOR}), "/v1/operators/cards", {"resident_id": NO_RESIDENT},
+            f"/v1/operators/residents/{NO_RESIDENT}/events", {"kind": "death"},
             (404, "resident.not_found")),
+        ("POST", "/v1/operators/cards"): Probe(
+            "/v1/operators/cards", {"resident_id": NO_RESIDENT}, (404, "resident.not_found")),
         ("POST", "/v1/operators/cards/{number}/events"): Probe(
-            frozenset({OPERATOR}), f"/v1/operators/cards/{NO_CARD}/events", {"kind": "lost"},
-            (404, "card.not_found")),
+            f"/v1/operators/cards/{NO_CARD}/events", {"kind": "lost"}, (404, "card.not_found")),
         ("POST", "/v1/stations/certificates"): Probe(
-            frozenset({STATION}), "/v1/stations/certificates",
-            {"resident_id": NO_RESIDENT, "auth_public_key": pem}, (404, "resident.not_found")),
+            "/v1/stations/certificates", {"resident_id": NO_RESIDENT, "auth_public_key": pem},
+            (404, "resident.not_found")),
         ("POST", "/v1/stations/renewals"): Probe(
-            frozenset({STATION}), "/v1/stations/renewals",
-            {"resident_id": NO_RESIDENT, "auth_public_key": pem}, (404, "resident.not_found")),
+            "/v1/stations/renewals", {"resident_id": NO_RESIDENT, "auth_public_key": pem},
+            (404, "resident.not_found")),
         ("POST", "/v1/operators/certificates/{serial}/revocation"): Probe(
-            frozenset({OPERATOR}), f"/v1/operators/certificates/{NO_SERIAL}/revocation",
-            {"reason": "keyCompromise"}, (404, "certificate.not_found")),
-        ("GET", "/v1/certificates/{serial}"): Probe(
-            frozenset({OPERATOR, STATION}), f"/v1/certificates/{NO_SERIAL}", None,
+            f"/v1/operators/certificates/{NO_SERIAL}/revocation", {"reason": "keyCompromise"},
             (404, "certificate.not_found")),
-        # The counter: identity proofing, PIN resets and delivery are the station's alone.
+        ("GET", "/v1/certificates/{serial}"): Probe(
+            f"/v1/certificates/{NO_SERIAL}", None, (404, "certificate.not_found")),
         ("POST", "/v1/stations/proofings"): Probe(
-            frozenset({STATION}), "/v1/stations/proofings",
-            {"resident_id": NO_RESIDENT, **IN_PERSON_B}, (404, "resident.not_found")),
+            "/v1/stations/proofings", {"resident_id": NO_RESIDENT, **IN_PERSON_B},
+            (404, "resident.not_found")),
         ("POST", "/v1/stations/pin-resets"): Probe(
-            frozenset({STATION}), "/v1/stations/pin-resets",
+            "/v1/stations/pin-resets",
             {"resident_id": NO_RESIDENT, "pin": "sign", "proofing_id": NO_PROOFING},
             (404, "resident.not_found")),
         ("POST", "/v1/stations/certificates/{serial}/delivery"): Probe(
-            frozenset({STATION}), f"/v1/stations/certificates/{NO_SERIAL}/delivery", None,
+            f"/v1/stations/certificates/{NO_SERIAL}/delivery", None,
             (404, "certificate.not_found")),
         ("POST", "/v1/stations/certificates/{serial}/abandonment"): Probe(
-            frozenset({STATION}), f"/v1/stations/certificates/{NO_SERIAL}/abandonment", None,
+            f"/v1/stations/certificates/{NO_SERIAL}/abandonment", None,
             (404, "certificate.not_found")),
-        # The call centre may put mobile certificates on hold, and do nothing else.
         ("POST", "/v1/callcenter/holds"): Probe(
-            frozenset({CALLCENTER}), "/v1/callcenter/holds", {"resident_id": NO_RESIDENT},
-            (404, "resident.not_found")),
+            "/v1/callcenter/holds", {"resident_id": NO_RESIDENT}, (404, "resident.not_found")),
         ("POST", "/v1/callcenter/certificates/{serial}/hold"): Probe(
-            frozenset({CALLCENTER}), f"/v1/callcenter/certificates/{NO_SERIAL}/hold", None,
+            f"/v1/callcenter/certificates/{NO_SERIAL}/hold", None,
             (404, "certificate.not_found")),
-        # Relying parties: registered by (national) operators …
         ("POST", "/v1/operators/relying-parties"): Probe(
-            frozenset({OPERATOR}), "/v1/operators/relying-parties",
+            "/v1/operators/relying-parties",
             {"name": "Matrix SP", "kind": "service_provider", "parent_id": NO_RP,
              "purposes": ["test"], "scopes": ["status"]}, (404, "rp.not_found")),
         ("GET", "/v1/operators/relying-parties"): Probe(
-            frozenset({OPERATOR}), "/v1/operators/relying-parties", None, (200, None)),
+            "/v1/operators/relying-parties", None, (200, None)),
         ("POST", "/v1/operators/relying-parties/{rp_id}/secret-rotations"): Probe(
-            frozenset({OPERATOR}), f"/v1/operators/relying-parties/{NO_RP}/secret-rotations",
-            {}, (404, "rp.not_found")),
+            f"/v1/operators/relying-parties/{NO_RP}/secret-rotations", {},
+            (404, "rp.not_found")),
         ("POST", "/v1/operators/relying-parties/{rp_id}/status"): Probe(
-            frozenset({OPERATOR}), f"/v1/operators/relying-parties/{NO_RP}/status",
-            {"status": "suspended"}, (404, "rp.not_found")),
-        # … and their calls: only relying parties, each within its scope.
-        ("GET", "/v1/rp/ping"): Probe(frozenset({RP}), "/v1/rp/ping", None, (200, None)),
+            f"/v1/operators/relying-parties/{NO_RP}/status", {"status": "suspended"},
+            (404, "rp.not_found")),
+        ("GET", "/v1/rp/ping"): Probe("/v1/rp/ping", None, (200, None)),
         ("POST", "/v1/status"): Probe(
-            frozenset({RP}), "/v1/status", {"purpose": "test", "serials": [NO_SERIAL]},
-            (200, None)),
+            "/v1/status", {"purpose": "test", "serials": [NO_SERIAL]}, (200, None)),
         ("POST", "/v1/linkage"): Probe(
-            frozenset({RP}), "/v1/linkage",
-            {"purpose": "test", "serial": NO_SERIAL, "consent_id": NO_CONSENT},
+            "/v1/linkage", {"purpose": "test", "serial": NO_SERIAL, "consent_id": NO_CONSENT},
             (404, "consent.not_found")),
         ("POST", "/v1/basic4"): Probe(
-            frozenset({RP}), "/v1/basic4", {"purpose": "test", "consent_id": NO_CONSENT},
+            "/v1/basic4", {"purpose": "test", "consent_id": NO_CONSENT},
             (404, "consent.not_found")),
-        # Watching the service (api.routers.operations): operators only.
-        ("GET", "/metrics"): Probe(frozenset({OPERATOR}), "/metrics", None, (200, None)),
-        ("GET", "/v1/operators/jobs"): Probe(
-            frozenset({OPERATOR}), "/v1/operators/jobs", None, (200, None)),
+        ("GET", "/metrics"): Probe("/metrics", None, (200, None)),
+        ("GET", "/v1/operators/jobs"): Probe("/v1/operators/jobs", None, (200, None)),
     }
 
 
-def served_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
-    """(method, path template) of every route the app serves, included routers flattened."""
+def served_routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
+    """(method, path template, route) of every route the app serves, included routers
+    flattened."""
     try:  # FastAPI ≥ 0.160 keeps included routers as lazily expanded entries
         from fastapi.routing import iter_route_contexts
     except ImportError:  # pragma: no cover - older FastAPI lists the routes themselves
@@ -166,29 +165,166 @@ def served_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
     for route in contexts:
         for method in sorted(route.methods or ()):
             if method != "HEAD":
-                yield method, route.path
+                yield method, route.path, route
+
+
+def route_operations(app: FastAPI) -> dict[tuple[str, str], set[Operation]]:
+    """The operations each served route's dependencies authorise (none for a public route)."""
+    return {(method, path): operations_of(route.dependant) if hasattr(route, "dependant")
+            else set() for method, path, route in served_routes(app)}
+
+
+def undecided(operations: dict[tuple[str, str], set[Operation]]) -> set[tuple[str, str]]:
+    """Routes that neither authorise exactly one operation of the table nor are declared
+    public or holder-signed."""
+    return {route for route, ops in operations.items()
+            if (len(ops) != 1 or not ops <= set(TABLE)) and route not in UNAUTHORISED}
+
+
+def declared_operations(endpoint: Any) -> set[Operation]:
+    """The operations an endpoint's parameters are typed with (Grant[Literal[...]] or
+    RpContext[Literal[...]]), which the service it calls holds its grant to."""
+    found = set()
+    for hint in typing.get_type_hints(endpoint, include_extras=True).values():
+        if typing.get_origin(hint) is typing.Annotated:
+            wrapped, *metadata = typing.get_args(hint)
+            if any(isinstance(m, DependsParam) for m in metadata):
+                for arg in typing.get_args(wrapped):
+                    found |= set(typing.get_args(arg))
+    return found
 
 
 def test_every_route_has_an_authorisation_entry(api: Api, subject_keys: list[bytes]) -> None:
     app = create_app(api.services.settings, services=api.services)
-    served = set(served_routes(app))
-    table = set(probes(subject_keys[0]))
+    operations = route_operations(app)
+    served = set(operations)
 
-    assert served - PUBLIC - HOLDER_SIGNED - {CHALLENGE} - table == set(), \
-        "routes without an entry in the role table"
-    assert table - served == set(), "role table entries for routes that do not exist"
-    assert served >= PUBLIC
-    # The counter's routes are served, so the first check above holds them to the table too.
+    assert undecided(operations) == set(), "routes without an operation of the table"
+    assert served >= UNAUTHORISED
+    assert all(operations[r] == set() for r in UNAUTHORISED), "declared public, yet authorised"
+    authorised = served - UNAUTHORISED
+    assert set(probes(subject_keys[0])) == authorised, "every authorised route needs a probe"
+    # The table has an entry for every operation, and names a kind for each.
+    assert set(TABLE) == set(Operation) and all(rule.kinds for rule in TABLE.values())
+    # The counter's routes are served, so the checks above hold them to the table too.
     assert served >= COUNTER_ROUTES
-    # ... and the check can fail: without one of their entries, that route is reported.
-    pin_resets = ("POST", "/v1/stations/pin-resets")
-    assert pin_resets not in served - PUBLIC - table
-    assert pin_resets in served - PUBLIC - (table - {pin_resets})
+    # Each route's dependency decides the operation its grant parameter is typed with (which the
+    # service then requires).
+    for method, path, route in served_routes(app):
+        if (method, path) in authorised:
+            assert declared_operations(route.endpoint) == operations[(method, path)], path
+    # ... and the check can fail: a route added without an operation is reported, and so is
+    # one that authorises two.
+    extra = FastAPI()
+    extra.add_api_route("/v1/new", lambda: None, methods=["POST"])
+    extra.add_api_route("/v1/double", lambda: None, methods=["GET"],
+                        dependencies=[Depends(authorized(Operation.RP_READ)),
+                                      Depends(authorized(Operation.RP_REGISTER))])
+    assert undecided({**operations, **route_operations(extra)}) == \
+        {("POST", "/v1/new"), ("GET", "/v1/double")}
     # Cross-check the enumeration against the published description of the API, which also
     # describes /ocsp (anonymous, served before routing: api.ocsp_http).
     described = {(m.upper(), p) for p, ops in api.http.get("/openapi.json").json()["paths"].items()
                  for m in ops}
     assert described <= served | {("POST", "/ocsp"), ("GET", "/ocsp/{request}")}
+
+
+def test_no_principal_kind_is_a_wildcard() -> None:
+    """Every kind is refused something, and the kinds that are not API clients (the holder, the
+    CLI's local operator, the maintenance jobs) are reached by no route's credentials."""
+    for kind in PrincipalKind:
+        assert any(kind not in rule.kinds for rule in TABLE.values()), kind
+    assert set(PrincipalKind) - CLIENT_KINDS == {PrincipalKind.HOLDER,
+                                                 PrincipalKind.LOCAL_OPERATOR,
+                                                 PrincipalKind.SYSTEM_JOB}
+
+
+def _client_kinds(api: Api) -> dict[PrincipalKind, dict[str, str]]:
+    """Credentials of an API client of every kind (the relying party with every scope; the post
+    office designated by Kiyose, which it must be to exist at all)."""
+    return {
+        PrincipalKind.OPERATOR: api.caller(OPERATOR).headers,
+        PrincipalKind.STATION: api.caller(STATION).headers,
+        PrincipalKind.POST_OFFICE: api.caller(STATION, f"municipality:{KIYOSE}",
+                                              station_kind="post_office").headers,
+        PrincipalKind.CALL_CENTRE: api.caller(CALLCENTER).headers,
+        PrincipalKind.RELYING_PARTY: api.caller(RP, *RP_SCOPES).headers,
+    }
+
+
+def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
+    """Every route × every kind of caller: 401, 403 or the answer of an allowed caller, as the
+    table says."""
+    api.remember(ADULT)
+    app = create_app(api.services.settings, services=api.services)
+    operations = route_operations(app)
+    kinds = _client_kinds(api)
+    assert set(kinds) == CLIENT_KINDS
+    suspended = api.caller(OPERATOR, "municipality:132217")
+    api.services.clients.set_status(authorize(api.operator, Operation.CLIENT_SET_STATUS),
+                                    suspended.client_id, ClientStatus.SUSPENDED)
+    wrong = basic(api.caller(OPERATOR).client_id, "not-the-secret")
+    refused: dict[str, tuple[dict[str, str], tuple[int, str]]] = {
+        "no credentials": ({}, (401, "auth.required")),
+        "wrong secret": (wrong, (401, "auth.invalid_credentials")),
+        "unknown client": (basic("jpki_000000000000000000000000", "x" * 43),
+                           (401, "auth.invalid_credentials")),
+        "suspended operator": (suspended.headers, (403, "auth.client_suspended")),
+    }
+    before = api.snapshot()
+    failures = []
+    calls = 0
+    for route, probe in probes(subject_keys[0]).items():
+        (operation,) = operations[route]
+        expected_by: dict[str, tuple[dict[str, str], tuple[int, str | None]]] = {
+            **refused,
+            **{kind.value: (headers, probe.answer if kind in TABLE[operation].kinds
+                            else (403, "auth.role_forbidden"))
+               for kind, headers in kinds.items()}}
+        for who, (headers, expected) in expected_by.items():
+            r = api.http.request(route[0], probe.path, json=probe.body, headers=headers)
+            calls += 1
+            try:
+                if expected[1] is None:
+                    assert r.status_code == expected[0], r.text
+                else:
+                    api.problem(r, expected[0], expected[1])
+            except AssertionError as exc:
+                failures.append(f"{route[0]} {route[1]} ({operation}) as {who}: {exc}")
+    assert not failures, "\n".join(failures)
+    assert calls == len(probes(subject_keys[0])) * (len(refused) + len(CLIENT_KINDS))
+    # Refused relying-party calls are audited; the successful ones (status, ping) leave their
+    # own records; nothing else changes.
+    api.unchanged(before, audited=RP_AUDITED | {"rp.status"})
+
+
+def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list[bytes]) -> None:
+    """The table's other columns, route by route: a relying party without the operation's scope
+    is refused it; an operator scoped to a municipality is refused the national operations."""
+    app = create_app(api.services.settings, services=api.services)
+    operations = route_operations(app)
+    kiyose_operator = api.caller(OPERATOR, f"municipality:{KIYOSE}").headers
+    lacking = {scope: api.caller(RP, *(s for s in RP_SCOPES if s != scope)).headers
+               for scope in RP_SCOPES}
+    before = api.snapshot()
+    checked = {"scope": 0, "national": 0}
+    for route, probe in probes(subject_keys[0]).items():
+        (operation,) = operations[route]
+        rule = TABLE[operation]
+        if rule.scope is not None:
+            r = api.http.request(route[0], probe.path, json=probe.body,
+                                 headers=lacking[rule.scope])
+            body = api.problem(r, 403, "auth.scope_missing")
+            assert body["context"] == {"scope": rule.scope}, route
+            checked["scope"] += 1
+        if rule.municipality is MunicipalityRule.NATIONAL:
+            r = api.http.request(route[0], probe.path, json=probe.body, headers=kiyose_operator)
+            body = api.problem(r, 403, "auth.scope_missing")
+            assert body["context"] == {"scope": "national"}, route
+            checked["national"] += 1
+    # Three scoped calls (status, linkage, basic4) and four national ones (relying parties).
+    assert checked == {"scope": 3, "national": 4}
+    api.unchanged(before, audited=RP_AUDITED)
 
 
 def test_holder_signed_routes_refuse_anything_but_a_valid_signature(api: Api) -> None:
@@ -206,44 +342,6 @@ def test_public_routes_need_no_credentials(api: Api) -> None:
     for path in ("/healthz", "/openapi.json", "/docs", "/redoc", "/ca/sign/g01.cer",
                  "/ca/auth/g01.cer"):
         assert api.http.get(path).status_code == 200, path
-
-
-def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
-    """Every route × every kind of caller: 401, 403 or the answer of an allowed caller."""
-    api.remember(ADULT)
-    roles = {role: api.caller(role, *(RP_SCOPES if role is RP else ())).headers
-             for role in ClientRole}
-    suspended = api.caller(OPERATOR, "municipality:132217")
-    api.services.clients.set_status(api.operator, suspended.client_id, ClientStatus.SUSPENDED)
-    wrong = basic(api.caller(OPERATOR).client_id, "not-the-secret")
-    callers: dict[str, tuple[dict[str, str], tuple[int, str] | None]] = {
-        "no credentials": ({}, (401, "auth.required")),
-        "wrong secret": (wrong, (401, "auth.invalid_credentials")),
-        "unknown client": (basic("jpki_000000000000000000000000", "x" * 43),
-                           (401, "auth.invalid_credentials")),
-        "suspended operator": (suspended.headers, (403, "auth.client_suspended")),
-        **{role.value: (headers, None) for role, headers in roles.items()},
-    }
-    before = api.snapshot()
-    failures = []
-    for (method, template), probe in probes(subject_keys[0]).items():
-        for who, (headers, expected) in callers.items():
-            if expected is None:
-                role = ClientRole(who)
-                expected = probe.answer if role in probe.allowed else \
-                    (403, "auth.role_forbidden")
-            r = api.http.request(method, probe.path, json=probe.body, headers=headers)
-            try:
-                if expected[1] is None:
-                    assert r.status_code == expected[0], r.text
-                else:
-                    api.problem(r, expected[0], expected[1])
-            except AssertionError as exc:
-                failures.append(f"{method} {template} as {who}: {exc}")
-    assert not failures, "\n".join(failures)
-    # Refused relying-party calls are audited; the successful ones (status, ping) leave their
-    # own records; nothing else changes.
-    api.unchanged(before, audited=RP_AUDITED | {"rp.status"})
 
 
 def test_credentials_are_checked_before_the_body(api: Api) -> None:
@@ -283,10 +381,13 @@ def test_suspension_takes_effect_at_once_and_can_be_lifted(api: Api) -> None:
     path = f"/v1/operators/residents/{NO_RESIDENT}"
     api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
 
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.SUSPENDED)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS),
+        caller.client_id, ClientStatus.SUSPENDED)
     api.problem(api.http.get(path, headers=caller.headers), 403, "auth.client_suspended")
 
-    api.services.clients.set_status(api.operator, caller.client_id, ClientStatus.ACTIVE)
+    api.services.clients.set_status(
+        authorize(api.operator, Operation.CLIENT_SET_STATUS), caller.client_id, ClientStatus.ACTIVE)
     api.problem(api.http.get(path, headers=caller.headers), 404, "resident.not_found")
 
 

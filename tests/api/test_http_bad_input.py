@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole
 from tests.api.harness import (
     ADULT,
@@ -649,9 +650,10 @@ def test_the_snapshot_notices_a_change(api: Api, world: World) -> None:
 def test_relying_party_bodies_take_no_coercion(api: Api, world: World) -> None:
     """The relying-party bodies are strict too: a number is not a text, a text is not a list,
     "60" and true are not a number of seconds."""
-    rp = api.services.relying_parties.register(api.operator, name="RP strict",
-                                               kind="platform_operator", purposes=["test"],
-                                               scopes=["status", "linkage"])
+    rp = api.services.relying_parties.register(
+        authorize(api.operator, Operation.RP_REGISTER), name="RP strict",
+        kind="platform_operator", purposes=["test"],
+        scopes=["status", "linkage"])
     good = {"name": "株式会社検証", "kind": "platform_operator", "purposes": ["test"],
             "scopes": ["status"]}
     rp_headers = basic_auth(rp.client_id, rp.client_secret)
@@ -834,7 +836,8 @@ def test_no_identifier_reaches_the_database_unchecked(
     rp = api.caller(ClientRole.RP, "status", "linkage", "basic4")
     headers = {"operator": api.op, "station": api.station, "anonymous": {},
                "callcenter": api.caller(ClientRole.CALLCENTER).headers, "rp": rp.headers}
-    w = replace(world, rp=api.services.relying_parties.list_all(api.operator)[0].id)
+    w = replace(world, rp=api.services.relying_parties.list_all(
+        authorize(api.operator, Operation.RP_READ))[0].id)
     failures = []
     for slot in SLOTS:
         for name, value in _values(slot).items():

@@ -31,6 +31,7 @@ import pytest
 from api.composition import Services
 from api.in_process import free_port
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole
 from jpki.rate_limits import TokenBuckets
 from tests.conftest import LiveServer, serve
@@ -56,10 +57,13 @@ def credentials(services: Services, role: str) -> str | None:
         return None
     if role == "rp":
         new = services.relying_parties.register(
-            CA_OPERATOR, name="Contract RP", kind="platform_operator", purposes=["test"],
+            authorize(CA_OPERATOR, Operation.RP_REGISTER),
+            name="Contract RP", kind="platform_operator", purposes=["test"],
             scopes=["status", "linkage", "basic4"])
         return f"{new.client_id}:{new.client_secret}"
-    made = services.clients.create(CA_OPERATOR, name=f"contract {role}", role=ClientRole(role))
+    made = services.clients.create(
+        authorize(CA_OPERATOR, Operation.CLIENT_CREATE),
+        name=f"contract {role}", role=ClientRole(role))
     return f"{made.client.client_id}:{made.client_secret}"
 
 

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.basic4 import normalize_address, normalize_name
 from jpki.model import AuditRecord, CertKind, ClientRole, RevocationReason
 from jpki.rate_limits import TokenBuckets
@@ -42,8 +43,12 @@ pytestmark = pytest.mark.hsm
 STATUS, LINKAGE, BASIC4 = "/v1/status", "/v1/linkage", "/v1/basic4"
 WITHDRAW, PING = "/v1/consents/withdrawals", "/v1/rp/ping"
 REGISTER = "/v1/operators/relying-parties"
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
-CALLCENTRE = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+CARD_EVENT = authorize(OPERATOR, Operation.CARD_EVENT)
+DV_SUPPORT = authorize(OPERATOR, Operation.RESIDENT_DV_SUPPORT)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
+CALLCENTRE = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
+HOLD = authorize(CALLCENTRE, Operation.MOBILE_HOLD)
 REFUSED = frozenset({"rp.refused"})
 HOME = "東京都清瀬市中里一丁目２番３号 コーポ秘密１０２"
 NEW_HOME = "東京都千代田区霞が関二丁目１番２号 官舎秘密５０５"
@@ -160,8 +165,9 @@ def test_the_cli_route_for_plain_rp_clients_is_closed(api: Api) -> None:
     from jpki.model import ClientRole
 
     with pytest.raises(InvalidInput):
-        api.services.clients.create(api.operator, name="bare rp", role=ClientRole.RP,
-                                    scopes=["status"])
+        api.services.clients.create(
+            authorize(api.operator, Operation.CLIENT_CREATE), name="bare rp", role=ClientRole.RP,
+            scopes=["status"])
 
 
 def test_a_rotated_secret_stays_valid_until_its_deadline_and_not_after(api: Api) -> None:
@@ -245,7 +251,7 @@ def test_status_of_card_and_mobile_certificates_with_reason_and_time(
     assert phone.device_id
     sign, auth = h.serial(CertKind.CARD_SIGN), h.serial(CertKind.CARD_AUTH)
     msign = h.mobile_serials[CertKind.MOBILE_SIGN]
-    api.services.mobile.hold(CALLCENTRE, h.resident_id)  # a lost phone
+    api.services.mobile.hold(HOLD, h.resident_id)  # a lost phone
     api.services.clock.advance(seconds=10)
     unknown = "7fffffffffffffff0001"
     since = head(api)
@@ -623,7 +629,7 @@ def test_a_consent_signed_by_a_revoked_or_held_certificate_is_refused(
     now = api.services.clock.now()
     before_revocation = h.sign(consent_statement(rp.id, now))
     api.services.clock.advance(minutes=1)
-    api.services.revocation.revoke(OPERATOR, h.serial(), RevocationReason.KEY_COMPROMISE)
+    api.services.revocation.revoke(REVOKE, h.serial(), RevocationReason.KEY_COMPROMISE)
     after_revocation = h.sign(consent_statement(rp.id, now))
     for der in (before_revocation, after_revocation):
         before = api.snapshot()
@@ -632,7 +638,7 @@ def test_a_consent_signed_by_a_revoked_or_held_certificate_is_refused(
                 "consent.signer_revoked", before)
     held = person(api, keys, PROTECTED)
     consent = held.sign(consent_statement(rp.id, now))
-    api.services.cards.record_event(OPERATOR, held.certs[CertKind.CARD_SIGN].card_number,
+    api.services.cards.record_event(CARD_EVENT, held.certs[CertKind.CARD_SIGN].card_number,
                                     CardEvent.LOST)
     before = api.snapshot()
     refused(api, api.http.post(BASIC4, headers=rp.headers,
@@ -739,7 +745,7 @@ def test_a_resident_under_dv_support_is_never_disclosed_and_the_refusal_says_not
     h = person(api, keys, {"name": "後藤 みどり", "birth_date": "1990-01-02",
                            "address": "東京都清瀬市梅園一丁目１番１号"})
     consent = submit_consent(api, rp, h)
-    api.services.residents.set_dv_support(OPERATOR, h.resident_id, True)
+    api.services.residents.set_dv_support(DV_SUPPORT, h.resident_id, True)
     before = api.snapshot()
     later = refused(api, api.http.post(BASIC4, headers=rp.headers, json={
         "purpose": "test", "consent_id": consent["consent_id"]}), 404, "basic4.not_available",

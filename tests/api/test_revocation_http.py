@@ -19,15 +19,18 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from api.app import create_app
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.store.tables import certificates
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -42,7 +45,7 @@ def client(services):
 @pytest.fixture
 def cert(services, new_resident, subject_keys):
     rid = new_resident()
-    (issued,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_SIGN,
+    (issued,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_SIGN,
                                                                   subject_keys[0])])
     return x509.load_der_x509_certificate(issued.der)
 
@@ -61,7 +64,7 @@ def _state(services):
 
 
 def test_crl_is_served_with_caching_headers(client, services, cert):
-    services.revocation.revoke(OPERATOR, format(cert.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(cert.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     services.crls.publish(services.crls.scope(CaKind.SIGN, 1, "132217"))
     r = client.get("/crl/sign/g01/132217.crl")

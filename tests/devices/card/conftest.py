@@ -6,8 +6,8 @@ one personalised once per session (RSA key generation on the card costs ~0.2 s a
 
 The PC/SC fixture (tests marked ``pcsc``) starts ``pcscd --foreground`` only if its socket does
 not answer, and stops it at the end if it started it; it starts the emulator process
-(``python -m api.cli_card emulate``: ``jpki card emulate`` without the CA's imports) on vpcd's port
-35963 with a temporary state and waits for the card with pyscard's CardRequest.
+(``python -m devices.card.cli emulate``: ``jpki-card emulate`` without the installed script) on
+vpcd's port 35963 with a temporary state and waits for the card with pyscard's CardRequest.
 A missing pcscd, vpcd or pyscard skips those tests on a workstation and fails them in CI.
 
 The enrolment station over PC/SC (``blank_pcsc_card``, ``enrolled_pcsc_card``) uses vpcd's second
@@ -36,6 +36,7 @@ from devices.card.client import JpkiCard
 from devices.card.emulator import JpkiCardEmulator
 from devices.card.jpki_ap import CertSlot, Key, Pin
 from devices.card.transport import InProcessTransport
+from jpki.access.authz import Operation, authorize
 from tests.components import missing_component
 
 if TYPE_CHECKING:
@@ -310,8 +311,9 @@ def station_ca(served: LiveServer) -> Iterator[CaClient]:
     from jpki.access.principals import Principal
     from jpki.model import ClientRole
 
-    new = served.services.clients.create(Principal.local_operator("pytest"),
-                                         name="Kiyose counter", role=ClientRole.STATION)
+    new = served.services.clients.create(
+        authorize(Principal.local_operator("pytest"), Operation.CLIENT_CREATE),
+        name="Kiyose counter", role=ClientRole.STATION)
     with CaClient(served.url, new.client.client_id, new.client_secret) as ca:
         yield ca
 
@@ -320,7 +322,8 @@ def register_resident(served: LiveServer, birth: date = date(1990, 1, 2)) -> str
     from jpki.access.principals import Principal
 
     return served.services.residents.register(
-        Principal.local_operator("pytest"), name="山田 太郎", birth_date=birth, sex=1,
+        authorize(Principal.local_operator("pytest"), Operation.RESIDENT_REGISTER),
+        name="山田 太郎", birth_date=birth, sex=1,
         address="東京都清瀬市中里一丁目２番３号", municipality_code="132217").id
 
 

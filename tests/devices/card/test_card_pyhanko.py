@@ -2,7 +2,7 @@
 ``pyhanko sign validate`` accepts it against our signing root, with revocation checking.
 
 The card is enrolled by the station over real PC/SC (``enrolled_pcsc_card``: pcscd + vpcd +
-``jpki card emulate`` on "Virtual PCD 00 01", certificates from the ``served`` CA, whose
+``jpki-card emulate`` on "Virtual PCD 00 01", certificates from the ``served`` CA, whose
 certificates name its own CRL and OCSP URLs). pyHanko runs as its own process (the ``pyhanko``
 CLI of pyhanko-cli), finds the key and certificate by PKCS#11 id 02 in the token "JPKI (Digital
 Signature PIN)" and logs in with the signing password; OpenSC marks the key
@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jpki.access.principals import Principal
-from jpki.model import CaKind, ClientRole, RevocationReason
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
+from jpki.model import CaKind, RevocationReason
 from tests.components import missing_component
 from tests.devices.card.conftest import (
     PKCS11_MODULE,
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.hsm]
 
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+READ_CERTIFICATE = authorize(OPERATOR, Operation.CERTIFICATE_READ)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 FIELD = "JPKISignature"
 
 
@@ -180,9 +183,9 @@ def test_pyhanko_refuses_the_pdf_once_the_signing_certificate_is_revoked(
     root = sign_root(served, tmp_path)
     services = served.services
     serial = format(enrolled_pcsc_card.sign.serial_number, "x")
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     services.ocsp.refresh()
-    view = services.certificates.show(OPERATOR, serial)
+    view = services.certificates.show(READ_CERTIFICATE, serial)
     with services.uow() as uow:
         generation = uow.cas.current(CaKind.SIGN)
     assert generation is not None

@@ -27,11 +27,15 @@ from devices.card.transport import InProcessTransport
 from devices.phone.app import CaAnswered, PhoneApp, create_phone, issuer_key_path
 from devices.station.ca_client import CaClient
 from devices.station.workflow import EnrolmentStation
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.model import CertKind, ClientRole
 
 pytestmark = pytest.mark.hsm
 CA_OPERATOR = Principal.local_operator("test")
+CREATE_CLIENT = authorize(CA_OPERATOR, Operation.CLIENT_CREATE)
+READ_CERTIFICATE = authorize(CA_OPERATOR, Operation.CERTIFICATE_READ)
+REGISTER_RESIDENT = authorize(CA_OPERATOR, Operation.RESIDENT_REGISTER)
 IN_PERSON_B = {"presence": "in_person",
                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
 
@@ -39,9 +43,10 @@ IN_PERSON_B = {"presence": "in_person",
 REPO = Path(__file__).resolve().parents[2]
 
 
-def jpki_command() -> list[str]:
-    script = Path(sys.executable).parent / "jpki"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+def phone_command() -> list[str]:
+    """`jpki-phone`, the phone's own console script, else its module."""
+    script = Path(sys.executable).parent / "jpki-phone"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "devices.phone.cli"]
 
 
 def cli_env() -> dict[str, str]:
@@ -62,9 +67,10 @@ def enrolled_card(served, tmp_path):
     card = JpkiCardEmulator.create(tmp_path / "card.json", issuer.public_key().public_bytes(
         Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     services = served.services
-    rid = services.residents.register(CA_OPERATOR, name="山田 太郎", birth_date=date(1990, 1, 2),
-                                      sex=1, address="東京都清瀬市", municipality_code="132217").id
-    station = services.clients.create(CA_OPERATOR, name="counter", role=ClientRole.STATION)
+    rid = services.residents.register(REGISTER_RESIDENT, name="山田 太郎",
+                                      birth_date=date(1990, 1, 2), sex=1, address="東京都清瀬市",
+                                      municipality_code="132217").id
+    station = services.clients.create(CREATE_CLIENT, name="counter", role=ClientRole.STATION)
     with CaClient(served.url, station.client.client_id, station.client_secret) as ca:
         EnrolmentStation(ca, token(card), issuer).enroll(
             rid, proofing=IN_PERSON_B, auth_pin="1234", sign_pin="CARD2026")
@@ -98,11 +104,11 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     assert phone.status(auth_pin="4321", sign_password="PHONE99") == {
         "mobile_auth": "good", "mobile_sign": "good"}
 
-    # 1b. `jpki phone status` on the default (Android) platform, in a process of its own: a
+    # 1b. `jpki-phone status` on the default (Android) platform, in a process of its own: a
     #     fresh secure-element session in which nothing is verified — the auth certificate is
     #     read only after the auth PIN (reference §4.3), which the command asks for.
     status = subprocess.run(
-        [*jpki_command(), "phone", "status", "--state", str(phone_state), "--api", served.url,
+        [*phone_command(), "status", "--state", str(phone_state), "--api", served.url,
          "--device", "pixel-8a", "--auth-pin", "4321", "--json"],
         capture_output=True, text=True, timeout=120, check=False, env=cli_env())
     assert status.returncode == 0, status.stderr
@@ -124,7 +130,7 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     assert format(auth.serial_number, "x") == serials["mobile_auth"]
 
     # 3. Lost: the call centre holds both; OCSP says so within a second.
-    centre = served.services.clients.create(CA_OPERATOR, name="call centre",
+    centre = served.services.clients.create(CREATE_CLIENT, name="call centre",
                                             role=ClientRole.CALLCENTER)
     r = httpx.post(served.url + "/v1/callcenter/holds", json={"resident_id": rid},
                    auth=(centre.client.client_id, centre.client_secret))
@@ -150,7 +156,7 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     holder_card = token(card)
     holder_card.select_jpki_ap()
     card_auth = format(holder_card.read_certificate(CertSlot.AUTH).serial_number, "x")
-    assert served.services.certificates.show(CA_OPERATOR, card_auth).status == "good"
+    assert served.services.certificates.show(READ_CERTIFICATE, card_auth).status == "good"
     with pytest.raises(CaAnswered) as info:
         phone.check_in(phone.device_id, auth_pin="4321")
     assert info.value.ca_code == "mobile.signer_refused"

@@ -17,6 +17,7 @@ from devices.card.jpki_ap import CertSlot, Pin
 from devices.card.transport import InProcessTransport
 from devices.station.ca_client import CaClient, CaRefused
 from devices.station.workflow import CARD_AUTH, CARD_SIGN, EnrolmentFailed, EnrolmentStation
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.model import ClientRole
 
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.hsm
 IN_PERSON_B = {"presence": "in_person",
                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
 CA_OPERATOR = Principal.local_operator("test")
+CREATE_CLIENT = authorize(CA_OPERATOR, Operation.CLIENT_CREATE)
+READ_CERTIFICATE = authorize(CA_OPERATOR, Operation.CERTIFICATE_READ)
+REGISTER_RESIDENT = authorize(CA_OPERATOR, Operation.RESIDENT_REGISTER)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ class PullableTransport(InProcessTransport):
 
 @pytest.fixture
 def station_client(served):
-    new = served.services.clients.create(CA_OPERATOR, name="Kiyose counter",
+    new = served.services.clients.create(CREATE_CLIENT, name="Kiyose counter",
                                          role=ClientRole.STATION)
     with CaClient(served.url, new.client.client_id, new.client_secret) as ca:
         yield ca
@@ -64,12 +68,12 @@ def station_client(served):
 
 def resident(served, birth=date(1990, 1, 2)) -> str:
     return served.services.residents.register(
-        CA_OPERATOR, name="山田 太郎", birth_date=birth, sex=1, address="東京都清瀬市",
+        REGISTER_RESIDENT, name="山田 太郎", birth_date=birth, sex=1, address="東京都清瀬市",
         municipality_code="132217").id
 
 
 def status(served, serial):
-    view = served.services.certificates.show(CA_OPERATOR, serial)
+    view = served.services.certificates.show(READ_CERTIFICATE, serial)
     return view.status, view.revocation_reason
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from api.composition import Services, build_services
+from jpki.access.authz import Operation, authorize
 from jpki.access.clients import Authenticated, ClientService
 from jpki.access.kept_clients import MAX_STALE_SECONDS, REFRESH_SECONDS, KeptClients
 from jpki.access.principals import Principal
@@ -32,6 +33,11 @@ from tests.conftest import FixedClock, make_settings
 pytestmark = pytest.mark.hsm
 
 OPERATOR = Principal.local_operator("pytest")
+CREATE_CLIENT = authorize(OPERATOR, Operation.CLIENT_CREATE)
+REGISTER_RP = authorize(OPERATOR, Operation.RP_REGISTER)
+ROTATE_RP_SECRET = authorize(OPERATOR, Operation.RP_ROTATE_SECRET)
+SET_CLIENT_STATUS = authorize(OPERATOR, Operation.CLIENT_SET_STATUS)
+SET_RP_STATUS = authorize(OPERATOR, Operation.RP_SET_STATUS)
 
 
 class Ticks:
@@ -121,7 +127,7 @@ def other(database_url: str, tmp_path: Path, keystore: Any,
 def new_rp(services: Services, *, parent: str | None = None) -> tuple[str, str, str]:
     """(relying party id, client id, secret) of a newly registered relying party."""
     made = services.relying_parties.register(
-        OPERATOR, name="RP", kind="service_provider" if parent else "platform_operator",
+        REGISTER_RP, name="RP", kind="service_provider" if parent else "platform_operator",
         purposes=["test"], scopes=["status"], parent_id=parent)
     return made.relying_party.id, made.client_id, made.client_secret
 
@@ -145,7 +151,7 @@ def test_a_suspension_by_another_instance_is_in_every_answer_after_one_poll(
     serving = Serving(services)
     rp_id, client_id, secret = new_rp(services)
     serving.clients.check(client_id, secret)
-    other.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.SUSPENDED)
+    other.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.SUSPENDED)
     # Until the next poll (at most REFRESH_SECONDS away) this process still answers from memory:
     # the documented window, which never exceeds MAX_STALE_SECONDS.
     assert serving.clients.remembered(client_id, secret) is not None
@@ -154,7 +160,7 @@ def test_a_suspension_by_another_instance_is_in_every_answer_after_one_poll(
         serving.clients.check(client_id, secret)
     with pytest.raises(ClientSuspended):  # kept as read again: suspended
         serving.clients.remembered(client_id, secret)
-    other.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.ACTIVE)
+    other.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.ACTIVE)
     serving.ticks.pass_refresh()
     assert isinstance(serving.clients.check(client_id, secret), Authenticated)
 
@@ -166,7 +172,7 @@ def test_a_platform_operators_suspension_elsewhere_takes_its_providers_along(
     _, sp_client, sp_secret = new_rp(services, parent=pf)
     for client_id, secret in ((pf_client, pf_secret), (sp_client, sp_secret)):
         serving.clients.check(client_id, secret)
-    other.relying_parties.set_status(OPERATOR, pf, ClientStatus.SUSPENDED)
+    other.relying_parties.set_status(SET_RP_STATUS, pf, ClientStatus.SUSPENDED)
     serving.ticks.pass_refresh()
     serving.clients.kept.refresh()
     # The provider's own row did not change: its standing did, through its platform operator.
@@ -179,11 +185,12 @@ def test_a_platform_operators_suspension_elsewhere_takes_its_providers_along(
 def test_a_suspension_made_by_this_instance_refuses_at_once(services) -> None:
     serving = Serving(services)
     rp_id, client_id, secret = new_rp(services)
-    operator = services.clients.create(OPERATOR, name="ops", role=ClientRole.OPERATOR)
+    operator = services.clients.create(CREATE_CLIENT, name="ops", role=ClientRole.OPERATOR)
     for cid, sec in ((client_id, secret), (operator.client.client_id, operator.client_secret)):
         serving.clients.check(cid, sec)
-    services.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.SUSPENDED)
-    services.clients.set_status(OPERATOR, operator.client.client_id, ClientStatus.SUSPENDED)
+    services.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.SUSPENDED)
+    services.clients.set_status(SET_CLIENT_STATUS, operator.client.client_id,
+                                ClientStatus.SUSPENDED)
     for cid, sec in ((client_id, secret), (operator.client.client_id, operator.client_secret)):
         assert serving.clients.remembered(cid, sec) is None  # no poll happened
         with pytest.raises(ClientSuspended):
@@ -195,7 +202,8 @@ def test_a_secret_rotated_elsewhere_works_at_once_and_the_old_one_until_its_dead
     serving = Serving(services)
     rp_id, client_id, old = new_rp(services)
     serving.clients.check(client_id, old)
-    rotated = other.relying_parties.rotate_secret(OPERATOR, rp_id, overlap=timedelta(hours=1))
+    rotated = other.relying_parties.rotate_secret(ROTATE_RP_SECRET, rp_id,
+                                                  overlap=timedelta(hours=1))
     # No poll yet: the new secret matches nothing kept, so the row is read again.
     assert isinstance(serving.clients.check(client_id, rotated.client_secret), Authenticated)
     assert isinstance(serving.clients.check(client_id, old), Authenticated)
@@ -212,13 +220,13 @@ def test_a_rotation_without_overlap_elsewhere_refuses_the_old_secret_after_one_p
     serving = Serving(services)
     rp_id, client_id, old = new_rp(services)
     serving.clients.check(client_id, old)
-    rotated = other.relying_parties.rotate_secret(OPERATOR, rp_id, overlap=timedelta(0))
+    rotated = other.relying_parties.rotate_secret(ROTATE_RP_SECRET, rp_id, overlap=timedelta(0))
     assert isinstance(serving.clients.check(client_id, rotated.client_secret), Authenticated)
     serving.ticks.pass_refresh()
     with pytest.raises(BadCredentials):
         serving.clients.check(client_id, old)
     # Made here, it refuses at once.
-    again = services.relying_parties.rotate_secret(OPERATOR, rp_id, overlap=timedelta(0))
+    again = services.relying_parties.rotate_secret(ROTATE_RP_SECRET, rp_id, overlap=timedelta(0))
     with pytest.raises(BadCredentials):
         serving.clients.check(client_id, rotated.client_secret)
     assert isinstance(serving.clients.check(client_id, again.client_secret), Authenticated)
@@ -231,7 +239,7 @@ def test_a_failed_poll_leaves_the_window_and_what_is_kept_goes_unused(
     serving.clients.check(client_id, secret)  # polled at the clock's instant, and kept
     serving.reads.failing = True
     clock.advance(seconds=2)
-    other.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.SUSPENDED)  # stamped now
+    other.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.SUSPENDED)  # stamped now
     clock.advance(seconds=10)
     serving.ticks.pass_refresh()
     with pytest.raises(ConnectionError):
@@ -269,7 +277,7 @@ def test_a_read_racing_a_change_keeps_nothing(services, other) -> None:
     serving.kept.refresh()  # the first poll, so that the read below is not preceded by one
 
     def change_and_poll() -> None:
-        other.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.SUSPENDED)
+        other.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.SUSPENDED)
         serving.ticks.pass_refresh()
         serving.kept.poll()
 
@@ -314,7 +322,7 @@ def test_every_change_of_a_client_or_a_relying_party_is_reported_by_the_feed(
         services, clock) -> None:
     """The feed is what other processes see: each writer stamps what it changes."""
     rp_id, client_id, _ = new_rp(services)
-    station = services.clients.create(OPERATOR, name="desk", role=ClientRole.STATION)
+    station = services.clients.create(CREATE_CLIENT, name="desk", role=ClientRole.STATION)
     clock.advance(minutes=1)
     since = clock.now()
 
@@ -324,15 +332,15 @@ def test_every_change_of_a_client_or_a_relying_party_is_reported_by_the_feed(
         return changes.clients, changes.relying_parties
 
     assert reported() == (frozenset(), frozenset())
-    services.relying_parties.rotate_secret(OPERATOR, rp_id)
+    services.relying_parties.rotate_secret(ROTATE_RP_SECRET, rp_id)
     assert reported() == ({client_id}, frozenset())
     clock.advance(minutes=1)
     since = clock.now()
-    services.relying_parties.set_status(OPERATOR, rp_id, ClientStatus.SUSPENDED)
+    services.relying_parties.set_status(SET_RP_STATUS, rp_id, ClientStatus.SUSPENDED)
     assert reported() == ({client_id}, {rp_id})
     clock.advance(minutes=1)
     since = clock.now()
-    services.clients.set_status(OPERATOR, station.client.client_id, ClientStatus.SUSPENDED)
+    services.clients.set_status(SET_CLIENT_STATUS, station.client.client_id, ClientStatus.SUSPENDED)
     assert reported() == ({station.client.client_id}, frozenset())
 
 

@@ -10,20 +10,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import text
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.authority.recipe import load_recipe
 from jpki.errors import CaNotInitialised
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from tests.checkers import pkilint_certificate
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 
 def test_the_ceremony_is_idempotent(services, operator):
-    report = services.cas.ceremony(operator)
+    report = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     assert report.created == [] and not report.changed
     assert any("sign CA generation 1" in line for line in report.unchanged)
     assert any("OCSP responder" in line for line in report.unchanged)
@@ -44,9 +46,9 @@ def test_ca_and_audit_keys_never_leave_the_token(services):
 def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_resident,
                                                        subject_keys):
     rid = new_resident()
-    (old,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_SIGN,
+    (old,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_SIGN,
                                                                subject_keys[0])])
-    gen2 = services.cas.rollover(operator, CaKind.SIGN)
+    gen2 = services.cas.rollover(authorize(operator, Operation.CA_ROLLOVER), CaKind.SIGN)
     assert gen2.generation == 2
     with services.uow() as uow:
         gen1 = next(g for g in uow.cas.generations(CaKind.SIGN) if g.generation == 1)
@@ -60,9 +62,11 @@ def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_r
     assert gen1.subject_key_id != gen2.subject_key_id
     assert pkilint_certificate(gen2.certificate_der) == []
     # New issuance uses generation 2; the old certificate still verifies under generation 1.
-    services.revocation.revoke(Principal(actor="op", role=ClientRole.OPERATOR), old.serial,
-                               RevocationReason.SUPERSEDED)
-    (new,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_SIGN,
+    services.revocation.revoke(
+        authorize(Principal(actor="op", kind=PrincipalKind.OPERATOR),
+                  Operation.CERTIFICATE_REVOKE),
+        old.serial, RevocationReason.SUPERSEDED)
+    (new,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_SIGN,
                                                                subject_keys[1])])
     new_cert = x509.load_der_x509_certificate(new.der)
     old_cert = x509.load_der_x509_certificate(old.der)
@@ -75,7 +79,7 @@ def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_r
                               padding.PKCS1v15(), hashes.SHA256())
     assert "/g02/" in new_cert.extensions.get_extension_for_class(
         x509.CRLDistributionPoints).value[0].full_name[1].value
-    assert services.cas.ceremony(operator).created == []
+    assert services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY)).created == []
 
 
 def test_responder_certificates_are_renewed_before_they_expire(services, operator, clock):
@@ -84,7 +88,7 @@ def test_responder_certificates_are_renewed_before_they_expire(services, operato
         gen = uow.cas.current(CaKind.AUTH)
         (first,) = uow.cas.responders(gen.id)
     clock.set(first.not_after - timedelta(days=recipe.responder.renew_before_days - 1))
-    report = services.cas.ceremony(operator)
+    report = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     assert sum("OCSP responder" in line for line in report.created) == 2
     with services.uow() as uow:
         latest = uow.cas.responders(gen.id)[-1]
@@ -97,4 +101,4 @@ def test_rollover_needs_an_initialised_ca(services, operator):
         conn.execute(text("DELETE FROM ocsp_responders"))
         conn.execute(text("DELETE FROM ca_generations"))
     with pytest.raises(CaNotInitialised):
-        services.cas.rollover(operator, CaKind.AUTH)
+        services.cas.rollover(authorize(operator, Operation.CA_ROLLOVER), CaKind.AUTH)

@@ -21,6 +21,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.authority.profiles import EndEntitySpec, Issuer, build_end_entity
 from jpki.authority.recipe import load_recipe
@@ -35,6 +36,7 @@ from tests.checkers import openssl_verify, pkilint_certificate
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 SIGN_CA_DN = [(NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "JPKI"),
               (NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
@@ -70,7 +72,7 @@ def _ca(services, ca: CaKind):
 def pair(services, new_resident, subject_keys, clock):
     rid = new_resident(name="山田 太郎", birth=date(1990, 1, 2), sex=1,
                        address="東京都清瀬市中里一丁目２番３号")
-    issued = services.issuance.issue(STATION, rid, [
+    issued = services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_SIGN, subject_keys[0]),
         KeyRequest(CertKind.CARD_AUTH, subject_keys[1])])
     by_kind = {c.kind: x509.load_der_x509_certificate(c.der) for c in issued}
@@ -201,7 +203,7 @@ def test_signing_certificate_carries_the_basic4_other_names(pair):
 
 def test_substitute_characters_are_marked(services, new_resident, subject_keys):
     rid = new_resident(name="髙橋 𠮷男", address="東京都清瀬市１－２")
-    (cert,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_SIGN,
+    (cert,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_SIGN,
                                                                 subject_keys[2])])
     parsed = x509.load_der_x509_certificate(cert.der)
     values = {n.type_id.dotted_string: n.value[2:].decode() for n in

@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import (
     CardConflict,
     CardExpired,
@@ -27,11 +28,14 @@ from jpki.errors import (
 )
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.cards import CardSpec
-from jpki.model import CertKind, CertStatus, ClientRole, RevocationReason
+from jpki.model import CertKind, CertStatus, RevocationReason
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+ISSUE_BATCH = authorize(STATION, Operation.CERTIFICATE_ISSUE_BATCH)
+RENEW = authorize(STATION, Operation.CERTIFICATE_RENEW)
 
 
 def jst_end(d: date) -> datetime:
@@ -39,7 +43,7 @@ def jst_end(d: date) -> datetime:
 
 
 def issue(services, rid, keys, kinds=(CertKind.CARD_AUTH, CertKind.CARD_SIGN), card=None):
-    issued = services.issuance.issue(STATION, rid, [KeyRequest(k, keys[i])
+    issued = services.issuance.issue(ISSUE, rid, [KeyRequest(k, keys[i])
                                                     for i, k in enumerate(kinds)], card)
     return {c.kind: c for c in issued}
 
@@ -126,9 +130,11 @@ def test_no_signing_certificate_under_15(services, new_resident, subject_keys, b
 
 def test_only_stations_issue(services, new_resident, subject_keys):
     rid = new_resident()
-    operator = Principal(actor="client:op", role=ClientRole.OPERATOR)
+    operator = Principal(actor="client:op", kind=PrincipalKind.OPERATOR)
     with pytest.raises(WrongRole):
-        services.issuance.issue(operator, rid, [KeyRequest(CertKind.CARD_AUTH, subject_keys[0])])
+        services.issuance.issue(
+            authorize(operator, Operation.CERTIFICATE_ISSUE),
+            rid, [KeyRequest(CertKind.CARD_AUTH, subject_keys[0])])
 
 
 def test_one_valid_certificate_per_kind(services, new_resident, subject_keys):
@@ -172,7 +178,7 @@ def test_an_expired_card_is_refused(services, new_resident, subject_keys):
 
 def test_an_empty_request_is_refused(services, new_resident):
     with pytest.raises(InvalidInput):
-        services.issuance.issue(STATION, new_resident(), [])
+        services.issuance.issue(ISSUE, new_resident(), [])
 
 
 # --- linkage (§3.3) -------------------------------------------------------------------------
@@ -181,8 +187,10 @@ def test_an_empty_request_is_refused(services, new_resident):
 def test_pair_is_linked_signing_to_auth(services, new_resident, subject_keys, operator):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    sign = services.certificates.show(operator, certs[CertKind.CARD_SIGN].serial)
-    auth = services.certificates.show(operator, certs[CertKind.CARD_AUTH].serial)
+    sign = services.certificates.show(
+        authorize(operator, Operation.CERTIFICATE_READ), certs[CertKind.CARD_SIGN].serial)
+    auth = services.certificates.show(
+        authorize(operator, Operation.CERTIFICATE_READ), certs[CertKind.CARD_AUTH].serial)
     assert sign.sibling == auth.serial and auth.sibling == sign.serial
     assert sign.predecessor is None and sign.successor is None
 
@@ -202,7 +210,7 @@ def test_renewal_before_the_window_is_refused(services, renewable, subject_keys,
     clock.set(datetime(2030, 10, 1, 14, 59, 59, tzinfo=UTC))
     head = audit_head(services)
     with pytest.raises(RenewalOutsideWindow):
-        services.issuance.renew(STATION, rid, [KeyRequest(CertKind.CARD_AUTH, subject_keys[2])])
+        services.issuance.renew(RENEW, rid, [KeyRequest(CertKind.CARD_AUTH, subject_keys[2])])
     assert audit_head(services) == head and cert_count(services, rid) == 2
 
 
@@ -210,47 +218,52 @@ def test_renewal_in_the_window_runs_to_the_sixth_birthday(services, renewable, s
                                                            clock, operator):
     rid, old = renewable
     clock.set(datetime(2030, 10, 1, 15, 0, 0, tzinfo=UTC))  # the window's first second
-    new = {c.kind: c for c in services.issuance.renew(STATION, rid, [
+    new = {c.kind: c for c in services.issuance.renew(RENEW, rid, [
         KeyRequest(CertKind.CARD_AUTH, subject_keys[2]),
         KeyRequest(CertKind.CARD_SIGN, subject_keys[3])])}
     for kind in (CertKind.CARD_AUTH, CertKind.CARD_SIGN):
         assert new[kind].not_after == jst_end(date(2036, 1, 2))
         assert new[kind].predecessor == old[kind].serial and new[kind].renewal
-        before = services.certificates.show(operator, old[kind].serial)
+        before = services.certificates.show(
+            authorize(operator, Operation.CERTIFICATE_READ), old[kind].serial)
         assert before.status == "revoked" and before.revocation_reason == "superseded"
         assert before.successor == new[kind].serial
-    sign = services.certificates.show(operator, new[CertKind.CARD_SIGN].serial)
+    sign = services.certificates.show(
+        authorize(operator, Operation.CERTIFICATE_READ), new[CertKind.CARD_SIGN].serial)
     assert sign.sibling == new[CertKind.CARD_AUTH].serial
 
 
 def test_renewal_on_the_last_day_and_after_expiry(services, renewable, subject_keys, clock):
     rid, _ = renewable
     clock.set(datetime(2031, 1, 2, 14, 59, 59, tzinfo=UTC))
-    (cert,) = services.issuance.renew(STATION, rid, [KeyRequest(CertKind.CARD_AUTH,
+    (cert,) = services.issuance.renew(RENEW, rid, [KeyRequest(CertKind.CARD_AUTH,
                                                                 subject_keys[2])])
     assert cert.renewal
     clock.set(datetime(2031, 1, 2, 15, 0, 0, tzinfo=UTC))  # the signing cert has now expired
     with pytest.raises(CertificateNotRenewable):
-        services.issuance.renew(STATION, rid, [KeyRequest(CertKind.CARD_SIGN, subject_keys[3])])
+        services.issuance.renew(RENEW, rid, [KeyRequest(CertKind.CARD_SIGN, subject_keys[3])])
 
 
 def test_renew_by_serial_only_the_current_certificate(services, renewable, subject_keys, clock):
     _, old = renewable
     clock.set(datetime(2030, 12, 1, tzinfo=UTC))
     serial = old[CertKind.CARD_SIGN].serial
-    renewed = services.issuance.renew_serial(STATION, serial, subject_keys[2])
+    renewed = services.issuance.renew_serial(RENEW, serial, subject_keys[2])
     assert renewed.predecessor == serial
     with pytest.raises(CertificateNotRenewable):
-        services.issuance.renew_serial(STATION, serial, subject_keys[3])
+        services.issuance.renew_serial(RENEW, serial, subject_keys[3])
 
 
 def test_reissue_after_revocation_links_old_to_new(services, renewable, subject_keys, operator):
     rid, old = renewable
-    services.revocation.revoke(Principal(actor="client:op", role=ClientRole.OPERATOR),
-                               old[CertKind.CARD_SIGN].serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(
+        authorize(Principal(actor="client:op", kind=PrincipalKind.OPERATOR),
+                  Operation.CERTIFICATE_REVOKE),
+        old[CertKind.CARD_SIGN].serial, RevocationReason.KEY_COMPROMISE)
     new = issue(services, rid, subject_keys[2:], kinds=(CertKind.CARD_SIGN,))[CertKind.CARD_SIGN]
     assert new.predecessor == old[CertKind.CARD_SIGN].serial and not new.renewal
-    auth = services.certificates.show(operator, old[CertKind.CARD_AUTH].serial)
+    auth = services.certificates.show(
+        authorize(operator, Operation.CERTIFICATE_READ), old[CertKind.CARD_AUTH].serial)
     assert auth.sibling == new.serial
 
 
@@ -304,11 +317,13 @@ def test_a_crash_after_the_intent_leaves_a_known_serial(services, new_resident, 
     with services.uow() as uow:
         (pending,) = uow.certificates.for_resident(rid)
     assert pending.status is CertStatus.PENDING and pending.tbs_der
-    assert services.issuance.abandon_stale(Principal.local_operator("t"),
-                                           timedelta(minutes=5)) == []
+    assert services.issuance.abandon_stale(
+        authorize(Principal.local_operator("t"), Operation.PENDING_ABANDON),
+        timedelta(minutes=5)) == []
     clock.advance(minutes=6)
-    assert services.issuance.abandon_stale(Principal.local_operator("t"),
-                                           timedelta(minutes=5)) == [pending.serial]
+    assert services.issuance.abandon_stale(
+        authorize(Principal.local_operator("t"), Operation.PENDING_ABANDON),
+        timedelta(minutes=5)) == [pending.serial]
 
 
 def test_signed_certificate_verifies_under_the_ca_key(services, new_resident, subject_keys):
@@ -345,7 +360,7 @@ def test_issue_batch_issues_each_order_and_refuses_bad_ones_alone(services, new_
                                   KeyRequest(CertKind.CARD_SIGN, subject_keys[5]))),
         IssuanceOrder("0" * 32, (KeyRequest(CertKind.CARD_AUTH, subject_keys[6]),)),
     ]
-    results = services.issuance.issue_batch(STATION, orders, chunk=2)
+    results = services.issuance.issue_batch(ISSUE_BATCH, orders, chunk=2)
     assert [type(r).__name__ if isinstance(r, JpkiError) else len(r) for r in results] == [
         2, "UnderageSigning", "DuplicatePublicKey", 2, "ResidentNotFound"]
     with services.uow() as uow:
@@ -357,19 +372,18 @@ def test_issue_batch_issues_each_order_and_refuses_bad_ones_alone(services, new_
         assert isinstance(issued, list)
         sign = next(c for c in issued if c.kind is CertKind.CARD_SIGN)
         auth = next(c for c in issued if c.kind is CertKind.CARD_AUTH)
-        view = services.certificates.show(operator, sign.serial)
+        view = services.certificates.show(
+            authorize(operator, Operation.CERTIFICATE_READ), sign.serial)
         assert view.status == "good" and view.sibling == auth.serial
         x509.load_der_x509_certificate(sign.der)
     with services.uow() as uow:
         services.audit.verify(uow)
 
 
-def test_issue_batch_needs_the_station_role(services):
-    from jpki.issuance.service import IssuanceOrder
-
+def test_issue_batch_needs_an_issuer() -> None:
     with pytest.raises(WrongRole):
-        services.issuance.issue_batch(Principal(actor="x", role=ClientRole.OPERATOR),
-                                      [IssuanceOrder("0" * 32, ())])
+        authorize(Principal(actor="x", kind=PrincipalKind.OPERATOR),
+                  Operation.CERTIFICATE_ISSUE_BATCH)
 
 
 def test_hsm_failure_in_a_batch_abandons_its_intents(services, new_resident, subject_keys):
@@ -378,7 +392,7 @@ def test_hsm_failure_in_a_batch_abandons_its_intents(services, new_resident, sub
 
     rid = new_resident()
     services.issuance._keys = FailingKeys(services.keys)
-    (result,) = services.issuance.issue_batch(STATION, [IssuanceOrder(
+    (result,) = services.issuance.issue_batch(ISSUE_BATCH, [IssuanceOrder(
         rid, (KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),))])
     assert isinstance(result, Unavailable)
     with services.uow() as uow:

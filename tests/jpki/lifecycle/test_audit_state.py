@@ -15,7 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import bindparam, select, text, update
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.audit import GENESIS_MAC, canonical_content
 from jpki.errors import AuditChainBroken, AuditStateMismatch, KeyStoreUnavailable
 from jpki.issuance.service import KeyRequest
@@ -29,7 +30,12 @@ from tests.phone_kit import Phone, signed, spki
 
 pytestmark = pytest.mark.hsm
 
-CA = Principal.local_operator("test")  # the CA operator: every role, no proofing needed
+CA = Principal.local_operator("test")  # the CA operator: no proofing needed
+ABANDON_PENDING = authorize(CA, Operation.PENDING_ABANDON)
+HOLD = authorize(Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE),
+                 Operation.MOBILE_HOLD)
+ISSUE = authorize(CA, Operation.CERTIFICATE_ISSUE)
+RENEW = authorize(CA, Operation.CERTIFICATE_RENEW)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +76,7 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
 
     def card_pair(rid, card=None):
         card_keys = {CertKind.CARD_AUTH: keys.pop(), CertKind.CARD_SIGN: keys.pop()}
-        issued = services.issuance.issue(CA, rid, [KeyRequest(k, spki(v))
+        issued = services.issuance.issue(ISSUE, rid, [KeyRequest(k, spki(v))
                                                    for k, v in card_keys.items()], card)
         return {c.kind: c for c in issued}, card_keys
 
@@ -90,7 +96,7 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
     card, card_keys = card_pair(a)
     phone = Phone("a-phone")
     mobile = apply(card, card_keys, phone)
-    services.mobile.hold(CA, a)
+    services.mobile.hold(HOLD, a)
     clock.advance(minutes=10)
     new_sign = keys.pop()
     challenge = services.mobile.new_challenge("lift")[0]
@@ -101,8 +107,9 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
         lift, phone.certs[CertKind.MOBILE_AUTH], phone.keys[CertKind.MOBILE_AUTH],
         clock.now())).certificates
     clock.advance(minutes=1)
-    services.residents.record_event(operator, a, ResidentEvent(EventKind.ADDRESS,
-                                                               address="東京都清瀬市元町"))
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT),
+        a, ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市元町"))
     s.update(a_card_sign=card[CertKind.CARD_SIGN].serial,
              a_card_auth=card[CertKind.CARD_AUTH].serial,
              a_mobile_auth_released=mobile[CertKind.MOBILE_AUTH].serial,
@@ -114,10 +121,11 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
     b = new_resident(name="佐藤 花子")
     card, card_keys = card_pair(b)
     mobile = apply(card, card_keys, Phone("b-phone"))
-    services.residents.record_event(operator, b, ResidentEvent(
+    services.residents.record_event(authorize(operator, Operation.RESIDENT_EVENT), b, ResidentEvent(
         EventKind.EMIGRATION, date=date(2026, 12, 7), address="フランス共和国パリ市"))
     clock.advance(minutes=1)
-    services.residents.record_event(operator, b, ResidentEvent(EventKind.DEATH))
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), b, ResidentEvent(EventKind.DEATH))
     s.update(b_card_sign=card[CertKind.CARD_SIGN].serial,
              b_card_auth=card[CertKind.CARD_AUTH].serial,
              b_mobile_sign=mobile[CertKind.MOBILE_SIGN].serial,
@@ -127,7 +135,7 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
     c = new_resident(name="鈴木 一郎")
     old, _ = card_pair(c, CardSpec(expires_on=date(2027, 1, 31)))
     clock.advance(minutes=1)
-    new = {x.kind: x for x in services.issuance.renew(CA, c, [
+    new = {x.kind: x for x in services.issuance.renew(RENEW, c, [
         KeyRequest(k, spki(keys.pop())) for k in (CertKind.CARD_AUTH, CertKind.CARD_SIGN)])}
     s.update(c_old_auth=old[CertKind.CARD_AUTH].serial, c_old_sign=old[CertKind.CARD_SIGN].serial,
              c_new_auth=new[CertKind.CARD_AUTH].serial, c_new_sign=new[CertKind.CARD_SIGN].serial)
@@ -142,17 +150,18 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
         with monkeypatch.context() as m:
             m.setattr("jpki.issuance.service.sign_tbs", crash)
             with pytest.raises(KeyboardInterrupt):
-                services.issuance.issue(CA, rid, [KeyRequest(CertKind.CARD_AUTH,
+                services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
                                                              spki(keys.pop()))])
         with services.uow() as uow:
             (s[name],) = [x.serial for x in uow.certificates.for_resident(rid)]
         if name == "d_stale":
             clock.advance(minutes=6)
-            assert services.issuance.abandon_stale(CA, timedelta(minutes=5)) == [s[name]]
+            assert services.issuance.abandon_stale(ABANDON_PENDING,
+                                                   timedelta(minutes=5)) == [s[name]]
     rid = new_resident(name="田中 四郎")
     services.issuance._keys = _FailingKeys(services.keys)
     with pytest.raises(KeyStoreUnavailable):
-        services.issuance.issue(CA, rid, [KeyRequest(CertKind.CARD_AUTH, spki(keys.pop()))])
+        services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH, spki(keys.pop()))])
     services.issuance._keys = services.keys
     with services.uow() as uow:
         (s["d_failed"],) = [x.serial for x in uow.certificates.for_resident(rid)]
@@ -162,14 +171,16 @@ def history(services, new_resident, clock, private_keys, operator, monkeypatch) 
     card, _ = card_pair(f)
     with services.uow() as uow:
         number = uow.cards.active_for_resident(f).number
-    services.cards.record_event(operator, number, CardEvent.LOST)
+    services.cards.record_event(authorize(operator, Operation.CARD_EVENT), number, CardEvent.LOST)
     clock.advance(minutes=1)
-    services.cards.record_event(operator, number, CardEvent.FOUND)
+    services.cards.record_event(authorize(operator, Operation.CARD_EVENT), number, CardEvent.FOUND)
     s.update(f_card_auth=card[CertKind.CARD_AUTH].serial,
              f_card_sign=card[CertKind.CARD_SIGN].serial)
 
     # And an operator's revocation for key compromise.
-    services.revocation.revoke(operator, s["c_new_auth"], RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(
+        authorize(operator, Operation.CERTIFICATE_REVOKE),
+        s["c_new_auth"], RevocationReason.KEY_COMPROMISE)
     return History(serials=s, at=clock.now())
 
 
@@ -250,9 +261,10 @@ def test_a_store_changed_only_through_the_services_passes(services, history):
 def test_a_scheduled_revocation_passes_before_and_after_it_takes_effect(
         services, new_resident, private_keys, operator, clock):
     rid = new_resident()
-    services.issuance.issue(CA, rid, [KeyRequest(k, spki(private_keys[i])) for i, k in
+    services.issuance.issue(ISSUE, rid, [KeyRequest(k, spki(private_keys[i])) for i, k in
                                       enumerate((CertKind.CARD_AUTH, CertKind.CARD_SIGN))])
-    services.residents.record_event(operator, rid, ResidentEvent(
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, ResidentEvent(
         EventKind.EMIGRATION, date=date(2026, 12, 20), address="アメリカ合衆国"))
     assert check(services).ok
     clock.set(datetime(2026, 12, 21, tzinfo=UTC))
@@ -451,8 +463,9 @@ def test_the_check_reads_one_snapshot_whatever_commits_meanwhile(services, histo
     records = certificate_records(services)
     with services.snapshots() as uow:
         services.audit.verify(uow)  # the snapshot starts with the first read
-        services.revocation.revoke(operator, history.serials["c_new_sign"],
-                                   RevocationReason.KEY_COMPROMISE)  # committed elsewhere
+        services.revocation.revoke(
+            authorize(operator, Operation.CERTIFICATE_REVOKE), history.serials["c_new_sign"],
+            RevocationReason.KEY_COMPROMISE)  # committed elsewhere
         report = verify_state(uow)
     assert report.ok and report.records == records
     after = check(services)

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from sqlalchemy import text
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import (
     InvalidPublicKey,
     NotFound,
@@ -30,7 +31,7 @@ from jpki.mobile.service import (
     ProofOfPossessionInvalid,
     SignerRefused,
 )
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.cards import CardEvent
 from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.revocation.crls import DELTA, FULL
@@ -40,9 +41,16 @@ from tests.phone_kit import Phone, signed, spki
 
 pytestmark = pytest.mark.hsm
 
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
-CALLCENTRE = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
+CALLCENTRE = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
+HOLD = authorize(CALLCENTRE, Operation.MOBILE_HOLD)
+HOLD_CERTIFICATE = authorize(CALLCENTRE, Operation.MOBILE_HOLD_CERTIFICATE)
 CA_OPERATOR = Principal.local_operator("test")
+ISSUE = authorize(CA_OPERATOR, Operation.CERTIFICATE_ISSUE)
+MOBILE_SWEEP = authorize(CA_OPERATOR, Operation.MOBILE_SWEEP)
+READ_CERTIFICATE = authorize(CA_OPERATOR, Operation.CERTIFICATE_READ)
+RENEW = authorize(CA_OPERATOR, Operation.CERTIFICATE_RENEW)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +104,7 @@ def holder(services, new_resident, keys, clock):
     def make(name: str = "山田 太郎"):
         rid = new_resident(name=name)
         card_keys = {CertKind.CARD_AUTH: keys.pop(), CertKind.CARD_SIGN: keys.pop()}
-        issued = services.issuance.issue(CA_OPERATOR, rid, [
+        issued = services.issuance.issue(ISSUE, rid, [
             KeyRequest(k, spki(card_keys[k]).replace(b"", b"")) for k in card_keys])
         return Holder(services, clock, rid, card_keys, {c.kind: c for c in issued})
 
@@ -104,7 +112,7 @@ def holder(services, new_resident, keys, clock):
 
 
 def state(services, serial):
-    view = services.certificates.show(CA_OPERATOR, serial)
+    view = services.certificates.show(READ_CERTIFICATE, serial)
     return view.status, view.revocation_reason
 
 
@@ -152,7 +160,7 @@ def test_an_application_signed_with_the_card_issues_both_linked_certificates(
     assert sign.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == card_san
     for der in (certs[CertKind.MOBILE_SIGN].der, certs[CertKind.MOBILE_AUTH].der):
         assert pkilint_certificate(der) == []
-    view = services.certificates.show(CA_OPERATOR, certs[CertKind.MOBILE_SIGN].serial)
+    view = services.certificates.show(READ_CERTIFICATE, certs[CertKind.MOBILE_SIGN].serial)
     assert view.sibling == certs[CertKind.MOBILE_AUTH].serial
     assert ocsp_status(services, certs[CertKind.MOBILE_SIGN].der).certificate_status is \
         ocsp.OCSPCertStatus.GOOD
@@ -223,13 +231,13 @@ def test_refused_signers(services, holder, keys, clock, what):
     phone.new_keys(keys)
     signer = None
     if what == "revoked":
-        services.revocation.revoke(OPERATOR, h.card_sign.serial, RevocationReason.KEY_COMPROMISE)
+        services.revocation.revoke(REVOKE, h.card_sign.serial, RevocationReason.KEY_COMPROMISE)
     elif what == "expired":
         clock.set(h.card_sign.not_after + timedelta(seconds=1))
     elif what == "superseded":
         clock.set(h.card_sign.not_after - timedelta(days=30))
         new_key = keys.pop()
-        services.issuance.renew(CA_OPERATOR, h.id, [KeyRequest(
+        services.issuance.renew(RENEW, h.id, [KeyRequest(
             CertKind.CARD_SIGN, spki(new_key))])
         old = h.card_sign
         # the old certificate is revoked as superseded: refused either way
@@ -328,7 +336,8 @@ def test_card_revocation_cascades_to_the_linked_mobile_certificate(services, hol
     phone = Phone("p")
     phone.new_keys(keys)
     mobile = {c.kind: c for c in h.apply(phone).certificates}
-    outcome = services.residents.record_event(operator, h.id, ResidentEvent(
+    outcome = services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), h.id, ResidentEvent(
         EventKind.ADDRESS, address="東京都清瀬市元町"))
     revoked = {r.serial for r in outcome.revocations}
     # The signing ones (card and mobile) in the same transaction; the auth ones stay.
@@ -337,7 +346,8 @@ def test_card_revocation_cascades_to_the_linked_mobile_certificate(services, hol
                                                                     "affiliationChanged")
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("good", None)
     # A new card revokes the card's certificates, and with them the mobile auth one.
-    services.cards.register(operator, h.id, CardSpec(number="NEWCARD00001"))
+    services.cards.register(
+        authorize(operator, Operation.CARD_REGISTER), h.id, CardSpec(number="NEWCARD00001"))
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("revoked", "superseded")
 
 
@@ -347,7 +357,7 @@ def test_renewing_the_card_certificate_revokes_the_mobile_one(services, holder, 
     phone.new_keys(keys)
     mobile = {c.kind: c for c in h.apply(phone).certificates}
     clock.set(h.certs[CertKind.CARD_AUTH].not_after - timedelta(days=30))
-    services.issuance.renew(CA_OPERATOR, h.id, [KeyRequest(CertKind.CARD_AUTH,
+    services.issuance.renew(RENEW, h.id, [KeyRequest(CertKind.CARD_AUTH,
                                                             spki(keys.pop()))])
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("revoked", "superseded")
 
@@ -378,9 +388,9 @@ def test_lost_phone_hold_and_lift(services, holder, keys, clock):
     mobile = {c.kind: c for c in h.apply(phone).certificates}
     clock.advance(minutes=1)
     services.crls.publish(services.crls.scope(CaKind.AUTH, 1, "132217"), FULL)
-    with pytest.raises(WrongRole):
-        services.mobile.hold(OPERATOR, h.id)
-    held = services.mobile.hold(CALLCENTRE, h.id)
+    with pytest.raises(WrongRole):  # an operator may not (the call centre's alone)
+        authorize(OPERATOR, Operation.MOBILE_HOLD)
+    held = services.mobile.hold(HOLD, h.id)
     assert {r.serial for r in held} == {c.serial for c in mobile.values()}
     for kind, cert in mobile.items():
         resp = ocsp_status(services, cert.der, CaKind.SIGN if kind.is_signing else CaKind.AUTH)
@@ -407,7 +417,7 @@ def test_lost_phone_hold_and_lift(services, holder, keys, clock):
     assert reissued.kind is CertKind.MOBILE_SIGN
     assert reissued.not_after == h.card_sign.not_after
     assert lifted.linked == {reissued.serial: h.card_sign.serial}
-    view = services.certificates.show(CA_OPERATOR, reissued.serial)
+    view = services.certificates.show(READ_CERTIFICATE, reissued.serial)
     assert view.predecessor == mobile[CertKind.MOBILE_SIGN].serial
     assert view.sibling == mobile[CertKind.MOBILE_AUTH].serial
     # The released hold is removed in the next delta CRL (RFC 5280 §5.3.1).
@@ -423,10 +433,10 @@ def test_lost_phone_hold_and_lift(services, holder, keys, clock):
 def test_the_call_centre_may_not_hold_card_certificates(services, holder):
     h = holder()
     with pytest.raises(CardCertificateNotHoldable):
-        services.mobile.hold_certificate(CALLCENTRE, h.card_sign.serial)
+        services.mobile.hold_certificate(HOLD_CERTIFICATE, h.card_sign.serial)
     assert state(services, h.card_sign.serial) == ("good", None)
     with pytest.raises(NotFound):
-        services.mobile.hold(CALLCENTRE, h.id)  # no phone, nothing to hold
+        services.mobile.hold(HOLD, h.id)  # no phone, nothing to hold
 
 
 # --- 重層的な措置 -----------------------------------------------------------------------------
@@ -441,13 +451,13 @@ def test_the_sweep_revokes_what_the_holder_did_not(services, holder, keys, clock
     with services.uow.engine.begin() as conn:
         conn.execute(text("UPDATE certificates SET revoked_at = created_at, "
                           "revocation_reason = 1 WHERE serial = :s"), {"s": h.card_sign.serial})
-    report = services.mobile.sweep(CA_OPERATOR)
+    report = services.mobile.sweep(MOBILE_SWEEP)
     assert report["revoked"] == [mobile[CertKind.MOBILE_SIGN].serial]
     assert state(services, mobile[CertKind.MOBILE_SIGN].serial) == ("revoked", "keyCompromise")
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("good", None)
     # A device silent for 90 days is flagged; a check-in signed by the phone clears it.
     clock.advance(days=91)
-    assert services.mobile.sweep(CA_OPERATOR)["flagged"] == [phone.device_id]
+    assert services.mobile.sweep(MOBILE_SWEEP)["flagged"] == [phone.device_id]
     services.mobile.check_in(h.request(phone, "jpki-mobile-check-in/1", "check_in"))
     with services.uow() as uow:
         assert uow.mobile.device(phone.device_id).flagged_at is None
@@ -458,8 +468,9 @@ def test_death_revokes_the_mobile_certificates_too(services, holder, keys, opera
     phone = Phone("p")
     phone.new_keys(keys)
     mobile = h.apply(phone).certificates
-    services.residents.record_event(operator, h.id, ResidentEvent(EventKind.DEATH,
-                                                                  date=date(2026, 11, 26)))
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT),
+        h.id, ResidentEvent(EventKind.DEATH, date=date(2026, 11, 26)))
     for cert in mobile:
         assert state(services, cert.serial)[0] == "revoked"
     with services.uow() as uow:
@@ -473,7 +484,7 @@ def test_card_loss_holds_the_mobile_certificates_too(services, holder, keys, ope
     mobile = h.apply(phone).certificates
     with services.uow() as uow:
         number = uow.cards.active_for_resident(h.id).number
-    services.cards.record_event(operator, number, CardEvent.LOST)
+    services.cards.record_event(authorize(operator, Operation.CARD_EVENT), number, CardEvent.LOST)
     for cert in mobile:
         assert state(services, cert.serial) == ("revoked", "certificateHold")
     assert serial_hex(int(mobile[0].serial, 16)) == mobile[0].serial

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import (
     CardInactive,
     EmigrationPending,
@@ -22,22 +23,23 @@ from jpki.errors import (
 )
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.cards import CardSpec
-from jpki.model import CertKind, ClientRole, RegistrySource, ResidentStatus
+from jpki.model import CertKind, RegistrySource, ResidentStatus
 from jpki.registry.cards import CardEvent
 from jpki.registry.residents import EventKind, ResidentEvent
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 
 def issue(services, rid, keys, kinds=(CertKind.CARD_AUTH, CertKind.CARD_SIGN)):
     return {c.kind: c for c in services.issuance.issue(
-        STATION, rid, [KeyRequest(k, keys[i]) for i, k in enumerate(kinds)])}
+        ISSUE, rid, [KeyRequest(k, keys[i]) for i, k in enumerate(kinds)])}
 
 
 def status(services, operator, serial):
-    view = services.certificates.show(operator, serial)
+    view = services.certificates.show(authorize(operator, Operation.CERTIFICATE_READ), serial)
     return view.status, view.revocation_reason
 
 
@@ -59,7 +61,8 @@ def test_a_basic4_change_revokes_the_signing_certificate_only(services, new_resi
                                                                check):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    outcome = services.residents.record_event(operator, rid, event)
+    outcome = services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, event)
     assert outcome.changed
     assert [r.serial for r in outcome.revocations] == [certs[CertKind.CARD_SIGN].serial]
     assert status(services, operator, certs[CertKind.CARD_SIGN].serial) == (
@@ -79,7 +82,8 @@ def test_replaying_the_same_change_changes_nothing(services, new_resident, subje
     with services.uow() as uow:
         head = uow.audit.head()
     outcome = services.residents.record_event(
-        operator, rid, ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市中里１丁目"
+        authorize(operator, Operation.RESIDENT_EVENT),
+        rid, ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市中里１丁目"
                                      .replace("１", "一")))
     assert not outcome.changed and outcome.revocations == []
     with services.uow() as uow:
@@ -90,10 +94,12 @@ def test_moving_to_another_municipality_changes_the_shard(services, new_resident
                                                           subject_keys, operator):
     rid = new_resident()
     issue(services, rid, subject_keys)
-    services.residents.record_event(operator, rid, ResidentEvent(
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, ResidentEvent(
         EventKind.ADDRESS, address="東京都千代田区霞が関二丁目", municipality_code="131016"))
     new = issue(services, rid, subject_keys[2:], kinds=(CertKind.CARD_SIGN,))[CertKind.CARD_SIGN]
-    assert services.certificates.show(operator, new.serial).shard == "131016"
+    assert services.certificates.show(
+        authorize(operator, Operation.CERTIFICATE_READ), new.serial).shard == "131016"
     subject = x509.load_der_x509_certificate(new.der).subject
     assert [a.value for a in subject][:3] == ["JP", "Tokyo-to", "Chiyoda-ku"]
 
@@ -103,15 +109,19 @@ def test_death_revokes_everything_and_ends_the_record(services, new_resident, su
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
     death = ResidentEvent(EventKind.DEATH, date=date(2026, 11, 26))
-    outcome = services.residents.record_event(operator, rid, death)
+    outcome = services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, death)
     assert {r.serial for r in outcome.revocations} == {c.serial for c in certs.values()}
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "cessationOfOperation")
-    assert services.residents.get(operator, rid).status is ResidentStatus.DECEASED
+    assert services.residents.get(
+        authorize(operator, Operation.RESIDENT_READ), rid).status is ResidentStatus.DECEASED
     with pytest.raises(ResidentInactive):
         issue(services, rid, subject_keys[2:], kinds=(CertKind.CARD_AUTH,))
     with pytest.raises(ResidentInactive):
-        services.residents.record_event(operator, rid, ResidentEvent(EventKind.NAME, name="x y"))
+        services.residents.record_event(
+            authorize(operator, Operation.RESIDENT_EVENT),
+            rid, ResidentEvent(EventKind.NAME, name="x y"))
 
 
 def test_emigration_revokes_the_signing_certificate_on_the_departure_date(
@@ -119,7 +129,8 @@ def test_emigration_revokes_the_signing_certificate_on_the_departure_date(
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
     departure = date(2026, 12, 20)
-    outcome = services.residents.record_event(operator, rid, ResidentEvent(
+    outcome = services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, ResidentEvent(
         EventKind.EMIGRATION, date=departure, address="アメリカ合衆国カリフォルニア州"))
     (revocation,) = outcome.revocations
     # 00:00 JST on the departure date.
@@ -138,7 +149,7 @@ def test_emigration_revokes_the_signing_certificate_on_the_departure_date(
         stored = uow.certificates.get_by_serial(new.serial)
         assert stored.registry_source is RegistrySource.KOSEKI_FUHYO
         assert uow.certificates.get_by_serial(sign).registry_source is RegistrySource.JUMINHYO
-    resident = services.residents.get(operator, rid)
+    resident = services.residents.get(authorize(operator, Operation.RESIDENT_READ), rid)
     assert resident.registry_source is RegistrySource.KOSEKI_FUHYO
     assert resident.emigrated_on == departure
 
@@ -147,7 +158,8 @@ def test_emigration_in_the_past_revokes_now(services, new_resident, subject_keys
                                             clock):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    outcome = services.residents.record_event(operator, rid, ResidentEvent(
+    outcome = services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, ResidentEvent(
         EventKind.EMIGRATION, date=date(2026, 11, 1), address="フランス共和国パリ市"))
     assert outcome.revocations[0].revoked_at == clock.now()  # never backdated
     assert status(services, operator, certs[CertKind.CARD_SIGN].serial)[0] == "revoked"
@@ -171,7 +183,7 @@ def test_bad_events_change_nothing(services, new_resident, subject_keys, operato
     with services.uow() as uow:
         head = uow.audit.head()
     with pytest.raises(error) as info:
-        services.residents.record_event(operator, rid, event)
+        services.residents.record_event(authorize(operator, Operation.RESIDENT_EVENT), rid, event)
     assert "山田" not in str(info.value) and "清瀬" not in repr(info.value)
     with services.uow() as uow:
         assert uow.audit.head() == head
@@ -180,21 +192,25 @@ def test_bad_events_change_nothing(services, new_resident, subject_keys, operato
 
 def test_unknown_resident(services, operator):
     with pytest.raises(ResidentNotFound):
-        services.residents.record_event(operator, "0" * 32, ResidentEvent(EventKind.DEATH))
+        services.residents.record_event(
+            authorize(operator, Operation.RESIDENT_EVENT), "0" * 32, ResidentEvent(EventKind.DEATH))
 
 
 def test_municipality_scopes_restrict_operators(services, new_resident):
     rid = new_resident(municipality="132217")
-    chiyoda = Principal(actor="client:chiyoda", role=ClientRole.OPERATOR,
+    chiyoda = Principal(actor="client:chiyoda", kind=PrincipalKind.OPERATOR,
                         scopes=frozenset({"municipality:131016"}))
-    kiyose = Principal(actor="client:kiyose", role=ClientRole.OPERATOR,
+    kiyose = Principal(actor="client:kiyose", kind=PrincipalKind.OPERATOR,
                        scopes=frozenset({"municipality:132217"}))
     with pytest.raises(MissingScope):
-        services.residents.record_event(chiyoda, rid, ResidentEvent(EventKind.DEATH))
+        services.residents.record_event(
+            authorize(chiyoda, Operation.RESIDENT_EVENT), rid, ResidentEvent(EventKind.DEATH))
     with pytest.raises(MissingScope):
-        services.residents.register(chiyoda, name="a b", birth_date=date(1990, 1, 1), sex=1,
-                                    address="東京都", municipality_code="132217")
-    assert services.residents.get(kiyose, rid).id == rid
+        services.residents.register(
+            authorize(chiyoda, Operation.RESIDENT_REGISTER),
+            name="a b", birth_date=date(1990, 1, 1), sex=1,
+            address="東京都", municipality_code="132217")
+    assert services.residents.get(authorize(kiyose, Operation.RESIDENT_READ), rid).id == rid
 
 
 # --- cards --------------------------------------------------------------------------------
@@ -210,28 +226,33 @@ def test_a_lost_card_puts_its_certificates_on_hold_for_good(services, new_reside
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
     number = _card(services, rid)
-    lost = services.cards.record_event(operator, number, CardEvent.LOST)
+    lost = services.cards.record_event(
+        authorize(operator, Operation.CARD_EVENT), number, CardEvent.LOST)
     assert len(lost.revocations) == 2
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "certificateHold")
     # Found again: the hold is never released; the certificates are revoked (§3.2).
-    found = services.cards.record_event(operator, number, CardEvent.FOUND)
+    found = services.cards.record_event(
+        authorize(operator, Operation.CARD_EVENT), number, CardEvent.FOUND)
     assert len(found.revocations) == 2
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "cessationOfOperation")
     with pytest.raises(CardInactive):
-        services.cards.record_event(operator, number, CardEvent.FOUND)
+        services.cards.record_event(
+            authorize(operator, Operation.CARD_EVENT), number, CardEvent.FOUND)
 
 
 def test_a_returned_card_revokes_and_a_new_card_starts_afresh(services, new_resident,
                                                               subject_keys, operator):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    services.cards.record_event(operator, _card(services, rid), CardEvent.RETURNED)
+    services.cards.record_event(
+        authorize(operator, Operation.CARD_EVENT), _card(services, rid), CardEvent.RETURNED)
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "cessationOfOperation")
-    services.cards.register(operator, rid, CardSpec(number="NEWCARD0001",
-                                                    expires_on=date(2035, 1, 2)))
+    services.cards.register(
+        authorize(operator, Operation.CARD_REGISTER),
+        rid, CardSpec(number="NEWCARD0001", expires_on=date(2035, 1, 2)))
     new = issue(services, rid, subject_keys[2:])
     assert new[CertKind.CARD_AUTH].card_number == "NEWCARD0001"
     assert new[CertKind.CARD_AUTH].not_after <= datetime(2035, 1, 2, 14, 59, 59, tzinfo=UTC)
@@ -241,7 +262,8 @@ def test_a_replacement_card_supersedes_the_old_cards_certificates(services, new_
                                                                   subject_keys, operator):
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
-    outcome = services.cards.register(operator, rid, CardSpec(number="REPLACE0001"))
+    outcome = services.cards.register(
+        authorize(operator, Operation.CARD_REGISTER), rid, CardSpec(number="REPLACE0001"))
     assert {r.serial for r in outcome.revocations} == {c.serial for c in certs.values()}
     for cert in certs.values():
         assert status(services, operator, cert.serial) == ("revoked", "superseded")
@@ -252,6 +274,6 @@ def test_expired_certificates_are_left_alone_by_events(services, new_resident, s
     rid = new_resident()
     certs = issue(services, rid, subject_keys)
     clock.set(certs[CertKind.CARD_SIGN].not_after + timedelta(seconds=1))
-    outcome = services.residents.record_event(operator, rid,
+    outcome = services.residents.record_event(authorize(operator, Operation.RESIDENT_EVENT), rid,
                                               ResidentEvent(EventKind.ADDRESS, address="東京都"))
     assert outcome.revocations == []

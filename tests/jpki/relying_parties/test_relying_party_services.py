@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import MissingScope, WrongRole
 from jpki.lifecycle.revocation import apply_revocation, release_hold
-from jpki.model import CaKind, CertKind, CertStatus, ClientRole, ClientStatus, RevocationReason
+from jpki.model import CaKind, CertKind, CertStatus, ClientStatus, RevocationReason
 from jpki.rate_limits import RateLimited, TokenBuckets
 from jpki.registry.cards import CardEvent
 from jpki.relying_parties.service import (
@@ -28,7 +29,8 @@ from tests.holder_kit import CA_OPERATOR, new_holder
 
 pytestmark = pytest.mark.hsm
 
-CALLCENTRE = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
+CALLCENTRE = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
+HOLD = authorize(CALLCENTRE, Operation.MOBILE_HOLD)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +38,13 @@ def key_pool() -> list[rsa.RSAPrivateKey]:
     return [rsa.generate_private_key(65537, 2048) for _ in range(16)]
 
 
-def rp_context(services, scopes=("status",), purposes=("test",)):
-    new = services.relying_parties.register(CA_OPERATOR, name="Status RP",
-                                            kind="platform_operator", purposes=list(purposes),
-                                            scopes=list(scopes))
+def rp_context(services, scopes=("status",), purposes=("test",),
+               operation=Operation.RP_STATUS):
+    new = services.relying_parties.register(
+        authorize(CA_OPERATOR, Operation.RP_REGISTER), name="Status RP",
+        kind="platform_operator", purposes=list(purposes), scopes=list(scopes))
     principal = services.clients.authenticate(new.client_id, new.client_secret)
-    return services.relying_parties.admit(principal, None), new
+    return services.relying_parties.admit(principal, operation), new
 
 
 def ocsp_answer(services, serial: str, ca: CaKind):
@@ -70,12 +73,15 @@ def test_the_status_lookup_gives_ocsps_answer_in_every_state(services, key_pool)
     now = services.clock.now()
     good, revoked, lost, mobile, scheduled, odd = (new_holder(services, pool)
                                                    for _ in range(6))
-    services.revocation.revoke(Principal(actor="client:op", role=ClientRole.OPERATOR),
-                               revoked.serial(), RevocationReason.KEY_COMPROMISE)
-    services.cards.record_event(Principal(actor="client:op", role=ClientRole.OPERATOR),
-                                lost.certs[CertKind.CARD_SIGN].card_number, CardEvent.LOST)
+    services.revocation.revoke(
+        authorize(Principal(actor="client:op", kind=PrincipalKind.OPERATOR),
+                  Operation.CERTIFICATE_REVOKE),
+        revoked.serial(), RevocationReason.KEY_COMPROMISE)
+    services.cards.record_event(
+        authorize(Principal(actor="client:op", kind=PrincipalKind.OPERATOR), Operation.CARD_EVENT),
+        lost.certs[CertKind.CARD_SIGN].card_number, CardEvent.LOST)
     mobile.enrol_phone()
-    services.mobile.hold(CALLCENTRE, mobile.resident_id)
+    services.mobile.hold(HOLD, mobile.resident_id)
     with services.uow() as uow:
         released = uow.certificates.get_by_serial(mobile.mobile_serials[CertKind.MOBILE_AUTH])
         release_hold(released, now)
@@ -130,27 +136,29 @@ def test_admission_refuses_in_order(services) -> None:
     ctx, new = rp_context(services, scopes=("status",))
     principal = ctx.principal
     with pytest.raises(WrongRole):
-        services.relying_parties.admit(Principal(actor="client:x", role=ClientRole.STATION),
-                                       "status")
+        services.relying_parties.admit(Principal(actor="client:x", kind=PrincipalKind.STATION),
+                                       Operation.RP_STATUS)
     with pytest.raises(RelyingPartyNotRegistered):
-        services.relying_parties.admit(Principal(actor="client:x", role=ClientRole.RP),
-                                       "status")
+        services.relying_parties.admit(
+            Principal(actor="client:x", kind=PrincipalKind.RELYING_PARTY), Operation.RP_STATUS)
     with pytest.raises(MissingScope):
-        services.relying_parties.admit(principal, "basic4")
+        services.relying_parties.admit(principal, Operation.RP_BASIC4)
     with pytest.raises(PurposeUndeclared):
         ctx.require_purpose("marketing")
     with pytest.raises(BatchTooLarge):
         services.status_lookup.lookup(ctx, "test", ["1"] * 1001)
-    services.relying_parties.set_status(CA_OPERATOR, new.relying_party.id,
-                                        ClientStatus.SUSPENDED)
+    services.relying_parties.set_status(
+        authorize(CA_OPERATOR, Operation.RP_SET_STATUS), new.relying_party.id,
+        ClientStatus.SUSPENDED)
     # The principal was authenticated before the suspension: admission re-reads the party.
     with pytest.raises(RelyingPartySuspended):
-        services.relying_parties.admit(principal, "status")
-    services.relying_parties.set_status(CA_OPERATOR, new.relying_party.id, ClientStatus.ACTIVE)
+        services.relying_parties.admit(principal, Operation.RP_STATUS)
+    services.relying_parties.set_status(
+        authorize(CA_OPERATOR, Operation.RP_SET_STATUS), new.relying_party.id, ClientStatus.ACTIVE)
     services.relying_parties.buckets = TokenBuckets(1, 1, monotonic=lambda: 0.0)
-    services.relying_parties.admit(principal, "status")
+    services.relying_parties.admit(principal, Operation.RP_STATUS)
     with pytest.raises(RateLimited):
-        services.relying_parties.admit(principal, "status")
+        services.relying_parties.admit(principal, Operation.RP_STATUS)
 
 
 def test_token_buckets_refill_at_the_rate_and_say_when_to_retry() -> None:
@@ -202,7 +210,7 @@ def test_a_standing_consent_answers_alike_blocking_or_not(services, key_pool) ->
     from jpki.relying_parties.latest_basic4 import Basic4NotAvailable
     from tests.holder_kit import consent_statement, withdrawal_statement
 
-    ctx, _ = rp_context(services, scopes=("basic4",))
+    ctx, _ = rp_context(services, scopes=("basic4",), operation=Operation.RP_BASIC4)
     pool = list(key_pool)
     card = new_holder(services, pool)
     phone = new_holder(services, pool, name="佐藤 花子")

@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.access.principals import Principal
-from jpki.model import ClientRole, RevocationReason
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
+from jpki.model import RevocationReason
 from jpki.relying_parties.status_lookup import REFRESH_SECONDS, StatusRows
 from tests.holder_kit import new_holder
 
 pytestmark = pytest.mark.hsm
 
-OPERATOR = Principal(actor="client:op", role=ClientRole.OPERATOR)
+OPERATOR = Principal(actor="client:op", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 UNISSUED = "7fffffffffffffff0003"
 
 
@@ -79,7 +81,7 @@ def test_a_kept_row_is_corrected_by_the_next_poll(services, key_pool) -> None:
     assert statuses(rows, services, [serial]) == [("good", None)]
     assert len(rows) == 1
 
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     # Before the poll is due the kept row answers (this is what the cache is for) ...
     assert statuses(rows, services, [serial]) == [("good", None)]
     # ... and the first call after it is due polls and answers the change.
@@ -93,7 +95,7 @@ def test_an_explicit_poll_reports_the_changed_rows(services, key_pool) -> None:
     rows = StatusRows(services.uow, services.clock, monotonic=Ticks())
     serial = holder.serial()
     rows.answers([serial], services.clock.now())
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.AFFILIATION_CHANGED)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.AFFILIATION_CHANGED)
     assert rows.poll() >= 1
     assert statuses(rows, services, [serial]) == [("revoked", "affiliationChanged")]
 
@@ -115,7 +117,7 @@ def test_a_fill_that_raced_a_poll_reporting_its_serial_keeps_nothing(services,
     rows.poll()  # the first poll: a watermark to look back from
 
     def revoke_and_poll() -> None:
-        services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+        services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
         rows.poll()
 
     factory.hook = revoke_and_poll
@@ -159,7 +161,7 @@ def test_a_call_after_the_stale_bound_waits_for_the_poll(services, key_pool) -> 
     rows = StatusRows(services.uow, services.clock, monotonic=ticks)
     serial = holder.serial()
     rows.answers([serial], services.clock.now())
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     services.clock.advance(seconds=1)
     ticks.t += 1.0
     assert statuses(rows, services, [serial]) == [("revoked", "keyCompromise")]
@@ -176,7 +178,7 @@ def test_a_poll_looks_back_a_second(services, key_pool) -> None:
     rows.poll()
     # Recorded "half a second ago" relative to the poll's watermark.
     services.clock.advance(seconds=-0.5)
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     services.clock.advance(seconds=0.5)
     ticks.pass_refresh()
     assert statuses(rows, services, [serial]) == [("revoked", "keyCompromise")]
@@ -193,7 +195,7 @@ def test_memory_answers_only_kept_rows_and_only_after_a_recent_poll(services, ke
     rows.answers([serial], now)
     assert [r.status for r in rows.from_memory([serial], now) or []] == ["good"]
     assert rows.from_memory([serial, UNISSUED], now) is None  # not kept
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     # Due: claimed once, and answered from memory meanwhile (within the stale bound).
     ticks.pass_refresh()
     assert rows.claim_poll() and not rows.claim_poll()

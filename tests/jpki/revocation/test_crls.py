@@ -10,9 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.revocation.crls import ARL, DELTA, FULL
 from tests.checkers import crl_pem, openssl, pkilint_cli, write_pem
@@ -20,7 +21,9 @@ from tests.checkers import crl_pem, openssl, pkilint_cli, write_pem
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 SHARD = "132217"
 
 
@@ -30,7 +33,7 @@ def people(services, new_resident, subject_keys):
     out = {}
     for i, name in enumerate(("a", "b", "c")):
         rid = new_resident(name=f"山田 {name}")
-        out[name] = {c.kind: c for c in services.issuance.issue(STATION, rid, [
+        out[name] = {c.kind: c for c in services.issuance.issue(ISSUE, rid, [
             KeyRequest(CertKind.CARD_AUTH, subject_keys[2 * i]),
             KeyRequest(CertKind.CARD_SIGN, subject_keys[2 * i + 1])])}
         out[name]["resident"] = rid
@@ -53,7 +56,7 @@ def root(services, ca=CaKind.SIGN):
 
 def test_a_full_shard(services, people, clock):
     revoked = people["a"][CertKind.CARD_SIGN].serial
-    services.revocation.revoke(OPERATOR, revoked, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, revoked, RevocationReason.KEY_COMPROMISE)
     clock.advance(seconds=5)
     pub = services.crls.publish(scope(services), FULL)
     crl = load(services, pub)
@@ -80,9 +83,10 @@ def test_a_full_shard(services, people, clock):
 
 
 def test_certificates_of_other_shards_and_cas_stay_out(services, people, operator):
-    services.residents.record_event(operator, people["a"]["resident"], ResidentEvent(
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), people["a"]["resident"], ResidentEvent(
         EventKind.ADDRESS, address="東京都千代田区", municipality_code="131016"))
-    services.revocation.revoke(OPERATOR, people["b"][CertKind.CARD_AUTH].serial,
+    services.revocation.revoke(REVOKE, people["b"][CertKind.CARD_AUTH].serial,
                                RevocationReason.CESSATION_OF_OPERATION)
     sign = load(services, services.crls.publish(scope(services), FULL))
     auth = load(services, services.crls.publish(scope(services, CaKind.AUTH), FULL))
@@ -101,13 +105,13 @@ def test_an_empty_crl_has_no_entry_list(services, people):
 
 def test_delta_lists_changes_since_its_base(services, people, clock):
     a, b, c = (people[n][CertKind.CARD_SIGN].serial for n in "abc")
-    services.revocation.revoke(OPERATOR, a, RevocationReason.KEY_COMPROMISE)
-    services.revocation.revoke(OPERATOR, b, RevocationReason.CERTIFICATE_HOLD)
+    services.revocation.revoke(REVOKE, a, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, b, RevocationReason.CERTIFICATE_HOLD)
     clock.advance(minutes=1)
     base = services.crls.publish(scope(services), FULL)
     clock.advance(minutes=10)
-    services.revocation.revoke(OPERATOR, c, RevocationReason.AFFILIATION_CHANGED)
-    services.revocation.revoke(OPERATOR, b, RevocationReason.KEY_COMPROMISE)  # hold → permanent
+    services.revocation.revoke(REVOKE, c, RevocationReason.AFFILIATION_CHANGED)
+    services.revocation.revoke(REVOKE, b, RevocationReason.KEY_COMPROMISE)  # hold → permanent
     clock.advance(minutes=5)
     delta_pub = services.crls.publish(scope(services), DELTA)
     delta = load(services, delta_pub)
@@ -136,7 +140,7 @@ def test_released_hold_is_removed_in_the_next_delta(services, people, clock):
     with services.uow.engine.begin() as conn:
         conn.execute(text("UPDATE certificates SET kind = 'mobile_auth' WHERE serial = :s"),
                      {"s": serial})
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.CERTIFICATE_HOLD)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.CERTIFICATE_HOLD)
     clock.advance(minutes=1)
     services.crls.publish(scope(services, CaKind.AUTH), FULL)
     clock.advance(minutes=3)
@@ -156,7 +160,8 @@ def test_released_hold_is_removed_in_the_next_delta(services, people, clock):
 
 def test_scheduled_and_expired_entries(services, people, operator, clock):
     a = people["a"][CertKind.CARD_SIGN]
-    services.residents.record_event(operator, people["a"]["resident"], ResidentEvent(
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), people["a"]["resident"], ResidentEvent(
         EventKind.EMIGRATION, date=datetime(2026, 12, 20).date(), address="フランス共和国"))
     assert services.crls.publish(scope(services), FULL).entries == 0  # not yet effective
     clock.set(datetime(2026, 12, 19, 15, 0, tzinfo=UTC))
@@ -233,11 +238,11 @@ def test_publish_many_in_parallel(services, people):
 
 
 def test_pkilint_accepts_full_delta_and_arl(services, people, clock, tmp_path):
-    services.revocation.revoke(OPERATOR, people["a"][CertKind.CARD_SIGN].serial,
+    services.revocation.revoke(REVOKE, people["a"][CertKind.CARD_SIGN].serial,
                                RevocationReason.KEY_COMPROMISE)
     clock.advance(minutes=1)
     full = services.crls.publish(scope(services), FULL)
-    services.revocation.revoke(OPERATOR, people["b"][CertKind.CARD_SIGN].serial,
+    services.revocation.revoke(REVOKE, people["b"][CertKind.CARD_SIGN].serial,
                                RevocationReason.SUPERSEDED)
     clock.advance(minutes=1)
     delta = services.crls.publish(scope(services), DELTA)
@@ -252,7 +257,7 @@ def test_pkilint_accepts_full_delta_and_arl(services, people, clock, tmp_path):
 def test_openssl_checks_certificates_against_the_shard(services, people, clock, tmp_path):
     revoked = people["a"][CertKind.CARD_SIGN]
     good = people["b"][CertKind.CARD_SIGN]
-    services.revocation.revoke(OPERATOR, revoked.serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, revoked.serial, RevocationReason.KEY_COMPROMISE)
     clock.set(datetime.now(UTC).replace(microsecond=0))  # openssl checks times against now
     crl = services.crls.publish(scope(services), FULL)
     arl = services.crls.publish(services.crls.scope(CaKind.SIGN, 1, ARL), FULL)

@@ -22,10 +22,11 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from api.composition import ocsp_responder
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import SignatureMismatch
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.revocation.ocsp import (
     INTERNAL_ERROR,
@@ -41,7 +42,9 @@ from tests.checkers import openssl, pkilint_cli, write_pem
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def now_clock(clock):
 @pytest.fixture
 def pair(services, new_resident, subject_keys, now_clock):
     rid = new_resident()
-    certs = {c.kind: c for c in services.issuance.issue(STATION, rid, [
+    certs = {c.kind: c for c in services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
         KeyRequest(CertKind.CARD_SIGN, subject_keys[1])])}
     return rid, {k: x509.load_der_x509_certificate(c.der) for k, c in certs.items()}
@@ -96,7 +99,7 @@ def test_good_revoked_and_unknown(services, pair):
         responder.public_key()).digest
     assert resp.next_update_utc - resp.this_update_utc == timedelta(hours=1)
 
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     services.ocsp.refresh()
     resp = status_of(services.ocsp.respond(request(sign, ca)).der)
@@ -122,10 +125,10 @@ def test_several_certificates_in_one_request(services, new_resident, subject_key
     serials = []
     for i in range(3):
         rid = new_resident(name=f"山田 {i}")
-        (c,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_AUTH,
+        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
                                                                  subject_keys[i])])
         serials.append(int(c.serial, 16))
-    services.revocation.revoke(OPERATOR, format(serials[1], "x"), RevocationReason.SUPERSEDED)
+    services.revocation.revoke(REVOKE, format(serials[1], "x"), RevocationReason.SUPERSEDED)
     ca = asn1_ocsp.OCSPRequest.load(request(
         x509.load_der_x509_certificate(c.der), ca_cert(services, CaKind.AUTH)))
     cert_id = ca["tbs_request"]["request_list"][0]["req_cert"]
@@ -163,11 +166,11 @@ def test_presigning_signs_each_missing_response_once_by_chunks(services, new_res
     serials = []
     for i in range(5):
         rid = new_resident(name=f"山田 {i}")
-        (c,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_AUTH,
+        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
                                                                  subject_keys[i])])
         serials.append(c.serial)
-    services.revocation.revoke(OPERATOR, serials[1], RevocationReason.SUPERSEDED)
-    services.revocation.revoke(OPERATOR, serials[3], RevocationReason.CERTIFICATE_HOLD)
+    services.revocation.revoke(REVOKE, serials[1], RevocationReason.SUPERSEDED)
+    services.revocation.revoke(REVOKE, serials[3], RevocationReason.CERTIFICATE_HOLD)
     assert services.ocsp.presign_missing("sha1", batch=2) == 5  # three chunks
     assert services.ocsp.presign_missing("sha1", batch=2) == 0
     with services.uow() as uow:
@@ -307,7 +310,7 @@ def test_the_status_change_feed_reports_every_change_once_committed(services, pa
     before = clock.now()
     assert [c.row.serial for c in feed.changes_since(before)] == []
     clock.advance(seconds=3)
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.CERTIFICATE_HOLD)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.CERTIFICATE_HOLD)
     (change,) = feed.changes_since(before)
     assert (change.row.serial, change.changed_at) == (serial, clock.now())
     assert change.row.revocation_reason is RevocationReason.CERTIFICATE_HOLD
@@ -331,7 +334,8 @@ def test_a_scheduled_revocation_caps_next_update(services, pair, operator, clock
     departure = jst_date(clock.now()) + timedelta(days=1)
     effective = datetime.combine(departure, time(0), JST)  # 00:00 JST on the departure date
     clock.set(effective - timedelta(minutes=30))
-    services.residents.record_event(operator, rid, ResidentEvent(
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT), rid, ResidentEvent(
         EventKind.EMIGRATION, date=departure, address="フランス共和国"))
     services.ocsp.refresh()
     der = request(certs[CertKind.CARD_SIGN], ca_cert(services))
@@ -349,7 +353,7 @@ def test_pkilint_accepts_good_revoked_and_unknown_responses(services, pair, tmp_
     ca = ca_cert(services)
     good = services.ocsp.respond(request(certs[CertKind.CARD_AUTH],
                                          ca_cert(services, CaKind.AUTH))).der
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.AFFILIATION_CHANGED)
     revoked = services.ocsp.respond(request(sign, ca)).der
     resp = status_of(revoked)
@@ -452,7 +456,7 @@ def test_a_revocation_reaches_ocsp_within_a_second(live_server, pair):
     done = threading.Event()
 
     def revoke() -> None:
-        services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+        services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                    RevocationReason.CERTIFICATE_HOLD)
         done.set()
 
@@ -497,7 +501,7 @@ def test_openssl_ocsp_good_revoked_unknown(live_server, pair, tmp_path):
     assert "Response verify OK" in result.stderr
     assert f"c{sign.serial_number}.pem: good" in result.stdout
 
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     services.ocsp.refresh()
     for extra in ((), ("-no_nonce",)):  # live-signed (nonce) and pre-signed answers
@@ -563,7 +567,7 @@ def test_a_new_process_never_serves_a_response_the_store_contradicts(services, p
     der = request(sign, ca_cert(services))
     assert status_of(services.ocsp.respond(der).der).certificate_status is \
         ocsp.OCSPCertStatus.GOOD
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     clock.advance(seconds=after.total_seconds())
     resp = status_of(restarted(services).respond(der).der)
@@ -578,7 +582,7 @@ def test_the_first_poll_of_a_new_process_replaces_what_it_contradicts(services, 
     sign, auth = certs[CertKind.CARD_SIGN], certs[CertKind.CARD_AUTH]
     services.ocsp.respond(request(sign, ca_cert(services)))
     services.ocsp.respond(request(auth, ca_cert(services, CaKind.AUTH)))
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.CESSATION_OF_OPERATION)
     clock.advance(minutes=5)
     fresh = restarted(services)
@@ -598,8 +602,8 @@ def test_a_released_hold_is_good_after_a_restart(services, clock, now_clock):
     auth_der = phone.certs[CertKind.MOBILE_AUTH]
     auth = x509.load_der_x509_certificate(auth_der)
     der = request(auth, ca_cert(services, CaKind.AUTH))
-    callcentre = Principal(actor="client:test-callcentre", role=ClientRole.CALLCENTER)
-    services.mobile.hold(callcentre, holder.resident_id)
+    callcentre = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
+    services.mobile.hold(authorize(callcentre, Operation.MOBILE_HOLD), holder.resident_id)
     services.ocsp.refresh()
     held = status_of(services.ocsp.respond(der).der)
     assert held.revocation_reason is x509.ReasonFlags.certificate_hold
@@ -624,7 +628,7 @@ def test_a_failed_poll_leaves_the_window_for_the_next(services, pair, clock, mon
     responder = restarted(services, reconcile_seconds=1e9)  # only incremental polls below
     responder.respond(der)
     assert responder.refresh() == 0
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     original = responder.refresher._correct
     monkeypatch.setattr(responder.refresher, "_correct", lambda *a: (_ for _ in ()).throw(
@@ -653,7 +657,7 @@ def test_a_change_that_slipped_past_the_polls_is_caught_by_the_reconciliation(
     signed_at = clock.now()
     clock.advance(minutes=10)
     responder.refresh()
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     execute(services, "UPDATE certificates SET revocation_recorded_at = :at WHERE serial = :s",
             at=(signed_at + timedelta(minutes=1)).replace(tzinfo=None),
@@ -677,7 +681,7 @@ def test_a_response_signed_before_a_change_cannot_replace_a_later_one(services, 
     stale = services.ocsp.respond(der).der
     key_args = stored_response(services, sign)
     clock.advance(seconds=2)
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
     assert services.ocsp.refresh() == 1
     with services.uow() as uow:
@@ -703,7 +707,7 @@ def test_verify_stored_finds_and_repairs_what_contradicts_the_store(services, pa
     services.ocsp.respond(request(sign, ca_cert(services)))
     services.ocsp.respond(request(sign, ca_cert(services), algorithm=hashes.SHA256()))
     services.ocsp.respond(request(auth, ca_cert(services, CaKind.AUTH)))
-    services.revocation.revoke(OPERATOR, format(sign.serial_number, "x"),
+    services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)  # no poll: both stale
     auth_serial = format(auth.serial_number, "x")
     with services.uow() as uow:  # the auth response's signature damaged in the database

@@ -7,43 +7,46 @@ import json
 import pytest
 from sqlalchemy import text
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.errors import AuditChainBroken, CertificateNotFound, InvalidReason, WrongRole
 from jpki.issuance.service import KeyRequest
-from jpki.model import CertKind, ClientRole, RevocationReason
+from jpki.model import CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 
 
 @pytest.fixture
 def serial(services, new_resident, subject_keys):
     rid = new_resident()
-    (cert,) = services.issuance.issue(STATION, rid, [KeyRequest(CertKind.CARD_AUTH,
+    (cert,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
                                                                 subject_keys[0])])
     return cert.serial
 
 
 def test_revocation_is_idempotent(services, serial, clock):
-    first = services.revocation.revoke(OPERATOR, serial, RevocationReason.CESSATION_OF_OPERATION)
+    first = services.revocation.revoke(REVOKE, serial, RevocationReason.CESSATION_OF_OPERATION)
     assert first.changed and first.revoked_at == clock.now()
     clock.advance(hours=1)
-    again = services.revocation.revoke(OPERATOR, serial, RevocationReason.SUPERSEDED)
+    again = services.revocation.revoke(REVOKE, serial, RevocationReason.SUPERSEDED)
     assert not again.changed
     assert again.reason is RevocationReason.CESSATION_OF_OPERATION
     assert again.revoked_at == first.revoked_at
 
 
 def test_a_hold_becomes_permanent_and_compromise_always_wins(services, serial, clock):
-    held = services.revocation.revoke(OPERATOR, serial, RevocationReason.CERTIFICATE_HOLD)
+    held = services.revocation.revoke(REVOKE, serial, RevocationReason.CERTIFICATE_HOLD)
     clock.advance(days=1)
-    permanent = services.revocation.revoke(OPERATOR, serial, RevocationReason.SUPERSEDED)
+    permanent = services.revocation.revoke(REVOKE, serial, RevocationReason.SUPERSEDED)
     assert permanent.changed and permanent.reason is RevocationReason.SUPERSEDED
     assert permanent.revoked_at == held.revoked_at  # the hold date stays the revocation date
-    compromised = services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    compromised = services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     assert compromised.changed and compromised.reason is RevocationReason.KEY_COMPROMISE
     with services.uow() as uow:
         cert = uow.certificates.get_by_serial(serial)
@@ -53,10 +56,10 @@ def test_a_hold_becomes_permanent_and_compromise_always_wins(services, serial, c
 
 def test_unknown_serial_and_roles(services, serial):
     with pytest.raises(CertificateNotFound):
-        services.revocation.revoke(OPERATOR, "abcdef", RevocationReason.UNSPECIFIED)
+        services.revocation.revoke(REVOKE, "abcdef", RevocationReason.UNSPECIFIED)
     with pytest.raises(WrongRole):
-        services.revocation.revoke(Principal(actor="client:station", role=ClientRole.STATION),
-                                   serial, RevocationReason.UNSPECIFIED)
+        authorize(Principal(actor="client:station", kind=PrincipalKind.STATION),
+                  Operation.CERTIFICATE_REVOKE)
 
 
 @pytest.mark.parametrize(("text_", "reason"), [
@@ -82,12 +85,13 @@ def test_reasons_that_are_not_revocation_reasons(bad):
 def history(services, new_resident, subject_keys, operator):
     """A short, realistic history: registration, issuance, an address change, a revocation."""
     rid = new_resident(name="山田 太郎", address="東京都清瀬市中里一丁目")
-    certs = {c.kind: c for c in services.issuance.issue(STATION, rid, [
+    certs = {c.kind: c for c in services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_SIGN, subject_keys[0]),
         KeyRequest(CertKind.CARD_AUTH, subject_keys[1])])}
-    services.residents.record_event(operator, rid, ResidentEvent(EventKind.ADDRESS,
-                                                                 address="東京都清瀬市元町"))
-    services.revocation.revoke(OPERATOR, certs[CertKind.CARD_AUTH].serial,
+    services.residents.record_event(
+        authorize(operator, Operation.RESIDENT_EVENT),
+        rid, ResidentEvent(EventKind.ADDRESS, address="東京都清瀬市元町"))
+    services.revocation.revoke(REVOKE, certs[CertKind.CARD_AUTH].serial,
                                RevocationReason.KEY_COMPROMISE)
     return rid
 

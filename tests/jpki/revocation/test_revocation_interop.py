@@ -17,14 +17,17 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingRule,
 )
 
-from jpki.access.principals import Principal
+from jpki.access.authz import Operation, authorize
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.issuance.service import KeyRequest
-from jpki.model import CaKind, CertKind, ClientRole, RevocationReason
+from jpki.model import CaKind, CertKind, RevocationReason
 
 pytestmark = pytest.mark.hsm
 
 STATION = Principal.local_operator("test-station")  # the CA operator: no proofing needed
-OPERATOR = Principal(actor="client:test-operator", role=ClientRole.OPERATOR)
+ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
+OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
+REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 
 
 def _validate(server, der: bytes, ca: CaKind, rule: RevocationCheckingRule) -> None:
@@ -45,10 +48,11 @@ def _validate(server, der: bytes, ca: CaKind, rule: RevocationCheckingRule) -> N
 @pytest.fixture
 def pair(served, subject_keys):
     services = served.services
-    rid = services.residents.register(Principal.local_operator("t"), name="山田 太郎",
-                                      birth_date=date(1990, 1, 2), sex=1,
-                                      address="東京都清瀬市", municipality_code="132217").id
-    return {c.kind: c for c in services.issuance.issue(STATION, rid, [
+    rid = services.residents.register(
+        authorize(Principal.local_operator("t"), Operation.RESIDENT_REGISTER), name="山田 太郎",
+        birth_date=date(1990, 1, 2), sex=1,
+        address="東京都清瀬市", municipality_code="132217").id
+    return {c.kind: c for c in services.issuance.issue(ISSUE, rid, [
         KeyRequest(CertKind.CARD_AUTH, subject_keys[0]),
         KeyRequest(CertKind.CARD_SIGN, subject_keys[1])])}
 
@@ -65,7 +69,7 @@ def test_a_good_certificate_validates_with_revocation_required(served, pair, rul
 def test_a_revoked_certificate_is_refused(served, pair, rule):
     services = served.services
     serial = pair[CertKind.CARD_SIGN].serial
-    services.revocation.revoke(OPERATOR, serial, RevocationReason.KEY_COMPROMISE)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE)
     services.ocsp.refresh()
     # The server's periodic publication would pick it up within the delta interval; publish
     # now so that the CRL check does not depend on timing.
