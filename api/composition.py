@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -42,6 +43,8 @@ from jpki.revocation.ocsp import OcspResponder
 from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.ocsp import SqlOcspStore
+from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
 
 
@@ -126,9 +129,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         certificates=CertificateQueries(uow, clock),
         crls=crls,
         read_engine=read_engine,
-        ocsp=OcspResponder(uow, keys, clock, recipe, cas, validity=recipe.ocsp.validity,
-                           max_live_signatures=recipe.ocsp.max_live_signatures,
-                           read_uow=reader),
+        ocsp=ocsp_responder(uow, reader, keys, clock, recipe),
         counter=CounterService(uow, clock, audit),
         mobile=MobileService(uow, clock, audit, issuance,
                              max_outstanding=settings.challenges_max_outstanding,
@@ -149,6 +150,16 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         auth_throttle=auth_throttle(settings),
         audit_group=group,
     )
+
+
+def ocsp_responder(uow: UnitOfWorkFactory, reader: UnitOfWorkFactory, keys: KeyStore,
+                   clock: Clock, recipe: Recipe, **options: Any) -> OcspResponder:
+    """The OCSP responder of one process, on the store's OCSP port and status-change feed
+    (reads on ``reader``, the read-only engine); ``options`` go to OcspResponder."""
+    options = {"validity": recipe.ocsp.validity,
+               "max_live_signatures": recipe.ocsp.max_live_signatures, **options}
+    return OcspResponder(SqlOcspStore(uow, reader), SqlStatusChangeFeed(reader), keys, clock,
+                         **options)
 
 
 def auth_throttle(settings: Settings) -> AuthThrottle:
