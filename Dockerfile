@@ -12,13 +12,16 @@ WORKDIR /srv/jpki/app
 # The install below is exactly what tests/test_first_command.py proves on every CI run (`docker
 # build` is not available there): it copies these COPY sources, runs this `pip install .` — no
 # extras, not editable — in a fresh virtualenv (with pip's cache, the one difference), then
-# `jpki --help` for every command, `jpki init` on a new data directory and `jpki serve` on the
-# embedded defaults (SQLite, the SoftHSM token init creates, the recipe in jpki/data). The test
+# `--help` for every command of `jpki` and of the device tools (`jpki-card`, `jpki-station`,
+# `jpki-phone`: the package declares them, so the image ships the devices too), `jpki init` on a
+# new data directory and `jpki serve` on the embedded defaults (SQLite, the SoftHSM token init
+# creates, the recipe in jpki/data). The test
 # reads the COPY lines and the pip command from this file: change them here and it follows.
 COPY pyproject.toml README.md ./
 COPY jpki ./jpki
 COPY api ./api
 COPY hsm ./hsm
+COPY devices ./devices
 COPY migrations ./migrations
 RUN python3 -m venv /srv/jpki/venv \
  && /srv/jpki/venv/bin/pip install --no-cache-dir . \

@@ -47,7 +47,7 @@ from api.rp_audit import RefusalAudit
 from jpki import __version__
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
-from jpki.change_feed import POLL_SECONDS
+from jpki.revocation.ocsp.jobs import follow_status_changes, reconcile_at_start
 from jpki.settings import Settings
 
 log = logging.getLogger("jpki.api")
@@ -181,23 +181,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
-        # Before the first request: responses stored before this process started are
-        # reconciled with the status changes recorded meanwhile (jpki.change_feed). Should it
-        # fail (the database is down), the responder reconciles before it serves a stored
-        # response, or answers internalError.
-        try:
-            await run_in_threadpool(svc.ocsp.refresh)
-        except Exception as exc:  # keep starting; report the type only
-            log.error("OCSP reconciliation at start failed: %s", type(exc).__name__)
-
-        async def ocsp_refresh() -> None:
-            while True:
-                # The "within one second" promised for revocations, with room for re-signing.
-                await asyncio.sleep(POLL_SECONDS)
-                try:
-                    await run_in_threadpool(refresh.run)
-                except Exception as exc:  # keep serving; report the type only
-                    log.error("OCSP refresh failed: %s", type(exc).__name__)
+        # The OCSP responder's refresh, fed by the status-change feed: once before the first
+        # request, then every POLL_SECONDS (jpki.revocation.ocsp.jobs), each run counted and
+        # reported (api.jobs.RefreshReport).
+        await reconcile_at_start(svc.ocsp.refresh, run_in_threadpool)
 
         async def sample() -> None:
             while True:
@@ -206,7 +193,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     metrics.flush_ocsp(app)
                 await asyncio.sleep(SAMPLE_SECONDS)
 
-        tasks = [asyncio.create_task(loop()), asyncio.create_task(ocsp_refresh()),
+        tasks = [asyncio.create_task(loop()),
+                 asyncio.create_task(follow_status_changes(refresh.run, run_in_threadpool)),
                  asyncio.create_task(sample())]
         try:
             yield

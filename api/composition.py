@@ -2,25 +2,27 @@
 
 Both adapters that face people — the HTTP app (:mod:`api.app`) and the operator CLI
 (:mod:`api.cli`) — build their services here, so that they can never disagree about wiring.
+`jpki crl publish` builds the CRL service alone (:mod:`api.crl_publishing`) with the same function
+as here, and the token is opened by :mod:`api.keystore` for both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
-from hsm.keystore import KeyStore, TokenConfig
-from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
+from api.crl_publishing import crl_service
+from api.keystore import open_keystore
+from hsm.keystore import KeyStore
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher
 from jpki.access.clients import ClientService
 from jpki.audit import AuditLog
 from jpki.authority.ca import CaService
 from jpki.authority.recipe import Recipe, load_recipe
-from jpki.errors import CaNotInitialised
 from jpki.group_audit import GroupAudit
 from jpki.issuance.service import IssuanceService
 from jpki.jobs import JobLedger
@@ -41,38 +43,9 @@ from jpki.revocation.ocsp import OcspResponder
 from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
-from jpki.store.crls import SqlCrlEntrySource
+from jpki.store.ocsp import SqlOcspStore
+from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
-
-
-def is_softhsm(module_path: str) -> bool:
-    return "softhsm" in Path(module_path).name.lower()
-
-
-def open_keystore(settings: Settings, recipe: Recipe, *, create_token: bool = False) -> KeyStore:
-    """Open the CA token. With ``create_token`` (``jpki init``), create the SoftHSM token and its
-    PINs first when they do not exist."""
-    data_dir = settings.resolved_data_dir
-    module = settings.hsm_module or default_module_path()
-    if create_token:
-        # The data directory holds the database (basic 4 information) and the token: private.
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data_dir.chmod(0o700)
-        user_pin, so_pin, _ = settings.ensure_pins()
-    else:
-        # Refuse before touching the directory: a mistyped --data-dir must stay untouched.
-        pin = settings.user_pin()
-        if pin is None:
-            raise CaNotInitialised(f"no HSM PIN for {data_dir}: run `jpki init --data-dir "
-                                   f"{data_dir}` or set JPKI_HSM_USER_PIN")
-        user_pin = pin
-    if is_softhsm(module):
-        # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
-        activate_softhsm_config(data_dir)
-        if create_token:
-            ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
-    return KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
-                                user_pin=user_pin, pool_size=settings.hsm_pool_size))
 
 
 @dataclass
@@ -135,8 +108,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     cas = CaService(uow, keys, clock, recipe, audit)
     issuance = IssuanceService(uow, keys, clock, recipe, urls, cas, audit)
     read_engine = create_store_engine(settings.resolved_database_url, read_only=True)
-    crls = CrlService(uow, SqlCrlEntrySource(read_engine), keys, clock, recipe, urls, cas,
-                      settings.resolved_data_dir / "crl")
+    crls = crl_service(settings, uow, read_engine, keys, clock, recipe, urls, cas)
     # Read-only units of work for the relying-party hot paths (authentication, admission,
     # status lookups, standing consents): on SQLite they do not queue behind the writer.
     reader = UnitOfWorkFactory(read_engine)
@@ -157,9 +129,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         certificates=CertificateQueries(uow, clock),
         crls=crls,
         read_engine=read_engine,
-        ocsp=OcspResponder(uow, keys, clock, recipe, cas, validity=recipe.ocsp.validity,
-                           max_live_signatures=recipe.ocsp.max_live_signatures,
-                           read_uow=reader),
+        ocsp=ocsp_responder(uow, reader, keys, clock, recipe),
         counter=CounterService(uow, clock, audit),
         mobile=MobileService(uow, clock, audit, issuance,
                              max_outstanding=settings.challenges_max_outstanding,
@@ -180,6 +150,16 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         auth_throttle=auth_throttle(settings),
         audit_group=group,
     )
+
+
+def ocsp_responder(uow: UnitOfWorkFactory, reader: UnitOfWorkFactory, keys: KeyStore,
+                   clock: Clock, recipe: Recipe, **options: Any) -> OcspResponder:
+    """The OCSP responder of one process, on the store's OCSP port and status-change feed
+    (reads on ``reader``, the read-only engine); ``options`` go to OcspResponder."""
+    options = {"validity": recipe.ocsp.validity,
+               "max_live_signatures": recipe.ocsp.max_live_signatures, **options}
+    return OcspResponder(SqlOcspStore(uow, reader), SqlStatusChangeFeed(reader), keys, clock,
+                         **options)
 
 
 def auth_throttle(settings: Settings) -> AuthThrottle:

@@ -11,8 +11,9 @@ The hot path is keyed on the request *as received* (the POST body, or the raw GE
 repeated GET is not URL-decoded and base64-decoded again, and it sends headers prepared for that
 response (its max-age recomputed at most once a second). It
 serves only the very response object the responder's cache holds and calls fresh
-(``OcspResponder.cached``): a refresh after a status change or a re-signing replaces that
-object, and the next request takes the full path (docs/performance.md, OCSP, +13 %).
+(``ResponseCache.fresh``: one dictionary lookup and one comparison): a refresh after a status
+change or a re-signing replaces that object, and the next request takes the full path
+(docs/performance.md, OCSP, +13 %).
 
 - ``POST /ocsp`` with ``application/ocsp-request``; ``GET /ocsp/{base64 DER}`` (URL-encoded).
   Each path takes its one method: any other is answered 405 with ``Allow`` naming it
@@ -41,8 +42,8 @@ from jpki.revocation.ocsp import (
     MALFORMED,
     MAX_REQUEST_BYTES,
     CachedResponse,
-    CacheKey,
     OcspResponder,
+    ResponseKey,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class _Prepared:
     __slots__ = ("_cache_control", "_headers", "_next_update", "_second", "body", "cached",
                  "key")
 
-    def __init__(self, key: CacheKey, cached: CachedResponse) -> None:
+    def __init__(self, key: ResponseKey, cached: CachedResponse) -> None:
         self.key = key
         self.cached = cached
         self.body = {"type": "http.response.body", "body": cached.der}
@@ -163,11 +164,11 @@ class OcspEndpoint:
             der = bytes(body)
             if await self._replay(self._post_memo, der, send):
                 return
-        answer, key = await run_in_threadpool(self._responder().respond_keyed, der)
-        if answer.cached is None or key is None:
+        answer = await run_in_threadpool(self._responder().respond, der)
+        if answer.cached is None or answer.key is None:
             await _send_uncached(send, answer.der)
             return
-        prepared = _Prepared(key, answer.cached)
+        prepared = _Prepared(answer.key, answer.cached)
         memo = self._get_memo if method == "GET" else self._post_memo
         if len(memo) >= REQUEST_MEMO_SIZE:
             memo.clear()
@@ -179,7 +180,7 @@ class OcspEndpoint:
         """Answer a request seen before from the response it got, if the responder still holds
         that very response and calls it fresh; else False (the full path answers)."""
         prepared = memo.get(received)
-        if prepared is None or self._responder().cached(prepared.key) is not prepared.cached:
+        if prepared is None or self._responder().cache.fresh(prepared.key) is not prepared.cached:
             return False
         await send(prepared.start())
         await send(prepared.body)

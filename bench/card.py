@@ -26,7 +26,7 @@ a temporary CA — its own SoftHSM token (``bench.common.bench_hsm``), a fresh d
 key ceremony, the API served by uvicorn in a thread of this process on a loopback port, so the
 certificates carry that server's URLs — and ``EnrolmentStation.enroll`` with a station client's
 credentials over HTTP, pattern B proofing, for one new resident per enrolment. Each enrolment gets
-a fresh blank card: over PC/SC, a new ``jpki card emulate`` process on the same reader; in-process
+a fresh blank card: over PC/SC, a new ``jpki-card emulate`` process on the same reader; in-process
 (the baseline), a new ``JpkiCardEmulator``. One warm-up enrolment per path is not counted; then
 the paths alternate, N enrolments each. Printed per station step (``EnrolmentResult.steps``): the
 median, min and max milliseconds on each path and the command APDUs the step sent.

@@ -36,8 +36,10 @@ time (``/usr/bin/time -v``, "Maximum resident set size"), the contenders interle
    CRL extensions (AKI, IDP, freshest CRL), signed by an RSA-2048 PEM key.
 
 and, to show what process start-up costs: "jpki, CrlService only": the same publish in a process
-that wires the CrlService as ``build_services`` does but builds nothing else (no settings model,
-API, or the other services).
+that wires the CrlService by hand as ``build_services`` does and builds nothing else (no settings
+model, API, or the other services). Since the CLI's start-up work (docs/performance.md, "CLI
+start-up"), ``jpki crl publish`` itself builds the CRL service alone too
+(``api.crl_publishing``); contender 1 does what it does.
 
 Every output is checked: it parses with cryptography, holds exactly the N serials inserted
 (count and an order-independent checksum), and its signature verifies (jpki's with the CA

@@ -9,11 +9,12 @@ memory can be read from outside (GNU time's "Maximum resident set size").
     python -m bench.crl_child rusage  -- COMMAND...    (only without GNU time)
 
 Nothing heavy is imported at module level: each contender pays only for what it uses. The
-``jpki`` child runs what ``jpki crl publish`` runs (``build_services`` on the data directory, the
-HSM PIN from ``JPKI_HSM_USER_PIN``, ``SOFTHSM2_CONF`` inherited) with a fixed clock, and records
-the peak RSS *before* publishing (``ru_maxrss`` so far: imports, services, HSM login), so that
-the cost of publishing itself is visible. With ``--lean`` it wires the CrlService alone, as
-``build_services`` wires it, without the rest of the services. Timers around the store's
+``jpki`` child runs what ``jpki crl publish`` runs (``api.crl_publishing.build_crl_publishing`` on
+the data directory — the CRL service alone, wired as ``build_services`` wires it —, the HSM PIN
+from ``JPKI_HSM_USER_PIN``, ``SOFTHSM2_CONF`` inherited) with a fixed clock, and records the peak
+RSS *before* publishing (``ru_maxrss`` so far: imports, services, HSM login), so that the cost of
+publishing itself is visible. With ``--lean`` it wires the CrlService by hand, without the
+settings model either. Timers around the store's
 ``full_stats``, ``full_entries`` (time spent inside the cursor's iterator), ``delta`` and the HSM
 signature cost a few dozen ``perf_counter`` calls per CRL.
 """
@@ -54,7 +55,7 @@ def run_jpki(args: argparse.Namespace) -> dict[str, Any]:
     from jpki.store.crls import SqlCrlSnapshot
 
     if not args.lean:
-        from api.composition import build_services
+        from api.crl_publishing import build_crl_publishing
         from jpki.settings import Settings
 
     timers: dict[str, float] = {"stats": 0.0, "stream": 0.0, "delta_query": 0.0, "hsm_sign": 0.0}
@@ -108,8 +109,8 @@ def run_jpki(args: argparse.Namespace) -> dict[str, Any]:
         crls, close = _lean_crl_service(Path(args.data_dir), args.database_url, clock)
     else:
         settings = Settings(data_dir=Path(args.data_dir), database_url=args.database_url)
-        services = build_services(settings, clock=clock)
-        crls, close = services.crls, services.close
+        publishing = build_crl_publishing(settings, clock=clock)
+        crls, close = publishing.crls, publishing.close
     try:
         scope = crls.scope(CaKind.SIGN, args.generation, args.shard)
         ready = time.perf_counter()
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--shard", default="132217")
     j.add_argument("--result", required=True)
     j.add_argument("--lean", action="store_true",
-                   help="wire the CrlService alone instead of build_services")
+                   help="wire the CrlService by hand instead of build_crl_publishing")
     b = sub.add_parser("builder")
     b.add_argument("--database-url", required=True)
     b.add_argument("--generation-id", type=int, required=True)

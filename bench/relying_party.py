@@ -107,14 +107,14 @@ def bench_env(data_dir: Path, url: str) -> dict[str, str]:
 
 def serve_child(port: int) -> None:
     """``--serve PORT``: the app `jpki serve` serves, started the way it starts it (1 worker,
-    access log off, its JSON log and HTTP limits: api.cli.uvicorn_options), plus the bench's
+    access log off, its JSON log and HTTP limits: api.cli.serve.uvicorn_options), plus the bench's
     unauthenticated baseline route."""
     import logging.config
 
     import uvicorn
 
     from api.app import create_app
-    from api.cli import uvicorn_options
+    from api.cli.serve import uvicorn_options
     from api.logs import log_config
     from api.schemas import PingOut
     from jpki.settings import Settings

@@ -3,24 +3,23 @@
 Two readers keep answers ready between status changes: the OCSP responder (responses signed ahead
 of time, stored in the database and kept in each process's memory; jpki.revocation.ocsp) and the
 relying-party status lookup (status rows kept in memory; jpki.relying_parties.status_lookup). Both
-must stop
-giving the old answer within a second of a change being acknowledged, in every process, and
-after any restart (architecture §5).
+must stop giving the old answer within a second of a change being acknowledged, in every
+process, and after any restart (architecture §5).
 
 **The feed.** Every change of a certificate's status — revocation, hold, a hold made permanent,
 a scheduled revocation brought forward, release of a hold, abandonment of an intent — stamps
 ``revocation_recorded_at`` in the same transaction (jpki.lifecycle.revocation.set_revocation,
 release_hold), and that column is indexed. "The changes since *t*" is one index range read:
-``certificates.status_changes_since(t)``.
+:meth:`jpki.ports.StatusChangeFeed.changes_since`, which the store implements
+(jpki.store.status_feed) and the OCSP responder's refresh job reads (jpki.revocation.ocsp.jobs).
 
 **Why a reader looks back.** A change is stamped with the writer's clock when it is made but
 becomes visible only when its transaction commits, a moment later; a poll that began in between
 does not see it, and the next poll must still look at it. So each poll reads from
 :data:`LOOKBACK` before the start of the previous complete poll. A change whose commit lags its
 stamp by more than that (or whose writer's clock lags the reader's by more) would be missed by
-the polls; the periodic reconciliation (:data:`RECONCILE_SECONDS`; jpki.revocation.ocsp) re-reads
-every
-change newer than the oldest response still being served, and catches it.
+the polls; the periodic reconciliation (:data:`RECONCILE_SECONDS`; jpki.revocation.ocsp.jobs)
+re-reads every change newer than the oldest response still being served, and catches it.
 
 **Why the window is not taken from the clock at start.** A process that starts knows nothing of
 the changes recorded while it (or the process before it) was down, or killed between

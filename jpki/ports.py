@@ -378,6 +378,20 @@ class CrlUnitOfWork(Protocol):
 CrlUnitOfWorkFactory = Callable[[], CrlUnitOfWork]
 
 
+class StatusChangeFeed(Protocol):
+    """The status-change feed (jpki.change_feed, architecture §5.5): every change of a
+    certificate's status stamps ``revocation_recorded_at`` in the transaction that makes it, and
+    this is how a reader asks for the changes since an instant. The store implements it
+    (jpki.store.status_feed) as one index range read; the OCSP responder's refresh job reads it
+    (jpki.revocation.ocsp.jobs)."""
+
+    def changes_since(self, since: datetime | None) -> Sequence[StatusChange]:
+        """Every certificate whose status changed at or after ``since`` (every one that ever
+        changed when None), with the instant of its last change; a read made after a change
+        committed includes it."""
+        ...
+
+
 def today_jst(clock: Clock) -> date:
     from jpki.validity import jst_date
 

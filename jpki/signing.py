@@ -12,7 +12,10 @@ with the linted one. cryptography builds and signs in one call, so we split it:
    byte-for-byte the linted one and that the signature verifies under the issuer's public key
    (an HSM fault must not produce a published certificate).
 
-The same split serves CRLs and OCSP responses (their builders call ``sign`` the same way).
+The same split serves CRLs (their builder calls ``sign`` the same way). What is not built by a
+cryptography builder — an OCSP ResponseData, assembled with asn1crypto — is checked before
+signing by its own lints and signed by :func:`sign_verified`, which verifies the signature under
+the signer's public key before anything uses it.
 """
 
 from __future__ import annotations
@@ -99,6 +102,19 @@ def sign_tbs(tbs_der: bytes, key: rsa.RSAPrivateKey,
     except InvalidSignature as exc:
         raise SignatureMismatch("the HSM signature does not verify under the CA key") from exc
     return cert
+
+
+def sign_verified(data: bytes, key: rsa.RSAPrivateKey, public: rsa.RSAPublicKey) -> bytes:
+    """Sign ``data`` (sha256WithRSAEncryption, PKCS#1 v1.5) with ``key`` — an HSM key — and
+    verify the signature under ``public``, its certificate's key, before returning it: an HSM
+    fault or a key that does not match the certificate must not produce a signed document."""
+    signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    try:
+        public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise SignatureMismatch("the HSM signature does not verify under the signer's "
+                                "certificate") from exc
+    return signature
 
 
 def _signature_field(tbs_der: bytes) -> bytes | None:

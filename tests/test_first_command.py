@@ -3,9 +3,10 @@
 The development virtualenv has the ``test`` extra, so a runtime import that only the extra
 provides passes every other test and breaks `jpki` for everyone who installs it. Here a fresh
 virtualenv in a temporary directory gets exactly the Dockerfile's install — its COPY sources, then
-`pip install .`, no extras, not editable — and the *installed* `jpki` is run: `--help` of every
-command, every shipped module imported, `jpki init` on a new data directory and `jpki serve` on
-the embedded defaults (SQLite, the SoftHSM token init creates, the recipe in the package), which
+`pip install .`, no extras, not editable — and the *installed* console scripts are run: `--help`
+of every command of `jpki` and of the device tools (`jpki-card`, `jpki-station`, `jpki-phone`),
+every shipped module imported, `jpki init` on a new data directory and `jpki serve` on the
+embedded defaults (SQLite, the SoftHSM token init creates, the recipe in the package), which
 must answer `/healthz` and serve the signing root. Nothing from this test's own environment is
 imported into those processes: no PYTHONPATH, no JPKI_* variables, the working directory outside
 the repository.
@@ -137,12 +138,16 @@ def clean(tmp_path_factory: pytest.TempPathFactory, softhsm_module: str) -> Clea
     return clean
 
 
+# The console scripts pyproject declares: the operator's CLI and the device tools.
+SCRIPTS = {"jpki", "jpki-card", "jpki-station", "jpki-phone"}
+
 # Run inside the clean virtualenv (-I: no PYTHONPATH, no current directory on sys.path): import
-# every shipped module, and list the CLI's command tree for the --help runs.
+# every shipped module, and list each console script's command tree for the --help runs.
 INSPECT = """
 import importlib, json, pkgutil
+from importlib.metadata import distribution
 report = {"files": {}, "failed": {}, "imported": 0}
-for name in ("jpki", "api", "hsm"):
+for name in ("jpki", "api", "hsm", "devices"):
     package = importlib.import_module(name)
     report["files"][name] = package.__file__
     for info in pkgutil.walk_packages(package.__path__, name + ".",
@@ -153,12 +158,13 @@ for name in ("jpki", "api", "hsm"):
         except Exception as exc:
             report["failed"][info.name] = f"{type(exc).__name__}: {exc}"
 import typer
-from api.cli import app
 def walk(command, path):
     yield path
     for name, sub in sorted(getattr(command, "commands", {}).items()):
         yield from walk(sub, [*path, name])
-report["commands"] = list(walk(typer.main.get_command(app), []))
+report["commands"] = {
+    script.name: list(walk(typer.main.get_command(importlib.import_module(script.module).app), []))
+    for script in distribution("jpki").entry_points if script.group == "console_scripts"}
 print(json.dumps(report))
 """
 
@@ -181,17 +187,17 @@ def test_every_shipped_module_imports_from_the_installed_package(
     assert inspected["imported"] > 50
 
 
-# Every leaf command's --help in one interpreter of the clean virtualenv, through the `jpki`
-# console-script entry point exactly as the installed script calls it.
+# Every deeper command's --help in one interpreter of the clean virtualenv, through its console
+# script's entry point exactly as the installed script calls it.
 HELP = """
 import contextlib, io, json, sys
 from importlib.metadata import entry_points
-(script,) = [e for e in entry_points(group="console_scripts") if e.name == "jpki"]
+(script,) = [e for e in entry_points(group="console_scripts") if e.name == sys.argv[1]]
 main = script.load()
 results = {}
-for path in json.loads(sys.argv[1]):
+for path in json.loads(sys.argv[2]):
     out = io.StringIO()
-    sys.argv = ["jpki", *path, "--help"]
+    sys.argv = [script.name, *path, "--help"]
     with contextlib.redirect_stdout(out):
         try:
             main()
@@ -203,26 +209,42 @@ print(json.dumps(results))
 """
 
 
-def test_jpki_help_and_every_commands_help_run(clean: CleanInstall,
-                                               inspected: dict[str, Any]) -> None:
-    commands: list[list[str]] = inspected["commands"]
-    for expected in ([], ["init"], ["serve"], ["station", "enroll"], ["phone", "status"]):
-        assert expected in commands
-    # The installed `jpki` script itself for `jpki --help` and each of its commands (groups and
-    # top-level commands), two at a time: each is a fresh interpreter importing the whole CLI.
-    top = [path for path in commands if len(path) <= 1]
+def test_every_console_scripts_help_runs(clean: CleanInstall,
+                                         inspected: dict[str, Any]) -> None:
+    commands: dict[str, list[list[str]]] = inspected["commands"]
+    assert set(commands) == SCRIPTS
+    for script, expected in (("jpki", []), ("jpki", ["init"]), ("jpki", ["serve"]),
+                             ("jpki", ["crl", "publish"]), ("jpki-card", ["emulate"]),
+                             ("jpki-station", ["enroll"]), ("jpki-phone", ["status"])):
+        assert expected in commands[script], (script, expected)
+    # The device commands are no longer the operator's.
+    assert not {"station", "phone"} & {path[0] for path in commands["jpki"] if path}
+    assert ["card", "emulate"] not in commands["jpki"]
+    # Each installed script itself for its --help and each of its commands (groups and top-level
+    # commands), two at a time: each is a fresh interpreter, as a user's first command is.
+    top = [(script, path) for script, paths in commands.items() for path in paths
+           if len(path) <= 1]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = list(pool.map(lambda path: (path, clean.jpki(*path, "--help", timeout=120)), top))
-    failed = {" ".join(["jpki", *path]): (run.returncode, run.stderr[-1500:])
-              for path, run in runs if run.returncode != 0 or "Usage:" not in run.stdout}
+        runs = list(pool.map(lambda sp: (sp, clean.run(clean.bin / sp[0], *sp[1], "--help",
+                                                       timeout=120)), top))
+    failed = {" ".join([script, *path]): (run.returncode, run.stderr[-1500:])
+              for (script, path), run in runs if run.returncode != 0 or "Usage:" not in run.stdout}
     assert failed == {}
-    # Every deeper command through the same entry point, in one interpreter.
-    deeper = [path for path in commands if len(path) > 1]
-    run = clean.run(clean.bin / "python", "-I", "-c", HELP, json.dumps(deeper), timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout)
-    assert len(results) == len(deeper) > 30
-    assert {path: result for path, result in results.items() if result != [0, True]} == {}
+    # Every deeper command through the same entry point, one interpreter per script.
+    checked = 0
+    for script, paths in commands.items():
+        deeper = [path for path in paths if len(path) > 1]
+        if not deeper:
+            continue
+        run = clean.run(clean.bin / "python", "-I", "-c", HELP, script, json.dumps(deeper),
+                        timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results = json.loads(run.stdout)
+        assert len(results) == len(deeper)
+        assert {path: result for path, result in results.items() if result != [0, True]} == {}
+        checked += len(results)
+    # The operator's groups alone hold more than 20 commands (the walk found the tree).
+    assert checked > 20
 
 
 def _free_port() -> int:

@@ -3,8 +3,8 @@
 For tests, benchmarks and development (docs/components.md, "PC/SC with a virtual reader"). pcscd is
 one per machine: :func:`pcscd_running` starts ``pcscd --foreground`` only when its socket does
 not answer, and stops only what it started. :func:`emulator_running` starts the emulator as its
-own process (``python -m api.cli_card emulate``, the command behind ``jpki card emulate``
-without the CA's imports) and waits until pcscd reports the card in the reader (pyscard
+own process (``python -m devices.card.cli emulate``: ``jpki-card emulate`` without needing the
+installed script) and waits until pcscd reports the card in the reader (pyscard
 CardRequest, i.e. SCardGetStatusChange — no sleep-polling for the card).
 """
 
@@ -29,7 +29,7 @@ PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VPCD_PORTS = {DEFAULT_PORT: VPCD_READER, DEFAULT_PORT + 1: "Virtual PCD 00 01"}
 PORT_WAIT = 75.0  # longer than TCP's 60 s TIME_WAIT
-EMULATE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "api.cli_card", "emulate")
+EMULATE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "devices.card.cli", "emulate")
 
 
 class ComponentMissing(RuntimeError):
@@ -111,7 +111,7 @@ def emulator_running(state: Path, *, issuer_public_key: Path | None = None,
                      timeout: float = 30.0, log: Path | None = None,
                      command: Sequence[str] = EMULATE_COMMAND,
                      env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``jpki card emulate`` on ``state`` until the block ends; the card is in the reader.
+    """Run ``jpki-card emulate`` on ``state`` until the block ends; the card is in the reader.
 
     pcscd must be running with vpcd. Refuses a reader that already holds a card: it would be
     someone else's, and the tests would talk to it.

@@ -222,7 +222,7 @@ class PhoneApp:
 
         The auth PIN is verified first, in this session: on an Android secure element
         (JPKIAPGPSETOKEN) the auth certificate's EF is read-protected by it (reference §4.3), and
-        a fresh session — `jpki phone status` is one — has nothing verified. iOS tokens do not
+        a fresh session — `jpki-phone status` is one — has nothing verified. iOS tokens do not
         need it; asking on every platform keeps the command the same everywhere.
         """
         self.se.select_jpki_ap()

@@ -108,14 +108,15 @@ class StatusAnswer:
 
 
 def _revoked(row: StatusRow, now: datetime) -> bool:
-    """OCSP's rule (jpki.revocation.ocsp._status_of): abandoned, or revoked at or before ``now``."""
+    """OCSP's rule (jpki.revocation.ocsp.statuses.status_of): abandoned, or revoked at or before
+    ``now``."""
     return row.status is CertStatus.ABANDONED or (
         row.revoked_at is not None and row.revoked_at <= now)
 
 
 def status_for(serial: str, row: StatusRow | None, now: datetime) -> SerialStatus:
-    """OCSP's answer for one serial (the rule of jpki.revocation.ocsp._status_of), plus what it
-    is."""
+    """OCSP's answer for one serial (the rule of jpki.revocation.ocsp.statuses.status_of), plus
+    what it is."""
     if row is None:
         return SerialStatus(serial=serial, status="unknown", reason=None, revoked_at=None,
                             form=None, usage=None, not_after=None, expired=None)

@@ -1,5 +1,6 @@
-"""Sign exactly what was checked (jpki.signing, architecture §3.4): the certificate is the
-recorded TBS, byte for byte, with a signature that verifies — or an error, never a certificate.
+"""Sign exactly what was checked (jpki.signing, architecture §3.4, §10.1): a certificate is the
+recorded TBS, byte for byte, with a signature that verifies; a signature is returned only once
+it verifies under the signer's certificate key — or an error, never a signed document.
 
 Software keys stand in for the HSM here; the pipeline tests sign with SoftHSM."""
 
@@ -15,7 +16,27 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from jpki.errors import SignatureMismatch
-from jpki.signing import sign_tbs, to_be_signed
+from jpki.signing import sign_tbs, sign_verified, to_be_signed
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    return rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
+
+
+def test_the_signature_verifies_under_the_public_key(keys) -> None:
+    key, _ = keys
+    signature = sign_verified(b"tbs", key, key.public_key())
+    key.public_key().verify(signature, b"tbs", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_a_key_that_does_not_match_the_certificate_signs_nothing(keys) -> None:
+    key, other = keys
+    with pytest.raises(SignatureMismatch, match="does not verify"):
+        sign_verified(b"tbs", key, other.public_key())
+
+
+# --- certificates ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

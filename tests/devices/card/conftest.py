@@ -6,8 +6,8 @@ one personalised once per session (RSA key generation on the card costs ~0.2 s a
 
 The PC/SC fixture (tests marked ``pcsc``) starts ``pcscd --foreground`` only if its socket does
 not answer, and stops it at the end if it started it; it starts the emulator process
-(``python -m api.cli_card emulate``: ``jpki card emulate`` without the CA's imports) on vpcd's port
-35963 with a temporary state and waits for the card with pyscard's CardRequest.
+(``python -m devices.card.cli emulate``: ``jpki-card emulate`` without the installed script) on
+vpcd's port 35963 with a temporary state and waits for the card with pyscard's CardRequest.
 A missing pcscd, vpcd or pyscard skips those tests on a workstation and fails them in CI.
 
 The enrolment station over PC/SC (``blank_pcsc_card``, ``enrolled_pcsc_card``) uses vpcd's second

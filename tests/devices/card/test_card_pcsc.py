@@ -1,4 +1,4 @@
-"""The emulator as a real card: pyscard → pcscd → vpcd → ``jpki card emulate`` (a process).
+"""The emulator as a real card: pyscard → pcscd → vpcd → ``jpki-card emulate`` (a process).
 
 One card for the session (tests/devices/card/conftest.py ``pcsc_card``), personalised over PC/SC;
 each

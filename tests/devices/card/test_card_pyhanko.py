@@ -2,7 +2,7 @@
 ``pyhanko sign validate`` accepts it against our signing root, with revocation checking.
 
 The card is enrolled by the station over real PC/SC (``enrolled_pcsc_card``: pcscd + vpcd +
-``jpki card emulate`` on "Virtual PCD 00 01", certificates from the ``served`` CA, whose
+``jpki-card emulate`` on "Virtual PCD 00 01", certificates from the ``served`` CA, whose
 certificates name its own CRL and OCSP URLs). pyHanko runs as its own process (the ``pyhanko``
 CLI of pyhanko-cli), finds the key and certificate by PKCS#11 id 02 in the token "JPKI (Digital
 Signature PIN)" and logs in with the signing password; OpenSC marks the key

@@ -2,7 +2,7 @@
 
 The station (``EnrolmentStation``) talks to the CA's REST API served by uvicorn (the ``served``
 fixture, on SQLite and PostgreSQL) and to a blank card through pyscard → pcscd → vpcd →
-``jpki card emulate``, a process of its own on vpcd's second reader ("Virtual PCD 00 01", port
+``jpki-card emulate``, a process of its own on vpcd's second reader ("Virtual PCD 00 01", port
 35964) so that the session's personalised card on 35963 is left alone. Afterwards OpenSC, an
 independent JPKI client, must find the certificates our CA issued on the card and sign with the
 authentication key. A card pulled out mid-enrolment (its emulator process killed during the

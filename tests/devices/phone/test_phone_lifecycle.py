@@ -43,9 +43,10 @@ IN_PERSON_B = {"presence": "in_person",
 REPO = Path(__file__).resolve().parents[2]
 
 
-def jpki_command() -> list[str]:
-    script = Path(sys.executable).parent / "jpki"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+def phone_command() -> list[str]:
+    """`jpki-phone`, the phone's own console script, else its module."""
+    script = Path(sys.executable).parent / "jpki-phone"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "devices.phone.cli"]
 
 
 def cli_env() -> dict[str, str]:
@@ -103,11 +104,11 @@ def test_the_phone_through_its_life_cycle(served, enrolled_card, tmp_path):
     assert phone.status(auth_pin="4321", sign_password="PHONE99") == {
         "mobile_auth": "good", "mobile_sign": "good"}
 
-    # 1b. `jpki phone status` on the default (Android) platform, in a process of its own: a
+    # 1b. `jpki-phone status` on the default (Android) platform, in a process of its own: a
     #     fresh secure-element session in which nothing is verified — the auth certificate is
     #     read only after the auth PIN (reference §4.3), which the command asks for.
     status = subprocess.run(
-        [*jpki_command(), "phone", "status", "--state", str(phone_state), "--api", served.url,
+        [*phone_command(), "status", "--state", str(phone_state), "--api", served.url,
          "--device", "pixel-8a", "--auth-pin", "4321", "--json"],
         capture_output=True, text=True, timeout=120, check=False, env=cli_env())
     assert status.returncode == 0, status.stderr

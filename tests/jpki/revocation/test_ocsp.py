@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time as monotonic_time
 import urllib.parse
@@ -20,17 +21,20 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from api.composition import ocsp_responder
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal, PrincipalKind
+from jpki.errors import SignatureMismatch
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.revocation.ocsp import (
+    INTERNAL_ERROR,
     MALFORMED,
     MAX_CERTS_PER_REQUEST,
     TRY_LATER,
     UNAUTHORIZED,
-    OcspResponder,
+    ResponseKey,
 )
 from jpki.validity import JST, jst_date
 from tests.checkers import openssl, pkilint_cli, write_pem
@@ -175,7 +179,7 @@ def test_presigning_signs_each_missing_response_once_by_chunks(services, new_res
     issuer = ca_cert(services, CaKind.AUTH)
     expected = {1: x509.ReasonFlags.superseded, 3: x509.ReasonFlags.certificate_hold}
     for index, serial in enumerate(serials):
-        cached = services.ocsp.cached((generation, "sha1", int(serial, 16)))
+        cached = services.ocsp.cache.fresh(ResponseKey(generation, "sha1", int(serial, 16)))
         assert cached is not None and stored[serial] is not None
         assert stored[serial][0] == cached.der
         response = status_of(cached.der)
@@ -222,8 +226,7 @@ def test_over_the_cap_a_nonce_gets_the_cached_response_and_a_miss_gets_try_later
         services, pair):
     _, certs = pair
     ca = ca_cert(services)
-    responder = OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                              services.cas, max_live_signatures=1)
+    responder = restarted(services, max_live_signatures=1)
     plain = request(certs[CertKind.CARD_SIGN], ca)
     cached = responder.respond(plain).der
     assert responder._live.acquire(blocking=False)  # another signature is in flight
@@ -242,9 +245,77 @@ def test_responses_are_cached_and_shared_through_the_database(services, pair):
     first = services.ocsp.respond(plain)
     assert services.ocsp.respond(plain).der == first.der
     # Another worker (a fresh responder on the same database) serves the same bytes.
-    other = OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                          services.cas)
-    assert other.respond(plain).der == first.der
+    assert restarted(services).respond(plain).der == first.der
+
+
+def test_responses_loaded_from_the_database_stay_within_the_memory_bound(services, pair):
+    _, certs = pair
+    plain = [request(certs[CertKind.CARD_SIGN], ca_cert(services)),
+             request(certs[CertKind.CARD_AUTH], ca_cert(services, CaKind.AUTH))]
+    signed = [services.ocsp.respond(der).der for der in plain]
+    small = restarted(services, cache_size=1)
+    assert [small.respond(der).der for der in plain] == signed  # both from the database
+    assert len(small.cache) == 1
+
+
+def test_a_request_naming_two_issuers_is_malformed(services, pair):
+    """One response is signed by one CA's responder (RFC 6960 §4.2.2.2)."""
+    _, certs = pair
+    cert_ids = [asn1_ocsp.OCSPRequest.load(request(cert, ca_cert(services, ca)))
+                ["tbs_request"]["request_list"][0]["req_cert"]
+                for cert, ca in ((certs[CertKind.CARD_SIGN], CaKind.SIGN),
+                                 (certs[CertKind.CARD_AUTH], CaKind.AUTH))]
+    both = asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [
+        {"req_cert": cert_id} for cert_id in cert_ids]}}).dump()
+    assert services.ocsp.respond(both).der == MALFORMED
+
+
+class _WrongKey:
+    """The HSM, handing out the CA key for every label: what a responder certificate renewed
+    with another key, or a mix-up of labels, would sign with."""
+
+    def __init__(self, keys, label):
+        self._keys, self._label = keys, label
+
+    def rsa_key(self, label):
+        return self._keys.rsa_key(self._label)
+
+    def __getattr__(self, name):
+        return getattr(self._keys, name)
+
+
+def test_a_signature_that_does_not_verify_is_neither_served_nor_stored(services, pair, caplog):
+    _, certs = pair
+    with services.uow() as uow:
+        ca_label = uow.cas.current(CaKind.SIGN).key_label
+    responder = ocsp_responder(services.uow, services.uow, _WrongKey(services.keys, ca_label),
+                               services.clock, services.recipe)
+    sign = certs[CertKind.CARD_SIGN]
+    with caplog.at_level(logging.ERROR, logger="jpki.ocsp"):
+        assert responder.respond(request(sign, ca_cert(services))).der == INTERNAL_ERROR
+    assert [r.getMessage() for r in caplog.records] == \
+        ["OCSP response not signed: hsm.signature_mismatch"]
+    with pytest.raises(SignatureMismatch):  # the batch job stops at the first one
+        responder.presign_missing()
+    assert stored_response(services, sign) is None
+    assert stored_response(services, certs[CertKind.CARD_AUTH]) is None
+
+
+def test_the_status_change_feed_reports_every_change_once_committed(services, pair, clock):
+    from jpki.store.status_feed import SqlStatusChangeFeed
+
+    _, certs = pair
+    serial = format(certs[CertKind.CARD_SIGN].serial_number, "x")
+    feed = SqlStatusChangeFeed(services.uow)
+    before = clock.now()
+    assert [c.row.serial for c in feed.changes_since(before)] == []
+    clock.advance(seconds=3)
+    services.revocation.revoke(REVOKE, serial, RevocationReason.CERTIFICATE_HOLD)
+    (change,) = feed.changes_since(before)
+    assert (change.row.serial, change.changed_at) == (serial, clock.now())
+    assert change.row.revocation_reason is RevocationReason.CERTIFICATE_HOLD
+    assert feed.changes_since(clock.now() + timedelta(seconds=1)) == []
+    assert [c.row.serial for c in feed.changes_since(None)] == [serial]
 
 
 def test_a_response_is_resigned_at_half_life(services, pair, clock):
@@ -408,8 +479,11 @@ def test_a_revocation_reaches_ocsp_within_a_second(live_server, pair):
 
 def run_openssl_ocsp(live_server, tmp_path, issuer, *targets, extra=()):
     ca = write_pem(tmp_path / "issuer.pem", issuer.public_bytes(Encoding.DER))
+    # The server's clock is the suite's fixed START, and its responder certificates were made
+    # for a fortnight from then: verify as of that instant, not today's (or the test would stop
+    # passing once the fortnight is over).
     args = ["ocsp", "-issuer", str(ca), "-CAfile", str(ca), "-url", live_server.url + "/ocsp",
-            *extra]
+            "-attime", str(int(live_server.services.clock.now().timestamp())), *extra]
     for target in targets:
         if isinstance(target, int):
             args += ["-serial", str(target)]
@@ -467,8 +541,8 @@ def test_openssl_reports_an_issuer_we_do_not_serve(live_server, pair, tmp_path):
 
 def restarted(services, **kwargs):
     """The responder of a process that just started: nothing kept in memory, no poll made."""
-    return OcspResponder(services.uow, services.keys, services.clock, services.recipe,
-                         services.cas, **kwargs)
+    return ocsp_responder(services.uow, services.uow, services.keys, services.clock,
+                          services.recipe, **kwargs)
 
 
 def stored_response(services, cert, algorithm="sha1"):
@@ -559,13 +633,13 @@ def test_a_failed_poll_leaves_the_window_for_the_next(services, pair, clock, mon
     assert responder.refresh() == 0
     services.revocation.revoke(REVOKE, format(sign.serial_number, "x"),
                                RevocationReason.KEY_COMPROMISE)
-    original = responder._correct
-    monkeypatch.setattr(responder, "_correct", lambda *a: (_ for _ in ()).throw(
+    original = responder.refresher._correct
+    monkeypatch.setattr(responder.refresher, "_correct", lambda *a: (_ for _ in ()).throw(
         ConnectionError("the database went away")))
     clock.advance(seconds=1)
     with pytest.raises(ConnectionError):
         responder.refresh()
-    monkeypatch.setattr(responder, "_correct", original)
+    monkeypatch.setattr(responder.refresher, "_correct", original)
     clock.advance(minutes=2)  # far beyond the look-back of an ordinary poll
     assert responder.refresh() == 1
     assert status_of(responder.respond(der).der).certificate_status is \

@@ -1,7 +1,9 @@
-"""``jpki card emulate`` and ``jpki card issuer-key``: a virtual JPKI card behind pcscd, for
+"""`jpki-card`: a virtual JPKI card behind pcscd, and the issuer key development cards trust, for
 development and tests (architecture §7; how to start pcscd with vpcd: docs/components.md).
 
-Registered on ``card_app`` in :mod:`api.cli`.
+A device tool with its own console script, outside the CA: it imports the devices and the core's
+protocol and errors only (pyproject's import contracts), never the CA's services.
+``python -m devices.card.cli`` is the same command without an installed script.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from devices.card.jpki_ap import TOKEN_LABEL_CARD, TOKEN_LABEL_LENGTH
 ISSUER_KEY_BITS = 2048
 
 
+app = typer.Typer(help="Development cards: a virtual JPKI card in pcscd's vpcd reader, and the "
+                  "issuer key it trusts.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+
 def _fail(code: str, detail: str) -> NoReturn:
-    # The same shape as api.cli's errors: "error: <code>: <detail>" on stderr, exit status 1.
+    # The same shape as the jpki CLI's errors: "error: <code>: <detail>" on stderr, exit status 1.
     sys.stderr.write(f"error: {code}: {detail}\n")
     raise typer.Exit(1)
 
@@ -76,6 +82,7 @@ def _spki(pem: bytes) -> bytes | None:
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+@app.command()
 def emulate(
     state: Annotated[Path, typer.Option("--state", help="The card's JSON state file; created "
                                         "blank when missing.")],
@@ -105,6 +112,7 @@ def emulate(
     link.serve_forever()
 
 
+@app.command("issuer-key")
 def issuer_key(
     out: Annotated[Path, typer.Option("--out", help="Private key PEM to write (mode 0600); the "
                                       "public key goes next to it as <name>.pub.pem.")],
@@ -137,16 +145,7 @@ def _write_new(path: Path, content: bytes, mode: int) -> None:
 
 
 def main() -> None:
-    """``python -m api.cli_card emulate …``: the same commands without the CA's imports.
-
-    ``jpki card emulate`` imports the whole CLI (database, HSM, web stack: ~1.5 s); tests and
-    benchmarks start emulators often, so they use this entry point.
-    """
-    standalone = typer.Typer(help="Development cards.", no_args_is_help=True,
-                             pretty_exceptions_enable=False)
-    standalone.command("emulate")(emulate)
-    standalone.command("issuer-key")(issuer_key)
-    standalone()
+    app()
 
 
 if __name__ == "__main__":

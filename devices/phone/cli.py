@@ -1,8 +1,10 @@
-"""``jpki phone …``: the reference phone app (devices.phone) on the command line.
+"""`jpki-phone`: the reference phone app (devices.phone) on the command line.
 
 The phone's secure element is a JPKI-AP token state file (``--state``); the holder's card is in a
 PC/SC reader (``--card-reader``). Passwords are asked for without echo unless given.
-Registered on the ``phone`` sub-app in :mod:`api.cli`.
+
+A device tool with its own console script, outside the CA: it reaches the CA over HTTP.
+``python -m devices.phone.cli`` is the same command without an installed script.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from devices.card.transport import InProcessTransport
 from devices.phone.app import PhoneApp, create_phone, issuer_key_path
 from jpki.errors import JpkiError
 
-phone_app = typer.Typer(help="The reference phone app for mobile certificates.",
-                        no_args_is_help=True)
+app = typer.Typer(help="The reference phone app for mobile certificates.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 State = Annotated[Path, typer.Option("--state", help="The phone's secure-element state file.")]
 Api = Annotated[str, typer.Option("--api", envvar="JPKI_PHONE_API", help="The CA's URL.")]
@@ -50,7 +52,7 @@ def _print(data: Any, as_json: bool) -> None:
 @contextmanager
 def _phone(state: Path, api: str, device: str) -> Iterator[PhoneApp]:
     if not state.exists():
-        _fail("phone.not_initialised", f"{state} does not exist: run `jpki phone init` first")
+        _fail("phone.not_initialised", f"{state} does not exist: run `jpki-phone init` first")
     key = serialization.load_pem_private_key(issuer_key_path(state).read_bytes(), None)
     if not isinstance(key, rsa.RSAPrivateKey):
         _fail("phone.state", "the phone's provisioning key is not RSA")
@@ -61,7 +63,7 @@ def _phone(state: Path, api: str, device: str) -> Iterator[PhoneApp]:
         _fail(getattr(exc, "ca_code", "") or exc.code, exc.detail)
 
 
-@phone_app.command("init")
+@app.command("init")
 def init(state: State, platform: Annotated[str, typer.Option(help="android or ios.")
                                            ] = "android") -> None:
     """A new phone: a blank secure element with the platform's token label."""
@@ -72,7 +74,7 @@ def init(state: State, platform: Annotated[str, typer.Option(help="android or io
     sys.stdout.write(f"{state}\n")
 
 
-@phone_app.command("apply")
+@app.command("apply")
 def apply(state: State, api: Api, device: Device,
           card_reader: Annotated[str, typer.Option(help="The reader holding the card.")
                                  ] = "Virtual PCD 00 00",
@@ -98,7 +100,7 @@ def apply(state: State, api: Api, device: Device,
         _print({"device_id": phone.device_id, **serials}, as_json)
 
 
-@phone_app.command("status")
+@app.command("status")
 def status(state: State, api: Api, device: Device,
            auth_pin: Annotated[str | None, typer.Option(
                help="The phone's auth PIN (reads the auth certificate).")] = None,
@@ -111,7 +113,7 @@ def status(state: State, api: Api, device: Device,
         _print(phone.status(auth_pin=pin, sign_password=sign_password), as_json)
 
 
-@phone_app.command("revoke")
+@app.command("revoke")
 def revoke(state: State, api: Api, device: Device,
            device_id: Annotated[str, typer.Option(help="The CA's id of the device.")],
            reason: Annotated[str, typer.Option(help="device_change, sale or disposal.")],
@@ -124,7 +126,7 @@ def revoke(state: State, api: Api, device: Device,
         _print({r["serial"]: r["reason"] for r in revoked}, as_json)
 
 
-@phone_app.command("lift-suspension")
+@app.command("lift-suspension")
 def lift(state: State, api: Api, device: Device,
          device_id: Annotated[str, typer.Option(help="The CA's id of the device.")],
          auth_pin: Annotated[str | None, typer.Option(help="The phone's auth PIN.")] = None,
@@ -138,7 +140,7 @@ def lift(state: State, api: Api, device: Device,
         _print(phone.lift_suspension(device_id, auth_pin=pin, sign_password=pw), as_json)
 
 
-@phone_app.command("check-in")
+@app.command("check-in")
 def check_in(state: State, api: Api, device: Device,
              device_id: Annotated[str, typer.Option(help="The CA's id of the device.")],
              auth_pin: Annotated[str | None, typer.Option(help="The phone's auth PIN.")] = None,
@@ -147,3 +149,11 @@ def check_in(state: State, api: Api, device: Device,
     pin = _secret(auth_pin, "phone auth PIN")
     with _phone(state, api, device) as phone:
         _print(phone.check_in(device_id, auth_pin=pin), as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,32 +1,34 @@
-"""``jpki rp …``: registering relying parties, rotating their secrets, suspending them.
-
-Registered on the main app in :mod:`api.cli` (``app.add_typer(rp_app, name="rp")``). The shared
-helpers of :mod:`api.cli` (services, actor, JSON output, errors) are imported when a command
-runs, not at import time, because :mod:`api.cli` imports this module.
-"""
+"""``jpki rp …``: registering relying parties, rotating their secrets, suspending them."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from api.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonOut,
+    escape,
+    fail,
+    grant,
+    group,
+    open_services,
+    out,
+    print_json,
+)
 from jpki.access.authz import Operation
 from jpki.model import ClientStatus, RelyingPartyKind
-from jpki.relying_parties.service import RelyingPartyView
 
-rp_app = typer.Typer(help="Relying parties (署名検証者): register, rotate secrets, suspend.",
-                     no_args_is_help=True)
+if TYPE_CHECKING:
+    from jpki.relying_parties.service import RelyingPartyView
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="JPKI_DATA_DIR",
-                                       help="Data directory (SQLite, SoftHSM token, secrets).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+app = group("Relying parties (署名検証者): register, rotate secrets, suspend.")
+
 RpId = Annotated[str, typer.Option("--id", help="Relying party id (rp_…).")]
-DEFAULT_DATA_DIR = Path("var")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -34,8 +36,6 @@ def _split(values: list[str]) -> list[str]:
 
 
 def _show(view: RelyingPartyView) -> None:
-    from api.cli import out
-
     out.print(f"{view.id} {view.kind} {view.status} {escape(view.name)}"
               + (f" (under {view.parent_id})" if view.parent_id else ""))
     out.print(f"  purposes: {', '.join(view.purposes)}")
@@ -45,7 +45,7 @@ def _show(view: RelyingPartyView) -> None:
                   + (f"; previous secret valid until {until}" if until else ""))
 
 
-@rp_app.command("add")
+@app.command("add")
 def rp_add(
     name: Annotated[str, typer.Option(help="The business's name.")],
     kind: Annotated[RelyingPartyKind, typer.Option(
@@ -60,15 +60,13 @@ def rp_add(
     as_json: JsonOut = False,
 ) -> None:
     """Register a relying party and its API client; prints the client id and secret once."""
-    from api.cli import _grant, _print_json, _services, out
-
-    with _services(data_dir, as_json) as services:
+    with open_services(data_dir, as_json) as services:
         new = services.relying_parties.register(
-            _grant(Operation.RP_REGISTER), name=name, kind=kind, purposes=_split(purpose),
+            grant(Operation.RP_REGISTER), name=name, kind=kind, purposes=_split(purpose),
             scopes=_split([scopes]), parent_id=parent)
         if as_json:
-            _print_json({"relying_party": new.relying_party, "client_id": new.client_id,
-                         "client_secret": new.client_secret})
+            print_json({"relying_party": new.relying_party, "client_id": new.client_id,
+                        "client_secret": new.client_secret})
             return
         _show(new.relying_party)
         out.print(f"client_id:     {new.client_id}")
@@ -76,16 +74,16 @@ def rp_add(
         out.print("[dim]the secret is shown once; only a hash is kept[/]")
 
 
-@rp_app.command("list")
+@app.command("list")
 def rp_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """List relying parties, their purposes, status and clients."""
-    from api.cli import _grant, _print_json, _services, out
-
-    with _services(data_dir, as_json) as services:
-        views = services.relying_parties.list_all(_grant(Operation.RP_READ))
+    with open_services(data_dir, as_json) as services:
+        views = services.relying_parties.list_all(grant(Operation.RP_READ))
         if as_json:
-            _print_json(views)
+            print_json(views)
             return
+        from rich.table import Table
+
         table = Table("id", "kind", "status", "name", "parent", "purposes", "clients")
         for v in views:
             table.add_row(v.id, v.kind, v.status, escape(v.name), v.parent_id or "",
@@ -94,7 +92,7 @@ def rp_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> N
         out.print(table)
 
 
-@rp_app.command("rotate-secret")
+@app.command("rotate-secret")
 def rp_rotate_secret(
     rp_id: RpId,
     client: Annotated[str | None, typer.Option(
@@ -106,16 +104,14 @@ def rp_rotate_secret(
     as_json: JsonOut = False,
 ) -> None:
     """Give a relying party's client a new secret; the old one stays valid for the overlap."""
-    from api.cli import _fail, _grant, _print_json, _services, out
-
     if overlap_hours is not None and not 0 <= overlap_hours <= 90 * 24:
-        _fail("rp.invalid", "--overlap-hours is 0 to 2160", as_json)
+        fail("rp.invalid", "--overlap-hours is 0 to 2160", as_json)
     overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else None
-    with _services(data_dir, as_json) as services:
+    with open_services(data_dir, as_json) as services:
         rotated = services.relying_parties.rotate_secret(
-            _grant(Operation.RP_ROTATE_SECRET), rp_id, client_id=client, overlap=overlap)
+            grant(Operation.RP_ROTATE_SECRET), rp_id, client_id=client, overlap=overlap)
         if as_json:
-            _print_json(rotated)
+            print_json(rotated)
             return
         out.print(f"client_id:     {rotated.client_id}")
         out.print(f"client_secret: {rotated.client_secret}")
@@ -124,19 +120,17 @@ def rp_rotate_secret(
 
 
 def _set_status(rp_id: str, status: ClientStatus, data_dir: Path, as_json: bool) -> None:
-    from api.cli import _grant, _print_json, _services
-
-    with _services(data_dir, as_json) as services:
-        view = services.relying_parties.set_status(_grant(Operation.RP_SET_STATUS), rp_id, status)
+    with open_services(data_dir, as_json) as services:
+        view = services.relying_parties.set_status(grant(Operation.RP_SET_STATUS), rp_id, status)
         if as_json:
             data: dict[str, Any] = {"id": view.id, "status": view.status,
                                     "clients": [c["client_id"] for c in view.clients]}
-            _print_json(data)
+            print_json(data)
         else:
             _show(view)
 
 
-@rp_app.command("suspend")
+@app.command("suspend")
 def rp_suspend(rp_id: RpId, data_dir: DataDir = DEFAULT_DATA_DIR,
                as_json: JsonOut = False) -> None:
     """Suspend a relying party: every call by any of its clients is refused at once (and a
@@ -144,7 +138,7 @@ def rp_suspend(rp_id: RpId, data_dir: DataDir = DEFAULT_DATA_DIR,
     _set_status(rp_id, ClientStatus.SUSPENDED, data_dir, as_json)
 
 
-@rp_app.command("resume")
+@app.command("resume")
 def rp_resume(rp_id: RpId, data_dir: DataDir = DEFAULT_DATA_DIR,
               as_json: JsonOut = False) -> None:
     """Lift a relying party's suspension."""

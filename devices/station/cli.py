@@ -1,9 +1,14 @@
-"""``jpki station …``: the counter, driving a card in a PC/SC reader and the CA's REST API.
+"""`jpki-station`: the counter, driving a card in a PC/SC reader and the CA's REST API.
 
 The station holds its own credentials (``JPKI_STATION_CLIENT_ID`` / ``JPKI_STATION_CLIENT_SECRET``
-or the options), the URL of the CA, and the issuer key that authenticates it to cards
-(``--issuer-key``, PEM). PINs are asked for without echo unless given; they never appear in
-output or errors. Registered on the ``station`` sub-app in :mod:`api.cli`.
+or the options), the URL of the CA (``JPKI_STATION_API``), and the issuer key that authenticates
+it to cards (``--issuer-key``, PEM, or ``JPKI_STATION_ISSUER_KEY``): its whole configuration, on
+the station's machine, none of it the CA's settings. PINs are asked for without echo unless
+given; they never appear in output or errors.
+
+A device tool with its own console script, outside the CA: it imports the devices and the core's
+protocol and errors only (pyproject's import contracts) and reaches the CA over HTTP.
+``python -m devices.station.cli`` is the same command without an installed script.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from devices.station.ca_client import CaClient, CaRefused
 from devices.station.workflow import EnrolmentStation
 from jpki.errors import JpkiError
 
-station_app = typer.Typer(help="The enrolment station: a card in a reader, the CA's API.",
-                          no_args_is_help=True)
+app = typer.Typer(help="The enrolment station: a card in a reader, the CA's API.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 Api = Annotated[str, typer.Option("--api", envvar="JPKI_STATION_API",
                                   help="The CA's base URL.")]
@@ -102,7 +107,7 @@ def _pin(value: str | None, prompt: str) -> str:
     return value if value is not None else typer.prompt(prompt, hide_input=True)
 
 
-@station_app.command("enroll")
+@app.command("enroll")
 def enroll(resident: Resident, documents: Documents, api: Api, client_id: ClientId,
            client_secret: Secret, issuer_key: IssuerKey,
            measures: Measures = None, reader: Reader = DEFAULT_READER,
@@ -128,7 +133,7 @@ def enroll(resident: Resident, documents: Documents, api: Api, client_id: Client
             sys.stdout.write(f"{kind} {serial}\n")
 
 
-@station_app.command("renew")
+@app.command("renew")
 def renew(resident: Resident, documents: Documents, api: Api, client_id: ClientId,
           client_secret: Secret, issuer_key: IssuerKey, measures: Measures = None,
           reader: Reader = DEFAULT_READER, as_json: JsonOut = False) -> None:
@@ -139,7 +144,7 @@ def renew(resident: Resident, documents: Documents, api: Api, client_id: ClientI
                       else "\n".join(f"{k} {v}" for k, v in result.serials.items())) + "\n")
 
 
-@station_app.command("pin-reset")
+@app.command("pin-reset")
 def pin_reset(resident: Resident, documents: Documents, api: Api, client_id: ClientId,
               client_secret: Secret, issuer_key: IssuerKey,
               pin: Annotated[str, typer.Option(help="auth or sign.")],
@@ -156,7 +161,7 @@ def pin_reset(resident: Resident, documents: Documents, api: Api, client_id: Cli
     sys.stdout.write((json.dumps({"reset": pin}) if as_json else f"{pin} PIN reset") + "\n")
 
 
-@station_app.command("status")
+@app.command("status")
 def status(api: Api, client_id: ClientId, client_secret: Secret, issuer_key: IssuerKey,
            reader: Reader = DEFAULT_READER,
            sign_pin: Annotated[str | None, typer.Option(
@@ -167,3 +172,11 @@ def status(api: Api, client_id: ClientId, client_secret: Secret, issuer_key: Iss
         report = station.status(sign_pin=sign_pin)
     sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=None if as_json else 2)
                      + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
