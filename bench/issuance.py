@@ -28,6 +28,7 @@ the time goes (exclusive time: a phase's time excludes the timed phases inside i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import itertools
 import json
@@ -42,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from api.composition import Services
 from bench.common import (
@@ -76,6 +77,7 @@ _PROOFING = Evidence(presence=Presence.IN_PERSON,
                      applicant_documents=(Document(DocumentType.MY_NUMBER_CARD),),
                      measures=frozenset({Measure.PIN_ENTRY}))
 TARGET_RATIO = 0.5
+PARALLEL_SIGNING = True  # --serial-signing turns it off
 TARGET_DATABASE = "sqlite"
 
 Job = tuple[str, bytes, bytes, str]  # resident id, auth key, sign key, proofing record id
@@ -98,6 +100,18 @@ class RunResult:
     target: float
     meets_target: bool
     latency_ms: dict[str, float]
+    # The process's CPU time (every thread, SoftHSM's signatures included: it runs in-process)
+    # per certificate: steadier than the rates on a shared machine, where waits for the CPU
+    # and the disk swing.
+    cpu_ms_per_certificate: float = 0.0
+    # The same for one raw signature (the first raw measurement): their quotient is the ratio
+    # the CPU alone allows, one thread, no waits — comparable across loads.
+    raw_cpu_ms_per_signature: float = 0.0
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.raw_cpu_ms_per_signature / self.cpu_ms_per_certificate \
+            if self.cpu_ms_per_certificate else 0.0
 
 
 @dataclass
@@ -112,6 +126,10 @@ class Breakdown:
     # pipeline would reach if everything else cost nothing (against the 1-thread raw rate).
     hsm_ms_per_certificate: float = 0.0
     ratio_ceiling_hsm_only: float | None = None
+    # Work that load does not change: SQL statements sent (an executemany counts once) and
+    # Python function calls made, per pair (the calls counted by a separate cProfile pass,
+    # with --profile).
+    statements_per_pair: float = 0.0
 
 
 # --- issuing ------------------------------------------------------------------------------
@@ -207,6 +225,8 @@ class Prepared:
 def _prepare(hsm: BenchHsm, url: str, keys: list[bytes], pairs: int, warmup: int,
              log: Callable[[str], None]) -> Prepared:
     services = open_services(hsm, url)
+    # --serial-signing: a pair's two signatures one after the other, as before they overlapped
+    services.issuance._parallel = PARALLEL_SIGNING
     residents = register_residents(services, pairs + warmup)
     # A station issues only against an identity-proofing record it made (jpki.registry.counter); the
     # counter visit is not part of issuance, so it happens here, untimed.
@@ -233,9 +253,13 @@ def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pa
     with fresh_database(database, hsm.data_dir, f"run-t{threads}") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
         try:
+            raw_cpu = time.process_time()
             raw_before = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
+            raw_cpu = time.process_time() - raw_cpu
+            cpu_began = time.process_time()
             seconds, latencies = (issue_batched(prep.services, prep.jobs, batch) if batch
                                   else issue_all(prep.services, prep.jobs, threads))
+            cpu = time.process_time() - cpu_began
             raw_after = raw_sign_rate(hsm.keys, label, seconds=raw_seconds, threads=threads)
             issued = _issued_count(prep.services)
         finally:
@@ -254,10 +278,14 @@ def measure(hsm: BenchHsm, database: str, threads: int, keys: list[bytes], *, pa
         certificates_per_s=rate, raw_signatures_per_s=raw, raw_before=raw_before,
         raw_after=raw_after, ratio=rate / raw, raw_commits_per_s=commits, target=TARGET_RATIO,
         meets_target=rate / raw >= TARGET_RATIO,
-        latency_ms={"p50": percentile(ms, 50), "p95": percentile(ms, 95), "max": ms[-1]})
+        latency_ms={"p50": percentile(ms, 50), "p95": percentile(ms, 95), "max": ms[-1]},
+        cpu_ms_per_certificate=cpu * 1000 / certs,
+        raw_cpu_ms_per_signature=raw_cpu * 1000 / (raw_before * raw_seconds))
     log(f"  {rate:,.0f} certificates/s, raw {raw:,.0f} signatures/s "
         f"({raw_before:,.0f} before, {raw_after:,.0f} after), ratio {result.ratio:.3f}; "
-        f"{commits:,.0f} durable commits/s")
+        f"{commits:,.0f} durable commits/s; CPU {result.cpu_ms_per_certificate:.2f} ms per "
+        f"certificate, {result.raw_cpu_ms_per_signature:.2f} ms per raw signature (CPU ratio "
+        f"{result.cpu_ratio:.3f})")
     return result
 
 
@@ -272,11 +300,24 @@ GROUPS = {
 
 
 def _instrument(timer: PhaseTimer, services: Services) -> None:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     import jpki.issuance.service as issuance
     from jpki.store import repositories
     from jpki.store.uow import SqlUnitOfWork
+
+    # The same breakdown of a revision before the planners and the Core write path (to record
+    # a "before" with this harness): what it lacks is simply not timed apart.
+    try:
+        import jpki.issuance.card as card_planner
+    except ImportError:
+        card_planner = issuance
+    records: tuple[type, ...] = ()
+    with contextlib.suppress(ImportError):
+        from jpki.store.issuance import SqlIssuanceRecords
+
+        records = (SqlIssuanceRecords,)
 
     local = threading.local()
 
@@ -285,7 +326,7 @@ def _instrument(timer: PhaseTimer, services: Services) -> None:
         return {1: "DB: commit of the intent (step 4)",
                 2: "DB: commit of the certificates (step 7)"}.get(n, "DB: other commits")
 
-    timer.patch(issuance, "load_subject_key", "validate: parse and check subject keys")
+    timer.patch(card_planner, "load_subject_key", "validate: parse and check subject keys")
     timer.patch(issuance, "build_end_entity", "build: certificate builder (profiles)")
     timer.patch(issuance, "to_be_signed", "build: TBS + lint certificate (recording signer)")
     timer.patch(issuance, "lint_end_entity", "lint: profile checks")
@@ -294,12 +335,14 @@ def _instrument(timer: PhaseTimer, services: Services) -> None:
     timer.patch(services.keys, "hmac_sha256", "HSM: audit HMAC-SHA-256")
     timer.patch(services.audit, "record", "audit: canonical JSON, record objects")
     timer.patch(Session, "execute", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
+    # Core statements run on the session's connection directly (jpki.store.issuance).
+    timer.patch(Connection, "execute", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
     timer.patch(Session, "get", "DB: statements (SELECT/INSERT/UPDATE, pool checkout)")
     timer.patch(Session, "flush", "DB: ORM flush (INSERT/UPDATE of entities)")
     # Statement building and row mapping in the repositories, outside Session.execute itself.
     for repository in (repositories.SqlMunicipalities, repositories.SqlResidents,
                        repositories.SqlCards, repositories.SqlCertificates, repositories.SqlCas,
-                       repositories.SqlAudit):
+                       repositories.SqlAudit, repositories.SqlProofings, *records):
         for name, member in list(vars(repository).items()):
             if callable(member) and not name.startswith("_"):
                 timer.patch(repository, name, "DB: repositories (build statements, map rows)")
@@ -326,11 +369,20 @@ def breakdown(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, wa
     with fresh_database(database, hsm.data_dir, "breakdown") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
         timer = PhaseTimer()
+        statements = 0
+
+        def counted(*_args: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        engine = prep.services.uow.engine
+        event.listen(engine, "before_cursor_execute", counted)
         try:
             _instrument(timer, prep.services)
             seconds, _ = issue_all(prep.services, prep.jobs, 1)
         finally:
             timer.restore()
+            event.remove(engine, "before_cursor_execute", counted)
             prep.services.uow.engine.dispose()
     total = sum(timer.seconds.values())
     phases = sorted(({"phase": name, "ms_per_pair": s * 1000 / pairs,
@@ -346,11 +398,12 @@ def breakdown(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, wa
                          if uninstrumented else None),
                      phases=phases, groups=groups, hsm_ms_per_certificate=hsm_ms,
                      ratio_ceiling_hsm_only=(1000 / hsm_ms / uninstrumented.raw_signatures_per_s
-                                             if uninstrumented and hsm_ms else None))
+                                             if uninstrumented and hsm_ms else None),
+                     statements_per_pair=statements / pairs)
 
 
 def profile(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, warmup: int,
-            top: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+            top: int, log: Callable[[str], None]) -> dict[str, Any]:
     log(f"{database}: cProfile, {pairs} pairs, 1 thread")
     with fresh_database(database, hsm.data_dir, "profile") as url:
         prep = _prepare(hsm, url, keys, pairs, warmup, log)
@@ -369,7 +422,8 @@ def profile(hsm: BenchHsm, database: str, keys: list[bytes], *, pairs: int, warm
                      calls / pairs, "own_ms_per_pair": own * 1000 / pairs,
                      "cumulative_ms_per_pair": cumulative * 1000 / pairs})
     rows.sort(key=lambda r: -r["own_ms_per_pair"])
-    return rows[:top]
+    return {"python_calls_per_pair": stats.total_calls / pairs,  # type: ignore[attr-defined]
+            "functions": rows[:top]}
 
 
 def _short(filename: str) -> str:
@@ -401,7 +455,7 @@ def _print_tables(report: dict[str, Any]) -> None:
                         f"{TARGET_RATIO} on SQLite)")
     for col in ("database", "mode", "threads", "pairs", "certificates/s", "raw signatures/s",
                 "(before / after)", "ratio", "target", "p50 ms/pair", "p95 ms/pair",
-                "durable commits/s"):
+                "durable commits/s", "CPU ms/cert"):
         table.add_column(col, justify="left" if col == "database" else "right")
     for r in report["results"]:
         if r["database"] == TARGET_DATABASE:
@@ -412,7 +466,7 @@ def _print_tables(report: dict[str, Any]) -> None:
                       f"{r['certificates_per_s']:,.1f}", f"{r['raw_signatures_per_s']:,.0f}",
                       f"{r['raw_before']:,.0f} / {r['raw_after']:,.0f}", f"{r['ratio']:.3f}",
                       verdict, f"{r['latency_ms']['p50']:.2f}", f"{r['latency_ms']['p95']:.2f}",
-                      f"{r['raw_commits_per_s']:,.0f}")
+                      f"{r['raw_commits_per_s']:,.0f}", f"{r['cpu_ms_per_certificate']:.2f}")
     console.print(table)
     for b in report["breakdowns"]:
         extra = ""
@@ -431,12 +485,15 @@ def _print_tables(report: dict[str, Any]) -> None:
         for g, ms in b["groups"].items():
             t.add_row(f"[bold]{g}[/]", f"{ms:.3f}", "", f"{ms / b['ms_per_pair']:.1%}")
         console.print(t)
+        console.print(f"SQL statements per pair: {b['statements_per_pair']:.1f}")
         if b["ratio_ceiling_hsm_only"]:
             console.print(f"HSM work per certificate (1 RSA signature + 2 audit HMACs): "
                           f"{b['hsm_ms_per_certificate']:.3f} ms; ratio if nothing else cost "
                           f"anything: {b['ratio_ceiling_hsm_only']:.2f}\n")
-    for database, rows in report["profiles"].items():
-        t = Table(title=f"cProfile — {database}, 1 thread: most own time")
+    for database, found in report["profiles"].items():
+        rows = found["functions"]
+        t = Table(title=f"cProfile — {database}, 1 thread: most own time "
+                        f"({found['python_calls_per_pair']:,.0f} Python calls per pair)")
         t.add_column("function")
         for col in ("calls/pair", "own ms/pair", "cum ms/pair"):
             t.add_column(col, justify="right")
@@ -463,6 +520,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, nargs="*", default=[32], metavar="N",
                    help="also measure bulk issuance (issue_batch) in chunks of N; several values "
                         "run several times; none: skip (default: 32)")
+    p.add_argument("--serial-signing", action="store_true",
+                   help="sign a pair's two certificates one after the other, not at once on "
+                        "two HSM sessions (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON document, no tables")
     p.add_argument("--save", type=Path, metavar="FILE",
                    help="also write the JSON document to FILE")
@@ -487,6 +547,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    global PARALLEL_SIGNING
+    PARALLEL_SIGNING = not args.serial_signing
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
@@ -509,7 +571,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             results += [measure(hsm, database, 1, keys, pairs=args.pairs, warmup=args.warmup,
                                 raw_seconds=args.raw_seconds, log=log, batch=n)
                         for n in args.batch]
-            report["results"].extend(asdict(r) for r in results)
+            report["results"].extend({**asdict(r), "cpu_ratio": r.cpu_ratio} for r in results)
             single = next((r for r in results if r.threads == 1 and r.mode == "single"), None)
             if args.breakdown_pairs:
                 b = breakdown(hsm, database, keys, pairs=args.breakdown_pairs,

@@ -565,6 +565,51 @@ class CertificateStateRow:
     crl_entry: bytes | None = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """What issuance's rules read of a resident's earlier certificates (jpki.issuance.card):
+    no DER, no personal data, and no mapped entity to build for each row."""
+
+    id: int
+    serial: str
+    kind: CertKind
+    card_id: int | None
+    status: CertStatus
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    created_at: datetime
+
+    def is_valid(self, at: datetime) -> bool:
+        """As :meth:`Certificate.is_valid`."""
+        return (self.status is CertStatus.ISSUED and self.not_before <= at <= self.not_after
+                and not (self.revoked_at is not None and self.revoked_at <= at))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCertificate:
+    """The row an issuance intent inserts (architecture §3.3 step 4): status pending, the
+    to-be-signed DER kept until the signed certificate replaces it."""
+
+    serial: str
+    kind: CertKind
+    resident_id: str
+    card_id: int | None
+    ca_generation_id: int
+    not_before: datetime
+    not_after: datetime
+    shard: str
+    registry_source: RegistrySource
+    public_key_sha256: str
+    created_at: datetime
+    tbs_der: bytes = field(repr=False)
+    predecessor_id: int | None
+    issued_by: str
+    delivery_required: bool
+    linked_id: int | None
+    device_id: str | None
+
+
 @dataclass(eq=False)
 class AuditRecord:
     seq: int

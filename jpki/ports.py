@@ -21,6 +21,7 @@ from jpki.model import (
     CaKind,
     Card,
     Certificate,
+    CertificateFacts,
     CertificateStateRow,
     CertKind,
     ClientChanges,
@@ -32,6 +33,7 @@ from jpki.model import (
     MobileChallenge,
     MobileDevice,
     OcspResponder,
+    PendingCertificate,
     ProofingRecord,
     RelyingParty,
     Resident,
@@ -89,11 +91,7 @@ class CertificateRepository(Protocol):
     def get_by_serial(self, serial: str, *, for_update: bool = False) -> Certificate | None: ...
     def serial_exists(self, serial: str) -> bool: ...
     def public_key_in_use(self, public_key_sha256: str) -> bool: ...
-    def add_many(self, certs: Sequence[Certificate]) -> None: ...
     def public_keys_in_use(self, public_key_sha256s: Sequence[str]) -> set[str]: ...
-    def mark_issued(self, updates: Sequence[tuple[int, bytes, int | None]],
-                    at: datetime) -> None: ...
-    def set_sibling(self, cert_id: int, sibling_id: int) -> None: ...
     def for_resident(self, resident_id: str, kinds: Sequence[CertKind] | None = None,
                      ) -> Sequence[Certificate]: ...
     def for_card(self, card_id: int) -> Sequence[Certificate]: ...
@@ -118,6 +116,36 @@ class CertificateRepository(Protocol):
         """The state of every certificate whose serial lies in (``after``, ``upto``] (either
         end open when None), in the order of serials, read ``batch`` rows at a time."""
         ...
+
+
+class IssuanceRecords(Protocol):
+    """What issuance reads and writes of the certificates on its path (architecture §3.3), and
+    nothing else: plain statements, no mapped entities, since every certificate passes here."""
+
+    def keys_in_use(self, public_key_sha256s: Sequence[str]) -> set[str]:
+        """Those of these SubjectPublicKeyInfo hashes that a certificate, pending or issued,
+        already holds (an abandoned intent holds none)."""
+        ...
+
+    def history(self, resident_id: str,
+                kinds: Sequence[CertKind]) -> Sequence[CertificateFacts]:
+        """The resident's certificates of these kinds, abandoned intents included, oldest
+        first."""
+        ...
+
+    def record_intents(self, rows: Sequence[PendingCertificate]) -> list[int]:
+        """Insert pending certificates; their ids, in the order given. A serial already taken
+        raises (the unique index is what makes "record the intent, then sign" safe)."""
+        ...
+
+    def mark_issued(self, updates: Sequence[tuple[int, bytes, int | None]],
+                    at: datetime) -> None:
+        """(id, signed DER, sibling id) each: pending → issued, the TBS dropped. Raises
+        :class:`jpki.errors.InternalError` when a row is no longer pending (abandoned in
+        between), so an abandoned intent is never revived."""
+        ...
+
+    def set_sibling(self, cert_id: int, sibling_id: int) -> None: ...
 
 
 class CaRepository(Protocol):
@@ -279,6 +307,8 @@ class UnitOfWork(Protocol):
     def cards(self) -> CardRepository: ...
     @property
     def certificates(self) -> CertificateRepository: ...
+    @property
+    def issuance(self) -> IssuanceRecords: ...
     @property
     def cas(self) -> CaRepository: ...
     @property

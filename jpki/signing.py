@@ -7,10 +7,10 @@ with the linted one. cryptography builds and signs in one call, so we split it:
 1. :func:`to_be_signed` runs the builder against a stand-in key that records the bytes the builder
    asks it to sign (the DER TBSCertificate) and returns a placeholder signature. The resulting
    "lint certificate" parses like the real one, so profile checks run on it.
-2. :func:`sign_tbs` has the HSM sign those recorded bytes, assembles the Certificate with
-   asn1crypto, re-parses it with cryptography and checks that its TBS is byte-for-byte the linted
-   one and that the signature verifies under the issuer's public key (an HSM fault must not
-   produce a published certificate).
+2. :func:`sign_tbs` has the HSM sign those recorded bytes, assembles the Certificate around
+   them (three DER elements), re-parses it with cryptography and checks that its TBS is
+   byte-for-byte the linted one and that the signature verifies under the issuer's public key
+   (an HSM fault must not produce a published certificate).
 
 The same split serves CRLs (their builder calls ``sign`` the same way). What is not built by a
 cryptography builder — an OCSP ResponseData, assembled with asn1crypto — is checked before
@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from asn1crypto import algos as asn1_algos
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from jpki import der
 from jpki.errors import SignatureMismatch
 
 
@@ -78,20 +77,24 @@ def to_be_signed(builder: x509.CertificateBuilder,
     return recorder.recorded, lint_cert
 
 
-_SHA256_WITH_RSA = asn1_algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
+# AlgorithmIdentifier sha256WithRSAEncryption, NULL parameters (RFC 4055 §5), as the builder
+# writes it into the TBS.
+_SHA256_WITH_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")
 
 
 def sign_tbs(tbs_der: bytes, key: rsa.RSAPrivateKey,
              issuer_public: rsa.RSAPublicKey) -> x509.Certificate:
     """Sign a recorded TBSCertificate with the CA key and return the checked certificate."""
+    if _signature_field(tbs_der) != _SHA256_WITH_RSA:
+        # RFC 5280 §4.1.1.2: the outer signatureAlgorithm repeats the TBS's own field.
+        raise SignatureMismatch("the TBSCertificate names another signature algorithm")
     signature = key.sign(tbs_der, padding.PKCS1v15(), hashes.SHA256())
-    tbs = asn1_x509.TbsCertificate.load(tbs_der)
-    der = asn1_x509.Certificate({
-        "tbs_certificate": tbs,
-        "signature_algorithm": _SHA256_WITH_RSA,
-        "signature_value": signature,
-    }).dump()
-    cert = x509.load_der_x509_certificate(der)
+    # RFC 5280 §4.1: Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+    # signatureValue BIT STRING }, the recorded TBS copied byte for byte (assembled here rather
+    # than by asn1crypto, which parsed the whole TBS to do it: 20 times slower).
+    bits = b"\x00" + signature  # no unused bits
+    body = tbs_der + _SHA256_WITH_RSA + der.header(der.BIT_STRING, len(bits)) + bits
+    cert = x509.load_der_x509_certificate(der.header(der.SEQUENCE, len(body)) + body)
     if cert.tbs_certificate_bytes != tbs_der:
         raise SignatureMismatch("the signed TBSCertificate differs from the linted one")
     try:
@@ -112,3 +115,15 @@ def sign_verified(data: bytes, key: rsa.RSAPrivateKey, public: rsa.RSAPublicKey)
         raise SignatureMismatch("the HSM signature does not verify under the signer's "
                                 "certificate") from exc
     return signature
+
+
+def _signature_field(tbs_der: bytes) -> bytes | None:
+    """The TBSCertificate's signature AlgorithmIdentifier (RFC 5280 §4.1.2.3): its second
+    element, or its third after an explicit version."""
+    try:
+        fields = der.children(tbs_der)
+        first = next(fields, None)
+        serial = next(fields, None) if first is not None and first[0] == 0xA0 else first
+        return next(fields, None) if serial is not None else None
+    except ValueError:
+        return None

@@ -119,7 +119,14 @@ def issuance_identifier(municipality_code: str, kind: CertKind) -> str:
     government code. Ours: 10 random characters, the 5-digit code, a 2-digit form-factor code and
     a kind letter. It carries no personal data.
     """
-    rand = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+    # One draw for the ten characters, spelt in base 36: the same uniform choice as ten
+    # secrets.choice calls, at a tenth of their cost (each is a read of the system CSPRNG).
+    n = secrets.randbelow(len(_ID_ALPHABET) ** 10)
+    chars = []
+    for _ in range(10):
+        n, digit = divmod(n, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[digit])
+    rand = "".join(chars)
     form = "02" if kind.is_mobile else "01"
     letter = "S" if kind.is_signing else "A"
     return f"{rand}{municipality_code[:5]}{form}{letter}"

@@ -34,7 +34,9 @@ def validate_card_number(number: str) -> str:
 
 
 def new_card_number() -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(16))
+    # One draw for the 16 digits (leading zeros kept): the same uniform choice as a digit at a
+    # time, with one read of the system CSPRNG instead of sixteen.
+    return f"{secrets.randbelow(10**16):016d}"
 
 
 def resolve_card(uow: UnitOfWork, resident: Resident, spec: CardSpec | None,

@@ -32,6 +32,7 @@ import math
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -55,7 +56,13 @@ from jpki.errors import (
     ResidentNotFound,
     Unavailable,
 )
-from jpki.issuance.service import IssuanceService, IssuedCertificate, KeyRequest, Planned, Prepared
+from jpki.issuance_port import (
+    DeviceIssuance,
+    DeviceIssued,
+    DeviceOrder,
+    IssuedCertificate,
+    LinkedRequest,
+)
 from jpki.lifecycle.revocation import RevocationResult, release_hold, revoke_in
 from jpki.model import (
     Certificate,
@@ -150,9 +157,30 @@ def _verify_pop(key: SubjectKey, signature: bytes, message: bytes, field: str) -
                                        field=field) from exc
 
 
+class _Application:
+    """A mobile application as issuance takes it (jpki.issuance_port.DeviceApplication):
+    ``verify`` runs inside the transaction that records the intents, ``settle`` inside the one
+    that stores the certificates."""
+
+    def __init__(self, verify: Callable[[UnitOfWork, datetime], DeviceOrder],
+                 settle: Callable[[UnitOfWork, DeviceOrder, datetime], None] | None = None,
+                 ) -> None:
+        self._verify = verify
+        self._settle = settle
+        self.order: DeviceOrder | None = None
+
+    def verify(self, uow: UnitOfWork, now: datetime) -> DeviceOrder:
+        self.order = self._verify(uow, now)
+        return self.order
+
+    def settle(self, uow: UnitOfWork, now: datetime) -> None:
+        if self._settle is not None and self.order is not None:
+            self._settle(uow, self.order, now)
+
+
 class MobileService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 issuance: IssuanceService,
+                 issuance: DeviceIssuance,
                  stale_device_after: timedelta = timedelta(days=90),
                  max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
         self._uow = uow_factory
@@ -259,8 +287,7 @@ class MobileService:
             # The application names the holder's card signing certificate; a signature by any
             # other certificate (another person's card) does not make it theirs.
             raise SignerRefused("the application is not signed by the card it names")
-        with self._uow() as uow:
-            now = self._clock.now()
+        def verify(uow: UnitOfWork, now: datetime) -> DeviceOrder:
             self._consume_challenge(uow, challenge, doc.PURPOSE, now)
             card_sign = self._our_certificate(uow, verified.signer)
             resident = self._current_card_certificate(uow, card_sign, now)
@@ -279,41 +306,43 @@ class MobileService:
                                   status=DeviceStatus.ACTIVE, created_at=now, last_seen_at=now)
             uow.mobile.add_device(device)
             actor = authorize(Principal.holder(resident.id), Operation.MOBILE_APPLY).principal
-            plans = []
-            for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
-                               (CertKind.MOBILE_SIGN, card_sign)):
-                latest = max((c for c in history if c.kind is kind),
-                             key=lambda c: c.created_at, default=None)
-                plans.append(Planned(request=KeyRequest(kind, b""), key=keys[kind],
-                                     predecessor=latest, renewal=False,
-                                     # §2: expiry follows the card certificate exactly.
-                                     not_after=card.not_after, linked_id=card.id,
-                                     device_id=device.id))
-            municipality = self._issuance.municipality(uow, resident.municipality_code)
-            self._issuance.mint(uow, actor, resident, municipality, None, plans, now)
             self._audit.record(uow, actor=actor.actor, action="mobile.applied",
                                subject=device.id,
                                payload={"resident": resident.id, "platform": platform,
                                         "card_sign": card_sign.serial,
                                         "card_auth": card_auth.serial})
-            uow.commit()
-        prepared = Prepared(resident_id=resident.id, card_number="", plans=plans)
-        self._issuance.sign([prepared], actor)
-        with self._uow() as uow:
-            now = self._clock.now()
-            self._issuance.store(uow, actor, [prepared])
-            # One device per person: the new one supersedes the others, in this transaction.
-            for old in uow.mobile.active_devices(resident.id):
-                if old.id != device.id:
+            # Each linked to the card certificate of its use, whose notAfter it takes
+            # (jpki.issuance.mobile); old→new from the holder's previous device.
+            return DeviceOrder(resident=resident, device_id=device.id,
+                               requests=tuple(LinkedRequest(
+                                   kind, keys[kind], linked_to=card,
+                                   predecessor=max((c for c in history if c.kind is kind),
+                                                   key=lambda c: c.created_at, default=None))
+                                   for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
+                                                      (CertKind.MOBILE_SIGN, card_sign))))
+
+        def supersede(uow: UnitOfWork, order: DeviceOrder, now: datetime) -> None:
+            actor = authorize(Principal.holder(order.resident.id),
+                              Operation.MOBILE_APPLY).principal
+            # One device per person: the new one supersedes the others, in the transaction
+            # that stores its certificates.
+            for old in uow.mobile.active_devices(order.resident.id):
+                if old.id != order.device_id:
                     self._retire(uow, actor, old, DeviceStatus.REPLACED,
                                  RevocationReason.SUPERSEDED, now, "new device")
-            uow.commit()
-        chain = [self._issuance.issuer_certificate(p) for p in plans]
-        results = prepared.results()
-        linked = {c.serial: (card_sign if c.kind.is_signing else card_auth).serial
-                  for c in results}
-        return MobileIssued(device_id=device.id, certificates=results, chain=chain,
-                            linked=linked)
+
+        return self._issue(_Application(verify, supersede))
+
+    def _issue(self, application: _Application) -> MobileIssued:
+        """Hand a verified application to issuance (jpki.issuance_port), which records, signs
+        and stores its certificates in transactions of its own."""
+        issued: DeviceIssued = self._issuance.issue_for_device(application)
+        order = application.order
+        assert order is not None  # verify() ran, or issuance raised
+        cards = {r.kind: r.linked_to.serial for r in order.requests}
+        return MobileIssued(device_id=order.device_id, certificates=list(issued.certificates),
+                            chain=list(issued.chain),
+                            linked={c.serial: cards[c.kind] for c in issued.certificates})
 
     def _retire(self, uow: UnitOfWork, actor: Principal, device: MobileDevice,
                 status: DeviceStatus, reason: RevocationReason, now: datetime,
@@ -387,8 +416,7 @@ class MobileService:
     def lift_suspension(self, signed_der: bytes) -> MobileIssued:
         """The phone was found: release the auth hold (removeFromCRL), revoke the held signing
         certificate and issue a new one to the same device with the key the phone sent."""
-        with self._uow() as uow:
-            now = self._clock.now()
+        def verify(uow: UnitOfWork, now: datetime) -> DeviceOrder:
             doc, device, _ = self._holder_request(uow, signed_der, MobileSuspensionLift, now)
             if device.status is not DeviceStatus.ACTIVE:
                 raise Conflict("the device is no longer active")
@@ -420,21 +448,14 @@ class MobileService:
                                         "hold_released_at": now.isoformat()})
             revoke_in(uow, self._audit, actor, sign, RevocationReason.SUPERSEDED, now, now,
                       cause="suspension lifted: re-issued")
-            plan = Planned(request=KeyRequest(CertKind.MOBILE_SIGN, b""), key=key,
-                           predecessor=sign, renewal=False, not_after=card_sign.not_after,
-                           linked_id=card_sign.id, device_id=device.id, partner=auth)
-            municipality = self._issuance.municipality(uow, resident.municipality_code)
-            self._issuance.mint(uow, actor, resident, municipality, None, [plan], now)
-            uow.commit()
-        prepared = Prepared(resident_id=device.resident_id, card_number="", plans=[plan])
-        self._issuance.sign([prepared], actor)
-        with self._uow() as uow:
-            self._issuance.store(uow, actor, [prepared])
-            uow.commit()
-        results = prepared.results()
-        return MobileIssued(device_id=device.id, certificates=results,
-                            chain=[self._issuance.issuer_certificate(plan)],
-                            linked={results[0].serial: card_sign.serial})
+            # Re-issued to the same device: old→new from the held one, signing↔auth with the
+            # released auth certificate.
+            return DeviceOrder(resident=resident, device_id=device.id,
+                               requests=(LinkedRequest(CertKind.MOBILE_SIGN, key,
+                                                       linked_to=card_sign, predecessor=sign,
+                                                       partner=auth),))
+
+        return self._issue(_Application(verify))
 
     # --- the call centre -----------------------------------------------------------------
 

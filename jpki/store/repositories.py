@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -24,7 +25,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jpki.audit import GENESIS_MAC
-from jpki.errors import InternalError
 from jpki.model import (
     ApiClient,
     AuditRecord,
@@ -50,6 +50,7 @@ from jpki.model import (
     StoredOcspResponse,
 )
 from jpki.municipalities import Municipality
+from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.tables import (
     api_clients,
     audit_head,
@@ -57,6 +58,7 @@ from jpki.store.tables import (
     ca_generations,
     cards,
     certificates,
+    map_entities,
     mobile_challenges,
     mobile_devices,
     municipalities,
@@ -86,6 +88,27 @@ class SqlMunicipalities:
         return [Municipality(r.code, r.name_ja, r.name_romaji) for r in rows]
 
 
+class _Prebuilt:
+    """Statements on the path of every issuance (and of most registry calls), built once:
+    building a statement on each call cost more than running it (bench/issuance.py). Built on
+    first use, once the entities are mapped (map_entities)."""
+
+    def __init__(self) -> None:
+        map_entities()
+        self.resident = select(Resident).where(residents.c.id == bindparam("b_id"))
+        self.resident_for_update = self.resident.with_for_update()
+        self.active_card = select(Card).where(cards.c.resident_id == bindparam("b_resident"),
+                                              cards.c.status == CardStatus.ACTIVE)
+        self.card_by_number = select(Card).where(cards.c.number == bindparam("b_number"))
+        self.proofing = select(ProofingRecord).where(proofings.c.id == bindparam("b_id"))
+        self.proofing_for_update = self.proofing.with_for_update()
+
+
+@functools.cache
+def _prebuilt() -> _Prebuilt:
+    return _Prebuilt()
+
+
 class SqlResidents:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -95,10 +118,9 @@ class SqlResidents:
         self._s.flush()
 
     def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None:
-        stmt = select(Resident).where(residents.c.id == resident_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self._s.execute(stmt).scalar_one_or_none()
+        p = _prebuilt()
+        return self._s.execute(p.resident_for_update if for_update else p.resident,
+                               {"b_id": resident_id}).scalar_one_or_none()
 
 
 class SqlCards:
@@ -113,13 +135,12 @@ class SqlCards:
         return self._s.get(Card, card_id)
 
     def get_by_number(self, number: str) -> Card | None:
-        stmt = select(Card).where(cards.c.number == number)
-        return self._s.execute(stmt).scalar_one_or_none()
+        return self._s.execute(_prebuilt().card_by_number,
+                               {"b_number": number}).scalar_one_or_none()
 
     def active_for_resident(self, resident_id: str) -> Card | None:
-        stmt = select(Card).where(cards.c.resident_id == resident_id,
-                                  cards.c.status == CardStatus.ACTIVE)
-        return self._s.execute(stmt).scalars().first()
+        return self._s.execute(_prebuilt().active_card,
+                               {"b_resident": resident_id}).scalars().first()
 
 
 _C = Certificate
@@ -155,36 +176,8 @@ class SqlCertificates:
         return bool(self._s.execute(
             select(exists().where(_T.c.serial == serial))).scalar())
 
-    def add_many(self, certs: Sequence[Certificate]) -> None:
-        """Insert several certificates with one flush (one batched INSERT … RETURNING)."""
-        self._s.add_all(certs)
-        self._s.flush()
-
     def public_keys_in_use(self, public_key_sha256s: Sequence[str]) -> set[str]:
-        stmt = select(_T.c.public_key_sha256).where(
-            _T.c.public_key_sha256.in_(list(public_key_sha256s)),
-            _T.c.status != CertStatus.ABANDONED)
-        return {str(r[0]) for r in self._s.execute(stmt)}
-
-    def mark_issued(self, updates: Sequence[tuple[int, bytes, int | None]],
-                    at: datetime) -> None:
-        """Pending → issued with the signed DER (and the sibling link), in one statement; the
-        pending state is required, so an intent abandoned in between cannot be revived."""
-        if not updates:
-            return
-        t = _T.c
-        stmt = (update(_T).where(t.id == bindparam("b_id"), t.status == CertStatus.PENDING)
-                .values(status=CertStatus.ISSUED, der=bindparam("b_der"), tbs_der=None,
-                        sibling_id=bindparam("b_sibling"), updated_at=at)
-                .execution_options(synchronize_session=False))
-        result = self._s.connection().execute(stmt, [
-            {"b_id": cid, "b_der": der, "b_sibling": sibling} for cid, der, sibling in updates])
-        if result.rowcount not in (-1, len(updates)):
-            raise InternalError("an issuance intent was abandoned before it could be stored")
-
-    def set_sibling(self, cert_id: int, sibling_id: int) -> None:
-        self._s.connection().execute(update(_T).where(_T.c.id == cert_id)
-                                     .values(sibling_id=sibling_id))
+        return SqlIssuanceRecords(self._s).keys_in_use(public_key_sha256s)
 
     def public_key_in_use(self, public_key_sha256: str) -> bool:
         stmt = select(exists().where(
@@ -447,10 +440,9 @@ class SqlProofings:
         self._s.flush()
 
     def get(self, proofing_id: str, *, for_update: bool = False) -> ProofingRecord | None:
-        stmt = select(ProofingRecord).where(proofings.c.id == proofing_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self._s.execute(stmt).scalar_one_or_none()
+        p = _prebuilt()
+        return self._s.execute(p.proofing_for_update if for_update else p.proofing,
+                               {"b_id": proofing_id}).scalar_one_or_none()
 
 
 class SqlMobile:

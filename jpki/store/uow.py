@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from jpki.store.crls import SqlCrls
+from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.jobs import SqlJobRuns
 from jpki.store.repositories import (
     SqlAudit,
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
         self.residents = SqlResidents(s)
         self.cards = SqlCards(s)
         self.certificates = SqlCertificates(s)
+        self.issuance = SqlIssuanceRecords(s)
         self.cas = SqlCas(s)
         self.clients = SqlClients(s)
         self.audit = SqlAudit(s)

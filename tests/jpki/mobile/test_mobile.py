@@ -306,14 +306,14 @@ def test_a_third_device_racing_a_second_is_refused(services, holder, keys, monke
     second.new_keys(keys)
     third.new_keys(keys)
     entered, release = threading.Event(), threading.Event()
-    real_sign = services.issuance.sign
+    real_sign = services.issuance._sign_all
 
-    def slow_sign(batch, actor):
+    def slow_sign(batch, **kwargs):
         entered.set()
         release.wait(10)
-        return real_sign(batch, actor)
+        return real_sign(batch, **kwargs)
 
-    monkeypatch.setattr(services.issuance, "sign", slow_sign)
+    monkeypatch.setattr(services.issuance, "_sign_all", slow_sign)
     worker = threading.Thread(target=h.apply, args=(second,))
     worker.start()
     assert entered.wait(10)  # the second device's intent is recorded, its signing under way
