@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 AUTH_PIN = "1234"
 SIGN_PASSWORD = "ABC123XYZ"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 # --- keys and a throwaway PKI -----------------------------------------------------------

@@ -40,7 +40,7 @@ IN_PERSON_B = {"presence": "in_person",
                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]}
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # the repository
 
 
 def phone_command() -> list[str]:
