@@ -152,7 +152,7 @@ class RotatedSecret:
 
 
 def valid_purpose(value: object) -> bool:
-    return isinstance(value, str) and PURPOSE.match(value) is not None
+    return isinstance(value, str) and PURPOSE.fullmatch(value) is not None
 
 
 def _clean_name(name: str) -> str:
@@ -167,7 +167,7 @@ def _clean_purposes(purposes: list[str]) -> list[str]:
     clean: list[str] = []
     for purpose in purposes:
         purpose = purpose.strip() if isinstance(purpose, str) else ""
-        if not PURPOSE.match(purpose):
+        if not PURPOSE.fullmatch(purpose):
             raise InvalidRelyingParty("a purpose is a code of 1-64 lower-case letters, digits "
                                       "and _.- starting with a letter", field="purposes")
         if purpose not in clean:

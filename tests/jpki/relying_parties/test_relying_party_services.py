@@ -260,3 +260,14 @@ def test_a_standing_consent_answers_alike_blocking_or_not(services, key_pool) ->
     assert serials(consents["card"]) == (ConsentWithdrawn, ConsentWithdrawn)
     with services.uow() as uow:
         assert services.audit.verify(uow).records > 0
+
+
+def test_a_purpose_is_the_whole_text_with_no_trailing_line_feed() -> None:
+    """A refused call's audit record keeps a purpose only when all of it is a purpose code:
+    "$" alone would let a final line feed through into the record."""
+    from jpki.relying_parties.service import valid_purpose
+
+    assert valid_purpose("account_opening")
+    assert not valid_purpose("account_opening\n")
+    assert not valid_purpose("Account")
+    assert not valid_purpose(7)
