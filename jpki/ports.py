@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -390,9 +390,3 @@ class StatusChangeFeed(Protocol):
         changed when None), with the instant of its last change; a read made after a change
         committed includes it."""
         ...
-
-
-def today_jst(clock: Clock) -> date:
-    from jpki.validity import jst_date
-
-    return jst_date(clock.now())
