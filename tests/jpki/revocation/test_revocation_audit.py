@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -60,6 +62,49 @@ def test_unknown_serial_and_roles(services, serial):
     with pytest.raises(WrongRole):
         authorize(Principal(actor="client:station", kind=PrincipalKind.STATION),
                   Operation.CERTIFICATE_REVOKE)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_two_concurrent_revocations_of_one_certificate_revoke_it_once(services, serial, clock,
+                                                                     monkeypatch):
+    """The service reads the certificate with a row lock (``for_update=True``): of two
+    revocations racing on one certificate, the second waits for the first to commit, then sees
+    it revoked — one change, one audit record. Without the lock both would read "not revoked",
+    both report a change and both audit it. SQLite serialises writers itself, so this holds the
+    lock where it matters: on PostgreSQL (READ COMMITTED)."""
+    # Each revocation reads the clock right after reading (and locking) the certificate: the
+    # barrier there lets both pass only if neither was kept from reading it. With the lock the
+    # second is blocked in its SELECT … FOR UPDATE, the barrier times out and the first goes on.
+    barrier = threading.Barrier(2, timeout=3)
+    first_read = threading.local()
+    now = clock.now
+
+    def clock_now():
+        if getattr(first_read, "pending", False):
+            first_read.pending = False
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return now()
+
+    monkeypatch.setattr(clock, "now", clock_now)
+    results = []
+
+    def revoke():
+        first_read.pending = True
+        results.append(services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE))
+
+    threads = [threading.Thread(target=revoke) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 2
+    assert sorted(r.changed for r in results) == [False, True]
+    with services.uow() as uow:
+        revoked = [r for r in uow.audit.iterate()
+                   if r.action == "certificate.revoked" and r.subject == serial]
+    assert len(revoked) == 1
 
 
 @pytest.mark.parametrize(("text_", "reason"), [
