@@ -457,3 +457,42 @@ def test_an_evidence_left_at_its_defaults_has_no_measures_and_no_facility() -> N
     assert bare.measures == frozenset() and bare.proxy_documents == ()
     assert "not counted: facility_photo_certificate" in refused(bare)
     assert Document(T.STUDENT_ID) == Document(T.STUDENT_ID, has_photo=False, issued_on=None)
+
+
+# --- what a refusal says (scripts/mutation survivors) --------------------------------------------
+
+
+def test_a_refusal_counts_each_document_it_counted() -> None:
+    detail = refused(in_person(RECEIPT, RECEIPT, STAFF_ID_PHOTO, STUDENT_ID_PHOTO))
+    assert "(counted: 甲 0, 乙 2 of which 2 with a photo, 照会回答書 0, receipts 2)" in detail
+    detail = refused(in_person(INQUIRY, INQUIRY, RECEIPT))
+    assert "(counted: 甲 0, 乙 0 of which 0 with a photo, 照会回答書 2, receipts 1)" in detail
+
+
+def test_the_whole_refusal_of_an_in_person_proofing() -> None:
+    old_receipt = Document(T.RECEIPT, issued_on=date(2025, 12, 24))
+    assert refused(in_person(old_receipt, GUARDIAN_PHOTO, INSURANCE)) == (
+        "the applicant's documents satisfy none of patterns A–E "
+        "(counted: 甲 0, 乙 1 of which 0 with a photo, 照会回答書 0, receipts 0) "
+        "not counted: receipt: must be dated within the last 3 months (※4); "
+        "guardian_photo_certificate: only for an applicant under 15")
+
+
+def test_the_whole_refusal_of_a_proxy_pick_up() -> None:
+    assert refused(proxy((INSURANCE,), (LICENSE, PASSPORT))) == (
+        "the proxy's and the applicant's documents satisfy none of patterns A–C for a proxy "
+        "pick-up (counted: 甲 0, 乙 1 of which 0 with a photo, 照会回答書 0, receipts 0)")
+
+
+def test_proxy_documents_in_person_are_refused_with_their_field() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        judge(replace(in_person(LICENSE, PASSPORT), proxy_documents=(LICENSE,)))
+    assert (caught.value.detail, caught.value.context) == (
+        "proxy documents belong to a proxy pick-up", {"field": "presence"})
+
+
+def test_the_proxy_own_receipts_and_photo_certificates_are_judged_like_an_adults() -> None:
+    """The proxy's documents are counted as of the day, for an adult not in a facility: a
+    receipt within 3 months is a receipt, a guardian's photo certificate counts for nothing."""
+    own = (RECEIPT, GUARDIAN_PHOTO, LICENSE, MY_NUMBER)
+    assert judge(proxy((PASSPORT, INSURANCE), own)) is Pattern.B
