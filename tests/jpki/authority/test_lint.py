@@ -276,6 +276,15 @@ def bad_certificates() -> dict[str, tuple[Callable[[], x509.Certificate],
             ExtensionOID.CERTIFICATE_POLICIES, x509.CertificatePolicies([
                 x509.PolicyInformation(recipe().policies[AUTH], None)])))), lint_sign,
             ["e_policy"]),
+        # An extension missing altogether also changes the set: both named, and no crash.
+        "e_policy missing": (lambda: sign(rebuilt(sign_(), extensions=dropped(
+            ExtensionOID.CERTIFICATE_POLICIES))), lint_sign, ["e_extension_set", "e_policy"]),
+        "e_aki missing": (lambda: sign(rebuilt(sign_(), extensions=dropped(
+            ExtensionOID.AUTHORITY_KEY_IDENTIFIER))), lint_sign, ["e_extension_set", "e_aki"]),
+        "e_crl_dp missing": (lambda: sign(rebuilt(sign_(), extensions=dropped(
+            ExtensionOID.CRL_DISTRIBUTION_POINTS))), lint_sign, ["e_extension_set", "e_crl_dp"]),
+        "e_key_usage_critical missing": (lambda: sign(rebuilt(sign_(), extensions=dropped(
+            ExtensionOID.KEY_USAGE))), lint_sign, ["e_extension_set", "e_key_usage_critical"]),
         "e_basic4_missing": (lambda: sign(sign_()), lambda c: lint_sign(c, None),
                              ["e_basic4_missing"]),
         "e_basic4_san_missing": (lambda: sign(rebuilt(sign_(), extensions=dropped(
