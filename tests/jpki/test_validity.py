@@ -425,7 +425,7 @@ class TestSigningAge:
         assert may_hold_signing_certificate(birth, date(2023, 3, 1))
 
 
-# --- the exact second and the codes clients receive (issue 17, gap 7) ------------------------
+# --- the exact second and the codes clients receive ------------------------------------
 
 
 def invalid(call: object, *args: object, **kwargs: object) -> tuple[str, dict[str, object]]:

@@ -1,5 +1,5 @@
-"""jpki.authority.lint fed bad certificates: one per rule, violating exactly that rule (issue 17,
-gap 8).
+"""jpki.authority.lint fed bad certificates: one per rule, violating exactly that rule
+(docs/testing.md).
 
 Each certificate is the good profile (jpki.authority.profiles, which the linter accepts and so
 does pkilint) with one thing changed, built with `cryptography` (or, where `cryptography` will not

@@ -112,7 +112,7 @@ def test_a_reason_without_a_date_is_treated_as_not_revoked():
     assert (c.revoked_at, c.revocation_reason) == (NOW, R.KEY_COMPROMISE)
 
 
-# --- gap 2: an abandoned certificate --------------------------------------------------------
+# --- an abandoned certificate ---------------------------------------------------------------
 
 
 def test_revoking_an_abandoned_certificate_changes_and_audits_nothing():
@@ -178,7 +178,7 @@ def test_resulting_reason(old, requested, expected):
     assert resulting_reason(old, requested) is expected
 
 
-# --- gap 1: a scheduled revocation brought forward ------------------------------------------
+# --- a scheduled revocation brought forward -------------------------------------------------
 
 
 def test_a_scheduled_revocation_is_brought_forward_and_keeps_its_reason():
@@ -260,7 +260,7 @@ def test_a_mobile_certificate_takes_the_hold_date_of_a_card_hold_made_permanent(
     assert (mobile.revoked_at, mobile.revocation_reason) == (held_at, R.SUPERSEDED)
 
 
-# --- gap 3: the audit record and the mobile cascade -----------------------------------------
+# --- the audit record and the mobile cascade ------------------------------------------------
 
 
 def test_the_revocation_audit_record_names_kind_reasons_date_and_cause():

@@ -387,7 +387,7 @@ def test_refusals_name_counts_and_rules_never_personal_data() -> None:
         assert secret not in detail, secret
 
 
-# --- document order (issue 17, gap 5) ------------------------------------------------------------
+# --- document order -------------------------------------------------------------------------
 
 # One document of each kind the counter refuses, each for its own rule.
 NOT_COUNTED = {
@@ -436,7 +436,7 @@ def test_the_proxy_pattern_does_not_depend_on_the_order_of_the_documents(name: s
             assert judge(shown) is pattern, (applicant, own)
 
 
-# --- proxy defaults (issue 17, gap 6) ------------------------------------------------------------
+# --- proxy defaults -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", PROXY_MINIMAL)
