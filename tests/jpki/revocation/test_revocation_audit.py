@@ -11,7 +11,13 @@ from sqlalchemy import text
 
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal, PrincipalKind
-from jpki.errors import AuditChainBroken, CertificateNotFound, InvalidReason, WrongRole
+from jpki.errors import (
+    AuditChainBroken,
+    CertificateNotFound,
+    InvalidReason,
+    MissingScope,
+    WrongRole,
+)
 from jpki.issuance.service import KeyRequest
 from jpki.model import CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
@@ -57,11 +63,31 @@ def test_a_hold_becomes_permanent_and_compromise_always_wins(services, serial, c
 
 
 def test_unknown_serial_and_roles(services, serial):
-    with pytest.raises(CertificateNotFound):
+    with pytest.raises(CertificateNotFound) as missing:
         services.revocation.revoke(REVOKE, "abcdef", RevocationReason.UNSPECIFIED)
+    assert (missing.value.detail, missing.value.context) == (
+        "no certificate with serial abcdef", {"serial": "abcdef"})
     with pytest.raises(WrongRole):
         authorize(Principal(actor="client:station", kind=PrincipalKind.STATION),
                   Operation.CERTIFICATE_REVOKE)
+
+
+def test_a_municipal_operator_revokes_only_its_own_residents_certificates(services, serial):
+    """The table binds the revocation to the resident's municipality (architecture §2.6): an
+    operator scoped to 清瀬市 (132217) may, one scoped elsewhere may not, and is told which
+    scope it lacks — not whose certificate it is."""
+    def operator(code):
+        return authorize(Principal(actor=f"client:{code}", kind=PrincipalKind.OPERATOR,
+                                   scopes=frozenset({f"municipality:{code}"})),
+                         Operation.CERTIFICATE_REVOKE)
+
+    with pytest.raises(MissingScope) as refused:
+        services.revocation.revoke(operator("131016"), serial, RevocationReason.SUPERSEDED)
+    assert refused.value.context == {"scope": "municipality:132217"}
+    with services.uow() as uow:
+        assert uow.certificates.get_by_serial(serial).revoked_at is None
+    assert services.revocation.revoke(operator("132217"), serial,
+                                      RevocationReason.SUPERSEDED).changed
 
 
 @pytest.mark.postgres
