@@ -41,6 +41,11 @@ def serial(services, new_resident, subject_keys):
 def test_revocation_is_idempotent(services, serial, clock):
     first = services.revocation.revoke(REVOKE, serial, RevocationReason.CESSATION_OF_OPERATION)
     assert first.changed and first.revoked_at == clock.now()
+    with services.uow() as uow:
+        (record,) = [r for r in uow.audit.iterate() if r.action == "certificate.revoked"]
+    payload = record.payload if isinstance(record.payload, dict) else json.loads(record.payload)
+    assert (record.actor, record.subject, payload["cause"]) == (OPERATOR.actor, serial,
+                                                                "request")
     clock.advance(hours=1)
     again = services.revocation.revoke(REVOKE, serial, RevocationReason.SUPERSEDED)
     assert not again.changed
