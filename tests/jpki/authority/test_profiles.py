@@ -5,6 +5,7 @@ Certificates here are made by the real pipeline (SoftHSM signatures) on both dat
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -357,3 +358,21 @@ def test_the_responder_profile_field_by_field() -> None:
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     assert not eku.critical and list(eku.value) == [ExtendedKeyUsageOID.OCSP_SIGNING]
     assert not cert.extensions.get_extension_for_class(x509.OCSPNoCheck).critical
+
+
+@pytest.mark.parametrize(("kind", "tail"), [
+    (CertKind.CARD_SIGN, "1322101S"), (CertKind.CARD_AUTH, "1322101A"),
+    (CertKind.MOBILE_SIGN, "1322102S"), (CertKind.MOBILE_AUTH, "1322102A"),
+])
+def test_the_issuance_identifier_is_ten_random_characters_code_form_and_kind(kind, tail) -> None:
+    """§1.2 (shape of `997794E9AGCIEG13221003A`): 10 of [0-9A-Z], the 5-digit local government
+    code, 01 card / 02 phone, S signing / A auth."""
+    from jpki.authority.profiles import issuance_identifier
+
+    ids = {issuance_identifier("132217", kind) for _ in range(200)}
+    for cn in ids:
+        assert re.fullmatch(r"[0-9A-Z]{10}" + tail, cn), cn
+    assert len(ids) == 200  # random, not fixed
+    # every position of the random part takes many values: no digit left at 0
+    for i in range(10):
+        assert len({cn[i] for cn in ids}) > 10, i
