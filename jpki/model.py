@@ -162,6 +162,9 @@ class Resident:
     address: str = field(repr=False)
     emigrated_on: date | None = None
     version: int = 1
+    # The name's reading (氏名の振り仮名, on the 住民票 since 2025-05-26), full-width katakana:
+    # not basic 4 information and never in a certificate, but what people give at a counter.
+    name_kana: str | None = field(default=None, repr=False)
 
     @property
     def basic4(self) -> Basic4:

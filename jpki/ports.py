@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -78,6 +78,13 @@ class MunicipalityRepository(Protocol):
 class ResidentRepository(Protocol):
     def add(self, resident: Resident) -> None: ...
     def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
+
+    def born_on(self, birth_date: date, municipalities: Sequence[str] | None, *,
+                name: str | None = None, name_kana: str | None = None,
+                limit: int = 20) -> Sequence[Resident]:
+        """Residents born on ``birth_date`` (in ``municipalities`` unless None) with this name
+        or this reading."""
+        ...
 
 
 class CardRepository(Protocol):

@@ -36,6 +36,7 @@ class Operation(StrEnum):
     # the resident registry (operators)
     RESIDENT_REGISTER = "resident.register"
     RESIDENT_READ = "resident.read"
+    RESIDENT_FIND = "resident.find"  # by name or reading and date of birth, never a list
     RESIDENT_BASIC4_READ = "resident.basic4_read"  # the basic 4 information in the answer
     RESIDENT_EVENT = "resident.event"
     RESIDENT_DV_SUPPORT = "resident.dv_support"
@@ -123,6 +124,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # Stations read the record they enrol, without its basic 4 information.
     Operation.RESIDENT_READ: Rule(_READERS, municipality=R.RESIDENT),
     Operation.RESIDENT_BASIC4_READ: Rule(_REGISTRY, municipality=R.RESIDENT),
+    # A search looks only within the caller's municipalities (every one for a national
+    # operator): the service narrows the query to them instead of checking each answer.
+    Operation.RESIDENT_FIND: Rule(_REGISTRY),
     Operation.RESIDENT_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.RESIDENT_DV_SUPPORT: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.CARD_REGISTER: Rule(_REGISTRY, municipality=R.RESIDENT),

@@ -35,7 +35,8 @@ LOCAL = Principal.local_operator("pytest")
 MAY = {
     # Municipal operators keep the registry, revoke on request, register relying parties and
     # watch the service.
-    K.OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_BASIC4_READ, Op.RESIDENT_EVENT,
+    K.OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND, Op.RESIDENT_BASIC4_READ,
+                 Op.RESIDENT_EVENT,
                  Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
                  Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ},
@@ -50,7 +51,8 @@ MAY = {
     K.HOLDER: {Op.MOBILE_APPLY, Op.MOBILE_REVOKE, Op.MOBILE_LIFT_SUSPENSION},
     # The CA's operator at the CLI: what the CLI offers — never the counter's proofing, the call
     # centre's holds, a holder's or a relying party's calls, or the HTTP-only views.
-    K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_BASIC4_READ,
+    K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND,
+                       Op.RESIDENT_BASIC4_READ,
                        Op.RESIDENT_EVENT, Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT,
                        Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW, Op.CERTIFICATE_ISSUE_BATCH,
                        Op.CERTIFICATE_READ, Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ,
