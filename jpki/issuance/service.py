@@ -37,7 +37,12 @@ from jpki.access.authz import Grant, Operation
 from jpki.audit import AuditLog, JsonValue
 from jpki.authority.ca import CaService
 from jpki.authority.lint import lint_end_entity, require_clean
-from jpki.authority.profiles import EndEntitySpec, build_end_entity, issuance_identifier
+from jpki.authority.profiles import (
+    EndEntitySpec,
+    ProfileCache,
+    build_end_entity,
+    issuance_identifier,
+)
 from jpki.authority.recipe import Recipe
 from jpki.errors import (
     CertificateNotFound,
@@ -111,6 +116,8 @@ class IssuanceService:
         self._audit = audit
         self._parallel = parallel_signing
         self._municipalities: dict[str, Municipality] = {}
+        # The extensions that depend only on kind, CA generation and municipality.
+        self._profiles = ProfileCache(recipe, urls)
 
     # --- the entries -------------------------------------------------------------------
 
@@ -312,7 +319,8 @@ class IssuanceService:
                              municipality=plan.municipality,
                              subject_cn=issuance_identifier(plan.municipality.code, kind),
                              basic4=plan.resident.basic4 if kind.is_signing else None)
-        tbs, lint_cert = to_be_signed(build_end_entity(spec, self._recipe, self._urls),
+        parts = self._profiles.parts(kind, issuer, plan.municipality)
+        tbs, lint_cert = to_be_signed(build_end_entity(spec, self._recipe, self._urls, parts),
                                       issuer.public_key)
         require_clean(lint_end_entity(lint_cert, kind=kind, issuer=issuer, recipe=self._recipe,
                                       basic4=spec.basic4), f"{kind.value} certificate")
