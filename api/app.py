@@ -19,6 +19,7 @@ from api import metrics, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
+from api.console import pages as console
 from api.jobs import (
     ABANDON_STALE_INTENTS,
     PUBLISH_CRLS,
@@ -229,6 +230,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(counter.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
+    console.mount(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)

@@ -20,6 +20,7 @@ from hsm.keystore import KeyStore
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher
 from jpki.access.clients import ClientService
+from jpki.access.console_accounts import ConsoleAccounts, PasswordVerifier
 from jpki.audit import AuditLog
 from jpki.authority.ca import CaService
 from jpki.authority.recipe import Recipe, load_recipe
@@ -78,6 +79,8 @@ class Services:
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
     auth_throttle: AuthThrottle
+    # The operator console's people (api.console); their failures spend the same budgets.
+    console: ConsoleAccounts
     # The group commit the relying-party calls' audit records share (and its writer thread).
     audit_group: GroupAudit
 
@@ -118,6 +121,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         read_uow=reader)
     # Their audit records (disclosures, refusals) share group commits.
     group = GroupAudit(uow, audit)
+    throttle = auth_throttle(settings)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
@@ -147,7 +151,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
             group=group),
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         jobs=JobLedger(uow),
-        auth_throttle=auth_throttle(settings),
+        auth_throttle=throttle,
+        console=ConsoleAccounts(uow, clock, audit, keys, recipe.client_secret_key_label,
+                                PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
     )
 

@@ -73,6 +73,9 @@ class Operation(StrEnum):
     RESPONDERS_RENEW = "ca.responders_renew"
     CLIENT_CREATE = "client.create"
     CLIENT_SET_STATUS = "client.set_status"
+    # the operator console's accounts (jpki.access.console_accounts)
+    CONSOLE_ACCOUNT_CREATE = "console.account_create"
+    CONSOLE_ACCOUNT_SET_STATUS = "console.account_set_status"
     # housekeeping
     PENDING_ABANDON = "housekeeping.abandon_pending"
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
@@ -158,6 +161,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.RESPONDERS_RENEW: Rule(_HOUSEKEEPING),
     Operation.CLIENT_CREATE: Rule(_LOCAL),
     Operation.CLIENT_SET_STATUS: Rule(_LOCAL),
+    # So do the console's people: the first supervisor is made at the CLI (README).
+    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_LOCAL),
+    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_LOCAL),
     # What must happen even if nobody asks (architecture §3.3, §4.5).
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),
