@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asn1crypto.core import UTF8String
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from jpki import der
 from jpki.authority.recipe import CaRecipe, Recipe, name_from_pairs
 from jpki.basic4 import Basic4, personal_data_other_names
 from jpki.model import CaKind, CertKind
@@ -172,7 +172,7 @@ def personal_data_san(b4: Basic4) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for oid, value in personal_data_other_names(b4):
         # cryptography wraps the value in the [0] EXPLICIT tag; we supply the UTF8String TLV.
-        names.append(x509.OtherName(x509.ObjectIdentifier(oid), UTF8String(value).dump()))
+        names.append(x509.OtherName(x509.ObjectIdentifier(oid), der.utf8_string(value)))
     return x509.SubjectAlternativeName(names)
 
 

@@ -151,6 +151,17 @@ def test_a_rollover_never_meets_the_parts_of_the_generation_before(ca_key, subje
     assert cache.parts(CertKind.CARD_SIGN, g1, KIYOSE) is first
 
 
+def test_the_basic4_other_names_are_encoded_as_asn1crypto_encodes_them():
+    # jpki.der writes the UTF8Strings the builder used to take from asn1crypto
+    from asn1crypto.core import UTF8String
+
+    from jpki.basic4 import personal_data_other_names
+
+    san = personal_data_san(B4)
+    assert [n.value for n in san if isinstance(n, x509.OtherName)] == [
+        UTF8String(value).dump() for _, value in personal_data_other_names(B4)]
+
+
 def test_the_cache_is_bounded(ca_key):
     cache = ProfileCache(load_recipe(), URLS, limit=2)
     issuer = _issuer(CaKind.AUTH, 1, ca_key)
