@@ -176,10 +176,11 @@ class IssuanceService:
         certificates or the error that refused it — an order refused does not stop the others.
 
         The same steps as a single issuance, with the database work amortised: one intent
-        transaction and one store transaction per chunk of orders, each order in a savepoint
-        so a refused one leaves nothing behind. The HSM signs one chunk on a signer thread
-        while the next chunk is validated, built and linted, so the single signing stream is
-        kept busy (python-pkcs11 releases the GIL while the token signs).
+        transaction and one store transaction per chunk of orders, the chunk's records read
+        and written with one statement per kind (:meth:`_record_chunk`); a refused order
+        leaves nothing behind. The HSM signs one chunk on a signer thread while the next chunk
+        is validated, built and linted, so the single signing stream is kept busy
+        (python-pkcs11 releases the GIL while the token signs).
         """
         grant.require(Operation.CERTIFICATE_ISSUE_BATCH)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
