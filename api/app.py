@@ -15,11 +15,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import metrics, openapi, problems
+from api import console, metrics, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
-from api.console import pages as console
 from api.jobs import (
     ABANDON_STALE_INTENTS,
     PUBLISH_CRLS,

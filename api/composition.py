@@ -30,6 +30,7 @@ from jpki.jobs import JobLedger
 from jpki.mobile.service import MobileService
 from jpki.ports import Clock, SystemClock
 from jpki.rate_limits import TokenBuckets
+from jpki.registry.call_centre import CallCentre
 from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
@@ -61,6 +62,7 @@ class Services:
     cas: CaService
     residents: ResidentService
     cards: CardService
+    call_centre: CallCentre
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -127,6 +129,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         audit=audit, cas=cas,
         residents=ResidentService(uow, clock, audit),
         cards=CardService(uow, clock, audit),
+        call_centre=CallCentre(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,

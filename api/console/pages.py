@@ -82,7 +82,7 @@ def _language(request: Request) -> str:
     return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
 
-def _render(request: Request, template: str, status: int = 200, *,
+def render(request: Request, template: str, status: int = 200, *,
             session: SignIn | None = None, **context: Any) -> HTMLResponse:
     language = _language(request)
     html = _templates.get_template(template).render(
@@ -147,14 +147,14 @@ def _error_page(request: Request, exc: JpkiError, session: SignIn | None) -> Res
            Category.INVALID_INPUT: "error.invalid"}.get(exc.category, "error.other")
     if isinstance(exc, CsrfRefused):
         key = "error.csrf"
-    return _render(request, "error.html", STATUS.get(exc.category, 500), session=session,
+    return render(request, "error.html", STATUS.get(exc.category, 500), session=session,
                    message_key=key)
 
 
 Page = Callable[[Request, SignIn], Awaitable[Response]]
 
 
-async def _signed_in(request: Request, page: Page, *, form_post: bool = False) -> Response:
+async def signed_in(request: Request, page: Page, *, form_post: bool = False) -> Response:
     """Run ``page`` for the signed-in person, or send them to sign in; a POST must carry the
     session's CSRF token. Domain refusals become the error page with the API's status."""
     session: SignIn | None = None
@@ -177,7 +177,7 @@ async def _signed_in(request: Request, page: Page, *, form_post: bool = False) -
 async def login_page(request: Request) -> Response:
     token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(32)
     message = "session.ended" if request.query_params.get("ended") else None
-    response = _render(request, "login.html", csrf=token, message_key=message)
+    response = render(request, "login.html", csrf=token, message_key=message)
     response.set_cookie(FORM_COOKIE, token, path="/console", httponly=True, samesite="strict",
                         secure=_secure(request))
     return response
@@ -192,12 +192,12 @@ async def login(request: Request) -> Response:
         signed = await run_in_threadpool(_console(request).begin, form.get("username", ""),
                                          form.get("password", ""), _address(request))
     except ConsoleLoginFailed:
-        return _render(request, "login.html", 401, csrf=request.cookies.get(FORM_COOKIE),
+        return render(request, "login.html", 401, csrf=request.cookies.get(FORM_COOKIE),
                        message_key="login.failed")
     except AuthThrottled as exc:
         return _throttled(request, exc)
     except RetryLater as exc:  # the password checks are all busy
-        response = _render(request, "login.html", 503, csrf=request.cookies.get(FORM_COOKIE),
+        response = render(request, "login.html", 503, csrf=request.cookies.get(FORM_COOKIE),
                            message_key="login.busy")
         response.headers["retry-after"] = str(exc.retry_after)
         return response
@@ -209,7 +209,7 @@ async def login(request: Request) -> Response:
 
 
 def _throttled(request: Request, exc: AuthThrottled) -> Response:
-    response = _render(request, "login.html", 429, csrf=request.cookies.get(FORM_COOKIE),
+    response = render(request, "login.html", 429, csrf=request.cookies.get(FORM_COOKIE),
                        message_key="login.throttled", seconds=exc.retry_after)
     response.headers["retry-after"] = str(exc.retry_after)
     return response
@@ -219,7 +219,7 @@ def _throttled(request: Request, exc: AuthThrottled) -> Response:
 async def code_page(request: Request) -> Response:
     if not request.cookies.get(SESSION_COOKIE) or not request.cookies.get(FORM_COOKIE):
         return _redirect(request, "/console/login")
-    return _render(request, "code.html", csrf=request.cookies.get(FORM_COOKIE))
+    return render(request, "code.html", csrf=request.cookies.get(FORM_COOKIE))
 
 
 @router.post("/login/code")
@@ -232,7 +232,7 @@ async def code(request: Request) -> Response:
             _console(request).second_factor, request.cookies.get(SESSION_COOKIE) or "",
             form.get("code", "").strip(), _address(request))
     except ConsoleLoginFailed:
-        response = _render(request, "login.html", 401, csrf=request.cookies.get(FORM_COOKIE),
+        response = render(request, "login.html", 401, csrf=request.cookies.get(FORM_COOKIE),
                            message_key="login.failed")
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
@@ -254,7 +254,7 @@ async def logout(request: Request) -> Response:
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
 
-    return await _signed_in(request, page, form_post=True)
+    return await signed_in(request, page, form_post=True)
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -263,11 +263,11 @@ async def logout(request: Request) -> Response:
 @router.get("/")
 async def home(request: Request) -> Response:
     async def page(request: Request, session: SignIn) -> Response:
-        return _render(request, "home.html", session=session)
+        return render(request, "home.html", session=session)
 
     if not request.cookies.get(SESSION_COOKIE):
         return _redirect(request, "/console/login")
-    return await _signed_in(request, page)
+    return await signed_in(request, page)
 
 
 @router.get("/residents")
@@ -279,19 +279,13 @@ async def resident(request: Request) -> Response:
         resident_id = request.query_params.get("id", "").strip()
         if not resident_id:
             authorize(session.user.principal, Operation.RESIDENT_BASIC4_READ)
-            return _render(request, "resident.html", session=session, resident=None)
+            return render(request, "resident.html", session=session, resident=None)
         services = request.app.state.services
         principal = session.user.principal
         read = authorize(principal, Operation.RESIDENT_READ)
         basic4 = authorize(principal, Operation.RESIDENT_BASIC4_READ)
         found = await run_in_threadpool(services.residents.get, read, resident_id)
         basic4.require_municipality(found.municipality_code)
-        return _render(request, "resident.html", session=session, resident=found)
+        return render(request, "resident.html", session=session, resident=found)
 
-    return await _signed_in(request, page)
-
-
-def mount(app: Any) -> None:
-    """Add the console's pages and its stylesheet to ``app``."""
-    app.include_router(router)
-    app.mount("/console/static", static, name="console-static")
+    return await signed_in(request, page)

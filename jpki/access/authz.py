@@ -58,6 +58,9 @@ class Operation(StrEnum):
     MOBILE_LIFT_SUSPENSION = "mobile.lift_suspension"
     MOBILE_HOLD = "mobile.hold"
     MOBILE_HOLD_CERTIFICATE = "mobile.hold_certificate"
+    # the call centre: who is calling, and a lost card reported by phone
+    CALLER_VERIFY = "callcentre.verify_caller"
+    CARD_LOSS_REPORT = "card.loss_report"
     # relying parties: their registration, and their calls
     RP_REGISTER = "rp.register"
     RP_READ = "rp.read"
@@ -142,9 +145,14 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.MOBILE_APPLY: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_REVOKE: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_LIFT_SUSPENSION: Rule(frozenset({K.HOLDER})),
-    # The call centre may put mobile certificates on hold, and do nothing else.
+    # The call centre may put mobile certificates on hold …
     Operation.MOBILE_HOLD: Rule(frozenset({K.CALL_CENTRE})),
     Operation.MOBILE_HOLD_CERTIFICATE: Rule(frozenset({K.CALL_CENTRE})),
+    # It finds the caller's file only from what the caller can tell (card number and date of
+    # birth), and puts a reported lost card's certificates on hold — as a counter would, at
+    # any hour (jpki.registry.call_centre).
+    Operation.CALLER_VERIFY: Rule(frozenset({K.CALL_CENTRE})),
+    Operation.CARD_LOSS_REPORT: Rule(frozenset({K.CALL_CENTRE})),
     # Relying parties are registered nationally (architecture §6.1) …
     Operation.RP_REGISTER: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.RP_READ: Rule(_REGISTRY, municipality=R.NATIONAL),

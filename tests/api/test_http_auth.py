@@ -59,6 +59,8 @@ CONSOLE = {
     ("GET", "/console/"), ("GET", "/console/login"), ("POST", "/console/login"),
     ("GET", "/console/login/code"), ("POST", "/console/login/code"),
     ("POST", "/console/logout"), ("GET", "/console/residents"),
+    ("GET", "/console/callcentre"), ("POST", "/console/callcentre"),
+    ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 import pytest
 
@@ -163,3 +165,63 @@ def test_a_wrong_code_is_refused_and_english_is_one_link_away(
     shot(browser, "login-refused-en")
     browser.get(live_server.url + "/console/")
     assert browser.current_url.endswith("/console/login")
+
+
+def ocsp_status(server: LiveServer, der: bytes) -> object:
+    """What the server's /ocsp says of a certificate, as a relying party's software asks."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509 import ocsp
+
+    from jpki.model import CaKind
+
+    cert = x509.load_der_x509_certificate(der)
+    with server.services.uow() as uow:
+        generation = uow.cas.current(CaKind.AUTH)
+        assert generation is not None
+        issuer = x509.load_der_x509_certificate(generation.certificate_der)
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    answer = httpx.post(server.url + "/ocsp", content=request.public_bytes(Encoding.DER),
+                        headers={"content-type": "application/ocsp-request"}, timeout=5)
+    response = ocsp.load_der_ocsp_response(answer.content)
+    if response.certificate_status is ocsp.OCSPCertStatus.REVOKED:
+        return response.revocation_reason
+    return response.certificate_status
+
+
+def test_an_agent_holds_a_lost_phone_and_ocsp_says_so_within_a_second(
+        browser: Any, live_server: LiveServer, clock: FixedClock) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509 import ReasonFlags
+    from selenium.webdriver.common.by import By
+
+    from jpki.model import CertKind
+    from tests.holder_kit import new_holder
+
+    holder = new_holder(live_server.services,
+                        [rsa.generate_private_key(65537, 2048) for _ in range(4)])
+    phone = holder.enrol_phone()
+    with live_server.services.uow() as uow:
+        card = uow.cards.active_for_resident(holder.resident_id)
+        assert card is not None
+    auth_der = phone.certs[CertKind.MOBILE_AUTH]
+    assert ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold
+    sign_in(browser, live_server, clock, account(live_server, "agent", ConsoleRole.AGENT),
+            "agent")
+    browser.find_element(By.ID, "menu-callcentre").click()
+    arrive(browser, "/console/callcentre")
+    shot(browser, "agent-find")
+    browser.find_element(By.ID, "card_number").send_keys(card.number)
+    browser.find_element(By.ID, "birth_date").send_keys("19900102")
+    browser.find_element(By.ID, "verify").click()
+    assert browser.find_element(By.ID, "verified").text == "カード番号と生年月日が一致しました。"
+    assert "清瀬" not in browser.page_source and "山田" not in browser.page_source
+    shot(browser, "agent-file")
+    browser.find_element(By.ID, "hold-phone").click()
+    assert browser.find_element(By.ID, "message").text == "スマホ用電子証明書を一時保留にしました。"
+    held_at = time.monotonic()
+    shot(browser, "agent-held")
+    while ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold:
+        assert time.monotonic() - held_at < 1.0, "OCSP did not say certificateHold in a second"
+        time.sleep(0.05)

@@ -26,6 +26,7 @@ from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleRole, NewAccount
 from jpki.access.principals import Principal
+from jpki.model import CertKind, RevocationReason
 from tests.conftest import FixedClock
 
 pytestmark = pytest.mark.hsm
@@ -183,3 +184,60 @@ def test_malformed_forms_are_refused_without_a_500(console: Console) -> None:
                                    headers={"content-type": content_type})
         assert answer.status_code == 400, body[:40]
     assert FORM_COOKIE in console.http.cookies
+
+
+# --- the call centre ---------------------------------------------------------------------------
+
+
+def test_an_agent_verifies_a_caller_and_holds_the_phone_and_ocsp_says_so(
+        console: Console) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.holder_kit import new_holder
+
+    holder = new_holder(console.services,
+                        [rsa.generate_private_key(65537, 2048) for _ in range(4)])
+    holder.enrol_phone()
+    with console.services.uow() as uow:
+        card = uow.cards.active_for_resident(holder.resident_id)
+        assert card is not None
+    console.sign_in(console.account("agent", ConsoleRole.AGENT))
+    csrf = console.session_csrf()
+    assert console.http.get("/console/callcentre").status_code == 200
+    wrong = console.http.post("/console/callcentre", data={
+        "csrf": csrf, "card_number": card.number, "birth_date": "1990-01-03"})
+    assert wrong.status_code == 404 and "pixel" not in wrong.text
+    file = console.http.post("/console/callcentre", data={
+        "csrf": csrf, "card_number": card.number, "birth_date": "1990-01-02"})
+    assert file.status_code == 200
+    for personal in ("山田", "太郎", "清瀬", "中里"):
+        assert personal not in file.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', file.text)
+    assert ticket is not None
+    # An edited ticket (another resident) is refused before anything is held.
+    forged = ticket.group(1).replace(holder.resident_id, "0" * 32)
+    refused = console.http.post("/console/callcentre/phone-hold",
+                                data={"csrf": csrf, "ticket": forged})
+    assert refused.status_code == 403
+    held = console.http.post("/console/callcentre/phone-hold",
+                             data={"csrf": csrf, "ticket": ticket.group(1)})
+    assert held.status_code == 200
+    for kind in (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH):
+        serial = holder.mobile_serials[kind]
+        assert serial in held.text
+        with console.services.uow() as uow:
+            cert = uow.certificates.get_by_serial(serial)
+            assert cert is not None
+            assert cert.revocation_reason is RevocationReason.CERTIFICATE_HOLD
+    with console.services.uow() as uow:
+        actors = {r.actor for r in uow.audit.iterate()
+                  if r.action in ("callcentre.caller_checked", "certificate.revoked")}
+    assert actors == {"console:agent"}
+
+
+def test_the_call_centre_pages_are_the_agents_only(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/callcentre").status_code == 403
+    refused = console.http.post("/console/callcentre", data={
+        "csrf": console.session_csrf(), "card_number": "ABCDEFGH", "birth_date": "1990-01-02"})
+    assert refused.status_code == 403
