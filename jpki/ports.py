@@ -20,6 +20,7 @@ from jpki.model import (
     CaGeneration,
     CaKind,
     Card,
+    CardFacts,
     Certificate,
     CertificateFacts,
     CertificateStateRow,
@@ -34,11 +35,14 @@ from jpki.model import (
     JobRun,
     MobileChallenge,
     MobileDevice,
+    NewCard,
     OcspResponder,
     PendingCertificate,
+    ProofingFacts,
     ProofingRecord,
     RelyingParty,
     Resident,
+    ResidentFacts,
     StandingConsent,
     StatusChange,
     StatusRow,
@@ -140,6 +144,41 @@ class IssuanceRecords(Protocol):
                 kinds: Sequence[CertKind]) -> Sequence[CertificateFacts]:
         """The resident's certificates of these kinds, abandoned intents included, oldest
         first."""
+        ...
+
+    # The subjects of a batch of card orders, read and written as plain values with one
+    # statement per batch (jpki.issuance.card.plan_many): what the lifecycle rules
+    # (jpki.lifecycle) decide on, without an ORM load or flush per order.
+
+    def residents(self, resident_ids: Sequence[str]) -> Mapping[str, ResidentFacts]:
+        """These residents, by id, locked for this transaction (the absent ones missing)."""
+        ...
+
+    def proofings(self, proofing_ids: Sequence[str]) -> Mapping[str, ProofingFacts]:
+        """These identity-proofing records, by id, locked for this transaction."""
+        ...
+
+    def active_cards(self, resident_ids: Sequence[str]) -> Mapping[str, CardFacts]:
+        """Each resident's active card, by resident id (those with none missing)."""
+        ...
+
+    def card_numbers_taken(self, numbers: Sequence[str]) -> set[str]:
+        """Those of these card numbers that a card record already has."""
+        ...
+
+    def histories(self, resident_ids: Sequence[str],
+                  kinds: Sequence[CertKind]) -> Mapping[str, Sequence[CertificateFacts]]:
+        """:meth:`history` of each resident (those with none missing)."""
+        ...
+
+    def add_cards(self, cards: Sequence[NewCard]) -> list[int]:
+        """Insert active cards; their ids, in the order given. A number taken raises."""
+        ...
+
+    def use_proofings(self, uses: Sequence[tuple[str, str, datetime]]) -> None:
+        """(id, purpose, when) each: mark an unused record used. Raises
+        :class:`jpki.errors.InternalError` when one was used meanwhile (they are read locked,
+        so that is a bug)."""
         ...
 
     def record_intents(self, rows: Sequence[PendingCertificate]) -> list[int]:
