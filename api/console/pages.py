@@ -78,13 +78,13 @@ def _secure(request: Request) -> bool:
     return bool(request.app.state.services.settings.console_secure_cookies)
 
 
-def _language(request: Request) -> str:
+def language_of(request: Request) -> str:
     return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
 
 def render(request: Request, template: str, status: int = 200, *,
             session: SignIn | None = None, **context: Any) -> HTMLResponse:
-    language = _language(request)
+    language = language_of(request)
     other = "en" if language == "ja" else "ja"
     html = _templates.get_template(template).render(
         t=translator(language), lang=language, other=other,

@@ -85,6 +85,7 @@ class Operation(StrEnum):
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
     MOBILE_SWEEP = "housekeeping.mobile_sweep"
     # watching the service
+    STATISTICS_READ = "service.statistics"
     METRICS_READ = "service.metrics"
     JOBS_READ = "service.jobs"
 
@@ -180,7 +181,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),
     Operation.MOBILE_SWEEP: Rule(_HOUSEKEEPING),
-    # Watching the service over HTTP (api.routers.operations).
+    # Watching the service over HTTP (api.routers.operations). The national figures are the
+    # national operator's (a supervisor at the console; the CLI's operator holds them all).
+    Operation.STATISTICS_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.METRICS_READ: Rule(frozenset({K.OPERATOR})),
     Operation.JOBS_READ: Rule(frozenset({K.OPERATOR})),
 })

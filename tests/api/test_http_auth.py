@@ -63,6 +63,7 @@ CONSOLE = {
     ("POST", "/console/residents/new"), ("POST", "/console/residents/events"),
     ("GET", "/console/callcentre"), ("POST", "/console/callcentre"),
     ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
+    ("GET", "/console/dashboard"), ("GET", "/console/dashboard/{name}.csv"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
@@ -155,6 +156,8 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
             f"/v1/operators/relying-parties/{NO_RP}/status", {"status": "suspended"},
             (404, "rp.not_found")),
         ("GET", "/v1/rp/ping"): Probe("/v1/rp/ping", None, (200, None)),
+        ("GET", "/v1/operators/statistics"): Probe(
+            "/v1/operators/statistics?days=1", None, (200, None)),
         ("POST", "/v1/status"): Probe(
             "/v1/status", {"purpose": "test", "serials": [NO_SERIAL]}, (200, None)),
         ("POST", "/v1/linkage"): Probe(
@@ -338,8 +341,9 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and four national ones (relying parties).
-    assert checked == {"scope": 3, "national": 4}
+    # Three scoped calls (status, linkage, basic4) and five national ones (relying parties, the
+    # national statistics).
+    assert checked == {"scope": 3, "national": 5}
     api.unchanged(before, audited=RP_AUDITED)
 
 

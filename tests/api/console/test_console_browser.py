@@ -247,3 +247,33 @@ def test_an_agent_holds_a_lost_phone_and_ocsp_says_so_within_a_second(
     while ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold:
         assert time.monotonic() - held_at < 1.0, "OCSP did not say certificateHold in a second"
         time.sleep(0.05)
+
+
+def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
+        browser: Any, live_server: LiveServer, clock: FixedClock,
+        new_resident: Any, subject_keys: list[bytes]) -> None:
+    from selenium.webdriver.common.by import By
+
+    from jpki.issuance.service import KeyRequest
+    from jpki.model import CertKind
+    from tests.holder_kit import ISSUE
+
+    for municipality, key in (("132217", subject_keys[0]), ("011002", subject_keys[1]),
+                              ("011002", subject_keys[2])):
+        resident = new_resident(municipality=municipality)
+        live_server.services.issuance.issue(ISSUE, resident, [KeyRequest(CertKind.CARD_AUTH,
+                                                                         key)])
+    sign_in(browser, live_server, clock, account(live_server, "boss", ConsoleRole.SUPERVISOR))
+    browser.find_element(By.ID, "menu-dashboard").click()
+    arrive(browser, "/console/dashboard")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 6
+    shot(browser, "supervisor-dashboard")
+    panel = browser.find_element(By.ID, "panel-prefectures")
+    panel.find_element(By.TAG_NAME, "summary").click()
+    rows = {tr.find_elements(By.TAG_NAME, "td")[0].text:
+            tr.find_elements(By.TAG_NAME, "td")[2].text
+            for tr in panel.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert rows == {"北海道": "2", "東京都": "1"}  # the auth column (card_auth is the second)
+    shot(browser, "supervisor-prefectures")
+    logs = browser.get_log("browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs

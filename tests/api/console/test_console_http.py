@@ -26,7 +26,7 @@ from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleRole, NewAccount
 from jpki.access.principals import Principal
-from jpki.model import CertKind, RevocationReason
+from jpki.model import CertKind, ClientRole, RevocationReason
 from tests.conftest import FixedClock
 
 pytestmark = pytest.mark.hsm
@@ -322,3 +322,54 @@ def test_the_language_link_keeps_the_page_and_its_query(console: Console) -> Non
     after_post = console.http.post("/console/residents/search", data={
         "csrf": console.session_csrf(), "name": "山田 太郎", "birth_date": "19900102"})
     assert 'href="/console/?lang=en"' in after_post.text
+
+
+# --- the supervisor's dashboard ---------------------------------------------------------------
+
+
+def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
+                                                      new_resident: Callable[..., str]) -> None:
+    import csv
+    import io
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki.issuance.service import KeyRequest
+    from tests.holder_kit import ISSUE
+    from tests.phone_kit import spki
+
+    for municipality in ("132217", "011002"):
+        resident = new_resident(municipality=municipality)
+        console.services.issuance.issue(ISSUE, resident, [
+            KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537, 2048)))])
+    operator = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="ops", role=ClientRole.OPERATOR)
+    api = console.http.get("/v1/operators/statistics?days=7", auth=(
+        operator.client.client_id, operator.client_secret)).json()
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    page = console.http.get("/console/dashboard?days=7")
+    assert page.status_code == 200
+    assert page.text.count("<svg") == 6 and "<script" not in page.text
+    issued = console.http.get("/console/dashboard/issued.csv?days=7")
+    assert issued.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(issued.content.decode("utf-8-sig"))))
+    assert rows[0][0] == "日付" and len(rows) == 1 + 7
+    from_csv = {(row[0], kind.value): int(row[1 + i]) for row in rows[1:]
+                for i, kind in enumerate(CertKind) if int(row[1 + i])}
+    from_api = {(r["day"], r["kind"]): r["count"] for r in api["issued"]}
+    assert from_csv == from_api == {(api["until"], "card_auth"): 2}
+    by_prefecture = list(csv.reader(io.StringIO(console.http.get(
+        "/console/dashboard/prefectures.csv").content.decode("utf-8-sig"))))
+    assert {row[0] for row in by_prefecture[1:]} == {"東京都", "北海道"}
+    assert sum(r["count"] for r in api["valid_by_prefecture"]) == 2
+
+
+def test_the_dashboard_is_the_supervisors(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/dashboard").status_code == 403
+    assert console.http.get("/console/dashboard/issued.csv").status_code == 403
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    assert console.http.get("/console/dashboard?days=0").status_code == 400
+    assert console.http.get("/console/dashboard/nothing.csv").status_code == 404

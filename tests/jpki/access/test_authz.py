@@ -39,7 +39,7 @@ MAY = {
                  Op.RESIDENT_EVENT,
                  Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
-                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ},
+                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
@@ -59,7 +59,8 @@ MAY = {
                        Op.RP_ROTATE_SECRET, Op.RP_SET_STATUS, Op.CA_CEREMONY, Op.CA_ROLLOVER,
                        Op.RESPONDERS_RENEW, Op.CLIENT_CREATE, Op.CLIENT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
-                       Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
+                       Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
+                       Op.STATISTICS_READ},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
 }
 MAY[K.POST_OFFICE] = MAY[K.STATION]
