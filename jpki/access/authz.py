@@ -77,9 +77,11 @@ class Operation(StrEnum):
     CA_ROLLOVER = "ca.rollover"
     RESPONDERS_RENEW = "ca.responders_renew"
     CLIENT_CREATE = "client.create"
+    CLIENT_READ = "client.read"
     CLIENT_SET_STATUS = "client.set_status"
     # the operator console's accounts (jpki.access.console_accounts)
     CONSOLE_ACCOUNT_CREATE = "console.account_create"
+    CONSOLE_ACCOUNT_READ = "console.account_read"
     CONSOLE_ACCOUNT_SET_STATUS = "console.account_set_status"
     # housekeeping
     PENDING_ABANDON = "housekeeping.abandon_pending"
@@ -177,10 +179,17 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.CA_ROLLOVER: Rule(_LOCAL),
     Operation.RESPONDERS_RENEW: Rule(_HOUSEKEEPING),
     Operation.CLIENT_CREATE: Rule(_LOCAL),
-    Operation.CLIENT_SET_STATUS: Rule(_LOCAL),
-    # So do the console's people: the first supervisor is made at the CLI (README).
-    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_LOCAL),
-    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_LOCAL),
+    # A supervisor (a national operator) sees the clients and suspends or resumes stations;
+    # the other clients' standing stays with the CLI (jpki.access.clients.set_status).
+    Operation.CLIENT_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CLIENT_SET_STATUS: Rule(_REGISTRY, municipality=R.NATIONAL),
+    # The console's people: supervisors are made at the CLI only (the first one, and every
+    # other: a supervisor who could make one could approve their own DV request through it);
+    # supervisors manage the counter clerks and call-centre agents
+    # (jpki.access.console_accounts).
+    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CONSOLE_ACCOUNT_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_REGISTRY, municipality=R.NATIONAL),
     # What must happen even if nobody asks (architecture §3.3, §4.5).
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),

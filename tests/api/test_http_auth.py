@@ -65,7 +65,9 @@ CONSOLE = {
     ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
     ("GET", "/console/dashboard"), ("GET", "/console/dashboard/{name}.csv"),
     ("POST", "/console/residents/dv-request"), ("GET", "/console/dv"),
-    ("POST", "/console/dv/decide"),
+    ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
+    ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
+    ("POST", "/console/admin/relying-parties/status"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 

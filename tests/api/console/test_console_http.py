@@ -26,6 +26,7 @@ from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleRole, NewAccount
 from jpki.access.principals import Principal
+from jpki.errors import Forbidden
 from jpki.model import CertKind, ClientRole, RevocationReason
 from tests.conftest import FixedClock
 
@@ -427,3 +428,67 @@ def test_a_supervisor_cannot_approve_their_own_request(
     with console.services.uow() as uow:
         record = uow.residents.get(resident)
         assert record is not None and not record.dv_support
+
+
+# --- management -------------------------------------------------------------------------------
+
+
+def test_a_supervisor_makes_a_clerk_who_can_sign_in_and_suspends_stations_and_rps(
+        console: Console) -> None:
+    station = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="Kiyose desk", role=ClientRole.STATION)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    made = console.http.post("/console/admin/accounts", data={
+        "csrf": csrf, "username": "newclerk", "role": "clerk", "municipality_code": "132217"})
+    assert made.status_code == 200
+    password = re.search(r'id="made_password">([^<]+)<', made.text)
+    secret = re.search(r'id="made_totp">([^<]+)<', made.text)
+    assert password is not None and secret is not None
+    # Supervisors are made at the CLI only.
+    refused = console.http.post("/console/admin/accounts", data={
+        "csrf": csrf, "username": "boss2", "role": "supervisor"})
+    assert refused.status_code == 400
+    with pytest.raises(Forbidden):
+        console.services.console.create(
+            authorize(console_user_principal(console, "boss"), Operation.CONSOLE_ACCOUNT_CREATE),
+            username="boss3", role=ConsoleRole.SUPERVISOR)
+    suspended = console.http.post("/console/admin/stations/status", data={
+        "csrf": csrf, "client_id": station.client.client_id, "status": "suspended"})
+    assert suspended.status_code == 200 and "停止中" in suspended.text
+    with console.services.uow() as uow:
+        stored = uow.clients.get_by_client_id(station.client.client_id)
+        assert stored is not None and stored.status.value == "suspended"
+    console.http.post("/console/logout", data={"csrf": csrf})
+    console.clock.advance(seconds=30)
+    new = NewAccount(username="newclerk", role=ConsoleRole.CLERK, municipality_code="132217",
+                     password=password.group(1), totp_secret=secret.group(1), totp_uri="")
+    assert console.sign_in(new).headers["location"] == "/console/"
+
+
+def console_user_principal(console: Console, username: str) -> Principal:
+    from jpki.access.console_accounts import _user
+
+    with console.services.uow() as uow:
+        account = uow.console.account(username)
+        assert account is not None
+    return _user(account).principal
+
+
+def test_a_supervisor_cannot_suspend_operator_clients_or_other_supervisors(
+        console: Console) -> None:
+    operator = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="ops", role=ClientRole.OPERATOR)
+    console.account("deputy", ConsoleRole.SUPERVISOR)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    assert console.http.post("/console/admin/stations/status", data={
+        "csrf": csrf, "client_id": operator.client.client_id,
+        "status": "suspended"}).status_code == 403
+    assert console.http.post("/console/admin/accounts/status", data={
+        "csrf": csrf, "username": "deputy", "status": "suspended"}).status_code == 403
+
+
+def test_the_management_pages_are_the_supervisors(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/admin").status_code == 403

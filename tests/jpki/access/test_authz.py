@@ -39,7 +39,9 @@ MAY = {
                  Op.RESIDENT_EVENT,
                  Op.DV_REQUEST, Op.DV_DECIDE, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
-                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ},
+                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ,
+                 Op.CLIENT_READ, Op.CLIENT_SET_STATUS, Op.CONSOLE_ACCOUNT_CREATE,
+                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
@@ -60,6 +62,7 @@ MAY = {
                        Op.RP_ROTATE_SECRET, Op.RP_SET_STATUS, Op.CA_CEREMONY, Op.CA_ROLLOVER,
                        Op.RESPONDERS_RENEW, Op.CLIENT_CREATE, Op.CLIENT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
+                       Op.CONSOLE_ACCOUNT_READ, Op.CLIENT_READ,
                        Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
                        Op.STATISTICS_READ},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
