@@ -43,6 +43,7 @@ from jpki.revocation.ocsp import OcspResponder
 from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
 from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
@@ -78,11 +79,14 @@ class Services:
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
     auth_throttle: AuthThrottle
-    # The group commit the relying-party calls' audit records share (and its writer thread).
+    # The group commit the relying-party calls' audit records share (and its writer thread),
+    # and the connection of its own its batches run on.
     audit_group: GroupAudit
+    audit_writer: SqlAuditWriter
 
     def close(self) -> None:
         self.audit_group.close()
+        self.audit_writer.close()
         self.clients.legacy.close()
         self.uow.engine.dispose()
         self.read_engine.dispose()
@@ -116,8 +120,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         uow, clock, audit, SecretHasher(keys, recipe.client_secret_key_label),
         LegacyVerifier(settings.auth_legacy_workers, settings.auth_legacy_queue),
         read_uow=reader)
-    # Their audit records (disclosures, refusals) share group commits.
-    group = GroupAudit(uow, audit)
+    # Their audit records (disclosures, refusals) share group commits, each batch a plain
+    # transaction on a connection of the group's own (jpki.store.audit_writer).
+    audit_writer = SqlAuditWriter(engine)
+    group = GroupAudit(uow, audit, batches=audit_writer)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
@@ -149,6 +155,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         jobs=JobLedger(uow),
         auth_throttle=auth_throttle(settings),
         audit_group=group,
+        audit_writer=audit_writer,
     )
 
 
