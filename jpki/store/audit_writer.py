@@ -75,7 +75,8 @@ class _Statements:
                          "WHERE id = 1")
         # The column type's own conversion (UtcDateTime, then the dialect's DATETIME), so the
         # stored value is the one the unit of work's INSERT stores.
-        convert = audit_log.c.at.type.bind_processor(engine.dialect)
+        dialect = engine.dialect
+        convert = audit_log.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self.at: Callable[[datetime], Any] = convert or (lambda at: at)
         self.insert = cache(self._insert)
 
