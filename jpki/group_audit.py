@@ -79,12 +79,15 @@ class _Entry:
     # The caller's request (jpki.correlation): the leader stages everyone's records in its
     # own thread, where the current request is its own.
     request_id: str | None = field(default_factory=current_request_id)
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set when a caller waiting in record() may go on (its record committed, or it leads);
+    # None for a submitted record, which nobody waits on.
+    done: threading.Event | None = None
     lead: bool = False
     error: BaseException | None = None
 
     def finish(self) -> None:
         if self.notify is None:
+            assert self.done is not None
             self.done.set()
             return
         try:
@@ -145,6 +148,7 @@ class GroupAudit:
         # Leads the batches whose first record nobody waits for (submit); made on first use.
         self._writer: ThreadPoolExecutor | None = None
         self._last_size = 0  # records in the writer's last batch
+        self._want = 0  # while the writer gathers: the records it waits for
         self._last_end = -BUSY_SECONDS  # when it ended (monotonic)
 
     def record(self, *, actor: str, action: str, subject: str,
@@ -152,12 +156,14 @@ class GroupAudit:
                check: Check | None = None) -> None:
         """Append one record to the chain; return once it is committed (or raise)."""
         # Personal-data keys are refused here, in the caller.
-        entry = _Entry(actor, action, subject, canonical_payload(payload or {}), check)
+        entry = _Entry(actor, action, subject, canonical_payload(payload or {}), check,
+                       done=threading.Event())
         with self._lock:
             self._pending.append(entry)
             if not self._busy:
                 self._busy = entry.lead = True
         if not entry.lead:
+            assert entry.done is not None
             entry.done.wait()
             if not entry.lead:  # committed (or failed) in a batch someone else led
                 if entry.error is not None:
@@ -178,7 +184,9 @@ class GroupAudit:
         with self._lock:
             self._pending.append(entry)
             if self._busy:
-                self._arrived.notify()  # a gathering writer counts it
+                # A gathering writer is woken once, when its batch is full, not per record.
+                if self._want and len(self._pending) >= self._want:
+                    self._arrived.notify()
                 return  # the leader in charge takes it with the next batch
             self._busy = True
         self._start_writer()
@@ -218,11 +226,15 @@ class GroupAudit:
             return
         deadline = time.monotonic() + self._gather_seconds
         with self._lock:
-            while len(self._pending) < self._last_size:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._arrived.wait(left)
+            self._want = self._last_size
+            try:
+                while len(self._pending) < self._last_size:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._arrived.wait(left)
+            finally:
+                self._want = 0
 
     def _lead(self, *, from_writer: bool = False) -> bool:
         """Lead one batch; True when the writer thread should lead the next one too."""
@@ -268,6 +280,7 @@ class GroupAudit:
                     successor = self._pending[0]
                     if successor.notify is None:  # a caller waiting in record(): it leads
                         successor.lead = True
+                        assert successor.done is not None
                         successor.done.set()
                     elif from_writer:
                         again = True

@@ -74,12 +74,20 @@ def _standing(for_update: bool) -> Select[Any]:
 
 def read_standing(conn: Connection, consent_id: str, *,
                   for_update: bool = False) -> StandingConsent | None:
-    """:meth:`SqlConsents.standing` on a connection: a unit of work's, or the group commit's
-    own (jpki.store.audit_writer). Core, one statement: the consent, the resident and the
-    signer where the ORM made four (bench/relying_party.py, basic4)."""
+    """:meth:`SqlConsents.standing` on a connection. Core, one statement: the consent, the
+    resident and the signer where the ORM made four (bench/relying_party.py, basic4)."""
     row = conn.execute(_standing(for_update), {"consent_id": consent_id}).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else standing_from(row)
+
+
+def standing_statement(for_update: bool) -> Select[Any]:
+    """The statement of :func:`read_standing`, for a reader that runs it on the driver
+    (jpki.store.audit_writer); its one parameter is ``consent_id``."""
+    return _standing(for_update)
+
+
+def standing_from(row: Any) -> StandingConsent:
+    """A row of :func:`standing_statement` (its columns as attributes) as the model's."""
     signer = CertificateLine(id=row.s_id, serial=row.s_serial, kind=row.s_kind,
                              status=row.s_status, not_before=row.s_not_before,
                              not_after=row.s_not_after, revoked_at=row.s_revoked_at,
@@ -91,7 +99,6 @@ def read_standing(conn: Connection, consent_id: str, *,
         dv_support=bool(row.dv_support), signer=signer,
         has_successor=bool(row.has_successor), name=row.name, birth_date=row.birth_date,
         sex=row.sex, address=row.address)
-
 
 @cache
 def _consent_by_id(for_update: bool) -> Select[Consent]:

@@ -151,12 +151,44 @@ def test_concurrent_writers_of_the_chain_serialise(services) -> None:
         assert services.audit.verify(uow).records == 72
 
 
-def test_a_standing_consent_reads_the_same_on_the_writers_connection(services) -> None:
-    """consents.standing as the unit of work reads it and as the lean batch reads it: the same
-    row (no consent here: both None), and the batch's certificates reach the ORM."""
-    with services.uow() as uow:
-        expected = uow.consents.standing("cs_" + "0" * 24)
+@pytest.fixture(scope="module")
+def key_pool() -> list:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return [rsa.generate_private_key(65537, 2048) for _ in range(4)]
+
+
+def test_a_standing_consent_reads_the_same_on_the_writers_connection(services, key_pool) -> None:
+    """consents.standing as the unit of work reads it (SQLAlchemy) and as the lean batch reads
+    it (the compiled statement on the driver's cursor): the same consent, field for field —
+    times, enums, the successor flag, withdrawn or not; an unknown id is None in both."""
+    from jpki.access.authz import Operation, authorize
+    from jpki.access.principals import Principal
+    from tests.holder_kit import consent_statement, new_holder
+
+    new = services.relying_parties.register(
+        authorize(Principal.local_operator("pytest"), Operation.RP_REGISTER), name="RP",
+        kind="platform_operator", purposes=["test"], scopes=["basic4"])
+    ctx = services.relying_parties.admit(
+        services.clients.authenticate(new.client_id, new.client_secret), Operation.RP_BASIC4)
+    holder = new_holder(services, list(key_pool))
+    consent_id = services.latest_basic4.provide(
+        ctx, "test", consent=holder.sign(consent_statement(ctx.rp_id, services.clock.now()))
+    ).consent_id
+
+    def both(cid: str):
+        with services.uow() as uow:
+            expected = uow.consents.standing(cid)
+        with services.audit_writer() as batch:
+            got = (batch.consents.standing(cid, for_update=True),
+                   batch.consents.standing(cid))
+        return expected, got
+
+    expected, got = both(consent_id)
+    assert expected is not None and expected.withdrawn_at is None
+    assert got == (expected, expected)
+    assert (expected.name, expected.address) == (got[0].name, got[0].address)  # repr=False
+    assert both("cs_" + "0" * 24) == (None, (None, None))
     with services.audit_writer() as batch:
-        assert batch.consents.standing("cs_" + "0" * 24, for_update=True) == expected
-        assert batch.certificates.get(1) is None
-        assert batch.certificates.issued_successor_of(1) is None
+        assert batch.certificates.get(expected.signer.id).serial == expected.signer.serial
+        assert batch.certificates.issued_successor_of(expected.signer.id) is None
