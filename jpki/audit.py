@@ -19,6 +19,11 @@ commits, so a change and its audit records commit or roll back together. The hea
 for the append, which serialises writers at the end of their transactions only, and a
 transaction's records are written with one batched INSERT.
 
+The relying-party calls' group commit (jpki.group_audit) appends its batches outside any unit of
+work, on a connection of the store's own (jpki.store.audit_writer), with the same head lock; its
+records are numbered and MACed here (:meth:`AuditLog.chained`), like everyone's, so a chain
+written by both writers is one chain.
+
 Payloads never carry personal data (architecture §9.7): identifiers, serials, codes.
 
 Each record also names the request (or job run) that caused it, when there was one

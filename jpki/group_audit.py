@@ -8,10 +8,14 @@ so the calls would run at the rate of durable commits, one at a time.
 
 Instead, concurrent calls share a transaction (leader/follower group commit, as databases do for
 their logs): a caller queues its record and, if no write is in flight, becomes the leader — it
-takes everything queued, stages it in one unit of work (jpki.audit chains and MACs each record as
-usual) and commits; the callers whose records were in that batch return only then. Records that
-arrive during the commit form the next batch, whose first caller is woken to lead it. Nothing is
-acknowledged before it is durable, and a failed commit fails every call of its batch.
+takes everything queued, runs the records' checks, chains them onto the locked head
+(jpki.audit chains and MACs each record as usual) and commits; the callers whose records were in
+that batch return only then. The batch is a :class:`jpki.ports.AuditBatch`: in the service, a
+plain transaction on a connection of the store's own (jpki.store.audit_writer — a batch cost
+about 1 ms of CPU through a unit of work, a third of that there); without one, a unit of work.
+Records that arrive during the commit form the next batch, whose first caller is woken to lead
+it. Nothing is acknowledged before it is durable, and a failed commit fails every call of its
+batch.
 
 A record may carry a ``check`` run inside the batch's transaction before it is staged; a check
 that raises refuses that call alone, and one that returns a mapping gives the record its payload

@@ -80,13 +80,21 @@ class _Statements:
         dialect = engine.dialect
         convert = audit_log.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self.at: Callable[[datetime], Any] = convert or (lambda at: at)
-        self.insert = cache(self._insert)
+        self._sqlite = sqlite
+        self.one_statement = not sqlite
+        self.append = cache(self._append)
         self.standing = {flag: _StandingQuery(dialect, flag) for flag in (False, True)}
 
-    def _insert(self, rows: int) -> str:
+    def _append(self, rows: int) -> str:
+        """The INSERT of ``rows`` records and the head's UPDATE (its parameters last): on
+        PostgreSQL one statement, the INSERT in a WITH, so one round trip to the server; SQLite
+        runs the two in turn (sqlite3 takes one statement per execute)."""
         values = "(" + ", ".join([self.mark] * 9) + ")"
-        return (f"INSERT INTO audit_log ({_COLUMNS}) VALUES "  # noqa: S608
-                + ", ".join([values] * rows))
+        insert = (f"INSERT INTO audit_log ({_COLUMNS}) VALUES "  # noqa: S608
+                  + ", ".join([values] * rows))
+        if self._sqlite:
+            return insert
+        return f"WITH appended AS ({insert}) {self.set_head}"
 
 
 class _StandingQuery:
@@ -175,10 +183,13 @@ class _Batch:
         for r in records:
             params += (r.seq, at(r.at), r.actor, r.action, r.subject, r.payload, r.prev_mac,
                        r.mac, r.request_id)
-        cur = self.cursor
-        cur.execute(self.statements.insert(len(records)), params)
         last = records[-1]
-        cur.execute(self.statements.set_head, (last.seq, last.mac))
+        sql = self.statements
+        if sql.one_statement:
+            self.cursor.execute(sql.append(len(records)), [*params, last.seq, last.mac])
+        else:
+            self.cursor.execute(sql.append(len(records)), params)
+            self.cursor.execute(sql.set_head, (last.seq, last.mac))
 
     def commit(self) -> None:
         self._conn.commit()
