@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import metrics, openapi, problems
+from api import console, metrics, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
@@ -229,6 +229,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(counter.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
+    console.mount(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)

@@ -20,6 +20,7 @@ from hsm.keystore import KeyStore
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher
 from jpki.access.clients import ClientService
+from jpki.access.console_accounts import ConsoleAccounts, PasswordVerifier
 from jpki.audit import AuditLog
 from jpki.authority.ca import CaService
 from jpki.authority.recipe import Recipe, load_recipe
@@ -29,6 +30,7 @@ from jpki.jobs import JobLedger
 from jpki.mobile.service import MobileService
 from jpki.ports import Clock, SystemClock
 from jpki.rate_limits import TokenBuckets
+from jpki.registry.call_centre import CallCentre
 from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
@@ -61,6 +63,7 @@ class Services:
     cas: CaService
     residents: ResidentService
     cards: CardService
+    call_centre: CallCentre
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -79,6 +82,8 @@ class Services:
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
     auth_throttle: AuthThrottle
+    # The operator console's people (api.console); their failures spend the same budgets.
+    console: ConsoleAccounts
     # The group commit the relying-party calls' audit records share (and its writer thread),
     # and the connection of its own its batches run on.
     audit_group: GroupAudit
@@ -124,11 +129,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     # transaction on a connection of the group's own (jpki.store.audit_writer).
     audit_writer = SqlAuditWriter(engine)
     group = GroupAudit(uow, audit, batches=audit_writer)
+    throttle = auth_throttle(settings)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
         residents=ResidentService(uow, clock, audit),
         cards=CardService(uow, clock, audit),
+        call_centre=CallCentre(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,
@@ -153,7 +160,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
             group=group),
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         jobs=JobLedger(uow),
-        auth_throttle=auth_throttle(settings),
+        auth_throttle=throttle,
+        console=ConsoleAccounts(uow, clock, audit, keys, recipe.client_secret_key_label,
+                                PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
         audit_writer=audit_writer,
     )

@@ -277,6 +277,19 @@ class ClientSuspended(Forbidden):
     title = "The client is suspended"
 
 
+class ConsoleLoginFailed(Unauthenticated):
+    """A console sign-in refused: wrong user name, password or code, or a locked or suspended
+    account — one answer for all, so that it does not tell which (the audit record does)."""
+
+    code = "console.login_failed"
+    title = "The user name, password or code is wrong, or the account cannot sign in now"
+
+
+class ConsoleSessionEnded(Unauthenticated):
+    code = "console.session_ended"
+    title = "The console session has ended; sign in again"
+
+
 class RetryLater(JpkiError):
     """Refused for now: the caller may try again in ``retry_after`` seconds (HTTP
     Retry-After)."""

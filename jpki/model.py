@@ -342,6 +342,35 @@ class MobileChallenge:
     source: str | None = None
 
 
+@dataclass(frozen=True)
+class ConsoleAccount:
+    """A person who signs in to the operator console (jpki.access.console_accounts): a counter
+    clerk (scoped to one municipality), a call-centre agent or a supervisor."""
+
+    id: int | None
+    username: str
+    role: str  # jpki.access.console_accounts.ConsoleRole
+    municipality_code: str | None
+    password_hash: str = field(repr=False)
+    totp_sealed: str = field(repr=False)
+    totp_last_step: int | None
+    failed_logins: int
+    locked_until: datetime | None
+    status: str  # ClientStatus values: active, suspended
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    token_sha256: str = field(repr=False)
+    account_id: int
+    stage: str  # "password" (second factor awaited) or "active"
+    csrf: str = field(repr=False)
+    created_at: datetime
+    last_seen_at: datetime
+
+
 @dataclass(eq=False)
 class ApiClient:
     id: int | None

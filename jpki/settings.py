@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     auth_concurrency: int = Field(default=4, ge=1, le=64)
     auth_legacy_workers: int = Field(default=1, ge=1, le=16)
     auth_legacy_queue: int = Field(default=4, ge=0, le=1_000)
+    # The operator console (api.console): people's password checks (Argon2id, 19 MiB each) at
+    # once; and whether its session cookie is marked Secure (only over HTTPS) — turn off only
+    # to try the console over plain HTTP on one's own machine.
+    console_password_checks: int = Field(default=2, ge=1, le=16)
+    console_secure_cookies: bool = True
 
     @property
     def public_base_url(self) -> str:

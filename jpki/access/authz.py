@@ -58,6 +58,9 @@ class Operation(StrEnum):
     MOBILE_LIFT_SUSPENSION = "mobile.lift_suspension"
     MOBILE_HOLD = "mobile.hold"
     MOBILE_HOLD_CERTIFICATE = "mobile.hold_certificate"
+    # the call centre: who is calling, and a lost card reported by phone
+    CALLER_VERIFY = "callcentre.verify_caller"
+    CARD_LOSS_REPORT = "card.loss_report"
     # relying parties: their registration, and their calls
     RP_REGISTER = "rp.register"
     RP_READ = "rp.read"
@@ -73,6 +76,9 @@ class Operation(StrEnum):
     RESPONDERS_RENEW = "ca.responders_renew"
     CLIENT_CREATE = "client.create"
     CLIENT_SET_STATUS = "client.set_status"
+    # the operator console's accounts (jpki.access.console_accounts)
+    CONSOLE_ACCOUNT_CREATE = "console.account_create"
+    CONSOLE_ACCOUNT_SET_STATUS = "console.account_set_status"
     # housekeeping
     PENDING_ABANDON = "housekeeping.abandon_pending"
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
@@ -139,9 +145,14 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.MOBILE_APPLY: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_REVOKE: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_LIFT_SUSPENSION: Rule(frozenset({K.HOLDER})),
-    # The call centre may put mobile certificates on hold, and do nothing else.
+    # The call centre may put mobile certificates on hold …
     Operation.MOBILE_HOLD: Rule(frozenset({K.CALL_CENTRE})),
     Operation.MOBILE_HOLD_CERTIFICATE: Rule(frozenset({K.CALL_CENTRE})),
+    # It finds the caller's file only from what the caller can tell (card number and date of
+    # birth), and puts a reported lost card's certificates on hold — as a counter would, at
+    # any hour (jpki.registry.call_centre).
+    Operation.CALLER_VERIFY: Rule(frozenset({K.CALL_CENTRE})),
+    Operation.CARD_LOSS_REPORT: Rule(frozenset({K.CALL_CENTRE})),
     # Relying parties are registered nationally (architecture §6.1) …
     Operation.RP_REGISTER: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.RP_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
@@ -158,6 +169,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.RESPONDERS_RENEW: Rule(_HOUSEKEEPING),
     Operation.CLIENT_CREATE: Rule(_LOCAL),
     Operation.CLIENT_SET_STATUS: Rule(_LOCAL),
+    # So do the console's people: the first supervisor is made at the CLI (README).
+    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_LOCAL),
+    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_LOCAL),
     # What must happen even if nobody asks (architecture §3.3, §4.5).
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),

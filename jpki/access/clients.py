@@ -159,7 +159,9 @@ class ClientService:
         if role is ClientRole.RP:
             raise InvalidInput("relying-party clients are registered with their relying party "
                                "(`jpki rp add`)", field="role")
-        if not _NAME.match(name):
+        # fullmatch: ``$`` alone also matches before a final line feed, which would let
+        # "name\n" through into the client's row and the audit record.
+        if not _NAME.fullmatch(name):
             raise InvalidInput("a client name is 1-100 letters, digits, spaces or .-()",
                                field="name")
         scope_text = _validate_scopes(role, scopes or [])

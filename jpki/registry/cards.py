@@ -14,6 +14,7 @@ capped by its expiry (reference §1.4), and its loss, return or replacement acts
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -79,6 +80,17 @@ class CardService:
     def record_event(self, grant: Grant[Literal[Operation.CARD_EVENT]], number: str,
                      event: CardEvent) -> CardEventOutcome:
         actor = grant.require(Operation.CARD_EVENT)
+        return self._event(actor, number, event, grant.require_municipality)
+
+    def report_lost(self, grant: Grant[Literal[Operation.CARD_LOSS_REPORT]],
+                    number: str) -> CardEventOutcome:
+        """A lost card reported to the call centre: the same hold as a counter's (§3.2), at
+        any hour; the call centre serves every municipality."""
+        actor = grant.require(Operation.CARD_LOSS_REPORT)
+        return self._event(actor, number, CardEvent.LOST, lambda _code: None)
+
+    def _event(self, actor: Principal, number: str, event: CardEvent,
+               in_scope: Callable[[str], None]) -> CardEventOutcome:
         number = validate_card_number(number)
         with self._uow() as uow:
             card = uow.cards.get_by_number(number)
@@ -86,7 +98,7 @@ class CardService:
                 raise CardNotFound("no card with this number", card=number)
             resident = uow.residents.get(card.resident_id, for_update=True)
             assert resident is not None
-            grant.require_municipality(resident.municipality_code)
+            in_scope(resident.municipality_code)
             now = self._clock.now()
             if event is CardEvent.LOST:
                 if card.status is not CardStatus.ACTIVE:

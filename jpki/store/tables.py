@@ -393,6 +393,42 @@ job_runs = Table(
     Column("last_success_at", UtcDateTime, nullable=True),
 )
 
+# The operator console's people (api.console, jpki.access.console_accounts): counter clerks,
+# call-centre agents and supervisors, each signing in with a password (Argon2id) and a TOTP
+# second factor (RFC 6238). Core statements only (jpki.store.console): nothing maps onto these.
+console_accounts = Table(
+    "console_accounts", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("municipality_code", String(6), ForeignKey("municipalities.code"), nullable=True),
+    Column("password_hash", Text, nullable=False),
+    # The TOTP secret sealed with AES-GCM under a key derived in the HSM: a copy of the database
+    # alone does not give the second factor away.
+    Column("totp_sealed", Text, nullable=False),
+    # The last TOTP time step accepted: a code is good once (RFC 6238 §5.2).
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+
+# A console session: the cookie carries a random token; only its SHA-256 is stored, so a copy of
+# the table cannot be replayed as a cookie. ``stage`` is "password" between the two factors and
+# "active" once the code was accepted (a new token then: no fixation across the second factor).
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("console_accounts.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("stage", String(8), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False, index=True),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 

@@ -10,6 +10,7 @@ from typing import Self
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from jpki.store.console import SqlConsole
 from jpki.store.crls import SqlCrls
 from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.jobs import SqlJobRuns
@@ -53,6 +54,7 @@ class SqlUnitOfWork:
         self.relying_parties = SqlRelyingParties(s)
         self.consents = SqlConsents(s)
         self.jobs = SqlJobRuns(s)
+        self.console = SqlConsole(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

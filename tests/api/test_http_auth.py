@@ -52,7 +52,17 @@ HOLDER_SIGNED = {
 }
 # …and the challenge those requests sign, which anyone may ask for (single use, minutes).
 CHALLENGE = ("POST", "/v1/mobile/challenges")
-UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE}
+# The operator console's pages (api.console.pages): a person's session, not API credentials; each
+# page authorises its operations against this same table as the signed-in person's principal,
+# and tests/api/console/ holds every page to it (by role and by municipality).
+CONSOLE = {
+    ("GET", "/console/"), ("GET", "/console/login"), ("POST", "/console/login"),
+    ("GET", "/console/login/code"), ("POST", "/console/login/code"),
+    ("POST", "/console/logout"), ("GET", "/console/residents"),
+    ("GET", "/console/callcentre"), ("POST", "/console/callcentre"),
+    ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
+}
+UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
 # Identifiers that exist nowhere, so that an allowed caller gets a precise "not found" and nothing
 # is ever changed by the matrix.

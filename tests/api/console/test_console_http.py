@@ -1,0 +1,243 @@
+"""The operator console over HTTP (api.console.pages), in process: the sign-in with two factors,
+the cookies' and pages' security attributes, CSRF on every form, and refusals by role and by
+municipality through the same authorisation table as the REST API.
+
+The browser tests (test_console_browser.py) drive the same pages in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.composition import Services
+from api.console.i18n import CATALOGUES
+from api.console.pages import CSP, FORM_COOKIE, SESSION_COOKIE
+from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
+from jpki.access.authz import Operation, authorize
+from jpki.access.console_accounts import ConsoleRole, NewAccount
+from jpki.access.principals import Principal
+from jpki.model import CertKind, RevocationReason
+from tests.conftest import FixedClock
+
+pytestmark = pytest.mark.hsm
+
+LOCAL = Principal.local_operator("pytest")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Console:
+    services: Services
+    http: TestClient
+    clock: FixedClock
+
+    def account(self, username: str, role: ConsoleRole,
+                municipality: str | None = None) -> NewAccount:
+        return self.services.console.create(
+            authorize(LOCAL, Operation.CONSOLE_ACCOUNT_CREATE), username=username, role=role,
+            municipality_code=municipality)
+
+    def form_token(self, page: str = "/console/login") -> str:
+        found = CSRF.search(self.http.get(page).text)
+        assert found is not None
+        return found.group(1)
+
+    def sign_in(self, new: NewAccount, *, steps: int = 0) -> httpx.Response:
+        token = self.form_token()
+        first = self.http.post("/console/login", data={
+            "csrf": token, "username": new.username, "password": new.password})
+        assert first.status_code == 303 and first.headers["location"] == "/console/login/code"
+        code = pyotp.TOTP(new.totp_secret).at(self.clock.now() + timedelta(seconds=30 * steps))
+        return self.http.post("/console/login/code", data={"csrf": token, "code": code})
+
+    def session_csrf(self) -> str:
+        found = CSRF.search(self.http.get("/console/").text)
+        assert found is not None
+        return found.group(1)
+
+
+@pytest.fixture
+def console(services: Services, clock: FixedClock) -> Iterator[Console]:
+    services.auth_throttle = AuthThrottle(by_client=FailureBudgets(10**6, 60),
+                                          by_address=FailureBudgets(10**6, 60), refusal_delay=0)
+    services.console._throttle = services.auth_throttle
+    app = create_app(services.settings, services=services)
+    # https: the session cookie is Secure by default, and a client sends it over HTTPS only.
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        yield Console(services, client, clock)
+
+
+def test_signing_in_takes_both_factors_and_sets_a_strict_cookie(console: Console) -> None:
+    new = console.account("kiyose", ConsoleRole.CLERK, "132217")
+    assert console.http.get("/console/").headers["location"] == "/console/login"
+    done = console.sign_in(new)
+    assert done.status_code == 303 and done.headers["location"] == "/console/"
+    cookie = next(v for k, v in done.headers.multi_items()
+                  if k == "set-cookie" and v.startswith(SESSION_COOKIE + "="))
+    for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
+        assert attribute.lower() in cookie.lower(), attribute
+    home = console.http.get("/console/")
+    assert home.status_code == 200
+    assert "窓口職員" in home.text and "132217" in home.text and 'lang="ja"' in home.text
+
+
+def test_every_page_forbids_scripts_framing_and_caching(console: Console) -> None:
+    new = console.account("boss", ConsoleRole.SUPERVISOR)
+    pages = [console.http.get("/console/login")]
+    console.sign_in(new)
+    pages += [console.http.get("/console/"), console.http.get("/console/residents"),
+              console.http.get("/console/residents?id=nobody")]
+    for page in pages:
+        assert page.headers["content-security-policy"] == CSP
+        assert "script-src" not in CSP and "'unsafe-inline'" not in CSP
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["cache-control"] == "no-store"
+        assert "<script" not in page.text and "style=" not in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # nothing from elsewhere
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(console: Console) -> None:
+    new = console.account("agent", ConsoleRole.AGENT)
+    refused = console.http.post("/console/login", data={
+        "csrf": "forged", "username": new.username, "password": new.password})
+    assert refused.status_code == 403 and SESSION_COOKIE not in refused.cookies
+    console.sign_in(new)
+    for data in ({"csrf": "forged"}, {"other": "field"}):
+        assert console.http.post("/console/logout", data=data).status_code == 403
+        assert console.http.get("/console/").status_code == 200  # still signed in
+    out = console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    assert out.status_code == 303
+    assert console.http.get("/console/").headers["location"] == "/console/login"
+
+
+def test_a_wrong_password_or_code_answers_alike_and_is_audited(console: Console) -> None:
+    new = console.account("agent", ConsoleRole.AGENT)
+    token = console.form_token()
+    answers = [console.http.post("/console/login", data={
+        "csrf": token, "username": user, "password": password})
+        for user, password in (("agent", "not the password"), ("nobody", "not the password"))]
+    assert {a.status_code for a in answers} == {401}
+    assert answers[0].text.replace("agent", "nobody") == answers[1].text.replace("agent",
+                                                                                  "nobody")
+    first = console.http.post("/console/login", data={
+        "csrf": token, "username": new.username, "password": new.password})
+    assert first.status_code == 303
+    wrong = console.http.post("/console/login/code", data={"csrf": token, "code": "000000"})
+    assert wrong.status_code == 401
+    with console.services.uow() as uow:
+        refusals = [json.loads(r.payload)["why"] for r in uow.audit.iterate()
+                    if r.action == "console.sign_in_refused"]
+    assert refusals == ["password", "totp"]
+
+
+def test_a_clerk_sees_residents_of_its_municipality_only(console: Console,
+                                                         new_resident: Callable[..., str]) -> None:
+    here = new_resident(municipality="132217")
+    elsewhere = new_resident(municipality="131016", address="東京都千代田区千代田１番１号")
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    shown = console.http.get(f"/console/residents?id={here}")
+    assert shown.status_code == 200 and "東京都清瀬市" in shown.text
+    refused = console.http.get(f"/console/residents?id={elsewhere}")
+    assert refused.status_code == 403 and "千代田" not in refused.text
+    assert console.http.get("/console/residents?id=nobody").status_code == 404
+
+
+def test_a_call_centre_agent_cannot_read_the_registry(console: Console,
+                                                      new_resident: Callable[..., str]) -> None:
+    here = new_resident(municipality="132217")
+    console.sign_in(console.account("agent", ConsoleRole.AGENT))
+    refused = console.http.get(f"/console/residents?id={here}")
+    assert refused.status_code == 403 and "清瀬" not in refused.text
+
+
+def test_english_on_request_and_remembered(console: Console) -> None:
+    page = console.http.get("/console/login?lang=en")
+    assert 'lang="en"' in page.text and "Sign in" in page.text
+    assert 'lang="en"' in console.http.get("/console/login").text  # the cookie keeps it
+    assert 'lang="ja"' in console.http.get("/console/login?lang=ja").text
+
+
+def test_both_languages_have_every_word() -> None:
+    assert set(CATALOGUES["ja"]) == set(CATALOGUES["en"])
+    assert all(CATALOGUES["ja"].values()) and all(CATALOGUES["en"].values())
+
+
+def test_malformed_forms_are_refused_without_a_500(console: Console) -> None:
+    token = console.form_token()
+    for body, content_type in ((b"csrf=" + token.encode() + b"&username=a&username=b",
+                                "application/x-www-form-urlencoded"),
+                               (b'{"username": "a"}', "application/json"),
+                               (b"\xff\xfe", "application/x-www-form-urlencoded"),
+                               (b"&".join([b"f%d=1" % i for i in range(100)]),
+                                "application/x-www-form-urlencoded")):
+        answer = console.http.post("/console/login", content=body,
+                                   headers={"content-type": content_type})
+        assert answer.status_code == 400, body[:40]
+    assert FORM_COOKIE in console.http.cookies
+
+
+# --- the call centre ---------------------------------------------------------------------------
+
+
+def test_an_agent_verifies_a_caller_and_holds_the_phone_and_ocsp_says_so(
+        console: Console) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.holder_kit import new_holder
+
+    holder = new_holder(console.services,
+                        [rsa.generate_private_key(65537, 2048) for _ in range(4)])
+    holder.enrol_phone()
+    with console.services.uow() as uow:
+        card = uow.cards.active_for_resident(holder.resident_id)
+        assert card is not None
+    console.sign_in(console.account("agent", ConsoleRole.AGENT))
+    csrf = console.session_csrf()
+    assert console.http.get("/console/callcentre").status_code == 200
+    wrong = console.http.post("/console/callcentre", data={
+        "csrf": csrf, "card_number": card.number, "birth_date": "1990-01-03"})
+    assert wrong.status_code == 404 and "pixel" not in wrong.text
+    file = console.http.post("/console/callcentre", data={
+        "csrf": csrf, "card_number": card.number, "birth_date": "1990-01-02"})
+    assert file.status_code == 200
+    for personal in ("山田", "太郎", "清瀬", "中里"):
+        assert personal not in file.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', file.text)
+    assert ticket is not None
+    # An edited ticket (another resident) is refused before anything is held.
+    forged = ticket.group(1).replace(holder.resident_id, "0" * 32)
+    refused = console.http.post("/console/callcentre/phone-hold",
+                                data={"csrf": csrf, "ticket": forged})
+    assert refused.status_code == 403
+    held = console.http.post("/console/callcentre/phone-hold",
+                             data={"csrf": csrf, "ticket": ticket.group(1)})
+    assert held.status_code == 200
+    for kind in (CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH):
+        serial = holder.mobile_serials[kind]
+        assert serial in held.text
+        with console.services.uow() as uow:
+            cert = uow.certificates.get_by_serial(serial)
+            assert cert is not None
+            assert cert.revocation_reason is RevocationReason.CERTIFICATE_HOLD
+    with console.services.uow() as uow:
+        actors = {r.actor for r in uow.audit.iterate()
+                  if r.action in ("callcentre.caller_checked", "certificate.revoked")}
+    assert actors == {"console:agent"}
+
+
+def test_the_call_centre_pages_are_the_agents_only(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/callcentre").status_code == 403
+    refused = console.http.post("/console/callcentre", data={
+        "csrf": console.session_csrf(), "card_number": "ABCDEFGH", "birth_date": "1990-01-02"})
+    assert refused.status_code == 403
