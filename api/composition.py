@@ -35,6 +35,7 @@ from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
 from jpki.registry.residents import ResidentService
+from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
 from jpki.relying_parties.latest_basic4 import LatestBasic4Service
 from jpki.relying_parties.linkage import LinkageService
@@ -47,6 +48,7 @@ from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
+from jpki.store.statistics import SqlStatisticsFactory
 from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
 
@@ -68,6 +70,7 @@ class Services:
     revocation: RevocationService
     clients: ClientService
     certificates: CertificateQueries
+    statistics: Statistics
     crls: CrlService
     read_engine: Engine
     ocsp: OcspResponder
@@ -140,6 +143,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         revocation=RevocationService(uow, clock, audit),
         clients=clients,
         certificates=CertificateQueries(uow, clock),
+        statistics=Statistics(SqlStatisticsFactory(read_engine), clock),
         crls=crls,
         read_engine=read_engine,
         ocsp=ocsp_responder(uow, reader, keys, clock, recipe),

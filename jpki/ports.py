@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -20,6 +20,7 @@ from jpki.model import (
     CaGeneration,
     CaKind,
     Card,
+    CardFacts,
     Certificate,
     CertificateFacts,
     CertificateStateRow,
@@ -34,11 +35,14 @@ from jpki.model import (
     JobRun,
     MobileChallenge,
     MobileDevice,
+    NewCard,
     OcspResponder,
     PendingCertificate,
+    ProofingFacts,
     ProofingRecord,
     RelyingParty,
     Resident,
+    ResidentFacts,
     StandingConsent,
     StatusChange,
     StatusRow,
@@ -78,6 +82,13 @@ class MunicipalityRepository(Protocol):
 class ResidentRepository(Protocol):
     def add(self, resident: Resident) -> None: ...
     def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
+
+    def born_on(self, birth_date: date, municipalities: Sequence[str] | None, *,
+                name: str | None = None, name_kana: str | None = None,
+                limit: int = 20) -> Sequence[Resident]:
+        """Residents born on ``birth_date`` (in ``municipalities`` unless None) with this name
+        or this reading."""
+        ...
 
 
 class CardRepository(Protocol):
@@ -133,6 +144,41 @@ class IssuanceRecords(Protocol):
                 kinds: Sequence[CertKind]) -> Sequence[CertificateFacts]:
         """The resident's certificates of these kinds, abandoned intents included, oldest
         first."""
+        ...
+
+    # The subjects of a batch of card orders, read and written as plain values with one
+    # statement per batch (jpki.issuance.card.plan_many): what the lifecycle rules
+    # (jpki.lifecycle) decide on, without an ORM load or flush per order.
+
+    def residents(self, resident_ids: Sequence[str]) -> Mapping[str, ResidentFacts]:
+        """These residents, by id, locked for this transaction (the absent ones missing)."""
+        ...
+
+    def proofings(self, proofing_ids: Sequence[str]) -> Mapping[str, ProofingFacts]:
+        """These identity-proofing records, by id, locked for this transaction."""
+        ...
+
+    def active_cards(self, resident_ids: Sequence[str]) -> Mapping[str, CardFacts]:
+        """Each resident's active card, by resident id (those with none missing)."""
+        ...
+
+    def card_numbers_taken(self, numbers: Sequence[str]) -> set[str]:
+        """Those of these card numbers that a card record already has."""
+        ...
+
+    def histories(self, resident_ids: Sequence[str],
+                  kinds: Sequence[CertKind]) -> Mapping[str, Sequence[CertificateFacts]]:
+        """:meth:`history` of each resident (those with none missing)."""
+        ...
+
+    def add_cards(self, cards: Sequence[NewCard]) -> list[int]:
+        """Insert active cards; their ids, in the order given. A number taken raises."""
+        ...
+
+    def use_proofings(self, uses: Sequence[tuple[str, str, datetime]]) -> None:
+        """(id, purpose, when) each: mark an unused record used. Raises
+        :class:`jpki.errors.InternalError` when one was used meanwhile (they are read locked,
+        so that is a bug)."""
         ...
 
     def record_intents(self, rows: Sequence[PendingCertificate]) -> list[int]:

@@ -36,6 +36,7 @@ class Operation(StrEnum):
     # the resident registry (operators)
     RESIDENT_REGISTER = "resident.register"
     RESIDENT_READ = "resident.read"
+    RESIDENT_FIND = "resident.find"  # by name or reading and date of birth, never a list
     RESIDENT_BASIC4_READ = "resident.basic4_read"  # the basic 4 information in the answer
     RESIDENT_EVENT = "resident.event"
     RESIDENT_DV_SUPPORT = "resident.dv_support"
@@ -84,6 +85,7 @@ class Operation(StrEnum):
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
     MOBILE_SWEEP = "housekeeping.mobile_sweep"
     # watching the service
+    STATISTICS_READ = "service.statistics"
     METRICS_READ = "service.metrics"
     JOBS_READ = "service.jobs"
 
@@ -123,6 +125,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # Stations read the record they enrol, without its basic 4 information.
     Operation.RESIDENT_READ: Rule(_READERS, municipality=R.RESIDENT),
     Operation.RESIDENT_BASIC4_READ: Rule(_REGISTRY, municipality=R.RESIDENT),
+    # A search looks only within the caller's municipalities (every one for a national
+    # operator): the service narrows the query to them instead of checking each answer.
+    Operation.RESIDENT_FIND: Rule(_REGISTRY),
     Operation.RESIDENT_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.RESIDENT_DV_SUPPORT: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.CARD_REGISTER: Rule(_REGISTRY, municipality=R.RESIDENT),
@@ -176,7 +181,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),
     Operation.MOBILE_SWEEP: Rule(_HOUSEKEEPING),
-    # Watching the service over HTTP (api.routers.operations).
+    # Watching the service over HTTP (api.routers.operations). The national figures are the
+    # national operator's (a supervisor at the console; the CLI's operator holds them all).
+    Operation.STATISTICS_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.METRICS_READ: Rule(frozenset({K.OPERATOR})),
     Operation.JOBS_READ: Rule(frozenset({K.OPERATOR})),
 })

@@ -103,6 +103,7 @@ residents = Table(
     Column("birth_date", Date, nullable=False),
     Column("sex", SmallInteger, nullable=False),
     Column("address", String(400), nullable=False),
+    Column("name_kana", String(200), nullable=True),
     Column("emigrated_on", Date, nullable=True),
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", UtcDateTime, nullable=False),
@@ -392,6 +393,10 @@ job_runs = Table(
     Column("failures", BigInteger, nullable=False),
     Column("last_success_at", UtcDateTime, nullable=True),
 )
+
+# Finding a resident from what a person tells a counter: the date of birth, then the name or its
+# reading among the few thousand born that day (jpki.registry.residents.ResidentService.find).
+Index("ix_residents_birth_date", residents.c.birth_date, residents.c.municipality_code)
 
 # The operator console's people (api.console, jpki.access.console_accounts): counter clerks,
 # call-centre agents and supervisors, each signing in with a password (Argon2id) and a TOTP
