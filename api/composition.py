@@ -34,6 +34,7 @@ from jpki.registry.call_centre import CallCentre
 from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
+from jpki.registry.dv_support import DvSupport
 from jpki.registry.residents import ResidentService
 from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
@@ -66,6 +67,7 @@ class Services:
     residents: ResidentService
     cards: CardService
     call_centre: CallCentre
+    dv_support: DvSupport
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -139,6 +141,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         residents=ResidentService(uow, clock, audit),
         cards=CardService(uow, clock, audit),
         call_centre=CallCentre(uow, clock, audit),
+        dv_support=DvSupport(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,

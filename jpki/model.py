@@ -400,6 +400,22 @@ class MobileChallenge:
 
 
 @dataclass(frozen=True)
+class DvRequest:
+    """A request to set or lift a resident's DV support measures, and its decision
+    (jpki.registry.dv_support)."""
+
+    id: str
+    resident_id: str
+    turn_on: bool
+    category: str  # jpki.registry.dv_support.DvCategory
+    status: str  # pending | approved | rejected
+    requested_by: str  # an actor, as the audit log names it
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ConsoleAccount:
     """A person who signs in to the operator console (jpki.access.console_accounts): a counter
     clerk (scoped to one municipality), a call-centre agent or a supervisor."""

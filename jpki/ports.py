@@ -32,6 +32,7 @@ from jpki.model import (
     ConsoleSession,
     CrlPublication,
     DeltaRow,
+    DvRequest,
     JobRun,
     MobileChallenge,
     MobileDevice,
@@ -342,6 +343,15 @@ class CrlEntrySource(Protocol):
     def snapshot(self) -> AbstractContextManager[CrlSnapshot]: ...
 
 
+class DvRequestRepository(Protocol):
+    """Requests to set or lift DV support measures (jpki.registry.dv_support)."""
+
+    def add(self, request: DvRequest) -> None: ...
+    def get(self, request_id: str, *, for_update: bool = False) -> DvRequest | None: ...
+    def pending(self, resident_id: str | None = None) -> Sequence[DvRequest]: ...
+    def decide(self, request_id: str, status: str, by: str, at: datetime) -> None: ...
+
+
 class ConsoleRepository(Protocol):
     """The operator console's accounts and sessions (jpki.access.console_accounts)."""
 
@@ -396,6 +406,8 @@ class UnitOfWork(Protocol):
     def jobs(self) -> JobRunRepository: ...
     @property
     def console(self) -> ConsoleRepository: ...
+    @property
+    def dv_requests(self) -> DvRequestRepository: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

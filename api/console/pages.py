@@ -171,6 +171,8 @@ def _error_page(request: Request, exc: JpkiError, session: SignIn | None) -> Res
            Category.INVALID_INPUT: "error.invalid"}.get(exc.category, "error.other")
     if isinstance(exc, CsrfRefused):
         key = "error.csrf"
+    elif exc.code == "dv.second_person_required":
+        key = "error.second_person"
     return render(request, "error.html", STATUS.get(exc.category, 500), session=session,
                    message_key=key)
 

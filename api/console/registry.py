@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.console.dv import SET_CATEGORIES, shows_address
 from api.console.pages import redirect, render, signed_in, typed_date
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import SignIn
@@ -50,7 +51,8 @@ async def resident_page(request: Request) -> Response:
                                         resident_id)
         basic4.require_municipality(found.municipality_code)
         return render(request, "resident.html", session=session, resident=found,
-                      events=EVENTS, outcome=None)
+                      events=EVENTS, outcome=None, categories=SET_CATEGORIES,
+                      address_shown=shows_address(session.user, found))
 
     return await signed_in(request, page)
 
@@ -64,7 +66,8 @@ async def search(request: Request) -> Response:
             lambda: request.app.state.services.residents.find(
                 grant, name=form.get("name", ""), birth_date=typed_date(form.get("birth_date",
                                                                                  ""))))
-        return render(request, "residents.html", session=session, results=found)
+        return render(request, "residents.html", session=session, results=found,
+                      address_shown={r.id: shows_address(session.user, r) for r in found})
 
     return await signed_in(request, page, form_post=True)
 
@@ -114,6 +117,7 @@ async def record_event(request: Request) -> Response:
         outcome = await run_in_threadpool(services.residents.record_event, grant,
                                           form.get("resident_id", ""), ResidentEvent(**fields))
         return render(request, "resident.html", session=session, resident=outcome.resident,
-                      events=EVENTS, outcome=outcome)
+                      events=EVENTS, outcome=outcome, categories=SET_CATEGORIES,
+                      address_shown=shows_address(session.user, outcome.resident))
 
     return await signed_in(request, page, form_post=True)

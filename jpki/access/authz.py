@@ -39,7 +39,8 @@ class Operation(StrEnum):
     RESIDENT_FIND = "resident.find"  # by name or reading and date of birth, never a list
     RESIDENT_BASIC4_READ = "resident.basic4_read"  # the basic 4 information in the answer
     RESIDENT_EVENT = "resident.event"
-    RESIDENT_DV_SUPPORT = "resident.dv_support"
+    DV_REQUEST = "resident.dv_request"  # ask to set or lift DV support measures …
+    DV_DECIDE = "resident.dv_decide"  # … which a second person, a supervisor, decides
     CARD_REGISTER = "card.register"
     CARD_EVENT = "card.event"
     # certificates
@@ -129,7 +130,10 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # operator): the service narrows the query to them instead of checking each answer.
     Operation.RESIDENT_FIND: Rule(_REGISTRY),
     Operation.RESIDENT_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
-    Operation.RESIDENT_DV_SUPPORT: Rule(_REGISTRY, municipality=R.RESIDENT),
+    # DV support measures take two people (jpki.registry.dv_support): the resident's counter
+    # asks, a national operator (the console's supervisor) who did not ask decides.
+    Operation.DV_REQUEST: Rule(_REGISTRY, municipality=R.RESIDENT),
+    Operation.DV_DECIDE: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.CARD_REGISTER: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.CARD_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
     # Card certificates are issued at the window after identity proofing (reference §5); the

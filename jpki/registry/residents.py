@@ -170,20 +170,6 @@ class ResidentService:
             grant.require_municipality(resident.municipality_code)
             return resident
 
-    def set_dv_support(self, grant: Grant[Literal[Operation.RESIDENT_DV_SUPPORT]],
-                       resident_id: str, on: bool) -> Resident:
-        actor = grant.require(Operation.RESIDENT_DV_SUPPORT)
-        with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, grant)
-            if resident.dv_support != on:
-                resident.dv_support = on
-                resident.updated_at = self._clock.now()
-                resident.version += 1
-                self._audit.record(uow, actor=actor.actor, action="resident.dv_support",
-                                   subject=resident.id, payload={"on": on})
-                uow.commit()
-            return resident
-
     def record_event(self, grant: Grant[Literal[Operation.RESIDENT_EVENT]], resident_id: str,
                      event: ResidentEvent) -> EventOutcome:
         actor = grant.require(Operation.RESIDENT_EVENT)

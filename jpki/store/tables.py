@@ -398,6 +398,22 @@ job_runs = Table(
 # reading among the few thousand born that day (jpki.registry.residents.ResidentService.find).
 Index("ix_residents_birth_date", residents.c.birth_date, residents.c.municipality_code)
 
+# DV support measures (DV等支援措置) are set and lifted by two people (jpki.registry.dv_support): a
+# counter asks, a supervisor — another person — decides. The request keeps both and the reason's
+# category; never a free-text account of someone's situation.
+dv_requests = Table(
+    "dv_requests", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("turn_on", Boolean, nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+)
+
 # The operator console's people (api.console, jpki.access.console_accounts): counter clerks,
 # call-centre agents and supervisors, each signing in with a password (Argon2id) and a TOTP
 # second factor (RFC 6238). Core statements only (jpki.store.console): nothing maps onto these.

@@ -64,6 +64,8 @@ CONSOLE = {
     ("GET", "/console/callcentre"), ("POST", "/console/callcentre"),
     ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
     ("GET", "/console/dashboard"), ("GET", "/console/dashboard/{name}.csv"),
+    ("POST", "/console/residents/dv-request"), ("GET", "/console/dv"),
+    ("POST", "/console/dv/decide"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 

@@ -277,3 +277,55 @@ def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
     shot(browser, "supervisor-prefectures")
     logs = browser.get_log("browser")
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
+
+
+def test_the_dv_two_person_rule_in_the_browser(browser: Any, live_server: LiveServer,
+                                                clock: FixedClock, new_resident: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    resident = new_resident()
+    clerk = account(live_server, "kiyose", ConsoleRole.CLERK, "132217")
+    first = account(live_server, "boss", ConsoleRole.SUPERVISOR)
+    second = account(live_server, "deputy", ConsoleRole.SUPERVISOR)
+
+    def sign_out() -> None:
+        browser.find_element(By.ID, "logout").click()
+        arrive(browser, "/console/login")
+        clock.advance(seconds=30)
+
+    # The counter asks to set the measures; the first supervisor approves.
+    sign_in(browser, live_server, clock, clerk)
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    Select(browser.find_element(By.ID, "dv_category")).select_by_value("dv")
+    browser.find_element(By.ID, "dv-set").click()
+    arrive(browser, "/console/residents/dv-request")
+    assert browser.find_element(By.ID, "dv_message").text.startswith("申請しました")
+    sign_out()
+    sign_in(browser, live_server, clock, first)
+    browser.find_element(By.ID, "menu-dv").click()
+    arrive(browser, "/console/dv")
+    shot(browser, "supervisor-dv-queue")
+    assert "山田" not in browser.page_source  # the queue names no one
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert browser.find_element(By.ID, "message").text == "承認しました。"
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    assert browser.find_element(By.ID, "address").text == "（支援措置のため表示しません）"
+    shot(browser, "supervisor-dv-masked")
+    # The same supervisor asks to lift them, and cannot approve their own request …
+    browser.find_element(By.ID, "dv-lift").click()
+    arrive(browser, "/console/residents/dv-request")
+    browser.get(f"{live_server.url}/console/dv")
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert "別の統括管理者" in browser.find_element(By.ID, "message").text
+    sign_out()
+    # … which a second supervisor does.
+    sign_in(browser, live_server, clock, second)
+    browser.get(f"{live_server.url}/console/dv")
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert browser.find_element(By.ID, "message").text == "承認しました。"
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    assert "清瀬市" in browser.find_element(By.ID, "address").text

@@ -373,3 +373,57 @@ def test_the_dashboard_is_the_supervisors(console: Console) -> None:
     console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
     assert console.http.get("/console/dashboard?days=0").status_code == 400
     assert console.http.get("/console/dashboard/nothing.csv").status_code == 404
+
+
+# --- DV support measures: two people --------------------------------------------------------------
+
+
+def test_dv_support_takes_two_people_and_then_masks_the_address(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    resident = new_resident()
+    clerk = console.account("kiyose", ConsoleRole.CLERK, "132217")
+    boss = console.account("boss", ConsoleRole.SUPERVISOR)
+    console.sign_in(clerk)
+    asked = console.http.post("/console/residents/dv-request", data={
+        "csrf": console.session_csrf(), "resident_id": resident, "action": "set",
+        "category": "stalking"})
+    assert asked.status_code == 200 and 'id="dv_message"' in asked.text
+    assert console.http.get("/console/dv").status_code == 403  # a counter does not decide
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(boss)
+    before = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" in before.text  # not under the measures yet
+    queue = console.http.get("/console/dv")
+    request_id = re.search(r'name="request_id" value="([0-9a-f]{32})"', queue.text)
+    assert request_id is not None and resident in queue.text
+    assert "山田" not in queue.text and "清瀬市中里" not in queue.text
+    approved = console.http.post("/console/dv/decide", data={
+        "csrf": console.session_csrf(), "request_id": request_id.group(1),
+        "decision": "approve"})
+    assert approved.status_code == 200 and "承認しました。" in approved.text
+    masked = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" not in masked.text and "支援措置のため表示しません" in masked.text
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(clerk)
+    shown = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" in shown.text and "実施中" in shown.text  # the counter keeps it
+
+
+def test_a_supervisor_cannot_approve_their_own_request(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    resident = new_resident()
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    console.http.post("/console/residents/dv-request", data={
+        "csrf": csrf, "resident_id": resident, "action": "set", "category": "dv"})
+    queue = console.http.get("/console/dv")
+    request_id = re.search(r'name="request_id" value="([0-9a-f]{32})"', queue.text)
+    assert request_id is not None
+    refused = console.http.post("/console/dv/decide", data={
+        "csrf": csrf, "request_id": request_id.group(1), "decision": "approve"})
+    assert refused.status_code == 403 and "別の統括管理者" in refused.text
+    with console.services.uow() as uow:
+        record = uow.residents.get(resident)
+        assert record is not None and not record.dv_support

@@ -37,7 +37,7 @@ MAY = {
     # watch the service.
     K.OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND, Op.RESIDENT_BASIC4_READ,
                  Op.RESIDENT_EVENT,
-                 Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
+                 Op.DV_REQUEST, Op.DV_DECIDE, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
                  Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
@@ -53,7 +53,8 @@ MAY = {
     # centre's holds, a holder's or a relying party's calls, or the HTTP-only views.
     K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND,
                        Op.RESIDENT_BASIC4_READ,
-                       Op.RESIDENT_EVENT, Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT,
+                       Op.RESIDENT_EVENT, Op.DV_REQUEST, Op.DV_DECIDE, Op.CARD_REGISTER,
+                       Op.CARD_EVENT,
                        Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW, Op.CERTIFICATE_ISSUE_BATCH,
                        Op.CERTIFICATE_READ, Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ,
                        Op.RP_ROTATE_SECRET, Op.RP_SET_STATUS, Op.CA_CEREMONY, Op.CA_ROLLOVER,
