@@ -47,6 +47,7 @@ from jpki.revocation.ocsp import OcspResponder
 from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
 from jpki.store.statistics import SqlStatisticsFactory
 from jpki.store.status_feed import SqlStatusChangeFeed
@@ -88,11 +89,14 @@ class Services:
     auth_throttle: AuthThrottle
     # The operator console's people (api.console); their failures spend the same budgets.
     console: ConsoleAccounts
-    # The group commit the relying-party calls' audit records share (and its writer thread).
+    # The group commit the relying-party calls' audit records share (and its writer thread),
+    # and the connection of its own its batches run on.
     audit_group: GroupAudit
+    audit_writer: SqlAuditWriter
 
     def close(self) -> None:
         self.audit_group.close()
+        self.audit_writer.close()
         self.clients.legacy.close()
         self.uow.engine.dispose()
         self.read_engine.dispose()
@@ -126,8 +130,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         uow, clock, audit, SecretHasher(keys, recipe.client_secret_key_label),
         LegacyVerifier(settings.auth_legacy_workers, settings.auth_legacy_queue),
         read_uow=reader)
-    # Their audit records (disclosures, refusals) share group commits.
-    group = GroupAudit(uow, audit)
+    # Their audit records (disclosures, refusals) share group commits, each batch a plain
+    # transaction on a connection of the group's own (jpki.store.audit_writer).
+    audit_writer = SqlAuditWriter(engine)
+    group = GroupAudit(uow, audit, batches=audit_writer)
     throttle = auth_throttle(settings)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
@@ -165,6 +171,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         console=ConsoleAccounts(uow, clock, audit, keys, recipe.client_secret_key_label,
                                 PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
+        audit_writer=audit_writer,
     )
 
 

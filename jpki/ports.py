@@ -430,6 +430,66 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
+# --- The group commit's transaction -----------------------------------------------------------
+
+
+class SuccessorReads(Protocol):
+    """The certificates a holder's line is followed through (old→new links, the card line of
+    a phone's certificate): jpki.relying_parties.linkage, jpki.relying_parties.latest_basic4."""
+
+    def get(self, cert_id: int) -> Certificate | None: ...
+    def issued_successor_of(self, cert_id: int) -> Certificate | None: ...
+
+
+class StandingConsentReads(Protocol):
+    def standing(self, consent_id: str, *, for_update: bool = False) -> StandingConsent | None:
+        """:meth:`ConsentRepository.standing`."""
+        ...
+
+
+class LineReads(Protocol):
+    """What following a certificate line reads (a unit of work, or an :class:`AuditBatch`)."""
+
+    @property
+    def certificates(self) -> SuccessorReads: ...
+
+
+class DisclosureReads(LineReads, Protocol):
+    """What a group-commit record's check may read, in the transaction that records it
+    (jpki.group_audit): a standing consent, locked, and the certificate line behind it."""
+
+    @property
+    def consents(self) -> StandingConsentReads: ...
+
+
+class AuditBatch(DisclosureReads, Protocol):
+    """One transaction of the group commit (jpki.group_audit): the records' checks read in it,
+    then the batch's records are chained onto the head and committed, durably, together.
+
+    Not a unit of work: nothing but the audit chain is written in it, so the store may run it
+    on a connection of its own, as plain statements (jpki.store.audit_writer). It takes the
+    same locks a unit of work does — on SQLite the database's write lock (and this process's
+    writer lock before it), on PostgreSQL the head row ``FOR UPDATE`` — so it serialises with
+    every other writer of the chain, in this process or another. Leaving the block without
+    :meth:`commit` rolls back everything."""
+
+    def head(self) -> tuple[int, str]:
+        """(seq, mac) of the newest record, locked until the transaction ends."""
+        ...
+
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        """Insert ``records`` (consecutive, following the head read) and make the last the
+        head."""
+        ...
+
+    def commit(self) -> None:
+        """Commit durably: once this returns, the records survive a killed process."""
+        ...
+
+
+AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
+
+
 # --- Narrow ports -----------------------------------------------------------------------------
 # A service that needs only a few repositories is given a unit of work typed as just those, so
 # that the type checker refuses a reach into the rest (architecture §2.3). The store's unit of
