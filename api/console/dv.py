@@ -43,10 +43,9 @@ async def dv_request(request: Request) -> Response:
         read = authorize(session.user.principal, Operation.RESIDENT_READ)
         resident = await run_in_threadpool(services.residents.get, read,
                                            form.get("resident_id", ""))
-        return render(request, "resident.html", session=session, resident=resident,
-                      events=_events(), outcome=None, dv_asked=True,
-                      categories=SET_CATEGORIES,
-                      address_shown=shows_address(session.user, resident))
+        from api.console.registry import resident_view
+
+        return await resident_view(request, session, resident, dv_asked=True)
 
     return await signed_in(request, page, form_post=True)
 
@@ -55,12 +54,6 @@ def _category(value: str) -> str:
     if value not in {c.value for c in SET_CATEGORIES}:
         raise InvalidInput("not a category of support measures", field="category")
     return value
-
-
-def _events() -> dict[str, tuple[str, ...]]:
-    from api.console.registry import EVENTS
-
-    return EVENTS
 
 
 @router.get("/console/dv")

@@ -21,6 +21,8 @@ from api.console.pages import redirect, render, signed_in, typed_date
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import SignIn
 from jpki.errors import InvalidInput
+from jpki.model import Resident, RevocationReason
+from jpki.registry.cards import CardEvent
 from jpki.registry.residents import EventKind, ResidentEvent
 
 router = APIRouter(prefix="/console/residents", include_in_schema=False)
@@ -33,6 +35,79 @@ EVENTS: dict[str, tuple[str, ...]] = {
 
 def _optional_date(value: str | None) -> date | None:
     return typed_date(value) if value and value.strip() else None
+
+
+REVOCATION_REASONS = (RevocationReason.KEY_COMPROMISE, RevocationReason.CESSATION_OF_OPERATION,
+                      RevocationReason.UNSPECIFIED)
+
+
+async def resident_view(request: Request, session: SignIn, resident: Resident,
+                        **extra: Any) -> Response:
+    """A resident's page: the record (the address withheld where the DV measures say so), the
+    card in use and the certificates, with what this person may do about them."""
+    principal = session.user.principal
+    services = request.app.state.services
+    card = await run_in_threadpool(services.cards.latest,
+                                   authorize(principal, Operation.RESIDENT_READ), resident.id)
+    certificates = await run_in_threadpool(services.certificates.of_resident,
+                                           authorize(principal, Operation.CERTIFICATE_READ),
+                                           resident.id)
+    context: dict[str, Any] = {"outcome": None, **extra}
+    return render(request, "resident.html", session=session, resident=resident, events=EVENTS,
+                  categories=SET_CATEGORIES, card=card, certificates=certificates,
+                  reasons=REVOCATION_REASONS,
+                  address_shown=shows_address(session.user, resident), **context)
+
+
+async def _reload(request: Request, session: SignIn, resident_id: str,
+                  **extra: Any) -> Response:
+    read = authorize(session.user.principal, Operation.RESIDENT_READ)
+    resident = await run_in_threadpool(request.app.state.services.residents.get, read,
+                                       resident_id)
+    return await resident_view(request, session, resident, **extra)
+
+
+@router.post("/card-event")
+async def card_event(request: Request) -> Response:
+    """Lost (its certificates on hold), found or returned (revoked) — as
+    POST /v1/operators/cards/{number}/events."""
+
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        kind = form.get("kind", "")
+        if kind not in {e.value for e in CardEvent}:
+            raise InvalidInput("lost, found or returned", field="kind")
+        grant = authorize(session.user.principal, Operation.CARD_EVENT)
+        outcome = await run_in_threadpool(request.app.state.services.cards.record_event, grant,
+                                          form.get("card_number", ""), CardEvent(kind))
+        return await _reload(request, session, outcome.card.resident_id,
+                             card_done=kind, revoked=len(outcome.revocations))
+
+    return await signed_in(request, page, form_post=True)
+
+
+@router.post("/revoke")
+async def revoke(request: Request) -> Response:
+    """A certificate revoked at the holder's request, as
+    POST /v1/operators/certificates/{serial}/revocation."""
+
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        reason = form.get("reason", "")
+        allowed = {r.rfc_name: r for r in REVOCATION_REASONS}
+        if reason not in allowed:
+            raise InvalidInput("not a reason the counter gives", field="reason")
+        services = request.app.state.services
+        principal = session.user.principal
+        view = await run_in_threadpool(services.certificates.show,
+                                       authorize(principal, Operation.CERTIFICATE_READ),
+                                       form.get("serial", "").lower()[:40])
+        await run_in_threadpool(services.revocation.revoke,
+                                authorize(principal, Operation.CERTIFICATE_REVOKE), view.serial,
+                                allowed[reason])
+        return await _reload(request, session, view.resident_id, revoked_serial=view.serial)
+
+    return await signed_in(request, page, form_post=True)
 
 
 @router.get("")
@@ -50,9 +125,7 @@ async def resident_page(request: Request) -> Response:
         found = await run_in_threadpool(request.app.state.services.residents.get, read,
                                         resident_id)
         basic4.require_municipality(found.municipality_code)
-        return render(request, "resident.html", session=session, resident=found,
-                      events=EVENTS, outcome=None, categories=SET_CATEGORIES,
-                      address_shown=shows_address(session.user, found))
+        return await resident_view(request, session, found)
 
     return await signed_in(request, page)
 
@@ -116,8 +189,6 @@ async def record_event(request: Request) -> Response:
         services = request.app.state.services
         outcome = await run_in_threadpool(services.residents.record_event, grant,
                                           form.get("resident_id", ""), ResidentEvent(**fields))
-        return render(request, "resident.html", session=session, resident=outcome.resident,
-                      events=EVENTS, outcome=outcome, categories=SET_CATEGORIES,
-                      address_shown=shows_address(session.user, outcome.resident))
+        return await resident_view(request, session, outcome.resident, outcome=outcome)
 
     return await signed_in(request, page, form_post=True)

@@ -151,6 +151,10 @@ class SqlCards:
         return self._s.execute(_prebuilt().card_by_number,
                                {"b_number": number}).scalar_one_or_none()
 
+    def latest_for_resident(self, resident_id: str) -> Card | None:
+        return self._s.execute(select(Card).where(cards.c.resident_id == resident_id)
+                               .order_by(cards.c.id.desc()).limit(1)).scalar_one_or_none()
+
     def active_for_resident(self, resident_id: str) -> Card | None:
         return self._s.execute(_prebuilt().active_card,
                                {"b_resident": resident_id}).scalars().first()

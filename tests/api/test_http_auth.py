@@ -67,7 +67,8 @@ CONSOLE = {
     ("POST", "/console/residents/dv-request"), ("GET", "/console/dv"),
     ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
     ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
-    ("POST", "/console/admin/relying-parties/status"),
+    ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
+    ("POST", "/console/residents/revoke"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 

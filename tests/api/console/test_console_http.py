@@ -492,3 +492,37 @@ def test_a_supervisor_cannot_suspend_operator_clients_or_other_supervisors(
 def test_the_management_pages_are_the_supervisors(console: Console) -> None:
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
     assert console.http.get("/console/admin").status_code == 403
+
+
+def test_a_clerk_records_a_lost_card_and_revokes_at_the_holders_request(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki.issuance.service import KeyRequest
+    from tests.holder_kit import ISSUE
+    from tests.phone_kit import spki
+
+    resident = new_resident()
+    sign, auth = console.services.issuance.issue(ISSUE, resident, [
+        KeyRequest(CertKind.CARD_SIGN, spki(rsa.generate_private_key(65537, 2048))),
+        KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537, 2048)))])
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    csrf = console.session_csrf()
+    page = console.http.get(f"/console/residents?id={resident}")
+    assert sign.serial in page.text and auth.serial in page.text
+    number = re.search(r'id="card_number">([^<]+)<', page.text)
+    assert number is not None
+    revoked = console.http.post("/console/residents/revoke", data={
+        "csrf": csrf, "serial": sign.serial, "reason": "keyCompromise"})
+    assert revoked.status_code == 200 and 'id="revoke_message"' in revoked.text
+    lost = console.http.post("/console/residents/card-event", data={
+        "csrf": csrf, "card_number": number.group(1), "kind": "lost"})
+    assert lost.status_code == 200 and "紛失（一時保留中）" in lost.text
+    with console.services.uow() as uow:
+        stored = {s: uow.certificates.get_by_serial(s) for s in (sign.serial, auth.serial)}
+    reasons = {s: c.revocation_reason for s, c in stored.items() if c is not None}
+    assert reasons == {sign.serial: RevocationReason.KEY_COMPROMISE,
+                       auth.serial: RevocationReason.CERTIFICATE_HOLD}
+    # A reason the counter does not give is refused, and changes nothing.
+    assert console.http.post("/console/residents/revoke", data={
+        "csrf": csrf, "serial": auth.serial, "reason": "cACompromise"}).status_code == 400
