@@ -34,7 +34,9 @@ from jpki.registry.call_centre import CallCentre
 from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
+from jpki.registry.dv_support import DvSupport
 from jpki.registry.residents import ResidentService
+from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
 from jpki.relying_parties.latest_basic4 import LatestBasic4Service
 from jpki.relying_parties.linkage import LinkageService
@@ -45,7 +47,9 @@ from jpki.revocation.ocsp import OcspResponder
 from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
+from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
+from jpki.store.statistics import SqlStatisticsFactory
 from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
 
@@ -63,10 +67,12 @@ class Services:
     residents: ResidentService
     cards: CardService
     call_centre: CallCentre
+    dv_support: DvSupport
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
     certificates: CertificateQueries
+    statistics: Statistics
     crls: CrlService
     read_engine: Engine
     ocsp: OcspResponder
@@ -83,11 +89,14 @@ class Services:
     auth_throttle: AuthThrottle
     # The operator console's people (api.console); their failures spend the same budgets.
     console: ConsoleAccounts
-    # The group commit the relying-party calls' audit records share (and its writer thread).
+    # The group commit the relying-party calls' audit records share (and its writer thread),
+    # and the connection of its own its batches run on.
     audit_group: GroupAudit
+    audit_writer: SqlAuditWriter
 
     def close(self) -> None:
         self.audit_group.close()
+        self.audit_writer.close()
         self.clients.legacy.close()
         self.uow.engine.dispose()
         self.read_engine.dispose()
@@ -121,8 +130,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         uow, clock, audit, SecretHasher(keys, recipe.client_secret_key_label),
         LegacyVerifier(settings.auth_legacy_workers, settings.auth_legacy_queue),
         read_uow=reader)
-    # Their audit records (disclosures, refusals) share group commits.
-    group = GroupAudit(uow, audit)
+    # Their audit records (disclosures, refusals) share group commits, each batch a plain
+    # transaction on a connection of the group's own (jpki.store.audit_writer).
+    audit_writer = SqlAuditWriter(engine)
+    group = GroupAudit(uow, audit, batches=audit_writer)
     throttle = auth_throttle(settings)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
@@ -130,10 +141,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         residents=ResidentService(uow, clock, audit),
         cards=CardService(uow, clock, audit),
         call_centre=CallCentre(uow, clock, audit),
+        dv_support=DvSupport(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,
         certificates=CertificateQueries(uow, clock),
+        statistics=Statistics(SqlStatisticsFactory(read_engine), clock),
         crls=crls,
         read_engine=read_engine,
         ocsp=ocsp_responder(uow, reader, keys, clock, recipe),
@@ -158,6 +171,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         console=ConsoleAccounts(uow, clock, audit, keys, recipe.client_secret_key_label,
                                 PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
+        audit_writer=audit_writer,
     )
 
 

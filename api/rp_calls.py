@@ -18,7 +18,9 @@ Everything else — serials not kept (read from the store), a consent submitted 
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, Literal, TypeVar
+import threading
+import weakref
+from typing import Any, Generic, Literal, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -32,26 +34,57 @@ from jpki.relying_parties.status_lookup import StatusAnswer
 T = TypeVar("T")
 
 
+class _Settler:
+    """Settles one event loop's futures from the group commit's writer thread, with one
+    wake-up of the loop per burst: the writer settles a whole batch in a row, and each
+    ``call_soon_threadsafe`` costs the writer a write to the loop's self-pipe and the loop a
+    wake-up to read it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._due: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+
+    def settle(self, future: asyncio.Future[Any], result: Any,
+               error: BaseException | None) -> None:
+        with self._lock:
+            self._due.append((future, result, error))
+            if len(self._due) > 1:
+                return  # the loop has been woken for the first of the burst: it takes this too
+        self._loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            due, self._due = self._due, []
+        for future, result, error in due:
+            if future.done():  # the call was cancelled (its client went away)
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
+_settlers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Settler] = \
+    weakref.WeakKeyDictionary()
+
+
 class Committed(Generic[T]):
     """An asyncio future settled from the group commit's writer thread."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[T | None] = self._loop.create_future()
+        loop = asyncio.get_running_loop()
+        settler = _settlers.get(loop)
+        if settler is None:
+            settler = _settlers[loop] = _Settler(loop)
+        self._settler = settler
+        self.future: asyncio.Future[T | None] = loop.create_future()
 
     def done(self, error: BaseException | None) -> None:
-        self.settle(None, error)
+        self._settler.settle(self.future, None, error)
 
     def settle(self, result: T | None, error: BaseException | None) -> None:
-        self._loop.call_soon_threadsafe(self._set, result, error)
-
-    def _set(self, result: T | None, error: BaseException | None) -> None:
-        if self.future.done():  # the call was cancelled (its client went away)
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(result)
+        self._settler.settle(self.future, result, error)
 
 
 async def status(services: Services, ctx: RpContext[Literal[Operation.RP_STATUS]],

@@ -62,11 +62,25 @@ class Strict(BaseModel):
 
 class ResidentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
+    # The name's reading (氏名の振り仮名), in kana: what a counter finds the record by.
+    name_kana: str | None = Field(default=None, min_length=1, max_length=200)
     birth_date: IsoDate
     sex: SexCode
     address: str = Field(min_length=1, max_length=400)
     municipality_code: MunicipalityCode
     dv_support: bool = False
+
+
+class ResidentSearchIn(Strict):
+    """What a person tells a counter: their name (in kanji or in kana) and date of birth. Sent
+    in the body, never in the URL, so that it reaches no access log."""
+
+    name: str = Field(min_length=1, max_length=200)
+    birth_date: IsoDate
+
+
+class ResidentSearchOut(BaseModel):
+    residents: list[ResidentOut]
 
 
 class ResidentOut(BaseModel):
@@ -82,6 +96,7 @@ class ResidentOut(BaseModel):
     # Present only for operators (municipal staff keep the resident registry); for anyone else
     # the keys are absent from the JSON, not null (see convert.resident_out).
     name: str | None = None
+    name_kana: str | None = None
     birth_date: date | None = None
     sex: int | None = None
     address: str | None = None

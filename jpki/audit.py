@@ -19,6 +19,11 @@ commits, so a change and its audit records commit or roll back together. The hea
 for the append, which serialises writers at the end of their transactions only, and a
 transaction's records are written with one batched INSERT.
 
+The relying-party calls' group commit (jpki.group_audit) appends its batches outside any unit of
+work, on a connection of the store's own (jpki.store.audit_writer), with the same head lock; its
+records are numbered and MACed here (:meth:`AuditLog.chained`), like everyone's, so a chain
+written by both writers is one chain.
+
 Payloads never carry personal data (architecture §9.7): identifiers, serials, codes.
 
 Each record also names the request (or job run) that caused it, when there was one
@@ -72,7 +77,7 @@ def canonical_payload(payload: Mapping[str, JsonValue]) -> str:
 
 
 # at, actor, action, subject, payload, request id
-_Staged = tuple[datetime, str, str, str, str, str | None]
+Staged = tuple[datetime, str, str, str, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,15 @@ class AuditLog:
             uow.on_commit(lambda: self._append(uow, staged))
         staged.append((self._clock.now(), actor, action, subject, body, current_request_id()))
 
-    def _append(self, uow: UnitOfWork, staged: list[_Staged]) -> None:
-        if not staged:
-            return  # everything staged was rolled back with a savepoint
-        # The head is locked only now, at the end of the transaction, so concurrent writers
-        # serialise on the commit itself and not on everything the transaction did before.
-        seq, prev = uow.audit.head(for_update=True)
+    def staged(self, *, actor: str, action: str, subject: str, body: str,
+               request_id: str | None) -> Staged:
+        """One record as :meth:`record` stages it, for a writer that appends outside a unit of
+        work (jpki.group_audit): ``body`` is the :func:`canonical_payload`, the time is now."""
+        return (self._clock.now(), actor, action, subject, body, request_id)
+
+    def chained(self, seq: int, prev: str, staged: Sequence[Staged]) -> list[AuditRecord]:
+        """The records ``staged``, numbered and MACed after the head (``seq``, ``prev``): the
+        one place a record's content and MAC are made, whoever writes them."""
         records = []
         for at, actor, action, subject, body, request_id in staged:
             seq += 1
@@ -120,13 +128,25 @@ class AuditLog:
                                        subject=subject, payload=body, prev_mac=prev, mac=mac,
                                        request_id=request_id))
             prev = mac
+        return records
+
+    def _append(self, uow: UnitOfWork, staged: list[Staged]) -> None:
+        if not staged:
+            return  # everything staged was rolled back with a savepoint
+        # The head is locked only now, at the end of the transaction, so concurrent writers
+        # serialise on the commit itself and not on everything the transaction did before.
+        seq, prev = uow.audit.head(for_update=True)
+        records = self.chained(seq, prev, staged)
         uow.audit.append_many(records)
-        uow.audit.set_head(seq, prev)
+        uow.audit.set_head(records[-1].seq, records[-1].mac)
         staged.clear()
         if self.telemetry is not NO_TELEMETRY:
-            uow.after_commit(lambda: self._observed(records))
+            uow.after_commit(lambda: self.observed(records))
 
-    def _observed(self, records: list[AuditRecord]) -> None:
+    def observed(self, records: list[AuditRecord]) -> None:
+        """Pass committed records to the telemetry port."""
+        if self.telemetry is NO_TELEMETRY:
+            return
         # The change is durable by now: an observer's failure must not turn it into an error.
         with contextlib.suppress(Exception):
             self.telemetry.audited(records)

@@ -3,7 +3,9 @@
 Hand-written on purpose: no maintained library encodes a SEQUENCE whose contents are streamed
 from a database cursor — asn1crypto and cryptography both need every element in memory first
 (architecture §11: the cryptography builder takes 418 MiB for 10^6 entries). Everything else about a
-CRL (names, extensions, times) is encoded by cryptography and asn1crypto.
+CRL (names, extensions, times) is encoded by cryptography and asn1crypto. The certificate path
+uses the same few primitives where a library object per element cost more than the element: the
+assembled Certificate (jpki.signing) and the basic 4 otherNames' UTF8Strings (reference §1.3).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ def header(tag: int, content_length: int) -> bytes:
 
 SEQUENCE = 0x30
 BIT_STRING = 0x03
+UTF8_STRING = 0x0C
+
+
+def utf8_string(value: str) -> bytes:
+    """A UTF8String TLV (X.690 §8.23: the UTF-8 octets, primitive, definite length)."""
+    octets = value.encode("utf-8")
+    return header(UTF8_STRING, len(octets)) + octets
 
 
 def read_tlv(data: bytes, offset: int) -> tuple[int, int, int]:

@@ -162,6 +162,9 @@ class Resident:
     address: str = field(repr=False)
     emigrated_on: date | None = None
     version: int = 1
+    # The name's reading (氏名の振り仮名, on the 住民票 since 2025-05-26), full-width katakana:
+    # not basic 4 information and never in a certificate, but what people give at a counter.
+    name_kana: str | None = field(default=None, repr=False)
 
     @property
     def basic4(self) -> Basic4:
@@ -175,6 +178,28 @@ class Resident:
         self.address = b4.address
 
 
+@dataclass(frozen=True, slots=True)
+class ResidentFacts:
+    """What issuance reads of a resident (jpki.issuance.card): the fields its rules and the
+    signing certificate's basic 4 need, as a plain value read by a Core statement — no mapped
+    entity, no identity map. Personal data kept out of ``repr`` as in :class:`Resident`."""
+
+    id: str
+    municipality_code: str
+    registry_source: RegistrySource
+    status: ResidentStatus
+    name: str = field(repr=False)
+    birth_date: date = field(repr=False)
+    sex: int = field(repr=False)
+    address: str = field(repr=False)
+    emigrated_on: date | None = field(default=None, repr=False)
+
+    @property
+    def basic4(self) -> Basic4:
+        return Basic4(name=self.name, birth_date=self.birth_date, sex=Sex(self.sex),
+                      address=self.address)
+
+
 @dataclass(eq=False)
 class Card:
     id: int | None
@@ -184,6 +209,27 @@ class Card:
     status: CardStatus
     created_at: datetime
     status_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CardFacts:
+    """A card as issuance's rules read it (jpki.lifecycle.cards.choose_card)."""
+
+    id: int
+    resident_id: str
+    number: str
+    expires_on: date
+    status: CardStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewCard:
+    """A card issuance creates on a resident's first issuance (architecture §4.3)."""
+
+    resident_id: str
+    number: str
+    expires_on: date
+    created_at: datetime
 
 
 @dataclass(eq=False)
@@ -308,6 +354,17 @@ class ProofingRecord:
     used_for: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProofingFacts:
+    """What issuance checks of an identity-proofing record (jpki.lifecycle.proofing)."""
+
+    id: str
+    resident_id: str
+    station: str
+    expires_at: datetime
+    used_at: datetime | None
+
+
 class DeviceStatus(StrEnum):
     ACTIVE = "active"
     REPLACED = "replaced"  # a newer device took over (one device per person)
@@ -340,6 +397,22 @@ class MobileChallenge:
     # Who asked (a source address, an IPv6 /64): kept until the challenge is deleted, minutes
     # later, to bound what one source holds. None for the operator's own tools.
     source: str | None = None
+
+
+@dataclass(frozen=True)
+class DvRequest:
+    """A request to set or lift a resident's DV support measures, and its decision
+    (jpki.registry.dv_support)."""
+
+    id: str
+    resident_id: str
+    turn_on: bool
+    category: str  # jpki.registry.dv_support.DvCategory
+    status: str  # pending | approved | rejected
+    requested_by: str  # an actor, as the audit log names it
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -20,6 +20,7 @@ from jpki.model import (
     CaGeneration,
     CaKind,
     Card,
+    CardFacts,
     Certificate,
     CertificateFacts,
     CertificateStateRow,
@@ -31,14 +32,18 @@ from jpki.model import (
     ConsoleSession,
     CrlPublication,
     DeltaRow,
+    DvRequest,
     JobRun,
     MobileChallenge,
     MobileDevice,
+    NewCard,
     OcspResponder,
     PendingCertificate,
+    ProofingFacts,
     ProofingRecord,
     RelyingParty,
     Resident,
+    ResidentFacts,
     StandingConsent,
     StatusChange,
     StatusRow,
@@ -79,12 +84,20 @@ class ResidentRepository(Protocol):
     def add(self, resident: Resident) -> None: ...
     def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
 
+    def born_on(self, birth_date: date, municipalities: Sequence[str] | None, *,
+                name: str | None = None, name_kana: str | None = None,
+                limit: int = 20) -> Sequence[Resident]:
+        """Residents born on ``birth_date`` (in ``municipalities`` unless None) with this name
+        or this reading."""
+        ...
+
 
 class CardRepository(Protocol):
     def add(self, card: Card) -> None: ...
     def get_by_number(self, number: str) -> Card | None: ...
     def get(self, card_id: int) -> Card | None: ...
     def active_for_resident(self, resident_id: str) -> Card | None: ...
+    def latest_for_resident(self, resident_id: str) -> Card | None: ...
 
 
 class CertificateRepository(Protocol):
@@ -133,6 +146,41 @@ class IssuanceRecords(Protocol):
                 kinds: Sequence[CertKind]) -> Sequence[CertificateFacts]:
         """The resident's certificates of these kinds, abandoned intents included, oldest
         first."""
+        ...
+
+    # The subjects of a batch of card orders, read and written as plain values with one
+    # statement per batch (jpki.issuance.card.plan_many): what the lifecycle rules
+    # (jpki.lifecycle) decide on, without an ORM load or flush per order.
+
+    def residents(self, resident_ids: Sequence[str]) -> Mapping[str, ResidentFacts]:
+        """These residents, by id, locked for this transaction (the absent ones missing)."""
+        ...
+
+    def proofings(self, proofing_ids: Sequence[str]) -> Mapping[str, ProofingFacts]:
+        """These identity-proofing records, by id, locked for this transaction."""
+        ...
+
+    def active_cards(self, resident_ids: Sequence[str]) -> Mapping[str, CardFacts]:
+        """Each resident's active card, by resident id (those with none missing)."""
+        ...
+
+    def card_numbers_taken(self, numbers: Sequence[str]) -> set[str]:
+        """Those of these card numbers that a card record already has."""
+        ...
+
+    def histories(self, resident_ids: Sequence[str],
+                  kinds: Sequence[CertKind]) -> Mapping[str, Sequence[CertificateFacts]]:
+        """:meth:`history` of each resident (those with none missing)."""
+        ...
+
+    def add_cards(self, cards: Sequence[NewCard]) -> list[int]:
+        """Insert active cards; their ids, in the order given. A number taken raises."""
+        ...
+
+    def use_proofings(self, uses: Sequence[tuple[str, str, datetime]]) -> None:
+        """(id, purpose, when) each: mark an unused record used. Raises
+        :class:`jpki.errors.InternalError` when one was used meanwhile (they are read locked,
+        so that is a bug)."""
         ...
 
     def record_intents(self, rows: Sequence[PendingCertificate]) -> list[int]:
@@ -296,6 +344,15 @@ class CrlEntrySource(Protocol):
     def snapshot(self) -> AbstractContextManager[CrlSnapshot]: ...
 
 
+class DvRequestRepository(Protocol):
+    """Requests to set or lift DV support measures (jpki.registry.dv_support)."""
+
+    def add(self, request: DvRequest) -> None: ...
+    def get(self, request_id: str, *, for_update: bool = False) -> DvRequest | None: ...
+    def pending(self, resident_id: str | None = None) -> Sequence[DvRequest]: ...
+    def decide(self, request_id: str, status: str, by: str, at: datetime) -> None: ...
+
+
 class ConsoleRepository(Protocol):
     """The operator console's accounts and sessions (jpki.access.console_accounts)."""
 
@@ -350,6 +407,8 @@ class UnitOfWork(Protocol):
     def jobs(self) -> JobRunRepository: ...
     @property
     def console(self) -> ConsoleRepository: ...
+    @property
+    def dv_requests(self) -> DvRequestRepository: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -370,6 +429,66 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- The group commit's transaction -----------------------------------------------------------
+
+
+class SuccessorReads(Protocol):
+    """The certificates a holder's line is followed through (old→new links, the card line of
+    a phone's certificate): jpki.relying_parties.linkage, jpki.relying_parties.latest_basic4."""
+
+    def get(self, cert_id: int) -> Certificate | None: ...
+    def issued_successor_of(self, cert_id: int) -> Certificate | None: ...
+
+
+class StandingConsentReads(Protocol):
+    def standing(self, consent_id: str, *, for_update: bool = False) -> StandingConsent | None:
+        """:meth:`ConsentRepository.standing`."""
+        ...
+
+
+class LineReads(Protocol):
+    """What following a certificate line reads (a unit of work, or an :class:`AuditBatch`)."""
+
+    @property
+    def certificates(self) -> SuccessorReads: ...
+
+
+class DisclosureReads(LineReads, Protocol):
+    """What a group-commit record's check may read, in the transaction that records it
+    (jpki.group_audit): a standing consent, locked, and the certificate line behind it."""
+
+    @property
+    def consents(self) -> StandingConsentReads: ...
+
+
+class AuditBatch(DisclosureReads, Protocol):
+    """One transaction of the group commit (jpki.group_audit): the records' checks read in it,
+    then the batch's records are chained onto the head and committed, durably, together.
+
+    Not a unit of work: nothing but the audit chain is written in it, so the store may run it
+    on a connection of its own, as plain statements (jpki.store.audit_writer). It takes the
+    same locks a unit of work does — on SQLite the database's write lock (and this process's
+    writer lock before it), on PostgreSQL the head row ``FOR UPDATE`` — so it serialises with
+    every other writer of the chain, in this process or another. Leaving the block without
+    :meth:`commit` rolls back everything."""
+
+    def head(self) -> tuple[int, str]:
+        """(seq, mac) of the newest record, locked until the transaction ends."""
+        ...
+
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        """Insert ``records`` (consecutive, following the head read) and make the last the
+        head."""
+        ...
+
+    def commit(self) -> None:
+        """Commit durably: once this returns, the records survive a killed process."""
+        ...
+
+
+AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
 
 
 # --- Narrow ports -----------------------------------------------------------------------------

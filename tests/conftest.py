@@ -272,6 +272,8 @@ def services(database_url: str, tmp_path: Path, keystore: KeyStore, ca_material:
     svc = build_services(make_settings(tmp_path, database_url), keys=keystore, clock=clock)
     install_ca(svc, ca_material)
     yield svc
+    svc.audit_group.close()
+    svc.audit_writer.close()  # its connection is checked out for good: dispose() would not
     svc.uow.engine.dispose()
     svc.read_engine.dispose()
 

@@ -56,7 +56,7 @@ def console_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False)
         rows = [{"username": a.username, "role": a.role, "municipality": a.municipality_code,
                  "status": a.status,
                  "locked_until": a.locked_until.isoformat() if a.locked_until else None}
-                for a in services.console.accounts()]
+                for a in services.console.accounts(grant(Operation.CONSOLE_ACCOUNT_READ))]
         if as_json:
             print_json({"accounts": rows})
             return

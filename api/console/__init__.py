@@ -1,6 +1,7 @@
 """The operator console: pages served by `jpki serve` under /console for the people who run the
-system (api.console.pages: signing in, each role's home, the registry; api.console.call_centre:
-the call centre)."""
+system (api.console.pages: signing in, each role's home; api.console.registry: the counter's
+registry pages; api.console.call_centre: the call centre;
+api.console.dashboard: the supervisor's dashboard)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from fastapi import FastAPI
 
 def mount(app: FastAPI) -> None:
     """Add the console's pages and its static files to ``app``."""
-    from api.console import call_centre, pages
+    from api.console import admin, call_centre, dashboard, dv, pages, registry
 
     app.include_router(pages.router)
+    app.include_router(registry.router)
     app.include_router(call_centre.router)
+    app.include_router(dashboard.router)
+    app.include_router(dv.router)
+    app.include_router(admin.router)
     app.mount("/console/static", pages.static, name="console-static")

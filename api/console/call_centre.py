@@ -15,16 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from datetime import date
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.console.pages import CsrfRefused, render, signed_in
+from api.console.pages import CsrfRefused, render, signed_in, typed_date
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import SignIn
-from jpki.errors import InvalidInput
 
 router = APIRouter(prefix="/console/callcentre", include_in_schema=False)
 TICKET_SECONDS = 600
@@ -52,20 +50,6 @@ def redeem(session: SignIn, value: str | None) -> tuple[str, str]:
     return resident_id, card_number
 
 
-def birth_date(value: str) -> date:
-    """A date as people type it at a keyboard: ``19900102`` or ``1990-01-02``."""
-    text = value.strip()
-    if len(text) == 8 and text.isascii() and text.isdigit():
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidInput("a date of birth is YYYYMMDD or YYYY-MM-DD",
-                           field="birth_date") from exc
-
-
 @router.get("")
 async def find_page(request: Request) -> Response:
     async def page(request: Request, session: SignIn) -> Response:
@@ -83,7 +67,7 @@ async def find(request: Request) -> Response:
         services = request.app.state.services
         found = await run_in_threadpool(services.call_centre.verify_caller, grant,
                                         form.get("card_number", ""),
-                                        birth_date(form.get("birth_date", "")))
+                                        typed_date(form.get("birth_date", "")))
         return render(request, "callcentre_file.html", session=session, caller=found,
                       ticket=ticket(session, found.resident_id, found.card_number))
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,7 +29,6 @@ from starlette.staticfiles import StaticFiles
 
 from api.console.i18n import choose, translator
 from api.problems import STATUS
-from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleAccounts, SignIn
 from jpki.errors import (
     AuthThrottled,
@@ -78,16 +78,17 @@ def _secure(request: Request) -> bool:
     return bool(request.app.state.services.settings.console_secure_cookies)
 
 
-def _language(request: Request) -> str:
+def language_of(request: Request) -> str:
     return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
 
 def render(request: Request, template: str, status: int = 200, *,
             session: SignIn | None = None, **context: Any) -> HTMLResponse:
-    language = _language(request)
+    language = language_of(request)
+    other = "en" if language == "ja" else "ja"
     html = _templates.get_template(template).render(
-        t=translator(language), lang=language, other="en" if language == "ja" else "ja",
-        path=request.url.path, session=session, **context)
+        t=translator(language), lang=language, other=other,
+        switch=_switch_url(request, other), session=session, **context)
     response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     if request.query_params.get("lang") == language:
         response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, path="/console",
@@ -95,7 +96,16 @@ def render(request: Request, template: str, status: int = 200, *,
     return response
 
 
-def _redirect(request: Request, to: str) -> RedirectResponse:
+def _switch_url(request: Request, language: str) -> str:
+    """This page in ``language``: the same address for a page one can GET again, the home
+    page after a form was POSTed."""
+    if request.method != "GET":
+        return f"/console/?lang={language}"
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return f"{request.url.path}?{urlencode([*query, ('lang', language)])}"
+
+
+def redirect(request: Request, to: str) -> RedirectResponse:
     # 303: the browser follows with a GET (RFC 9110 §15.4.4), so a reload resends nothing.
     return RedirectResponse(to, status_code=303, headers=SECURITY_HEADERS)
 
@@ -124,6 +134,20 @@ async def _form(request: Request) -> dict[str, str]:
     return form
 
 
+def typed_date(value: str) -> date:
+    """A date as people type it at a keyboard: ``19900102`` or ``1990-01-02``."""
+    text = value.strip()
+    if len(text) == 8 and text.isascii() and text.isdigit():
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput("a date is YYYYMMDD or YYYY-MM-DD",
+                           field="date") from exc
+
+
 def _same(given: str | None, expected: str | None) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(
         str(given).encode(), str(expected).encode())
@@ -140,13 +164,15 @@ async def _session(request: Request) -> SignIn:
 
 def _error_page(request: Request, exc: JpkiError, session: SignIn | None) -> Response:
     if isinstance(exc, ConsoleSessionEnded):
-        response: Response = _redirect(request, "/console/login?ended=1")
+        response: Response = redirect(request, "/console/login?ended=1")
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
     key = {Category.FORBIDDEN: "error.forbidden", Category.NOT_FOUND: "error.not_found",
            Category.INVALID_INPUT: "error.invalid"}.get(exc.category, "error.other")
     if isinstance(exc, CsrfRefused):
         key = "error.csrf"
+    elif exc.code == "dv.second_person_required":
+        key = "error.second_person"
     return render(request, "error.html", STATUS.get(exc.category, 500), session=session,
                    message_key=key)
 
@@ -203,7 +229,7 @@ async def login(request: Request) -> Response:
         return response
     except JpkiError as exc:
         return _error_page(request, exc, None)
-    moved = _redirect(request, "/console/login/code")
+    moved = redirect(request, "/console/login/code")
     _set_session(request, moved, signed.token)
     return moved
 
@@ -218,7 +244,7 @@ def _throttled(request: Request, exc: AuthThrottled) -> Response:
 @router.get("/login/code")
 async def code_page(request: Request) -> Response:
     if not request.cookies.get(SESSION_COOKIE) or not request.cookies.get(FORM_COOKIE):
-        return _redirect(request, "/console/login")
+        return redirect(request, "/console/login")
     return render(request, "code.html", csrf=request.cookies.get(FORM_COOKIE))
 
 
@@ -240,7 +266,7 @@ async def code(request: Request) -> Response:
         return _throttled(request, exc)
     except JpkiError as exc:
         return _error_page(request, exc, None)
-    home = _redirect(request, "/console/")
+    home = redirect(request, "/console/")
     _set_session(request, home, signed.token)
     home.delete_cookie(FORM_COOKIE, path="/console")
     return home
@@ -250,7 +276,7 @@ async def code(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     async def page(request: Request, session: SignIn) -> Response:
         await run_in_threadpool(_console(request).end, session.token)
-        response = _redirect(request, "/console/login")
+        response = redirect(request, "/console/login")
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
 
@@ -266,26 +292,5 @@ async def home(request: Request) -> Response:
         return render(request, "home.html", session=session)
 
     if not request.cookies.get(SESSION_COOKIE):
-        return _redirect(request, "/console/login")
-    return await signed_in(request, page)
-
-
-@router.get("/residents")
-async def resident(request: Request) -> Response:
-    """A resident's record by id, for the roles that keep the registry, within their
-    municipality (RESIDENT_READ and RESIDENT_BASIC4_READ, as GET /v1/operators/residents/{id})."""
-
-    async def page(request: Request, session: SignIn) -> Response:
-        resident_id = request.query_params.get("id", "").strip()
-        if not resident_id:
-            authorize(session.user.principal, Operation.RESIDENT_BASIC4_READ)
-            return render(request, "resident.html", session=session, resident=None)
-        services = request.app.state.services
-        principal = session.user.principal
-        read = authorize(principal, Operation.RESIDENT_READ)
-        basic4 = authorize(principal, Operation.RESIDENT_BASIC4_READ)
-        found = await run_in_threadpool(services.residents.get, read, resident_id)
-        basic4.require_municipality(found.municipality_code)
-        return render(request, "resident.html", session=session, resident=found)
-
+        return redirect(request, "/console/login")
     return await signed_in(request, page)

@@ -55,4 +55,6 @@ def resident_out(r: Resident, *, with_basic4: bool, today: date) -> ResidentOut:
         "signing_eligible": may_hold_signing_certificate(r.birth_date, today)}
     if with_basic4:
         fields.update(name=r.name, birth_date=r.birth_date, sex=r.sex, address=r.address)
+        if r.name_kana is not None:
+            fields["name_kana"] = r.name_kana
     return ResidentOut.model_validate(fields)

@@ -8,10 +8,10 @@ and relying parties' and clients' identifiers are among their labels).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -19,13 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from api import metrics
 from api.deps import ServicesDep, authorized
 from api.health import readiness
+from api.openapi import problems
 from api.probes import Probes, StateCollector
 from jpki.access.authz import Grant, Operation
+from jpki.registry.statistics import MAX_DAYS, DayCount, Report
 
 router = APIRouter(tags=["operations"])
 
 MetricsRead = Annotated[Grant[Literal[Operation.METRICS_READ]],
                         Depends(authorized(Operation.METRICS_READ))]
+StatisticsRead = Annotated[Grant[Literal[Operation.STATISTICS_READ]],
+                           Depends(authorized(Operation.STATISTICS_READ))]
 JobsRead = Annotated[Grant[Literal[Operation.JOBS_READ]], Depends(authorized(Operation.JOBS_READ))]
 
 
@@ -60,6 +64,57 @@ class JobsOut(BaseModel):
     jobs: list[JobRunOut]
 
 
+class DayCountOut(BaseModel):
+    day: date
+    kind: str
+    count: int
+
+
+class ReasonCountOut(BaseModel):
+    reason: str  # RFC 5280 CRLReason name
+    count: int
+
+
+class MonthCountOut(BaseModel):
+    month: str  # YYYY-MM, JST
+    kind: str
+    count: int
+
+
+class PrefectureCountOut(BaseModel):
+    prefecture: str  # JIS X 0401 code
+    kind: str
+    count: int
+
+
+class StatisticsOut(BaseModel):
+    since: date
+    until: date
+    issued: list[DayCountOut]
+    renewed: list[DayCountOut]
+    revoked: list[DayCountOut]
+    reasons: list[ReasonCountOut]
+    expiring: list[MonthCountOut]
+    valid_by_prefecture: list[PrefectureCountOut]
+
+
+def statistics_out(report: Report) -> StatisticsOut:
+    """The report as the API and the console's CSV files give it."""
+    def days(rows: tuple[DayCount, ...]) -> list[DayCountOut]:
+        return [DayCountOut(day=r.day, kind=r.kind.value, count=r.count) for r in rows]
+
+    return StatisticsOut(
+        since=report.since, until=report.until, issued=days(report.issued),
+        renewed=days(report.renewed), revoked=days(report.revoked),
+        reasons=[ReasonCountOut(reason=r.reason.rfc_name, count=r.count)
+                 for r in report.reasons],
+        expiring=[MonthCountOut(month=m.month, kind=m.kind.value, count=m.count)
+                  for m in report.expiring],
+        valid_by_prefecture=[PrefectureCountOut(prefecture=p.prefecture, kind=p.kind.value,
+                                                count=p.count)
+                             for p in report.valid_by_prefecture])
+
+
 @router.get("/readyz", response_model=ReadinessOut,
             responses={503: {"model": ReadinessOut, "description": "Not ready"}})
 async def ready(request: Request, services: ServicesDep) -> JSONResponse:
@@ -88,6 +143,15 @@ async def prometheus_metrics(request: Request, services: ServicesDep,
 
     body = await run_in_threadpool(render)
     return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/operators/statistics", response_model=StatisticsOut, responses=problems(400))
+def statistics(services: ServicesDep, grant: StatisticsRead,
+               days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> StatisticsOut:
+    """National figures over the last ``days`` (JST days, today included): certificates
+    issued, renewed and revoked per day and kind, revocation reasons, the expiry wave for the
+    next 24 months, valid certificates per prefecture."""
+    return statistics_out(services.statistics.report(grant, days))
 
 
 @router.get("/v1/operators/jobs", response_model=JobsOut)

@@ -36,9 +36,11 @@ class Operation(StrEnum):
     # the resident registry (operators)
     RESIDENT_REGISTER = "resident.register"
     RESIDENT_READ = "resident.read"
+    RESIDENT_FIND = "resident.find"  # by name or reading and date of birth, never a list
     RESIDENT_BASIC4_READ = "resident.basic4_read"  # the basic 4 information in the answer
     RESIDENT_EVENT = "resident.event"
-    RESIDENT_DV_SUPPORT = "resident.dv_support"
+    DV_REQUEST = "resident.dv_request"  # ask to set or lift DV support measures …
+    DV_DECIDE = "resident.dv_decide"  # … which a second person, a supervisor, decides
     CARD_REGISTER = "card.register"
     CARD_EVENT = "card.event"
     # certificates
@@ -75,15 +77,18 @@ class Operation(StrEnum):
     CA_ROLLOVER = "ca.rollover"
     RESPONDERS_RENEW = "ca.responders_renew"
     CLIENT_CREATE = "client.create"
+    CLIENT_READ = "client.read"
     CLIENT_SET_STATUS = "client.set_status"
     # the operator console's accounts (jpki.access.console_accounts)
     CONSOLE_ACCOUNT_CREATE = "console.account_create"
+    CONSOLE_ACCOUNT_READ = "console.account_read"
     CONSOLE_ACCOUNT_SET_STATUS = "console.account_set_status"
     # housekeeping
     PENDING_ABANDON = "housekeeping.abandon_pending"
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
     MOBILE_SWEEP = "housekeeping.mobile_sweep"
     # watching the service
+    STATISTICS_READ = "service.statistics"
     METRICS_READ = "service.metrics"
     JOBS_READ = "service.jobs"
 
@@ -123,8 +128,14 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # Stations read the record they enrol, without its basic 4 information.
     Operation.RESIDENT_READ: Rule(_READERS, municipality=R.RESIDENT),
     Operation.RESIDENT_BASIC4_READ: Rule(_REGISTRY, municipality=R.RESIDENT),
+    # A search looks only within the caller's municipalities (every one for a national
+    # operator): the service narrows the query to them instead of checking each answer.
+    Operation.RESIDENT_FIND: Rule(_REGISTRY),
     Operation.RESIDENT_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
-    Operation.RESIDENT_DV_SUPPORT: Rule(_REGISTRY, municipality=R.RESIDENT),
+    # DV support measures take two people (jpki.registry.dv_support): the resident's counter
+    # asks, a national operator (the console's supervisor) who did not ask decides.
+    Operation.DV_REQUEST: Rule(_REGISTRY, municipality=R.RESIDENT),
+    Operation.DV_DECIDE: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.CARD_REGISTER: Rule(_REGISTRY, municipality=R.RESIDENT),
     Operation.CARD_EVENT: Rule(_REGISTRY, municipality=R.RESIDENT),
     # Card certificates are issued at the window after identity proofing (reference §5); the
@@ -168,15 +179,24 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.CA_ROLLOVER: Rule(_LOCAL),
     Operation.RESPONDERS_RENEW: Rule(_HOUSEKEEPING),
     Operation.CLIENT_CREATE: Rule(_LOCAL),
-    Operation.CLIENT_SET_STATUS: Rule(_LOCAL),
-    # So do the console's people: the first supervisor is made at the CLI (README).
-    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_LOCAL),
-    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_LOCAL),
+    # A supervisor (a national operator) sees the clients and suspends or resumes stations;
+    # the other clients' standing stays with the CLI (jpki.access.clients.set_status).
+    Operation.CLIENT_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CLIENT_SET_STATUS: Rule(_REGISTRY, municipality=R.NATIONAL),
+    # The console's people: supervisors are made at the CLI only (the first one, and every
+    # other: a supervisor who could make one could approve their own DV request through it);
+    # supervisors manage the counter clerks and call-centre agents
+    # (jpki.access.console_accounts).
+    Operation.CONSOLE_ACCOUNT_CREATE: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CONSOLE_ACCOUNT_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_REGISTRY, municipality=R.NATIONAL),
     # What must happen even if nobody asks (architecture §3.3, §4.5).
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),
     Operation.MOBILE_SWEEP: Rule(_HOUSEKEEPING),
-    # Watching the service over HTTP (api.routers.operations).
+    # Watching the service over HTTP (api.routers.operations). The national figures are the
+    # national operator's (a supervisor at the console; the CLI's operator holds them all).
+    Operation.STATISTICS_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.METRICS_READ: Rule(frozenset({K.OPERATOR})),
     Operation.JOBS_READ: Rule(frozenset({K.OPERATOR})),
 })

@@ -59,9 +59,10 @@ from jpki.access.principals import (
     POST_OFFICE_STATION,
     RP_SCOPES,
     Principal,
+    PrincipalKind,
 )
 from jpki.audit import AuditLog
-from jpki.errors import BadCredentials, ClientSuspended, InvalidInput, VerifierBusy
+from jpki.errors import BadCredentials, ClientSuspended, Forbidden, InvalidInput, VerifierBusy
 from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -236,6 +237,13 @@ class ClientService:
             for client_id in client_ids:
                 self._verified.pop(client_id, None)
 
+    def list_clients(self, grant: Grant[Literal[Operation.CLIENT_READ]]) -> list[ApiClient]:
+        """Every API client but the relying parties' (those are listed with their relying
+        party)."""
+        grant.require(Operation.CLIENT_READ)
+        with self._uow() as uow:
+            return [c for c in uow.clients.all() if c.role is not ClientRole.RP]
+
     def set_status(self, grant: Grant[Literal[Operation.CLIENT_SET_STATUS]], client_id: str,
                    status: ClientStatus) -> ApiClient:
         from jpki.errors import ClientNotFound
@@ -246,6 +254,12 @@ class ClientService:
                 else None
             if client is None:
                 raise ClientNotFound("no such client", client=client_id[:64])
+            if actor.kind is not PrincipalKind.LOCAL_OPERATOR and \
+                    client.role is not ClientRole.STATION:
+                # A supervisor suspends stations; relying parties have their own status, and
+                # operators' and the call centre's credentials stay with the CLI.
+                raise Forbidden("only stations are suspended or resumed here",
+                                client=client_id[:64])
             if client.status is not status:
                 client.status = status
                 client.changed_at = self._clock.now()  # the change feed (jpki.access.kept_clients)

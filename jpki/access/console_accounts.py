@@ -58,6 +58,7 @@ from jpki.audit import AuditLog
 from jpki.errors import (
     ConsoleLoginFailed,
     ConsoleSessionEnded,
+    Forbidden,
     InvalidInput,
     NotFound,
     VerifierBusy,
@@ -190,6 +191,7 @@ class ConsoleAccounts:
                role: ConsoleRole, municipality_code: str | None = None,
                password: str | None = None) -> NewAccount:
         actor = grant.require(Operation.CONSOLE_ACCOUNT_CREATE)
+        _manages(actor, role)
         if not USERNAME.fullmatch(username):
             raise InvalidInput("a user name is 3-32 of a-z, 0-9 and ._- starting with a letter",
                                field="username")
@@ -236,6 +238,7 @@ class ConsoleAccounts:
             account = uow.console.account(username, for_update=True)
             if account is None or account.id is None:
                 raise NotFound("no such console account", field="username")
+            _manages(actor, ConsoleRole(account.role))
             values: dict[str, object] = {"status": status.value,
                                          "changed_at": self._clock.now()}
             if status is ClientStatus.ACTIVE:
@@ -248,7 +251,9 @@ class ConsoleAccounts:
                                payload={"status": status.value, "sessions_ended": ended})
             uow.commit()
 
-    def accounts(self) -> list[ConsoleAccount]:
+    def accounts(self, grant: Grant[Literal[Operation.CONSOLE_ACCOUNT_READ]]
+                 ) -> list[ConsoleAccount]:
+        grant.require(Operation.CONSOLE_ACCOUNT_READ)
         with self._uow() as uow:
             return list(uow.console.accounts())
 
@@ -439,6 +444,14 @@ class ConsoleAccounts:
                                                username.encode("ascii")).decode("ascii")
         except (InvalidTag, ValueError) as exc:
             raise ConsoleLoginFailed() from exc
+
+
+def _manages(actor: Principal, role: ConsoleRole) -> None:
+    """Supervisors are made and changed at the CLI only, by whoever holds the data directory:
+    a supervisor who could make another could approve their own DV request through it (the
+    two-person rule, jpki.registry.dv_support). Supervisors manage clerks and agents."""
+    if role is ConsoleRole.SUPERVISOR and actor.kind is not PrincipalKind.LOCAL_OPERATOR:
+        raise Forbidden("supervisor accounts are managed at the CLI (`jpki console`)")
 
 
 def _check_password(password: str) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asn1crypto.core import UTF8String
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
+from jpki import der
 from jpki.authority.profiles import Issuer
 from jpki.authority.recipe import Recipe
 from jpki.basic4 import Basic4, personal_data_other_names
@@ -138,15 +138,23 @@ def _basic4_san(cert: x509.Certificate, b4: Basic4) -> list[Finding]:
         assert isinstance(got, x509.OtherName)
         if got.type_id.dotted_string != oid:
             return [Finding("e_basic4_san_order", "reference §1.3: otherName order")]
-        try:
-            parsed = UTF8String.load(got.value)
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.native != value:
+        if _utf8_string(got.value) != value:
             # Never the value itself: this message may reach an operator's log.
             return [Finding("e_basic4_san_value",
                             f"otherName {oid} is not the expected UTF8String")]
     return []
+
+
+def _utf8_string(encoded: bytes) -> str | None:
+    """The value of ``encoded`` when it is exactly one UTF8String TLV (X.690 §8.23), else None.
+    Read with jpki.der's reader, not the encoder the profile used."""
+    try:
+        tag, start, end = der.read_tlv(encoded, 0)
+        if tag != der.UTF8_STRING or end != len(encoded):
+            return None
+        return encoded[start:end].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, recipe: Recipe,

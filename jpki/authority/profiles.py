@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asn1crypto.core import UTF8String
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from jpki import der
 from jpki.authority.recipe import CaRecipe, Recipe, name_from_pairs
 from jpki.basic4 import Basic4, personal_data_other_names
 from jpki.model import CaKind, CertKind
@@ -172,7 +172,7 @@ def personal_data_san(b4: Basic4) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for oid, value in personal_data_other_names(b4):
         # cryptography wraps the value in the [0] EXPLICIT tag; we supply the UTF8String TLV.
-        names.append(x509.OtherName(x509.ObjectIdentifier(oid), UTF8String(value).dump()))
+        names.append(x509.OtherName(x509.ObjectIdentifier(oid), der.utf8_string(value)))
     return x509.SubjectAlternativeName(names)
 
 
@@ -188,14 +188,102 @@ def shard_names(recipe: Recipe, urls: ServiceUrls, ca: CaKind, generation: int,
     ]
 
 
-def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
-                     urls: ServiceUrls) -> x509.CertificateBuilder:
-    """A card or mobile end-entity certificate (reference §1.2–1.3, architecture §3)."""
+@dataclass(frozen=True)
+class ProfileParts:
+    """The extensions of an end-entity certificate that depend only on its kind, its issuing
+    CA generation and the holder's municipality (reference §1.2, architecture §5), each held
+    as its DER encoding (``x509.UnrecognizedExtension``, which the builder copies as it is):
+    built and encoded once per such triple (:class:`ProfileCache`) rather than once per
+    certificate. The encodings are cryptography's own (``public_bytes``), so the TBS is byte
+    for byte the one the typed values give (tests/jpki/authority/test_profiles.py); the lint
+    parses the certificate back into typed extensions and checks those."""
+
+    key_usage: x509.UnrecognizedExtension
+    policies: x509.UnrecognizedExtension
+    issuer_alt_name: x509.UnrecognizedExtension
+    crl_dp: x509.UnrecognizedExtension
+    freshest_crl: x509.UnrecognizedExtension
+    aia: x509.UnrecognizedExtension
+    aki: x509.UnrecognizedExtension
+
+
+def _encoded(value: x509.ExtensionType) -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(value.oid, value.public_bytes())
+
+
+def profile_parts(kind: CertKind, issuer: Issuer, municipality: Municipality, recipe: Recipe,
+                  urls: ServiceUrls) -> ProfileParts:
+    if issuer.ca is not kind.ca:
+        raise ValueError("certificate kind and issuing CA disagree")
+    return ProfileParts(
+        key_usage=_encoded(_end_entity_key_usage(kind)),
+        policies=_encoded(x509.CertificatePolicies([
+            x509.PolicyInformation(recipe.policies[kind], None)])),
+        issuer_alt_name=_encoded(x509.IssuerAlternativeName([
+            x509.DirectoryName(recipe.issuer_alt_name)])),
+        crl_dp=_encoded(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=shard_names(recipe, urls, issuer.ca, issuer.generation, municipality),
+            relative_name=None, reasons=None, crl_issuer=None)])),
+        # RFC 5280 §4.2.1.15: where the shard's delta CRLs are. Not in the reference profile
+        # (§1.2 lists no delta CRLs); validators such as pyhanko-certvalidator find deltas only
+        # through the certificate, and refuse a base CRL whose Freshest CRL they cannot follow.
+        freshest_crl=_encoded(x509.FreshestCRL([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(urls.crl_delta(
+                issuer.ca, issuer.generation, municipality.code))],
+            relative_name=None, reasons=None, crl_issuer=None)])),
+        aia=_encoded(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(urls.ocsp())),
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(
+                                       urls.ca_issuers(issuer.ca, issuer.generation))),
+        ])),
+        aki=_encoded(x509.AuthorityKeyIdentifier(key_identifier=issuer.subject_key_id,
+                                                 authority_cert_issuer=None,
+                                                 authority_cert_serial_number=None)),
+    )
+
+
+class ProfileCache:
+    """:class:`ProfileParts` of one recipe and set of service URLs, by kind, issuing generation
+    and municipality. The key names the generation by CA, number *and* key identifier, so a
+    rollover (a new generation, or a generation re-made with another key) never meets the
+    parts of the one before; old entries are simply never asked for again (and the cache is
+    emptied when it grows past ``limit``)."""
+
+    def __init__(self, recipe: Recipe, urls: ServiceUrls, *, limit: int = 4096) -> None:
+        self._recipe = recipe
+        self._urls = urls
+        self._limit = limit
+        self._parts: dict[tuple[CertKind, CaKind, int, bytes, str], ProfileParts] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def parts(self, kind: CertKind, issuer: Issuer, municipality: Municipality) -> ProfileParts:
+        key = (kind, issuer.ca, issuer.generation, issuer.subject_key_id, municipality.code)
+        found = self._parts.get(key)
+        if found is None:
+            if len(self._parts) >= self._limit:
+                self._parts.clear()
+            found = self._parts[key] = profile_parts(kind, issuer, municipality, self._recipe,
+                                                     self._urls)
+        return found
+
+
+def build_end_entity(spec: EndEntitySpec, recipe: Recipe, urls: ServiceUrls,
+                     parts: ProfileParts | None = None) -> x509.CertificateBuilder:
+    """A card or mobile end-entity certificate (reference §1.2–1.3, architecture §3).
+
+    ``parts``: the extension values of this kind, issuer and municipality, from a
+    :class:`ProfileCache`; built here when not given (the certificate is the same)."""
     if spec.kind.is_signing != (spec.basic4 is not None):
         raise ValueError("signing certificates carry the basic 4 information; auth ones never")
     issuer = spec.issuer
     if issuer.ca is not spec.kind.ca:
         raise ValueError("certificate kind and issuing CA disagree")
+    if parts is None:
+        parts = profile_parts(spec.kind, issuer, spec.municipality, recipe, urls)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject_for(spec))
@@ -204,37 +292,18 @@ def build_end_entity(spec: EndEntitySpec, recipe: Recipe,
         .serial_number(spec.serial)
         .not_valid_before(spec.not_before)
         .not_valid_after(spec.not_after)
-        .add_extension(_end_entity_key_usage(spec.kind), critical=True)
-        .add_extension(x509.CertificatePolicies([
-            x509.PolicyInformation(recipe.policies[spec.kind], None)]), critical=False)
+        .add_extension(parts.key_usage, critical=True)
+        .add_extension(parts.policies, critical=False)
     )
     if spec.basic4 is not None:
         builder = builder.add_extension(personal_data_san(spec.basic4), critical=False)
     return (
         builder
-        .add_extension(x509.IssuerAlternativeName([x509.DirectoryName(recipe.issuer_alt_name)]),
-                       critical=False)
-        .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=shard_names(recipe, urls, issuer.ca, issuer.generation, spec.municipality),
-            relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
-        # RFC 5280 §4.2.1.15: where the shard's delta CRLs are. Not in the reference profile
-        # (§1.2 lists no delta CRLs); validators such as pyhanko-certvalidator find deltas only
-        # through the certificate, and refuse a base CRL whose Freshest CRL they cannot follow.
-        .add_extension(x509.FreshestCRL([x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(urls.crl_delta(
-                issuer.ca, issuer.generation, spec.municipality.code))],
-            relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
-        .add_extension(x509.AuthorityInformationAccess([
-            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                   x509.UniformResourceIdentifier(urls.ocsp())),
-            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                   x509.UniformResourceIdentifier(
-                                       urls.ca_issuers(issuer.ca, issuer.generation))),
-        ]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier(key_identifier=issuer.subject_key_id,
-                                                   authority_cert_issuer=None,
-                                                   authority_cert_serial_number=None),
-                       critical=False)
+        .add_extension(parts.issuer_alt_name, critical=False)
+        .add_extension(parts.crl_dp, critical=False)
+        .add_extension(parts.freshest_crl, critical=False)
+        .add_extension(parts.aia, critical=False)
+        .add_extension(parts.aki, critical=False)
         # Last, on purpose: see the module docstring.
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(spec.public_key),
                        critical=False)

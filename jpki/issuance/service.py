@@ -37,7 +37,12 @@ from jpki.access.authz import Grant, Operation
 from jpki.audit import AuditLog, JsonValue
 from jpki.authority.ca import CaService
 from jpki.authority.lint import lint_end_entity, require_clean
-from jpki.authority.profiles import EndEntitySpec, build_end_entity, issuance_identifier
+from jpki.authority.profiles import (
+    EndEntitySpec,
+    ProfileCache,
+    build_end_entity,
+    issuance_identifier,
+)
 from jpki.authority.recipe import Recipe
 from jpki.errors import (
     CertificateNotFound,
@@ -59,6 +64,7 @@ from jpki.issuance.stages import (
     Recorded,
     RedeemToken,
     Signed,
+    ValidatedOrder,
 )
 from jpki.issuance_port import DeviceApplication, DeviceIssued, IssuedCertificate
 from jpki.lifecycle.cards import CardSpec
@@ -110,6 +116,8 @@ class IssuanceService:
         self._audit = audit
         self._parallel = parallel_signing
         self._municipalities: dict[str, Municipality] = {}
+        # The extensions that depend only on kind, CA generation and municipality.
+        self._profiles = ProfileCache(recipe, urls)
 
     # --- the entries -------------------------------------------------------------------
 
@@ -168,33 +176,29 @@ class IssuanceService:
         certificates or the error that refused it — an order refused does not stop the others.
 
         The same steps as a single issuance, with the database work amortised: one intent
-        transaction and one store transaction per chunk of orders, each order in a savepoint
-        so a refused one leaves nothing behind. The HSM signs one chunk on a signer thread
-        while the next chunk is validated, built and linted, so the single signing stream is
-        kept busy (python-pkcs11 releases the GIL while the token signs).
+        transaction and one store transaction per chunk of orders, the chunk's records read
+        and written with one statement per kind (:meth:`_record_chunk`); a refused order
+        leaves nothing behind. The HSM signs one chunk on a signer thread while the next chunk
+        is validated, built and linted, so the single signing stream is kept busy
+        (python-pkcs11 releases the GIL while the token signs).
         """
         grant.require(Operation.CERTIFICATE_ISSUE_BATCH)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
         pending: tuple[list[tuple[int, Recorded]], Future[list[Signed]]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpki-signer") as signer:
             for start in range(0, len(orders), max(1, chunk)):
-                batch: list[tuple[int, Recorded]] = []
                 with self._uow() as uow:
-                    for index in range(start, min(start + chunk, len(orders))):
-                        try:
-                            validated = card.validate(orders[index])
-                            with uow.savepoint():
-                                now = self._clock.now()
-                                recorded = self._record(uow, card.plan(
-                                    uow, grant, validated, now, self._municipality), now)
-                            batch.append((index, recorded))
-                        except JpkiError as exc:
-                            results[index] = exc
+                    batch = self._record_chunk(uow, grant, orders,
+                                               range(start, min(start + chunk, len(orders))),
+                                               results)
                     self._arm_on_commit(uow, [r for _, r in batch])
                     uow.commit()  # 4. this chunk's intents are durable from here on
+                # Queued behind the previous chunk's signing on the one signer thread, before
+                # that chunk is stored: the HSM never waits for a store step.
+                signing = signer.submit(self._sign_all, [r for _, r in batch])
                 if pending is not None:
                     self._finish(*pending, results)
-                pending = (batch, signer.submit(self._sign_all, [r for _, r in batch]))
+                pending = (batch, signing)
             if pending is not None:
                 self._finish(*pending, results)
         return [r if r is not None else InternalError("not processed") for r in results]
@@ -239,6 +243,54 @@ class IssuanceService:
             uow.commit()
         return signed
 
+    def _record_chunk(self, uow: UnitOfWork,
+                      grant: Grant[Literal[Operation.CERTIFICATE_ISSUE_BATCH]],
+                      orders: Sequence[IssuanceOrder], indices: range,
+                      results: list[list[IssuedCertificate] | JpkiError | None],
+                      ) -> list[tuple[int, Recorded]]:
+        """1–4 for one chunk of a batch, in the caller's transaction: the rules for all its
+        orders with one read per kind of record (card.plan_many), each accepted order's drafts,
+        then the writes of all of them together — their cards and proofing records
+        (card.settle), their intents and "certificate.signing" records. An order refused at
+        any step has written nothing, so it needs no savepoint. An order that names what an
+        earlier order of the chunk names (a resident, a key, a proofing record) is planned on
+        its own afterwards, in a savepoint, as one order at a time would be."""
+        validated: list[tuple[int, ValidatedOrder, datetime]] = []
+        for index in indices:
+            try:
+                validated.append((index, card.validate(orders[index]), self._clock.now()))
+            except JpkiError as exc:
+                results[index] = exc
+        planned = card.plan_many(uow, grant, [(v, now) for _, v, now in validated],
+                                 self._municipality) if validated else []
+        accepted: list[tuple[int, card.PlannedOrder, list[Draft], datetime]] = []
+        deferred: list[tuple[int, ValidatedOrder]] = []
+        for (index, v, now), outcome in zip(validated, planned, strict=True):
+            if outcome is None:
+                deferred.append((index, v))
+            elif isinstance(outcome, JpkiError):
+                results[index] = outcome
+            else:
+                try:
+                    drafts = self._drafts(uow, outcome.plan, now)
+                except JpkiError as exc:
+                    results[index] = exc
+                    continue
+                accepted.append((index, outcome, drafts, now))
+        plans = card.settle(uow, [p for _, p, _, _ in accepted])
+        recorded = self._record_drafts(uow, [(plan, drafts, now) for plan, (_, _, drafts, now)
+                                             in zip(plans, accepted, strict=True)])
+        batch = [(index, r) for (index, _, _, _), r in zip(accepted, recorded, strict=True)]
+        for index, v in deferred:
+            try:
+                with uow.savepoint():
+                    now = self._clock.now()
+                    batch.append((index, self._record(uow, card.plan(
+                        uow, grant, v, now, self._municipality), now)))
+            except JpkiError as exc:
+                results[index] = exc
+        return batch
+
     def _finish(self, batch: list[tuple[int, Recorded]], signing: Future[list[Signed]],
                 results: list[list[IssuedCertificate] | JpkiError | None]) -> None:
         try:
@@ -268,7 +320,8 @@ class IssuanceService:
                              municipality=plan.municipality,
                              subject_cn=issuance_identifier(plan.municipality.code, kind),
                              basic4=plan.resident.basic4 if kind.is_signing else None)
-        tbs, lint_cert = to_be_signed(build_end_entity(spec, self._recipe, self._urls),
+        parts = self._profiles.parts(kind, issuer, plan.municipality)
+        tbs, lint_cert = to_be_signed(build_end_entity(spec, self._recipe, self._urls, parts),
                                       issuer.public_key)
         require_clean(lint_end_entity(lint_cert, kind=kind, issuer=issuer, recipe=self._recipe,
                                       basic4=spec.basic4), f"{kind.value} certificate")
@@ -277,37 +330,49 @@ class IssuanceService:
                      not_after=lint_cert.not_valid_after_utc, generation=generation,
                      issuer=issuer)
 
+    def _drafts(self, uow: UnitOfWork, plan: IssuancePlan, now: datetime) -> list[Draft]:
+        return [self._draft(uow, plan, cert, now) for cert in plan.certificates]
+
     def _record(self, uow: UnitOfWork, plan: IssuancePlan, now: datetime) -> Recorded:
         """2–4 inside the caller's transaction: the drafts, then the intent — serials reserved
         by the unique index, TBS kept, "certificate.signing" audited. The tokens are armed by
         the pipeline once this transaction commits (:meth:`_arm_on_commit`)."""
-        drafts = [self._draft(uow, plan, cert, now) for cert in plan.certificates]
-        resident = plan.resident
-        ids = uow.issuance.record_intents([PendingCertificate(
-            serial=d.serial, kind=d.plan.kind, resident_id=resident.id, card_id=plan.card_id,
-            ca_generation_id=d.generation.id or 0, not_before=d.not_before,
-            not_after=d.not_after, shard=plan.municipality.code,
-            registry_source=resident.registry_source, public_key_sha256=d.plan.key.sha256,
-            created_at=now, tbs_der=d.tbs,
+        (recorded,) = self._record_drafts(uow, [(plan, self._drafts(uow, plan, now), now)])
+        return recorded
+
+    def _record_drafts(self, uow: UnitOfWork,
+                       drafted: Sequence[tuple[IssuancePlan, list[Draft], datetime]],
+                       ) -> list[Recorded]:
+        """4. The intents of several plans with one multi-row INSERT, then their
+        "certificate.signing" records, plan by plan."""
+        ids = iter(uow.issuance.record_intents([PendingCertificate(
+            serial=d.serial, kind=d.plan.kind, resident_id=plan.resident.id,
+            card_id=plan.card_id, ca_generation_id=d.generation.id or 0,
+            not_before=d.not_before, not_after=d.not_after, shard=plan.municipality.code,
+            registry_source=plan.resident.registry_source,
+            public_key_sha256=d.plan.key.sha256, created_at=now, tbs_der=d.tbs,
             predecessor_id=d.plan.predecessor.id if d.plan.predecessor else None,
             issued_by=plan.actor.actor, delivery_required=plan.delivery_required,
             linked_id=d.plan.linked.id if d.plan.linked else None, device_id=d.plan.device_id)
-            for d in drafts])
-        intents = tuple(Intent(draft=d, cert_id=cert_id, token=RedeemToken())
-                        for d, cert_id in zip(drafts, ids, strict=True))
-        for intent in intents:
-            # Read back by `jpki audit verify --state` (jpki.lifecycle.audit_state): the
-            # certificate is pending from here.
-            generation = intent.draft.generation
-            self._audit.record(uow, actor=plan.actor.actor, action="certificate.signing",
-                               subject=intent.serial,
-                               payload={"kind": intent.draft.plan.kind.value,
-                                        "resident": resident.id,
-                                        "ca": f"{generation.ca.value}/"
-                                              f"g{generation.generation:02d}",
-                                        "tbs_sha256": hashlib.sha256(
-                                            intent.draft.tbs).hexdigest()})
-        return Recorded(plan=plan, intents=intents)
+            for plan, drafts, now in drafted for d in drafts]))
+        out = []
+        for plan, drafts, _ in drafted:
+            intents = tuple(Intent(draft=d, cert_id=next(ids), token=RedeemToken())
+                            for d in drafts)
+            for intent in intents:
+                # Read back by `jpki audit verify --state` (jpki.lifecycle.audit_state): the
+                # certificate is pending from here.
+                generation = intent.draft.generation
+                self._audit.record(uow, actor=plan.actor.actor, action="certificate.signing",
+                                   subject=intent.serial,
+                                   payload={"kind": intent.draft.plan.kind.value,
+                                            "resident": plan.resident.id,
+                                            "ca": f"{generation.ca.value}/"
+                                                  f"g{generation.generation:02d}",
+                                            "tbs_sha256": hashlib.sha256(
+                                                intent.draft.tbs).hexdigest()})
+            out.append(Recorded(plan=plan, intents=intents))
+        return out
 
     @staticmethod
     def _arm_on_commit(uow: UnitOfWork, recorded: list[Recorded]) -> None:

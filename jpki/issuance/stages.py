@@ -29,7 +29,7 @@ from jpki.authority.profiles import Issuer
 from jpki.errors import InternalError
 from jpki.issuance_port import IssuedCertificate
 from jpki.lifecycle.cards import CardSpec
-from jpki.model import CaGeneration, CertKind, Resident
+from jpki.model import CaGeneration, CertKind, Resident, ResidentFacts
 from jpki.municipalities import Municipality
 from jpki.public_keys import SubjectKey
 
@@ -134,7 +134,9 @@ class CertificatePlan:
 @dataclass(frozen=True, slots=True)
 class IssuancePlan:
     actor: Principal
-    resident: Resident
+    # The card planner reads the resident as a plain value (jpki.ports.IssuanceRecords); the
+    # mobile planner has the entity its application verified.
+    resident: Resident | ResidentFacts
     municipality: Municipality
     card_id: int | None
     card_number: str

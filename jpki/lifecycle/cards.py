@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from jpki.errors import CardConflict, CardExpired, CardInactive, InvalidInput
-from jpki.model import Card, CardStatus, CertKind, Resident
+from jpki.model import Card, CardFacts, CardStatus, CertKind, Resident
 from jpki.ports import UnitOfWork
 from jpki.validity import card_expiry, jst_date
 
@@ -39,37 +40,55 @@ def new_card_number() -> str:
     return f"{secrets.randbelow(10**16):016d}"
 
 
-def resolve_card(uow: UnitOfWork, resident: Resident, spec: CardSpec | None,
-                 now: datetime) -> Card:
-    """The resident's active card, created on first issuance when the resident has none.
+@dataclass(frozen=True, slots=True)
+class CardChoice:
+    """The card an issuance binds to: the active one (``existing``), or a new one to create
+    with this number and expiry."""
 
-    A spec that contradicts the active card is refused: replacing a card is an explicit event.
-    """
+    existing: Card | CardFacts | None
+    number: str
+    expires_on: date
+
+
+def choose_card(birth_date: date, spec: CardSpec | None, active: Card | CardFacts | None,
+                number_taken: Callable[[str], bool], now: datetime) -> CardChoice:
+    """The rule on what was read: the resident's active card, and whether a number the station
+    gives already belongs to a card record. A spec that contradicts the active card is refused:
+    replacing a card is an explicit event."""
     spec = spec or CardSpec()
     number = validate_card_number(spec.number) if spec.number else None
-    card = uow.cards.active_for_resident(resident.id)
     today = jst_date(now)
-    if card is not None:
-        if number is not None and number != card.number:
+    if active is not None:
+        if number is not None and number != active.number:
             raise CardConflict("the resident's active card has another number; record the "
-                               "new card first", card=card.number)
-        if spec.expires_on is not None and spec.expires_on != card.expires_on:
-            raise CardConflict("the card expiry differs from the active card's", card=card.number)
-    else:
-        if number is not None:
-            existing = uow.cards.get_by_number(number)
-            if existing is not None:
-                raise CardConflict("this card number belongs to another card record",
-                                   card=number)
-        expires = spec.expires_on or card_expiry(resident.birth_date, today)
-        card = Card(id=None, resident_id=resident.id, number=number or new_card_number(),
-                    expires_on=expires, status=CardStatus.ACTIVE, created_at=now,
-                    status_changed_at=now)
-        if card.expires_on < today:
-            raise CardExpired("the card has expired", card=card.number)
-        uow.cards.add(card)
-    if card.status is not CardStatus.ACTIVE:  # pragma: no cover - active_for_resident filters
-        raise CardInactive("the card is not active", card=card.number)
-    if card.expires_on < today:
-        raise CardExpired("the card has expired", card=card.number)
+                               "new card first", card=active.number)
+        if spec.expires_on is not None and spec.expires_on != active.expires_on:
+            raise CardConflict("the card expiry differs from the active card's",
+                               card=active.number)
+        if active.status is not CardStatus.ACTIVE:  # pragma: no cover - read as active
+            raise CardInactive("the card is not active", card=active.number)
+        if active.expires_on < today:
+            raise CardExpired("the card has expired", card=active.number)
+        return CardChoice(existing=active, number=active.number, expires_on=active.expires_on)
+    if number is not None and number_taken(number):
+        raise CardConflict("this card number belongs to another card record", card=number)
+    number = number or new_card_number()
+    expires = spec.expires_on or card_expiry(birth_date, today)
+    if expires < today:
+        raise CardExpired("the card has expired", card=number)
+    return CardChoice(existing=None, number=number, expires_on=expires)
+
+
+def resolve_card(uow: UnitOfWork, resident: Resident, spec: CardSpec | None,
+                 now: datetime) -> Card:
+    """The resident's active card, created on first issuance when the resident has none."""
+    active = uow.cards.active_for_resident(resident.id)
+    choice = choose_card(resident.birth_date, spec, active,
+                         lambda number: uow.cards.get_by_number(number) is not None, now)
+    if active is not None:
+        return active
+    card = Card(id=None, resident_id=resident.id, number=choice.number,
+                expires_on=choice.expires_on, status=CardStatus.ACTIVE, created_at=now,
+                status_changed_at=now)
+    uow.cards.add(card)
     return card

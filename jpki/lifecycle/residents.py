@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from jpki.access.authz import Grant
 from jpki.errors import ResidentInactive, ResidentNotFound
-from jpki.model import Resident, ResidentStatus
+from jpki.model import Resident, ResidentFacts, ResidentStatus
 from jpki.ports import UnitOfWork
 
+R = TypeVar("R", Resident, ResidentFacts)
 
-def load_active_resident(uow: UnitOfWork, resident_id: str, grant: Grant) -> Resident:
-    resident = uow.residents.get(resident_id, for_update=True)
+
+def check_active_resident(resident: R | None, resident_id: str, grant: Grant) -> R:
+    """The rule on a resident already read (an entity, or issuance's plain value): the same
+    refusals, in the same order, whichever way it was read."""
     if resident is None:
         raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
     grant.require_municipality(resident.municipality_code)
     if resident.status is not ResidentStatus.ACTIVE:
         raise ResidentInactive("the resident record has ended", resident=resident_id)
     return resident
+
+
+def load_active_resident(uow: UnitOfWork, resident_id: str, grant: Grant) -> Resident:
+    return check_active_resident(uow.residents.get(resident_id, for_update=True), resident_id,
+                                 grant)

@@ -23,7 +23,7 @@ from typing import Literal
 from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
-from jpki.errors import CardConflict, CardInactive, CardNotFound
+from jpki.errors import CardConflict, CardInactive, CardNotFound, ResidentNotFound
 from jpki.lifecycle.cards import CardSpec, resolve_card, validate_card_number
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import Card, CardStatus, RevocationReason
@@ -76,6 +76,17 @@ class CardService:
                                         "replaces": old.number if old else None})
             uow.commit()
         return CardEventOutcome(card=card, revocations=revocations)
+
+    def latest(self, grant: Grant[Literal[Operation.RESIDENT_READ]],
+               resident_id: str) -> Card | None:
+        """The resident's newest card, whatever its state (a lost one may yet be found)."""
+        grant.require(Operation.RESIDENT_READ)
+        with self._uow() as uow:
+            resident = uow.residents.get(resident_id[:64])
+            if resident is None:
+                raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
+            grant.require_municipality(resident.municipality_code)
+            return uow.cards.latest_for_resident(resident.id)
 
     def record_event(self, grant: Grant[Literal[Operation.CARD_EVENT]], number: str,
                      event: CardEvent) -> CardEventOutcome:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from jpki.access.authz import Grant, Operation
-from jpki.errors import CertificateNotFound
+from jpki.errors import CertificateNotFound, ResidentNotFound
 from jpki.model import Certificate, CertStatus
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -81,3 +81,17 @@ class CertificateQueries:
             if resident is not None:
                 grant.require_municipality(resident.municipality_code)
             return view_of(uow, cert, self._clock.now())
+
+    def of_resident(self, grant: Grant[Literal[Operation.CERTIFICATE_READ]],
+                    resident_id: str) -> list[CertificateView]:
+        """A resident's certificates, newest first (those never issued left out)."""
+        grant.require(Operation.CERTIFICATE_READ)
+        with self._uow() as uow:
+            resident = uow.residents.get(resident_id[:64])
+            if resident is None:
+                raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
+            grant.require_municipality(resident.municipality_code)
+            now = self._clock.now()
+            return [view_of(uow, cert, now)
+                    for cert in reversed(uow.certificates.for_resident(resident.id))
+                    if cert.status is CertStatus.ISSUED]

@@ -13,6 +13,7 @@ architecture §4 and reference §1.4:
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -43,6 +44,31 @@ from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.validity import JST, jst_date
 
 SIGNING_KINDS = (CertKind.CARD_SIGN, CertKind.MOBILE_SIGN)
+FIND_LIMIT = 20
+KANA_MAX_CHARS = 100
+_HIRAGANA = range(0x3041, 0x3097)  # ぁ … ゖ
+_KATAKANA = frozenset(chr(c) for c in range(0x30A1, 0x30FB)) | {"ー", "ヽ", "ヾ", "・"}
+
+
+def is_kana(text: str) -> bool:
+    """Whether ``text`` is written in kana (and spaces) only: a reading, not a name."""
+    folded = unicodedata.normalize("NFKC", text)
+    return any(not ch.isspace() for ch in folded) and all(
+        ch.isspace() or ord(ch) in _HIRAGANA or ch in _KATAKANA for ch in folded)
+
+
+def normalize_kana(raw: str) -> str:
+    """A reading as stored: full-width katakana (NFKC, so half-width ｶﾅ too; hiragana
+    shifted to katakana), parts separated by one U+3000, as names are (jpki.basic4)."""
+    if not is_kana(raw):
+        raise InvalidInput("a name's reading is written in kana", field="name_kana")
+    folded = unicodedata.normalize("NFKC", raw)
+    katakana = "".join(chr(ord(ch) + 0x60) if ord(ch) in _HIRAGANA else ch for ch in folded)
+    value = "\u3000".join(katakana.split())
+    if len(value) > KANA_MAX_CHARS:
+        raise InvalidInput(f"a name's reading has at most {KANA_MAX_CHARS} characters",
+                           field="name_kana")
+    return value
 
 
 class EventKind(StrEnum):
@@ -88,8 +114,9 @@ class ResidentService:
 
     def register(self, grant: Grant[Literal[Operation.RESIDENT_REGISTER]], *, name: str,
                  birth_date: date, sex: int, address: str, municipality_code: str,
-                 dv_support: bool = False) -> Resident:
+                 dv_support: bool = False, name_kana: str | None = None) -> Resident:
         actor = grant.require(Operation.RESIDENT_REGISTER)
+        kana = normalize_kana(name_kana) if name_kana is not None else None
         code = validate_municipality_code(municipality_code)
         grant.require_municipality(code)
         now = self._clock.now()
@@ -103,13 +130,36 @@ class ResidentService:
                                 registry_source=RegistrySource.JUMINHYO,
                                 status=ResidentStatus.ACTIVE, dv_support=dv_support,
                                 created_at=now, updated_at=now, name=b4.name,
-                                birth_date=b4.birth_date, sex=int(b4.sex), address=b4.address)
+                                birth_date=b4.birth_date, sex=int(b4.sex), address=b4.address,
+                                name_kana=kana)
             uow.residents.add(resident)
             self._audit.record(uow, actor=actor.actor, action="resident.registered",
                                subject=resident.id,
                                payload={"municipality": code, "dv_support": dv_support})
             uow.commit()
         return resident
+
+    def find(self, grant: Grant[Literal[Operation.RESIDENT_FIND]], *, name: str,
+             birth_date: date) -> list[Resident]:
+        """The residents, in the caller's municipalities, born on ``birth_date`` whose name — or,
+        when ``name`` is written in kana, whose reading — is ``name``: what a counter asks a
+        person, never a list to browse. At most :data:`FIND_LIMIT`. Each search is audited
+        with its actor and the number found, never with what was asked."""
+        actor = grant.require(Operation.RESIDENT_FIND)
+        by_kana = is_kana(name)
+        wanted = normalize_kana(name) if by_kana else normalize_name(name)
+        scope = sorted(actor.municipalities)
+        with self._uow() as uow:
+            found = uow.residents.born_on(birth_date, scope or None,
+                                          name_kana=wanted if by_kana else None,
+                                          name=None if by_kana else wanted,
+                                          limit=FIND_LIMIT)
+            self._audit.record(uow, actor=actor.actor, action="resident.searched",
+                               subject=actor.actor,
+                               payload={"by": "kana" if by_kana else "name",
+                                        "found": len(found)})
+            uow.commit()
+        return list(found)
 
     def get(self, grant: Grant[Literal[Operation.RESIDENT_READ]], resident_id: str) -> Resident:
         grant.require(Operation.RESIDENT_READ)
@@ -118,20 +168,6 @@ class ResidentService:
             if resident is None:
                 raise ResidentNotFound("no resident with this id", resident=resident_id[:64])
             grant.require_municipality(resident.municipality_code)
-            return resident
-
-    def set_dv_support(self, grant: Grant[Literal[Operation.RESIDENT_DV_SUPPORT]],
-                       resident_id: str, on: bool) -> Resident:
-        actor = grant.require(Operation.RESIDENT_DV_SUPPORT)
-        with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, grant)
-            if resident.dv_support != on:
-                resident.dv_support = on
-                resident.updated_at = self._clock.now()
-                resident.version += 1
-                self._audit.record(uow, actor=actor.actor, action="resident.dv_support",
-                                   subject=resident.id, payload={"on": on})
-                uow.commit()
             return resident
 
     def record_event(self, grant: Grant[Literal[Operation.RESIDENT_EVENT]], resident_id: str,

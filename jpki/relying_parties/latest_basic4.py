@@ -48,7 +48,7 @@ from jpki.audit import AuditLog, JsonValue
 from jpki.errors import InvalidInput, NotFound
 from jpki.group_audit import Check, GroupAudit
 from jpki.model import Certificate, Consent, ResidentStatus, StandingConsent
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, DisclosureReads, LineReads, UnitOfWork, UnitOfWorkFactory
 from jpki.relying_parties.consents import (
     ConsentPurposeMismatch,
     check_standing,
@@ -82,7 +82,7 @@ class Basic4Answer:
     resident_id: str = ""
 
 
-def current_signing_certificate(uow: UnitOfWork, signer_id: int,
+def current_signing_certificate(uow: LineReads, signer_id: int,
                                 now: datetime) -> Certificate | None:
     signer = uow.certificates.get(signer_id)
     if signer is None:
@@ -183,7 +183,7 @@ class LatestBasic4Service:
         answers: list[Basic4Answer] = []
         withheld: list[str] = []
 
-        def disclose(uow: UnitOfWork) -> dict[str, JsonValue]:
+        def disclose(uow: DisclosureReads) -> dict[str, JsonValue]:
             # One statement: the consent (locked), the resident, the signer certificate.
             record = check_standing(
                 uow.consents.standing(consent_id, for_update=True)
@@ -202,7 +202,7 @@ class LatestBasic4Service:
         return disclose, answers, withheld
 
     @staticmethod
-    def _evaluate_standing(uow: UnitOfWork, record: StandingConsent,
+    def _evaluate_standing(uow: LineReads, record: StandingConsent,
                            now: datetime) -> Basic4Answer | str | None:
         """:meth:`_evaluate` on a standing consent as read in one statement."""
         if record.dv_support:

@@ -45,7 +45,7 @@ from jpki.access.authz import Operation
 from jpki.audit import AuditLog
 from jpki.errors import Forbidden, InvalidInput
 from jpki.model import Certificate, StatusRow
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, LineReads, UnitOfWork, UnitOfWorkFactory
 from jpki.relying_parties.consents import load_standing_consent
 from jpki.relying_parties.holder_signatures import (
     signed_while_valid,
@@ -81,7 +81,7 @@ class LinkageAnswer:
     current_sibling: str | None
 
 
-def successors_of(uow: UnitOfWork, cert: Certificate) -> list[Certificate]:
+def successors_of(uow: LineReads, cert: Certificate) -> list[Certificate]:
     """The issued successors of ``cert``, oldest first (old→new links)."""
     chain: list[Certificate] = []
     seen = {cert.id}

@@ -71,6 +71,9 @@ log = logging.getLogger("jpki.rp")
 
 MAX_BATCH = 1000
 _CANONICAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
+# A batch of canonical serials, one per line: what relying parties send, checked with one match
+# instead of one per serial (a quarter of a status call's own work in the event loop).
+_CANONICAL_LINES = re.compile(r"[1-9a-f][0-9a-f]{0,39}(?:\n[1-9a-f][0-9a-f]{0,39})*")
 # The pace and the look-back of the OCSP responder's refresh: both read the status-change feed
 # the same way (jpki.change_feed), so that both answer from the same changes.
 REFRESH_SECONDS = POLL_SECONDS
@@ -137,6 +140,13 @@ def canonical_serials(serials: list[str]) -> list[str]:
     if len(serials) > MAX_BATCH:
         raise BatchTooLarge(f"at most {MAX_BATCH} serials per call", limit=MAX_BATCH,
                             received=len(serials))
+    try:
+        joined = "\n".join(serials)
+    except TypeError:  # not all text: each is looked at below
+        joined = ""
+    # As many lines as serials: no serial holds a line feed of its own.
+    if _CANONICAL_LINES.fullmatch(joined) and joined.count("\n") == len(serials) - 1:
+        return list(serials)
     out = []
     for index, text in enumerate(serials):
         if isinstance(text, str) and _CANONICAL.fullmatch(text):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -60,6 +61,17 @@ def create_store_engine(url: str, *, read_only: bool = False, pool_size: int = 8
     return engine
 
 
+# The writer lock of each SQLite engine (below), for a writer that must hold it longer than
+# the begin/commit events do (jpki.store.audit_writer).
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(engine: Engine) -> threading.RLock | None:
+    """The lock this process's writers take before ``BEGIN IMMEDIATE`` on ``engine`` (a SQLite
+    engine that writes), or None (PostgreSQL, or a read-only engine)."""
+    return _WRITER_LOCKS.get(engine)
+
+
 def _create(url: str, *, read_only: bool, pool_size: int) -> Engine:
     url = normalise_url(url)
     if is_sqlite(url):
@@ -92,6 +104,7 @@ def _create(url: str, *, read_only: bool, pool_size: int) -> Engine:
         # inside a first one gets SQLite's own answer (busy, then "database is locked") rather
         # than waiting on itself forever.
         writer = threading.RLock()
+        _WRITER_LOCKS[engine] = writer
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:

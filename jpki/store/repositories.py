@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -122,6 +122,19 @@ class SqlResidents:
         return self._s.execute(p.resident_for_update if for_update else p.resident,
                                {"b_id": resident_id}).scalar_one_or_none()
 
+    def born_on(self, birth_date: date, municipalities: Sequence[str] | None, *,
+                name: str | None = None, name_kana: str | None = None,
+                limit: int = 20) -> Sequence[Resident]:
+        r = residents.c
+        stmt = select(Resident).where(r.birth_date == birth_date)
+        if municipalities is not None:
+            stmt = stmt.where(r.municipality_code.in_(list(municipalities)))
+        if name is not None:
+            stmt = stmt.where(r.name == name)
+        if name_kana is not None:
+            stmt = stmt.where(r.name_kana == name_kana)
+        return list(self._s.execute(stmt.order_by(r.id).limit(limit)).scalars())
+
 
 class SqlCards:
     def __init__(self, session: Session) -> None:
@@ -137,6 +150,10 @@ class SqlCards:
     def get_by_number(self, number: str) -> Card | None:
         return self._s.execute(_prebuilt().card_by_number,
                                {"b_number": number}).scalar_one_or_none()
+
+    def latest_for_resident(self, resident_id: str) -> Card | None:
+        return self._s.execute(select(Card).where(cards.c.resident_id == resident_id)
+                               .order_by(cards.c.id.desc()).limit(1)).scalar_one_or_none()
 
     def active_for_resident(self, resident_id: str) -> Card | None:
         return self._s.execute(_prebuilt().active_card,

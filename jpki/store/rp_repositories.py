@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, select
+from sqlalchemy import Connection, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,34 @@ def _standing(for_update: bool) -> Select[Any]:
     return stmt.with_for_update(of=consents) if for_update else stmt
 
 
+def read_standing(conn: Connection, consent_id: str, *,
+                  for_update: bool = False) -> StandingConsent | None:
+    """:meth:`SqlConsents.standing` on a connection. Core, one statement: the consent, the
+    resident and the signer where the ORM made four (bench/relying_party.py, basic4)."""
+    row = conn.execute(_standing(for_update), {"consent_id": consent_id}).one_or_none()
+    return None if row is None else standing_from(row)
+
+
+def standing_statement(for_update: bool) -> Select[Any]:
+    """The statement of :func:`read_standing`, for a reader that runs it on the driver
+    (jpki.store.audit_writer); its one parameter is ``consent_id``."""
+    return _standing(for_update)
+
+
+def standing_from(row: Any) -> StandingConsent:
+    """A row of :func:`standing_statement` (its columns as attributes) as the model's."""
+    signer = CertificateLine(id=row.s_id, serial=row.s_serial, kind=row.s_kind,
+                             status=row.s_status, not_before=row.s_not_before,
+                             not_after=row.s_not_after, revoked_at=row.s_revoked_at,
+                             linked_id=row.s_linked_id)
+    return StandingConsent(
+        id=row.id, relying_party_id=row.relying_party_id, items=row.items,
+        purpose=row.purpose, expires_at=row.expires_at, withdrawn_at=row.withdrawn_at,
+        resident_id=row.resident_id, resident_status=row.resident_status,
+        dv_support=bool(row.dv_support), signer=signer,
+        has_successor=bool(row.has_successor), name=row.name, birth_date=row.birth_date,
+        sex=row.sex, address=row.address)
+
 @cache
 def _consent_by_id(for_update: bool) -> Select[Consent]:
     """Built once (after the mapping, jpki.store.tables.map_entities): a standing consent is
@@ -105,19 +133,4 @@ class SqlConsents:
             select(exists().where(consents.c.nonce_digest == nonce_digest))).scalar())
 
     def standing(self, consent_id: str, *, for_update: bool = False) -> StandingConsent | None:
-        # Core, one statement: the consent, the resident and the signer where the ORM made four
-        # (bench/relying_party.py, basic4).
-        row = self._s.execute(_standing(for_update), {"consent_id": consent_id}).one_or_none()
-        if row is None:
-            return None
-        signer = CertificateLine(id=row.s_id, serial=row.s_serial, kind=row.s_kind,
-                                 status=row.s_status, not_before=row.s_not_before,
-                                 not_after=row.s_not_after, revoked_at=row.s_revoked_at,
-                                 linked_id=row.s_linked_id)
-        return StandingConsent(
-            id=row.id, relying_party_id=row.relying_party_id, items=row.items,
-            purpose=row.purpose, expires_at=row.expires_at, withdrawn_at=row.withdrawn_at,
-            resident_id=row.resident_id, resident_status=row.resident_status,
-            dv_support=bool(row.dv_support), signer=signer,
-            has_successor=bool(row.has_successor), name=row.name, birth_date=row.birth_date,
-            sex=row.sex, address=row.address)
+        return read_standing(self._s.connection(), consent_id, for_update=for_update)

@@ -103,6 +103,7 @@ residents = Table(
     Column("birth_date", Date, nullable=False),
     Column("sex", SmallInteger, nullable=False),
     Column("address", String(400), nullable=False),
+    Column("name_kana", String(200), nullable=True),
     Column("emigrated_on", Date, nullable=True),
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", UtcDateTime, nullable=False),
@@ -391,6 +392,26 @@ job_runs = Table(
     Column("runs", BigInteger, nullable=False),
     Column("failures", BigInteger, nullable=False),
     Column("last_success_at", UtcDateTime, nullable=True),
+)
+
+# Finding a resident from what a person tells a counter: the date of birth, then the name or its
+# reading among the few thousand born that day (jpki.registry.residents.ResidentService.find).
+Index("ix_residents_birth_date", residents.c.birth_date, residents.c.municipality_code)
+
+# DV support measures (DV等支援措置) are set and lifted by two people (jpki.registry.dv_support): a
+# counter asks, a supervisor — another person — decides. The request keeps both and the reason's
+# category; never a free-text account of someone's situation.
+dv_requests = Table(
+    "dv_requests", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("turn_on", Boolean, nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
 )
 
 # The operator console's people (api.console, jpki.access.console_accounts): counter clerks,

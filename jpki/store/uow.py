@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jpki.store.console import SqlConsole
 from jpki.store.crls import SqlCrls
+from jpki.store.dv_requests import SqlDvRequests
 from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.jobs import SqlJobRuns
 from jpki.store.repositories import (
@@ -55,6 +56,7 @@ class SqlUnitOfWork:
         self.consents = SqlConsents(s)
         self.jobs = SqlJobRuns(s)
         self.console = SqlConsole(s)
+        self.dv_requests = SqlDvRequests(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

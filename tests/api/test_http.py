@@ -65,6 +65,23 @@ def test_get_resident_shows_basic4_to_operators_only(api: Api) -> None:
     api.assert_no_personal_data(as_station.text, "the station's view of a resident")
 
 
+def test_residents_are_found_by_reading_and_birth_date_in_the_body(api: Api) -> None:
+    """POST /v1/operators/resident-searches: the name (or its reading) and the date of birth in
+    the body, never in a URL; the operator gets the records with their reading."""
+    resident = api.register({**ADULT, "name_kana": "やまだ たろう"})
+    found = api.http.post("/v1/operators/resident-searches", headers=api.op,
+                          json={"name": "ヤマダ タロウ", "birth_date": ADULT["birth_date"]})
+    assert found.status_code == 200, found.text
+    (record,) = found.json()["residents"]
+    assert record["id"] == resident and record["name_kana"] == "ヤマダ\u3000タロウ"
+    refused = api.http.post("/v1/operators/resident-searches", headers=api.station,
+                            json={"name": "ヤマダ タロウ", "birth_date": ADULT["birth_date"]})
+    assert refused.status_code == 403
+    bad = api.http.post("/v1/operators/resident-searches", headers=api.op,
+                        json={"name": "ヤマダ タロウ", "birth_date": 19900102})
+    assert bad.status_code == 422
+
+
 def test_registration_and_lookup_agree_on_signing_eligibility(api: Api) -> None:
     """reference §1.4: a signing certificate from the 15th birthday on. The registration answer
     and a later GET say the same, for an adult, a child, and either side of a 15th birthday

@@ -59,8 +59,16 @@ CONSOLE = {
     ("GET", "/console/"), ("GET", "/console/login"), ("POST", "/console/login"),
     ("GET", "/console/login/code"), ("POST", "/console/login/code"),
     ("POST", "/console/logout"), ("GET", "/console/residents"),
+    ("POST", "/console/residents/search"), ("GET", "/console/residents/new"),
+    ("POST", "/console/residents/new"), ("POST", "/console/residents/events"),
     ("GET", "/console/callcentre"), ("POST", "/console/callcentre"),
     ("POST", "/console/callcentre/phone-hold"), ("POST", "/console/callcentre/card-lost"),
+    ("GET", "/console/dashboard"), ("GET", "/console/dashboard/{name}.csv"),
+    ("POST", "/console/residents/dv-request"), ("GET", "/console/dv"),
+    ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
+    ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
+    ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
+    ("POST", "/console/residents/revoke"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
@@ -101,6 +109,9 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
             (404, "municipality.not_found")),
         ("GET", "/v1/operators/residents/{resident_id}"): Probe(
             f"/v1/operators/residents/{NO_RESIDENT}", None, (404, "resident.not_found")),
+        ("POST", "/v1/operators/resident-searches"): Probe(
+            "/v1/operators/resident-searches", {"name": "誰 もいない", "birth_date": "1901-01-01"},
+            (200, None)),
         ("POST", "/v1/operators/residents/{resident_id}/events"): Probe(
             f"/v1/operators/residents/{NO_RESIDENT}/events", {"kind": "death"},
             (404, "resident.not_found")),
@@ -150,6 +161,8 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
             f"/v1/operators/relying-parties/{NO_RP}/status", {"status": "suspended"},
             (404, "rp.not_found")),
         ("GET", "/v1/rp/ping"): Probe("/v1/rp/ping", None, (200, None)),
+        ("GET", "/v1/operators/statistics"): Probe(
+            "/v1/operators/statistics?days=1", None, (200, None)),
         ("POST", "/v1/status"): Probe(
             "/v1/status", {"purpose": "test", "serials": [NO_SERIAL]}, (200, None)),
         ("POST", "/v1/linkage"): Probe(
@@ -304,8 +317,9 @@ def test_authorisation_matrix(api: Api, subject_keys: list[bytes]) -> None:
     assert not failures, "\n".join(failures)
     assert calls == len(probes(subject_keys[0])) * (len(refused) + len(CLIENT_KINDS))
     # Refused relying-party calls are audited; the successful ones (status, ping) leave their
-    # own records; nothing else changes.
-    api.unchanged(before, audited=RP_AUDITED | {"rp.status"})
+    # own records, and so does a resident search (that it was made, not what it asked);
+    # nothing else changes.
+    api.unchanged(before, audited=RP_AUDITED | {"rp.status", "resident.searched"})
 
 
 def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list[bytes]) -> None:
@@ -332,8 +346,9 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and four national ones (relying parties).
-    assert checked == {"scope": 3, "national": 4}
+    # Three scoped calls (status, linkage, basic4) and five national ones (relying parties, the
+    # national statistics).
+    assert checked == {"scope": 3, "national": 5}
     api.unchanged(before, audited=RP_AUDITED)
 
 

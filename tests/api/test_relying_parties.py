@@ -27,6 +27,7 @@ from jpki.basic4 import normalize_address, normalize_name
 from jpki.model import AuditRecord, CertKind, ClientRole, RevocationReason
 from jpki.rate_limits import TokenBuckets
 from jpki.registry.cards import CardEvent
+from jpki.registry.dv_support import DvCategory
 from tests.api.harness import Api, basic_auth
 from tests.holder_kit import (
     ITEMS_ALL,
@@ -45,7 +46,9 @@ WITHDRAW, PING = "/v1/consents/withdrawals", "/v1/rp/ping"
 REGISTER = "/v1/operators/relying-parties"
 OPERATOR = Principal(actor="client:test-operator", kind=PrincipalKind.OPERATOR)
 CARD_EVENT = authorize(OPERATOR, Operation.CARD_EVENT)
-DV_SUPPORT = authorize(OPERATOR, Operation.RESIDENT_DV_SUPPORT)
+DV_REQUEST = authorize(OPERATOR, Operation.DV_REQUEST)
+# The second person of the two-person rule (jpki.registry.dv_support).
+DV_DECIDE = authorize(Principal.local_operator("second"), Operation.DV_DECIDE)
 REVOKE = authorize(OPERATOR, Operation.CERTIFICATE_REVOKE)
 CALLCENTRE = Principal(actor="client:test-callcentre", kind=PrincipalKind.CALL_CENTRE)
 HOLD = authorize(CALLCENTRE, Operation.MOBILE_HOLD)
@@ -745,7 +748,9 @@ def test_a_resident_under_dv_support_is_never_disclosed_and_the_refusal_says_not
     h = person(api, keys, {"name": "後藤 みどり", "birth_date": "1990-01-02",
                            "address": "東京都清瀬市梅園一丁目１番１号"})
     consent = submit_consent(api, rp, h)
-    api.services.residents.set_dv_support(DV_SUPPORT, h.resident_id, True)
+    asked = api.services.dv_support.request(DV_REQUEST, h.resident_id, turn_on=True,
+                                            category=DvCategory.DOMESTIC_VIOLENCE)
+    api.services.dv_support.decide(DV_DECIDE, asked.id, approve=True)
     before = api.snapshot()
     later = refused(api, api.http.post(BASIC4, headers=rp.headers, json={
         "purpose": "test", "consent_id": consent["consent_id"]}), 404, "basic4.not_available",

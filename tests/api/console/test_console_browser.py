@@ -97,12 +97,12 @@ def sign_in(driver: Any, server: LiveServer, clock: FixedClock, new: NewAccount,
     arrive(driver, "/console/")
 
 
-def test_a_clerk_signs_in_with_the_second_factor_and_looks_up_a_resident(
-        browser: Any, live_server: LiveServer, clock: FixedClock,
-        new_resident: Any) -> None:
+def test_a_clerk_signs_in_registers_finds_by_reading_and_records_a_move(
+        browser: Any, live_server: LiveServer, clock: FixedClock) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
-    resident = new_resident(municipality="132217")
     sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
                                                   "132217"), "clerk")
     assert browser.find_element(By.ID, "role").text == "窓口職員"
@@ -110,13 +110,35 @@ def test_a_clerk_signs_in_with_the_second_factor_and_looks_up_a_resident(
     shot(browser, "clerk-home")
     browser.find_element(By.ID, "menu-residents").click()
     arrive(browser, "/console/residents")
-    browser.find_element(By.ID, "id").send_keys(resident)
-    browser.find_element(By.ID, "lookup").click()
+    browser.find_element(By.ID, "new-resident").click()
+    arrive(browser, "/console/residents/new")
+    # The keyboard alone, field after field.
+    browser.find_element(By.ID, "name").send_keys(
+        "山田 花子", Keys.TAB, "やまだ はなこ", Keys.TAB, "19850401")
+    Select(browser.find_element(By.ID, "sex")).select_by_value("2")
+    browser.find_element(By.ID, "address").send_keys("東京都清瀬市竹丘一丁目１番１号")
+    shot(browser, "clerk-register")
+    browser.find_element(By.ID, "register").click()
     arrive(browser, "/console/residents")
-    assert browser.find_element(By.ID, "name").text == "山田\u3000太郎"
-    assert "清瀬市" in browser.find_element(By.ID, "address").text
+    assert browser.find_element(By.ID, "name_kana").text == "ヤマダ\u3000ハナコ"
+    browser.find_element(By.LINK_TEXT, "住民の検索へ").click()
+    arrive(browser, "/console/residents")
+    browser.find_element(By.ID, "name").send_keys("ヤマダ ハナコ", Keys.TAB, "19850401",
+                                                  Keys.ENTER)
+    arrive(browser, "/console/residents/search")
+    shot(browser, "clerk-search")
+    browser.find_element(By.CSS_SELECTOR, "#results a.open").click()
+    arrive(browser, "/console/residents")
+    assert browser.find_element(By.ID, "name").text == "山田\u3000花子"
+    Select(browser.find_element(By.ID, "kind")).select_by_value("address")
+    browser.find_element(By.ID, "event_address").send_keys("東京都清瀬市中里二丁目２番２号")
+    browser.find_element(By.ID, "record").click()
+    arrive(browser, "/console/residents/events")
+    assert browser.find_element(By.ID, "message").text.startswith("記録しました。")
+    assert "中里二丁目" in browser.find_element(By.ID, "address").text
     shot(browser, "clerk-resident")
-    # No script ran or was allowed to: the page loaded nothing from elsewhere.
+    # No script ran or was allowed to: the page loaded nothing from elsewhere, and nothing
+    # failed to load.
     logs = browser.get_log("browser")
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
     browser.find_element(By.ID, "logout").click()
@@ -225,3 +247,85 @@ def test_an_agent_holds_a_lost_phone_and_ocsp_says_so_within_a_second(
     while ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold:
         assert time.monotonic() - held_at < 1.0, "OCSP did not say certificateHold in a second"
         time.sleep(0.05)
+
+
+def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
+        browser: Any, live_server: LiveServer, clock: FixedClock,
+        new_resident: Any, subject_keys: list[bytes]) -> None:
+    from selenium.webdriver.common.by import By
+
+    from jpki.issuance.service import KeyRequest
+    from jpki.model import CertKind
+    from tests.holder_kit import ISSUE
+
+    for municipality, key in (("132217", subject_keys[0]), ("011002", subject_keys[1]),
+                              ("011002", subject_keys[2])):
+        resident = new_resident(municipality=municipality)
+        live_server.services.issuance.issue(ISSUE, resident, [KeyRequest(CertKind.CARD_AUTH,
+                                                                         key)])
+    sign_in(browser, live_server, clock, account(live_server, "boss", ConsoleRole.SUPERVISOR))
+    browser.find_element(By.ID, "menu-dashboard").click()
+    arrive(browser, "/console/dashboard")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 6
+    shot(browser, "supervisor-dashboard")
+    panel = browser.find_element(By.ID, "panel-prefectures")
+    panel.find_element(By.TAG_NAME, "summary").click()
+    rows = {tr.find_elements(By.TAG_NAME, "td")[0].text:
+            tr.find_elements(By.TAG_NAME, "td")[2].text
+            for tr in panel.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert rows == {"北海道": "2", "東京都": "1"}  # the auth column (card_auth is the second)
+    shot(browser, "supervisor-prefectures")
+    logs = browser.get_log("browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
+
+
+def test_the_dv_two_person_rule_in_the_browser(browser: Any, live_server: LiveServer,
+                                                clock: FixedClock, new_resident: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    resident = new_resident()
+    clerk = account(live_server, "kiyose", ConsoleRole.CLERK, "132217")
+    first = account(live_server, "boss", ConsoleRole.SUPERVISOR)
+    second = account(live_server, "deputy", ConsoleRole.SUPERVISOR)
+
+    def sign_out() -> None:
+        browser.find_element(By.ID, "logout").click()
+        arrive(browser, "/console/login")
+        clock.advance(seconds=30)
+
+    # The counter asks to set the measures; the first supervisor approves.
+    sign_in(browser, live_server, clock, clerk)
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    Select(browser.find_element(By.ID, "dv_category")).select_by_value("dv")
+    browser.find_element(By.ID, "dv-set").click()
+    arrive(browser, "/console/residents/dv-request")
+    assert browser.find_element(By.ID, "dv_message").text.startswith("申請しました")
+    sign_out()
+    sign_in(browser, live_server, clock, first)
+    browser.find_element(By.ID, "menu-dv").click()
+    arrive(browser, "/console/dv")
+    shot(browser, "supervisor-dv-queue")
+    assert "山田" not in browser.page_source  # the queue names no one
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert browser.find_element(By.ID, "message").text == "承認しました。"
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    assert browser.find_element(By.ID, "address").text == "（支援措置のため表示しません）"
+    shot(browser, "supervisor-dv-masked")
+    # The same supervisor asks to lift them, and cannot approve their own request …
+    browser.find_element(By.ID, "dv-lift").click()
+    arrive(browser, "/console/residents/dv-request")
+    browser.get(f"{live_server.url}/console/dv")
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert "別の統括管理者" in browser.find_element(By.ID, "message").text
+    sign_out()
+    # … which a second supervisor does.
+    sign_in(browser, live_server, clock, second)
+    browser.get(f"{live_server.url}/console/dv")
+    browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
+    arrive(browser, "/console/dv/decide")
+    assert browser.find_element(By.ID, "message").text == "承認しました。"
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    assert "清瀬市" in browser.find_element(By.ID, "address").text

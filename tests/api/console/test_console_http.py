@@ -26,7 +26,8 @@ from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleRole, NewAccount
 from jpki.access.principals import Principal
-from jpki.model import CertKind, RevocationReason
+from jpki.errors import Forbidden
+from jpki.model import CertKind, ClientRole, RevocationReason
 from tests.conftest import FixedClock
 
 pytestmark = pytest.mark.hsm
@@ -241,3 +242,287 @@ def test_the_call_centre_pages_are_the_agents_only(console: Console) -> None:
     refused = console.http.post("/console/callcentre", data={
         "csrf": console.session_csrf(), "card_number": "ABCDEFGH", "birth_date": "1990-01-02"})
     assert refused.status_code == 403
+
+
+# --- the counter's registry pages ---------------------------------------------------------------
+
+
+def test_a_clerk_registers_finds_and_records_a_move(console: Console) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki.issuance.service import KeyRequest
+    from tests.holder_kit import ISSUE
+    from tests.phone_kit import spki
+
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    csrf = console.session_csrf()
+    made = console.http.post("/console/residents/new", data={
+        "csrf": csrf, "name": "山田 花子", "name_kana": "やまだ はなこ",
+        "birth_date": "19850401", "sex": "2", "address": "東京都清瀬市竹丘一丁目１番１号"})
+    assert made.status_code == 303
+    resident_id = made.headers["location"].split("id=")[1]
+    record = console.http.get(made.headers["location"])
+    assert "ヤマダ\u3000ハナコ" in record.text and "132217" in record.text
+    found = console.http.post("/console/residents/search", data={
+        "csrf": csrf, "name": "ヤマダ ハナコ", "birth_date": "1985-04-01"})
+    assert found.status_code == 200 and f"?id={resident_id}" in found.text
+    none = console.http.post("/console/residents/search", data={
+        "csrf": csrf, "name": "ヤマダ ハナコ", "birth_date": "19850402"})
+    assert f"?id={resident_id}" not in none.text
+    key = rsa.generate_private_key(65537, 2048)
+    (signing,) = console.services.issuance.issue(ISSUE, resident_id,
+                                                 [KeyRequest(CertKind.CARD_SIGN, spki(key))])
+    moved = console.http.post("/console/residents/events", data={
+        "csrf": csrf, "resident_id": resident_id, "kind": "address",
+        "address": "東京都清瀬市中里二丁目２番２号"})
+    assert moved.status_code == 200 and "中里二丁目" in moved.text
+    with console.services.uow() as uow:
+        cert = uow.certificates.get_by_serial(signing.serial)
+        assert cert is not None and cert.revocation_reason is RevocationReason.AFFILIATION_CHANGED
+        actions = [(r.actor, r.action) for r in uow.audit.iterate()
+                   if r.actor.startswith("console:") and r.action.startswith("resident.")]
+    assert actions == [("console:kiyose", "resident.registered"),
+                       ("console:kiyose", "resident.searched"),
+                       ("console:kiyose", "resident.searched"),
+                       ("console:kiyose", "resident.address")]
+
+
+def test_a_clerk_cannot_register_elsewhere_or_touch_another_municipality(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    elsewhere = new_resident(municipality="131016", address="東京都千代田区千代田１番１号")
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    csrf = console.session_csrf()
+    # The form's municipality field is ignored for a clerk: the record is made in Kiyose.
+    made = console.http.post("/console/residents/new", data={
+        "csrf": csrf, "name": "佐藤 一郎", "birth_date": "19700101", "sex": "1",
+        "address": "東京都清瀬市元町一丁目１番１号", "municipality_code": "131016"})
+    assert made.status_code == 303
+    record = console.http.get(made.headers["location"])
+    assert ">132217<" in record.text
+    refused = console.http.post("/console/residents/events", data={
+        "csrf": csrf, "resident_id": elsewhere, "kind": "death", "date": "20261201"})
+    assert refused.status_code == 403
+    found = console.http.post("/console/residents/search", data={
+        "csrf": csrf, "name": "山田 太郎", "birth_date": "19900102"})
+    assert elsewhere not in found.text
+
+
+def test_an_agent_has_no_registry_pages(console: Console) -> None:
+    console.sign_in(console.account("agent", ConsoleRole.AGENT))
+    csrf = console.session_csrf()
+    assert console.http.get("/console/residents").status_code == 403
+    assert console.http.get("/console/residents/new").status_code == 403
+    assert console.http.post("/console/residents/search", data={
+        "csrf": csrf, "name": "山田 太郎", "birth_date": "19900102"}).status_code == 403
+
+
+def test_the_language_link_keeps_the_page_and_its_query(console: Console) -> None:
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    page = console.http.get("/console/residents?id=nobody")
+    assert 'href="/console/residents?id=nobody&amp;lang=en"' in page.text
+    after_post = console.http.post("/console/residents/search", data={
+        "csrf": console.session_csrf(), "name": "山田 太郎", "birth_date": "19900102"})
+    assert 'href="/console/?lang=en"' in after_post.text
+
+
+# --- the supervisor's dashboard ---------------------------------------------------------------
+
+
+def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
+                                                      new_resident: Callable[..., str]) -> None:
+    import csv
+    import io
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki.issuance.service import KeyRequest
+    from tests.holder_kit import ISSUE
+    from tests.phone_kit import spki
+
+    for municipality in ("132217", "011002"):
+        resident = new_resident(municipality=municipality)
+        console.services.issuance.issue(ISSUE, resident, [
+            KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537, 2048)))])
+    operator = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="ops", role=ClientRole.OPERATOR)
+    api = console.http.get("/v1/operators/statistics?days=7", auth=(
+        operator.client.client_id, operator.client_secret)).json()
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    page = console.http.get("/console/dashboard?days=7")
+    assert page.status_code == 200
+    assert page.text.count("<svg") == 6 and "<script" not in page.text
+    issued = console.http.get("/console/dashboard/issued.csv?days=7")
+    assert issued.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(issued.content.decode("utf-8-sig"))))
+    assert rows[0][0] == "日付" and len(rows) == 1 + 7
+    from_csv = {(row[0], kind.value): int(row[1 + i]) for row in rows[1:]
+                for i, kind in enumerate(CertKind) if int(row[1 + i])}
+    from_api = {(r["day"], r["kind"]): r["count"] for r in api["issued"]}
+    assert from_csv == from_api == {(api["until"], "card_auth"): 2}
+    by_prefecture = list(csv.reader(io.StringIO(console.http.get(
+        "/console/dashboard/prefectures.csv").content.decode("utf-8-sig"))))
+    assert {row[0] for row in by_prefecture[1:]} == {"東京都", "北海道"}
+    assert sum(r["count"] for r in api["valid_by_prefecture"]) == 2
+
+
+def test_the_dashboard_is_the_supervisors(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/dashboard").status_code == 403
+    assert console.http.get("/console/dashboard/issued.csv").status_code == 403
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    assert console.http.get("/console/dashboard?days=0").status_code == 400
+    assert console.http.get("/console/dashboard/nothing.csv").status_code == 404
+
+
+# --- DV support measures: two people --------------------------------------------------------------
+
+
+def test_dv_support_takes_two_people_and_then_masks_the_address(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    resident = new_resident()
+    clerk = console.account("kiyose", ConsoleRole.CLERK, "132217")
+    boss = console.account("boss", ConsoleRole.SUPERVISOR)
+    console.sign_in(clerk)
+    asked = console.http.post("/console/residents/dv-request", data={
+        "csrf": console.session_csrf(), "resident_id": resident, "action": "set",
+        "category": "stalking"})
+    assert asked.status_code == 200 and 'id="dv_message"' in asked.text
+    assert console.http.get("/console/dv").status_code == 403  # a counter does not decide
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(boss)
+    before = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" in before.text  # not under the measures yet
+    queue = console.http.get("/console/dv")
+    request_id = re.search(r'name="request_id" value="([0-9a-f]{32})"', queue.text)
+    assert request_id is not None and resident in queue.text
+    assert "山田" not in queue.text and "清瀬市中里" not in queue.text
+    approved = console.http.post("/console/dv/decide", data={
+        "csrf": console.session_csrf(), "request_id": request_id.group(1),
+        "decision": "approve"})
+    assert approved.status_code == 200 and "承認しました。" in approved.text
+    masked = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" not in masked.text and "支援措置のため表示しません" in masked.text
+    console.http.post("/console/logout", data={"csrf": console.session_csrf()})
+    console.clock.advance(seconds=30)
+    console.sign_in(clerk)
+    shown = console.http.get(f"/console/residents?id={resident}")
+    assert "清瀬市中里" in shown.text and "実施中" in shown.text  # the counter keeps it
+
+
+def test_a_supervisor_cannot_approve_their_own_request(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    resident = new_resident()
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    console.http.post("/console/residents/dv-request", data={
+        "csrf": csrf, "resident_id": resident, "action": "set", "category": "dv"})
+    queue = console.http.get("/console/dv")
+    request_id = re.search(r'name="request_id" value="([0-9a-f]{32})"', queue.text)
+    assert request_id is not None
+    refused = console.http.post("/console/dv/decide", data={
+        "csrf": csrf, "request_id": request_id.group(1), "decision": "approve"})
+    assert refused.status_code == 403 and "別の統括管理者" in refused.text
+    with console.services.uow() as uow:
+        record = uow.residents.get(resident)
+        assert record is not None and not record.dv_support
+
+
+# --- management -------------------------------------------------------------------------------
+
+
+def test_a_supervisor_makes_a_clerk_who_can_sign_in_and_suspends_stations_and_rps(
+        console: Console) -> None:
+    station = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="Kiyose desk", role=ClientRole.STATION)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    made = console.http.post("/console/admin/accounts", data={
+        "csrf": csrf, "username": "newclerk", "role": "clerk", "municipality_code": "132217"})
+    assert made.status_code == 200
+    password = re.search(r'id="made_password">([^<]+)<', made.text)
+    secret = re.search(r'id="made_totp">([^<]+)<', made.text)
+    assert password is not None and secret is not None
+    # Supervisors are made at the CLI only.
+    refused = console.http.post("/console/admin/accounts", data={
+        "csrf": csrf, "username": "boss2", "role": "supervisor"})
+    assert refused.status_code == 400
+    with pytest.raises(Forbidden):
+        console.services.console.create(
+            authorize(console_user_principal(console, "boss"), Operation.CONSOLE_ACCOUNT_CREATE),
+            username="boss3", role=ConsoleRole.SUPERVISOR)
+    suspended = console.http.post("/console/admin/stations/status", data={
+        "csrf": csrf, "client_id": station.client.client_id, "status": "suspended"})
+    assert suspended.status_code == 200 and "停止中" in suspended.text
+    with console.services.uow() as uow:
+        stored = uow.clients.get_by_client_id(station.client.client_id)
+        assert stored is not None and stored.status.value == "suspended"
+    console.http.post("/console/logout", data={"csrf": csrf})
+    console.clock.advance(seconds=30)
+    new = NewAccount(username="newclerk", role=ConsoleRole.CLERK, municipality_code="132217",
+                     password=password.group(1), totp_secret=secret.group(1), totp_uri="")
+    assert console.sign_in(new).headers["location"] == "/console/"
+
+
+def console_user_principal(console: Console, username: str) -> Principal:
+    from jpki.access.console_accounts import _user
+
+    with console.services.uow() as uow:
+        account = uow.console.account(username)
+        assert account is not None
+    return _user(account).principal
+
+
+def test_a_supervisor_cannot_suspend_operator_clients_or_other_supervisors(
+        console: Console) -> None:
+    operator = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="ops", role=ClientRole.OPERATOR)
+    console.account("deputy", ConsoleRole.SUPERVISOR)
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    assert console.http.post("/console/admin/stations/status", data={
+        "csrf": csrf, "client_id": operator.client.client_id,
+        "status": "suspended"}).status_code == 403
+    assert console.http.post("/console/admin/accounts/status", data={
+        "csrf": csrf, "username": "deputy", "status": "suspended"}).status_code == 403
+
+
+def test_the_management_pages_are_the_supervisors(console: Console) -> None:
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    assert console.http.get("/console/admin").status_code == 403
+
+
+def test_a_clerk_records_a_lost_card_and_revokes_at_the_holders_request(
+        console: Console, new_resident: Callable[..., str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki.issuance.service import KeyRequest
+    from tests.holder_kit import ISSUE
+    from tests.phone_kit import spki
+
+    resident = new_resident()
+    sign, auth = console.services.issuance.issue(ISSUE, resident, [
+        KeyRequest(CertKind.CARD_SIGN, spki(rsa.generate_private_key(65537, 2048))),
+        KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537, 2048)))])
+    console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
+    csrf = console.session_csrf()
+    page = console.http.get(f"/console/residents?id={resident}")
+    assert sign.serial in page.text and auth.serial in page.text
+    number = re.search(r'id="card_number">([^<]+)<', page.text)
+    assert number is not None
+    revoked = console.http.post("/console/residents/revoke", data={
+        "csrf": csrf, "serial": sign.serial, "reason": "keyCompromise"})
+    assert revoked.status_code == 200 and 'id="revoke_message"' in revoked.text
+    lost = console.http.post("/console/residents/card-event", data={
+        "csrf": csrf, "card_number": number.group(1), "kind": "lost"})
+    assert lost.status_code == 200 and "紛失（一時保留中）" in lost.text
+    with console.services.uow() as uow:
+        stored = {s: uow.certificates.get_by_serial(s) for s in (sign.serial, auth.serial)}
+    reasons = {s: c.revocation_reason for s, c in stored.items() if c is not None}
+    assert reasons == {sign.serial: RevocationReason.KEY_COMPROMISE,
+                       auth.serial: RevocationReason.CERTIFICATE_HOLD}
+    # A reason the counter does not give is refused, and changes nothing.
+    assert console.http.post("/console/residents/revoke", data={
+        "csrf": csrf, "serial": auth.serial, "reason": "cACompromise"}).status_code == 400

@@ -35,10 +35,13 @@ LOCAL = Principal.local_operator("pytest")
 MAY = {
     # Municipal operators keep the registry, revoke on request, register relying parties and
     # watch the service.
-    K.OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_BASIC4_READ, Op.RESIDENT_EVENT,
-                 Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
+    K.OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND, Op.RESIDENT_BASIC4_READ,
+                 Op.RESIDENT_EVENT,
+                 Op.DV_REQUEST, Op.DV_DECIDE, Op.CARD_REGISTER, Op.CARD_EVENT, Op.CERTIFICATE_READ,
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
-                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ},
+                 Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ,
+                 Op.CLIENT_READ, Op.CLIENT_SET_STATUS, Op.CONSOLE_ACCOUNT_CREATE,
+                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
@@ -50,14 +53,18 @@ MAY = {
     K.HOLDER: {Op.MOBILE_APPLY, Op.MOBILE_REVOKE, Op.MOBILE_LIFT_SUSPENSION},
     # The CA's operator at the CLI: what the CLI offers — never the counter's proofing, the call
     # centre's holds, a holder's or a relying party's calls, or the HTTP-only views.
-    K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_BASIC4_READ,
-                       Op.RESIDENT_EVENT, Op.RESIDENT_DV_SUPPORT, Op.CARD_REGISTER, Op.CARD_EVENT,
+    K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND,
+                       Op.RESIDENT_BASIC4_READ,
+                       Op.RESIDENT_EVENT, Op.DV_REQUEST, Op.DV_DECIDE, Op.CARD_REGISTER,
+                       Op.CARD_EVENT,
                        Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW, Op.CERTIFICATE_ISSUE_BATCH,
                        Op.CERTIFICATE_READ, Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ,
                        Op.RP_ROTATE_SECRET, Op.RP_SET_STATUS, Op.CA_CEREMONY, Op.CA_ROLLOVER,
                        Op.RESPONDERS_RENEW, Op.CLIENT_CREATE, Op.CLIENT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
-                       Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
+                       Op.CONSOLE_ACCOUNT_READ, Op.CLIENT_READ,
+                       Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
+                       Op.STATISTICS_READ},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
 }
 MAY[K.POST_OFFICE] = MAY[K.STATION]

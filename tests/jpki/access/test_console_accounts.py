@@ -32,6 +32,7 @@ pytestmark = pytest.mark.hsm
 LOCAL = Principal.local_operator("pytest")
 CREATE = authorize(LOCAL, Operation.CONSOLE_ACCOUNT_CREATE)
 SET_STATUS = authorize(LOCAL, Operation.CONSOLE_ACCOUNT_SET_STATUS)
+READ = authorize(LOCAL, Operation.CONSOLE_ACCOUNT_READ)
 ADDRESS = "192.0.2.10"
 
 
@@ -71,7 +72,7 @@ def test_a_clerk_acts_as_an_operator_of_its_municipality_an_agent_as_the_call_ce
                                     municipality_code="132217")
     agent = services.console.create(CREATE, username="agent", role=ConsoleRole.AGENT)
     boss = services.console.create(CREATE, username="boss", role=ConsoleRole.SUPERVISOR)
-    by_name = {a.username: a for a in services.console.accounts()}
+    by_name = {a.username: a for a in services.console.accounts(READ)}
     assert by_name["clerk"].municipality_code == "132217"
     from jpki.access.console_accounts import _user
 
@@ -98,7 +99,7 @@ def test_bad_accounts_are_refused_and_nothing_is_stored(
     with pytest.raises(error):
         services.console.create(CREATE, username=username, role=role,
                                 municipality_code=municipality)
-    assert services.console.accounts() == []
+    assert services.console.accounts(READ) == []
     assert audit_actions(services) == []
 
 

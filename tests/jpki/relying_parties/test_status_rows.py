@@ -232,3 +232,19 @@ def test_a_status_call_answered_from_memory_is_audited_before_it_may_leave(
     assert answer is not None and answer.results == first.results
     assert committed.wait(30)
     assert outcome == [None] and audited == [2]
+
+
+def test_a_batch_is_canonicalised_alike_on_the_fast_path_and_serial_by_serial() -> None:
+    """canonical_serials checks a batch of canonical serials with one match over its lines; a
+    batch that is not all canonical text goes serial by serial, as before: the same answer, the
+    same refusal at the same index — a serial holding a line feed of its own included."""
+    from jpki.errors import InvalidSerial
+    from jpki.relying_parties.status_lookup import canonical_serials
+
+    assert canonical_serials(["1a", "ff00", "7"]) == ["1a", "ff00", "7"]
+    assert canonical_serials(["1a", "0FF00", "7"]) == ["1a", "ff00", "7"]
+    for batch, index in ((["1a", "ff\n00"], 1), (["1a\n2b"], 0), (["1a", "ff", "zz"], 2),
+                         (["1a", None], 1), (["1a\n"], 0), ([""], 0)):
+        with pytest.raises(InvalidSerial) as refused:
+            canonical_serials(batch)  # type: ignore[arg-type]
+        assert refused.value.context["index"] == index, batch

@@ -1,0 +1,98 @@
+"""The supervisor's management pages: the console's counter clerks and call-centre agents
+(supervisors themselves are made at the CLI: jpki.access.console_accounts), the enrolment
+stations' API clients, and the relying parties — listing, making, suspending and resuming,
+through the same services and authorisation table as the CLI and the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.console.pages import render, signed_in
+from jpki.access.authz import Operation, authorize
+from jpki.access.console_accounts import ConsoleRole, SignIn
+from jpki.errors import InvalidInput
+from jpki.model import ClientRole, ClientStatus
+
+router = APIRouter(prefix="/console/admin", include_in_schema=False)
+MANAGED_ROLES = (ConsoleRole.CLERK, ConsoleRole.AGENT)
+
+
+def _status(value: str) -> ClientStatus:
+    if value not in ("active", "suspended"):
+        raise InvalidInput("active or suspended", field="status")
+    return ClientStatus(value)
+
+
+async def _overview(request: Request, session: SignIn, **extra: Any) -> Response:
+    principal = session.user.principal
+    services = request.app.state.services
+    accounts = await run_in_threadpool(services.console.accounts,
+                                       authorize(principal, Operation.CONSOLE_ACCOUNT_READ))
+    clients = await run_in_threadpool(services.clients.list_clients,
+                                      authorize(principal, Operation.CLIENT_READ))
+    parties = await run_in_threadpool(services.relying_parties.list_all,
+                                      authorize(principal, Operation.RP_READ))
+    return render(request, "admin.html", session=session, accounts=accounts,
+                  stations=[c for c in clients if c.role is ClientRole.STATION],
+                  parties=parties, roles=MANAGED_ROLES, **extra)
+
+
+@router.get("")
+async def overview(request: Request) -> Response:
+    return await signed_in(request, _overview)
+
+
+@router.post("/accounts")
+async def add_account(request: Request) -> Response:
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        role = form.get("role", "")
+        if role not in {r.value for r in MANAGED_ROLES}:
+            raise InvalidInput("a clerk or an agent", field="role")
+        grant = authorize(session.user.principal, Operation.CONSOLE_ACCOUNT_CREATE)
+        made = await run_in_threadpool(lambda: request.app.state.services.console.create(
+            grant, username=form.get("username", ""), role=ConsoleRole(role),
+            municipality_code=form.get("municipality_code") or None))
+        return await _overview(request, session, made=made)
+
+    return await signed_in(request, page, form_post=True)
+
+
+@router.post("/accounts/status")
+async def account_status(request: Request) -> Response:
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        grant = authorize(session.user.principal, Operation.CONSOLE_ACCOUNT_SET_STATUS)
+        await run_in_threadpool(request.app.state.services.console.set_status, grant,
+                                form.get("username", ""), _status(form.get("status", "")))
+        return await _overview(request, session, done="admin.done")
+
+    return await signed_in(request, page, form_post=True)
+
+
+@router.post("/stations/status")
+async def station_status(request: Request) -> Response:
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        grant = authorize(session.user.principal, Operation.CLIENT_SET_STATUS)
+        await run_in_threadpool(request.app.state.services.clients.set_status, grant,
+                                form.get("client_id", ""), _status(form.get("status", "")))
+        return await _overview(request, session, done="admin.done")
+
+    return await signed_in(request, page, form_post=True)
+
+
+@router.post("/relying-parties/status")
+async def party_status(request: Request) -> Response:
+    async def page(request: Request, session: SignIn) -> Response:
+        form = request.state.form
+        grant = authorize(session.user.principal, Operation.RP_SET_STATUS)
+        await run_in_threadpool(request.app.state.services.relying_parties.set_status, grant,
+                                form.get("rp_id", ""), _status(form.get("status", "")))
+        return await _overview(request, session, done="admin.done")
+
+    return await signed_in(request, page, form_post=True)
