@@ -101,3 +101,10 @@ def test_a_record_expires_at_its_expiry_instant():
     assert rec.used_at is None
     used, _ = consume(record(), now=rec.expires_at - timedelta(seconds=1))
     assert used.used_at == rec.expires_at - timedelta(seconds=1)
+
+
+def test_the_lookup_key_is_the_first_64_characters_or_empty():
+    from jpki.lifecycle.proofing import proofing_key
+
+    assert proofing_key(None) == "" and proofing_key("") == ""
+    assert proofing_key("p" * 70) == "p" * 64 and proofing_key("abc") == "abc"
