@@ -440,3 +440,11 @@ def test_64_bits_of_serial_are_enough() -> None:
 def test_a_2048_bit_key_with_e_65537_is_the_floor() -> None:
     assert lint_sign(sign(rebuilt(end_entity(SIGN), public_key=key(2048).public_key()))) == []
     assert lint_sign(sign(rebuilt(end_entity(SIGN), public_key=key(2047).public_key()))) != []
+
+
+def test_only_key_usage_is_critical_in_an_end_entity() -> None:
+    """reference §1.2: keyUsage critical, every other extension not (the profile's, which the
+    linter does not check beyond keyUsage)."""
+    for kind in (SIGN, AUTH):
+        cert = sign(end_entity(kind))
+        assert [e.oid for e in cert.extensions if e.critical] == [ExtensionOID.KEY_USAGE]
