@@ -178,6 +178,18 @@ def good_other_names() -> list[tuple[str, bytes]]:
     return [(n.type_id.dotted_string, n.value) for n in san]  # type: ignore[union-attr]
 
 
+def ascii_as(encode: Callable[[str], bytes]) -> list[tuple[str, bytes]]:
+    """The good otherNames with the first ASCII-only value (the sex code) encoded otherwise."""
+    out, done = [], False
+    for oid, value in good_other_names():
+        text = UTF8String.load(value).native
+        if not done and text.isascii():
+            value, done = encode(text), True
+        out.append((oid, value))
+    assert done
+    return out
+
+
 # --- the linters, by certificate kind ------------------------------------------------------------
 
 
@@ -304,6 +316,11 @@ def bad_certificates() -> dict[str, tuple[Callable[[], x509.Certificate],
             ExtensionOID.SUBJECT_ALTERNATIVE_NAME, other_names(
                 [(names()[0][0], PrintableString("x").dump()), *names()[1:]])))),
             lint_sign, ["e_basic4_san_value"]),
+        # Right text, wrong encoding: a PrintableString.
+        "e_basic4_san_value printable": (lambda: sign(rebuilt(sign_(), extensions=replaced(
+            ExtensionOID.SUBJECT_ALTERNATIVE_NAME, other_names(ascii_as(
+                lambda text: PrintableString(text).dump()))))), lint_sign,
+            ["e_basic4_san_value"]),
         "e_auth_no_san": (lambda: sign(rebuilt(auth_(), extensions=lambda e: [
             *e[:2], x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, False,
                                    other_names(names())), *e[2:]])), lint_auth,
