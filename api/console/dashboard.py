@@ -65,6 +65,13 @@ def tables(report: Report, t: Mapping[str, str]) -> dict[str, tuple[list[str], l
                      for r in report.reasons]),
         "expiring": ([t["dash.month"], *kinds],
                      [[m, *(expiring.get((m, k), 0) for k in KINDS)] for m in months]),
+        "crls": ([t["dash.ca"], t["dash.shard"], t["dash.number"], t["dash.this_update"],
+                  t["dash.next_update"], t["dash.entries"], t["dash.state"]],
+                 [[f"{c.ca}/g{c.generation:02d}", c.scope, c.number,
+                   c.this_update.isoformat(timespec="seconds"),
+                   c.next_update.isoformat(timespec="seconds"), c.entries,
+                   t["dash.overdue"] if c.overdue(report.at) else t["dash.current"]]
+                  for c in report.crls]),
         "prefectures": ([t["dash.prefecture"], *kinds],
                         [[_prefecture(code, t), *(valid.get((code, k), 0) for k in KINDS)]
                          for code in PREFECTURES
@@ -90,9 +97,16 @@ def plots(named: dict[str, tuple[list[str], list[list[Any]]]],
         _, rows = named[name]
         return charts.bars([(str(r[0]), sum(r[1:])) for r in rows], title=t[f"dash.{name}"])
 
+    def states() -> Any:
+        _, rows = named["crls"]
+        return charts.bars([(state, sum(1 for r in rows if r[-1] == state))
+                            for state in (t["dash.current"], t["dash.overdue"])],
+                           title=t["dash.crls"])
+
     return {"issued": columns("issued"), "renewed": columns("renewed"),
             "revoked": columns("revoked"), "reasons": totals("reasons"),
-            "expiring": columns("expiring"), "prefectures": totals("prefectures")}
+            "expiring": columns("expiring"), "prefectures": totals("prefectures"),
+            "crls": states()}
 
 
 @router.get("")

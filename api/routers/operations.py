@@ -87,6 +87,17 @@ class PrefectureCountOut(BaseModel):
     count: int
 
 
+class CrlShardOut(BaseModel):
+    ca: str
+    generation: int
+    scope: str  # municipality code, or "arl"
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    overdue: bool  # past nextUpdate when the report was read
+
+
 class StatisticsOut(BaseModel):
     since: date
     until: date
@@ -96,6 +107,7 @@ class StatisticsOut(BaseModel):
     reasons: list[ReasonCountOut]
     expiring: list[MonthCountOut]
     valid_by_prefecture: list[PrefectureCountOut]
+    crls: list[CrlShardOut]
 
 
 def statistics_out(report: Report) -> StatisticsOut:
@@ -112,7 +124,11 @@ def statistics_out(report: Report) -> StatisticsOut:
                   for m in report.expiring],
         valid_by_prefecture=[PrefectureCountOut(prefecture=p.prefecture, kind=p.kind.value,
                                                 count=p.count)
-                             for p in report.valid_by_prefecture])
+                             for p in report.valid_by_prefecture],
+        crls=[CrlShardOut(ca=c.ca, generation=c.generation, scope=c.scope, number=c.number,
+                          this_update=c.this_update, next_update=c.next_update,
+                          entries=c.entries, overdue=c.overdue(report.at))
+              for c in report.crls])
 
 
 @router.get("/readyz", response_model=ReadinessOut,
@@ -150,7 +166,7 @@ def statistics(services: ServicesDep, grant: StatisticsRead,
                days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> StatisticsOut:
     """National figures over the last ``days`` (JST days, today included): certificates
     issued, renewed and revoked per day and kind, revocation reasons, the expiry wave for the
-    next 24 months, valid certificates per prefecture."""
+    next 24 months, valid certificates per prefecture, and each CRL shard's newest full CRL."""
     return statistics_out(services.statistics.report(grant, days))
 
 

@@ -54,6 +54,24 @@ class PrefectureCount:
 
 
 @dataclass(frozen=True)
+class CrlShard:
+    """The newest full CRL of one scope (a CA generation's municipality shard, or its ARL)."""
+
+    ca: str  # sign | auth
+    generation: int
+    scope: str  # a municipality code, or "arl"
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+
+    def overdue(self, now: datetime) -> bool:
+        """Past its nextUpdate: relying parties holding it now treat it as stale (RFC 5280
+        §5.1.2.5)."""
+        return self.next_update < now
+
+
+@dataclass(frozen=True)
 class Report:
     since: date  # first day counted (JST)
     until: date  # last day counted (JST), today
@@ -63,6 +81,8 @@ class Report:
     reasons: tuple[ReasonCount, ...]  # of the revocations in the window
     expiring: tuple[MonthCount, ...]  # valid today, by the month they expire
     valid_by_prefecture: tuple[PrefectureCount, ...]
+    crls: tuple[CrlShard, ...]  # every scope's newest full CRL
+    at: datetime  # when the report was read
 
 
 class StatisticsSource(Protocol):
@@ -77,6 +97,7 @@ class StatisticsSource(Protocol):
     def expiring_per_month(self, now: datetime,
                            until: datetime) -> Sequence[tuple[str, CertKind, int]]: ...
     def valid_per_prefecture(self, now: datetime) -> Sequence[tuple[str, CertKind, int]]: ...
+    def newest_full_crls(self) -> Sequence[CrlShard]: ...
 
 
 class StatisticsSourceFactory(Protocol):
@@ -111,7 +132,10 @@ class Statistics:
                 expiring=tuple(MonthCount(m, k, n) for m, k, n in sorted(
                     source.expiring_per_month(now, horizon)) if _within(m, until)),
                 valid_by_prefecture=tuple(PrefectureCount(p, k, n) for p, k, n in sorted(
-                    source.valid_per_prefecture(now))))
+                    source.valid_per_prefecture(now))),
+                crls=tuple(sorted(source.newest_full_crls(),
+                                  key=lambda c: (c.ca, c.generation, c.scope))),
+                at=now)
 
 
 def _days(rows: Sequence[tuple[date, CertKind, int]]) -> tuple[DayCount, ...]:

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, Engine, and_, func, literal_column, or_, sele
 from sqlalchemy.sql.elements import ColumnElement
 
 from jpki.model import CertKind, CertStatus, RevocationReason
-from jpki.store.tables import certificates
+from jpki.registry.statistics import CrlShard
+from jpki.store.tables import ca_generations, certificates, crl_publications
 
 _C = certificates.c
 
@@ -86,6 +87,23 @@ class SqlStatistics:
                 .where(self._valid(now))
                 .group_by(prefecture, _C.kind))
         return [(str(p), CertKind(k), int(n)) for p, k, n in self._c.execute(stmt)]
+
+
+    def newest_full_crls(self) -> Sequence[CrlShard]:
+        p, g = crl_publications.c, ca_generations.c
+        newest = (select(p.ca_generation_id, p.scope, func.max(p.number).label("number"))
+                  .where(p.kind == "full").group_by(p.ca_generation_id, p.scope).subquery())
+        stmt = (select(g.ca, g.generation, p.scope, p.number, p.this_update, p.next_update,
+                       p.entries)
+                .join(newest, and_(p.ca_generation_id == newest.c.ca_generation_id,
+                                   p.scope == newest.c.scope, p.number == newest.c.number))
+                .join(ca_generations, g.id == p.ca_generation_id)
+                .where(p.kind == "full"))
+        return [CrlShard(ca=str(getattr(ca, "value", ca)), generation=int(generation),
+                         scope=scope, number=int(number), this_update=this_update,
+                         next_update=next_update, entries=int(entries))
+                for ca, generation, scope, number, this_update, next_update, entries
+                in self._c.execute(stmt)]
 
 
 class SqlStatisticsFactory:

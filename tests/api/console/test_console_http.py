@@ -350,7 +350,7 @@ def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
     console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
     page = console.http.get("/console/dashboard?days=7")
     assert page.status_code == 200
-    assert page.text.count("<svg") == 6 and "<script" not in page.text
+    assert page.text.count("<svg") == 7 and "<script" not in page.text
     issued = console.http.get("/console/dashboard/issued.csv?days=7")
     assert issued.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(issued.content.decode("utf-8-sig"))))

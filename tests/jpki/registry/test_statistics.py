@@ -90,3 +90,21 @@ def test_the_figures_are_the_national_operators(services: Services) -> None:
     for days in (0, 367):
         with pytest.raises(InvalidInput):
             services.statistics.report(READ, days=days)
+
+
+def test_each_shards_newest_full_crl_and_whether_it_is_overdue(services: Services,
+                                                               clock: FixedClock) -> None:
+    from jpki.model import CaKind
+
+    assert services.statistics.report(READ).crls == ()
+    scope = services.crls.scope(CaKind.SIGN, 1, "132217")
+    services.crls.publish(scope)
+    newest = services.crls.publish(scope)
+    services.crls.publish(scope, "delta")  # deltas are not what the panel shows
+    (shard,) = services.statistics.report(READ).crls
+    assert (shard.ca, shard.generation, shard.scope, shard.number) == \
+        ("sign", 1, "132217", newest.number)
+    assert shard.next_update == newest.next_update and not shard.overdue(clock.now())
+    clock.set(newest.next_update + timedelta(seconds=1))
+    report = services.statistics.report(READ)
+    assert report.crls[0].overdue(report.at)
