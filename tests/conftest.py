@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
@@ -42,6 +43,13 @@ SO_PIN = "so-secret-8314"
 USER_PIN = "user-secret-5521"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+
+
+# scripts/mutation runs each test many times in one process (mutmut's stats pass, then a forked
+# run per mutant): Hypothesis would see a class's method called from several instances, and a
+# mutant's verdict must not depend on a random draw or on what an earlier run stored.
+settings.register_profile("mutation", derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.differing_executors])
 
 
 # --- running in parallel --------------------------------------------------------------------

@@ -69,12 +69,18 @@ def _common(cert: x509.Certificate) -> list[Finding]:
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048 \
             or key.public_numbers().e != 65537:
         out.append(Finding("e_public_key", "reference §0: RSA ≥ 2048, e = 65537"))
-    seen: set[x509.ObjectIdentifier] = set()
-    for ext in cert.extensions:
-        if ext.oid in seen:
-            out.append(Finding("e_duplicate_extension", "RFC 5280 §4.2: each extension once"))
-        seen.add(ext.oid)
+    try:
+        cert.extensions  # noqa: B018 - parsed on first access
+    except x509.DuplicateExtension:
+        # `cryptography` refuses to parse an extension list with a repeat (so does every later
+        # check here): the finding is the refusal itself.
+        out.append(Finding("e_duplicate_extension", "RFC 5280 §4.2: each extension once"))
     return out
+
+
+def _unreadable(findings: list[Finding]) -> bool:
+    """No extension can be read from a certificate with a repeated one: stop at _common."""
+    return any(f.rule == "e_duplicate_extension" for f in findings)
 
 
 def _order(cert: x509.Certificate, expected: list[x509.ObjectIdentifier]) -> list[Finding]:
@@ -154,6 +160,8 @@ def _utf8_string(encoded: bytes) -> str | None:
 def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, recipe: Recipe,
                     basic4: Basic4 | None) -> list[Finding]:
     out = _common(cert)
+    if _unreadable(out):
+        return out
     out += _order(cert, _EE_ORDER_SIGN if kind.is_signing else _EE_ORDER_AUTH)
     if cert.issuer != issuer.subject:
         out.append(Finding("e_issuer_name", "RFC 5280 §4.1.2.4: issuer = CA subject"))
@@ -193,7 +201,10 @@ def lint_end_entity(cert: x509.Certificate, *, kind: CertKind, issuer: Issuer, r
 
 
 def lint_root(cert: x509.Certificate) -> list[Finding]:
-    out = _common(cert) + _order(cert, _ROOT_ORDER)
+    out = _common(cert)
+    if _unreadable(out):
+        return out
+    out += _order(cert, _ROOT_ORDER)
     if cert.issuer != cert.subject:
         out.append(Finding("e_root_self_issued", "reference §1.1: self-signed roots"))
     bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
@@ -207,6 +218,8 @@ def lint_root(cert: x509.Certificate) -> list[Finding]:
 
 def lint_responder(cert: x509.Certificate, issuer: Issuer) -> list[Finding]:
     out = _common(cert)
+    if _unreadable(out):
+        return out
     eku = _ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
     if eku is None or not isinstance(eku.value, x509.ExtendedKeyUsage) or \
             list(eku.value) != [ExtendedKeyUsageOID.OCSP_SIGNING]:

@@ -423,3 +423,87 @@ class TestSigningAge:
         birth = date(2008, 2, 29)
         assert not may_hold_signing_certificate(birth, date(2023, 2, 28))
         assert may_hold_signing_certificate(birth, date(2023, 3, 1))
+
+
+# --- the exact second and the codes clients receive ------------------------------------
+
+
+def invalid(call: object, *args: object, **kwargs: object) -> tuple[str, dict[str, object]]:
+    """The detail and the context (``field``/``rule``: the problem document's stable codes) of
+    the InvalidDate a call raises."""
+    with pytest.raises(InvalidDate) as caught:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert caught.value.code == InvalidDate.code
+    return caught.value.detail, caught.value.context
+
+
+class TestExactSecond:
+    BIRTH = date(1990, 2, 17)
+    CARD = date(2025, 10, 27)
+
+    def not_after(self, issued_at: datetime) -> datetime:
+        return certificate_not_after(birth=self.BIRTH, issued_at=issued_at, renewal=False,
+                                     card_expiry=self.CARD)
+
+    def test_issued_at_23_59_59_000_jst_on_the_card_expiry_day_is_refused(self) -> None:
+        """notAfter would equal notBefore: an empty validity (`<=`, not `<`)."""
+        last = datetime(2025, 10, 27, 23, 59, 59, tzinfo=JST)
+        assert invalid(self.not_after, last) == (
+            "the certificate would expire before it is issued",
+            {"field": "not_after", "rule": "empty"})
+
+    def test_issued_one_second_earlier_lasts_one_second(self) -> None:
+        at = datetime(2025, 10, 27, 23, 59, 58, tzinfo=JST)
+        assert self.not_after(at) == at + ONE_SECOND == utc(2025, 10, 27, 14, 59, 59)
+
+
+class TestCodes:
+    @pytest.mark.parametrize("call", [
+        lambda: jst_date(datetime(2026, 1, 1)),
+        lambda: in_renewal_window(utc(2030, 1, 1), datetime(2026, 1, 1)),
+        lambda: certificate_not_after(birth=date(1990, 1, 1), issued_at=datetime(2026, 1, 1),
+                                      renewal=False, card_expiry=date(2030, 1, 1)),
+        lambda: certificate_not_after(birth=date(1990, 1, 1), issued_at=utc(2026, 1, 1),
+                                      renewal=False, card_expiry=date(2030, 1, 1),
+                                      cap=datetime(2027, 1, 1)),
+    ], ids=["instant", "now", "issued_at", "cap"])
+    def test_a_naive_datetime_names_its_field(self, call: object,
+                                              request: pytest.FixtureRequest) -> None:
+        what = request.node.callspec.id
+        assert invalid(call) == (f"{what}: must be a timezone-aware datetime",
+                                 {"field": what, "rule": "naive"})
+
+    def test_before_birth(self) -> None:
+        assert invalid(nth_birthday_after, date(2000, 1, 2), date(2000, 1, 1), 5) == (
+            "the reference date is before the birth date", {"rule": "before_birth"})
+        assert invalid(age_on, date(2000, 1, 2), date(2000, 1, 1)) == (
+            "the date is before the birth date", {"rule": "before_birth"})
+
+    def test_n_must_be_at_least_one(self) -> None:
+        with pytest.raises(ValueError, match=r"^n must be at least 1$"):
+            nth_birthday_after(date(2000, 1, 2), date(2001, 1, 1), 0)
+
+    def test_birthday_in_year_10000(self) -> None:
+        assert invalid(birthday_in_year, date(2000, 1, 2), 10000) == (
+            "year out of range", {"field": "year", "rule": "range"})
+
+    def test_nth_birthday_past_year_9999(self) -> None:
+        """A birthday past 9999 is a refusal with a code, not a bare ValueError (a 500)."""
+        assert invalid(nth_birthday_after, date(2000, 1, 2), date(9998, 1, 1), 5)[1] == {
+            "field": "year", "rule": "range"}
+
+
+class TestAddMonthsEdges:
+    def test_year_10000_is_invalid_date_not_value_error(self) -> None:
+        assert invalid(add_months, date(9999, 12, 1), 1) == ("date out of range",
+                                                             {"rule": "range"})
+        assert invalid(add_months, date(1, 1, 31), -1) == ("date out of range",
+                                                           {"rule": "range"})
+
+    def test_the_first_and_last_representable_months(self) -> None:
+        assert add_months(date(9999, 11, 30), 1) == date(9999, 12, 30)
+        assert add_months(date(1, 2, 28), -1) == date(1, 1, 28)
+
+    def test_renewal_window_start_is_utc_midnight_jst(self) -> None:
+        start = renewal_window_start(utc(2030, 2, 17, 14, 59, 59))
+        assert start == utc(2029, 11, 16, 15) and start.tzinfo is UTC

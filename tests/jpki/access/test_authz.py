@@ -211,3 +211,34 @@ def test_an_unauthorised_call_path_does_not_type_check(tmp_path: Path) -> None:
     assert status == 1, (out, err)
     lines = sorted(int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line)
     assert lines == [10, 11, 17], out
+
+
+def test_each_refusal_says_what_is_missing_in_words_of_its_own() -> None:
+    """The detail reaches the client in the problem document: it names the role, scope or
+    operation that decided, never the resident (non-negotiable 7)."""
+    def detail(call: Any, *args: Any, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        with pytest.raises((WrongRole, MissingScope, InternalError)) as refused:
+            call(*args, **kwargs)
+        return refused.value.detail, refused.value.context
+
+    station = Principal(actor="client:station", kind=K.STATION)
+    assert detail(authorize, station, Op.CERTIFICATE_REVOKE) == (
+        f"role {station.role_name} may not make this call", {"role": station.role_name})
+    rp = Principal(actor="client:rp", kind=K.RELYING_PARTY)
+    assert detail(authorize, rp, Op.RP_BASIC4) == ("this call needs the 'basic4' scope",
+                                                   {"scope": "basic4"})
+    assert detail(authorize, KIYOSE_OPERATOR, Op.RP_REGISTER) == (
+        "this call needs an operator without municipality scopes", {"scope": "national"})
+    event = authorize(KIYOSE_OPERATOR, Op.RESIDENT_EVENT)
+    assert detail(event.require_municipality, "131016") == (
+        "this client is not scoped to the resident's municipality",
+        {"scope": "municipality:131016"})
+    delivery = authorize(station, Op.DELIVERY_CONFIRM)
+    assert detail(delivery.require_municipality, "132217") == (
+        "delivery.confirm is not bound to a municipality", {})
+    ceremony = authorize(LOCAL, Op.CA_CEREMONY)
+    assert detail(ceremony.require, Op.CA_ROLLOVER, Op.RESPONDERS_RENEW) == (
+        "a grant for ca.ceremony cannot make ca.rollover, ca.responders_renew", {})
+    with pytest.raises(TypeError, match=r"^a Grant is made by jpki\.access\.authz\.authorize "
+                                        r"only$"):
+        Grant(object(), LOCAL, Op.CA_CEREMONY)  # type: ignore[arg-type]

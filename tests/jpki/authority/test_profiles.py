@@ -5,6 +5,7 @@ Certificates here are made by the real pipeline (SoftHSM signatures) on both dat
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -317,3 +318,61 @@ def test_basic4_is_redacted_in_reprs():
     b4 = Basic4(name="山田 太郎", birth_date=date(1990, 1, 2), sex=Sex.MALE,
                 address="東京都清瀬市")
     assert "山田" not in repr(b4) and "清瀬" not in repr([b4])
+
+
+# --- the builders alone (no HSM): what the tests above do not pin ------------------------------
+
+
+def test_root_validity_ends_the_day_before_the_same_date_years_later() -> None:
+    """§1.1: signca03 runs 2023-07-16 00:50:27Z – 2033-07-15 14:59:59Z."""
+    from jpki.authority.profiles import root_validity
+
+    recipe = load_recipe().ca(CaKind.SIGN)
+    start = datetime(2023, 7, 16, 0, 50, 27, tzinfo=UTC)
+    years = recipe.validity_years
+    assert root_validity(recipe, start) == (
+        start, datetime(2023 + years, 7, 15, 14, 59, 59, tzinfo=UTC))
+
+
+def test_the_responder_profile_field_by_field() -> None:
+    """RFC 6960 §4.2.2.2: subject C=JP, O=JPKI, OU=<the CA's>, CN=OCSP Responder Gnn; keyUsage
+    digitalSignature only (critical); id-kp-OCSPSigning and ocsp-nocheck, both non-critical."""
+    from jpki.authority.profiles import build_ocsp_responder
+
+    recipe = load_recipe()
+    ca_key = rsa.generate_private_key(65537, 2048)
+    issuer = Issuer(ca=CaKind.AUTH, generation=3, subject=recipe.ca(CaKind.AUTH).subject,
+                    subject_key_id=b"\x01" * 20, public_key=ca_key.public_key())
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    cert = build_ocsp_responder(issuer, recipe, ca_key.public_key(), 1 << 70, now,
+                                now + timedelta(days=14)).sign(ca_key, hashes.SHA256())
+    assert _rdns(cert.subject) == [
+        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "JPKI"),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, recipe.ca(CaKind.AUTH).crl_dp_ou),
+        (NameOID.COMMON_NAME, "OCSP Responder G03")]
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value == x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert not eku.critical and list(eku.value) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+    assert not cert.extensions.get_extension_for_class(x509.OCSPNoCheck).critical
+
+
+@pytest.mark.parametrize(("kind", "tail"), [
+    (CertKind.CARD_SIGN, "1322101S"), (CertKind.CARD_AUTH, "1322101A"),
+    (CertKind.MOBILE_SIGN, "1322102S"), (CertKind.MOBILE_AUTH, "1322102A"),
+])
+def test_the_issuance_identifier_is_ten_random_characters_code_form_and_kind(kind, tail) -> None:
+    """§1.2 (shape of `997794E9AGCIEG13221003A`): 10 of [0-9A-Z], the 5-digit local government
+    code, 01 card / 02 phone, S signing / A auth."""
+    from jpki.authority.profiles import issuance_identifier
+
+    ids = {issuance_identifier("132217", kind) for _ in range(200)}
+    for cn in ids:
+        assert re.fullmatch(r"[0-9A-Z]{10}" + tail, cn), cn
+    assert len(ids) == 200  # random, not fixed
+    # every position of the random part takes many values: no digit left at 0
+    for i in range(10):
+        assert len({cn[i] for cn in ids}) > 10, i

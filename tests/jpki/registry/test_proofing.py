@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from itertools import permutations
 
 import pytest
 
@@ -384,3 +385,114 @@ def test_refusals_name_counts_and_rules_never_personal_data() -> None:
     assert "not counted:" in detail
     for secret in ("2011-07-19", "2011", "2025-12-24", "2025", "37"):
         assert secret not in detail, secret
+
+
+# --- document order -------------------------------------------------------------------------
+
+# One document of each kind the counter refuses, each for its own rule.
+NOT_COUNTED = {
+    "old driving record": Document(T.DRIVING_RECORD_CERTIFICATE, issued_on=date(2011, 7, 19)),
+    "undated driving record": Document(T.DRIVING_RECORD_CERTIFICATE),
+    "facility photo, not in a facility": FACILITY_PHOTO,
+    "guardian photo, 15 or over": GUARDIAN_PHOTO,
+    "old receipt": Document(T.RECEIPT, issued_on=date(2025, 12, 24)),
+}
+
+
+@pytest.mark.parametrize("name", IN_PERSON_MINIMAL)
+def test_the_pattern_does_not_depend_on_the_order_of_the_documents(name: str) -> None:
+    """The counter lists documents in whatever order they were shown: every order counts."""
+    evidence, pattern = IN_PERSON_MINIMAL[name]
+    for order in permutations(evidence.applicant_documents):
+        assert judge(replace(evidence, applicant_documents=order)) is pattern, order
+
+
+@pytest.mark.parametrize("refused_doc", NOT_COUNTED)
+@pytest.mark.parametrize("name", IN_PERSON_MINIMAL)
+def test_a_refused_document_anywhere_in_the_list_does_not_stop_the_count(
+        name: str, refused_doc: str) -> None:
+    """A document that does not count is skipped, and those after it still count: e.g.
+    (old receipt, licence, insurance card) is pattern C."""
+    evidence, pattern = IN_PERSON_MINIMAL[name]
+    docs = evidence.applicant_documents
+    for i in range(len(docs) + 1):
+        shown = (*docs[:i], NOT_COUNTED[refused_doc], *docs[i:])
+        assert judge(replace(evidence, applicant_documents=shown)) is pattern, (refused_doc, i)
+
+
+def test_a_receipt_first_does_not_stop_the_count() -> None:
+    assert judge(in_person(RECEIPT, LICENSE, INSURANCE)) is Pattern.C
+    assert judge(in_person(INQUIRY, LICENSE)) is Pattern.D
+    assert judge(in_person(LICENSE, LICENSE, INSURANCE)) is Pattern.C  # a repeat skipped first
+
+
+@pytest.mark.parametrize("name", PROXY_MINIMAL)
+def test_the_proxy_pattern_does_not_depend_on_the_order_of_the_documents(name: str) -> None:
+    evidence, pattern = PROXY_MINIMAL[name]
+    for applicant in permutations(evidence.applicant_documents):
+        for own in permutations(evidence.proxy_documents):
+            shown = replace(evidence, applicant_documents=(RECEIPT, *applicant),
+                            proxy_documents=(INQUIRY, *own))
+            assert judge(shown) is pattern, (applicant, own)
+
+
+# --- proxy defaults -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROXY_MINIMAL)
+def test_a_proxy_evidence_left_at_its_defaults_has_no_letter_and_no_hardship_proof(
+        name: str) -> None:
+    """Evidence built without the flags says neither was shown: the defaults refuse."""
+    evidence, _ = PROXY_MINIMAL[name]
+    bare = Evidence(presence=Presence.PROXY,
+                    applicant_documents=evidence.applicant_documents,
+                    proxy_documents=evidence.proxy_documents,
+                    proxy_measures=evidence.proxy_measures)
+    assert refused(bare) == ("a proxy pick-up needs a letter of delegation (委任状) and proof "
+                             "that the applicant cannot come (疎明資料)")
+
+
+def test_an_evidence_left_at_its_defaults_has_no_measures_and_no_facility() -> None:
+    bare = Evidence(presence=Presence.IN_PERSON, applicant_documents=(LICENSE, FACILITY_PHOTO))
+    assert bare.measures == frozenset() and bare.proxy_documents == ()
+    assert "not counted: facility_photo_certificate" in refused(bare)
+    assert Document(T.STUDENT_ID) == Document(T.STUDENT_ID, has_photo=False, issued_on=None)
+
+
+# --- what a refusal says (scripts/mutation survivors) --------------------------------------------
+
+
+def test_a_refusal_counts_each_document_it_counted() -> None:
+    detail = refused(in_person(RECEIPT, RECEIPT, STAFF_ID_PHOTO, STUDENT_ID_PHOTO))
+    assert "(counted: 甲 0, 乙 2 of which 2 with a photo, 照会回答書 0, receipts 2)" in detail
+    detail = refused(in_person(INQUIRY, INQUIRY, RECEIPT))
+    assert "(counted: 甲 0, 乙 0 of which 0 with a photo, 照会回答書 2, receipts 1)" in detail
+
+
+def test_the_whole_refusal_of_an_in_person_proofing() -> None:
+    old_receipt = Document(T.RECEIPT, issued_on=date(2025, 12, 24))
+    assert refused(in_person(old_receipt, GUARDIAN_PHOTO, INSURANCE)) == (
+        "the applicant's documents satisfy none of patterns A–E "
+        "(counted: 甲 0, 乙 1 of which 0 with a photo, 照会回答書 0, receipts 0) "
+        "not counted: receipt: must be dated within the last 3 months (※4); "
+        "guardian_photo_certificate: only for an applicant under 15")
+
+
+def test_the_whole_refusal_of_a_proxy_pick_up() -> None:
+    assert refused(proxy((INSURANCE,), (LICENSE, PASSPORT))) == (
+        "the proxy's and the applicant's documents satisfy none of patterns A–C for a proxy "
+        "pick-up (counted: 甲 0, 乙 1 of which 0 with a photo, 照会回答書 0, receipts 0)")
+
+
+def test_proxy_documents_in_person_are_refused_with_their_field() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        judge(replace(in_person(LICENSE, PASSPORT), proxy_documents=(LICENSE,)))
+    assert (caught.value.detail, caught.value.context) == (
+        "proxy documents belong to a proxy pick-up", {"field": "presence"})
+
+
+def test_the_proxy_own_receipts_and_photo_certificates_are_judged_like_an_adults() -> None:
+    """The proxy's documents are counted as of the day, for an adult not in a facility: a
+    receipt within 3 months is a receipt, a guardian's photo certificate counts for nothing."""
+    own = (RECEIPT, GUARDIAN_PHOTO, LICENSE, MY_NUMBER)
+    assert judge(proxy((PASSPORT, INSURANCE), own)) is Pattern.B

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 
 import pytest
 from sqlalchemy import text
 
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal, PrincipalKind
-from jpki.errors import AuditChainBroken, CertificateNotFound, InvalidReason, WrongRole
+from jpki.errors import (
+    AuditChainBroken,
+    CertificateNotFound,
+    InvalidReason,
+    MissingScope,
+    WrongRole,
+)
 from jpki.issuance.service import KeyRequest
 from jpki.model import CertKind, RevocationReason
 from jpki.registry.residents import EventKind, ResidentEvent
@@ -33,6 +41,11 @@ def serial(services, new_resident, subject_keys):
 def test_revocation_is_idempotent(services, serial, clock):
     first = services.revocation.revoke(REVOKE, serial, RevocationReason.CESSATION_OF_OPERATION)
     assert first.changed and first.revoked_at == clock.now()
+    with services.uow() as uow:
+        (record,) = [r for r in uow.audit.iterate() if r.action == "certificate.revoked"]
+    payload = record.payload if isinstance(record.payload, dict) else json.loads(record.payload)
+    assert (record.actor, record.subject, payload["cause"]) == (OPERATOR.actor, serial,
+                                                                "request")
     clock.advance(hours=1)
     again = services.revocation.revoke(REVOKE, serial, RevocationReason.SUPERSEDED)
     assert not again.changed
@@ -55,11 +68,74 @@ def test_a_hold_becomes_permanent_and_compromise_always_wins(services, serial, c
 
 
 def test_unknown_serial_and_roles(services, serial):
-    with pytest.raises(CertificateNotFound):
+    with pytest.raises(CertificateNotFound) as missing:
         services.revocation.revoke(REVOKE, "abcdef", RevocationReason.UNSPECIFIED)
+    assert (missing.value.detail, missing.value.context) == (
+        "no certificate with serial abcdef", {"serial": "abcdef"})
     with pytest.raises(WrongRole):
         authorize(Principal(actor="client:station", kind=PrincipalKind.STATION),
                   Operation.CERTIFICATE_REVOKE)
+
+
+def test_a_municipal_operator_revokes_only_its_own_residents_certificates(services, serial):
+    """The table binds the revocation to the resident's municipality (architecture §2.6): an
+    operator scoped to 清瀬市 (132217) may, one scoped elsewhere may not, and is told which
+    scope it lacks — not whose certificate it is."""
+    def operator(code):
+        return authorize(Principal(actor=f"client:{code}", kind=PrincipalKind.OPERATOR,
+                                   scopes=frozenset({f"municipality:{code}"})),
+                         Operation.CERTIFICATE_REVOKE)
+
+    with pytest.raises(MissingScope) as refused:
+        services.revocation.revoke(operator("131016"), serial, RevocationReason.SUPERSEDED)
+    assert refused.value.context == {"scope": "municipality:132217"}
+    with services.uow() as uow:
+        assert uow.certificates.get_by_serial(serial).revoked_at is None
+    assert services.revocation.revoke(operator("132217"), serial,
+                                      RevocationReason.SUPERSEDED).changed
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_two_concurrent_revocations_of_one_certificate_revoke_it_once(services, serial, clock,
+                                                                     monkeypatch):
+    """The service reads the certificate with a row lock (``for_update=True``): of two
+    revocations racing on one certificate, the second waits for the first to commit, then sees
+    it revoked — one change, one audit record. Without the lock both would read "not revoked",
+    both report a change and both audit it. SQLite serialises writers itself, so this holds the
+    lock where it matters: on PostgreSQL (READ COMMITTED)."""
+    # Each revocation reads the clock right after reading (and locking) the certificate: the
+    # barrier there lets both pass only if neither was kept from reading it. With the lock the
+    # second is blocked in its SELECT … FOR UPDATE, the barrier times out and the first goes on.
+    barrier = threading.Barrier(2, timeout=3)
+    first_read = threading.local()
+    now = clock.now
+
+    def clock_now():
+        if getattr(first_read, "pending", False):
+            first_read.pending = False
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return now()
+
+    monkeypatch.setattr(clock, "now", clock_now)
+    results = []
+
+    def revoke():
+        first_read.pending = True
+        results.append(services.revocation.revoke(REVOKE, serial, RevocationReason.KEY_COMPROMISE))
+
+    threads = [threading.Thread(target=revoke) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 2
+    assert sorted(r.changed for r in results) == [False, True]
+    with services.uow() as uow:
+        revoked = [r for r in uow.audit.iterate()
+                   if r.action == "certificate.revoked" and r.subject == serial]
+    assert len(revoked) == 1
 
 
 @pytest.mark.parametrize(("text_", "reason"), [
