@@ -62,37 +62,33 @@ async def add_account(request: Request) -> Response:
     return await signed_in(request, page, form_post=True)
 
 
-@router.post("/accounts/status")
-async def account_status(request: Request) -> Response:
+async def _set_status(request: Request, operation: Operation, service: str,
+                      field: str) -> Response:
+    """Suspend or resume what ``field`` names, through ``services.<service>.set_status`` and
+    the grant of ``operation``; then the overview again."""
+
     async def page(request: Request, session: SignIn) -> Response:
         form = request.state.form
-        grant = authorize(session.user.principal, Operation.CONSOLE_ACCOUNT_SET_STATUS)
-        await run_in_threadpool(request.app.state.services.console.set_status, grant,
-                                form.get("username", ""), _status(form.get("status", "")))
+        grant = authorize(session.user.principal, operation)
+        change = getattr(request.app.state.services, service).set_status
+        await run_in_threadpool(change, grant, form.get(field, ""),
+                                _status(form.get("status", "")))
         return await _overview(request, session, done="admin.done")
 
     return await signed_in(request, page, form_post=True)
+
+
+@router.post("/accounts/status")
+async def account_status(request: Request) -> Response:
+    return await _set_status(request, Operation.CONSOLE_ACCOUNT_SET_STATUS, "console",
+                             "username")
 
 
 @router.post("/stations/status")
 async def station_status(request: Request) -> Response:
-    async def page(request: Request, session: SignIn) -> Response:
-        form = request.state.form
-        grant = authorize(session.user.principal, Operation.CLIENT_SET_STATUS)
-        await run_in_threadpool(request.app.state.services.clients.set_status, grant,
-                                form.get("client_id", ""), _status(form.get("status", "")))
-        return await _overview(request, session, done="admin.done")
-
-    return await signed_in(request, page, form_post=True)
+    return await _set_status(request, Operation.CLIENT_SET_STATUS, "clients", "client_id")
 
 
 @router.post("/relying-parties/status")
 async def party_status(request: Request) -> Response:
-    async def page(request: Request, session: SignIn) -> Response:
-        form = request.state.form
-        grant = authorize(session.user.principal, Operation.RP_SET_STATUS)
-        await run_in_threadpool(request.app.state.services.relying_parties.set_status, grant,
-                                form.get("rp_id", ""), _status(form.get("status", "")))
-        return await _overview(request, session, done="admin.done")
-
-    return await signed_in(request, page, form_post=True)
+    return await _set_status(request, Operation.RP_SET_STATUS, "relying_parties", "rp_id")

@@ -526,3 +526,19 @@ def test_a_clerk_records_a_lost_card_and_revokes_at_the_holders_request(
     # A reason the counter does not give is refused, and changes nothing.
     assert console.http.post("/console/residents/revoke", data={
         "csrf": csrf, "serial": auth.serial, "reason": "cACompromise"}).status_code == 400
+
+
+def test_a_supervisor_suspends_and_resumes_a_relying_party(console: Console) -> None:
+    party = console.services.relying_parties.register(
+        authorize(LOCAL, Operation.RP_REGISTER), name="Bank", kind="platform_operator",
+        purposes=["account"], scopes=["status"]).relying_party
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    csrf = console.session_csrf()
+    read = authorize(LOCAL, Operation.RP_READ)
+    for status in ("suspended", "active"):
+        done = console.http.post("/console/admin/relying-parties/status", data={
+            "csrf": csrf, "rp_id": party.id, "status": status})
+        assert done.status_code == 200 and party.id in done.text
+        assert console.services.relying_parties.get(read, party.id).status == status
+    assert console.http.post("/console/admin/relying-parties/status", data={
+        "csrf": csrf, "rp_id": party.id, "status": "deleted"}).status_code == 400
