@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.console import charts
+from api.console import charts, japan_map
 from api.console.i18n import translator
 from api.console.pages import SECURITY_HEADERS, language_of, render, signed_in
 from jpki.access.authz import Operation, authorize
@@ -84,8 +84,8 @@ def _prefecture(code: str, t: Mapping[str, str]) -> str:
     return prefecture.name_ja if t is translator("ja") else prefecture.name_romaji
 
 
-def plots(named: dict[str, tuple[list[str], list[list[Any]]]],
-          t: Mapping[str, str]) -> dict[str, Any]:
+def plots(named: dict[str, tuple[list[str], list[list[Any]]]], t: Mapping[str, str],
+          report_rows: tuple[Any, ...] = ()) -> dict[str, Any]:
     def columns(name: str) -> Any:
         header, rows = named[name]
         return charts.stacked_columns(
@@ -97,6 +97,13 @@ def plots(named: dict[str, tuple[list[str], list[list[Any]]]],
         _, rows = named[name]
         return charts.bars([(str(r[0]), sum(r[1:])) for r in rows], title=t[f"dash.{name}"])
 
+    def prefecture_map() -> Any:
+        valid: dict[str, int] = {}
+        for p in report_rows:
+            valid[p.prefecture] = valid.get(p.prefecture, 0) + p.count
+        names = {code: _prefecture(code, t) for code in PREFECTURES}
+        return japan_map.japan(valid, names, title=t["dash.map"])
+
     def states() -> Any:
         _, rows = named["crls"]
         return charts.bars([(state, sum(1 for r in rows if r[-1] == state))
@@ -106,7 +113,7 @@ def plots(named: dict[str, tuple[list[str], list[list[Any]]]],
     return {"issued": columns("issued"), "renewed": columns("renewed"),
             "revoked": columns("revoked"), "reasons": totals("reasons"),
             "expiring": columns("expiring"), "prefectures": totals("prefectures"),
-            "crls": states()}
+            "crls": states(), "map": prefecture_map()}
 
 
 @router.get("")
@@ -116,7 +123,8 @@ async def dashboard(request: Request) -> Response:
         t = translator(language_of(request))
         named = tables(report, t)
         return render(request, "dashboard.html", session=session, report=report,
-                      tables=named, plots=plots(named, t), days=_days(request))
+                      tables=named, plots=plots(named, t, report.valid_by_prefecture),
+                      days=_days(request))
 
     return await signed_in(request, page)
 

@@ -266,7 +266,8 @@ def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
     sign_in(browser, live_server, clock, account(live_server, "boss", ConsoleRole.SUPERVISOR))
     browser.find_element(By.ID, "menu-dashboard").click()
     arrive(browser, "/console/dashboard")
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 7
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 8
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.map circle.prefecture")) == 2
     shot(browser, "supervisor-dashboard")
     panel = browser.find_element(By.ID, "panel-prefectures")
     panel.find_element(By.TAG_NAME, "summary").click()

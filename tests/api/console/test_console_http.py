@@ -350,7 +350,9 @@ def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
     console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
     page = console.http.get("/console/dashboard?days=7")
     assert page.status_code == 200
-    assert page.text.count("<svg") == 7 and "<script" not in page.text
+    assert page.text.count("<svg") == 8 and "<script" not in page.text
+    # The map: a circle per prefecture with valid certificates, at its place.
+    assert re.findall(r'data-prefecture="(\d\d)"', page.text) == ["01", "13"]
     issued = console.http.get("/console/dashboard/issued.csv?days=7")
     assert issued.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(issued.content.decode("utf-8-sig"))))
@@ -542,3 +544,18 @@ def test_a_supervisor_suspends_and_resumes_a_relying_party(console: Console) -> 
         assert console.services.relying_parties.get(read, party.id).status == status
     assert console.http.post("/console/admin/relying-parties/status", data={
         "csrf": csrf, "rp_id": party.id, "status": "deleted"}).status_code == 400
+
+
+def test_the_map_places_each_prefecture_where_its_municipalities_are() -> None:
+    from api.console.japan_map import municipalities, prefecture_points
+    from jpki.municipalities import PREFECTURES, validate_municipality_code
+
+    listed = municipalities()
+    assert len(listed) == 1916  # every local public entity japancode ships
+    for code, _, _ in listed:
+        validate_municipality_code(code)  # check digits and prefectures as the registry has them
+    points = prefecture_points()
+    assert set(points) == set(PREFECTURES)
+    # North to south: Hokkaido above Tokyo above Okinawa; Tokyo's median stays on Honshu.
+    assert points["01"][0] > points["13"][0] > points["47"][0]
+    assert 35.0 < points["13"][0] < 36.0 and 139.0 < points["13"][1] < 140.0
