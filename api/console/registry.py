@@ -139,8 +139,7 @@ async def search(request: Request) -> Response:
             lambda: request.app.state.services.residents.find(
                 grant, name=form.get("name", ""), birth_date=typed_date(form.get("birth_date",
                                                                                  ""))))
-        return render(request, "residents.html", session=session, results=found,
-                      address_shown={r.id: shows_address(session.user, r) for r in found})
+        return render(request, "residents.html", session=session, results=found)
 
     return await signed_in(request, page, form_post=True)
 
