@@ -35,7 +35,7 @@ from jpki.model import CaGeneration, OcspResponder
 from jpki.municipalities import load_seed
 from jpki.settings import Settings
 from jpki.store import create_store_engine
-from jpki.store.tables import audit_head, metadata, municipalities
+from jpki.store.tables import audit_head, crl_shards, metadata, municipalities
 from tests.components import missing_component
 
 TOKEN_LABEL = "jpki-test"
@@ -197,7 +197,11 @@ def _reset(engine: Engine) -> None:
                 conn.execute(table.delete())
         conn.execute(insert(audit_head).values(id=1, seq=0, mac=GENESIS_MAC))
         conn.execute(insert(municipalities), [
-            {"code": m.code, "name_ja": m.name_ja, "name_romaji": m.name_romaji}
+            {"code": m.code, "name_ja": m.name_ja, "name_romaji": m.name_romaji,
+             "shard": m.shard} for m in load_seed()])
+        conn.execute(insert(crl_shards), [
+            {"name": m.shard, "municipality_code": m.code,
+             "prefecture_romaji": m.prefecture.name_romaji, "city_romaji": m.name_romaji}
             for m in load_seed()])
 
 

@@ -26,7 +26,7 @@ from jpki.authority.profiles import Issuer, build_ocsp_responder, build_root, ro
 from jpki.authority.recipe import Recipe
 from jpki.errors import CaNotInitialised
 from jpki.model import CaGeneration, CaKind, OcspResponder
-from jpki.municipalities import load_seed
+from jpki.municipalities import load_registry
 from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
 from jpki.serials import new_serial, serial_hex
 from jpki.signing import sign_tbs, to_be_signed
@@ -93,16 +93,24 @@ class CaService:
         return report
 
     def _seed_municipalities(self, actor: Principal, report: CeremonyReport) -> None:
+        """Register every municipality of japancode's list that is not registered yet
+        (jpki.municipalities.load_registry, architecture §5.6). A registered one is never
+        changed — certificates name its romaji — except that an empty reading is filled in."""
+        registry = load_registry()
         with self._uow() as uow:
-            added = [m for m in load_seed() if uow.municipalities.get(m.code) is None]
-            for m in added:
-                uow.municipalities.add(m)
-            if added:
+            known = uow.municipalities.codes()
+            added = [m for m in registry if m.code not in known]
+            uow.municipalities.add_many(added, self._clock.now())
+            filled = uow.municipalities.set_kana(
+                {m.code: m.name_kana for m in registry if m.code in known and m.name_kana})
+            if added or filled:
                 self._audit.record(uow, actor=actor.actor, action="municipality.seeded",
                                    subject="municipalities",
-                                   payload={"codes": [m.code for m in added]})
+                                   payload={"source": "japancode", "codes": [m.code for m in added],
+                                            "readings_filled": filled})
                 uow.commit()
-                report.created.append(f"{len(added)} municipalities from the seed list")
+            if added:
+                report.created.append(f"{len(added)} municipalities from japancode's list")
             else:
                 report.unchanged.append("municipalities")
 

@@ -21,7 +21,7 @@ from jpki import der
 from jpki.authority.recipe import CaRecipe, Recipe, name_from_pairs
 from jpki.basic4 import Basic4, personal_data_other_names
 from jpki.model import CaKind, CertKind
-from jpki.municipalities import Municipality, crl_dp_rdns
+from jpki.municipalities import CrlShard, Municipality, crl_dp_rdns
 from jpki.urls import ServiceUrls
 
 
@@ -177,14 +177,17 @@ def personal_data_san(b4: Basic4) -> x509.SubjectAlternativeName:
 
 
 def shard_names(recipe: Recipe, urls: ServiceUrls, ca: CaKind, generation: int,
-                municipality: Municipality) -> list[x509.GeneralName]:
-    """The names of one CRL shard: written into certificates' CRL distribution point and, the
-    same, into that shard's Issuing Distribution Point (RFC 5280 §5.2.5, §6.3.3 (b)(2))."""
+                shard: CrlShard | Municipality) -> list[x509.GeneralName]:
+    """The names of one CRL shard (a municipality's current one, given the municipality):
+    written into certificates' CRL distribution point and, the same, into that shard's Issuing
+    Distribution Point (RFC 5280 §5.2.5, §6.3.3 (b)(2)). The shard's names are frozen when it
+    opens (architecture §5.6), so both stay equal across a rename."""
+    frozen = shard.crl_shard if isinstance(shard, Municipality) else shard
     return [
         # §1.2: the JPKI directoryName of the holder's municipality shard …
-        x509.DirectoryName(name_from_pairs(crl_dp_rdns(municipality, recipe.ca(ca).crl_dp_ou))),
+        x509.DirectoryName(name_from_pairs(crl_dp_rdns(frozen, recipe.ca(ca).crl_dp_ou))),
         # … and the same shard over HTTP on this service (architecture §5).
-        x509.UniformResourceIdentifier(urls.crl(ca, generation, municipality.code)),
+        x509.UniformResourceIdentifier(urls.crl(ca, generation, frozen.name)),
     ]
 
 
@@ -229,7 +232,7 @@ def profile_parts(kind: CertKind, issuer: Issuer, municipality: Municipality, re
         # through the certificate, and refuse a base CRL whose Freshest CRL they cannot follow.
         freshest_crl=_encoded(x509.FreshestCRL([x509.DistributionPoint(
             full_name=[x509.UniformResourceIdentifier(urls.crl_delta(
-                issuer.ca, issuer.generation, municipality.code))],
+                issuer.ca, issuer.generation, municipality.shard))],
             relative_name=None, reasons=None, crl_issuer=None)])),
         aia=_encoded(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
@@ -246,7 +249,7 @@ def profile_parts(kind: CertKind, issuer: Issuer, municipality: Municipality, re
 
 class ProfileCache:
     """:class:`ProfileParts` of one recipe and set of service URLs, by kind, issuing generation
-    and municipality. The key names the generation by CA, number *and* key identifier, so a
+    and CRL shard (whose names never change: architecture §5.6). The key names the generation by CA, number *and* key identifier, so a
     rollover (a new generation, or a generation re-made with another key) never meets the
     parts of the one before; old entries are simply never asked for again (and the cache is
     emptied when it grows past ``limit``)."""
@@ -261,7 +264,7 @@ class ProfileCache:
         return len(self._parts)
 
     def parts(self, kind: CertKind, issuer: Issuer, municipality: Municipality) -> ProfileParts:
-        key = (kind, issuer.ca, issuer.generation, issuer.subject_key_id, municipality.code)
+        key = (kind, issuer.ca, issuer.generation, issuer.subject_key_id, municipality.shard)
         found = self._parts.get(key)
         if found is None:
             if len(self._parts) >= self._limit:

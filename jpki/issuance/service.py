@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -115,7 +116,10 @@ class IssuanceService:
         self._cas = cas
         self._audit = audit
         self._parallel = parallel_signing
-        self._municipalities: dict[str, Municipality] = {}
+        # Per unit of work: a rename or a merger (jpki.registry.municipalities) takes effect at
+        # the next transaction of every process.
+        self._municipalities: WeakKeyDictionary[UnitOfWork, dict[str, Municipality]] = \
+            WeakKeyDictionary()
         # The extensions that depend only on kind, CA generation and municipality.
         self._profiles = ProfileCache(recipe, urls)
 
@@ -348,7 +352,7 @@ class IssuanceService:
         ids = iter(uow.issuance.record_intents([PendingCertificate(
             serial=d.serial, kind=d.plan.kind, resident_id=plan.resident.id,
             card_id=plan.card_id, ca_generation_id=d.generation.id or 0,
-            not_before=d.not_before, not_after=d.not_after, shard=plan.municipality.code,
+            not_before=d.not_before, not_after=d.not_after, shard=plan.municipality.shard,
             registry_source=plan.resident.registry_source,
             public_key_sha256=d.plan.key.sha256, created_at=now, tbs_der=d.tbs,
             predecessor_id=d.plan.predecessor.id if d.plan.predecessor else None,
@@ -497,13 +501,15 @@ class IssuanceService:
                            subject=cert.serial, payload=_abandoned(cert, now))
 
     def _municipality(self, uow: UnitOfWork, code: str) -> Municipality:
-        """Municipalities are registry data that never change once registered: cached."""
-        cached = self._municipalities.get(code)
+        """The resident's municipality as it is now — its name and current CRL shard
+        (architecture §5.6) — read once per transaction."""
+        seen = self._municipalities.setdefault(uow, {})
+        cached = seen.get(code)
         if cached is None:
             cached = uow.municipalities.get(code)
             if cached is None:  # pragma: no cover - registered residents have one
                 raise MunicipalityNotFound("the resident's municipality is missing")
-            self._municipalities[code] = cached
+            seen[code] = cached
         return cached
 
 

@@ -13,6 +13,15 @@ for released holds (§5.2.4, §5.3.1).
 
 Files are written under ``<data>/crl/<ca>/gNN/`` with the CRL number in the name, then recorded;
 the HTTP endpoint serves the newest recorded one, so a reader never sees a half-written file.
+
+Which scopes are published (architecture §5.6). A shard is a row of the registry
+(jpki.municipalities.CrlShard) with its distribution-point name frozen. Of the ~3,800 (CA
+generation, shard) pairs of a nation, only those that need a CRL are *live* and kept fresh by
+the maintenance loop: a pair under which a certificate was ever issued (the ARL of each
+generation always), or one published already. A closed shard (renamed or merged) stays live
+while any certificate issued under it is within notAfter plus the grace CRLs keep entries for.
+A pair nobody needs has no CRL file; its URL still answers a valid CRL: the first request
+publishes it (:meth:`CrlService.ensure_published`), and the loop keeps it fresh from then on.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -35,7 +45,7 @@ from jpki.authority.recipe import Recipe
 from jpki.errors import NotFound
 from jpki.lifecycle.crl_entries import remove_from_crl_entry
 from jpki.model import CaGeneration, CaKind, CrlPublication
-from jpki.municipalities import Municipality
+from jpki.municipalities import SHARD_PATTERN, CrlShard
 from jpki.ports import Clock, CrlEntrySource, CrlUnitOfWorkFactory, KeyStore
 from jpki.revocation.crl_writer import CrlPlan, WrittenCrl, write_crl
 from jpki.telemetry import NO_TELEMETRY, Telemetry
@@ -50,8 +60,8 @@ KEEP_FILES = 3  # older files of a scope are removed once newer ones are recorde
 @dataclass(frozen=True)
 class CrlScope:
     generation: CaGeneration
-    name: str  # a municipality code, or "arl"
-    municipality: Municipality | None
+    name: str  # a shard's name (a municipality code, or code-N after a rename), or "arl"
+    shard: CrlShard | None
 
     @property
     def is_arl(self) -> bool:
@@ -77,7 +87,7 @@ def parse_file_name(name: str) -> tuple[str, str]:
         stem, kind = stem[:-6], DELTA
     if stem == ARL and kind == FULL:
         return stem, kind
-    if len(stem) == 6 and stem.isascii() and stem.isdigit():  # not other scripts' digits
+    if SHARD_PATTERN.match(stem) and stem.isascii():  # [0-9], not other scripts' digits
         return stem, kind
     raise NotFound("no such CRL")
 
@@ -96,27 +106,34 @@ class CrlService:
         self.directory = directory
         # Set by the composition root (api.metrics.bind): how long each publication took.
         self.telemetry: Telemetry = NO_TELEMETRY
+        self._first_lock = threading.Lock()
+        self._first: dict[tuple[int, str, str], threading.Lock] = {}
 
     # --- scopes -------------------------------------------------------------------------
 
     def scopes(self, shards: list[str] | None = None, *, include_arl: bool = True,
                at: datetime | None = None) -> list[CrlScope]:
-        """Every scope of every generation still within validity (plus grace)."""
+        """The live scopes (module docstring) of every generation still within validity (plus
+        grace), or — ``shards`` named — those shards' scopes, live or not."""
         now = at or self._clock.now()
+        floor = now - self._recipe.crl.expired_grace
         with self._uow() as uow:
             generations = [g for g in uow.cas.generations()
                            if g.not_after + self._recipe.crl.expired_grace >= now]
-            municipalities = list(uow.municipalities.all())
+            known = {s.name: s for s in uow.crls.shards()}
+            live = (uow.crls.live_scopes([g.id or 0 for g in generations], floor)
+                    if shards is None else set())
         if shards is not None:
             wanted = set(shards)
-            unknown = wanted - {m.code for m in municipalities} - {ARL}
+            unknown = wanted - set(known) - {ARL}
             if unknown:
                 raise NotFound(f"no such shard: {', '.join(sorted(unknown))}")
-            municipalities = [m for m in municipalities if m.code in wanted]
             include_arl = include_arl and ARL in wanted
         out = []
         for gen in generations:
-            out += [CrlScope(gen, m.code, m) for m in municipalities]
+            names = sorted(wanted - {ARL}) if shards is not None else sorted(
+                name for gid, name in live if gid == gen.id and name in known)
+            out += [CrlScope(gen, name, known[name]) for name in names]
             if include_arl:
                 out.append(CrlScope(gen, ARL, None))
         return out
@@ -128,10 +145,10 @@ class CrlService:
                 raise NotFound("no such CA generation")
             if name == ARL:
                 return CrlScope(gen, ARL, None)
-            municipality = uow.municipalities.get(name)
-        if municipality is None:
+            shard = uow.crls.shard(name)
+        if shard is None:
             raise NotFound("no such shard")
-        return CrlScope(gen, name, municipality)
+        return CrlScope(gen, name, shard)
 
     def _idp(self, scope: CrlScope) -> x509.IssuingDistributionPoint:
         if scope.is_arl:
@@ -141,10 +158,11 @@ class CrlService:
                 full_name=[x509.DirectoryName(subject)], relative_name=None,
                 only_contains_user_certs=False, only_contains_ca_certs=True,
                 only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
-        assert scope.municipality is not None
+        assert scope.shard is not None
+        # The shard's frozen name: exactly what its certificates' distribution point says.
         return x509.IssuingDistributionPoint(
             full_name=shard_names(self._recipe, self._urls, scope.generation.ca,
-                                  scope.generation.generation, scope.municipality),
+                                  scope.generation.generation, scope.shard),
             relative_name=None, only_contains_user_certs=True, only_contains_ca_certs=False,
             only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
 
@@ -260,22 +278,42 @@ class CrlService:
         with self._uow() as uow:
             return uow.crls.latest(scope.generation.id or 0, scope.name, kind)
 
+    def ensure_published(self, scope: CrlScope, kind: str) -> CrlPublication:
+        """The newest CRL of ``scope`` and ``kind``, published now if there is none yet (a
+        shard's first request, module docstring): one publication however many ask at once."""
+        found = self.latest(scope, kind)
+        if found is not None:
+            return found
+        key = (scope.generation.id or 0, scope.name, kind)
+        with self._first_lock:
+            lock = self._first.setdefault(key, threading.Lock())
+        with lock:
+            found = self.latest(scope, kind)
+            if found is None:
+                if kind == DELTA and self.latest(scope, FULL) is None:
+                    self.publish(scope, FULL)  # a delta needs its base
+                found = self.publish(scope, kind)
+        with self._first_lock:
+            self._first.pop(key, None)
+        return found
+
     def due(self, at: datetime | None = None) -> list[tuple[CrlScope, str]]:
-        """What the maintenance loop should publish now: full CRLs older than the full interval
-        (or missing), deltas older than the delta interval."""
+        """What the maintenance loop should publish now, of the live scopes: full CRLs older
+        than the full interval (or missing), deltas older than the delta interval. Three
+        statements whatever the number of scopes (the times are kept per scope in the store)."""
         now = at or self._clock.now()
         crl = self._recipe.crl
-        out = []
+        scopes = self.scopes(at=now)
         with self._uow() as uow:
-            for scope in self.scopes(at=now):
-                gid = scope.generation.id or 0
-                full = uow.crls.latest(gid, scope.name, FULL)
-                if full is None or now - full.this_update >= crl.full_interval:
-                    out.append((scope, FULL))
-                    continue
-                if scope.is_arl:
-                    continue
-                delta = uow.crls.latest(gid, scope.name, DELTA)
-                if delta is None or now - delta.this_update >= crl.delta_interval:
-                    out.append((scope, DELTA))
+            times = uow.crls.scope_times()
+        out = []
+        for scope in scopes:
+            full_at, delta_at = times.get((scope.generation.id or 0, scope.name), (None, None))
+            if full_at is None or now - full_at >= crl.full_interval:
+                out.append((scope, FULL))
+                continue
+            if scope.is_arl:
+                continue
+            if delta_at is None or now - delta_at >= crl.delta_interval:
+                out.append((scope, DELTA))
         return out

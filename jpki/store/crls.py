@@ -12,11 +12,29 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from jpki.model import CrlPublication, DeltaRow
-from jpki.store.tables import certificates, crl_numbers, crl_publications
+from jpki.municipalities import CrlShard
+from jpki.store.tables import (
+    ca_generations,
+    certificates,
+    crl_numbers,
+    crl_publications,
+    crl_shards,
+)
 
 _T = certificates
 
@@ -44,6 +62,49 @@ class SqlCrls:
     def add(self, publication: CrlPublication) -> None:
         self._s.add(publication)
         self._s.flush()
+        # The scope's newest times (CrlService.due), never moved back by a slower publisher.
+        column = crl_numbers.c.last_full_at if publication.kind == "full" \
+            else crl_numbers.c.last_delta_at
+        self._s.execute(update(crl_numbers).where(
+            crl_numbers.c.ca_generation_id == publication.ca_generation_id,
+            crl_numbers.c.scope == publication.scope,
+            or_(column.is_(None), column < publication.this_update))
+            .values({column.key: publication.this_update}))
+
+    def scope_times(self) -> dict[tuple[int, str], tuple[datetime | None, datetime | None]]:
+        """(generation id, scope) → the thisUpdate of its newest full and delta CRL."""
+        n = crl_numbers.c
+        return {(int(r.ca_generation_id), r.scope): (r.last_full_at, r.last_delta_at)
+                for r in self._s.execute(select(n.ca_generation_id, n.scope, n.last_full_at,
+                                                n.last_delta_at))}
+
+    def shards(self) -> list[CrlShard]:
+        return [CrlShard(r.name, r.municipality_code, r.prefecture_romaji, r.city_romaji,
+                         closed_at=r.closed_at)
+                for r in self._s.execute(select(crl_shards).order_by(crl_shards.c.name))]
+
+    def shard(self, name: str) -> CrlShard | None:
+        r = self._s.execute(select(crl_shards).where(crl_shards.c.name == name)).first()
+        return CrlShard(r.name, r.municipality_code, r.prefecture_romaji, r.city_romaji,
+                        closed_at=r.closed_at) if r else None
+
+    def live_scopes(self, generation_ids: Sequence[int], floor: datetime) -> set[tuple[int, str]]:
+        """(generation id, shard) pairs that need a CRL (jpki.revocation.crls): published
+        already, or with a certificate issued under them — for a closed shard, one whose
+        notAfter is not before ``floor``. One statement: an index probe per pair
+        (ix_certificates_shard_revoked), ~3,800 of them for a nation."""
+        if not generation_ids:
+            return set()
+        g, sh, c = ca_generations.c, crl_shards.c, _T.c
+        issued = exists().where(c.ca_generation_id == g.id, c.shard == sh.name,
+                                or_(sh.closed_at.is_(None), c.not_after >= floor))
+        published = exists().where(crl_numbers.c.ca_generation_id == g.id,
+                                   crl_numbers.c.scope == sh.name,
+                                   crl_numbers.c.last_full_at.is_not(None))
+        stmt = (select(g.id, sh.name).select_from(ca_generations.join(crl_shards, true()))
+                .where(g.id.in_(list(generation_ids)),
+                       or_(issued, and_(published, sh.closed_at.is_(None)))))
+        return {(int(r[0]), r[1]) for r in self._s.execute(stmt)}
 
     def latest(self, generation_id: int, scope: str, kind: str) -> CrlPublication | None:
         p = crl_publications.c

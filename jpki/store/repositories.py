@@ -49,7 +49,7 @@ from jpki.model import (
     StatusRow,
     StoredOcspResponse,
 )
-from jpki.municipalities import Municipality
+from jpki.municipalities import CrlShard, Municipality, MunicipalityStatus
 from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.tables import (
     api_clients,
@@ -58,6 +58,7 @@ from jpki.store.tables import (
     ca_generations,
     cards,
     certificates,
+    crl_shards,
     map_entities,
     mobile_challenges,
     mobile_devices,
@@ -70,22 +71,101 @@ from jpki.store.tables import (
 )
 
 
+def _municipality(row: Any) -> Municipality:
+    return Municipality(row.code, row.name_ja, row.name_romaji, name_kana=row.name_kana,
+                        shard=row.shard or row.code, status=MunicipalityStatus(row.status),
+                        merged_into=row.merged_into)
+
+
+def _shard(row: Any) -> CrlShard:
+    return CrlShard(row.name, row.municipality_code, row.prefecture_romaji, row.city_romaji,
+                    closed_at=row.closed_at)
+
+
 class SqlMunicipalities:
+    """The municipality registry (architecture §5.6): municipalities and their CRL shards."""
+
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def add(self, municipality: Municipality) -> None:
-        self._s.execute(insert(municipalities).values(
-            code=municipality.code, name_ja=municipality.name_ja,
-            name_romaji=municipality.name_romaji))
+    def add(self, municipality: Municipality, at: datetime | None = None) -> None:
+        """A municipality and its first shard, named by its code (``at``: when it opened;
+        None for those seeded with the CA)."""
+        self.add_many([municipality], at)
 
-    def get(self, code: str) -> Municipality | None:
-        row = self._s.execute(select(municipalities).where(municipalities.c.code == code)).first()
-        return Municipality(row.code, row.name_ja, row.name_romaji) if row else None
+    def add_many(self, added: Sequence[Municipality], at: datetime | None = None) -> None:
+        if not added:
+            return
+        self._s.execute(insert(municipalities), [
+            {"code": m.code, "name_ja": m.name_ja, "name_romaji": m.name_romaji,
+             "name_kana": m.name_kana, "status": m.status.value, "merged_into": m.merged_into,
+             "shard": m.shard} for m in added])
+        self._s.execute(insert(crl_shards), [
+            {"name": m.shard, "municipality_code": m.code,
+             "prefecture_romaji": m.crl_shard.prefecture_romaji,
+             "city_romaji": m.crl_shard.city_romaji, "opened_at": at} for m in added])
+
+    def get(self, code: str, *, for_update: bool = False) -> Municipality | None:
+        stmt = select(municipalities).where(municipalities.c.code == code)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self._s.execute(stmt).first()
+        return _municipality(row) if row else None
 
     def all(self) -> Sequence[Municipality]:
         rows = self._s.execute(select(municipalities).order_by(municipalities.c.code))
-        return [Municipality(r.code, r.name_ja, r.name_romaji) for r in rows]
+        return [_municipality(r) for r in rows]
+
+    def codes(self) -> set[str]:
+        return set(self._s.execute(select(municipalities.c.code)).scalars())
+
+    def set_kana(self, kana: dict[str, str]) -> int:
+        """Fill the reading of the municipalities that have none (and nothing else)."""
+        m = municipalities.c
+        done = 0
+        for code, reading in kana.items():
+            done += self._s.execute(update(municipalities).where(
+                m.code == code, m.name_kana.is_(None)).values(name_kana=reading)).rowcount
+        return done
+
+    def update(self, code: str, **values: object) -> None:
+        self._s.execute(update(municipalities).where(municipalities.c.code == code)
+                        .values(**values))
+
+    def shards(self, code: str) -> list[CrlShard]:
+        rows = self._s.execute(select(crl_shards).where(crl_shards.c.municipality_code == code)
+                               .order_by(crl_shards.c.name))
+        return [_shard(r) for r in rows]
+
+    def shard_named(self, prefecture_romaji: str, city_romaji: str) -> CrlShard | None:
+        """The shard whose distribution-point name is this one, if any."""
+        row = self._s.execute(select(crl_shards).where(
+            crl_shards.c.prefecture_romaji == prefecture_romaji,
+            crl_shards.c.city_romaji == city_romaji)).first()
+        return _shard(row) if row else None
+
+    def open_shard(self, shard: CrlShard, at: datetime) -> None:
+        self._s.execute(insert(crl_shards).values(
+            name=shard.name, municipality_code=shard.municipality_code,
+            prefecture_romaji=shard.prefecture_romaji, city_romaji=shard.city_romaji,
+            opened_at=at, closed_at=None))
+
+    def set_shard_closed(self, name: str, closed_at: datetime | None) -> None:
+        self._s.execute(update(crl_shards).where(crl_shards.c.name == name)
+                        .values(closed_at=closed_at))
+
+    def move_residents(self, from_code: str, to_code: str, at: datetime) -> int:
+        """Every resident of ``from_code`` now lives in ``to_code`` (a merger): one statement."""
+        r = residents.c
+        return int(self._s.execute(update(residents).where(r.municipality_code == from_code)
+                                   .values(municipality_code=to_code, updated_at=at,
+                                           version=r.version + 1)).rowcount)
+
+    def counts(self) -> dict[str, int]:
+        """Residents per municipality code."""
+        r = residents.c
+        return {code: int(n) for code, n in self._s.execute(
+            select(r.municipality_code, func.count()).group_by(r.municipality_code))}
 
 
 class _Prebuilt:

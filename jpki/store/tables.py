@@ -89,6 +89,30 @@ municipalities = Table(
     Column("code", String(6), primary_key=True),
     Column("name_ja", String(100), nullable=False),
     Column("name_romaji", String(100), nullable=False),
+    # Added by migration 0015 (the registry, architecture §5.6); the three above are what
+    # certificates issued before it name, and stay as they were.
+    Column("name_kana", String(100), nullable=True),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("merged_into", String(6), nullable=True),
+    # The CRL shard new certificates are issued under (crl_shards.name). Written for every row;
+    # nullable only because SQLite cannot add a NOT NULL column without a default.
+    Column("shard", String(16), nullable=True),
+)
+
+# CRL shards (architecture §5.6): each freezes the distribution-point name it was opened with,
+# so a rename never changes the name certificates already issued point at (reference §1.2).
+# No two shards share a distribution-point name: a CRL of one would answer for the other's
+# certificates (RFC 5280 §6.3.3 (b)(2)).
+crl_shards = Table(
+    "crl_shards", metadata,
+    Column("name", String(16), primary_key=True),
+    Column("municipality_code", String(6), ForeignKey("municipalities.code"), nullable=False,
+           index=True),
+    Column("prefecture_romaji", String(100), nullable=False),
+    Column("city_romaji", String(100), nullable=False),
+    Column("opened_at", UtcDateTime, nullable=True),  # NULL: opened before the registry
+    Column("closed_at", UtcDateTime, nullable=True),  # no new certificate since
+    UniqueConstraint("prefecture_romaji", "city_romaji", name="uq_crl_shards_dp_name"),
 )
 
 residents = Table(
@@ -222,6 +246,11 @@ crl_numbers = Table(
     Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), primary_key=True),
     Column("scope", String(16), primary_key=True),
     Column("last_number", BigInteger, nullable=False),
+    # The thisUpdate of the scope's newest full and delta CRL (migration 0015): what the
+    # maintenance loop asks of every scope each minute (jpki.revocation.crls.CrlService.due),
+    # read in one statement rather than two index probes per scope.
+    Column("last_full_at", UtcDateTime, nullable=True),
+    Column("last_delta_at", UtcDateTime, nullable=True),
 )
 
 # Every CRL published: what the HTTP endpoint serves (the newest of each scope and kind) and what

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from hsm import KeyStore
+from jpki.municipalities import load_seed
 from jpki.store import UnitOfWorkFactory, create_store_engine
 
 pytestmark = pytest.mark.hsm
@@ -82,6 +83,11 @@ def test_not_ready_when_a_responder_certificate_expires_within_n_days(
 
 def test_not_ready_when_a_crl_is_past_its_next_update(http: TestClient, services: Any,
                                                       clock: Any) -> None:
+    # Seven shards of both CAs published (live from then on: jpki.revocation.crls), and the
+    # two ARLs.
+    shards = [m.code for m in load_seed()[:7]]
+    services.crls.publish_many(services.crls.scopes(shards, include_arl=False), kinds=("full",))
+    assert len(services.crls.scopes()) == 7 * 2 + 2
     ready(http)
     clock.advance(hours=24, minutes=59)  # full CRLs: 24 h + 60 min of margin
     ready(http)

@@ -25,6 +25,9 @@ ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 
 def test_the_ceremony_is_idempotent(services, operator):
+    # The test database holds the 71 of the hand-written seed: the first run registers the rest
+    # of japancode's list (tests/jpki/registry/test_municipalities.py), the second nothing.
+    services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     report = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     assert report.created == [] and not report.changed
     assert any("sign CA generation 1" in line for line in report.unchanged)
@@ -79,7 +82,10 @@ def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_r
                               padding.PKCS1v15(), hashes.SHA256())
     assert "/g02/" in new_cert.extensions.get_extension_for_class(
         x509.CRLDistributionPoints).value[0].full_name[1].value
-    assert services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY)).created == []
+    # Nothing of the CAs is made again (the test database's municipalities are completed from
+    # japancode's list on this first ceremony: tests/jpki/registry/test_municipalities.py).
+    created = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY)).created
+    assert [line for line in created if "municipalities" not in line] == []
 
 
 def test_responder_certificates_are_renewed_before_they_expire(services, operator, clock):
