@@ -35,6 +35,7 @@ from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
 from jpki.registry.dv_support import DvSupport
+from jpki.registry.municipalities import MunicipalityRegistry
 from jpki.registry.residents import ResidentService
 from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
@@ -68,6 +69,7 @@ class Services:
     cards: CardService
     call_centre: CallCentre
     dv_support: DvSupport
+    municipalities: MunicipalityRegistry
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -142,6 +144,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         cards=CardService(uow, clock, audit),
         call_centre=CallCentre(uow, clock, audit),
         dv_support=DvSupport(uow, clock, audit),
+        municipalities=MunicipalityRegistry(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,

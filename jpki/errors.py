@@ -188,6 +188,21 @@ class MunicipalityNotFound(NotFound):
     title = "No such municipality"
 
 
+class MunicipalityExists(Conflict):
+    code = "municipality.exists"
+    title = "A municipality with this code is registered already"
+
+
+class MunicipalityMerged(Conflict):
+    code = "municipality.merged"
+    title = "The municipality was merged into another (市町村合併)"
+
+
+class CrlNameTaken(Conflict):
+    code = "municipality.crl_name_taken"
+    title = "Another municipality's CRL shard has this distribution-point name"
+
+
 class CaNotInitialised(NotFound):
     code = "ca.not_initialised"
     title = "The certificate authority has not been initialised"

@@ -3,7 +3,8 @@
 ``/crl/{ca}/g{NN}/{shard}.crl`` (full), ``…/{shard}-delta.crl`` (delta), ``…/arl.crl``:
 ``application/pkix-crl`` (RFC 5280 §4.2.1.13, RFC 2585), ETag = SHA-256 of the bytes,
 Last-Modified = thisUpdate, Cache-Control max-age up to nextUpdate; If-None-Match → 304.
-A known scope not yet published is published on first request; an unknown one is 404.
+A known scope not yet published is published on its first request (a shard under which nothing
+was issued yet has no CRL file until then: architecture §5.6); an unknown one is 404.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ CrlCa = Annotated[str, Path(examples=["sign"]),
                   Documented.of(pattern="^(?:" + "|".join(k.value for k in CaKind) + ")$")]
 CrlGeneration = Annotated[str, Path(examples=["1"]), Documented.of(pattern=r"^[0-9]{1,4}$")]
 CrlName = Annotated[str, Path(examples=["arl.crl"]),
-                    Documented.of(pattern=r"^(?:arl|[0-9]{6}(?:-delta)?)\.crl$",
-                                  description="`arl.crl`, or a municipality code's shard: "
-                                              "`132217.crl` (full), `132217-delta.crl`")]
+                    Documented.of(pattern=r"^(?:arl|[0-9]{6}(?:-[1-9][0-9]{0,2})?(?:-delta)?)"
+                                          r"\.crl$",
+                                  description="`arl.crl`, or a shard: a municipality code, "
+                                              "`-2`, `-3`… after a rename: `132217.crl` "
+                                              "(full), `132217-delta.crl`, `132217-2.crl`")]
 
 
 def _http_date(at: datetime) -> str:
@@ -54,9 +57,7 @@ async def get_crl(ca: CrlCa, generation: CrlGeneration, name: CrlName, request: 
         raise NotFound("no such CRL")
     scope_name, kind = parse_file_name(name)
     scope = await run_in_threadpool(services.crls.scope, CaKind(ca), int(generation), scope_name)
-    publication = await run_in_threadpool(services.crls.latest, scope, kind)
-    if publication is None:
-        publication = await run_in_threadpool(services.crls.publish, scope, kind)
+    publication = await run_in_threadpool(services.crls.ensure_published, scope, kind)
     path = services.crls.directory / publication.path
     if not path.is_file():  # pragma: no cover - removed behind our back
         raise NotFound("the CRL file is missing")

@@ -83,6 +83,11 @@ class Operation(StrEnum):
     CONSOLE_ACCOUNT_CREATE = "console.account_create"
     CONSOLE_ACCOUNT_READ = "console.account_read"
     CONSOLE_ACCOUNT_SET_STATUS = "console.account_set_status"
+    # the municipality registry (jpki.registry.municipalities)
+    MUNICIPALITY_READ = "municipality.read"
+    MUNICIPALITY_ADD = "municipality.add"
+    MUNICIPALITY_RENAME = "municipality.rename"
+    MUNICIPALITY_MERGE = "municipality.merge"
     # housekeeping
     PENDING_ABANDON = "housekeeping.abandon_pending"
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
@@ -190,6 +195,12 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.CONSOLE_ACCOUNT_CREATE: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.CONSOLE_ACCOUNT_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.CONSOLE_ACCOUNT_SET_STATUS: Rule(_REGISTRY, municipality=R.NATIONAL),
+    # The registry of municipalities is national: one municipality's operators do not add,
+    # rename or merge municipalities (architecture §5.6). The list is no one's personal data.
+    Operation.MUNICIPALITY_READ: Rule(_REGISTRY),
+    Operation.MUNICIPALITY_ADD: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.MUNICIPALITY_RENAME: Rule(_REGISTRY, municipality=R.NATIONAL),
+    Operation.MUNICIPALITY_MERGE: Rule(_REGISTRY, municipality=R.NATIONAL),
     # What must happen even if nobody asks (architecture §3.3, §4.5).
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),

@@ -249,10 +249,10 @@ def profile_parts(kind: CertKind, issuer: Issuer, municipality: Municipality, re
 
 class ProfileCache:
     """:class:`ProfileParts` of one recipe and set of service URLs, by kind, issuing generation
-    and CRL shard (whose names never change: architecture §5.6). The key names the generation by CA, number *and* key identifier, so a
-    rollover (a new generation, or a generation re-made with another key) never meets the
-    parts of the one before; old entries are simply never asked for again (and the cache is
-    emptied when it grows past ``limit``)."""
+    and CRL shard (whose names never change: architecture §5.6). The key names the generation
+    by CA, number *and* key identifier, so a rollover (a new generation, or a generation re-made
+    with another key) never meets the parts of the one before; old entries are simply never
+    asked for again (and the cache is emptied when it grows past ``limit``)."""
 
     def __init__(self, recipe: Recipe, urls: ServiceUrls, *, limit: int = 4096) -> None:
         self._recipe = recipe

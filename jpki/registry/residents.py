@@ -27,6 +27,7 @@ from jpki.basic4 import Basic4, Sex, normalize_address, normalize_name
 from jpki.errors import (
     InvalidDate,
     InvalidInput,
+    MunicipalityMerged,
     MunicipalityNotFound,
     ResidentNotFound,
 )
@@ -39,7 +40,7 @@ from jpki.model import (
     ResidentStatus,
     RevocationReason,
 )
-from jpki.municipalities import validate_municipality_code
+from jpki.municipalities import Municipality, validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.validity import JST, jst_date
 
@@ -70,6 +71,17 @@ def normalize_kana(raw: str) -> str:
                            field="name_kana")
     return value
 
+
+
+def require_registering(municipality: Municipality | None, code: str) -> None:
+    """A resident can be registered in, or move to, a registered municipality that was not
+    merged into another (architecture §5.6). Read under a share lock, so that a merger
+    (jpki.registry.municipalities) waits for the registration, or the registration for it."""
+    if municipality is None:
+        raise MunicipalityNotFound("the municipality is not registered", code=code)
+    if not municipality.active:
+        raise MunicipalityMerged("the municipality was merged into another", code=code,
+                                 merged_into=municipality.merged_into or "")
 
 class EventKind(StrEnum):
     ADDRESS = "address"
@@ -124,8 +136,7 @@ class ResidentService:
                     birth_date=_check_birth(birth_date, jst_date(now)),
                     sex=_sex(sex), address=normalize_address(address))
         with self._uow() as uow:
-            if uow.municipalities.get(code) is None:
-                raise MunicipalityNotFound("the municipality is not registered", code=code)
+            require_registering(uow.municipalities.get(code, for_share=True), code)
             resident = Resident(id=uuid.uuid4().hex, municipality_code=code,
                                 registry_source=RegistrySource.JUMINHYO,
                                 status=ResidentStatus.ACTIVE, dv_support=dv_support,
@@ -228,8 +239,7 @@ class ResidentService:
         if raw is None:
             return None
         code = validate_municipality_code(raw)
-        if uow.municipalities.get(code) is None:
-            raise MunicipalityNotFound("the municipality is not registered", code=code)
+        require_registering(uow.municipalities.get(code, for_share=True), code)
         return code
 
     @staticmethod

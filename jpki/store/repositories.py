@@ -105,10 +105,12 @@ class SqlMunicipalities:
              "prefecture_romaji": m.crl_shard.prefecture_romaji,
              "city_romaji": m.crl_shard.city_romaji, "opened_at": at} for m in added])
 
-    def get(self, code: str, *, for_update: bool = False) -> Municipality | None:
+    def get(self, code: str, *, for_update: bool = False,
+            for_share: bool = False) -> Municipality | None:
+        """``for_share``: FOR SHARE on PostgreSQL — a registration against a merger."""
         stmt = select(municipalities).where(municipalities.c.code == code)
-        if for_update:
-            stmt = stmt.with_for_update()
+        if for_update or for_share:
+            stmt = stmt.with_for_update(read=not for_update)
         row = self._s.execute(stmt).first()
         return _municipality(row) if row else None
 
@@ -124,8 +126,9 @@ class SqlMunicipalities:
         m = municipalities.c
         done = 0
         for code, reading in kana.items():
-            done += self._s.execute(update(municipalities).where(
-                m.code == code, m.name_kana.is_(None)).values(name_kana=reading)).rowcount
+            result = self._s.execute(update(municipalities).where(
+                m.code == code, m.name_kana.is_(None)).values(name_kana=reading))
+            done += int(result.rowcount or 0)  # type: ignore[attr-defined]
         return done
 
     def update(self, code: str, **values: object) -> None:
@@ -157,9 +160,10 @@ class SqlMunicipalities:
     def move_residents(self, from_code: str, to_code: str, at: datetime) -> int:
         """Every resident of ``from_code`` now lives in ``to_code`` (a merger): one statement."""
         r = residents.c
-        return int(self._s.execute(update(residents).where(r.municipality_code == from_code)
-                                   .values(municipality_code=to_code, updated_at=at,
-                                           version=r.version + 1)).rowcount)
+        result = self._s.execute(update(residents).where(r.municipality_code == from_code)
+                                 .values(municipality_code=to_code, updated_at=at,
+                                         version=r.version + 1))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def counts(self) -> dict[str, int]:
         """Residents per municipality code."""
