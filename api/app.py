@@ -38,6 +38,7 @@ from api.routers import (
     counter,
     crl,
     mobile,
+    municipalities,
     operations,
     public,
     relying_parties,
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(counter.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
+    app.include_router(municipalities.router)
     console.mount(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.

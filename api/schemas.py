@@ -427,3 +427,72 @@ class Basic4Out(BaseModel):
 class WithdrawalOut(BaseModel):
     consent_id: str
     withdrawn_at: dt.datetime
+
+
+# --- the municipality registry (jpki.registry.municipalities, architecture §5.6) --------------
+
+
+class MunicipalityIn(Strict):
+    """A municipality to register. The romaji is what certificates' subject and CRL
+    distribution point will carry; without it, it is derived from the reading by the documented
+    rule (jpki.municipalities.romaji_from_kana)."""
+
+    model_config = ConfigDict(json_schema_extra=at_least_one_of("name_kana", "name_romaji"))
+
+    code: MunicipalityCode = Field(description="全国地方公共団体コード, with its check digit")
+    name_ja: str = Field(min_length=1, max_length=100,
+                         description="Ending in 市, 区, 町 or 村; a designated city's ward "
+                                     "after one space (札幌市 中央区)")
+    name_kana: str | None = Field(default=None, min_length=1, max_length=100,
+                                  description="The reading, in hiragana")
+    name_romaji: str | None = Field(default=None, min_length=1, max_length=58)
+
+
+class MunicipalityRenameIn(Strict):
+    """A new name for future certificates. A new romaji opens a new CRL shard; certificates
+    already issued keep the distribution point they name."""
+
+    model_config = ConfigDict(json_schema_extra=at_least_one_of("name_ja", "name_kana",
+                                                                "name_romaji"))
+
+    name_ja: str | None = Field(default=None, min_length=1, max_length=100)
+    name_kana: str | None = Field(default=None, min_length=1, max_length=100)
+    name_romaji: str | None = Field(default=None, min_length=1, max_length=58)
+
+
+class MunicipalityMergeIn(Strict):
+    into: MunicipalityCode = Field(description="The municipality its residents move to")
+
+
+class CrlShardOut(BaseModel):
+    name: str
+    prefecture_romaji: str
+    city_romaji: str
+    closed_at: datetime | None
+    crl_url: str = Field(description="The signing CA's current generation's full CRL")
+
+
+class MunicipalityOut(BaseModel):
+    code: str
+    name_ja: str
+    name_kana: str | None
+    name_romaji: str
+    prefecture: str
+    status: Literal["active", "merged"]
+    merged_into: str | None
+    shard: str = Field(description="The CRL shard new certificates are issued under")
+    shards: list[CrlShardOut]
+    residents: int | None = Field(description="Counted when one municipality is asked for")
+
+
+class MunicipalityRenamedOut(BaseModel):
+    municipality: MunicipalityOut
+    previous_shard: str
+    shard: str
+
+
+class MunicipalityMergedOut(BaseModel):
+    merged: MunicipalityOut
+    into: MunicipalityOut
+    residents_moved: int
+    closed_shard: str

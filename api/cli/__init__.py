@@ -55,6 +55,8 @@ COMMANDS: dict[str, Entry] = {
     "ocsp": Entry("api.cli.ocsp", "The OCSP responder's pre-signed responses."),
     "mobile": Entry("api.cli.mobile", "Smartphone certificates."),
     "rp": Entry("api.cli.rp", "Relying parties (署名検証者): register, rotate secrets, suspend."),
+    "municipality": Entry("api.cli.municipality", "The municipality registry: list, add, "
+                          "rename, merge (市町村合併)."),
     "console": Entry("api.cli.console", "The operator console's accounts (counter clerks, call "
                      "centre, supervisors)."),
 }

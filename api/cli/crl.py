@@ -34,11 +34,15 @@ def crl_publish(
         "--out", help="Also copy the CRLs here as <ca>/gNN/<shard>.crl, -delta.crl, arl.crl.")
     ] = None,
     delta_only: Annotated[bool, typer.Option("--delta", help="Only delta CRLs.")] = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Every shard, also those under which nothing was issued yet (by default "
+        "only the shards that need a CRL: architecture §5.6).")] = False,
     workers: Annotated[int, typer.Option(help="Shards generated in parallel.")] = 4,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: JsonOut = False,
 ) -> None:
-    """Generate, sign (in the HSM) and publish full and delta CRLs of every shard, and ARLs."""
+    """Generate, sign (in the HSM) and publish full and delta CRLs of the shards that need
+    them, and ARLs."""
     import shutil
     from contextlib import nullcontext
 
@@ -49,7 +53,7 @@ def crl_publish(
         _check_writable_dir(out_dir, as_json)
     # The CRL service alone (api.crl_publishing): a cron'd publication pays for nothing else.
     with opened(data_dir, as_json, build_crl_publishing) as services:
-        scopes = services.crls.scopes(shard)
+        scopes = services.crls.scopes(shard, every=every)
         total = sum(len(kinds) if not s.is_arl else (0 if delta_only else 1) for s in scopes)
         written: list[dict[str, Any]] = []
         progress = _progress_bar() if not as_json and total >= 20 else None

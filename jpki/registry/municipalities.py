@@ -60,20 +60,20 @@ class MunicipalityView:
 
     municipality: Municipality
     shards: tuple[CrlShard, ...]
-    residents: int
+    residents: int | None  # counted for one municipality, not for the list of all
 
 
 @dataclass(frozen=True)
 class Renamed:
-    municipality: Municipality
+    view: MunicipalityView
     previous_shard: str
     shard: str  # the same when only the Japanese name or the reading changed
 
 
 @dataclass(frozen=True)
 class Merged:
-    merged: Municipality
-    into: Municipality
+    merged: MunicipalityView
+    into: MunicipalityView
     residents_moved: int
     closed_shard: str
 
@@ -118,11 +118,10 @@ class MunicipalityRegistry:
     def list(self, grant: Grant[Literal[Operation.MUNICIPALITY_READ]]) -> list[MunicipalityView]:
         grant.require(Operation.MUNICIPALITY_READ)
         with self._uow() as uow:
-            counts = uow.municipalities.counts()
             shards: dict[str, list[CrlShard]] = {}
-            for shard in uow.crls.shards():
+            for shard in uow.municipalities.all_shards():
                 shards.setdefault(shard.municipality_code, []).append(shard)
-            return [MunicipalityView(m, tuple(shards.get(m.code, ())), counts.get(m.code, 0))
+            return [MunicipalityView(m, tuple(shards.get(m.code, ())), None)
                     for m in uow.municipalities.all()]
 
     def get(self, grant: Grant[Literal[Operation.MUNICIPALITY_READ]],
@@ -130,9 +129,7 @@ class MunicipalityRegistry:
         grant.require(Operation.MUNICIPALITY_READ)
         code = validate_municipality_code(code)
         with self._uow() as uow:
-            m = self._load(uow, code)
-            return MunicipalityView(m, tuple(uow.municipalities.shards(code)),
-                                    uow.municipalities.counts().get(code, 0))
+            return self._view(uow, code)
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -188,11 +185,12 @@ class MunicipalityRegistry:
                 raise InvalidInput("the municipality has this name already", field="name_ja",
                                    rule="unchanged")
             uow.municipalities.update(code, **values)
-            renamed = self._load(uow, code)
+            renamed = self._view(uow, code)
             self._audit.record(uow, actor=actor.actor, action="municipality.renamed",
                                subject=code,
-                               payload={"changed": sorted(values), "name_ja": renamed.name_ja,
-                                        "name_romaji": renamed.name_romaji,
+                               payload={"changed": sorted(values),
+                                        "name_ja": renamed.municipality.name_ja,
+                                        "name_romaji": renamed.municipality.name_romaji,
                                         "previous_shard": m.shard, "shard": shard})
             uow.commit()
         return Renamed(renamed, m.shard, shard)
@@ -224,9 +222,9 @@ class MunicipalityRegistry:
                                subject=code,
                                payload={"into": into, "residents_moved": moved,
                                         "closed_shard": merged.shard})
-            after = self._load(uow, code)
+            after = Merged(self._view(uow, code), self._view(uow, into), moved, merged.shard)
             uow.commit()
-        return Merged(after, target, moved, merged.shard)
+        return after
 
     # --- the rules ----------------------------------------------------------------------------
 
@@ -236,6 +234,10 @@ class MunicipalityRegistry:
         if m is None:
             raise MunicipalityNotFound("the municipality is not registered", code=code)
         return m
+
+    def _view(self, uow: UnitOfWork, code: str) -> MunicipalityView:
+        return MunicipalityView(self._load(uow, code), tuple(uow.municipalities.shards(code)),
+                                uow.municipalities.resident_count(code))
 
     @staticmethod
     def _require_active(m: Municipality) -> None:

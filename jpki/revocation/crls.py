@@ -112,9 +112,10 @@ class CrlService:
     # --- scopes -------------------------------------------------------------------------
 
     def scopes(self, shards: list[str] | None = None, *, include_arl: bool = True,
-               at: datetime | None = None) -> list[CrlScope]:
+               at: datetime | None = None, every: bool = False) -> list[CrlScope]:
         """The live scopes (module docstring) of every generation still within validity (plus
-        grace), or — ``shards`` named — those shards' scopes, live or not."""
+        grace), or — ``shards`` named — those shards' scopes, live or not; ``every``: every
+        shard's, live or not (`jpki crl publish --all`)."""
         now = at or self._clock.now()
         floor = now - self._recipe.crl.expired_grace
         with self._uow() as uow:
@@ -123,6 +124,8 @@ class CrlService:
             known = {s.name: s for s in uow.crls.shards()}
             live = (uow.crls.live_scopes([g.id or 0 for g in generations], floor)
                     if shards is None else set())
+        if every and shards is None:
+            shards = list(known)
         if shards is not None:
             wanted = set(shards)
             unknown = wanted - set(known) - {ARL}

@@ -165,11 +165,15 @@ class SqlMunicipalities:
                                          version=r.version + 1))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    def counts(self) -> dict[str, int]:
-        """Residents per municipality code."""
+    def resident_count(self, code: str) -> int:
+        """Residents of one municipality (ix_residents_municipality_code)."""
         r = residents.c
-        return {code: int(n) for code, n in self._s.execute(
-            select(r.municipality_code, func.count()).group_by(r.municipality_code))}
+        return int(self._s.execute(select(func.count()).where(r.municipality_code == code))
+                   .scalar_one())
+
+    def all_shards(self) -> list[CrlShard]:
+        return [_shard(r) for r in self._s.execute(select(crl_shards)
+                                                   .order_by(crl_shards.c.name))]
 
 
 class _Prebuilt:

@@ -173,6 +173,21 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
             (404, "consent.not_found")),
         ("GET", "/metrics"): Probe("/metrics", None, (200, None)),
         ("GET", "/v1/operators/jobs"): Probe("/v1/operators/jobs", None, (200, None)),
+        ("GET", "/v1/operators/municipalities"): Probe(
+            "/v1/operators/municipalities", None, (200, None)),
+        ("GET", "/v1/operators/municipalities/{code}"): Probe(
+            f"/v1/operators/municipalities/{UNREGISTERED_MUNICIPALITY}", None,
+            (404, "municipality.not_found")),
+        ("POST", "/v1/operators/municipalities"): Probe(
+            "/v1/operators/municipalities",
+            {"code": KIYOSE, "name_ja": "清瀬市", "name_romaji": "Kiyose-shi"},
+            (409, "municipality.exists")),
+        ("POST", "/v1/operators/municipalities/{code}/rename"): Probe(
+            f"/v1/operators/municipalities/{UNREGISTERED_MUNICIPALITY}/rename",
+            {"name_romaji": "Matrix-shi"}, (404, "municipality.not_found")),
+        ("POST", "/v1/operators/municipalities/{code}/merge"): Probe(
+            f"/v1/operators/municipalities/{UNREGISTERED_MUNICIPALITY}/merge",
+            {"into": KIYOSE}, (404, "municipality.not_found")),
     }
 
 
@@ -346,9 +361,9 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and five national ones (relying parties, the
-    # national statistics).
-    assert checked == {"scope": 3, "national": 5}
+    # Three scoped calls (status, linkage, basic4) and eight national ones (relying parties, the
+    # national statistics, adding, renaming and merging municipalities).
+    assert checked == {"scope": 3, "national": 8}
     api.unchanged(before, audited=RP_AUDITED)
 
 

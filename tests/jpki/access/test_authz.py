@@ -41,7 +41,9 @@ MAY = {
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
                  Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ,
                  Op.CLIENT_READ, Op.CLIENT_SET_STATUS, Op.CONSOLE_ACCOUNT_CREATE,
-                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS},
+                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS,
+                 Op.MUNICIPALITY_READ, Op.MUNICIPALITY_ADD, Op.MUNICIPALITY_RENAME,
+                 Op.MUNICIPALITY_MERGE},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
@@ -64,7 +66,8 @@ MAY = {
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_READ, Op.CLIENT_READ,
                        Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
-                       Op.STATISTICS_READ},
+                       Op.STATISTICS_READ, Op.MUNICIPALITY_READ, Op.MUNICIPALITY_ADD,
+                       Op.MUNICIPALITY_RENAME, Op.MUNICIPALITY_MERGE},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
 }
 MAY[K.POST_OFFICE] = MAY[K.STATION]
@@ -115,6 +118,17 @@ def test_relying_parties_are_registered_nationally() -> None:
         with pytest.raises(MissingScope) as refused:
             authorize(KIYOSE_OPERATOR, operation)
         assert refused.value.context == {"scope": "national"}
+
+
+def test_the_registry_of_municipalities_is_changed_nationally() -> None:
+    for operation in (Op.MUNICIPALITY_ADD, Op.MUNICIPALITY_RENAME, Op.MUNICIPALITY_MERGE):
+        assert TABLE[operation].municipality is MunicipalityRule.NATIONAL
+        authorize(OPERATOR, operation)
+        authorize(LOCAL, operation)
+        with pytest.raises(MissingScope) as refused:
+            authorize(KIYOSE_OPERATOR, operation)
+        assert refused.value.context == {"scope": "national"}
+    authorize(KIYOSE_OPERATOR, Op.MUNICIPALITY_READ)  # the list is no one's personal data
 
 
 def test_the_municipality_rule_applies_to_the_resident_the_service_loaded() -> None:

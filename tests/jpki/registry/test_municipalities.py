@@ -189,7 +189,7 @@ def test_renaming_only_the_japanese_name_keeps_the_shard_and_renaming_back_reope
         services: Services) -> None:
     same = services.municipalities.rename(RENAME, KIYOSE, name_ja="きよせ市",
                                           name_kana="きよせし")
-    assert same.shard == KIYOSE and same.municipality.name_ja == "きよせ市"
+    assert same.shard == KIYOSE and same.view.municipality.name_ja == "きよせ市"
     services.municipalities.rename(RENAME, KIYOSE, name_romaji="Kiyose-city")
     back = services.municipalities.rename(RENAME, KIYOSE, name_romaji="Kiyose-shi")
     assert (back.previous_shard, back.shard) == (f"{KIYOSE}-2", KIYOSE)
@@ -217,7 +217,8 @@ def test_a_merger_moves_residents_and_keeps_the_old_shard_while_it_has_valid_cer
     before = sign_certificate(services, resident, subject_keys[0])
     merged = services.municipalities.merge(MERGE, KIYOSE, into=HIGASHIMURAYAMA)
     assert merged.residents_moved == 1 and merged.closed_shard == KIYOSE
-    assert merged.merged.merged_into == HIGASHIMURAYAMA and not merged.merged.active
+    assert merged.merged.municipality.merged_into == HIGASHIMURAYAMA
+    assert not merged.merged.municipality.active and merged.into.residents == 1
     with services.uow() as uow:
         moved = uow.residents.get(resident)
         assert moved is not None and moved.municipality_code == HIGASHIMURAYAMA
