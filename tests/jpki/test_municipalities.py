@@ -7,11 +7,15 @@ import pytest
 from jpki.errors import InvalidMunicipalityCode
 from jpki.municipalities import (
     PREFECTURES,
+    CrlShard,
     Municipality,
     Prefecture,
     check_digit,
     crl_dp_rdns,
+    load_registry,
     load_seed,
+    municipality_romaji,
+    shard_name,
     validate_municipality_code,
 )
 
@@ -178,3 +182,85 @@ class TestCrlDistributionPoint:
     def test_bad_ca_ou(self, ca_ou: str) -> None:
         with pytest.raises(ValueError, match="ca_ou"):
             crl_dp_rdns(Municipality("132217", "清瀬市", "Kiyose-shi"), ca_ou)
+
+
+class TestRomaji:
+    """The documented rule (jpki.municipalities, architecture §5.6) for the municipalities
+    outside the hand-written seed."""
+
+    def test_it_reproduces_every_romaji_of_the_hand_written_seed(self) -> None:
+        # The seed's 71 were written by hand before the rule existed: the rule must agree.
+        kana = {m.code: m.name_kana for m in load_registry()}
+        for m in load_seed():
+            reading = kana[m.code]
+            assert reading is not None
+            assert municipality_romaji(m.name_ja, reading) == m.name_romaji, m.code
+
+    @pytest.mark.parametrize(("name", "kana", "romaji"), [
+        ("清瀬市", "きよせし", "Kiyose-shi"),
+        ("札幌市 中央区", "さっぽろし ちゅうおうく", "Sapporo-shi Chuo-ku"),  # っ, long vowel
+        ("大分市", "おおいたし", "Oita-shi"),  # oo
+        ("十日町市", "とおかまちし", "Tokamachi-shi"),
+        ("夕張市", "ゆうばりし", "Yubari-shi"),  # uu
+        ("新居浜市", "にいはまし", "Niihama-shi"),  # ii stays
+        ("常総市", "じょうそうし", "Joso-shi"),  # じょ
+        ("別海町", "べつかいちょう", "Betsukai-cho"),  # 町 read ちょう
+        ("千代田町", "ちよだまち", "Chiyoda-machi"),  # 町 read まち
+        ("北相木村", "きたあいきむら", "Kitaaiki-mura"),
+        ("大和村", "やまとそん", "Yamato-son"),
+        ("観音寺市", "かんおんじし", "Kan'onji-shi"),  # ん before a vowel
+        ("南陽市", "なんようし", "Nan'yo-shi"),  # ん before y
+        ("八女市", "やめし", "Yame-shi"),
+        ("一関市", "いちのせきし", "Ichinoseki-shi"),
+        ("鉾田市", "ほこたし", "Hokota-shi"),
+        ("大洲市", "おおずし", "Ozu-shi"),
+        ("大浦町", "おおうらちょう", "Oura-cho"),  # a vowel after a dropped one is kept
+        ("発寒町", "はっちゃむちょう", "Hatchamu-cho"),  # っ before ch is t
+    ])
+    def test_examples(self, name: str, kana: str, romaji: str) -> None:
+        assert municipality_romaji(name, kana) == romaji
+
+    @pytest.mark.parametrize(("name", "kana"), [
+        ("清瀬市", "キヨセシ"),  # katakana
+        ("清瀬市", "きよせ"),  # the reading lacks the kind
+        ("清瀬", "きよせし"),  # the name lacks the kind
+        ("札幌市 中央区", "さっぽろしちゅうおうく"),  # two parts, one reading
+        ("清瀬市", "ゃし"),  # a small ya after nothing
+        ("清瀬市", "きよっあし"),  # a small tsu before a vowel
+    ])
+    def test_refusals(self, name: str, kana: str) -> None:
+        with pytest.raises(InvalidMunicipalityCode) as info:
+            municipality_romaji(name, kana)
+        assert info.value.context["rule"] == "kana"
+
+    def test_the_registry_has_every_entity_once_and_no_shared_distribution_point(self) -> None:
+        registry = load_registry()
+        assert len({m.code for m in registry}) == len(registry) == 1916
+        for m in registry:
+            assert validate_municipality_code(m.code) == m.code
+            assert m.shard == m.code and m.active
+        names = [(m.code[:2], m.name_romaji) for m in registry]
+        assert len(set(names)) == len(names)
+        by_code = {m.code: m for m in registry}
+        assert by_code["013617"].name_romaji == "Esashi-cho (013617)"  # 江差町
+        assert by_code["015148"].name_romaji == "Esashi-cho (015148)"  # 枝幸町
+        assert by_code["132217"] == Municipality("132217", "清瀬市", "Kiyose-shi")
+
+
+class TestShards:
+    def test_names(self) -> None:
+        assert shard_name("132217", 1) == "132217"
+        assert shard_name("132217", 2) == "132217-2"
+        with pytest.raises(ValueError):
+            shard_name("132217", 0)
+        with pytest.raises(ValueError):
+            CrlShard("132136-2", "132217", "Tokyo-to", "Kiyose-shi")  # another's code
+
+    def test_a_shard_keeps_the_name_it_opened_with(self) -> None:
+        kiyose = Municipality("132217", "清瀬市", "Kiyose-shi")
+        frozen = kiyose.crl_shard
+        renamed = Municipality("132217", "清瀬市", "Kiyose-city", shard="132217-2")
+        assert crl_dp_rdns(frozen, "JPKI for digital signature")[-1] == ("CN", "Kiyose-shi CRLDP")
+        assert crl_dp_rdns(renamed, "JPKI for digital signature")[-1] == \
+            ("CN", "Kiyose-city CRLDP")
+        assert renamed.crl_shard.name == "132217-2"

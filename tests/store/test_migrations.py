@@ -139,3 +139,74 @@ def test_clients_stored_before_the_change_feed_take_their_creation_time(empty_da
         assert "changed_at" not in {c["name"] for c in inspect(engine).get_columns("api_clients")}
     finally:
         engine.dispose()
+
+
+def test_the_registry_migration_keeps_every_municipality_and_its_crl_name(empty_database) -> None:
+    """Migration 0015 (the municipality registry, architecture §5.6): the rows of 0014 keep their
+    code, name and romaji byte for byte; each gets one shard named by its code whose
+    distribution-point romaji is what certificates issued before carry; the newest CRL times of
+    each scope are taken from the publications; and it all comes off again on downgrade."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from jpki.municipalities import load_seed
+    from jpki.store.tables import crl_numbers, crl_shards, municipalities
+
+    at = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    engine = create_store_engine(empty_database)
+    try:
+        upgrade(engine, "0014")
+        seed = load_seed()
+        with engine.begin() as conn:
+            # As 0014 knew them, written with the statements of the time.
+            for m in seed:
+                conn.execute(text("INSERT INTO municipalities (code, name_ja, name_romaji) "
+                                  "VALUES (:c, :j, :r)"),
+                             {"c": m.code, "j": m.name_ja, "r": m.name_romaji})
+            before = [tuple(r) for r in conn.execute(text(
+                "SELECT code, name_ja, name_romaji FROM municipalities ORDER BY code"))]
+            conn.execute(text(
+                "INSERT INTO ca_generations (id, ca, generation, key_label, certificate_der, "
+                "subject_key_id, not_before, not_after, created_at) VALUES (1, 'sign', 1, "
+                "'sign-ca-g01', :der, :ski, :at, :at, :at)"),
+                {"der": b"\x30\x00", "ski": b"\x01", "at": at.replace(tzinfo=None)})
+            conn.execute(text("INSERT INTO crl_numbers (ca_generation_id, scope, last_number) "
+                              "VALUES (1, '132217', 3), (1, 'arl', 1)"))
+            for number, kind, hour in ((1, "full", 0), (2, "delta", 1), (3, "delta", 2)):
+                conn.execute(text(
+                    "INSERT INTO crl_publications (ca_generation_id, scope, kind, number, "
+                    "this_update, next_update, entries, size, sha256, path, created_at) VALUES "
+                    "(1, '132217', :kind, :n, :t, :t, 0, 0, '', '', :t)"),
+                    {"kind": kind, "n": number,
+                     "t": at.replace(tzinfo=None, hour=hour)})
+        upgrade(engine)
+        with engine.begin() as conn:
+            after = [tuple(r) for r in conn.execute(text(
+                "SELECT code, name_ja, name_romaji FROM municipalities ORDER BY code"))]
+            assert after == before
+            m = municipalities.c
+            rows = conn.execute(select(m.code, m.status, m.shard, m.merged_into,
+                                       m.name_kana)).all()
+            assert {(r.status, r.shard == r.code, r.merged_into, r.name_kana)
+                    for r in rows} == {("active", True, None, None)}
+            shards = {r.name: r for r in conn.execute(select(crl_shards))}
+            assert set(shards) == {m.code for m in seed}
+            for municipality in seed:
+                shard = shards[municipality.code]
+                assert (shard.municipality_code, shard.prefecture_romaji, shard.city_romaji,
+                        shard.closed_at) == (municipality.code,
+                                             municipality.prefecture.name_romaji,
+                                             municipality.name_romaji, None)
+            times = {r.scope: (r.last_full_at, r.last_delta_at)
+                     for r in conn.execute(select(crl_numbers))}
+            assert times == {"132217": (at, at.replace(hour=2)), "arl": (None, None)}
+        downgrade(engine, "0014")
+        columns = {c["name"] for c in inspect(engine).get_columns("municipalities")}
+        assert columns == {"code", "name_ja", "name_romaji"}
+        assert "crl_shards" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text(
+                "SELECT code, name_ja, name_romaji FROM municipalities ORDER BY code"))] == before
+    finally:
+        engine.dispose()
