@@ -107,7 +107,7 @@ class CrlService:
         # Set by the composition root (api.metrics.bind): how long each publication took.
         self.telemetry: Telemetry = NO_TELEMETRY
         self._first_lock = threading.Lock()
-        self._first: dict[tuple[int, str, str], threading.Lock] = {}
+        self._first: dict[tuple[int, str], threading.Lock] = {}
 
     # --- scopes -------------------------------------------------------------------------
 
@@ -287,7 +287,9 @@ class CrlService:
         found = self.latest(scope, kind)
         if found is not None:
             return found
-        key = (scope.generation.id or 0, scope.name, kind)
+        # One lock per scope, not per kind: a validator asks for the full and the delta CRL at
+        # once, and the delta's base is the full one.
+        key = (scope.generation.id or 0, scope.name)
         with self._first_lock:
             lock = self._first.setdefault(key, threading.Lock())
         with lock:

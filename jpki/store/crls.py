@@ -18,12 +18,13 @@ from sqlalchemy import (
     and_,
     exists,
     func,
-    insert,
     or_,
     select,
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jpki.model import CrlPublication, DeltaRow
@@ -49,12 +50,17 @@ class SqlCrls:
         """Allocate the next CRL number of a scope (RFC 5280 §5.2.3: monotonically increasing,
         one sequence for full and delta CRLs). The row lock serialises concurrent publishers."""
         key = and_(crl_numbers.c.ca_generation_id == generation_id, crl_numbers.c.scope == scope)
-        row = self._s.execute(select(crl_numbers.c.last_number).where(key)
-                              .with_for_update()).first()
+        locked = select(crl_numbers.c.last_number).where(key).with_for_update()
+        row = self._s.execute(locked).first()
         if row is None:
-            self._s.execute(insert(crl_numbers).values(ca_generation_id=generation_id,
-                                                       scope=scope, last_number=1))
-            return 1
+            # A scope's first CRL: two publishers (the first requests of a fresh shard's full
+            # and delta CRL, in two processes) may both find no row; the second insert then
+            # does nothing, and its publisher waits on the row the first one locked.
+            dialect = self._s.get_bind().dialect.name
+            first = (pg_insert if dialect == "postgresql" else sqlite_insert)(crl_numbers)
+            self._s.execute(first.values(ca_generation_id=generation_id, scope=scope,
+                                         last_number=0).on_conflict_do_nothing())
+            row = self._s.execute(locked).one()
         number = int(row.last_number) + 1
         self._s.execute(update(crl_numbers).where(key).values(last_number=number))
         return number

@@ -26,7 +26,7 @@ ISSUE = authorize(STATION, Operation.CERTIFICATE_ISSUE)
 
 def test_the_ceremony_is_idempotent(services, operator):
     # The test database holds the 71 of the hand-written seed: the first run registers the rest
-    # of japancode's list (tests/jpki/registry/test_municipalities.py), the second nothing.
+    # of japancode's list (tests/jpki/registry/test_municipality_registry.py), the second nothing.
     services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     report = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY))
     assert report.created == [] and not report.changed
@@ -83,7 +83,7 @@ def test_rollover_adds_a_generation_with_the_same_name(services, operator, new_r
     assert "/g02/" in new_cert.extensions.get_extension_for_class(
         x509.CRLDistributionPoints).value[0].full_name[1].value
     # Nothing of the CAs is made again (the test database's municipalities are completed from
-    # japancode's list on this first ceremony: tests/jpki/registry/test_municipalities.py).
+    # japancode's list on this first ceremony: tests/jpki/registry/test_municipality_registry.py).
     created = services.cas.ceremony(authorize(operator, Operation.CA_CEREMONY)).created
     assert [line for line in created if "municipalities" not in line] == []
 
