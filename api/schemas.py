@@ -14,6 +14,7 @@ from api.request_fields import (
     CardNumber,
     ClientId,
     ConsentId,
+    Documented,
     IsoDate,
     MunicipalityCode,
     PemPublicKey,
@@ -26,7 +27,9 @@ from api.request_fields import (
     SignedData,
 )
 from jpki.model import RevocationReason
+from jpki.municipalities import ROMAJI_PATTERN
 from jpki.registry.cards import CardEvent
+from jpki.registry.municipalities import KANA_PATTERN, NAME_JA_PATTERN
 from jpki.registry.proofing import DocumentType, Measure, Presence
 from jpki.registry.residents import EventKind
 
@@ -431,6 +434,14 @@ class WithdrawalOut(BaseModel):
 
 # --- the municipality registry (jpki.registry.municipalities, architecture §5.6) --------------
 
+# The service's rules (400), stated in the document.
+MunicipalityNameJa = Annotated[str, Field(min_length=1, max_length=81),
+                               Documented.of(pattern=NAME_JA_PATTERN)]
+MunicipalityKana = Annotated[str, Field(min_length=1, max_length=121),
+                             Documented.of(pattern=KANA_PATTERN)]
+MunicipalityRomaji = Annotated[str, Field(min_length=1, max_length=58),
+                               Documented.of(pattern=ROMAJI_PATTERN)]
+
 
 class MunicipalityIn(Strict):
     """A municipality to register. The romaji is what certificates' subject and CRL
@@ -440,12 +451,11 @@ class MunicipalityIn(Strict):
     model_config = ConfigDict(json_schema_extra=at_least_one_of("name_kana", "name_romaji"))
 
     code: MunicipalityCode = Field(description="全国地方公共団体コード, with its check digit")
-    name_ja: str = Field(min_length=1, max_length=100,
-                         description="Ending in 市, 区, 町 or 村; a designated city's ward "
-                                     "after one space (札幌市 中央区)")
-    name_kana: str | None = Field(default=None, min_length=1, max_length=100,
-                                  description="The reading, in hiragana")
-    name_romaji: str | None = Field(default=None, min_length=1, max_length=58)
+    name_ja: MunicipalityNameJa = Field(description="Ending in 市, 区, 町 or 村; a designated "
+                                                    "city's ward after one space (札幌市 中央区)")
+    name_kana: MunicipalityKana | None = Field(default=None,
+                                               description="The reading, in hiragana")
+    name_romaji: MunicipalityRomaji | None = None
 
 
 class MunicipalityRenameIn(Strict):
@@ -455,9 +465,9 @@ class MunicipalityRenameIn(Strict):
     model_config = ConfigDict(json_schema_extra=at_least_one_of("name_ja", "name_kana",
                                                                 "name_romaji"))
 
-    name_ja: str | None = Field(default=None, min_length=1, max_length=100)
-    name_kana: str | None = Field(default=None, min_length=1, max_length=100)
-    name_romaji: str | None = Field(default=None, min_length=1, max_length=58)
+    name_ja: MunicipalityNameJa | None = None
+    name_kana: MunicipalityKana | None = None
+    name_romaji: MunicipalityRomaji | None = None
 
 
 class MunicipalityMergeIn(Strict):

@@ -42,12 +42,14 @@ from jpki.errors import InvalidMunicipalityCode
 __all__ = [
     "CRL_DISTRIBUTION_POINTS_OU",
     "PREFECTURES",
+    "ROMAJI_PATTERN",
     "SHARD_PATTERN",
     "CrlShard",
     "Municipality",
     "MunicipalityStatus",
     "Prefecture",
     "check_digit",
+    "check_romaji",
     "crl_dp_rdns",
     "load_registry",
     "load_seed",
@@ -164,16 +166,15 @@ def validate_municipality_code(code: str) -> str:
     return code
 
 
-_ROMAJI_MAX = 64  # RFC 5280 ub-common-name; the CN adds " CRLDP"
-_ROMAJI_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 '()\-.]*$")
+# Letters, digits and the few marks Hepburn names use, no space at either end; at most 58, so
+# that the CRL DP's CN stays within ub-common-name (RFC 5280 Appendix A: 64) with " CRLDP".
+ROMAJI_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9 '().-]{0,56}[A-Za-z0-9'().-])?$"
+_ROMAJI = re.compile(ROMAJI_PATTERN)
 
 
 def check_romaji(value: str, what: str = "name_romaji") -> str:
     """``value`` if it can be a romaji name in a DN (subject L, CRL DP CN), else raise."""
-    # Letters, digits and the few marks Hepburn names use; the CN must stay within
-    # ub-common-name (RFC 5280 Appendix A: 64) with its " CRLDP" suffix.
-    if (not isinstance(value, str) or not value or len(value) + len(" CRLDP") > _ROMAJI_MAX
-            or not _ROMAJI_CHARS.match(value) or value != value.strip()):
+    if not isinstance(value, str) or not _ROMAJI.fullmatch(value):
         raise InvalidMunicipalityCode(f"{what}: romaji name must be 1-58 letters, digits, "
                                       "spaces, hyphens, apostrophes, dots or brackets",
                                       rule="romaji")

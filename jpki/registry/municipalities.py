@@ -47,11 +47,13 @@ from jpki.municipalities import (
 )
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
-# 市区町村 names: no control characters, no ASCII (the romaji is its own field); one space at
-# most, between a designated city and its ward (札幌市 中央区), as japancode writes them.
-_NAME_JA = re.compile(r"^[^\x00-\x7f\s]{1,40}(?: [^\x00-\x7f\s]{1,40})?$")
-_KANA = re.compile(r"^[ぁ-ゖー]{1,60}(?: [ぁ-ゖー]{1,60})?$")
-_KINDS = ("市", "区", "町", "村")
+# 市区町村 names: no ASCII (the romaji is its own field), no space but one between a designated
+# city and its ward (札幌市 中央区, as japancode writes them), each part ending in its kind.
+NAME_JA_PATTERN = r"^[^\x00-\x7f\s]{0,39}[市区町村](?: [^\x00-\x7f\s]{0,39}[市区町村])?$"
+# Hiragana, a ward's reading after one space (さっぽろし ちゅうおうく).
+KANA_PATTERN = r"^[ぁ-ん]{1,60}(?: [ぁ-ん]{1,60})?$"
+_NAME_JA = re.compile(NAME_JA_PATTERN)
+_KANA = re.compile(KANA_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,7 @@ class Merged:
 
 def _name_ja(value: str) -> tuple[str, str]:
     """(the name as given, the name stored: without the ward's space)."""
-    if not isinstance(value, str) or not _NAME_JA.match(value) or not all(
-            part.endswith(_KINDS) for part in value.split(" ")):
+    if not isinstance(value, str) or not _NAME_JA.fullmatch(value):
         raise InvalidInput("name_ja: a municipality's name in Japanese, ending in 市, 区, 町 or "
                            "村 (a ward of a designated city after one space)", field="name_ja",
                            rule="name_ja")
@@ -91,7 +92,7 @@ def _name_ja(value: str) -> tuple[str, str]:
 def _kana(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _KANA.match(value):
+    if not isinstance(value, str) or not _KANA.fullmatch(value):
         raise InvalidInput("name_kana: hiragana (a ward's reading after one space)",
                            field="name_kana", rule="kana")
     return value
