@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 def mount(app: FastAPI) -> None:
     """Add the console's pages and its static files to ``app``."""
-    from api.console import admin, call_centre, dashboard, dv, pages, registry
+    from api.console import admin, call_centre, dashboard, dv, pages, registry, stations
 
     app.include_router(pages.router)
     app.include_router(registry.router)
@@ -18,4 +18,5 @@ def mount(app: FastAPI) -> None:
     app.include_router(dashboard.router)
     app.include_router(dv.router)
     app.include_router(admin.router)
+    app.include_router(stations.router)
     app.mount("/console/static", pages.static, name="console-static")

@@ -54,6 +54,9 @@ class Operation(StrEnum):
     PIN_RESET = "pin.reset"
     DELIVERY_CONFIRM = "delivery.confirm"
     DELIVERY_ABANDON = "delivery.abandon"
+    STATION_TASK_CREATE = "station_task.create"  # a clerk gives a station work …
+    STATION_TASK_READ = "station_task.read"  # … follows it …
+    STATION_TASK_WORK = "station_task.work"  # … which the station claims and reports on
     # mobile certificates
     MOBILE_APPLY = "mobile.apply"
     MOBILE_REVOKE = "mobile.revoke"
@@ -150,6 +153,12 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.PIN_RESET: Rule(_COUNTER, municipality=R.RESIDENT),
     # Only the station that issued a certificate confirms or abandons its delivery
     # (jpki.registry.counter checks which one).
+    # A clerk queues work for a station of the resident's municipality and follows it; the
+    # station claims its own and reports (jpki.registry.station_tasks; the station's calls to
+    # record, issue and deliver are authorised as ever).
+    Operation.STATION_TASK_CREATE: Rule(_REGISTRY, municipality=R.RESIDENT),
+    Operation.STATION_TASK_READ: Rule(_REGISTRY, municipality=R.RESIDENT),
+    Operation.STATION_TASK_WORK: Rule(_COUNTER),
     Operation.DELIVERY_CONFIRM: Rule(_COUNTER),
     Operation.DELIVERY_ABANDON: Rule(_COUNTER),
     # The holder's own requests, authenticated by their signature (architecture §4.5).
