@@ -11,9 +11,10 @@ module doc):
   the file (reference §4.6 table) has been verified in this application; a key reference is not
   data (6981); an empty file answers 6B00 at offset 0; Le 00 / 6Cxx / 6282 as in JPKI-AP.
 - VERIFY ``00 20 00 80`` (current EF) or ``00 20 00 <80|SFI>``: empty data reports the counter as
-  63Cx without spending a try; a wrong value spends one (63Cx, 63C0 on the exhausting try), a
-  right one resets the counter; once blocked every VERIFY answers 69 84 (reference §4.5, the card's
-  JICSAP behaviour: 69 83 is not observed, §10.7). A key reference never set answers 6A88.
+  63Cx without spending a try; more than 16 bytes is a malformed command (6700, nothing spent); a
+  wrong value spends one (63Cx, 63C0 on the exhausting try), a right one resets the counter; once
+  blocked every VERIFY answers 69 84 (reference §4.5, the card's JICSAP behaviour: 69 83 is not
+  observed, §10.7). A key reference never set answers 6A88.
 - CHANGE REFERENCE DATA ``00 24 01 80`` after VERIFY: only the 4-digit PIN of the text AP; the
   照合番号 are derived from the card's face and cannot be changed (6A81).
 - UPDATE BINARY and RESET RETRY COUNTER (P1 02 new value / 03 counter only): card issuance, after
@@ -40,6 +41,7 @@ from devices.card.apdu import (
     SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS,
     SW_WRONG_DATA,
+    SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
     SW_WRONG_PIN,
     CommandApdu,
@@ -51,6 +53,10 @@ from devices.card.face_aps import Credential, DataFile, FaceAp
 
 if TYPE_CHECKING:
     from devices.card.emulator.card import JpkiCardEmulator
+
+# The longest value a key reference here holds is 14 digits (照合番号B); a VERIFY carrying more
+# than 16 bytes (the longest JPKI-AP password) is a malformed command: 6700, no try spent.
+MAX_VALUE_BYTES = 16
 
 
 class FaceApplications:
@@ -160,6 +166,8 @@ class FaceApplications:
             raise Refused(SW_INCORRECT_P1P2)
         reference = self._credential_target(command.p2)
         self.card._expect(command, data=None, le=False)
+        if len(command.data) > MAX_VALUE_BYTES:
+            raise Refused(SW_WRONG_LENGTH)  # no reference is that long: malformed, not a try
         record = self._record(reference)
         key = (reference.ap, reference.fid)
         if not command.data:
