@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devices.card import face_aps, face_data
+from devices.card import face_aps, face_data, tlv
 from devices.card.client import JpkiCard
 from devices.card.emulator import CardState, JpkiCardEmulator
 from devices.card.errors import InvalidPinFormat, PinBlocked, SecurityStatusNotSatisfied, WrongPin
@@ -335,7 +335,7 @@ def test_what_a_reader_decodes(issued_card: EmulatedCard, issuer_key: rsa.RSAPri
     # The offset table points at each field (reference §4.6: from the start of the file).
     raw = client.read_file(face_aps.SURFACE_FACE)
     _tag, value, _end = face_data.first_object(raw)
-    table = dict(face_data.tlv.parse_tlvs(value))[0xDF21]
+    table = dict(tlv.parse_tlvs(value))[0xDF21]
     offsets = [int.from_bytes(table[i:i + 2], "big") for i in range(0, len(table), 2)]
     assert [raw[o:o + 2].hex().upper() for o in offsets] == [
         f"DF{t:02X}" for t in range(0x22, 0x2B)]
