@@ -3,7 +3,10 @@
 It implements reference §4 as documented there — the AID, the EFs of §4.3 and their access
 rules, the APDUs of §4.4 and the PIN semantics and status words of §4.5 — plus the ISO/IEC 7816
 personalisation commands of architecture §7 (GENERATE ASYMMETRIC KEY PAIR, UPDATE BINARY,
-RESET RETRY COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer.
+RESET RETRY COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer. The card's
+two other applications, 券面事項入力補助AP and 券面事項確認AP (reference §4.6), answer SELECT by
+their AIDs; while one of them is current, :mod:`devices.card.emulator.face_apps` handles their
+files and credentials.
 
 Decisions where the reference is silent (each also noted at the code):
 
@@ -12,8 +15,10 @@ Decisions where the reference is silent (each also noted at the code):
   before sending them (:mod:`devices.card.pins`). A malformed *new* PIN (CHANGE PIN, RESET RETRY
   COUNTER) is refused with 6A80 and changes nothing.
 - A PIN that was never set (a blank card) answers 6A88 (referenced data not found) to VERIFY.
-- Before the JPKI-AP is selected, EFs are not visible: SELECT EF answers 6A82; a command that needs
-  a current EF answers 6986.
+- Before an application is selected, EFs are not visible: SELECT EF answers 6A82; a command that
+  needs a current EF answers 6986. Each application sees its own EFs only.
+- Selecting another application clears every verified PIN (reference §4.6, our choice); issuer
+  authentication lasts for the card session across applications.
 - READ BINARY: an offset at or past the end of the EF → 6B00 (JICSAP); Le 00 returns what is
   there up to 256 bytes; an explicit Le larger than what is left → 6Cxx with the exact length,
   which clients resend (reference §4.4).

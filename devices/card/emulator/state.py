@@ -3,7 +3,9 @@
 Persistent: the transparent EFs' contents, the PIN verifiers (salted SHA-256, never the PIN) and
 their retry counters, the RSA private keys (PKCS#8 PEM: they leave the card through no APDU, only
 through this file, which stands for the chip's protected memory and is written with mode 0600),
-the token label and the issuer's RSA public key (PEM) that EXTERNAL AUTHENTICATE checks.
+the token label and the issuer's RSA public key (PEM) that EXTERNAL AUTHENTICATE checks; and
+the 券面 applications' files and PIN / 照合番号 verifiers and counters (reference §4.6), under
+``applications`` (a state file without them loads as a card whose 券面 applications are blank).
 
 Volatile (never here): the selected application and EF, verified PINs, the last challenge and
 whether the issuer is authenticated — see :mod:`devices.card.emulator.session`. A real card loses
