@@ -145,6 +145,11 @@ class JpkiCard:
             raise refusal(response.sw, what)
         return response.data
 
+    def call(self, command: CommandApdu, what: str) -> bytes:
+        """One command that must answer 90 00: its data; any other status word raises
+        (:func:`refusal`, ``what`` naming the command). For the other applications' clients."""
+        return self._ok(command, what)
+
     # --- selection and reading ------------------------------------------------------------
 
     def select_jpki_ap(self) -> None:

@@ -55,7 +55,7 @@ class FaceApClient:
 
     def select(self, ap: FaceAp) -> None:
         """``00 A4 04 0C 0A <AID>`` (reference §4.2, §4.4)."""
-        self.card._ok(CommandApdu(CLA_ISO, INS_SELECT, P1_SELECT_BY_AID, P2_NO_RESPONSE_DATA,
+        self.card.call(CommandApdu(CLA_ISO, INS_SELECT, P1_SELECT_BY_AID, P2_NO_RESPONSE_DATA,
                                   ap.aid), f"SELECT {ap.label}")
 
     def retries(self, reference: Credential) -> int | None:
@@ -77,7 +77,7 @@ class FaceApClient:
         format is refused here (:class:`InvalidPinFormat`) without spending a try."""
         raw = _encode(reference, value)
         self.card.select_ef(reference.fid)
-        self.card._ok(CommandApdu(CLA_ISO, INS_VERIFY, 0x00, P2_CURRENT_EF, raw),
+        self.card.call(CommandApdu(CLA_ISO, INS_VERIFY, 0x00, P2_CURRENT_EF, raw),
                       f"VERIFY {reference.name}")
 
     def read_file(self, ef: DataFile) -> bytes:
@@ -130,7 +130,7 @@ class FaceApClient:
     def set_value(self, reference: Credential, value: str) -> None:
         """RESET RETRY COUNTER ``00 2C 02 <80|SFI> Lc <value>``: set it with a full counter."""
         raw = _encode(reference, value)
-        self.card._ok(CommandApdu(CLA_ISO, INS_RESET_RETRY_COUNTER, P1_RESET_WITH_NEW_PIN,
+        self.card.call(CommandApdu(CLA_ISO, INS_RESET_RETRY_COUNTER, P1_RESET_WITH_NEW_PIN,
                                   0x80 | reference.sfi, raw), f"RESET RETRY COUNTER "
                       f"{reference.name}")
 
