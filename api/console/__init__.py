@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 def mount(app: FastAPI) -> None:
     """Add the console's pages and its static files to ``app``."""
-    from api.console import admin, call_centre, dashboard, dv, pages, registry
+    from api.console import admin, call_centre, counter, dashboard, dv, pages, registry
 
     app.include_router(pages.router)
     app.include_router(registry.router)
+    app.include_router(counter.router)
     app.include_router(call_centre.router)
     app.include_router(dashboard.router)
     app.include_router(dv.router)

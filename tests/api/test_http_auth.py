@@ -68,7 +68,9 @@ CONSOLE = {
     ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
     ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
     ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
-    ("POST", "/console/residents/revoke"),
+    ("POST", "/console/residents/revoke"), ("GET", "/console/counter/proofing"),
+    ("POST", "/console/counter/delivery"), ("POST", "/console/counter/abandonment"),
+    ("POST", "/console/counter/card"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
