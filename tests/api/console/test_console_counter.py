@@ -13,11 +13,12 @@ import json
 import re
 from collections.abc import Callable
 from datetime import date
+from typing import Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki.access.authz import Operation, authorize
+from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.console_accounts import ConsoleRole
 from jpki.access.principals import Principal
 from jpki.issuance.service import IssuedCertificate, KeyRequest
@@ -32,7 +33,6 @@ from jpki.registry.proofing import (
     evaluate,
 )
 from tests.api.console.test_console_http import Console, console  # noqa: F401 - the fixture
-from tests.holder_kit import ISSUE
 from tests.phone_kit import spki
 
 pytestmark = pytest.mark.hsm
@@ -41,6 +41,9 @@ KIYOSE, CHIYODA = "132217", "131016"
 STATION = Principal.client("kiyose-desk", ClientRole.STATION,
                            frozenset({f"municipality:{KIYOSE}"}))
 GUIDE = "/console/counter/proofing"
+# The CA's operator at the CLI issues without a station: nothing to deliver.
+CLI_ISSUE: Grant[Literal[Operation.CERTIFICATE_ISSUE]] = authorize(
+    Principal.local_operator("pytest"), Operation.CERTIFICATE_ISSUE)
 
 
 def text_of(html: str, element_id: str) -> str:
@@ -49,22 +52,22 @@ def text_of(html: str, element_id: str) -> str:
     return re.sub(r"<[^>]+>", "", found.group(1)).strip()
 
 
-def audit(console: Console, action: str) -> list[tuple[str, str, dict[str, object]]]:
-    with console.services.uow() as uow:
+def audit(desk: Console, action: str) -> list[tuple[str, str, dict[str, object]]]:
+    with desk.services.uow() as uow:
         return [(r.actor, r.subject, json.loads(r.payload)) for r in uow.audit.iterate()
                 if r.action == action]
 
 
-def audit_count(console: Console) -> int:
+def audit_count(desk: Console) -> int:
     """The audit records of everything but the console's own signing in and out."""
-    with console.services.uow() as uow:
+    with desk.services.uow() as uow:
         return sum(1 for r in uow.audit.iterate() if not r.action.startswith("console."))
 
 
-def station_issues(console: Console, resident: str) -> dict[CertKind, IssuedCertificate]:
+def station_issues(desk: Console, resident: str) -> dict[CertKind, IssuedCertificate]:
     """Both card certificates issued at a counter station after its identity proofing: they
     wait for the station to confirm their delivery (architecture §3.5)."""
-    services = console.services
+    services = desk.services
     proofing = services.counter.record_proofing(
         authorize(STATION, Operation.PROOFING_RECORD), resident,
         Evidence(Presence.IN_PERSON, (Document(DocumentType.DRIVERS_LICENSE),
@@ -80,7 +83,7 @@ def station_issues(console: Console, resident: str) -> dict[CertKind, IssuedCert
 
 
 def test_the_guide_gives_the_rules_verdict_and_records_nothing(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, KIYOSE))
     before = audit_count(console)
@@ -139,7 +142,7 @@ def test_the_guide_gives_the_rules_verdict_and_records_nothing(
 
 
 def test_the_guide_for_a_proxy_names_what_is_missing(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, KIYOSE))
     proxy_b = {"id": resident, "check": "1", "presence": "proxy",
@@ -176,7 +179,7 @@ def test_the_guide_for_a_proxy_names_what_is_missing(
 
 
 def test_the_guide_is_refused_elsewhere_and_to_other_roles(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     elsewhere = new_resident(municipality=CHIYODA, name="千代田 一郎",
                              address="東京都千代田区千代田１番１号")
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, KIYOSE))
@@ -194,7 +197,7 @@ def test_the_guide_is_refused_elsewhere_and_to_other_roles(
 
 
 def test_a_clerk_confirms_or_abandons_a_stations_undelivered_certificates(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
     issued = station_issues(console, resident)
     sign, auth = issued[CertKind.CARD_SIGN].serial, issued[CertKind.CARD_AUTH].serial
@@ -238,7 +241,7 @@ def test_a_clerk_confirms_or_abandons_a_stations_undelivered_certificates(
     # A certificate the CA's operator issued (no station, nothing to deliver) is no clerk's.
     other = new_resident(name="山田 次郎")
     (cli_issued,) = console.services.issuance.issue(
-        ISSUE, other, [KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537,
+        CLI_ISSUE, other, [KeyRequest(CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537,
                                                                                     2048)))])
     assert console.http.post("/console/counter/delivery", data={
         "csrf": csrf, "serial": cli_issued.serial}).status_code == 403
@@ -247,7 +250,7 @@ def test_a_clerk_confirms_or_abandons_a_stations_undelivered_certificates(
 
 
 def test_delivery_is_refused_elsewhere_and_to_other_roles(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
     auth = station_issues(console, resident)[CertKind.CARD_AUTH].serial
     before = audit_count(console)
@@ -270,7 +273,7 @@ def test_delivery_is_refused_elsewhere_and_to_other_roles(
 
 
 def test_a_lost_card_is_replaced_and_its_held_certificates_revoked_for_good(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
     issued = station_issues(console, resident)
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, KIYOSE))
@@ -307,9 +310,9 @@ def test_a_lost_card_is_replaced_and_its_held_certificates_revoked_for_good(
 
 
 def test_a_new_card_is_refused_elsewhere_and_to_other_roles(
-        console: Console, new_resident: Callable[..., str]) -> None:
+        console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
-    console.services.issuance.issue(ISSUE, resident, [KeyRequest(
+    console.services.issuance.issue(CLI_ISSUE, resident, [KeyRequest(
         CertKind.CARD_AUTH, spki(rsa.generate_private_key(65537, 2048)))])
     before = audit_count(console)
     for new in (console.account("chiyoda", ConsoleRole.CLERK, CHIYODA),
