@@ -1,6 +1,7 @@
 """The operator console: pages served by `jpki serve` under /console for the people who run the
 system (api.console.pages: signing in, each role's home; api.console.registry: the counter's
-registry pages; api.console.call_centre: the call centre;
+registry pages; api.console.counter: its issuance desk (the proofing guide, delivery, a new
+card); api.console.call_centre: the call centre;
 api.console.dashboard: the supervisor's dashboard)."""
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from typing import Literal
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from api.console.counter import OTSU_CHOICES, PHOTO_CHOICES
+from api.console.i18n import CATALOGUES
+from api.console.pages import CSP
 from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.console_accounts import ConsoleRole
 from jpki.access.principals import Principal
@@ -27,6 +30,9 @@ from jpki.registry.proofing import (
     Document,
     DocumentType,
     Evidence,
+    Measure,
+    Missing,
+    NotCounted,
     Pattern,
     Presence,
     ProofingInsufficient,
@@ -82,6 +88,18 @@ def station_issues(desk: Console, resident: str) -> dict[CertKind, IssuedCertifi
 # --- the identity-proofing guide -------------------------------------------------------------
 
 
+def test_every_document_measure_and_reason_of_the_rule_has_its_words() -> None:
+    """The guide names whatever the rule can answer, in both languages (a missing word would be
+    a failed page, never a blank)."""
+    keys = {f"doc.{k.value}" for k in DocumentType} | {f"measure.{m.value}" for m in Measure} | \
+        {f"proof.why.{n.value}" for n in NotCounted} | \
+        {f"proof.missing.{m.value}" for m in Missing} | \
+        {f"proof.{v}_{p.value}" for v in ("met", "refused") for p in Presence} | \
+        {f"proof.count_{c}" for c in (*OTSU_CHOICES, *PHOTO_CHOICES)}
+    for language in ("ja", "en"):
+        assert keys <= set(CATALOGUES[language]), keys - set(CATALOGUES[language])
+
+
 def test_the_guide_gives_the_rules_verdict_and_records_nothing(
         console: Console, new_resident: Callable[..., str]) -> None:  # noqa: F811
     resident = new_resident()
@@ -90,6 +108,7 @@ def test_the_guide_gives_the_rules_verdict_and_records_nothing(
 
     blank = console.http.get(f"{GUIDE}?id={resident}")
     assert blank.status_code == 200 and 'id="verdict"' not in blank.text
+    assert blank.headers["content-security-policy"] == CSP and "style=" not in blank.text
     assert 'id="a.drivers_license"' in blank.text and "<script" not in blank.text
 
     # Two 甲: pattern B, as the rule says; the station's options for recording it.

@@ -84,3 +84,56 @@ def test_a_clerk_is_guided_through_the_proofing_patterns_with_the_keyboard(
 
     logs = browser.get_log("browser")
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
+
+
+def test_a_clerk_confirms_a_delivery_and_replaces_a_lost_card_in_the_browser(
+        browser: Any, live_server: LiveServer, clock: FixedClock,  # noqa: F811
+        new_resident: Callable[..., str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from jpki.access.authz import Operation, authorize
+    from jpki.access.principals import Principal
+    from jpki.issuance.service import KeyRequest
+    from jpki.model import CertKind, ClientRole
+    from jpki.registry.proofing import Document, DocumentType, Evidence, Presence
+    from tests.phone_kit import spki
+
+    resident = new_resident()
+    services = live_server.services
+    station = Principal.client("kiyose-desk", ClientRole.STATION,
+                               frozenset({"municipality:132217"}))
+    proofing = services.counter.record_proofing(
+        authorize(station, Operation.PROOFING_RECORD), resident,
+        Evidence(Presence.IN_PERSON, (Document(DocumentType.DRIVERS_LICENSE),
+                                      Document(DocumentType.PASSPORT))))
+    services.issuance.issue(
+        authorize(station, Operation.CERTIFICATE_ISSUE), resident,
+        [KeyRequest(kind, spki(rsa.generate_private_key(65537, 2048)))
+         for kind in (CertKind.CARD_SIGN, CertKind.CARD_AUTH)], proofing_id=proofing.id)
+    sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
+                                                  "132217"))
+    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#certificates button.deliver")) == 2
+    _ = browser.find_element(By.ID, "card").location_once_scrolled_into_view  # for the shot
+    shot(browser, "clerk-delivery")
+    browser.find_element(By.CSS_SELECTOR, "#certificates button.deliver").send_keys(Keys.ENTER)
+    arrive(browser, "/console/counter/delivery")
+    assert browser.find_element(By.ID, "delivery_message").text.startswith("交付を確認しました")
+    browser.find_element(By.CSS_SELECTOR, "#certificates button.abandon").send_keys(Keys.ENTER)
+    arrive(browser, "/console/counter/abandonment")
+    assert browser.find_element(By.ID, "delivery_message").text.startswith("交付前に破棄し")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#certificates button.deliver")
+
+    browser.find_element(By.ID, "card-lost").send_keys(Keys.ENTER)
+    arrive(browser, "/console/residents/card-event")
+    browser.find_element(By.CSS_SELECTOR, "#new_card summary").send_keys(Keys.ENTER)
+    browser.find_element(By.ID, "new_card_number").send_keys("NEWCARD0001", Keys.ENTER)
+    arrive(browser, "/console/counter/card")
+    assert browser.find_element(By.ID, "card_message").text.startswith("新しいカードを登録")
+    assert browser.find_element(By.ID, "card_number").text == "NEWCARD0001"
+    _ = browser.find_element(By.ID, "card_message").location_once_scrolled_into_view
+    shot(browser, "clerk-new-card")
+    logs = browser.get_log("browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
