@@ -24,7 +24,7 @@ from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import CertificateNotFound, Conflict, Forbidden
 from jpki.lifecycle.proofing import PROOFING_LIFETIME, consume_proofing
-from jpki.lifecycle.residents import load_active_resident
+from jpki.lifecycle.residents import check_active_resident, load_active_resident
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import Certificate, CertStatus, ProofingRecord, Resident, RevocationReason
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -90,7 +90,9 @@ class CounterService:
         grant.require(Operation.RESIDENT_READ)
         now = self._clock.now()
         with self._uow() as uow:
-            resident = load_active_resident(uow, resident_id, grant)
+            # A read: the same refusals as recording's, without its row lock.
+            resident = check_active_resident(uow.residents.get(resident_id[:64]), resident_id,
+                                             grant)
             return assess(evidence, applicant_age=_age(resident, now), today=jst_date(now))
 
     def authorise_pin_reset(self, grant: Grant[Literal[Operation.PIN_RESET]], resident_id: str,
