@@ -31,6 +31,8 @@ def test_a_clerk_is_guided_through_the_proofing_patterns_with_the_keyboard(
         new_resident: Callable[..., str]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
 
     resident = new_resident()
     sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
@@ -45,8 +47,10 @@ def test_a_clerk_is_guided_through_the_proofing_patterns_with_the_keyboard(
         browser.find_element(By.ID, element_id).send_keys(Keys.SPACE)
 
     def check() -> str:
+        # The guide answers at its own address: wait for the new page, not for the address.
+        page = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.ID, "check").send_keys(Keys.ENTER)
-        arrive(browser, "/console/counter/proofing")
+        WebDriverWait(browser, 10).until(staleness_of(page))
         text: str = browser.find_element(By.ID, "verdict").text
         return text
 
