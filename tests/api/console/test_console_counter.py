@@ -38,6 +38,7 @@ from jpki.registry.proofing import (
     ProofingInsufficient,
     evaluate,
 )
+from jpki.registry.residents import EventKind, ResidentEvent
 from tests.api.console.test_console_http import Console, console  # noqa: F401 - the fixture
 from tests.phone_kit import spki
 
@@ -206,6 +207,13 @@ def test_the_guide_is_refused_elsewhere_and_to_other_roles(
         refused = console.http.get(GUIDE, params=params)
         assert refused.status_code == 403 and "千代田" not in refused.text
     assert console.http.get(GUIDE, params={"id": "nobody"}).status_code == 404
+    # A record that has ended (death) takes no proofing: the rule's refusal, not a verdict.
+    died = new_resident(name="山田 三郎")
+    console.services.residents.record_event(
+        authorize(Principal.local_operator("pytest"), Operation.RESIDENT_EVENT), died,
+        ResidentEvent(kind=EventKind.DEATH, date=date(2026, 1, 1)))
+    ended = console.http.get(GUIDE, params={"id": died, "check": "1", "a.passport": "1"})
+    assert ended.status_code == 422 and 'id="verdict"' not in ended.text
     console.http.post("/console/logout", data={"csrf": console.session_csrf()})
     console.clock.advance(seconds=30)
     console.sign_in(console.account("agent", ConsoleRole.AGENT))
