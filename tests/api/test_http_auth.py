@@ -71,6 +71,9 @@ CONSOLE = {
     ("POST", "/console/residents/revoke"), ("GET", "/console/station-tasks/new"),
     ("POST", "/console/station-tasks"), ("GET", "/console/station-tasks/{task_id}"),
     ("POST", "/console/station-tasks/{task_id}/cancel"),
+    ("GET", "/console/counter/proofing"),
+    ("POST", "/console/counter/delivery"), ("POST", "/console/counter/abandonment"),
+    ("POST", "/console/counter/card"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
