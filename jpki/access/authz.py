@@ -154,8 +154,8 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # A clerk queues work for a station of the resident's municipality and follows it; the
     # station claims its own and reports (jpki.registry.station_tasks; the station's calls to
     # record, issue and deliver are authorised as ever).
-    Operation.STATION_TASK_CREATE: Rule(_REGISTRY, municipality=R.RESIDENT),
-    Operation.STATION_TASK_READ: Rule(_REGISTRY, municipality=R.RESIDENT),
+    Operation.STATION_TASK_CREATE: Rule(frozenset({K.OPERATOR}), municipality=R.RESIDENT),
+    Operation.STATION_TASK_READ: Rule(frozenset({K.OPERATOR}), municipality=R.RESIDENT),
     Operation.STATION_TASK_WORK: Rule(_COUNTER),
     # The station that issued a certificate confirms or abandons its delivery; an operator of
     # the resident's municipality (the console's counter clerk, a person at that counter) may

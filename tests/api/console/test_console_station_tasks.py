@@ -15,7 +15,7 @@ import pytest
 from api.console.pages import CSP
 from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import ConsoleRole
-from jpki.access.principals import Principal
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.model import ClientRole
 from jpki.registry.station_tasks import Report
 from tests.api.console.test_console_http import LOCAL, Console, console
@@ -93,7 +93,8 @@ def test_refusals_change_nothing(console: Console) -> None:
     rid = resident(console)
     console.sign_in(console.account("kiyose", ConsoleRole.CLERK, "132217"))
     tasks = console.services.station_tasks
-    read = authorize(LOCAL, Operation.STATION_TASK_READ)
+    read = authorize(Principal(actor="client:national", kind=PrincipalKind.OPERATOR),
+                     Operation.STATION_TASK_READ)
 
     def none_open() -> bool:
         return tasks.of_resident(read, rid) == []

@@ -43,12 +43,14 @@ MAY = {
                  Op.CLIENT_READ, Op.CLIENT_SET_STATUS, Op.CONSOLE_ACCOUNT_CREATE,
                  Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS,
                  # a station's undelivered certificate, when its confirmation never came
-                 Op.DELIVERY_CONFIRM, Op.DELIVERY_ABANDON},
+                 Op.DELIVERY_CONFIRM, Op.DELIVERY_ABANDON,
+                 # work for a station, and its progress (jpki.registry.station_tasks)
+                 Op.STATION_TASK_CREATE, Op.STATION_TASK_READ},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
                 Op.CERTIFICATE_ISSUE_BATCH, Op.CERTIFICATE_READ, Op.PROOFING_RECORD, Op.PIN_RESET,
-                Op.DELIVERY_CONFIRM, Op.DELIVERY_ABANDON},
+                Op.DELIVERY_CONFIRM, Op.DELIVERY_ABANDON, Op.STATION_TASK_WORK},
     K.CALL_CENTRE: {Op.MOBILE_HOLD, Op.MOBILE_HOLD_CERTIFICATE, Op.CALLER_VERIFY,
                     Op.CARD_LOSS_REPORT},
     K.RELYING_PARTY: {Op.RP_PING, Op.RP_STATUS, Op.RP_LINKAGE, Op.RP_BASIC4},
