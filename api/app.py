@@ -38,6 +38,7 @@ from api.routers import (
     certificates,
     counter,
     crl,
+    dv,
     mobile,
     operations,
     public,
@@ -45,6 +46,8 @@ from api.routers import (
     residents,
 )
 from api.rp_audit import RefusalAudit
+from api.rp_fast import PATHS as RP_FAST_PATHS
+from api.rp_fast import RpFastPath
 from jpki import __version__
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
@@ -61,10 +64,13 @@ SAMPLE_SECONDS = 1.0
 class JpkiApp(FastAPI):
     """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and every
     other request under a request id, logged and measured (api.request_log) — those whose
-    credentials' failure budget is spent refused before routing too (api.auth_guard)."""
+    credentials' failure budget is spent refused before routing too (api.auth_guard), and the
+    relying parties' status and basic 4 calls answered before routing when they can be
+    (api.rp_fast)."""
 
     ocsp_endpoint: ASGIApp
     auth_guard: AuthGuard
+    rp_fast: RpFastPath
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -77,8 +83,16 @@ class JpkiApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self.auth_guard(scope, send):
-            await super().__call__(scope, receive, send)
+        if await self.auth_guard(scope, send):
+            return
+        if scope["path"] in RP_FAST_PATHS and scope["method"] == "POST":
+            await self.rp_fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application as FastAPI routes it: middleware, routing, dependencies."""
+        await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document with what it cannot see: credentials, problem responses, /ocsp
@@ -236,12 +250,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(residents.searches)
+    app.include_router(dv.router)
     app.include_router(cards.router)
     app.include_router(certificates.router)
     app.include_router(counter.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
     console.mount(app)
+    app.rp_fast = RpFastPath(app.routed, lambda: app.state.services, settings.max_body_bytes,
+                             app.routes)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)
