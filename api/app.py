@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import console, metrics, openapi, problems
+from api import console, metrics, ocsp_traffic, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
@@ -24,6 +24,7 @@ from api.jobs import (
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
     RENEW_RESPONDERS,
+    ROLL_UP_RP_USAGE,
     SWEEP_UNDELIVERED,
     JobRunner,
     RefreshReport,
@@ -106,7 +107,8 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
-    that can no longer be used (anyone may ask for one). Each is a job of its own (api.jobs):
+    that can no longer be used (anyone may ask for one), sum the relying parties' calls for the
+    dashboard (jpki.store.rp_usage). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
 
@@ -149,6 +151,7 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
+    runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
 
 
 def _observed(app: FastAPI, services: Services) -> None:
@@ -208,9 +211,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     metrics.flush_ocsp(app)
                 await asyncio.sleep(SAMPLE_SECONDS)
 
+        async def traffic() -> None:
+            while True:
+                await asyncio.sleep(ocsp_traffic.WRITE_SECONDS)
+                await ocsp_traffic.write(app, svc)
+
         tasks = [asyncio.create_task(loop()),
                  asyncio.create_task(follow_status_changes(refresh.run, run_in_threadpool)),
-                 asyncio.create_task(sample())]
+                 asyncio.create_task(sample()), asyncio.create_task(traffic())]
         try:
             yield
         finally:
@@ -219,6 +227,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             with contextlib.suppress(Exception):
                 metrics.flush_ocsp(app)
                 await run_in_threadpool(refresh.report)
+            with contextlib.suppress(Exception):
+                await ocsp_traffic.write(app, svc)
             metrics.process_exiting()
             if lock is not None:
                 lock.close()
@@ -231,7 +241,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
         _observed(app, services)
-    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
+    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp),
+                                            now=lambda: app.state.services.clock.now())
     app.state.anonymous_buckets = anonymous_buckets(settings)
     app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)

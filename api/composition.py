@@ -50,6 +50,8 @@ from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
+from jpki.store.ocsp_traffic import SqlOcspTraffic
+from jpki.store.rp_usage import SqlRpUsageRollup
 from jpki.store.statistics import SqlStatisticsFactory
 from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
@@ -95,6 +97,10 @@ class Services:
     # and the connection of its own its batches run on.
     audit_group: GroupAudit
     audit_writer: SqlAuditWriter
+    # The dashboard's feeds: each process's OCSP traffic, added by minute (api.ocsp_traffic),
+    # and the relying parties' calls summed from the audit log (a maintenance job, api.app).
+    ocsp_traffic: SqlOcspTraffic
+    rp_usage: SqlRpUsageRollup
 
     def close(self) -> None:
         self.audit_group.close()
@@ -175,6 +181,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
                                 PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
         audit_writer=audit_writer,
+        ocsp_traffic=SqlOcspTraffic(engine),
+        rp_usage=SqlRpUsageRollup(engine, clock.now),
     )
 
 
