@@ -43,7 +43,7 @@ PREFIX, NET = "jpt", "10.232.0"
 STATE = Path(f"/tmp/jpki-cluster-{PREFIX}")
 NAMESPACES = [f"{PREFIX}-{h}" for h in ("db1", "db2", "db3", "ha", "jpki1", "jpki2")]
 TOOLS = ("etcd", "etcdctl", "patroni", "haproxy", "curl", "ip", "setpriv")
-UP_SECONDS = 120  # "well under two minutes" (issue 15); the whole test stays under 3
+UP_SECONDS = 120  # "well under two minutes" (docs/deployment.md); the whole test stays under 3
 
 
 def _env() -> dict[str, str]:
