@@ -18,6 +18,7 @@ the database's own constraints).
 from __future__ import annotations
 
 import logging
+import os
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -35,8 +36,13 @@ LEASES = {"maintenance": 1}
 # The lease's own session: a dead peer is noticed by TCP keepalives within seconds instead of
 # hours, and a server that does not answer is given up on after a few seconds.
 _CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
-                 "keepalives_interval": 2, "keepalives_count": 3,
-                 "application_name": "jpki lease"}
+                 "keepalives_interval": 2, "keepalives_count": 3}
+
+
+def application_name(name: str) -> str:
+    """What the lease's session is called in pg_stat_activity: which lease, which process (the
+    holder seen from the database, e.g. by `scripts/cluster status`)."""
+    return f"jpki lease {name} pid {os.getpid()}"
 
 
 class AdvisoryLease:
@@ -48,7 +54,9 @@ class AdvisoryLease:
         self._key = LEASES[name]
         self._engine: Engine = create_engine(normalise_url(url), poolclass=NullPool,
                                              hide_parameters=True,
-                                             connect_args=_CONNECT_ARGS,
+                                             connect_args={
+                                                 **_CONNECT_ARGS,
+                                                 "application_name": application_name(name)},
                                              isolation_level="AUTOCOMMIT")
         self._conn: Connection | None = None
 

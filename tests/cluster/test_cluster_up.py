@@ -120,7 +120,7 @@ def up() -> Iterator[dict[str, Any]]:
         assert not STATE.exists()
 
 
-def test_status_names_one_leader_and_every_member_healthy(up: dict[str, Any]) -> None:
+def test_status_names_one_leader_one_lease_holder_and_every_member_healthy(up: dict[str, Any]) -> None:
     members = up["members"]
     assert up["healthy"] is True
     by_service: dict[str, list[dict[str, Any]]] = {}
@@ -135,6 +135,9 @@ def test_status_names_one_leader_and_every_member_healthy(up: dict[str, Any]) ->
     # HAProxy sends writes to the Patroni leader, and HTTP to both jpki nodes.
     assert f"primary→{leader};" in by_service["haproxy"][0]["role"]
     assert "jpki→jpki1,jpki2" in by_service["haproxy"][0]["role"]
+    # Two nodes on one database: the housekeeping runs in exactly one of them (the maintenance
+    # lease is an advisory lock in PostgreSQL, not a file lock per host).
+    assert sorted(m["lease"] for m in by_service["jpki"]) == [False, True]
     assert all(m["healthy"] and m["pid"] for m in members)
 
 
