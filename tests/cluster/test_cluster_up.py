@@ -120,7 +120,8 @@ def up() -> Iterator[dict[str, Any]]:
         assert not STATE.exists()
 
 
-def test_status_names_one_leader_one_lease_holder_and_every_member_healthy(up: dict[str, Any]) -> None:
+def test_status_names_one_leader_one_lease_holder_and_every_member_healthy(
+        up: dict[str, Any]) -> None:
     members = up["members"]
     assert up["healthy"] is True
     by_service: dict[str, list[dict[str, Any]]] = {}
