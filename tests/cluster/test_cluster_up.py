@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
@@ -193,3 +193,15 @@ def test_a_pair_issued_on_node_1_is_served_by_node_2(up: dict[str, Any]) -> None
     assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert response.serial_number == cert.serial_number
     assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+    # Signed by a delegated responder the CA certified, with the key in node 2's token.
+    (responder,) = response.certificates
+    issuer_key = issuer.public_key()
+    responder_key = responder.public_key()
+    assert isinstance(issuer_key, rsa.RSAPublicKey)
+    assert isinstance(responder_key, rsa.RSAPublicKey)
+    assert responder.signature_hash_algorithm is not None
+    assert response.signature_hash_algorithm is not None
+    issuer_key.verify(responder.signature, responder.tbs_certificate_bytes, padding.PKCS1v15(),
+                      responder.signature_hash_algorithm)
+    responder_key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
+                         response.signature_hash_algorithm)
