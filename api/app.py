@@ -43,6 +43,7 @@ from api.routers import (
     public,
     relying_parties,
     residents,
+    station_tasks,
 )
 from api.rp_audit import RefusalAudit
 from api.rp_fast import PATHS as RP_FAST_PATHS
@@ -285,6 +286,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(cards.router)
     app.include_router(certificates.router)
     app.include_router(counter.router)
+    app.include_router(station_tasks.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
     console.mount(app)

@@ -36,6 +36,7 @@ from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
 from jpki.registry.dv_support import DvSupport
 from jpki.registry.residents import ResidentService
+from jpki.registry.station_tasks import StationTasks
 from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
 from jpki.relying_parties.latest_basic4 import LatestBasic4Service
@@ -68,6 +69,7 @@ class Services:
     cards: CardService
     call_centre: CallCentre
     dv_support: DvSupport
+    station_tasks: StationTasks
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -142,6 +144,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         cards=CardService(uow, clock, audit),
         call_centre=CallCentre(uow, clock, audit),
         dv_support=DvSupport(uow, clock, audit),
+        station_tasks=StationTasks(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,

@@ -414,6 +414,27 @@ dv_requests = Table(
     Column("decided_at", UtcDateTime, nullable=True),
 )
 
+# Work a counter gives an enrolment station (jpki.registry.station_tasks): the station claims
+# its oldest queued task and reports each step, which the console shows as it happens.
+station_tasks = Table(
+    "station_tasks", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("station", String(128), nullable=False),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("proofing", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", String(32), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("serials", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+# A station's next task: its queued ones, oldest first.
+Index("ix_station_tasks_queue", station_tasks.c.station, station_tasks.c.status,
+      station_tasks.c.created_at)
+
 # The operator console's people (api.console, jpki.access.console_accounts): counter clerks,
 # call-centre agents and supervisors, each signing in with a password (Argon2id) and a TOTP
 # second factor (RFC 6238). Core statements only (jpki.store.console): nothing maps onto these.
