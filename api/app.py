@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -54,6 +54,8 @@ from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.revocation.ocsp.jobs import follow_status_changes, reconcile_at_start
 from jpki.settings import Settings
+from jpki.store.engine import is_sqlite
+from jpki.store.leases import AdvisoryLease
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
@@ -174,6 +176,44 @@ def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
     return handle
 
 
+class MaintenanceLease(Protocol):
+    """Who runs the housekeeping: one process of the deployment at a time (docs/deployment.md,
+    "Jobs run once"), asked before every run so that another takes over when the holder dies."""
+
+    def held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class FileLease:
+    """SQLite: the database is a file on one host, so a file lock beside it is the whole
+    deployment's (the worker processes of one `jpki serve`)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._handle: IO[bytes] | None = None
+
+    def held(self) -> bool:
+        if self._handle is None:
+            self._handle = _maintenance_lock(self._data_dir)
+        return self._handle is not None
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def maintenance_lease(settings: Settings) -> MaintenanceLease:
+    """PostgreSQL may be shared by jpki nodes on several hosts, whose file locks would each be
+    taken (every job run once per host): there the lease is an advisory lock in the database
+    (jpki.store.leases, docs/deployment.md)."""
+    url = settings.resolved_database_url
+    if is_sqlite(url):
+        return FileLease(settings.resolved_data_dir)
+    return AdvisoryLease(url, "maintenance")
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
     settings = settings or Settings()
     owned = services is None
@@ -186,16 +226,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _observed(app, svc)
         runner = JobRunner(svc)
         refresh = RefreshReport(svc, runner)
-        # With several workers, one of them (whoever holds the lock) does the housekeeping.
-        lock = _maintenance_lock(svc.settings.resolved_data_dir)
-        if lock is not None:
+        # Of every worker on every node, the lease's holder does the housekeeping; the others
+        # ask again before each run, and one of them takes over when the holder is gone.
+        lease = maintenance_lease(svc.settings)
+        if await run_in_threadpool(lease.held):
             await run_in_threadpool(maintenance, svc, runner)
 
         async def loop() -> None:
-            while lock is not None:
+            while True:
                 await asyncio.sleep(MAINTENANCE_SECONDS)
                 try:
-                    await run_in_threadpool(maintenance, svc, runner)
+                    if await run_in_threadpool(lease.held):
+                        await run_in_threadpool(maintenance, svc, runner)
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
@@ -230,8 +272,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             with contextlib.suppress(Exception):
                 await ocsp_traffic.write(app, svc)
             metrics.process_exiting()
-            if lock is not None:
-                lock.close()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(lease.release)
             if owned:
                 svc.close()
 
