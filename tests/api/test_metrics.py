@@ -232,7 +232,10 @@ def test_relying_party_calls_and_rate_limit_refusals_by_relying_party(api: Api) 
 # --- CRLs, jobs, pools -----------------------------------------------------------------------
 
 
-def test_crl_publication_and_maintenance_jobs(api: Api) -> None:
+def test_crl_publication_and_maintenance_jobs(api: Api, subject_keys: list[bytes]) -> None:
+    # A certificate pair under 132217: the shard of both CAs needs a CRL (jpki.revocation.crls
+    # publishes only such scopes, and the ARLs).
+    api.issue(api.register(ADULT), sign=subject_keys[0], auth=subject_keys[1])
     d = Delta(api)
     maintenance(api.services)
     samples = scrape(api)
@@ -244,6 +247,7 @@ def test_crl_publication_and_maintenance_jobs(api: Api) -> None:
     assert value(samples, "jpki_crl_entries", **labels) == publication.entries
     assert value(samples, "jpki_crl_last_publication_duration_seconds", **labels) > 0
     scopes = len(api.services.crls.scopes())
+    assert scopes == 2 + 2
     assert d("jpki_crl_publication_duration_seconds_count", kind="full") == scopes
     assert value(samples, "jpki_crl_scopes", state="overdue") == 0
     # The first run publishes every full CRL; deltas follow once one is due.
