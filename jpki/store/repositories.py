@@ -124,8 +124,11 @@ class SqlMunicipalities:
     def set_kana(self, kana: dict[str, str]) -> int:
         """Fill the reading of the municipalities that have none (and nothing else)."""
         m = municipalities.c
+        missing = set(self._s.execute(select(m.code).where(m.name_kana.is_(None))).scalars())
         done = 0
         for code, reading in kana.items():
+            if code not in missing:
+                continue
             result = self._s.execute(update(municipalities).where(
                 m.code == code, m.name_kana.is_(None)).values(name_kana=reading))
             done += int(result.rowcount or 0)  # type: ignore[attr-defined]

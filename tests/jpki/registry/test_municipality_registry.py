@@ -29,6 +29,7 @@ from jpki.errors import (
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.municipalities import load_registry, load_seed
+from jpki.registry.residents import EventKind, ResidentEvent
 from jpki.revocation.crls import ARL, DELTA, FULL
 from jpki.serials import serial_hex
 from jpki.store.tables import crl_shards, municipalities
@@ -248,6 +249,21 @@ def test_a_merger_moves_residents_and_keeps_the_old_shard_while_it_has_valid_cer
               + timedelta(days=1))
     # An open shard stays live; the closed one has nothing left to answer for.
     assert KIYOSE not in live() and HIGASHIMURAYAMA in live()
+
+
+def test_nobody_moves_into_a_merged_municipality(
+        services: Services, new_resident: Callable[..., str]) -> None:
+    resident = new_resident(municipality=HIGASHIMURAYAMA)
+    services.municipalities.merge(MERGE, KIYOSE, into=HIGASHIMURAYAMA)
+    event = ResidentEvent(kind=EventKind.ADDRESS, address="東京都清瀬市中里二丁目",
+                          municipality_code=KIYOSE)
+    with pytest.raises(MunicipalityMerged) as refused:
+        services.residents.record_event(authorize(NATIONAL, Operation.RESIDENT_EVENT), resident,
+                                        event)
+    assert refused.value.context == {"code": KIYOSE, "merged_into": HIGASHIMURAYAMA}
+    with services.uow() as uow:
+        moved = uow.residents.get(resident)
+        assert moved is not None and moved.municipality_code == HIGASHIMURAYAMA
 
 
 def test_merge_refuses_itself_and_unknown_codes(services: Services) -> None:
