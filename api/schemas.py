@@ -228,7 +228,9 @@ class ProofingIn(EvidenceIn):
 class StationTaskIn(Strict):
     resident_id: ResidentId
     station: ClientId = Field(description="The station's client id")
-    kind: Literal["issue", "renew"]
+    kind: Literal["issue", "renew", "pin_auth", "pin_sign"] = Field(
+        description="Issue or renew the card's certificates, or reset its user-authentication "
+                    "PIN (pin_auth) or signing password (pin_sign)")
     proofing: EvidenceIn
 
 
