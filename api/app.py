@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +19,7 @@ from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
 from api.jobs import (
     ABANDON_STALE_INTENTS,
+    MOBILE_SWEEP,
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
     RENEW_RESPONDERS,
@@ -29,6 +28,7 @@ from api.jobs import (
     RefreshReport,
 )
 from api.limits import BodyLimit
+from api.maintenance_lock import maintenance_lock
 from api.ocsp_http import OcspEndpoint
 from api.probes import Probes
 from api.request_log import observe_request
@@ -38,6 +38,7 @@ from api.routers import (
     counter,
     crl,
     mobile,
+    notices,
     operations,
     public,
     relying_parties,
@@ -104,7 +105,8 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
-    that can no longer be used (anyone may ask for one). Each is a job of its own (api.jobs):
+    that can no longer be used (anyone may ask for one), and, when due, run the layered
+    measures over smartphones (jpki.mobile.sweep). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
 
@@ -148,6 +150,15 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(PUBLISH_CRLS, crls)
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
 
+    def mobile_sweep() -> dict[str, int]:
+        report = services.mobile_sweep.run(authorize(job, Operation.MOBILE_SWEEP))
+        return report.counts
+
+    # The layered measures (jpki.mobile.sweep) read every mobile certificate: once per
+    # JPKI_MOBILE_SWEEP_INTERVAL_SECONDS, as the database remembers it, not every tick.
+    if services.mobile_sweep.due():
+        runner.run(MOBILE_SWEEP, mobile_sweep)
+
 
 def _observed(app: FastAPI, services: Services) -> None:
     """Bind the metrics to ``services`` and give the app the probes that read the database."""
@@ -155,18 +166,6 @@ def _observed(app: FastAPI, services: Services) -> None:
     with contextlib.suppress(Exception):  # the gauges of what this process holds, from the start
         metrics.sample(services)
     app.state.probes = Probes(services)
-
-
-def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
-    """An exclusive lock on ``<data>/maintenance.lock``, or None if another process holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "maintenance.lock").open("a+b")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
@@ -182,7 +181,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         runner = JobRunner(svc)
         refresh = RefreshReport(svc, runner)
         # With several workers, one of them (whoever holds the lock) does the housekeeping.
-        lock = _maintenance_lock(svc.settings.resolved_data_dir)
+        lock = maintenance_lock(svc.settings.resolved_data_dir)
         if lock is not None:
             await run_in_threadpool(maintenance, svc, runner)
 
@@ -235,6 +234,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     problems.install(app)
     app.include_router(public.router)
     app.include_router(operations.router)
+    app.include_router(notices.router)
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(residents.searches)

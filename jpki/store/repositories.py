@@ -470,8 +470,8 @@ class SqlMobile:
         self._s.add(device)
         self._s.flush()
 
-    def device(self, device_id: str) -> MobileDevice | None:
-        return self._s.get(MobileDevice, device_id)
+    def device(self, device_id: str, *, for_update: bool = False) -> MobileDevice | None:
+        return self._s.get(MobileDevice, device_id, with_for_update=for_update or None)
 
     def active_devices(self, resident_id: str) -> Sequence[MobileDevice]:
         d = mobile_devices.c
@@ -484,6 +484,13 @@ class SqlMobile:
         stmt = select(MobileDevice).where(d.status == DeviceStatus.ACTIVE,
                                           d.last_seen_at < before)
         return list(self._s.execute(stmt).scalars())
+
+    def silent_device_ids(self, before: datetime, *, unflagged: bool = False) -> list[str]:
+        d = mobile_devices.c
+        stmt = select(d.id).where(d.status == DeviceStatus.ACTIVE, d.last_seen_at < before)
+        if unflagged:
+            stmt = stmt.where(d.flagged_at.is_(None))
+        return list(self._s.execute(stmt.order_by(d.id)).scalars())
 
     def add_challenge(self, challenge: MobileChallenge) -> None:
         self._s.add(challenge)
