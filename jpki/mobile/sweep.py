@@ -57,8 +57,8 @@ class SweepNotFound(NotFound):
     title = "No such sweep report"
 
 
-def _batches(items: Sequence[T], size: int = BATCH) -> list[Sequence[T]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _batches(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
 
 
 class MobileSweep:
