@@ -38,7 +38,7 @@ from typing import Literal, Protocol
 
 from jpki.access.authz import Grant, Operation
 from jpki.audit import AuditLog
-from jpki.errors import InvalidInput, NotFound
+from jpki.errors import InvalidInput, MunicipalityNotFound
 from jpki.model import CertKind
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWorkFactory
@@ -53,9 +53,9 @@ CSV_COLUMNS = ("resident_id", "name", "address", "address_withheld", "expires_on
 _KIND_NAMES = {CertKind.CARD_SIGN: "sign", CertKind.CARD_AUTH: "auth"}
 
 
-class MunicipalityNotFound(NotFound):
-    code = "municipality.not_found"
-    title = "No such municipality"
+class WindowInvalid(InvalidInput):
+    code = "notices.window_invalid"
+    title = "The window of expiry dates is empty or too long"
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,9 @@ def check_window(municipality: str, start: date, end: date) -> Window:
     """The window, or a precise InvalidInput naming the field."""
     validate_municipality_code(municipality)
     if end <= start:
-        raise InvalidInput("the window is empty: 'to' must be after 'from'", field="to")
+        raise WindowInvalid("the window is empty: 'to' must be after 'from'", field="to")
     if end - start > timedelta(days=MAX_WINDOW_DAYS):
-        raise InvalidInput(f"the window is at most {MAX_WINDOW_DAYS} days", field="to")
+        raise WindowInvalid(f"the window is at most {MAX_WINDOW_DAYS} days", field="to")
     return Window(municipality, start, end)
 
 

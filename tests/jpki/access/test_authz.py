@@ -41,7 +41,9 @@ MAY = {
                  Op.CERTIFICATE_REVOKE, Op.RP_REGISTER, Op.RP_READ, Op.RP_ROTATE_SECRET,
                  Op.RP_SET_STATUS, Op.METRICS_READ, Op.JOBS_READ, Op.STATISTICS_READ,
                  Op.CLIENT_READ, Op.CLIENT_SET_STATUS, Op.CONSOLE_ACCOUNT_CREATE,
-                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS},
+                 Op.CONSOLE_ACCOUNT_READ, Op.CONSOLE_ACCOUNT_SET_STATUS,
+                 # the expiry notices' list of their municipality, and the sweep's reports
+                 Op.EXPIRY_NOTICES, Op.MOBILE_SWEEP_READ},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
     # municipalities that designated it.
     K.STATION: {Op.RESIDENT_READ, Op.CERTIFICATE_ISSUE, Op.CERTIFICATE_RENEW,
@@ -64,7 +66,7 @@ MAY = {
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_READ, Op.CLIENT_READ,
                        Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
-                       Op.STATISTICS_READ},
+                       Op.STATISTICS_READ, Op.EXPIRY_NOTICES, Op.MOBILE_SWEEP_READ},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
 }
 MAY[K.POST_OFFICE] = MAY[K.STATION]
