@@ -22,7 +22,7 @@ from api.cli.common import (
 )
 from jpki.access.authz import Operation
 
-app = group("Notices to holders.")
+app = group("Notices to holders: who must be told their certificates expire.")
 
 
 @app.command("expiry")
