@@ -191,7 +191,7 @@ def test_a_run_killed_midway_leaves_each_device_handled_or_untouched(
     real = MobileSweep._silent
     seen: list[str] = []
 
-    def dies_on_the_second_hold(uow, device_id, before):  # type: ignore[no-untyped-def]
+    def dies_on_the_second_hold(uow, device_id, before):
         if before == clock.now() - timedelta(days=180):
             seen.append(device_id)
             if len(seen) == 2:
