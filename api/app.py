@@ -37,6 +37,7 @@ from api.routers import (
     certificates,
     counter,
     crl,
+    dv,
     mobile,
     notices,
     operations,
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(residents.searches)
+    app.include_router(dv.router)
     app.include_router(cards.router)
     app.include_router(certificates.router)
     app.include_router(counter.router)

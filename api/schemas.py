@@ -60,6 +60,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_max_length=4096)
 
 
+# Why measures are set (jpki.registry.dv_support.DvCategory, but "ended", which lifts them).
+DvSetCategory = Literal["dv", "stalking", "child_abuse", "other"]
+
+
 class ResidentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     # The name's reading (氏名の振り仮名), in kana: what a counter finds the record by.
@@ -68,7 +72,32 @@ class ResidentIn(Strict):
     sex: SexCode
     address: str = Field(min_length=1, max_length=400)
     municipality_code: MunicipalityCode
-    dv_support: bool = False
+    # Ask for DV support measures with the registration, naming why: a supervisor decides
+    # (jpki.registry.dv_support, the two-person rule); until then the resident is not under them.
+    dv_request: DvSetCategory | None = None
+
+
+class DvRequestIn(Strict):
+    """Set (``turn_on``, with why) or lift (``category`` "ended") a resident's measures."""
+
+    turn_on: bool
+    category: DvSetCategory | Literal["ended"]
+
+
+class DvRequestOut(BaseModel):
+    id: str
+    resident_id: str
+    turn_on: bool
+    category: str
+    status: Literal["pending", "approved", "rejected"]
+    requested_by: str
+    requested_at: dt.datetime
+    decided_by: str | None = None
+    decided_at: dt.datetime | None = None
+
+
+class DvDecisionIn(Strict):
+    approve: bool
 
 
 class ResidentSearchIn(Strict):

@@ -115,6 +115,14 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/operators/residents/{resident_id}/events"): Probe(
             f"/v1/operators/residents/{NO_RESIDENT}/events", {"kind": "death"},
             (404, "resident.not_found")),
+        ("POST", "/v1/operators/residents/{resident_id}/dv-requests"): Probe(
+            f"/v1/operators/residents/{NO_RESIDENT}/dv-requests",
+            {"turn_on": True, "category": "dv"}, (404, "resident.not_found")),
+        ("GET", "/v1/operators/dv-requests"): Probe("/v1/operators/dv-requests", None,
+                                                    (200, None)),
+        ("POST", "/v1/operators/dv-requests/{request_id}/decision"): Probe(
+            f"/v1/operators/dv-requests/{NO_RESIDENT}/decision", {"approve": False},
+            (404, "not_found")),
         ("POST", "/v1/operators/cards"): Probe(
             "/v1/operators/cards", {"resident_id": NO_RESIDENT}, (404, "resident.not_found")),
         ("POST", "/v1/operators/cards/{number}/events"): Probe(
@@ -354,9 +362,9 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and seven national ones (relying parties, the
-    # national statistics, the mobile sweep's reports).
-    assert checked == {"scope": 3, "national": 7}
+    # Three scoped calls (status, linkage, basic4) and nine national ones (relying parties, the
+    # national statistics, the decisions on DV support measures, the mobile sweep's reports).
+    assert checked == {"scope": 3, "national": 9}
     api.unchanged(before, audited=RP_AUDITED)
 
 

@@ -72,6 +72,15 @@ def router(api: Api) -> Iterator[TestClient]:
     client.close()
 
 
+def send(client: TestClient, headers: dict[str, str], body: Any) -> httpx.Response:
+    """POST /v1/status with ``body``: JSON, bytes, or a generator of chunks (no length)."""
+    if callable(body):
+        return client.post(STATUS, headers=headers, content=body())
+    if isinstance(body, bytes):
+        return client.post(STATUS, headers=headers, content=body)
+    return client.post(STATUS, headers=headers, json=body)
+
+
 def same_problem(fast: httpx.Response, slow: httpx.Response) -> None:
     assert (fast.status_code, fast.headers["content-type"]) == \
         (slow.status_code, slow.headers["content-type"])
@@ -155,18 +164,10 @@ def test_calls_the_fast_path_cannot_answer_go_the_regular_way_with_their_body(
     for name, headers, body, status, code in cases:
         seen = len(routed.paths)
         before = api.snapshot()
-
-        def send(client: Any) -> httpx.Response:
-            if callable(body):
-                return client.post(STATUS, headers=headers, content=body())  # noqa: B023
-            if isinstance(body, bytes):
-                return client.post(STATUS, headers=headers, content=body)  # noqa: B023
-            return client.post(STATUS, headers=headers, json=body)  # noqa: B023
-
-        fast = send(api.http)
+        fast = send(api.http, headers, body)
         assert routed.paths[seen:] == [STATUS], name
         refused(api, fast, status, code, before)  # the problem, and its audit record
-        same_problem(fast, send(router))
+        same_problem(fast, send(router, headers, body))
 
 
 def test_refusals_after_admission_are_the_routes_own(
