@@ -135,7 +135,7 @@ class MobileSweep:
 
     def _revoke(self, actor: Principal, sweep_id: str, now: datetime) -> list[str]:
         with self._uow() as uow:
-            candidates = [c.serial for c in uow.certificates.mobile_valid(now)]
+            candidates = uow.certificates.mobile_orphans(now)
 
         def step(uow: UnitOfWork, serial: str) -> bool:
             cert = uow.certificates.get_by_serial(serial, for_update=True)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from api.composition import mobile_sweep
 from jpki.access.authz import Operation, authorize
@@ -141,6 +141,32 @@ def test_a_silent_device_is_flagged_then_held_and_released_by_the_holder(
     one = sweeper.report(READ, held.id)
     assert (one.outcome, one.held, one.flagged, one.revoked) == ("ok", [device], [], [])
     assert (one.flag_after_days, one.hold_after_days, one.actor) == (90, 180, JOB.actor)
+
+
+def test_the_sweep_revokes_what_the_cascade_missed(services, sweeper, pool):
+    """A card certificate revoked, or a record ended, behind the cascade's back (an import, an
+    old record): the linked mobile certificates go too, with the card's reason, once."""
+    card_gone, record_gone, fine = (with_phone(services, pool, n) for n in NAMES)
+    with services.uow.engine.begin() as conn:
+        conn.execute(text("UPDATE certificates SET revoked_at = created_at, "
+                          "revocation_reason = 1 WHERE serial = :s"),
+                     {"s": card_gone.serial(CertKind.CARD_SIGN)})
+        conn.execute(text("UPDATE residents SET status = 'deceased' WHERE id = :r"),
+                     {"r": record_gone.resident_id})
+    report = sweeper.run(SWEEP)
+    expected = sorted([card_gone.mobile_serials[CertKind.MOBILE_SIGN],
+                       *record_gone.mobile_serials.values()])
+    assert report.revoked == sorted(report.revoked) and sorted(report.revoked) == expected
+    assert status(services, card_gone.mobile_serials[CertKind.MOBILE_SIGN]) == (
+        "revoked", "keyCompromise")
+    assert status(services, card_gone.mobile_serials[CertKind.MOBILE_AUTH]) == ("good", None)
+    for serial in record_gone.mobile_serials.values():
+        assert status(services, serial) == ("revoked", "cessationOfOperation")
+    for serial in fine.mobile_serials.values():
+        assert status(services, serial) == ("good", None)
+    before = snapshot(services)
+    assert sweeper.run(SWEEP).revoked == []
+    assert snapshot(services) == before
 
 
 def test_a_check_in_keeps_a_device_from_being_flagged_or_held(services, sweeper, pool, clock):
