@@ -155,9 +155,14 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
         report = services.mobile_sweep.run(authorize(job, Operation.MOBILE_SWEEP))
         return report.counts
 
-    # The layered measures (jpki.mobile.sweep) read every mobile certificate: once per
+    # The layered measures (jpki.mobile.sweep) pass over every device: once per
     # JPKI_MOBILE_SWEEP_INTERVAL_SECONDS, as the database remembers it, not every tick.
-    if services.mobile_sweep.due():
+    try:
+        due = services.mobile_sweep.due()
+    except Exception as exc:  # like a failed job: reported, never stopping the server
+        log.error("could not tell whether the mobile sweep is due: %s", type(exc).__name__)
+        return
+    if due:
         runner.run(MOBILE_SWEEP, mobile_sweep)
 
 

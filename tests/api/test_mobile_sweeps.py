@@ -101,3 +101,15 @@ def test_one_process_at_a_time_holds_the_maintenance_lock(tmp_path: Any) -> None
     again = maintenance_lock(tmp_path)
     assert again is not None
     again.close()
+
+
+def test_a_sweep_that_cannot_tell_whether_it_is_due_stops_nothing(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> bool:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(api.services.mobile_sweep, "due", broken)
+    maintenance(api.services)  # does not raise: the server keeps serving
+    r = api.http.get("/v1/operators/jobs", headers=api.op)
+    ran = {j["job"] for j in r.json()["jobs"]}
+    assert "publish_crls" in ran and "mobile_sweep" not in ran
