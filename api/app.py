@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import console, metrics, openapi, problems
+from api import console, metrics, ocsp_traffic, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
@@ -23,12 +23,13 @@ from api.jobs import (
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
     RENEW_RESPONDERS,
+    ROLL_UP_RP_USAGE,
     SWEEP_UNDELIVERED,
     JobRunner,
     RefreshReport,
 )
 from api.limits import BodyLimit
-from api.maintenance_lock import maintenance_lock
+from api.maintenance_lease import maintenance_lease
 from api.ocsp_http import OcspEndpoint
 from api.probes import Probes
 from api.request_log import observe_request
@@ -44,6 +45,7 @@ from api.routers import (
     public,
     relying_parties,
     residents,
+    station_tasks,
 )
 from api.rp_audit import RefusalAudit
 from api.rp_fast import PATHS as RP_FAST_PATHS
@@ -106,8 +108,9 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
-    that can no longer be used (anyone may ask for one), and, when due, run the layered
-    measures over smartphones (jpki.mobile.sweep). Each is a job of its own (api.jobs):
+    that can no longer be used (anyone may ask for one), sum the relying parties' calls for the
+    dashboard (jpki.store.rp_usage) and, when due, run the layered measures over smartphones
+    (jpki.mobile.sweep). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
 
@@ -150,6 +153,7 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
+    runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
 
     def mobile_sweep() -> dict[str, int]:
         report = services.mobile_sweep.run(authorize(job, Operation.MOBILE_SWEEP))
@@ -186,16 +190,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _observed(app, svc)
         runner = JobRunner(svc)
         refresh = RefreshReport(svc, runner)
-        # With several workers, one of them (whoever holds the lock) does the housekeeping.
-        lock = maintenance_lock(svc.settings.resolved_data_dir)
-        if lock is not None:
+        # Of every worker on every node, the lease's holder does the housekeeping; the others
+        # ask again before each run, and one of them takes over when the holder is gone.
+        lease = maintenance_lease(svc.settings)
+        if await run_in_threadpool(lease.held):
             await run_in_threadpool(maintenance, svc, runner)
 
         async def loop() -> None:
-            while lock is not None:
+            while True:
                 await asyncio.sleep(MAINTENANCE_SECONDS)
                 try:
-                    await run_in_threadpool(maintenance, svc, runner)
+                    if await run_in_threadpool(lease.held):
+                        await run_in_threadpool(maintenance, svc, runner)
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
@@ -211,9 +217,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     metrics.flush_ocsp(app)
                 await asyncio.sleep(SAMPLE_SECONDS)
 
+        async def traffic() -> None:
+            while True:
+                await asyncio.sleep(ocsp_traffic.WRITE_SECONDS)
+                await ocsp_traffic.write(app, svc)
+
         tasks = [asyncio.create_task(loop()),
                  asyncio.create_task(follow_status_changes(refresh.run, run_in_threadpool)),
-                 asyncio.create_task(sample())]
+                 asyncio.create_task(sample()), asyncio.create_task(traffic())]
         try:
             yield
         finally:
@@ -222,9 +233,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             with contextlib.suppress(Exception):
                 metrics.flush_ocsp(app)
                 await run_in_threadpool(refresh.report)
+            with contextlib.suppress(Exception):
+                await ocsp_traffic.write(app, svc)
             metrics.process_exiting()
-            if lock is not None:
-                lock.close()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(lease.release)
             if owned:
                 svc.close()
 
@@ -234,7 +247,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
         _observed(app, services)
-    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
+    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp),
+                                            now=lambda: app.state.services.clock.now())
     app.state.anonymous_buckets = anonymous_buckets(settings)
     app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
@@ -248,6 +262,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(cards.router)
     app.include_router(certificates.router)
     app.include_router(counter.router)
+    app.include_router(station_tasks.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
     console.mount(app)

@@ -39,6 +39,7 @@ PUBLISH_CRLS = "publish_crls"
 PURGE_CHALLENGES = "purge_challenges"
 MOBILE_SWEEP = "mobile_sweep"
 OCSP_REFRESH = "ocsp_refresh"
+ROLL_UP_RP_USAGE = "roll_up_rp_usage"
 
 
 def _observe(job: str, outcome: str, seconds: float, counts: Mapping[str, int]) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
 from api.request_fields import (
@@ -202,13 +202,14 @@ class DocumentIn(Strict):
     issued_on: IsoDate | None = None
 
 
-class ProofingIn(Strict):
+class EvidenceIn(Strict):
+    """The identity documents checked at the counter (reference §5: patterns A–E)."""
+
     # Proxy documents belong to a proxy pick-up (jpki.registry.proofing.evaluate).
     model_config = ConfigDict(json_schema_extra={
         "if": {"properties": {"presence": {"const": "in_person"}}, "required": ["presence"]},
         "then": {"properties": {"proxy_documents": {"maxItems": 0}}}})
 
-    resident_id: ResidentId
     presence: Annotated[Presence, AS_TEXT]
     applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
     measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list, max_length=8)
@@ -218,6 +219,41 @@ class ProofingIn(Strict):
     delegation_letter: bool = False
     hardship_proof: bool = False
     applicant_in_facility: bool = False
+
+
+class ProofingIn(EvidenceIn):
+    resident_id: ResidentId
+
+
+class StationTaskIn(Strict):
+    resident_id: ResidentId
+    station: ClientId = Field(description="The station's client id")
+    kind: Literal["issue", "renew"]
+    proofing: EvidenceIn
+
+
+class StationReportIn(Strict):
+    step: Literal["claimed", "pin_format", "proofing", "issuer_auth", "keygen", "issue",
+                  "write", "pins", "verify", "delivery"]
+    outcome: Literal["running", "done", "failed"] = "running"
+    error_code: str | None = Field(default=None, max_length=64)
+    serials: dict[Literal["card_sign", "card_auth"],
+                  Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,40}$")]] | None = None
+
+
+class StationTaskOut(BaseModel):
+    id: str
+    station: str
+    resident_id: str
+    kind: str
+    status: Literal["queued", "claimed", "done", "failed", "cancelled"]
+    step: str | None
+    error_code: str | None
+    serials: dict[str, str] | None
+    proofing: dict[str, Any]
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 class ProofingOut(BaseModel):

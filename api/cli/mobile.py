@@ -38,18 +38,21 @@ def mobile_sweep(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False)
     """重層的な措置: revoke mobile certificates whose card certificate is no longer valid or
     whose resident record has ended; flag devices silent past JPKI_MOBILE_FLAG_SILENT_DAYS and
     put on hold the certificates of those silent past JPKI_MOBILE_HOLD_SILENT_DAYS. `jpki
-    serve` runs it by itself; this runs it now, unless a server holds the maintenance lock."""
-    from api.maintenance_lock import maintenance_lock
+    serve` runs it by itself; this runs it now, unless a server holds the maintenance lease."""
+    from api.maintenance_lease import maintenance_lease
+    from jpki.settings import Settings
 
-    lock = maintenance_lock(data_dir.expanduser().resolve())
-    if lock is None:
-        fail("jobs.locked", "another process (a running `jpki serve`) holds the maintenance "
-             "lock and runs the sweep itself", as_json)
+    # The lease `jpki serve` runs its jobs under (a file lock on SQLite, an advisory lock on
+    # PostgreSQL): never two sweeps at once.
+    lease = maintenance_lease(Settings(data_dir=data_dir))
     try:
+        if not lease.held():
+            fail("jobs.locked", "another process (a running `jpki serve`) holds the maintenance "
+                 "lease and runs the sweep itself", as_json)
         with open_services(data_dir, as_json) as services:
             report = services.mobile_sweep.run(grant(Operation.MOBILE_SWEEP))
     finally:
-        lock.close()
+        lease.release()
     if as_json:
         print_json(report)
         return

@@ -58,10 +58,16 @@ class VerificationFailed(JpkiError):
 
 @dataclass
 class StepTimer:
+    """Times each step, and tells ``on_step`` (the station's task report,
+    devices.station.tasks) as each begins."""
+
+    on_step: Callable[[str], None] | None = None
     steps: list[tuple[str, float]] = field(default_factory=list)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        if self.on_step is not None:
+            self.on_step(name)
         start = time.perf_counter()
         try:
             yield
@@ -101,13 +107,8 @@ class EnrolmentStation:
     def enroll(self, resident_id: str, *, proofing: dict[str, Any], auth_pin: str,
                sign_pin: str | None = None, card: dict[str, Any] | None = None,
                on_step: Callable[[str], None] | None = None) -> EnrolmentResult:
-        timer = StepTimer()
-
-        def step(name: str) -> Any:
-            if on_step is not None:
-                on_step(name)
-            return timer.step(name)
-
+        timer = StepTimer(on_step)
+        step = timer.step
         with step("check PIN formats"):
             encode_pin(Pin.AUTH, auth_pin)  # raises InvalidPinFormat naming the rule
             resident = self.ca.resident(resident_id)
@@ -199,10 +200,11 @@ class EnrolmentStation:
     # --- renew, PIN reset, status -------------------------------------------------------
 
     def renew(self, resident_id: str, *, proofing: dict[str, Any],
-              kinds: tuple[str, ...] = (CARD_AUTH, CARD_SIGN)) -> EnrolmentResult:
+              kinds: tuple[str, ...] = (CARD_AUTH, CARD_SIGN),
+              on_step: Callable[[str], None] | None = None) -> EnrolmentResult:
         """New key pairs on the card and certificates from the CA's renewal (from 3 months
         before expiry); the PINs are the resident's and stay as they are."""
-        timer = StepTimer()
+        timer = StepTimer(on_step)
         with timer.step("record identity proofing"):
             proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
         with timer.step("authenticate as issuer"):

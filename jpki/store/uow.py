@@ -29,6 +29,7 @@ from jpki.store.repositories import (
     SqlResidents,
 )
 from jpki.store.rp_repositories import SqlConsents, SqlRelyingParties
+from jpki.store.station_tasks import SqlStationTasks
 from jpki.store.tables import map_entities
 
 
@@ -58,6 +59,7 @@ class SqlUnitOfWork:
         self.jobs = SqlJobRuns(s)
         self.console = SqlConsole(s)
         self.dv_requests = SqlDvRequests(s)
+        self.station_tasks = SqlStationTasks(s)
         self.mobile_sweeps = SqlMobileSweeps(s)
         return self
 

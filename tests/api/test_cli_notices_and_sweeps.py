@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.maintenance_lock import maintenance_lock
+from api.maintenance_lease import FileLease
 from jpki.validity import jst_date
 from tests.api.test_cli import (  # noqa: F401 - fixtures
     NAME,
@@ -45,13 +45,13 @@ def test_the_sweep_by_hand_reports_and_steps_aside_for_a_server(
     missing = jpki("mobile", "sweeps", "--id", "0" * 32, "--json", data_dir=d)
     assert (missing.rc, missing.error()["code"]) == (1, "mobile.sweep_not_found")
 
-    # A server holds the maintenance lock and runs the sweep itself: the CLI does not.
-    lock = maintenance_lock(d)
-    assert lock is not None
+    # A server holds the maintenance lease and runs the sweep itself: the CLI does not.
+    lease = FileLease(d)
+    assert lease.held()
     try:
         refused = jpki("mobile", "sweep", "--json", data_dir=d)
     finally:
-        lock.close()
+        lease.release()
     assert (refused.rc, refused.error()["code"]) == (1, "jobs.locked")
     assert len(jpki_ok("mobile", "sweeps", data_dir=d)["sweeps"]) == 1  # nothing ran
 

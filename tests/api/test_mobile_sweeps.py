@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.app import maintenance
-from api.maintenance_lock import maintenance_lock
 from jpki.model import ClientRole
 from tests.api.harness import Api
 from tests.holder_kit import new_holder
@@ -91,16 +90,6 @@ def test_only_national_operators_read_the_reports(api: Api) -> None:
 def test_bad_requests_get_a_precise_problem(api: Api, path: str, status: int,
                                             code: str) -> None:
     api.problem(api.http.get(path, headers=api.op), status, code)
-
-
-def test_one_process_at_a_time_holds_the_maintenance_lock(tmp_path: Any) -> None:
-    first = maintenance_lock(tmp_path)
-    assert first is not None
-    assert maintenance_lock(tmp_path) is None  # flock: a second open file is refused
-    first.close()
-    again = maintenance_lock(tmp_path)
-    assert again is not None
-    again.close()
 
 
 def test_a_sweep_that_cannot_tell_whether_it_is_due_stops_nothing(

@@ -1,11 +1,11 @@
 """The layered measures' reports (jpki.mobile.sweep): each run of the smartphone sweep and what
 it did, item by item; and the index its passes over silent devices read.
 
-Numbered 0017 by agreement (other branches add 0015 and 0016); down_revision is chained to the
-head this branch started from, and is rechained at merge.
+Numbered three above the head this branch started from (0014), then, once main had taken 0016
+and 0018, the next free number, chained to main's head (0018); the lead rechains at merge.
 
-Revision ID: 0017
-Revises: 0014
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-02
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0017'
-down_revision = '0014'
+revision = '0019'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
