@@ -94,7 +94,7 @@ class MobileSweep:
             hold_after_days=self.hold_after.days if self.hold_after is not None else 0,
             actor=actor.actor)
         with self._uow() as uow:
-            # Only one process runs the sweep (the maintenance lease, api.maintenance_lease): a run still marked
+            # Only one process runs the sweep (the maintenance lease): a run still marked
             # running was killed; what it did is committed and listed, the rest is this run's.
             uow.mobile_sweeps.interrupt_running()
             uow.mobile_sweeps.start(report)
