@@ -22,7 +22,8 @@ or the card; a call-centre operator puts both certificates on hold when a phone 
 holder lifts the suspension from the found phone — the auth certificate is released
 (removeFromCRL in the next delta) and the signing certificate is revoked and re-issued to the
 same device; revocation of the card certificate cascades (jpki.lifecycle.revocation); and a periodic
-sweep revokes what a holder failed to (重層的な措置).
+sweep revokes what a holder failed to and deals with silent devices (重層的な措置,
+jpki.mobile.sweep).
 """
 
 from __future__ import annotations
@@ -181,13 +182,11 @@ class _Application:
 class MobileService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  issuance: DeviceIssuance,
-                 stale_device_after: timedelta = timedelta(days=90),
                  max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
         self._issuance = issuance
-        self.stale_device_after = stale_device_after
         self.max_outstanding = max_outstanding
         self.max_per_source = max_per_source
 
@@ -439,6 +438,10 @@ class MobileService:
                 raise SignerRefused("the linked card signing certificate is no longer valid")
             actor = authorize(Principal.holder(device.resident_id),
                               Operation.MOBILE_LIFT_SUSPENSION).principal
+            # Signed with the phone's own key: the phone has been seen, so the sweep
+            # (jpki.mobile.sweep) must not hold it again for its silence before.
+            device.last_seen_at = now
+            device.flagged_at = None
             release_hold(auth, now)
             # The release instant, which the next delta CRL's removeFromCRL entry carries
             # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
@@ -497,39 +500,3 @@ class MobileService:
                                now, now, cause="lost phone (call centre)")
             uow.commit()
         return result
-
-    # --- 重層的な措置 -------------------------------------------------------------------------
-
-    def sweep(self, grant: Grant[Literal[Operation.MOBILE_SWEEP]]) -> dict[str, list[str]]:
-        """Revoke mobile certificates whose card certificate is no longer valid or whose
-        resident record has ended; flag devices not seen for ``stale_device_after``."""
-        actor = grant.require(Operation.MOBILE_SWEEP)
-        now = self._clock.now()
-        revoked: list[str] = []
-        with self._uow() as uow:
-            for cert in uow.certificates.mobile_valid(now):
-                card = uow.certificates.get(cert.linked_id or 0)
-                resident = uow.residents.get(cert.resident_id)
-                reason = None
-                if resident is None or resident.status is not ResidentStatus.ACTIVE:
-                    reason = RevocationReason.CESSATION_OF_OPERATION
-                elif card is None or not card.is_valid(now):
-                    reason = (card.revocation_reason if card is not None and
-                              card.revocation_reason is not None
-                              else RevocationReason.CESSATION_OF_OPERATION)
-                if reason is not None:
-                    result = revoke_in(uow, self._audit, actor, cert, reason, now, now,
-                                       cause="sweep: card certificate or record ended")
-                    if result.changed:
-                        revoked.append(cert.serial)
-            flagged = []
-            for device in uow.mobile.devices_not_seen_since(now - self.stale_device_after):
-                if device.flagged_at is None:
-                    device.flagged_at = now
-                    flagged.append(device.id)
-            if revoked or flagged:
-                self._audit.record(uow, actor=actor.actor, action="mobile.sweep",
-                                   subject="mobile", payload={"revoked": revoked,
-                                                              "flagged": flagged})
-            uow.commit()
-        return {"revoked": revoked, "flagged": flagged}
