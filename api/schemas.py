@@ -238,7 +238,9 @@ class StationReportIn(Strict):
     step: Literal["claimed", "pin_format", "proofing", "issuer_auth", "keygen", "issue",
                   "write", "pins", "verify", "delivery"]
     outcome: Literal["running", "done", "failed"] = "running"
-    error_code: str | None = Field(default=None, max_length=64)
+    # A problem's code as the CA's problem documents spell them (jpki.errors: card.removed).
+    error_code: str | None = Field(default=None, max_length=64,
+                                   pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
     serials: dict[Literal["card_sign", "card_auth"],
                   Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,40}$")]] | None = None
 
