@@ -74,7 +74,7 @@ def test_queue_claim_report_and_their_refusals(api: Api) -> None:
         ({"step": "delivery", "outcome": "done"}, headers, 400, "request.invalid"),
         ({"step": "keygen", "serials": {"card_auth": "1a"}}, headers, 400, "request.invalid"),
         ({"step": "write", "outcome": "failed"}, headers, 400, "request.invalid"),
-        ({"step": "write", "outcome": "failed", "error_code": "Card Removed!"}, headers, 400,
+        ({"step": "write", "outcome": "failed", "error_code": "Card Removed!"}, headers, 422,
          "request.invalid"),
         ({"step": "delivery", "outcome": "done", "serials": {"card_auth": "XYZ"}}, headers, 422,
          "request.invalid"),
