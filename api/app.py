@@ -9,13 +9,13 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import console, metrics, openapi, problems
+from api import console, metrics, ocsp_traffic, openapi, problems
 from api.anonymous import AnonymousLimit, anonymous_buckets
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
@@ -24,6 +24,7 @@ from api.jobs import (
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
     RENEW_RESPONDERS,
+    ROLL_UP_RP_USAGE,
     SWEEP_UNDELIVERED,
     JobRunner,
     RefreshReport,
@@ -37,18 +38,24 @@ from api.routers import (
     certificates,
     counter,
     crl,
+    dv,
     mobile,
     operations,
     public,
     relying_parties,
     residents,
+    station_tasks,
 )
 from api.rp_audit import RefusalAudit
+from api.rp_fast import PATHS as RP_FAST_PATHS
+from api.rp_fast import RpFastPath
 from jpki import __version__
 from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.revocation.ocsp.jobs import follow_status_changes, reconcile_at_start
 from jpki.settings import Settings
+from jpki.store.engine import is_sqlite
+from jpki.store.leases import AdvisoryLease
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
@@ -60,10 +67,13 @@ SAMPLE_SECONDS = 1.0
 class JpkiApp(FastAPI):
     """FastAPI with the OCSP responder dispatched before routing (see api.ocsp_http), and every
     other request under a request id, logged and measured (api.request_log) — those whose
-    credentials' failure budget is spent refused before routing too (api.auth_guard)."""
+    credentials' failure budget is spent refused before routing too (api.auth_guard), and the
+    relying parties' status and basic 4 calls answered before routing when they can be
+    (api.rp_fast)."""
 
     ocsp_endpoint: ASGIApp
     auth_guard: AuthGuard
+    rp_fast: RpFastPath
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -76,8 +86,16 @@ class JpkiApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self.auth_guard(scope, send):
-            await super().__call__(scope, receive, send)
+        if await self.auth_guard(scope, send):
+            return
+        if scope["path"] in RP_FAST_PATHS and scope["method"] == "POST":
+            await self.rp_fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application as FastAPI routes it: middleware, routing, dependencies."""
+        await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document with what it cannot see: credentials, problem responses, /ocsp
@@ -91,7 +109,8 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     """Housekeeping that must happen even if nobody asks: abandon stale issuance intents
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
-    that can no longer be used (anyone may ask for one). Each is a job of its own (api.jobs):
+    that can no longer be used (anyone may ask for one), sum the relying parties' calls for the
+    dashboard (jpki.store.rp_usage). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
 
@@ -134,6 +153,7 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
+    runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
 
 
 def _observed(app: FastAPI, services: Services) -> None:
@@ -156,6 +176,44 @@ def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
     return handle
 
 
+class MaintenanceLease(Protocol):
+    """Who runs the housekeeping: one process of the deployment at a time (docs/deployment.md,
+    "Jobs run once"), asked before every run so that another takes over when the holder dies."""
+
+    def held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class FileLease:
+    """SQLite: the database is a file on one host, so a file lock beside it is the whole
+    deployment's (the worker processes of one `jpki serve`)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._handle: IO[bytes] | None = None
+
+    def held(self) -> bool:
+        if self._handle is None:
+            self._handle = _maintenance_lock(self._data_dir)
+        return self._handle is not None
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def maintenance_lease(settings: Settings) -> MaintenanceLease:
+    """PostgreSQL may be shared by jpki nodes on several hosts, whose file locks would each be
+    taken (every job run once per host): there the lease is an advisory lock in the database
+    (jpki.store.leases, docs/deployment.md)."""
+    url = settings.resolved_database_url
+    if is_sqlite(url):
+        return FileLease(settings.resolved_data_dir)
+    return AdvisoryLease(url, "maintenance")
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
     settings = settings or Settings()
     owned = services is None
@@ -168,16 +226,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _observed(app, svc)
         runner = JobRunner(svc)
         refresh = RefreshReport(svc, runner)
-        # With several workers, one of them (whoever holds the lock) does the housekeeping.
-        lock = _maintenance_lock(svc.settings.resolved_data_dir)
-        if lock is not None:
+        # Of every worker on every node, the lease's holder does the housekeeping; the others
+        # ask again before each run, and one of them takes over when the holder is gone.
+        lease = maintenance_lease(svc.settings)
+        if await run_in_threadpool(lease.held):
             await run_in_threadpool(maintenance, svc, runner)
 
         async def loop() -> None:
-            while lock is not None:
+            while True:
                 await asyncio.sleep(MAINTENANCE_SECONDS)
                 try:
-                    await run_in_threadpool(maintenance, svc, runner)
+                    if await run_in_threadpool(lease.held):
+                        await run_in_threadpool(maintenance, svc, runner)
                 except Exception as exc:  # keep serving; report the type only
                     log.error("maintenance failed: %s", type(exc).__name__)
 
@@ -193,9 +253,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     metrics.flush_ocsp(app)
                 await asyncio.sleep(SAMPLE_SECONDS)
 
+        async def traffic() -> None:
+            while True:
+                await asyncio.sleep(ocsp_traffic.WRITE_SECONDS)
+                await ocsp_traffic.write(app, svc)
+
         tasks = [asyncio.create_task(loop()),
                  asyncio.create_task(follow_status_changes(refresh.run, run_in_threadpool)),
-                 asyncio.create_task(sample())]
+                 asyncio.create_task(sample()), asyncio.create_task(traffic())]
         try:
             yield
         finally:
@@ -204,9 +269,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             with contextlib.suppress(Exception):
                 metrics.flush_ocsp(app)
                 await run_in_threadpool(refresh.report)
+            with contextlib.suppress(Exception):
+                await ocsp_traffic.write(app, svc)
             metrics.process_exiting()
-            if lock is not None:
-                lock.close()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(lease.release)
             if owned:
                 svc.close()
 
@@ -216,7 +283,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
         _observed(app, services)
-    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp))
+    app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp),
+                                            now=lambda: app.state.services.clock.now())
     app.state.anonymous_buckets = anonymous_buckets(settings)
     app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
@@ -225,12 +293,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(residents.searches)
+    app.include_router(dv.router)
     app.include_router(cards.router)
     app.include_router(certificates.router)
     app.include_router(counter.router)
+    app.include_router(station_tasks.router)
     app.include_router(mobile.router)
     app.include_router(relying_parties.router)
     console.mount(app)
+    app.rp_fast = RpFastPath(app.routed, lambda: app.state.services, settings.max_body_bytes,
+                             app.routes)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)

@@ -36,6 +36,7 @@ from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
 from jpki.registry.dv_support import DvSupport
 from jpki.registry.residents import ResidentService
+from jpki.registry.station_tasks import StationTasks
 from jpki.registry.statistics import Statistics
 from jpki.relying_parties.consents import ConsentService
 from jpki.relying_parties.latest_basic4 import LatestBasic4Service
@@ -49,6 +50,8 @@ from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.ocsp import SqlOcspStore
+from jpki.store.ocsp_traffic import SqlOcspTraffic
+from jpki.store.rp_usage import SqlRpUsageRollup
 from jpki.store.statistics import SqlStatisticsFactory
 from jpki.store.status_feed import SqlStatusChangeFeed
 from jpki.urls import ServiceUrls
@@ -68,6 +71,7 @@ class Services:
     cards: CardService
     call_centre: CallCentre
     dv_support: DvSupport
+    station_tasks: StationTasks
     issuance: IssuanceService
     revocation: RevocationService
     clients: ClientService
@@ -93,6 +97,10 @@ class Services:
     # and the connection of its own its batches run on.
     audit_group: GroupAudit
     audit_writer: SqlAuditWriter
+    # The dashboard's feeds: each process's OCSP traffic, added by minute (api.ocsp_traffic),
+    # and the relying parties' calls summed from the audit log (a maintenance job, api.app).
+    ocsp_traffic: SqlOcspTraffic
+    rp_usage: SqlRpUsageRollup
 
     def close(self) -> None:
         self.audit_group.close()
@@ -142,6 +150,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         cards=CardService(uow, clock, audit),
         call_centre=CallCentre(uow, clock, audit),
         dv_support=DvSupport(uow, clock, audit),
+        station_tasks=StationTasks(uow, clock, audit),
         issuance=issuance,
         revocation=RevocationService(uow, clock, audit),
         clients=clients,
@@ -172,6 +181,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
                                 PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
         audit_writer=audit_writer,
+        ocsp_traffic=SqlOcspTraffic(engine),
+        rp_usage=SqlRpUsageRollup(engine, clock.now),
     )
 
 

@@ -38,6 +38,7 @@ RENEW_RESPONDERS = "renew_responders"
 PUBLISH_CRLS = "publish_crls"
 PURGE_CHALLENGES = "purge_challenges"
 OCSP_REFRESH = "ocsp_refresh"
+ROLL_UP_RP_USAGE = "roll_up_rp_usage"
 
 
 def _observe(job: str, outcome: str, seconds: float, counts: Mapping[str, int]) -> None:

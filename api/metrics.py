@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jpki.model import AuditRecord, CrlPublication
+from jpki.telemetry import OCSP_BUCKETS
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -55,9 +57,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # OCSP answers from memory in tens of microseconds, from the database or the HSM in
-# milliseconds: the buckets separate the two.
-_OCSP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                 1.0)
+# milliseconds: the buckets separate the two (shared with the dashboard's traffic table).
+_OCSP_BUCKETS = OCSP_BUCKETS
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                  300.0)
@@ -293,12 +294,18 @@ class MeteredOcsp:
 
     FLUSH_SECONDS = 1.0
 
-    def __init__(self, endpoint: ASGIApp) -> None:
+    def __init__(self, endpoint: ASGIApp,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._endpoint = endpoint
         # outcome → [count per bucket (the last: +Inf)], and outcome → sum of durations.
         self._counts: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
         self._flushed = perf_counter()
+        # What the flushes added since the database last took it (api.ocsp_traffic), by the
+        # minute of the flush (a request counts in the minute it was flushed in, at most a
+        # second later than it was answered).
+        self._now = now
+        self._traffic: dict[tuple[datetime, str], tuple[list[int], float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
@@ -332,8 +339,30 @@ class MeteredOcsp:
         self._flushed = perf_counter()
         counts, sums = self._counts, self._sums
         self._counts, self._sums = {}, {}
+        if counts:
+            minute = self._now().replace(second=0, microsecond=0)
+            self.give_back({(minute, outcome): (buckets, sums[outcome])
+                            for outcome, buckets in counts.items()})
         for outcome, buckets in counts.items():
             _add_to_histogram(OCSP_REQUESTS.labels(outcome), buckets, sums[outcome])
+
+    def take_traffic(self) -> dict[tuple[datetime, str], tuple[list[int], float]]:
+        """What was flushed since the last call, by (minute, outcome): bucket counts and the
+        sum of durations. Call in the event loop, like :meth:`flush`."""
+        traffic, self._traffic = self._traffic, {}
+        return traffic
+
+    def give_back(self, traffic: Mapping[tuple[datetime, str], tuple[list[int], float]]
+                  ) -> None:
+        """Add ``traffic`` to what :meth:`take_traffic` gives next (the flushes' own, or a
+        tally the database could not take)."""
+        for key, (buckets, seconds) in traffic.items():
+            kept = self._traffic.get(key)
+            if kept is None:
+                self._traffic[key] = (list(buckets), seconds)
+            else:
+                self._traffic[key] = ([a + b for a, b in zip(kept[0], buckets, strict=True)],
+                                      kept[1] + seconds)
 
 
 def _add_to_histogram(child: Histogram, buckets: list[int], total: float) -> None:

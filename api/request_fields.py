@@ -61,6 +61,8 @@ class Documented:
 # (devices).
 ResidentId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 ProofingId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+DvRequestId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]  # dv_support
+StationTaskId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]  # station_tasks
 # jpki.registry.cards: 8 to 32 of A-Z and 0-9, taken in either case.
 CardNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{8,32}$")]
 # The ids the relying-party services make, and the purpose codes relying parties declare.

@@ -18,18 +18,22 @@ Everything else — serials not kept (read from the store), a consent submitted 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import weakref
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
 from api.composition import Services
 from api.deps import run_claimed
+from api.schemas import Basic4ItemsOut, Basic4Out
 from jpki.access.authz import Operation
 from jpki.relying_parties.latest_basic4 import Basic4Answer
 from jpki.relying_parties.service import RpContext
-from jpki.relying_parties.status_lookup import StatusAnswer
+from jpki.relying_parties.status_lookup import SerialStatus, StatusAnswer
 
 T = TypeVar("T")
 
@@ -112,3 +116,41 @@ async def basic4(services: Services, ctx: RpContext[Literal[Operation.RP_BASIC4]
     answer = await committed.future
     assert answer is not None  # settled without an error: the disclosure
     return answer
+
+
+# --- the answers, as the routes and the fast path (api.rp_fast) send them ---------------------
+
+
+def _instant(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    text = at.isoformat()
+    if text.endswith("+00:00"):  # what the store hands back
+        return text[:-6] + "Z"
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=100_000)
+def _encoded(r: SerialStatus) -> bytes:
+    """One result in the shape of StatusOut's ``results`` items. A result changes only when its
+    certificate's status does, and the status lookup hands out the same object for the same
+    result (jpki.relying_parties.status_lookup._Kept), so a batch is mostly memo hits."""
+    return json.dumps({"serial": r.serial, "status": r.status, "reason": r.reason,
+                       "revoked_at": _instant(r.revoked_at), "form": r.form, "usage": r.usage,
+                       "not_after": _instant(r.not_after), "expired": r.expired},
+                      separators=(",", ":")).encode("ascii")
+
+
+def status_json(answer: StatusAnswer) -> bytes:
+    """The answer in the shape of StatusOut (the documented response model), serialised here:
+    validating up to 1,000 results again through the model would double the cost of a call."""
+    produced_at = json.dumps(_instant(answer.produced_at)).encode("ascii")
+    return b"".join((b'{"produced_at":', produced_at, b',"results":[',
+                     b",".join([_encoded(r) for r in answer.results]), b"]}"))
+
+
+def basic4_out(answer: Basic4Answer) -> Basic4Out:
+    return Basic4Out(consent_id=answer.consent_id,
+                     current_signing_serial=answer.current_signing_serial,
+                     consent_expires_at=answer.expires_at.astimezone(UTC),
+                     items=Basic4ItemsOut.model_validate(answer.items))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
 from api.request_fields import (
@@ -60,6 +60,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_max_length=4096)
 
 
+# Why measures are set (jpki.registry.dv_support.DvCategory, but "ended", which lifts them).
+DvSetCategory = Literal["dv", "stalking", "child_abuse", "other"]
+
+
 class ResidentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     # The name's reading (氏名の振り仮名), in kana: what a counter finds the record by.
@@ -68,7 +72,32 @@ class ResidentIn(Strict):
     sex: SexCode
     address: str = Field(min_length=1, max_length=400)
     municipality_code: MunicipalityCode
-    dv_support: bool = False
+    # Ask for DV support measures with the registration, naming why: a supervisor decides
+    # (jpki.registry.dv_support, the two-person rule); until then the resident is not under them.
+    dv_request: DvSetCategory | None = None
+
+
+class DvRequestIn(Strict):
+    """Set (``turn_on``, with why) or lift (``category`` "ended") a resident's measures."""
+
+    turn_on: bool
+    category: DvSetCategory | Literal["ended"]
+
+
+class DvRequestOut(BaseModel):
+    id: str
+    resident_id: str
+    turn_on: bool
+    category: str
+    status: Literal["pending", "approved", "rejected"]
+    requested_by: str
+    requested_at: dt.datetime
+    decided_by: str | None = None
+    decided_at: dt.datetime | None = None
+
+
+class DvDecisionIn(Strict):
+    approve: bool
 
 
 class ResidentSearchIn(Strict):
@@ -173,13 +202,14 @@ class DocumentIn(Strict):
     issued_on: IsoDate | None = None
 
 
-class ProofingIn(Strict):
+class EvidenceIn(Strict):
+    """The identity documents checked at the counter (reference §5: patterns A–E)."""
+
     # Proxy documents belong to a proxy pick-up (jpki.registry.proofing.evaluate).
     model_config = ConfigDict(json_schema_extra={
         "if": {"properties": {"presence": {"const": "in_person"}}, "required": ["presence"]},
         "then": {"properties": {"proxy_documents": {"maxItems": 0}}}})
 
-    resident_id: ResidentId
     presence: Annotated[Presence, AS_TEXT]
     applicant_documents: list[DocumentIn] = Field(default_factory=list, max_length=16)
     measures: list[Annotated[Measure, AS_TEXT]] = Field(default_factory=list, max_length=8)
@@ -189,6 +219,43 @@ class ProofingIn(Strict):
     delegation_letter: bool = False
     hardship_proof: bool = False
     applicant_in_facility: bool = False
+
+
+class ProofingIn(EvidenceIn):
+    resident_id: ResidentId
+
+
+class StationTaskIn(Strict):
+    resident_id: ResidentId
+    station: ClientId = Field(description="The station's client id")
+    kind: Literal["issue", "renew", "pin_auth", "pin_sign"] = Field(
+        description="Issue or renew the card's certificates, or reset its user-authentication "
+                    "PIN (pin_auth) or signing password (pin_sign)")
+    proofing: EvidenceIn
+
+
+class StationReportIn(Strict):
+    step: Literal["claimed", "pin_format", "proofing", "issuer_auth", "keygen", "issue",
+                  "write", "pins", "verify", "delivery"]
+    outcome: Literal["running", "done", "failed"] = "running"
+    error_code: str | None = Field(default=None, max_length=64)
+    serials: dict[Literal["card_sign", "card_auth"],
+                  Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,40}$")]] | None = None
+
+
+class StationTaskOut(BaseModel):
+    id: str
+    station: str
+    resident_id: str
+    kind: str
+    status: Literal["queued", "claimed", "done", "failed", "cancelled"]
+    step: str | None
+    error_code: str | None
+    serials: dict[str, str] | None
+    proofing: dict[str, Any]
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 class ProofingOut(BaseModel):

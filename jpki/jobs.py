@@ -14,6 +14,10 @@ from jpki.ports import UnitOfWorkFactory
 OK = "ok"
 FAILED = "failed"
 
+# `jpki audit verify` reports itself in the ledger too, so that the dashboard can say when the
+# chain was last verified, with what result, over how many records (jpki.registry.statistics).
+AUDIT_VERIFY = "audit_verify"
+
 
 class JobLedger:
     def __init__(self, uow_factory: UnitOfWorkFactory) -> None:

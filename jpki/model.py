@@ -400,6 +400,26 @@ class MobileChallenge:
 
 
 @dataclass(frozen=True)
+class StationTask:
+    """Work a counter clerk gives an enrolment station: issue or renew a resident's card
+    certificates, with the identity proofing the clerk checked (document types and measures
+    only), and what the station reported since (jpki.registry.station_tasks)."""
+
+    id: str
+    station: str  # the station's actor, as the audit log names it ("client:<id>")
+    resident_id: str
+    kind: str  # issue | renew
+    proofing: str  # JSON: the evidence, as the station records it with the CA
+    status: str  # queued | claimed | done | failed | cancelled
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    step: str | None = None  # the last step the station reported
+    error_code: str | None = None  # a failed task's problem code
+    serials: str | None = None  # JSON {kind: serial}: what a finished task issued
+
+
+@dataclass(frozen=True)
 class DvRequest:
     """A request to set or lift a resident's DV support measures, and its decision
     (jpki.registry.dv_support)."""

@@ -19,6 +19,14 @@ from typing import Protocol
 
 from jpki.model import AuditRecord, CrlPublication
 
+# The OCSP endpoint's latency buckets (upper bounds, seconds; the last bucket, above the last
+# bound, is implied): answers from memory take tens of microseconds, from the database or the HSM
+# milliseconds, and the buckets separate the two. The Prometheus histogram (api.metrics) and the
+# traffic the dashboard keeps by minute (jpki.store.tables.ocsp_traffic, one column per bucket)
+# share them: changing them needs a migration.
+OCSP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                1.0)
+
 
 class Telemetry(Protocol):
     def audited(self, records: Sequence[AuditRecord]) -> None:

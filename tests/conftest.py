@@ -59,10 +59,12 @@ settings.register_profile("mutation", derandomize=True, database=None,
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """scripts/test runs the suite in two passes: on every core (pytest-xdist), all but the
     tests marked ``serial``; then those, alone. Serial are the tests that bound a latency
-    (``timing``: another worker's load would decide them) and the whole card side: pcscd is one
-    per machine and vpcd's readers have fixed ports (docs/components.md)."""
+    (``timing``: another worker's load would decide them), the whole card side: pcscd is one
+    per machine and vpcd's readers have fixed ports (docs/components.md), and the test cluster
+    (``cluster``: fixed namespace names and addresses, six test hosts' worth of processes)."""
     for item in items:
         if (item.get_closest_marker("timing") or item.get_closest_marker("pcsc")
+                or item.get_closest_marker("cluster")
                 or item.nodeid.startswith("tests/devices/card/")):
             item.add_marker(pytest.mark.serial)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from time import perf_counter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,9 +19,10 @@ from api.cli.common import (
     parse,
     print_json,
 )
-from jpki.errors import InvalidInput
+from jpki.errors import AuditChainBroken, InvalidInput
 
 if TYPE_CHECKING:
+    from api.composition import Services
     from jpki.lifecycle.audit_state import StateReport
 
 app = group("The hash-chained audit log.")
@@ -49,12 +52,18 @@ def audit_verify(
     expected = parse(_head, expect_head, "head", as_json) if expect_head else None
     # One snapshot for the chain and the state, so both describe the same moment.
     with open_services(data_dir, as_json) as services, services.snapshots() as uow:
-        report = services.audit.verify(uow, expected)
-        replayed = None
-        if state:
-            from jpki.lifecycle.audit_state import verify_state
+        run = _Run(services)
+        try:
+            report = services.audit.verify(uow, expected)
+            replayed = None
+            if state:
+                from jpki.lifecycle.audit_state import verify_state
 
-            replayed = verify_state(uow)
+                replayed = verify_state(uow)
+        except Exception as exc:
+            run.failed(exc)
+            raise
+        run.done(report.records, replayed)
         data: dict[str, Any] = {"ok": True, "records": report.records,
                                 "head": f"{report.head_seq}:{report.head_mac}"}
         if replayed is not None:
@@ -68,6 +77,46 @@ def audit_verify(
                 _print_state(replayed)
         if replayed is not None:
             replayed.raise_if_mismatched()  # reported as audit.state_mismatch, exit 1
+
+
+class _Run:
+    """This verification in the jobs' ledger (jpki.jobs.AUDIT_VERIFY), where the dashboard
+    reads when the chain was last verified, the result and over how many records."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._started_at = services.clock.now()
+        self._started = perf_counter()
+
+    def done(self, records: int, replayed: StateReport | None) -> None:
+        counts = {"records": records}
+        if replayed is not None:
+            counts["state_mismatches"] = (replayed.mismatch_count + replayed.unrecorded_count
+                                         + replayed.without_row_count)
+        self._record(None if replayed is None or replayed.ok else "AuditStateMismatch", counts)
+
+    def failed(self, exc: BaseException) -> None:
+        counts: dict[str, int] = {}
+        seq = exc.context.get("seq") if isinstance(exc, AuditChainBroken) else None
+        if isinstance(seq, int):
+            # The records before the first one that did not verify did.
+            counts = {"records": max(0, seq - 1), "broken_at": seq}
+        # The type only: an exception's text may quote data (jpki.jobs).
+        self._record(type(exc).__name__, counts)
+
+    def _record(self, error: str | None, counts: dict[str, int]) -> None:
+        from jpki.jobs import AUDIT_VERIFY, FAILED, OK
+        from jpki.model import JobRun
+
+        ok = error is None
+        run = JobRun(job=AUDIT_VERIFY, started_at=self._started_at,
+                     duration_ms=round((perf_counter() - self._started) * 1000),
+                     outcome=OK if ok else FAILED, error=error, counts=counts, runs=1,
+                     failures=0 if ok else 1, last_success_at=self._started_at if ok else None)
+        # The verification's answer stands even if the ledger cannot take it (a read-only
+        # replica, a database gone since): the dashboard then shows the run before.
+        with contextlib.suppress(Exception):
+            self._services.jobs.record(run)
 
 
 def _print_state(report: StateReport) -> None:

@@ -67,6 +67,51 @@ def stacked_columns(labels: Sequence[str], series: Sequence[tuple[str, Sequence[
     return Markup("".join(out))  # noqa: S704 - every label above went through escape()
 
 
+def lines(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *,
+          title: str, width: int = 760, height: int = 260) -> Markup:
+    """A line per series (name, one value per label; None: no point there)."""
+    left, right, top, bottom = 44, 12, 24, 52
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for _, vs in series for v in vs if v is not None]
+    top_value = max(values, default=0.0)
+    # Ticks on whole numbers, or on tenths and hundredths for the small values (milliseconds).
+    unit = 1.0 if top_value >= 4 else 0.1 if top_value >= 0.4 else 0.01
+    steps = _ticks(int(-(-top_value // unit)))
+    ticks = [t * unit for t in steps]
+    scale = plot_h / (ticks[-1] or 1)
+    slot = plot_w / max(1, len(labels))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+           f'role="img" aria-label="{escape(title)}" class="chart">',
+           f"<title>{escape(title)}</title>"]
+    for tick in ticks:
+        y = top + plot_h - tick * scale
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                   f'stroke="#ddd"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+                   f'{_FONT}>{tick:g}</text>')
+    every = max(1, len(labels) // 10)
+    for i, label in enumerate(labels):
+        if i % every == 0:
+            out.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{top + plot_h + 14}" '
+                       f'text-anchor="middle" {_FONT}>{escape(label)}</text>')
+    for s, (name, points) in enumerate(series):
+        colour = PALETTE[s % len(PALETTE)]
+        run: list[str] = []
+        for i, value in enumerate(points):
+            if value is None:
+                continue
+            x, y = left + (i + 0.5) * slot, top + plot_h - value * scale
+            run.append(f"{x:.1f},{y:.1f}")
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
+                       f"<title>{escape(labels[i])} {escape(name)}: {value:.3f}</title>"
+                       "</circle>")
+        if len(run) > 1:
+            out.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                       'stroke-width="1.5"/>')
+    out += _legend([name for name, _ in series], left, height - 18)
+    out.append("</svg>")
+    return Markup("".join(out))  # noqa: S704 - every label above went through escape()
+
+
 def bars(rows: Sequence[tuple[str, int]], *, title: str, width: int = 760) -> Markup:
     """One horizontal bar per (label, value)."""
     left, right, row_h, top = 170, 48, 18, 8

@@ -1,14 +1,15 @@
-"""The supervisor's dashboard (統括管理者): the national figures of jpki.registry.statistics as
-plots drawn on the server (api.console.charts), each with the table it is drawn from and that
-table as a CSV file — the same figures, from the same service and authorisation, that
-GET /v1/operators/statistics gives."""
+"""The supervisor's dashboard (統括管理者): the national figures of jpki.registry.statistics — the
+certificates, the CRLs, the OCSP traffic, the relying parties' calls and the audit chain's last
+verification — as plots drawn on the server (api.console.charts), each with the table it is
+drawn from and that table as a CSV file — the same figures, from the same service and
+authorisation, that GET /v1/operators/statistics gives."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -56,6 +57,7 @@ def tables(report: Report, t: Mapping[str, str]) -> dict[str, tuple[list[str], l
     months = sorted({m.month for m in report.expiring})
     expiring = {(m.month, m.kind): m.count for m in report.expiring}
     valid = {(p.prefecture, p.kind): p.count for p in report.valid_by_prefecture}
+    audit = report.audit_verification
     return {
         "issued": ([t["dash.day"], *kinds], per_day(report.issued)),
         "renewed": ([t["dash.day"], *kinds], per_day(report.renewed)),
@@ -76,7 +78,44 @@ def tables(report: Report, t: Mapping[str, str]) -> dict[str, tuple[list[str], l
                         [[_prefecture(code, t), *(valid.get((code, k), 0) for k in KINDS)]
                          for code in PREFECTURES
                          if any(valid.get((code, k)) for k in KINDS)]),
+        "ocsp": ([t["dash.day"], t["dash.requests"], t["dash.successful"], t["dash.per_second"],
+                  t["dash.peak_per_second"], t["dash.mean_ms"], t["dash.p50_ms"],
+                  t["dash.p99_ms"]],
+                 [[d.day.isoformat(), d.requests, d.successful, figure(d.per_second),
+                   figure(d.peak_per_second), figure(d.mean_ms), figure(d.p50_ms),
+                   figure(d.p99_ms)] for d in report.ocsp]),
+        "rp_usage": ([t["dash.relying_party"], t["dash.rp_name"], t["dash.scope"],
+                      t["dash.calls"], t["dash.refused"], t["dash.items"]],
+                     [[u.relying_party, u.name or "", u.scope, u.calls, u.refused, u.items]
+                      for u in report.rp_usage]),
+        "audit": ([t["dash.item"], t["dash.value"]], [
+            [t["dash.audit_at"], instant(audit.at) or t["dash.never"]],
+            [t["dash.audit_outcome"],
+             t[f"dash.audit_{audit.outcome}"] if audit.outcome in ("ok", "failed") else ""],
+            [t["dash.audit_records"], "" if audit.records is None else audit.records],
+            [t["dash.audit_error"], audit.error or ""],
+            [t["dash.audit_broken_at"], "" if audit.broken_at is None else audit.broken_at],
+            [t["dash.audit_runs"], audit.runs],
+            [t["dash.audit_failures"], audit.failures],
+            [t["dash.audit_last_success"], instant(audit.last_success_at) or t["dash.never"]],
+            [t["dash.audit_head"], audit.head]]),
     }
+
+
+def figure(value: float | None) -> str:
+    """A rate or a duration as the page and its CSV show it (the API gives it unrounded)."""
+    return "" if value is None else f"{value:.3f}"
+
+
+def instant(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat(timespec="seconds")
+
+
+def coverage(report: Report, t: Mapping[str, str]) -> str:
+    """How far the relying-party figures go (jpki.store.rp_usage sums them by a job)."""
+    c = report.rp_coverage
+    return t["dash.rp_coverage"].format(through=c.through, head=c.head,
+                                        at=instant(c.at) or t["dash.never"])
 
 
 def _prefecture(code: str, t: Mapping[str, str]) -> str:
@@ -85,7 +124,7 @@ def _prefecture(code: str, t: Mapping[str, str]) -> str:
 
 
 def plots(named: dict[str, tuple[list[str], list[list[Any]]]], t: Mapping[str, str],
-          report_rows: tuple[Any, ...] = ()) -> dict[str, Any]:
+          report: Report) -> dict[str, Any]:
     def columns(name: str) -> Any:
         header, rows = named[name]
         return charts.stacked_columns(
@@ -99,7 +138,7 @@ def plots(named: dict[str, tuple[list[str], list[list[Any]]]], t: Mapping[str, s
 
     def prefecture_map() -> Any:
         valid: dict[str, int] = {}
-        for p in report_rows:
+        for p in report.valid_by_prefecture:
             valid[p.prefecture] = valid.get(p.prefecture, 0) + p.count
         names = {code: _prefecture(code, t) for code in PREFECTURES}
         return japan_map.japan(valid, names, title=t["dash.map"])
@@ -110,10 +149,38 @@ def plots(named: dict[str, tuple[list[str], list[list[Any]]]], t: Mapping[str, s
                             for state in (t["dash.current"], t["dash.overdue"])],
                            title=t["dash.crls"])
 
+    def ocsp() -> Any:
+        _, rows = named["ocsp"]
+        return charts.stacked_columns(
+            [str(r[0])[5:] for r in rows],
+            [(t["dash.successful"], [r[2] for r in rows]),
+             (t["dash.other"], [r[1] - r[2] for r in rows])], title=t["dash.ocsp"])
+
+    def latency() -> Any:
+        _, rows = named["ocsp"]
+        return charts.lines(
+            [str(r[0])[5:] for r in rows],
+            [(t["dash.p50_ms"], [float(r[6]) if r[6] else None for r in rows]),
+             (t["dash.p99_ms"], [float(r[7]) if r[7] else None for r in rows])],
+            title=t["dash.ocsp_latency"])
+
+    def usage() -> Any:
+        # The busiest twenty (party, scope) pairs; the table has them all.
+        _, rows = named["rp_usage"]
+        busiest = sorted(rows, key=lambda r: -(r[3] + r[4]))[:20]
+        return charts.bars([(f"{r[1] or r[0]} · {r[2]}", r[3] + r[4]) for r in busiest],
+                           title=t["dash.rp_usage"])
+
+    def audit() -> Any:
+        verification = report.audit_verification
+        return charts.bars([(t["dash.audit_verified"], verification.records or 0),
+                            (t["dash.audit_head"], verification.head)], title=t["dash.audit"])
+
     return {"issued": columns("issued"), "renewed": columns("renewed"),
             "revoked": columns("revoked"), "reasons": totals("reasons"),
             "expiring": columns("expiring"), "prefectures": totals("prefectures"),
-            "crls": states(), "map": prefecture_map()}
+            "crls": states(), "map": prefecture_map(), "ocsp": ocsp(),
+            "ocsp_latency": latency(), "rp_usage": usage(), "audit": audit()}
 
 
 @router.get("")
@@ -123,8 +190,8 @@ async def dashboard(request: Request) -> Response:
         t = translator(language_of(request))
         named = tables(report, t)
         return render(request, "dashboard.html", session=session, report=report,
-                      tables=named, plots=plots(named, t, report.valid_by_prefecture),
-                      days=_days(request))
+                      tables=named, plots=plots(named, t, report), days=_days(request),
+                      coverage=coverage(report, t))
 
     return await signed_in(request, page)
 

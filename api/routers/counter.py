@@ -10,6 +10,7 @@ from api.deps import ServicesDep, authorized
 from api.openapi import problems
 from api.request_fields import Serial
 from api.routers.convert import revocation_out
+from api.routers.station_tasks import evidence_of
 from api.schemas import (
     DeliveryOut,
     PinResetIn,
@@ -19,7 +20,6 @@ from api.schemas import (
     RevocationOut,
 )
 from jpki.access.authz import Grant, Operation
-from jpki.registry.proofing import Document, Evidence
 from jpki.serials import parse_serial
 
 router = APIRouter(prefix="/v1/stations", tags=["counter"])
@@ -38,17 +38,7 @@ Abandonment = Annotated[Grant[Literal[Operation.DELIVERY_ABANDON]],
 def record_proofing(body: ProofingIn, grant: Proofing, services: ServicesDep) -> ProofingOut:
     """Record the identity documents checked at the counter; refused (422
     `proofing.insufficient`) unless they satisfy one of the patterns A–E of reference §5."""
-    evidence = Evidence(
-        presence=body.presence,
-        applicant_documents=tuple(Document(d.type, d.has_photo, d.issued_on)
-                                  for d in body.applicant_documents),
-        measures=frozenset(body.measures),
-        proxy_documents=tuple(Document(d.type, d.has_photo, d.issued_on)
-                              for d in body.proxy_documents),
-        proxy_measures=frozenset(body.proxy_measures),
-        delegation_letter=body.delegation_letter, hardship_proof=body.hardship_proof,
-        applicant_in_facility=body.applicant_in_facility)
-    record = services.counter.record_proofing(grant, body.resident_id, evidence)
+    record = services.counter.record_proofing(grant, body.resident_id, evidence_of(body))
     return ProofingOut(id=record.id, resident_id=record.resident_id, pattern=record.pattern,
                        presence=record.presence, expires_at=record.expires_at)
 

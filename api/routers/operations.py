@@ -8,6 +8,7 @@ and relying parties' and clients' identifiers are among their labels).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -98,6 +99,44 @@ class CrlShardOut(BaseModel):
     overdue: bool  # past nextUpdate when the report was read
 
 
+class OcspDayOut(BaseModel):
+    day: date  # JST
+    requests: int  # every worker and node of the service
+    successful: int
+    per_second: float  # mean over the day (today: over the part gone)
+    peak_per_second: float  # the busiest minute's
+    mean_ms: float | None
+    p50_ms: float | None  # from the histogram's buckets, as histogram_quantile
+    p99_ms: float | None
+
+
+class RpUsageOut(BaseModel):
+    relying_party: str
+    name: str | None
+    scope: str  # status | linkage | basic4
+    calls: int  # answered
+    refused: int
+    items: int  # serials asked (status); answers given (linkage, basic4)
+
+
+class RpCoverageOut(BaseModel):
+    through: int  # the audit record the relying-party figures are summed up to
+    head: int  # the chain's last record when the report was read
+    at: datetime | None  # when they were summed (None: not yet)
+
+
+class AuditVerificationOut(BaseModel):
+    at: datetime | None  # the latest `jpki audit verify` (None: never)
+    outcome: str | None  # ok | failed
+    records: int | None
+    error: str | None
+    broken_at: int | None
+    runs: int
+    failures: int
+    last_success_at: datetime | None
+    head: int  # records in the chain now
+
+
 class StatisticsOut(BaseModel):
     since: date
     until: date
@@ -108,6 +147,10 @@ class StatisticsOut(BaseModel):
     expiring: list[MonthCountOut]
     valid_by_prefecture: list[PrefectureCountOut]
     crls: list[CrlShardOut]
+    ocsp: list[OcspDayOut]
+    rp_usage: list[RpUsageOut]
+    rp_coverage: RpCoverageOut
+    audit_verification: AuditVerificationOut
 
 
 def statistics_out(report: Report) -> StatisticsOut:
@@ -128,7 +171,11 @@ def statistics_out(report: Report) -> StatisticsOut:
         crls=[CrlShardOut(ca=c.ca, generation=c.generation, scope=c.scope, number=c.number,
                           this_update=c.this_update, next_update=c.next_update,
                           entries=c.entries, overdue=c.overdue(report.at))
-              for c in report.crls])
+              for c in report.crls],
+        ocsp=[OcspDayOut(**asdict(d)) for d in report.ocsp],
+        rp_usage=[RpUsageOut(**asdict(u)) for u in report.rp_usage],
+        rp_coverage=RpCoverageOut(**asdict(report.rp_coverage)),
+        audit_verification=AuditVerificationOut(**asdict(report.audit_verification)))
 
 
 @router.get("/readyz", response_model=ReadinessOut,
@@ -166,7 +213,9 @@ def statistics(services: ServicesDep, grant: StatisticsRead,
                days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> StatisticsOut:
     """National figures over the last ``days`` (JST days, today included): certificates
     issued, renewed and revoked per day and kind, revocation reasons, the expiry wave for the
-    next 24 months, valid certificates per prefecture, and each CRL shard's newest full CRL."""
+    next 24 months, valid certificates per prefecture, each CRL shard's newest full CRL, the
+    OCSP endpoint's requests, rate and latency per day (the whole service's), the relying
+    parties' calls per party and scope, and the audit chain's last verification."""
     return statistics_out(services.statistics.report(grant, days))
 
 

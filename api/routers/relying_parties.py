@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,7 +19,6 @@ from api.openapi import problems
 from api.request_fields import RelyingPartyId
 from api.schemas import (
     Basic4In,
-    Basic4ItemsOut,
     Basic4Out,
     LinkageIn,
     LinkageOut,
@@ -43,7 +40,6 @@ from jpki.access.principals import Principal
 from jpki.model import ClientStatus
 from jpki.protocol.cms import InvalidSignedData
 from jpki.relying_parties.service import RelyingPartyView, RpContext
-from jpki.relying_parties.status_lookup import SerialStatus
 
 router = APIRouter(tags=["relying parties"])
 
@@ -159,26 +155,6 @@ async def ping(ctx: Annotated[RpContext[Literal[Operation.RP_PING]],
     return PingOut(ok=True)
 
 
-def _instant(at: datetime | None) -> str | None:
-    if at is None:
-        return None
-    text = at.isoformat()
-    if text.endswith("+00:00"):  # what the store hands back
-        return text[:-6] + "Z"
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@lru_cache(maxsize=100_000)
-def _encoded(r: SerialStatus) -> bytes:
-    """One result in the shape of StatusOut's ``results`` items. A result changes only when its
-    certificate's status does, and the status lookup hands out the same object for the same
-    result (jpki.relying_parties.status_lookup._Kept), so a batch is mostly memo hits."""
-    return json.dumps({"serial": r.serial, "status": r.status, "reason": r.reason,
-                       "revoked_at": _instant(r.revoked_at), "form": r.form, "usage": r.usage,
-                       "not_after": _instant(r.not_after), "expired": r.expired},
-                      separators=(",", ":")).encode("ascii")
-
-
 @router.post("/v1/status", response_model=StatusOut, responses=problems(
     400, 413, s413="The body is over the size limit, or the batch over 1,000 serials "
               "(`status.batch_too_large`)"))
@@ -190,12 +166,7 @@ async def status(body: StatusIn, request: Request,
     and whether each is a card or a mobile certificate."""
     answer = await rp_calls.status(services, ctx, _purpose(request, ctx, body.purpose),
                                    body.serials)
-    # Serialised here, in the shape of StatusOut (the documented response model): validating
-    # up to 1,000 results again through the model would double the cost of a call.
-    produced_at = json.dumps(_instant(answer.produced_at)).encode("ascii")
-    content = b"".join((b'{"produced_at":', produced_at, b',"results":[',
-                        b",".join([_encoded(r) for r in answer.results]), b"]}"))
-    return Response(content, media_type="application/json")
+    return Response(rp_calls.status_json(answer), media_type="application/json")
 
 
 @router.post("/v1/linkage", response_model=LinkageOut, responses=problems(400, 404, 409, 422))
@@ -227,11 +198,8 @@ async def basic4(body: Basic4In, request: Request,
     first call) or one submitted before (``consent_id``)."""
     purpose = _purpose(request, ctx, body.purpose)
     der = _der(body.consent, "consent") if body.consent is not None else None
-    answer = await rp_calls.basic4(services, ctx, purpose, der, body.consent_id)
-    return Basic4Out(consent_id=answer.consent_id,
-                     current_signing_serial=answer.current_signing_serial,
-                     consent_expires_at=answer.expires_at.astimezone(UTC),
-                     items=Basic4ItemsOut.model_validate(answer.items))
+    return rp_calls.basic4_out(await rp_calls.basic4(services, ctx, purpose, der,
+                                                     body.consent_id))
 
 
 @router.post("/v1/consents/withdrawals", response_model=WithdrawalOut,

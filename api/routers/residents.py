@@ -18,7 +18,8 @@ from api.schemas import (
     ResidentSearchIn,
     ResidentSearchOut,
 )
-from jpki.access.authz import Grant, Operation, allows
+from jpki.access.authz import Grant, Operation, allows, authorize
+from jpki.registry.dv_support import DvAsk, DvCategory
 from jpki.registry.residents import ResidentEvent
 from jpki.validity import jst_date
 
@@ -39,10 +40,13 @@ Event = Annotated[Grant[Literal[Operation.RESIDENT_EVENT]],
 @router.post("", status_code=201, response_model=ResidentOut, response_model_exclude_unset=True,
              responses=problems(400, 404))
 def register_resident(body: ResidentIn, grant: Register, services: ServicesDep) -> ResidentOut:
+    """Register a resident; with ``dv_request``, also ask for DV support measures, which a
+    supervisor decides (``/v1/operators/dv-requests``)."""
+    asked = DvAsk(authorize(grant.principal, Operation.DV_REQUEST),
+                  DvCategory(body.dv_request)) if body.dv_request is not None else None
     resident = services.residents.register(
         grant, name=body.name, birth_date=body.birth_date, sex=body.sex, address=body.address,
-        municipality_code=body.municipality_code, dv_support=body.dv_support,
-        name_kana=body.name_kana)
+        municipality_code=body.municipality_code, name_kana=body.name_kana, dv_request=asked)
     return resident_out(resident, with_basic4=False, today=jst_date(services.clock.now()))
 
 

@@ -32,6 +32,7 @@ SW_PIN_BLOCKED = 0x6984  # reference data not usable: JPKI's "blocked" (referenc
 SW_CONDITIONS_NOT_SATISFIED = 0x6985  # e.g. GET RESPONSE with nothing pending, no challenge
 SW_NO_CURRENT_EF = 0x6986  # command not allowed: no current EF (MYNA dummy.rs behaviour)
 SW_WRONG_DATA = 0x6A80  # incorrect parameters in the data field (e.g. a malformed new PIN)
+SW_FUNCTION_NOT_SUPPORTED = 0x6A81  # e.g. CHANGE of a 照合番号 (reference §4.6)
 SW_FILE_NOT_FOUND = 0x6A82  # application or file not found
 SW_NOT_ENOUGH_MEMORY = 0x6A84  # not enough memory space in the file
 SW_INCORRECT_P1P2 = 0x6A86  # incorrect P1-P2 (e.g. an unsupported signature scheme)

@@ -142,8 +142,13 @@ class JpkiCard:
     def _ok(self, command: CommandApdu, what: str) -> bytes:
         response = self.transmit(command)
         if response.sw != SW_OK:
-            raise _refusal(response.sw, what)
+            raise refusal(response.sw, what)
         return response.data
+
+    def call(self, command: CommandApdu, what: str) -> bytes:
+        """One command that must answer 90 00: its data; any other status word raises
+        (:func:`refusal`, ``what`` naming the command). For the other applications' clients."""
+        return self._ok(command, what)
 
     # --- selection and reading ------------------------------------------------------------
 
@@ -226,7 +231,7 @@ class JpkiCard:
             return response.sw2 & 0x0F
         if response.sw == SW_PIN_BLOCKED:
             return 0
-        raise _refusal(response.sw, "VERIFY (retry counter)")
+        raise refusal(response.sw, "VERIFY (retry counter)")
 
     def verify_pin(self, pin: Pin, value: str) -> None:
         """``00 20 00 80 Lc <PIN>`` after selecting the PIN EF (reference §4.4).
@@ -297,7 +302,7 @@ class JpkiCard:
             raise IssuerAuthenticationFailed("the card did not accept the issuer's signature",
                                              answer.sw)
         if answer.sw != SW_OK:
-            raise _refusal(answer.sw, "EXTERNAL AUTHENTICATE")
+            raise refusal(answer.sw, "EXTERNAL AUTHENTICATE")
 
     def authenticate_issuer(self, issuer_private_key: rsa.RSAPrivateKey) -> None:
         """Challenge → RSA PKCS#1 v1.5 SHA-256 signature by the issuer → EXTERNAL AUTHENTICATE.
@@ -367,7 +372,7 @@ class JpkiCard:
         self.transport.close()
 
 
-def _refusal(sw: int, what: str) -> CardStatusError:
+def refusal(sw: int, what: str) -> CardStatusError:
     """The error for a status word (reference §4.5 table)."""
     if sw >> 4 == SW_WRONG_PIN >> 4:
         return WrongPin(f"{what}: wrong PIN, {sw & 0x0F} tries left", sw)

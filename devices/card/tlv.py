@@ -107,3 +107,25 @@ def decode_key_reference(data: bytes) -> int:
     if len(inner) != 1 or inner[0][0] != TAG_PRIVATE_KEY_REFERENCE or len(inner[0][1]) != 2:
         raise ValueError("the template names one key by a two-byte FID in tag 84")
     return int.from_bytes(inner[0][1], "big")
+
+
+def object_length(data: bytes) -> int | None:
+    """Total length (header and value) of the TLV ``data`` starts with; ``None`` when the
+    header itself is not all there yet. :class:`ValueError` for a form :func:`parse_tlvs`
+    refuses. Lets a client read a file's header first, then exactly the rest."""
+    if not data:
+        return None
+    pos = 2 if data[0] & 0x1F == 0x1F else 1
+    if len(data) <= pos:
+        return None
+    if pos == 2 and data[1] & 0x80:
+        raise ValueError("unsupported multi-byte tag")
+    first = data[pos]
+    if first < 0x80:
+        return pos + 1 + first
+    if first not in (0x81, 0x82):
+        raise ValueError("unsupported TLV length form")
+    count = first & 0x7F
+    if len(data) < pos + 1 + count:
+        return None
+    return pos + 1 + count + int.from_bytes(data[pos + 1:pos + 1 + count], "big")

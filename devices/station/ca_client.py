@@ -101,6 +101,32 @@ class CaClient:
         self._call("POST", "/v1/stations/pin-resets",
                    {"resident_id": resident_id, "pin": pin, "proofing_id": proofing_id})
 
+    def claim_task(self) -> dict[str, Any] | None:
+        """This station's oldest queued task, claimed (jpki.registry.station_tasks); None
+        when none waits."""
+        try:
+            response = self._http.post("/v1/stations/task-claims", auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise CaUnreachable(f"cannot reach the CA: {type(exc).__name__}") from exc
+        if response.status_code == 204:
+            return None
+        if response.status_code >= 400:
+            body = response.json() if response.headers.get("content-type", "").endswith(
+                "json") else {}
+            raise CaRefused(response.status_code, str(body.get("code", "")),
+                            str(body.get("detail", "")))
+        return dict(response.json())
+
+    def report_task(self, task_id: str, step: str, *, outcome: str = "running",
+                    error_code: str | None = None,
+                    serials: dict[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"step": step, "outcome": outcome}
+        if error_code is not None:
+            body["error_code"] = error_code
+        if serials:
+            body["serials"] = serials
+        return dict(self._call("POST", f"/v1/stations/tasks/{task_id}/reports", body))
+
     def certificate(self, serial: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/certificates/{serial}"))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,6 +160,46 @@ def pin_reset(resident: Resident, documents: Documents, api: Api, client_id: Cli
         station.pin_reset(resident, pin=Pin.SIGN if pin == "sign" else Pin.AUTH,
                           new_value=value, proofing=_proofing(documents, measures))
     sys.stdout.write((json.dumps({"reset": pin}) if as_json else f"{pin} PIN reset") + "\n")
+
+
+@app.command("work")
+def work(api: Api, client_id: ClientId, client_secret: Secret, issuer_key: IssuerKey,
+         reader: Reader = DEFAULT_READER,
+         auth_pin: Annotated[str | None, typer.Option(
+             help="4 digits (else the holder types it at the station).")] = None,
+         sign_pin: Annotated[str | None, typer.Option(
+             help="6–16 of A–Z0–9 (else the holder types it).")] = None,
+         new_pin: Annotated[str | None, typer.Option(
+             help="A PIN reset's new value (else the holder types it).")] = None,
+         wait: Annotated[float, typer.Option(
+             help="Seconds to wait for a task before giving up.")] = 0.0,
+         as_json: JsonOut = False) -> None:
+    """Take the oldest task a counter queued for this station (jpki console or the API), run
+    it with the card in the reader, reporting each step; the PINs are typed here."""
+    from devices.station.tasks import TaskRunner
+
+    def pins(signing: bool) -> tuple[str, str | None]:
+        auth = _pin(auth_pin, "auth PIN (4 digits)")
+        return auth, (_pin(sign_pin, "signing password") if signing else None)
+
+    deadline = time.monotonic() + wait
+    with _station(api, client_id, client_secret, reader, issuer_key, as_json) as station:
+        runner = TaskRunner(station.ca, station, pins,
+                            lambda which: _pin(new_pin, f"new {which} PIN"))
+        task = runner.claim()
+        while task is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            task = runner.claim()
+        if task is None:
+            _fail("station_task.none", "no task is waiting for this station", as_json)
+        outcome = runner.run(task)
+    data = {"task": outcome.task_id, "status": outcome.status, "code": outcome.code,
+            "serials": outcome.serials}
+    sys.stdout.write((json.dumps(data) if as_json else
+                      f"task {outcome.task_id}: {outcome.status}"
+                      + (f" ({outcome.code})" if outcome.code else "")) + "\n")
+    if outcome.status != "done":
+        raise typer.Exit(1)
 
 
 @app.command("status")

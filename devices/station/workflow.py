@@ -58,10 +58,16 @@ class VerificationFailed(JpkiError):
 
 @dataclass
 class StepTimer:
+    """Times each step, and tells ``on_step`` (the station's task report,
+    devices.station.tasks) as each begins."""
+
+    on_step: Callable[[str], None] | None = None
     steps: list[tuple[str, float]] = field(default_factory=list)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        if self.on_step is not None:
+            self.on_step(name)
         start = time.perf_counter()
         try:
             yield
@@ -101,13 +107,8 @@ class EnrolmentStation:
     def enroll(self, resident_id: str, *, proofing: dict[str, Any], auth_pin: str,
                sign_pin: str | None = None, card: dict[str, Any] | None = None,
                on_step: Callable[[str], None] | None = None) -> EnrolmentResult:
-        timer = StepTimer()
-
-        def step(name: str) -> Any:
-            if on_step is not None:
-                on_step(name)
-            return timer.step(name)
-
+        timer = StepTimer(on_step)
+        step = timer.step
         with step("check PIN formats"):
             encode_pin(Pin.AUTH, auth_pin)  # raises InvalidPinFormat naming the rule
             resident = self.ca.resident(resident_id)
@@ -199,10 +200,11 @@ class EnrolmentStation:
     # --- renew, PIN reset, status -------------------------------------------------------
 
     def renew(self, resident_id: str, *, proofing: dict[str, Any],
-              kinds: tuple[str, ...] = (CARD_AUTH, CARD_SIGN)) -> EnrolmentResult:
+              kinds: tuple[str, ...] = (CARD_AUTH, CARD_SIGN),
+              on_step: Callable[[str], None] | None = None) -> EnrolmentResult:
         """New key pairs on the card and certificates from the CA's renewal (from 3 months
         before expiry); the PINs are the resident's and stay as they are."""
-        timer = StepTimer()
+        timer = StepTimer(on_step)
         with timer.step("record identity proofing"):
             proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
         with timer.step("authenticate as issuer"):
@@ -245,19 +247,26 @@ class EnrolmentStation:
                                steps=timer.steps)
 
     def pin_reset(self, resident_id: str, *, pin: Pin, new_value: str,
-                  proofing: dict[str, Any]) -> None:
+                  proofing: dict[str, Any],
+                  on_step: Callable[[str], None] | None = None) -> None:
         """RESET RETRY COUNTER after identity proofing (reference §4.5: at the window)."""
-        encode_pin(pin, new_value)
-        proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
-        self.ca.authorise_pin_reset(resident_id, "sign" if pin is Pin.SIGN else "auth",
-                                    proof["id"])
-        self.card.select_jpki_ap()
-        self.card.authenticate_issuer(self._issuer_key)
-        self.card.reset_retry_counter(pin, new_value)
-        try:
-            self.card.verify_pin(pin, new_value)
-        except WrongPin as exc:  # pragma: no cover - a card that ignored the reset
-            raise VerificationFailed("the card does not accept the new PIN") from exc
+        step = StepTimer(on_step).step
+        with step("check PIN formats"):
+            encode_pin(pin, new_value)
+        with step("record identity proofing"):
+            proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
+            self.ca.authorise_pin_reset(resident_id, "sign" if pin is Pin.SIGN else "auth",
+                                        proof["id"])
+        with step("authenticate as issuer"):
+            self.card.select_jpki_ap()
+            self.card.authenticate_issuer(self._issuer_key)
+        with step("set PINs"):
+            self.card.reset_retry_counter(pin, new_value)
+        with step("read back and verify"):
+            try:
+                self.card.verify_pin(pin, new_value)
+            except WrongPin as exc:  # pragma: no cover - a card that ignored the reset
+                raise VerificationFailed("the card does not accept the new PIN") from exc
 
     def status(self, *, sign_pin: str | None = None) -> dict[str, Any]:
         """The card's certificates with their status at the CA, and both PIN counters."""

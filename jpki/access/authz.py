@@ -54,6 +54,9 @@ class Operation(StrEnum):
     PIN_RESET = "pin.reset"
     DELIVERY_CONFIRM = "delivery.confirm"
     DELIVERY_ABANDON = "delivery.abandon"
+    STATION_TASK_CREATE = "station_task.create"  # a clerk gives a station work …
+    STATION_TASK_READ = "station_task.read"  # … follows it …
+    STATION_TASK_WORK = "station_task.work"  # … which the station claims and reports on
     # mobile certificates
     MOBILE_APPLY = "mobile.apply"
     MOBILE_REVOKE = "mobile.revoke"
@@ -148,10 +151,19 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # Proofing, PIN resets and delivery happen at the counter and nowhere else (reference §5).
     Operation.PROOFING_RECORD: Rule(_COUNTER, municipality=R.RESIDENT),
     Operation.PIN_RESET: Rule(_COUNTER, municipality=R.RESIDENT),
-    # Only the station that issued a certificate confirms or abandons its delivery
-    # (jpki.registry.counter checks which one).
-    Operation.DELIVERY_CONFIRM: Rule(_COUNTER),
-    Operation.DELIVERY_ABANDON: Rule(_COUNTER),
+    # A clerk queues work for a station of the resident's municipality and follows it; the
+    # station claims its own and reports (jpki.registry.station_tasks; the station's calls to
+    # record, issue and deliver are authorised as ever).
+    Operation.STATION_TASK_CREATE: Rule(frozenset({K.OPERATOR}), municipality=R.RESIDENT),
+    Operation.STATION_TASK_READ: Rule(frozenset({K.OPERATOR}), municipality=R.RESIDENT),
+    Operation.STATION_TASK_WORK: Rule(_COUNTER),
+    # The station that issued a certificate confirms or abandons its delivery; an operator of
+    # the resident's municipality (the console's counter clerk, a person at that counter) may
+    # too, when the station's own confirmation never came — after the station read the card
+    # (jpki.registry.counter checks which station, architecture §3.5). Proofing stays the
+    # station's: a proofing record is bound to the station that consumes it.
+    Operation.DELIVERY_CONFIRM: Rule(_COUNTER | {K.OPERATOR}, municipality=R.RESIDENT),
+    Operation.DELIVERY_ABANDON: Rule(_COUNTER | {K.OPERATOR}, municipality=R.RESIDENT),
     # The holder's own requests, authenticated by their signature (architecture §4.5).
     Operation.MOBILE_APPLY: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_REVOKE: Rule(frozenset({K.HOLDER})),

@@ -9,7 +9,9 @@ capped by its expiry (reference §1.4), and its loss, return or replacement acts
 - found → the held certificates are revoked for good (cessationOfOperation) and new ones must be
   issued at the counter (§3.2: "the hold is cleared by revoking and re-issuing");
 - returned (返納) → revoked (cessationOfOperation);
-- replaced by a new card → revoked (superseded: the new card's certificates replace them).
+- replaced by a new card → revoked (superseded: the new card's certificates replace them); a
+  lost card replaced by a new one (再交付) is closed the same way, its held certificates revoked
+  for good (a card hold is never released, §3.2).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class CardService:
 
     def register(self, grant: Grant[Literal[Operation.CARD_REGISTER]], resident_id: str,
                  spec: CardSpec) -> CardEventOutcome:
-        """A new card for the resident; an active previous card is replaced (its certificates
-        revoked as superseded) in the same transaction."""
+        """A new card for the resident; an active or lost previous card is replaced (its
+        certificates revoked as superseded, a hold made permanent) in the same transaction."""
         from jpki.lifecycle.residents import load_active_resident
 
         actor = grant.require(Operation.CARD_REGISTER)
@@ -60,6 +62,12 @@ class CardService:
             now = self._clock.now()
             revocations: list[RevocationResult] = []
             old = uow.cards.active_for_resident(resident.id)
+            if old is None:
+                latest = uow.cards.latest_for_resident(resident.id)
+                # A lost card's certificates are on hold until someone ends it: the finding
+                # (revoked), the return, or — here — the new card that takes its place.
+                old = latest if latest is not None and latest.status is CardStatus.LOST \
+                    else None
             if old is not None:
                 if spec.number and validate_card_number(spec.number) == old.number:
                     raise CardConflict("this card is already the active card", card=old.number)

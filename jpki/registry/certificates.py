@@ -28,6 +28,8 @@ class CertificateView:
     issuer: str
     resident_id: str
     der: bytes | None
+    # Issued for a station, not yet confirmed on the card nor revoked (architecture §3.5).
+    awaiting_delivery: bool = False
 
 
 def status_of(cert: Certificate, now: datetime) -> str:
@@ -62,7 +64,9 @@ def view_of(uow: UnitOfWork, cert: Certificate, now: datetime) -> CertificateVie
         successor=successor.serial if successor else None,
         sibling=serial(cert.sibling_id), shard=cert.shard,
         issuer=f"{gen.ca.value}/g{gen.generation:02d}" if gen else "",
-        resident_id=cert.resident_id, der=cert.der)
+        resident_id=cert.resident_id, der=cert.der,
+        awaiting_delivery=cert.status is CertStatus.ISSUED and cert.delivery_required
+        and cert.delivered_at is None and cert.revoked_at is None)
 
 
 class CertificateQueries:

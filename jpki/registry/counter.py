@@ -24,11 +24,11 @@ from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import CertificateNotFound, Conflict, Forbidden
 from jpki.lifecycle.proofing import PROOFING_LIFETIME, consume_proofing
-from jpki.lifecycle.residents import load_active_resident
+from jpki.lifecycle.residents import check_active_resident, load_active_resident
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
-from jpki.model import Certificate, CertStatus, ProofingRecord, RevocationReason
+from jpki.model import Certificate, CertStatus, ProofingRecord, Resident, RevocationReason
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from jpki.registry.proofing import Evidence, evaluate
+from jpki.registry.proofing import Assessment, Evidence, assess, evaluate
 from jpki.validity import age_on, jst_date
 
 
@@ -59,9 +59,7 @@ class CounterService:
         now = self._clock.now()
         with self._uow() as uow:
             resident = load_active_resident(uow, resident_id, grant)
-            pattern = evaluate(evidence, applicant_age=age_on(resident.birth_date,
-                                                              jst_date(now)),
-                               today=jst_date(now))
+            pattern = evaluate(evidence, applicant_age=_age(resident, now), today=jst_date(now))
             shape = {
                 "applicant_documents": sorted(d.kind.value for d in evidence.applicant_documents),
                 "measures": sorted(m.value for m in evidence.measures),
@@ -83,6 +81,19 @@ class CounterService:
                                         "presence": evidence.presence.value})
             uow.commit()
         return record
+
+    def assess_proofing(self, grant: Grant[Literal[Operation.RESIDENT_READ]], resident_id: str,
+                        evidence: Evidence) -> Assessment:
+        """The table's verdict on documents shown for the resident today, recording nothing:
+        the operator console's guide (api.console.counter). The same rule and the same age as
+        :meth:`record_proofing`; reading the resident is all it needs (RESIDENT_READ)."""
+        grant.require(Operation.RESIDENT_READ)
+        now = self._clock.now()
+        with self._uow() as uow:
+            # A read: the same refusals as recording's, without its row lock.
+            resident = check_active_resident(uow.residents.get(resident_id[:64]), resident_id,
+                                             grant)
+            return assess(evidence, applicant_age=_age(resident, now), today=jst_date(now))
 
     def authorise_pin_reset(self, grant: Grant[Literal[Operation.PIN_RESET]], resident_id: str,
                             pin: str, proofing_id: str) -> PinResetAuthorisation:
@@ -108,7 +119,7 @@ class CounterService:
                          serial: str) -> datetime:
         actor = grant.require(Operation.DELIVERY_CONFIRM)
         with self._uow() as uow:
-            cert = self._own_certificate(uow, actor, serial)
+            cert = self._undelivered(uow, grant, actor, serial)
             if cert.delivered_at is None:
                 if cert.revoked_at is not None:
                     raise Conflict("the certificate was revoked before its delivery",
@@ -124,7 +135,7 @@ class CounterService:
         """The card never got the certificate: revoke it ("destroyed before delivery")."""
         actor = grant.require(Operation.DELIVERY_ABANDON)
         with self._uow() as uow:
-            cert = self._own_certificate(uow, actor, serial)
+            cert = self._undelivered(uow, grant, actor, serial)
             if cert.delivered_at is not None:
                 raise Conflict("the certificate was delivered; revoke it through an operator",
                                serial=serial)
@@ -147,11 +158,24 @@ class CounterService:
         return [c.serial for c in stale]
 
     @staticmethod
-    def _own_certificate(uow: UnitOfWork, actor: Principal, serial: str) -> Certificate:
+    def _undelivered(uow: UnitOfWork,
+                     grant: Grant[Literal[Operation.DELIVERY_CONFIRM, Operation.DELIVERY_ABANDON]],
+                     actor: Principal, serial: str) -> Certificate:
+        """A certificate issued for a counter, which ``actor`` may confirm or abandon: a station
+        only what it issued itself; a person at the resident's municipality (an operator — the
+        console's counter clerk) what any station there issued, when the station's own
+        confirmation never came (architecture §3.5)."""
         cert = uow.certificates.get_by_serial(serial, for_update=True)
         if cert is None or cert.status is not CertStatus.ISSUED:
             raise CertificateNotFound(f"no certificate with serial {serial}", serial=serial)
-        if not cert.delivery_required or cert.issued_by != actor.actor:
-            raise Forbidden("only the station that issued a certificate confirms its delivery",
-                            serial=serial)
+        resident = uow.residents.get(cert.resident_id)
+        assert resident is not None  # a certificate's resident is never deleted
+        grant.require_municipality(resident.municipality_code)
+        if not cert.delivery_required or (actor.at_counter and cert.issued_by != actor.actor):
+            raise Forbidden("only the station that issued a certificate, or the resident's "
+                            "municipality, confirms or abandons its delivery", serial=serial)
         return cert
+
+
+def _age(resident: Resident, now: datetime) -> int:
+    return age_on(resident.birth_date, jst_date(now))

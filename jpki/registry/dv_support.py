@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -24,7 +25,7 @@ from jpki.audit import AuditLog
 from jpki.errors import Conflict, Forbidden, InvalidInput, NotFound
 from jpki.lifecycle.residents import load_active_resident
 from jpki.model import DvRequest, Resident
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
 class DvCategory(StrEnum):
@@ -58,6 +59,34 @@ class Decision:
     resident: Resident | None  # the resident as changed, when approved
 
 
+@dataclass(frozen=True)
+class DvAsk:
+    """Measures asked for with a registration: the asker's grant, and why."""
+
+    grant: Grant[Literal[Operation.DV_REQUEST]]
+    category: DvCategory
+
+
+def file_request(uow: UnitOfWork, audit: AuditLog, actor: str, resident: Resident, *,
+                 turn_on: bool, category: DvCategory, now: datetime) -> DvRequest:
+    """Ask, in ``uow``'s transaction, to set or lift ``resident``'s measures: the first half of
+    the two-person rule, shared by :meth:`DvSupport.request` and a registration that asks at
+    once (jpki.registry.residents.ResidentService.register)."""
+    if (category is DvCategory.ENDED) is turn_on:
+        raise InvalidInput("setting names why; lifting is 'ended'", field="category")
+    if resident.dv_support is turn_on:
+        raise InvalidInput("the measures are already so", field="turn_on")
+    if uow.dv_requests.pending(resident.id):
+        raise DvRequestPending()
+    request = DvRequest(id=uuid.uuid4().hex, resident_id=resident.id, turn_on=turn_on,
+                        category=category.value, status="pending", requested_by=actor,
+                        requested_at=now)
+    uow.dv_requests.add(request)
+    audit.record(uow, actor=actor, action="dv.requested", subject=resident.id,
+                 payload={"request": request.id, "on": turn_on, "category": category.value})
+    return request
+
+
 class DvSupport:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
@@ -67,23 +96,11 @@ class DvSupport:
     def request(self, grant: Grant[Literal[Operation.DV_REQUEST]], resident_id: str, *,
                 turn_on: bool, category: DvCategory) -> DvRequest:
         actor = grant.require(Operation.DV_REQUEST)
-        if (category is DvCategory.ENDED) is turn_on:
-            raise InvalidInput("setting names why; lifting is 'ended'", field="category")
         now = self._clock.now()
         with self._uow() as uow:
             resident = load_active_resident(uow, resident_id, grant)
-            if resident.dv_support is turn_on:
-                raise InvalidInput("the measures are already so", field="turn_on")
-            if uow.dv_requests.pending(resident.id):
-                raise DvRequestPending()
-            request = DvRequest(id=uuid.uuid4().hex, resident_id=resident.id, turn_on=turn_on,
-                                category=category.value, status="pending",
-                                requested_by=actor.actor, requested_at=now)
-            uow.dv_requests.add(request)
-            self._audit.record(uow, actor=actor.actor, action="dv.requested",
-                               subject=resident.id,
-                               payload={"request": request.id, "on": turn_on,
-                                        "category": category.value})
+            request = file_request(uow, self._audit, actor.actor, resident, turn_on=turn_on,
+                                   category=category, now=now)
             uow.commit()
         return request
 

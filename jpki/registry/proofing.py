@@ -84,7 +84,9 @@ _KOU = {
     DocumentType.SPECIAL_PERMANENT_RESIDENT_CERTIFICATE, DocumentType.TEMPORARY_REFUGE_PERMIT,
 }
 _OTHER = {DocumentType.INQUIRY_REPLY, DocumentType.RECEIPT}
-_ALWAYS_PHOTO = {DocumentType.FACILITY_PHOTO_CERTIFICATE, DocumentType.GUARDIAN_PHOTO_CERTIFICATE}
+# Photo certificates: 乙 with a photo by what they are (the 2020 revision).
+ALWAYS_PHOTO = frozenset({DocumentType.FACILITY_PHOTO_CERTIFICATE,
+                          DocumentType.GUARDIAN_PHOTO_CERTIFICATE})
 # ※1: 運転経歴証明書 counts only if issued on or after 2012-04-01.
 _DRIVING_RECORD_SINCE = date(2012, 4, 1)
 
@@ -138,37 +140,72 @@ class Evidence:
     applicant_in_facility: bool = False  # 施設入所者
 
 
+class NotCounted(StrEnum):
+    """Why a document shown was not counted: each a rule of the table (its note's number)."""
+
+    DRIVING_RECORD_BEFORE_2012 = "driving_record_before_2012"  # ※1
+    NOT_IN_FACILITY = "not_in_facility"
+    NOT_UNDER_15 = "not_under_15"
+    RECEIPT_NOT_RECENT = "receipt_not_recent"  # ※4
+    KOU_REPEATED = "kou_repeated"
+
+
+_NOT_COUNTED_TEXT = {
+    NotCounted.DRIVING_RECORD_BEFORE_2012: "only those issued from 2012-04-01 count (※1)",
+    NotCounted.NOT_IN_FACILITY: "only for an applicant living in the facility",
+    NotCounted.NOT_UNDER_15: "only for an applicant under 15",
+    NotCounted.RECEIPT_NOT_RECENT: "must be dated within the last 3 months (※4)",
+    NotCounted.KOU_REPEATED: "a 甲 document counts once",
+}
+
+
+class Missing(StrEnum):
+    """What a proxy pick-up lacks besides the documents."""
+
+    DELEGATION_LETTER = "delegation_letter"
+    HARDSHIP_PROOF = "hardship_proof"
+
+
+_MISSING_TEXT = {
+    Missing.DELEGATION_LETTER: "a letter of delegation (委任状)",
+    Missing.HARDSHIP_PROOF: "proof that the applicant cannot come (疎明資料)",
+}
+
+
 @dataclass
-class _Count:
+class Tally:
+    """What one person's documents count for under the table; ``not_counted`` names each
+    document the rules refused, and why (a type and a rule, nothing personal)."""
+
     kou: int = 0
     otsu: int = 0
     otsu_photo: int = 0
     inquiry_reply: int = 0
     receipts: int = 0
-    refused: list[str] = field(default_factory=list)
+    not_counted: list[tuple[DocumentType, NotCounted]] = field(default_factory=list)
 
 
 def _count(documents: Iterable[Document], *, today: date, age: int,
-           in_facility: bool) -> _Count:
-    c = _Count()
+           in_facility: bool) -> Tally:
+    c = Tally()
     kou_seen: set[DocumentType] = set()
     for doc in documents:
         kind = doc.kind
         if kind is DocumentType.DRIVING_RECORD_CERTIFICATE and (
                 doc.issued_on is None or doc.issued_on < _DRIVING_RECORD_SINCE):
-            c.refused.append(f"{kind.value}: only those issued from 2012-04-01 count (※1)")
+            c.not_counted.append((kind, NotCounted.DRIVING_RECORD_BEFORE_2012))
             continue
         if kind is DocumentType.FACILITY_PHOTO_CERTIFICATE and not in_facility:
-            c.refused.append(f"{kind.value}: only for an applicant living in the facility")
+            c.not_counted.append((kind, NotCounted.NOT_IN_FACILITY))
             continue
         if kind is DocumentType.GUARDIAN_PHOTO_CERTIFICATE and age >= 15:
-            c.refused.append(f"{kind.value}: only for an applicant under 15")
+            c.not_counted.append((kind, NotCounted.NOT_UNDER_15))
             continue
         if kind is DocumentType.RECEIPT:
             # ※4: dated within 3 months before the day of the proofing.
             if doc.issued_on is None or doc.issued_on > today or \
                     doc.issued_on < add_months(today, -3):
-                c.refused.append(f"{kind.value}: must be dated within the last 3 months (※4)")
+                c.not_counted.append((kind, NotCounted.RECEIPT_NOT_RECENT))
                 continue
             c.receipts += 1
             continue
@@ -180,18 +217,18 @@ def _count(documents: Iterable[Document], *, today: date, age: int,
             # documents of one 甲 type (two licences, two passports): a repeat is one document
             # entered twice. (乙 types repeat legitimately: two 資格証, two passbooks.)
             if kind in kou_seen:
-                c.refused.append(f"{kind.value}: a 甲 document counts once")
+                c.not_counted.append((kind, NotCounted.KOU_REPEATED))
                 continue
             kou_seen.add(kind)
             c.kou += 1
         else:
             c.otsu += 1
-            if doc.has_photo or kind in _ALWAYS_PHOTO:
+            if doc.has_photo or kind in ALWAYS_PHOTO:
                 c.otsu_photo += 1
     return c
 
 
-def _in_person_pattern(c: _Count, measures: frozenset[Measure]) -> Pattern | None:
+def _in_person_pattern(c: Tally, measures: frozenset[Measure]) -> Pattern | None:
     a_measure = bool(measures & {Measure.PIN_ENTRY, Measure.IC_CHIP_CHECK,
                                  Measure.REGISTRY_HEARING})
     if c.kou >= 1 and a_measure:
@@ -207,7 +244,7 @@ def _in_person_pattern(c: _Count, measures: frozenset[Measure]) -> Pattern | Non
     return None
 
 
-def _proxy_applicant_ok(pattern: Pattern, c: _Count) -> bool:
+def _proxy_applicant_ok(pattern: Pattern, c: Tally) -> bool:
     if pattern is Pattern.A:
         # 2 or more, at least one 甲, the others 甲 or 乙 with a photo.
         return c.kou >= 1 and c.kou + c.otsu_photo >= 2
@@ -219,37 +256,65 @@ def _proxy_applicant_ok(pattern: Pattern, c: _Count) -> bool:
     return False
 
 
-def evaluate(evidence: Evidence, *, applicant_age: int, today: date) -> Pattern:
-    """The pattern the evidence satisfies; ProofingInsufficient (saying what is missing, never
-    anything personal) if none."""
+@dataclass(frozen=True)
+class Assessment:
+    """The table's verdict on the evidence, whole: the pattern met (None: refused), what each
+    person's documents counted for, and what a proxy pick-up still lacks. :func:`evaluate`
+    records from it; the operator console shows it to guide the clerk (api.console.counter)."""
+
+    presence: Presence
+    pattern: Pattern | None
+    applicant: Tally
+    proxy: Tally | None = None
+    # A proxy pick-up whose documents meet this pattern but lacks ``missing``.
+    documents_meet: Pattern | None = None
+    missing: tuple[Missing, ...] = ()
+
+    def refusal(self) -> str:
+        """Why it is refused, in the words of the table; never anything personal."""
+        if self.presence is Presence.IN_PERSON:
+            return _explain(self.applicant, "the applicant's documents satisfy none of "
+                            "patterns A–E")
+        if self.documents_meet is not None:
+            return "a proxy pick-up needs " + " and ".join(_MISSING_TEXT[m]
+                                                            for m in self.missing)
+        return _explain(self.applicant, "the proxy's and the applicant's documents satisfy "
+                        "none of patterns A–C for a proxy pick-up")
+
+
+def assess(evidence: Evidence, *, applicant_age: int, today: date) -> Assessment:
+    """The verdict on ``evidence`` for an applicant of ``applicant_age`` on ``today``; raises
+    only for evidence that is not well formed (proxy documents without a proxy)."""
     applicant = _count(evidence.applicant_documents, today=today, age=applicant_age,
                        in_facility=evidence.applicant_in_facility)
     if evidence.presence is Presence.IN_PERSON:
         if evidence.proxy_documents:
             raise InvalidInput("proxy documents belong to a proxy pick-up", field="presence")
-        pattern = _in_person_pattern(applicant, evidence.measures)
-        if pattern is None:
-            raise ProofingInsufficient(_explain(applicant, "the applicant's documents satisfy "
-                                                "none of patterns A–E"))
-        return pattern
-    missing = []
-    if not evidence.delegation_letter:
-        missing.append("a letter of delegation (委任状)")
-    if not evidence.hardship_proof:
-        missing.append("proof that the applicant cannot come (疎明資料)")
+        return Assessment(evidence.presence, _in_person_pattern(applicant, evidence.measures),
+                          applicant)
+    missing = tuple(m for m, present in ((Missing.DELEGATION_LETTER, evidence.delegation_letter),
+                                         (Missing.HARDSHIP_PROOF, evidence.hardship_proof))
+                    if not present)
     proxy = _count(evidence.proxy_documents, today=today, age=99, in_facility=False)
     for pattern in (Pattern.A, Pattern.B, Pattern.C):
         # "同左": the proxy shows what an applicant in person would for this pattern.
         if _meets(pattern, proxy, evidence.proxy_measures) and \
                 _proxy_applicant_ok(pattern, applicant):
-            if missing:
-                raise ProofingInsufficient("a proxy pick-up needs " + " and ".join(missing))
-            return pattern
-    raise ProofingInsufficient(_explain(applicant, "the proxy's and the applicant's documents "
-                                        "satisfy none of patterns A–C for a proxy pick-up"))
+            return Assessment(evidence.presence, None if missing else pattern, applicant,
+                              proxy, documents_meet=pattern, missing=missing)
+    return Assessment(evidence.presence, None, applicant, proxy, missing=missing)
 
 
-def _meets(pattern: Pattern, c: _Count, measures: frozenset[Measure]) -> bool:
+def evaluate(evidence: Evidence, *, applicant_age: int, today: date) -> Pattern:
+    """The pattern the evidence satisfies; ProofingInsufficient (saying what is missing, never
+    anything personal) if none."""
+    verdict = assess(evidence, applicant_age=applicant_age, today=today)
+    if verdict.pattern is None:
+        raise ProofingInsufficient(verdict.refusal())
+    return verdict.pattern
+
+
+def _meets(pattern: Pattern, c: Tally, measures: frozenset[Measure]) -> bool:
     if pattern is Pattern.A:
         return c.kou >= 1 and bool(measures & {Measure.PIN_ENTRY, Measure.IC_CHIP_CHECK,
                                                Measure.REGISTRY_HEARING})
@@ -258,9 +323,10 @@ def _meets(pattern: Pattern, c: _Count, measures: frozenset[Measure]) -> bool:
     return c.kou >= 1 and c.otsu >= 1
 
 
-def _explain(c: _Count, summary: str) -> str:
+def _explain(c: Tally, summary: str) -> str:
     parts = [summary, f"(counted: 甲 {c.kou}, 乙 {c.otsu} of which {c.otsu_photo} with a photo, "
              f"照会回答書 {c.inquiry_reply}, receipts {c.receipts})"]
-    if c.refused:
-        parts.append("not counted: " + "; ".join(c.refused))
+    if c.not_counted:
+        parts.append("not counted: " + "; ".join(f"{kind.value}: {_NOT_COUNTED_TEXT[why]}"
+                                                 for kind, why in c.not_counted))
     return " ".join(parts)

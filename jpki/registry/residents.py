@@ -41,6 +41,7 @@ from jpki.model import (
 )
 from jpki.municipalities import validate_municipality_code
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.registry.dv_support import DvAsk, file_request
 from jpki.validity import JST, jst_date
 
 SIGNING_KINDS = (CertKind.CARD_SIGN, CertKind.MOBILE_SIGN)
@@ -114,8 +115,16 @@ class ResidentService:
 
     def register(self, grant: Grant[Literal[Operation.RESIDENT_REGISTER]], *, name: str,
                  birth_date: date, sex: int, address: str, municipality_code: str,
-                 dv_support: bool = False, name_kana: str | None = None) -> Resident:
+                 dv_support: bool = False, name_kana: str | None = None,
+                 dv_request: DvAsk | None = None) -> Resident:
+        """Register a resident. ``dv_support`` sets the measures at once (the local operator at
+        the CA's own machine); ``dv_request`` asks for them in the same transaction, for a
+        supervisor to decide (jpki.registry.dv_support: the two-person rule every remote caller
+        is held to)."""
         actor = grant.require(Operation.RESIDENT_REGISTER)
+        if dv_request is not None:
+            dv_request.grant.require(Operation.DV_REQUEST)
+            dv_request.grant.require_municipality(validate_municipality_code(municipality_code))
         kana = normalize_kana(name_kana) if name_kana is not None else None
         code = validate_municipality_code(municipality_code)
         grant.require_municipality(code)
@@ -136,6 +145,9 @@ class ResidentService:
             self._audit.record(uow, actor=actor.actor, action="resident.registered",
                                subject=resident.id,
                                payload={"municipality": code, "dv_support": dv_support})
+            if dv_request is not None:
+                file_request(uow, self._audit, actor.actor, resident, turn_on=True,
+                             category=dv_request.category, now=now)
             uow.commit()
         return resident
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,7 +36,12 @@ class SqlJobRuns:
 
     def all(self) -> Sequence[JobRun]:
         rows = self._s.execute(select(job_runs).order_by(job_runs.c.job)).all()
-        return [JobRun(job=r.job, started_at=r.started_at, duration_ms=int(r.duration_ms),
-                       outcome=r.outcome, error=r.error, counts=dict(json.loads(r.counts)),
-                       runs=int(r.runs), failures=int(r.failures),
-                       last_success_at=r.last_success_at) for r in rows]
+        return [job_run_of(r) for r in rows]
+
+
+def job_run_of(r: Any) -> JobRun:
+    """A row of ``job_runs`` as the ledger gives it."""
+    return JobRun(job=r.job, started_at=r.started_at, duration_ms=int(r.duration_ms),
+                  outcome=r.outcome, error=r.error, counts=dict(json.loads(r.counts)),
+                  runs=int(r.runs), failures=int(r.failures),
+                  last_success_at=r.last_success_at)

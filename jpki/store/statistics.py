@@ -14,9 +14,21 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, literal_column, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
-from jpki.model import CertKind, CertStatus, RevocationReason
-from jpki.registry.statistics import CrlShard
-from jpki.store.tables import ca_generations, certificates, crl_publications
+from jpki.model import CertKind, CertStatus, JobRun, RevocationReason
+from jpki.registry.statistics import CrlShard, RpUsage
+from jpki.store.jobs import job_run_of
+from jpki.store.tables import (
+    audit_head,
+    ca_generations,
+    certificates,
+    crl_publications,
+    job_runs,
+    ocsp_traffic,
+    relying_parties,
+    rp_usage,
+    rp_usage_rollup,
+)
+from jpki.telemetry import OCSP_BUCKETS
 
 _C = certificates.c
 
@@ -88,7 +100,6 @@ class SqlStatistics:
                 .group_by(prefecture, _C.kind))
         return [(str(p), CertKind(k), int(n)) for p, k, n in self._c.execute(stmt)]
 
-
     def newest_full_crls(self) -> Sequence[CrlShard]:
         p, g = crl_publications.c, ca_generations.c
         newest = (select(p.ca_generation_id, p.scope, func.max(p.number).label("number"))
@@ -104,6 +115,56 @@ class SqlStatistics:
                          next_update=next_update, entries=int(entries))
                 for ca, generation, scope, number, this_update, next_update, entries
                 in self._c.execute(stmt)]
+
+    def ocsp_per_day(self, start: datetime, end: datetime
+                     ) -> Sequence[tuple[date, str, int, float, Sequence[int]]]:
+        t = ocsp_traffic.c
+        day = self._day(t.minute).label("day")
+        buckets = [func.sum(t[f"bucket_{i}"]) for i in range(len(OCSP_BUCKETS) + 1)]
+        stmt = (select(day, t.outcome, func.sum(t.requests), func.sum(t.seconds), *buckets)
+                .where(t.minute >= _minute(start), t.minute <= end)
+                .group_by(day, t.outcome))
+        return [(self._as_date(d), str(outcome), int(n), float(seconds),
+                 [int(b) for b in counts])
+                for d, outcome, n, seconds, *counts in self._c.execute(stmt)]
+
+    def ocsp_peak_minute(self, start: datetime, end: datetime) -> Sequence[tuple[date, int]]:
+        t = ocsp_traffic.c
+        per_minute = (select(t.minute, func.sum(t.requests).label("n"))
+                      .where(t.minute >= _minute(start), t.minute <= end)
+                      .group_by(t.minute).subquery())
+        day = self._day(per_minute.c.minute).label("day")
+        stmt = select(day, func.max(per_minute.c.n)).group_by(day)
+        return [(self._as_date(d), int(n)) for d, n in self._c.execute(stmt)]
+
+    def rp_usage(self, since: date, until: date) -> Sequence[RpUsage]:
+        u, r = rp_usage.c, relying_parties.c
+        stmt = (select(u.relying_party, r.name, u.scope, func.sum(u.calls),
+                       func.sum(u.refused), func.sum(u["items"]))
+                .select_from(rp_usage.outerjoin(relying_parties, r.id == u.relying_party))
+                .where(u.day >= since, u.day <= until)
+                .group_by(u.relying_party, r.name, u.scope))
+        return [RpUsage(relying_party=party, name=name, scope=scope, calls=int(calls),
+                        refused=int(refused), items=int(items))
+                for party, name, scope, calls, refused, items in self._c.execute(stmt)]
+
+    def rp_usage_position(self) -> tuple[int, datetime | None]:
+        row = self._c.execute(select(rp_usage_rollup.c.seq, rp_usage_rollup.c.at)
+                              .where(rp_usage_rollup.c.id == 1)).first()
+        return (0, None) if row is None else (int(row.seq), row.at)
+
+    def audit_head(self) -> int:
+        return int(self._c.execute(select(audit_head.c.seq).where(audit_head.c.id == 1))
+                   .scalar() or 0)
+
+    def job_run(self, job: str) -> JobRun | None:
+        row = self._c.execute(select(job_runs).where(job_runs.c.job == job)).first()
+        return None if row is None else job_run_of(row)
+
+
+def _minute(instant: datetime) -> datetime:
+    """The minute ``instant`` falls in: a window starting at 00:00 JST starts on a minute."""
+    return instant.replace(second=0, microsecond=0)
 
 
 class SqlStatisticsFactory:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -59,6 +60,7 @@ from jpki.model import (
     RevocationReason,
 )
 from jpki.store.types import IntEnumType, UtcDateTime
+from jpki.telemetry import OCSP_BUCKETS
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -394,6 +396,42 @@ job_runs = Table(
     Column("last_success_at", UtcDateTime, nullable=True),
 )
 
+# The OCSP endpoint's traffic per minute (UTC) and outcome, added to by every serving process
+# (api.ocsp_traffic): the dashboard's request rate and latency are the whole service's, every
+# worker and node, not one process's. bucket_<i> counts the requests that took at most
+# OCSP_BUCKETS[i] (and more than the bound before it); the last bucket, more than every bound.
+ocsp_traffic = Table(
+    "ocsp_traffic", metadata,
+    Column("minute", UtcDateTime, primary_key=True),
+    Column("outcome", String(32), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),  # the sum of their durations
+    *(Column(f"bucket_{i}", BigInteger, nullable=False)
+      for i in range(len(OCSP_BUCKETS) + 1)),
+)
+
+# Relying parties' calls per JST day, relying party and scope, summed from the audit records of
+# the calls by a maintenance job (jpki.store.rp_usage): the dashboard reads days x parties x
+# scopes rows, never the audit log, whose RP records grow with every call.
+rp_usage = Table(
+    "rp_usage", metadata,
+    Column("day", Date, primary_key=True),
+    Column("relying_party", String(32), primary_key=True),
+    Column("scope", String(16), primary_key=True),  # status | linkage | basic4
+    Column("calls", BigInteger, nullable=False),  # answered
+    Column("refused", BigInteger, nullable=False),
+    Column("items", BigInteger, nullable=False),  # serials asked (status), answers (others)
+)
+
+# One row: the audit record the roll-up has summed up to (the chain's numbers are a gap-free
+# prefix of committed records: jpki.audit appends under the head's lock), and when it ran.
+rp_usage_rollup = Table(
+    "rp_usage_rollup", metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("at", UtcDateTime, nullable=True),
+)
+
 # Finding a resident from what a person tells a counter: the date of birth, then the name or its
 # reading among the few thousand born that day (jpki.registry.residents.ResidentService.find).
 Index("ix_residents_birth_date", residents.c.birth_date, residents.c.municipality_code)
@@ -413,6 +451,27 @@ dv_requests = Table(
     Column("decided_by", String(128), nullable=True),
     Column("decided_at", UtcDateTime, nullable=True),
 )
+
+# Work a counter gives an enrolment station (jpki.registry.station_tasks): the station claims
+# its oldest queued task and reports each step, which the console shows as it happens.
+station_tasks = Table(
+    "station_tasks", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("station", String(128), nullable=False),
+    Column("resident_id", String(32), ForeignKey("residents.id"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("proofing", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", String(32), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("serials", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+# A station's next task: its queued ones, oldest first.
+Index("ix_station_tasks_queue", station_tasks.c.station, station_tasks.c.status,
+      station_tasks.c.created_at)
 
 # The operator console's people (api.console, jpki.access.console_accounts): counter clerks,
 # call-centre agents and supervisors, each signing in with a password (Argon2id) and a TOTP

@@ -28,6 +28,7 @@ from jpki.store.repositories import (
     SqlResidents,
 )
 from jpki.store.rp_repositories import SqlConsents, SqlRelyingParties
+from jpki.store.station_tasks import SqlStationTasks
 from jpki.store.tables import map_entities
 
 
@@ -57,6 +58,7 @@ class SqlUnitOfWork:
         self.jobs = SqlJobRuns(s)
         self.console = SqlConsole(s)
         self.dv_requests = SqlDvRequests(s)
+        self.station_tasks = SqlStationTasks(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

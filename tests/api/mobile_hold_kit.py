@@ -11,6 +11,9 @@ environment (JPKI_DATA_DIR, JPKI_DATABASE_URL):
   signed request to lift the hold (a fresh challenge; the request is sent later). Writes what
   the next step and the test need to ``STATE`` (JSON).
 - ``lift STATE``: send the prepared request: the auth hold is released.
+- ``enrol STATE``: register a holder, issue the card certificates and the phone's (nothing on
+  hold); writes the card's number, the phone's auth certificate and its CA's certificate (the
+  console's browser tests hold the phone from the call-centre desk of a running `jpki serve`).
 """
 
 from __future__ import annotations
@@ -56,5 +59,23 @@ def lift(state: Path) -> None:
     services.mobile.lift_suspension(base64.b64decode(json.loads(state.read_text())["lift"]))
 
 
+def enrol(state: Path) -> None:
+    from jpki.model import CaKind
+
+    services = build_services(Settings())
+    holder = new_holder(services, [rsa.generate_private_key(65537, 2048) for _ in range(4)])
+    phone = holder.enrol_phone()
+    with services.uow() as uow:
+        card = uow.cards.active_for_resident(holder.resident_id)
+        generation = uow.cas.current(CaKind.AUTH)
+        assert card is not None and generation is not None
+        issuer = generation.certificate_der
+    state.write_text(json.dumps({
+        "card_number": card.number,
+        "mobile_auth_der": base64.b64encode(phone.certs[CertKind.MOBILE_AUTH]).decode(),
+        "auth_ca_der": base64.b64encode(issuer).decode()}))
+    services.close()
+
+
 if __name__ == "__main__":
-    {"hold": hold, "lift": lift}[sys.argv[1]](Path(sys.argv[2]))
+    {"hold": hold, "lift": lift, "enrol": enrol}[sys.argv[1]](Path(sys.argv[2]))

@@ -545,6 +545,33 @@ def test_audit_verify_detects_tampering_through_the_cli(base: Base, tmp_path: Pa
     assert earlier.rc == 0 and earlier.out.startswith(f"audit chain OK: {n} records"), earlier
 
 
+def test_audit_verify_records_when_it_ran_and_what_it_found(base: Base, tmp_path: Path) -> None:
+    """The dashboard says when the chain was last verified, with what result, over how many
+    records: `jpki audit verify` leaves its run in the jobs' ledger, failures too."""
+    d = copy_data_dir(base.data_dir, tmp_path / "data")
+
+    def ledger() -> dict[str, Any]:
+        runs = {run["job"]: run for run in jpki_ok("jobs", data_dir=d)["jobs"]}
+        return dict(runs["audit_verify"])
+
+    good = jpki_ok("audit", "verify", data_dir=d)
+    first = ledger()
+    assert (first["outcome"], first["error"], first["counts"]) == (
+        "ok", None, {"records": good["records"]})
+    assert (first["runs"], first["failures"]) == (1, 0)
+    assert first["last_success_at"] == first["started_at"]
+    mid = good["records"] // 2
+    _tamper(d / "jpki.db", ("UPDATE audit_log SET payload = ? WHERE seq = ?", ("{}", mid)))
+    broken = jpki("audit", "verify", "--json", data_dir=d)
+    assert broken.rc != 0 and broken.error()["code"] == "audit.chain_broken"
+    failed = ledger()
+    assert (failed["outcome"], failed["error"]) == ("failed", "AuditChainBroken")
+    # The records before the altered one verified; the altered one did not.
+    assert failed["counts"] == {"records": mid - 1, "broken_at": mid}
+    assert (failed["runs"], failed["failures"]) == (2, 1)
+    assert failed["last_success_at"] == first["started_at"]
+
+
 def test_audit_verify_state_finds_certificates_changed_behind_the_log(
         base: Base, tmp_path: Path, public_keys: KeyMaker) -> None:
     """The chain proves the log; `--state` replays it against the certificates' rows."""

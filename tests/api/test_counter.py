@@ -279,6 +279,40 @@ def test_delivery_is_confirmed_by_the_issuing_station_once(
     assert cert_view(api, serial)["status"] == "good"
 
 
+def test_an_operator_of_the_residents_municipality_confirms_or_abandons_for_a_station(
+        api: Api, subject_keys: list[bytes]) -> None:
+    """When the station's own confirmation never came, a person at the resident's counter (an
+    operator scoped to that municipality: the console's clerk) confirms or abandons — nobody
+    else (architecture §3.5)."""
+    resident = api.register(ADULT)
+    certs = {c["kind"]: c["serial"] for c in
+             api.issue(resident, sign=subject_keys[0], auth=subject_keys[1])["certificates"]}
+    kiyose = api.caller(ClientRole.OPERATOR, f"municipality:{KIYOSE}").headers
+    chiyoda = api.caller(ClientRole.OPERATOR, f"municipality:{CHIYODA}").headers
+
+    before = api.snapshot()
+    for method in (delivery, abandonment):
+        api.problem(api.http.post(method(certs["card_auth"]), headers=chiyoda), 403,
+                    "auth.scope_missing")
+    api.unchanged(before)
+
+    confirmed = api.http.post(delivery(certs["card_auth"]), headers=kiyose)
+    assert confirmed.status_code == 200, confirmed.text
+    abandoned = api.http.post(abandonment(certs["card_sign"]), headers=kiyose)
+    assert abandoned.status_code == 200, abandoned.text
+    assert abandoned.json()["reason"] == "unspecified"
+    (record,) = audit_rows(api, "certificate.delivered")
+    assert record["subject"] == certs["card_auth"] and record["actor"].startswith("client:")
+    assert cert_view(api, certs["card_sign"])["status"] == "revoked"
+
+    # A certificate nobody delivers (issued by the CA's operator, not a station) is no one's.
+    other = api.register(ADULT | {"name": "瀬戸内 あかり"})
+    (cli,) = api.services.issuance.issue(
+        authorize(api.operator, Operation.CERTIFICATE_ISSUE), other,
+        [KeyRequest(CertKind.CARD_AUTH, subject_keys[2])])
+    api.problem(api.http.post(delivery(cli.serial), headers=kiyose), 403, "auth.forbidden")
+
+
 def test_abandonment_before_delivery_revokes_unspecified(
         api: Api, subject_keys: list[bytes]) -> None:
     resident = api.register(ADULT)

@@ -348,6 +348,32 @@ def test_register_new_card_supersedes_the_old_one(api: Api, subject_keys: list[b
     assert {c["not_after"] for c in new["certificates"]} == {"2029-06-30T14:59:59Z"}
 
 
+def test_a_new_card_in_place_of_a_lost_one_makes_the_hold_permanent(
+        api: Api, clock: Any, subject_keys: list[bytes]) -> None:
+    """再交付: the lost card is replaced, and its held certificates revoked for good as
+    superseded — the hold's date staying the revocation date (RFC 5280 §5.3.1; a card hold is
+    never released, reference §3.2)."""
+    resident = api.register(ADULT)
+    issued = api.issue(resident, sign=subject_keys[0], auth=subject_keys[1])
+    number, serials = issued["card_number"], {c["serial"] for c in issued["certificates"]}
+    lost = api.http.post(f"/v1/operators/cards/{number}/events", headers=api.op,
+                         json={"kind": "lost"})
+    held_at = {x["revoked_at"] for x in lost.json()["revoked"]}
+    clock.advance(days=3)
+
+    r = api.http.post("/v1/operators/cards", headers=api.op, json={"resident_id": resident})
+
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "active" and r.json()["number"] != number
+    assert {x["serial"]: x["reason"] for x in r.json()["revoked"]} == \
+        dict.fromkeys(serials, "superseded")
+    assert {x["revoked_at"] for x in r.json()["revoked"]} == held_at
+    # The replaced card is over: neither found nor returned any more.
+    for kind in ("found", "returned"):
+        api.problem(api.http.post(f"/v1/operators/cards/{number}/events", headers=api.op,
+                                  json={"kind": kind}), 422, "card.inactive")
+
+
 # --- renewal -----------------------------------------------------------------------------------
 
 

@@ -68,7 +68,12 @@ CONSOLE = {
     ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
     ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
     ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
-    ("POST", "/console/residents/revoke"),
+    ("POST", "/console/residents/revoke"), ("GET", "/console/station-tasks/new"),
+    ("POST", "/console/station-tasks"), ("GET", "/console/station-tasks/{task_id}"),
+    ("POST", "/console/station-tasks/{task_id}/cancel"),
+    ("GET", "/console/counter/proofing"),
+    ("POST", "/console/counter/delivery"), ("POST", "/console/counter/abandonment"),
+    ("POST", "/console/counter/card"),
 }
 UNAUTHORISED = PUBLIC | HOLDER_SIGNED | {CHALLENGE} | CONSOLE
 
@@ -115,6 +120,31 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/operators/residents/{resident_id}/events"): Probe(
             f"/v1/operators/residents/{NO_RESIDENT}/events", {"kind": "death"},
             (404, "resident.not_found")),
+        ("POST", "/v1/operators/residents/{resident_id}/dv-requests"): Probe(
+            f"/v1/operators/residents/{NO_RESIDENT}/dv-requests",
+            {"turn_on": True, "category": "dv"}, (404, "resident.not_found")),
+        ("GET", "/v1/operators/dv-requests"): Probe("/v1/operators/dv-requests", None,
+                                                    (200, None)),
+        ("POST", "/v1/operators/dv-requests/{request_id}/decision"): Probe(
+            f"/v1/operators/dv-requests/{NO_RESIDENT}/decision", {"approve": False},
+            (404, "not_found")),
+        ("POST", "/v1/operators/station-tasks"): Probe(
+            "/v1/operators/station-tasks",
+            {"resident_id": NO_RESIDENT, "station": "jpki_" + "0" * 24, "kind": "issue",
+             "proofing": {"presence": "in_person",
+                          "applicant_documents": [{"type": "my_number_card"}],
+                          "measures": ["pin_entry"]}}, (404, "resident.not_found")),
+        ("GET", "/v1/operators/station-tasks/{task_id}"): Probe(
+            f"/v1/operators/station-tasks/{NO_RESIDENT}", None, (404, "station_task.not_found")),
+        ("POST", "/v1/operators/station-tasks/{task_id}/cancellation"): Probe(
+            f"/v1/operators/station-tasks/{NO_RESIDENT}/cancellation", None,
+            (404, "station_task.not_found")),
+        # A station with nothing queued: 204, nothing claimed.
+        ("POST", "/v1/stations/task-claims"): Probe("/v1/stations/task-claims", None,
+                                                    (204, None)),
+        ("POST", "/v1/stations/tasks/{task_id}/reports"): Probe(
+            f"/v1/stations/tasks/{NO_RESIDENT}/reports", {"step": "keygen"},
+            (404, "station_task.not_found")),
         ("POST", "/v1/operators/cards"): Probe(
             "/v1/operators/cards", {"resident_id": NO_RESIDENT}, (404, "resident.not_found")),
         ("POST", "/v1/operators/cards/{number}/events"): Probe(
@@ -346,9 +376,9 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and five national ones (relying parties, the
-    # national statistics).
-    assert checked == {"scope": 3, "national": 5}
+    # Three scoped calls (status, linkage, basic4) and seven national ones (relying parties, the
+    # national statistics, the decisions on DV support measures).
+    assert checked == {"scope": 3, "national": 7}
     api.unchanged(before, audited=RP_AUDITED)
 
 

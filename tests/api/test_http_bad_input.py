@@ -223,8 +223,9 @@ CASES = [
           ("sex", True),  # once stored as 1
           ("sex", 1.0),
           ("sex", "1"),
-          ("dv_support", "yes"),  # once stored as true
-          ("dv_support", 1),
+          ("dv_request", True),  # once dv_support, and "yes" stored as true
+          ("dv_request", "ended"),  # lifting, at registration
+          ("dv_request", "DV"),
           ("name", 12345),
           ("municipality_code", 132217))],
     *[Case(f"event with {field} {value!r}", "operator", lambda w, f=field, v=value: post(

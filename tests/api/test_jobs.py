@@ -18,7 +18,7 @@ from tests.api.harness import ADULT, Api
 pytestmark = pytest.mark.hsm
 
 MAINTENANCE = ["abandon_stale_intents", "publish_crls", "purge_challenges", "renew_responders",
-               "sweep_undelivered"]
+               "roll_up_rp_usage", "sweep_undelivered"]
 
 
 def jobs(api: Api) -> dict[str, dict[str, Any]]:
@@ -39,6 +39,7 @@ def test_each_maintenance_job_is_recorded_with_what_it_did(api: Api, clock: Any)
     assert first["publish_crls"]["counts"] == {"full": scopes, "delta": 0}
     assert first["abandon_stale_intents"]["counts"] == {"abandoned": 0}
     assert first["purge_challenges"]["counts"] == {"deleted": 0}
+    assert first["roll_up_rp_usage"]["counts"]["calls"] == 0
     for job in first.values():
         assert (job["outcome"], job["error"], job["runs"], job["failures"]) == ("ok", None, 1, 0)
         assert job["started_at"] == job["last_success_at"] == "2026-11-27T01:00:00Z"

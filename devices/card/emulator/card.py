@@ -3,7 +3,10 @@
 It implements reference §4 as documented there — the AID, the EFs of §4.3 and their access
 rules, the APDUs of §4.4 and the PIN semantics and status words of §4.5 — plus the ISO/IEC 7816
 personalisation commands of architecture §7 (GENERATE ASYMMETRIC KEY PAIR, UPDATE BINARY,
-RESET RETRY COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer.
+RESET RETRY COUNTER), which it accepts only after EXTERNAL AUTHENTICATE by the issuer. The card's
+two other applications, 券面事項入力補助AP and 券面事項確認AP (reference §4.6), answer SELECT by
+their AIDs; while one of them is current, :mod:`devices.card.emulator.face_apps` handles their
+files and credentials.
 
 Decisions where the reference is silent (each also noted at the code):
 
@@ -12,8 +15,10 @@ Decisions where the reference is silent (each also noted at the code):
   before sending them (:mod:`devices.card.pins`). A malformed *new* PIN (CHANGE PIN, RESET RETRY
   COUNTER) is refused with 6A80 and changes nothing.
 - A PIN that was never set (a blank card) answers 6A88 (referenced data not found) to VERIFY.
-- Before the JPKI-AP is selected, EFs are not visible: SELECT EF answers 6A82; a command that needs
-  a current EF answers 6986.
+- Before an application is selected, EFs are not visible: SELECT EF answers 6A82; a command that
+  needs a current EF answers 6986. Each application sees its own EFs only.
+- Selecting another application clears every verified PIN (reference §4.6, our choice); issuer
+  authentication lasts for the card session across applications.
 - READ BINARY: an offset at or past the end of the EF → 6B00 (JICSAP); Le 00 returns what is
   there up to 256 bytes; an explicit Le larger than what is left → 6Cxx with the exact length,
   which clients resend (reference §4.4).
@@ -40,7 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from devices.card import pins, tlv
+from devices.card import face_aps, pins, tlv
 from devices.card.apdu import (
     EXTENDED_MAX_NE,
     SHORT_MAX_NE,
@@ -69,6 +74,8 @@ from devices.card.apdu import (
     sw_bytes,
 )
 from devices.card.emulator import signatures
+from devices.card.emulator.face_apps import FaceApplications
+from devices.card.emulator.refusal import Refused as _Refused
 from devices.card.emulator.session import Session
 from devices.card.emulator.state import EF_CAPACITY, CardState, PinRecord, issuer_key
 from devices.card.errors import ApduFormatError
@@ -97,14 +104,6 @@ _EF_FIDS = frozenset(int(ef) for ef in Ef)
 _SCHEMES = frozenset(int(scheme) for scheme in SignScheme)
 
 
-class _Refused(Exception):
-    """A handler's refusal: the status word to answer, nothing changed."""
-
-    def __init__(self, sw: int) -> None:
-        super().__init__(f"{sw:04X}")
-        self.sw = sw
-
-
 Handler = Callable[[CommandApdu], bytes]
 
 
@@ -118,6 +117,7 @@ class JpkiCardEmulator:
         self.apdu_count = 0
         self._keys: dict[Key, tuple[bytes, rsa.RSAPrivateKey]] = {}
         self._issuer_key = issuer_key(state.issuer_public_key_pem)
+        self._face = FaceApplications(self)  # the 券面 applications (reference §4.6)
         self._handlers: dict[tuple[int, int], Handler] = {
             (CLA_ISO, 0xA4): self._select,
             (CLA_ISO, 0xB0): self._read_binary,
@@ -283,7 +283,7 @@ class JpkiCardEmulator:
             # reset, 90 00 without effect once a DF is current. OpenSC keeps a virtual MF.
             if command.p2 != 0x00 and command.p2 != 0x0C:
                 raise _Refused(SW_INCORRECT_P1P2)
-            if not self.session.ap_selected:
+            if not self.session.ap_selected and self.session.face_ap is None:
                 raise _Refused(SW_INCORRECT_P1P2)
             return sw_bytes(SW_OK)
         if command.p1 not in (0x02, 0x04):
@@ -291,25 +291,49 @@ class JpkiCardEmulator:
         self._expect(command, data=True, le=None)  # an Le is tolerated and ignored
         # The name is looked up first: an unknown AID or FID is 6A82 whatever P2 asks for
         # (OpenSC's probes for other cards select their AIDs with P2 00).
+        face_ap = None
         if command.p1 == 0x04:
             if len(command.data) > MAX_AID_LENGTH:
                 raise _Refused(SW_WRONG_LENGTH)
-            if command.data != JPKI_AP_AID:
-                raise _Refused(SW_FILE_NOT_FOUND)  # only JPKI-AP lives here
+            face_ap = face_aps.by_aid(command.data)
+            if command.data != JPKI_AP_AID and face_ap is None:
+                raise _Refused(SW_FILE_NOT_FOUND)  # JPKI-AP and the two 券面 APs live here
         else:
             if len(command.data) != 2:
                 raise _Refused(SW_WRONG_LENGTH)
             fid = int.from_bytes(command.data, "big")
-            if not self.session.ap_selected or fid not in _EF_FIDS:
+            if self.session.face_ap is not None:
+                self._face.check_selectable(fid)
+            elif not self.session.ap_selected or fid not in _EF_FIDS:
                 raise _Refused(SW_FILE_NOT_FOUND)
         if command.p2 != 0x0C:
             raise _Refused(SW_INCORRECT_P1P2)  # only "no response data" selections (§4.4)
         if command.p1 == 0x04:
-            self.session.ap_selected = True
-            self.session.current_ef = None
+            self._enter_application(face_ap)
+        elif self.session.face_ap is not None:
+            self.session.face_ef = fid
         else:
             self.session.current_ef = Ef(fid)
         return sw_bytes(SW_OK)
+
+    def _enter_application(self, face_ap: face_aps.FaceAp | None) -> None:
+        """Make JPKI-AP (``None``) or a 券面 AP current, with no current EF.
+
+        Our choice where the sources are silent (reference §4.6): what was verified belongs to
+        its application, so switching to *another* application clears it — a PIN verified in
+        JPKI-AP does not survive a detour through the 券面事項入力補助AP, nor the other way round.
+        Selecting the current application again keeps it (clients re-select JPKI-AP freely).
+        """
+        was = self.session.face_ap if self.session.face_ap is not None else (
+            "jpki" if self.session.ap_selected else None)
+        now = face_ap if face_ap is not None else "jpki"
+        if was != now:
+            self.session.verified.clear()
+            self.session.face_verified.clear()
+        self.session.ap_selected = face_ap is None
+        self.session.face_ap = face_ap
+        self.session.current_ef = None
+        self.session.face_ef = None
 
     # --- READ BINARY / UPDATE BINARY --------------------------------------------------------
 
@@ -323,11 +347,19 @@ class JpkiCardEmulator:
             raise _Refused(SW_SECURITY_STATUS)
 
     def _read_binary(self, command: CommandApdu) -> bytes:
+        if self.session.face_ap is not None:
+            return self._face.read_binary(command)
         self._expect(command, data=False, le=True)
         ef, offset = self._binary_target(command)
         self._transparent(ef)
         self._check_read_access(ef)
-        content = self.state.files.get(ef, b"")
+        answer = self._read_answer(command, self.state.files.get(ef, b""), offset)
+        self.session.current_ef = ef
+        return answer
+
+    @staticmethod
+    def _read_answer(command: CommandApdu, content: bytes, offset: int) -> bytes:
+        """READ BINARY's answer from ``content`` at ``offset`` (module doc: 6B00, Le 00, 6Cxx)."""
         if offset >= len(content):
             raise _Refused(SW_WRONG_P1P2)  # JICSAP: offset outside the EF
         ne = command.le or 0
@@ -340,10 +372,11 @@ class JpkiCardEmulator:
             raise _Refused(SW_CORRECT_LENGTH | available)
         else:
             answer = content[offset:] + sw_bytes(SW_END_OF_FILE)
-        self.session.current_ef = ef
         return answer
 
     def _update_binary(self, command: CommandApdu) -> bytes:
+        if self.session.face_ap is not None:
+            return self._face.update_binary(command)
         self._expect(command, data=True, le=False)
         self._require_issuer()
         ef, offset = self._binary_target(command)
@@ -366,6 +399,8 @@ class JpkiCardEmulator:
     # --- PINs (reference §4.5) -------------------------------------------------------
 
     def _verify(self, command: CommandApdu) -> bytes:
+        if self.session.face_ap is not None:
+            return self._face.verify(command)
         if command.p1 != 0x00:
             raise _Refused(SW_INCORRECT_P1P2)
         pin = self._pin_target(command.p2)
@@ -398,6 +433,8 @@ class JpkiCardEmulator:
     def _change_reference_data(self, command: CommandApdu) -> bytes:
         # reference §4.4: CHANGE PIN after VERIFY, ``00 24 01 80 Lc <new PIN>``. P1 00 (old
         # and new PIN in the data) is not offered by JPKI-AP.
+        if self.session.face_ap is not None:
+            return self._face.change_reference_data(command)
         if command.p1 != 0x01:
             raise _Refused(SW_INCORRECT_P1P2)
         pin = self._pin_target(command.p2)
@@ -417,6 +454,8 @@ class JpkiCardEmulator:
     def _reset_retry_counter(self, command: CommandApdu) -> bytes:
         # ISO/IEC 7816-4 §11.5.10: P1 02 = new reference data, no resetting code; 03 = reset the
         # counter only. The issuer's authentication stands in for a resetting code.
+        if self.session.face_ap is not None:
+            return self._face.reset_retry_counter(command)
         if command.p1 not in (0x02, 0x03):
             raise _Refused(SW_INCORRECT_P1P2)
         pin = self._pin_target(command.p2)

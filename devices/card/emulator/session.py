@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from devices.card.face_aps import FaceAp
 from devices.card.jpki_ap import Ef, Pin
 
 
 @dataclass
 class Session:
-    ap_selected: bool = False
+    ap_selected: bool = False  # JPKI-AP is the current application
     current_ef: Ef | None = None
     verified: set[Pin] = field(default_factory=set)
+    # The 券面 applications (reference §4.6): which one is current, its current EF, and the
+    # credentials verified. Only one application is current at a time; selecting another one
+    # clears what was verified (see JpkiCardEmulator._select).
+    face_ap: FaceAp | None = None
+    face_ef: int | None = None
+    face_verified: set[tuple[FaceAp, int]] = field(default_factory=set)  # (AP, key FID)
     issuer_authenticated: bool = False
     # GET CHALLENGE's answer: valid for the very next command only, and only once.
     challenge: bytes | None = None

@@ -3,7 +3,9 @@
 Persistent: the transparent EFs' contents, the PIN verifiers (salted SHA-256, never the PIN) and
 their retry counters, the RSA private keys (PKCS#8 PEM: they leave the card through no APDU, only
 through this file, which stands for the chip's protected memory and is written with mode 0600),
-the token label and the issuer's RSA public key (PEM) that EXTERNAL AUTHENTICATE checks.
+the token label and the issuer's RSA public key (PEM) that EXTERNAL AUTHENTICATE checks; and
+the 券面 applications' files and PIN / 照合番号 verifiers and counters (reference §4.6), under
+``applications`` (a state file without them loads as a card whose 券面 applications are blank).
 
 Volatile (never here): the selected application and EF, verified PINs, the last challenge and
 whether the issuer is authenticated — see :mod:`devices.card.emulator.session`. A real card loses
@@ -33,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devices.card.emulator.token_info import token_info
 from devices.card.errors import CardStateError
+from devices.card.face_aps import DATA_FILES, FaceAp, credential, data_file
 from devices.card.jpki_ap import TOKEN_LABEL_CARD, TOKEN_LABEL_LENGTH, Ef, Key, Pin
 
 FORMAT = "jpki-card-state/1"
@@ -61,8 +64,12 @@ class PinRecord:
 
     @classmethod
     def new(cls, pin: Pin, value: bytes) -> PinRecord:
+        return cls.with_tries(value, pin.max_tries)
+
+    @classmethod
+    def with_tries(cls, value: bytes, tries: int) -> PinRecord:
         salt = secrets.token_bytes(SALT_BYTES)
-        return cls(salt, _verifier(salt, value), pin.max_tries)
+        return cls(salt, _verifier(salt, value), tries)
 
     def matches(self, value: bytes) -> bool:
         return hmac.compare_digest(self.verifier, _verifier(self.salt, value))
@@ -79,6 +86,10 @@ class CardState:
     files: dict[Ef, bytes] = field(default_factory=dict)
     pins: dict[Pin, PinRecord] = field(default_factory=dict)
     keys: dict[Key, bytes] = field(default_factory=dict)  # PKCS#8 PEM
+    # The 券面 applications (reference §4.6), keyed by (application, FID): their transparent
+    # files and their PINs / 照合番号. A blank card has them all empty and none set.
+    face_files: dict[tuple[FaceAp, int], bytes] = field(default_factory=dict)
+    face_pins: dict[tuple[FaceAp, int], PinRecord] = field(default_factory=dict)
 
     @classmethod
     def blank(cls, issuer_public_key_pem: bytes, token_label: str = TOKEN_LABEL_CARD) -> CardState:
@@ -88,7 +99,7 @@ class CardState:
         files[Ef.TOKEN_INFO] = token_info(token_label, serial=secrets.token_hex(8).upper())
         files[Ef.AVAILABILITY] = bytes(3)
         return cls(token_label=token_label, issuer_public_key_pem=issuer_public_key_pem,
-                   files=files)
+                   files=files, face_files={(f.ap, f.fid): b"" for f in DATA_FILES})
 
     def copy(self) -> CardState:
         return copy.deepcopy(self)
@@ -102,12 +113,15 @@ class CardState:
             "issuer_public_key": self.issuer_public_key_pem.decode("ascii"),
             "files": {f"{int(ef):04X}": data.hex().upper() for ef, data in
                       sorted(self.files.items())},
-            "pins": {f"{int(pin):04X}": {"salt": base64.b64encode(r.salt).decode("ascii"),
-                                         "verifier": base64.b64encode(r.verifier).decode("ascii"),
-                                         "retries": r.retries}
-                     for pin, r in sorted(self.pins.items())},
+            "pins": {f"{int(pin):04X}": _pin_json(r) for pin, r in sorted(self.pins.items())},
             "keys": {f"{int(key):04X}": pem.decode("ascii")
                      for key, pem in sorted(self.keys.items())},
+            "applications": {ap.aid.hex().upper(): {
+                "files": {f"{fid:04X}": data.hex().upper() for (a, fid), data in
+                          sorted(self.face_files.items(), key=_face_key) if a is ap},
+                "pins": {f"{fid:04X}": _pin_json(r) for (a, fid), r in
+                         sorted(self.face_pins.items(), key=_face_key) if a is ap},
+            } for ap in FaceAp},
         }
         return json.dumps(document, indent=1) + "\n"
 
@@ -140,11 +154,7 @@ class CardState:
         pins: dict[Pin, PinRecord] = {}
         for fid, record in document["pins"].items():
             pin = Pin(int(fid, 16))
-            retries = int(record["retries"])
-            if not 0 <= retries <= pin.max_tries:
-                raise ValueError("retry counter out of range")
-            pins[pin] = PinRecord(base64.b64decode(record["salt"], validate=True),
-                                  base64.b64decode(record["verifier"], validate=True), retries)
+            pins[pin] = _pin_record(record, pin.max_tries)
         keys: dict[Key, bytes] = {}
         for fid, key_pem in document["keys"].items():
             key = Key(int(fid, 16))
@@ -156,8 +166,27 @@ class CardState:
             if not isinstance(loaded, rsa.RSAPrivateKey):
                 raise ValueError("a card key is not RSA")
             keys[key] = raw
+        face_files: dict[tuple[FaceAp, int], bytes] = {}
+        face_pins: dict[tuple[FaceAp, int], PinRecord] = {}
+        # Absent in a state written before the 券面 applications existed: they are blank then.
+        applications = document.get("applications", {})
+        for ap in FaceAp:
+            section = applications.get(ap.aid.hex().upper(), {"files": {}, "pins": {}})
+            for fid_hex, data in section["files"].items():
+                target = data_file(ap, int(fid_hex, 16))
+                content = bytes.fromhex(data)
+                if target is None or len(content) > target.capacity:
+                    raise ValueError("an unknown or overfull 券面 application file")
+                face_files[(ap, target.fid)] = content
+            for fid_hex, record in section["pins"].items():
+                reference = credential(ap, int(fid_hex, 16))
+                if reference is None:
+                    raise ValueError("an unknown 券面 application key reference")
+                face_pins[(ap, reference.fid)] = _pin_record(record, reference.max_tries)
+        for blank in DATA_FILES:
+            face_files.setdefault((blank.ap, blank.fid), b"")
         return cls(token_label=label, issuer_public_key_pem=pem, files=files, pins=pins,
-                   keys=keys)
+                   keys=keys, face_files=face_files, face_pins=face_pins)
 
     # --- file ------------------------------------------------------------------------------
 
@@ -172,6 +201,24 @@ class CardState:
     def save(self, path: Path) -> None:
         """Replace ``path`` atomically with this state (mode 0600); OSError if the disk fails."""
         write_atomically(path, self.to_json().encode("utf-8"))
+
+
+def _pin_json(record: PinRecord) -> dict[str, Any]:
+    return {"salt": base64.b64encode(record.salt).decode("ascii"),
+            "verifier": base64.b64encode(record.verifier).decode("ascii"),
+            "retries": record.retries}
+
+
+def _pin_record(record: dict[str, Any], max_tries: int) -> PinRecord:
+    retries = int(record["retries"])
+    if not 0 <= retries <= max_tries:
+        raise ValueError("retry counter out of range")
+    return PinRecord(base64.b64decode(record["salt"], validate=True),
+                     base64.b64decode(record["verifier"], validate=True), retries)
+
+
+def _face_key(item: tuple[tuple[FaceAp, int], object]) -> int:
+    return item[0][1]
 
 
 def issuer_key(pem: bytes) -> rsa.RSAPublicKey:

@@ -27,6 +27,11 @@ from jpki.revocation.ocsp.ports import HashName
 from jpki.revocation.ocsp.requests import HASHES, CertQuestion
 
 RELOAD_SECONDS = 5.0
+# Every process re-reads the generations and their responder certificates at least this often
+# (OcspResponder.refresh): a responder renewed by the process that runs the maintenance job —
+# another worker, another node — reaches every process within a minute, long before the old
+# certificate expires (it is renewed days ahead, CaRecipe.responder.renew_before_days).
+RESPONDERS_RELOAD_SECONDS = 60.0
 
 
 class IssuerSource(Protocol):
@@ -114,6 +119,14 @@ class IssuerRegistry:
             self._by_hashes = by_hashes
             self._by_id = {e.generation_id: e for e in entries}
             self._reloaded = self._monotonic()
+
+    def reload_if_older(self, seconds: float) -> bool:
+        """Reload when the last reload is more than ``seconds`` old; whether it did."""
+        reloaded = self._reloaded
+        if reloaded is not None and self._monotonic() - reloaded <= seconds:
+            return False
+        self.reload()
+        return True
 
     def for_question(self, question: CertQuestion) -> IssuerEntry | None:
         """The generation ``question``'s CertID names, or None (``unauthorized``)."""

@@ -28,7 +28,7 @@ from jpki.change_feed import RECONCILE_SECONDS
 from jpki.errors import InternalError
 from jpki.ports import Clock, KeyStore, StatusChangeFeed
 from jpki.revocation.ocsp.cache import CachedResponse, ResponseCache
-from jpki.revocation.ocsp.issuers import IssuerEntry, IssuerRegistry
+from jpki.revocation.ocsp.issuers import RESPONDERS_RELOAD_SECONDS, IssuerEntry, IssuerRegistry
 from jpki.revocation.ocsp.jobs import (
     Presigner,
     Signing,
@@ -74,7 +74,7 @@ class OcspResponder:
         self._store = store
         self._clock = clock
         self.validity = validity
-        self.issuers = IssuerRegistry(store)
+        self.issuers = IssuerRegistry(store, monotonic)
         self.cache = ResponseCache(store, clock, validity, cache_size)
         self.signer = ResponseSigner(keys, validity)
         signing = Signing(self.issuers, self.signer, self.cache)
@@ -177,7 +177,10 @@ class OcspResponder:
 
     def refresh(self) -> int:
         """One poll of the status-change feed (jobs.StatusRefresh): how many responses it
-        re-signed. The app runs it at start and every POLL_SECONDS (jobs.follow_status_changes)."""
+        re-signed. The app runs it at start and every POLL_SECONDS (jobs.follow_status_changes).
+        Once a minute it also re-reads the responder certificates, which the maintenance job
+        renews in whichever process holds the lease (issuers.RESPONDERS_RELOAD_SECONDS)."""
+        self.issuers.reload_if_older(RESPONDERS_RELOAD_SECONDS)
         return self.refresher.run()
 
     def feed_lag_seconds(self) -> float | None:

@@ -1,5 +1,9 @@
 """The operator console in a real browser: headless Chromium (Debian's ``chromium`` and
-``chromium-driver``) driven by Selenium against the app served over HTTP by uvicorn.
+``chromium-driver``) driven by Selenium against a running `jpki serve` — the command as deployed,
+started as its own process on a free port, on a data directory made by `jpki init` (SQLite, and
+PostgreSQL). What a test needs in place — accounts, residents, certificates, a phone, relying
+parties — it makes as an operator would, with the CLI on the same data directory (a phone with
+tests/api/mobile_hold_kit.py, as its own process: the CLI has no command that acts as a phone).
 
 Each page a test visits is saved as a screenshot under ``$JPKI_TEST_ARTIFACTS/console/``
 (default ``build/test-artifacts/console/``), to be looked at; docs/console/ keeps the ones the
@@ -8,10 +12,15 @@ README shows. Without Chromium these tests fail in CI and skip elsewhere (tests/
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +29,98 @@ import httpx
 import pyotp
 import pytest
 
-from jpki.access.authz import Operation, authorize
-from jpki.access.console_accounts import ConsoleRole, NewAccount
-from jpki.access.principals import Principal
+from tests.api.test_cli import (  # noqa: F401 - tools is a fixture
+    ADDRESS,
+    BIRTH,
+    NAME,
+    _start_server,
+    tools,
+)
+from tests.api.test_ocsp_restart import Deployment, deployment  # noqa: F401 - a fixture
 from tests.components import missing_component
-from tests.conftest import FixedClock, LiveServer
 
 pytestmark = pytest.mark.hsm
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver"
-LOCAL = Principal.local_operator("pytest")
 ARTIFACTS = Path(os.environ.get("JPKI_TEST_ARTIFACTS", "build/test-artifacts")) / "console"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A console account as `jpki console add` printed it."""
+
+    username: str
+    password: str
+    totp_secret: str
+
+
+@dataclass
+class Served:
+    """`jpki serve` on a deployment, and the CLI on its data directory."""
+
+    deployment: Deployment
+    log: Path
+    server: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    def start(self) -> None:
+        self.server, self.url = _start_server(self.deployment.data_dir, self.log,
+                                              self.deployment.env)
+
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator stops it: the server finishes what it holds."""
+        if self.server is None:
+            return
+        if self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait(timeout=30)
+        self.server = None
+
+    def cli(self, *args: str | Path) -> Any:
+        return self.deployment.cli(*args)
+
+    def account(self, username: str, role: str, municipality: str | None = None) -> Account:
+        args = ["console", "add", username, "--role", role]
+        if municipality:
+            args += ["--municipality", municipality]
+        made = self.cli(*args)
+        return Account(made["username"], made["password"], made["totp_secret"])
+
+    def resident(self, *, municipality: str = "132217", address: str = ADDRESS,
+                 name: str = NAME) -> str:
+        made = self.cli("resident", "add", "--name", name, "--birth", BIRTH, "--sex", "1",
+                        "--address", address, "--municipality", municipality)
+        return str(made["id"])
+
+    def issue_auth(self, resident: str) -> Path:
+        """A card's authentication certificate for ``resident``, for a fresh key; its PEM."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        tmp = self.deployment.tmp
+        key = tmp / f"key-{resident}.pem"
+        key.write_bytes(rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        out = tmp / f"cert-{resident}.pem"
+        self.cli("cert", "issue", "--resident", resident, "--kind", "auth", "--public-key", key,
+                 "--out", out)
+        return out
+
+
+@pytest.fixture
+def served(deployment: Deployment) -> Iterator[Served]:  # noqa: F811
+    deployment.cli("init")
+    running = Served(deployment, deployment.tmp / "serve.log")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
@@ -65,24 +154,26 @@ def arrive(driver: Any, path: str) -> None:
     WebDriverWait(driver, 10).until(lambda d: d.current_url.split("?")[0].endswith(path))
 
 
+def shown(driver: Any, element_id: str) -> Any:
+    """The element, once the page answering a form (at the same address) has it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 10).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id)))
+
+
 def shot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def account(server: LiveServer, username: str, role: ConsoleRole,
-            municipality: str | None = None) -> NewAccount:
-    return server.services.console.create(
-        authorize(LOCAL, Operation.CONSOLE_ACCOUNT_CREATE), username=username, role=role,
-        municipality_code=municipality)
-
-
-def sign_in(driver: Any, server: LiveServer, clock: FixedClock, new: NewAccount,
-            name: str | None = None) -> None:
+def sign_in(driver: Any, served: Served, new: Account, name: str | None = None) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    driver.get(server.url + "/console/")
+    driver.get(served.url + "/console/")
     assert driver.current_url.endswith("/console/login")
     if name:
         shot(driver, f"{name}-login")
@@ -92,19 +183,19 @@ def sign_in(driver: Any, server: LiveServer, clock: FixedClock, new: NewAccount,
     arrive(driver, "/console/login/code")
     if name:
         shot(driver, f"{name}-code")
-    driver.find_element(By.ID, "code").send_keys(pyotp.TOTP(new.totp_secret).at(clock.now()),
-                                                 Keys.ENTER)
+    # The server's clock is the machine's: the code of the current 30-second step (each
+    # account signs in once per test, so no step is used twice, RFC 6238 §5.2).
+    driver.find_element(By.ID, "code").send_keys(pyotp.TOTP(new.totp_secret).now(), Keys.ENTER)
     arrive(driver, "/console/")
 
 
 def test_a_clerk_signs_in_registers_finds_by_reading_and_records_a_move(
-        browser: Any, live_server: LiveServer, clock: FixedClock) -> None:
+        browser: Any, served: Served) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
-                                                  "132217"), "clerk")
+    sign_in(browser, served, served.account("kiyose", "clerk", "132217"), "clerk")
     assert browser.find_element(By.ID, "role").text == "窓口職員"
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ja"
     shot(browser, "clerk-home")
@@ -143,68 +234,69 @@ def test_a_clerk_signs_in_registers_finds_by_reading_and_records_a_move(
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
     browser.find_element(By.ID, "logout").click()
     arrive(browser, "/console/login")
-    browser.get(live_server.url + "/console/")
+    browser.get(served.url + "/console/")
     assert browser.current_url.endswith("/console/login")
 
 
 def test_a_foreign_municipality_and_a_wrong_role_are_refused_in_the_browser(
-        browser: Any, live_server: LiveServer, clock: FixedClock,
-        new_resident: Any) -> None:
+        browser: Any, served: Served) -> None:
     from selenium.webdriver.common.by import By
 
-    elsewhere = new_resident(municipality="131016", address="東京都千代田区千代田１番１号")
-    sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
-                                                  "132217"))
-    browser.get(f"{live_server.url}/console/residents?id={elsewhere}")
+    elsewhere = served.resident(municipality="131016", address="東京都千代田区千代田１番１号")
+    sign_in(browser, served, served.account("kiyose", "clerk", "132217"))
+    browser.get(f"{served.url}/console/residents?id={elsewhere}")
     assert browser.find_element(By.ID, "message").text == "この操作を行う権限がありません。"
     assert "千代田" not in browser.page_source
     shot(browser, "refused-municipality")
     browser.find_element(By.ID, "logout").click()
     arrive(browser, "/console/login")
-    clock.advance(seconds=30)
-    sign_in(browser, live_server, clock, account(live_server, "agent", ConsoleRole.AGENT))
+    sign_in(browser, served, served.account("agent", "agent"))
     assert not browser.find_elements(By.ID, "menu-residents")
-    browser.get(f"{live_server.url}/console/residents?id={elsewhere}")
+    browser.get(f"{served.url}/console/residents?id={elsewhere}")
     assert browser.find_element(By.ID, "message").text == "この操作を行う権限がありません。"
 
 
 def test_a_wrong_code_is_refused_and_english_is_one_link_away(
-        browser: Any, live_server: LiveServer, clock: FixedClock) -> None:
+        browser: Any, served: Served) -> None:
+    from datetime import UTC, datetime
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    new = account(live_server, "agent", ConsoleRole.AGENT)
-    browser.get(live_server.url + "/console/login")
+    new = served.account("agent", "agent")
+    browser.get(served.url + "/console/login")
     browser.find_element(By.LINK_TEXT, "English").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
     browser.find_element(By.ID, "username").send_keys(new.username, Keys.TAB, new.password,
                                                       Keys.ENTER)
     arrive(browser, "/console/login/code")
-    wrong = pyotp.TOTP(new.totp_secret).at(clock.now() + timedelta(minutes=5))
+    wrong = pyotp.TOTP(new.totp_secret).at(datetime.now(UTC) + timedelta(minutes=5))
     browser.find_element(By.ID, "code").send_keys(wrong, Keys.ENTER)
     arrive(browser, "/console/login/code")
     assert "wrong" in browser.find_element(By.ID, "message").text
     shot(browser, "login-refused-en")
-    browser.get(live_server.url + "/console/")
+    browser.get(served.url + "/console/")
     assert browser.current_url.endswith("/console/login")
 
 
-def ocsp_status(server: LiveServer, der: bytes) -> object:
-    """What the server's /ocsp says of a certificate, as a relying party's software asks."""
+def ocsp_request(der: bytes, issuer_der: bytes) -> bytes:
+    """The OCSP request a relying party's software sends for a certificate (SHA-1 CertID)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509 import ocsp
 
-    from jpki.model import CaKind
-
     cert = x509.load_der_x509_certificate(der)
-    with server.services.uow() as uow:
-        generation = uow.cas.current(CaKind.AUTH)
-        assert generation is not None
-        issuer = x509.load_der_x509_certificate(generation.certificate_der)
-    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
-    answer = httpx.post(server.url + "/ocsp", content=request.public_bytes(Encoding.DER),
+    issuer = x509.load_der_x509_certificate(issuer_der)
+    return ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build() \
+        .public_bytes(Encoding.DER)
+
+
+def ocsp_status(served: Served, der: bytes, issuer_der: bytes) -> object:
+    """What the server's /ocsp says of a certificate."""
+    from cryptography.x509 import ocsp
+
+    answer = httpx.post(served.url + "/ocsp", content=ocsp_request(der, issuer_der),
                         headers={"content-type": "application/ocsp-request"}, timeout=5)
     response = ocsp.load_der_ocsp_response(answer.content)
     if response.certificate_status is ocsp.OCSPCertStatus.REVOKED:
@@ -213,60 +305,45 @@ def ocsp_status(server: LiveServer, der: bytes) -> object:
 
 
 def test_an_agent_holds_a_lost_phone_and_ocsp_says_so_within_a_second(
-        browser: Any, live_server: LiveServer, clock: FixedClock) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
+        browser: Any, served: Served) -> None:
     from cryptography.x509 import ReasonFlags
     from selenium.webdriver.common.by import By
 
-    from jpki.model import CertKind
-    from tests.holder_kit import new_holder
-
-    holder = new_holder(live_server.services,
-                        [rsa.generate_private_key(65537, 2048) for _ in range(4)])
-    phone = holder.enrol_phone()
-    with live_server.services.uow() as uow:
-        card = uow.cards.active_for_resident(holder.resident_id)
-        assert card is not None
-    auth_der = phone.certs[CertKind.MOBILE_AUTH]
-    assert ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold
-    sign_in(browser, live_server, clock, account(live_server, "agent", ConsoleRole.AGENT),
-            "agent")
+    state = served.deployment.tmp / "phone.json"
+    served.deployment.kit("enrol", state)
+    phone = json.loads(state.read_text())
+    auth_der = base64.b64decode(phone["mobile_auth_der"])
+    issuer_der = base64.b64decode(phone["auth_ca_der"])
+    assert ocsp_status(served, auth_der, issuer_der) is not ReasonFlags.certificate_hold
+    sign_in(browser, served, served.account("agent", "agent"), "agent")
     browser.find_element(By.ID, "menu-callcentre").click()
     arrive(browser, "/console/callcentre")
     shot(browser, "agent-find")
-    browser.find_element(By.ID, "card_number").send_keys(card.number)
+    browser.find_element(By.ID, "card_number").send_keys(phone["card_number"])
     browser.find_element(By.ID, "birth_date").send_keys("19900102")
     browser.find_element(By.ID, "verify").click()
-    assert browser.find_element(By.ID, "verified").text == "カード番号と生年月日が一致しました。"
+    assert shown(browser, "verified").text == "カード番号と生年月日が一致しました。"
     assert "清瀬" not in browser.page_source and "山田" not in browser.page_source
     shot(browser, "agent-file")
     browser.find_element(By.ID, "hold-phone").click()
-    assert browser.find_element(By.ID, "message").text == "スマホ用電子証明書を一時保留にしました。"
+    assert shown(browser, "message").text == "スマホ用電子証明書を一時保留にしました。"
     held_at = time.monotonic()
     shot(browser, "agent-held")
-    while ocsp_status(live_server, auth_der) is not ReasonFlags.certificate_hold:
+    while ocsp_status(served, auth_der, issuer_der) is not ReasonFlags.certificate_hold:
         assert time.monotonic() - held_at < 1.0, "OCSP did not say certificateHold in a second"
         time.sleep(0.05)
 
 
 def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
-        browser: Any, live_server: LiveServer, clock: FixedClock,
-        new_resident: Any, subject_keys: list[bytes]) -> None:
+        browser: Any, served: Served) -> None:
     from selenium.webdriver.common.by import By
 
-    from jpki.issuance.service import KeyRequest
-    from jpki.model import CertKind
-    from tests.holder_kit import ISSUE
-
-    for municipality, key in (("132217", subject_keys[0]), ("011002", subject_keys[1]),
-                              ("011002", subject_keys[2])):
-        resident = new_resident(municipality=municipality)
-        live_server.services.issuance.issue(ISSUE, resident, [KeyRequest(CertKind.CARD_AUTH,
-                                                                         key)])
-    sign_in(browser, live_server, clock, account(live_server, "boss", ConsoleRole.SUPERVISOR))
+    for municipality in ("132217", "011002", "011002"):
+        served.issue_auth(served.resident(municipality=municipality))
+    sign_in(browser, served, served.account("boss", "supervisor"))
     browser.find_element(By.ID, "menu-dashboard").click()
     arrive(browser, "/console/dashboard")
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 8
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 12
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.map circle.prefecture")) == 2
     shot(browser, "supervisor-dashboard")
     panel = browser.find_element(By.ID, "panel-prefectures")
@@ -280,30 +357,28 @@ def test_a_supervisor_sees_the_national_figures_as_plots_and_tables(
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
 
 
-def test_the_dv_two_person_rule_in_the_browser(browser: Any, live_server: LiveServer,
-                                                clock: FixedClock, new_resident: Any) -> None:
+def test_the_dv_two_person_rule_in_the_browser(browser: Any, served: Served) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    resident = new_resident()
-    clerk = account(live_server, "kiyose", ConsoleRole.CLERK, "132217")
-    first = account(live_server, "boss", ConsoleRole.SUPERVISOR)
-    second = account(live_server, "deputy", ConsoleRole.SUPERVISOR)
+    resident = served.resident()
+    clerk = served.account("kiyose", "clerk", "132217")
+    first = served.account("boss", "supervisor")
+    second = served.account("deputy", "supervisor")
 
     def sign_out() -> None:
         browser.find_element(By.ID, "logout").click()
         arrive(browser, "/console/login")
-        clock.advance(seconds=30)
 
     # The counter asks to set the measures; the first supervisor approves.
-    sign_in(browser, live_server, clock, clerk)
-    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    sign_in(browser, served, clerk)
+    browser.get(f"{served.url}/console/residents?id={resident}")
     Select(browser.find_element(By.ID, "dv_category")).select_by_value("dv")
     browser.find_element(By.ID, "dv-set").click()
     arrive(browser, "/console/residents/dv-request")
     assert browser.find_element(By.ID, "dv_message").text.startswith("申請しました")
     sign_out()
-    sign_in(browser, live_server, clock, first)
+    sign_in(browser, served, first)
     browser.find_element(By.ID, "menu-dv").click()
     arrive(browser, "/console/dv")
     shot(browser, "supervisor-dv-queue")
@@ -311,22 +386,107 @@ def test_the_dv_two_person_rule_in_the_browser(browser: Any, live_server: LiveSe
     browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
     arrive(browser, "/console/dv/decide")
     assert browser.find_element(By.ID, "message").text == "承認しました。"
-    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    browser.get(f"{served.url}/console/residents?id={resident}")
     assert browser.find_element(By.ID, "address").text == "（支援措置のため表示しません）"
     shot(browser, "supervisor-dv-masked")
     # The same supervisor asks to lift them, and cannot approve their own request …
     browser.find_element(By.ID, "dv-lift").click()
     arrive(browser, "/console/residents/dv-request")
-    browser.get(f"{live_server.url}/console/dv")
+    browser.get(f"{served.url}/console/dv")
     browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
     arrive(browser, "/console/dv/decide")
     assert "別の統括管理者" in browser.find_element(By.ID, "message").text
     sign_out()
     # … which a second supervisor does.
-    sign_in(browser, live_server, clock, second)
-    browser.get(f"{live_server.url}/console/dv")
+    sign_in(browser, served, second)
+    browser.get(f"{served.url}/console/dv")
     browser.find_element(By.CSS_SELECTOR, "#requests button.approve").click()
     arrive(browser, "/console/dv/decide")
     assert browser.find_element(By.ID, "message").text == "承認しました。"
-    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    browser.get(f"{served.url}/console/residents?id={resident}")
     assert "清瀬市" in browser.find_element(By.ID, "address").text
+
+
+def test_the_ocsp_relying_party_and_audit_panels_show_what_the_api_says(
+        browser: Any, served: Served) -> None:
+    """OCSP requests and relying-party calls made to the running server, the audit chain
+    verified at the CLI: after a restart (the server's last OCSP tally is written as it stops,
+    and the relying parties' calls are summed as it starts), the dashboard's tables say what
+    GET /v1/operators/statistics says."""
+    from selenium.webdriver.common.by import By
+
+    from api.console.dashboard import figure
+
+    cert = served.issue_auth(served.resident())
+    served.cli("ca", "export", "--out", served.deployment.tmp / "ca")
+    issuer = (served.deployment.tmp / "ca" / "auth-ca-g01.pem").read_bytes()
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+    issuer_der = x509.load_pem_x509_certificate(issuer).public_bytes(Encoding.DER)
+    headers = {"content-type": "application/ocsp-request"}
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        for body in [ocsp_request(der, issuer_der)] * 5 + [b"\x30\x03\x02\x01\x01"] * 2:
+            assert http.post("/ocsp", content=body, headers=headers).status_code == 200
+        rp = served.cli("rp", "add", "--name", "株式会社検証", "--kind", "platform_operator",
+                        "--purpose", "kyc", "--scopes", "status")
+        auth = (rp["client_id"], rp["client_secret"])
+        for purpose, serials, status in (("kyc", ["12"], 200), ("kyc", ["12", "34"], 200),
+                                         ("marketing", ["12"], 403)):
+            answer = http.post("/v1/status", auth=auth,
+                               json={"purpose": purpose, "serials": serials})
+            assert answer.status_code == status, answer.text
+    served.stop()
+    verified = served.cli("audit", "verify")
+    served.start()
+    ops = served.cli("client", "add", "--name", "ops", "--role", "operator")
+    sign_in(browser, served, served.account("boss", "supervisor"))  # audited: before the API
+    api = httpx.get(served.url + "/v1/operators/statistics?days=30", timeout=10,
+                    auth=(ops["client_id"], ops["client_secret"])).json()
+    today = api["ocsp"][-1]
+    assert (today["requests"], today["successful"]) == (7, 5)
+    assert api["rp_usage"] == [{"relying_party": rp["relying_party"]["id"],
+                                "name": "株式会社検証", "scope": "status", "calls": 2,
+                                "refused": 1, "items": 3}]
+    audit = api["audit_verification"]
+    assert (audit["outcome"], audit["records"]) == ("ok", verified["records"])
+    browser.get(served.url + "/console/dashboard?days=30")
+
+    def panel_shot(name: str, png: str) -> None:
+        # The panel at the top of the window, its table open: a fragment of the same page
+        # scrolls to it without loading it again (and without a script).
+        browser.get(f"{served.url}/console/dashboard?days=30#panel-{name}")
+        shot(browser, png)
+
+    def table(name: str) -> list[list[str]]:
+        panel = browser.find_element(By.ID, f"panel-{name}")
+        panel.find_element(By.TAG_NAME, "summary").click()
+        return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in panel.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+    ocsp_rows = table("ocsp")
+    assert len(ocsp_rows) == len(api["ocsp"]) == 30
+    for row, day in zip(ocsp_rows, api["ocsp"], strict=True):
+        expected = [day["day"], str(day["requests"]), str(day["successful"]),
+                    figure(day["per_second"]), figure(day["peak_per_second"]),
+                    figure(day["mean_ms"]), figure(day["p50_ms"]), figure(day["p99_ms"])]
+        if day is today:  # today's mean rate is over the part of the day gone by: read later
+            del row[3], expected[3]
+        assert row == expected
+    panel_shot("ocsp", "supervisor-dashboard-ocsp")
+    assert table("rp_usage") == [[rp["relying_party"]["id"], "株式会社検証", "status", "2", "1",
+                                  "3"]]
+    coverage = api["rp_coverage"]
+    assert browser.find_element(By.ID, "rp-coverage").text == (
+        f"監査ログのレコード {coverage['through']} まで集計（全 {coverage['head']} 件、"
+        f"集計日時 {coverage['at'][:19]}+00:00）")
+    panel_shot("rp_usage", "supervisor-dashboard-rp-usage")
+    audit_rows = dict(table("audit"))
+    assert audit_rows["結果"] == "正常"
+    assert audit_rows["検証したレコード数"] == str(verified["records"])
+    assert audit_rows["現在のレコード数"] == str(audit["head"])
+    assert audit_rows["最終実行日時"] == audit["at"][:19] + "+00:00"
+    panel_shot("audit", "supervisor-dashboard-audit")
+    logs = browser.get_log("browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs

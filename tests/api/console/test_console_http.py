@@ -350,7 +350,7 @@ def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
     console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
     page = console.http.get("/console/dashboard?days=7")
     assert page.status_code == 200
-    assert page.text.count("<svg") == 8 and "<script" not in page.text
+    assert page.text.count("<svg") == 12 and "<script" not in page.text
     # The map: a circle per prefecture with valid certificates, at its place.
     assert re.findall(r'data-prefecture="(\d\d)"', page.text) == ["01", "13"]
     issued = console.http.get("/console/dashboard/issued.csv?days=7")
@@ -365,6 +365,88 @@ def test_the_dashboards_numbers_are_what_the_api_says(console: Console,
         "/console/dashboard/prefectures.csv").content.decode("utf-8-sig"))))
     assert {row[0] for row in by_prefecture[1:]} == {"東京都", "北海道"}
     assert sum(r["count"] for r in api["valid_by_prefecture"]) == 2
+
+
+def _csv(console: Console, name: str) -> list[list[str]]:
+    import csv
+    import io
+
+    answer = console.http.get(f"/console/dashboard/{name}.csv?days=7")
+    assert answer.status_code == 200
+    return list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+
+
+def test_the_ocsp_relying_party_and_audit_panels_are_what_the_api_says(
+        console: Console, new_resident: Callable[..., str], subject_keys: list[bytes]) -> None:
+    import anyio
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509 import ocsp
+
+    from api import ocsp_traffic
+    from api.console.dashboard import figure
+    from jpki.issuance.service import KeyRequest
+    from jpki.jobs import AUDIT_VERIFY
+    from jpki.model import CaKind, JobRun
+    from tests.api.harness import basic_auth
+    from tests.holder_kit import ISSUE
+
+    services = console.services
+    issued = services.issuance.issue(ISSUE, new_resident(), [
+        KeyRequest(CertKind.CARD_AUTH, subject_keys[0])])
+    with services.uow() as uow:
+        generation = uow.cas.current(CaKind.AUTH)
+        assert generation is not None
+        issuer = x509.load_der_x509_certificate(generation.certificate_der)
+    leaf = x509.load_der_x509_certificate(issued[0].der)
+    good = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build() \
+        .public_bytes(Encoding.DER)
+    headers = {"content-type": "application/ocsp-request"}
+    for body in (good, good, b"\x30\x03\x02\x01\x01"):
+        assert console.http.post("/ocsp", content=body, headers=headers).status_code == 200
+    # What `jpki serve` does every few seconds and when it stops: this process's tally added
+    # to the minute's rows, which every process adds to.
+    anyio.run(ocsp_traffic.write, console.http.app, services)
+    operator = services.clients.create(authorize(LOCAL, Operation.CLIENT_CREATE), name="ops",
+                                       role=ClientRole.OPERATOR)
+    ops = (operator.client.client_id, operator.client_secret)
+    made = console.http.post("/v1/operators/relying-parties", auth=ops, json={
+        "name": "株式会社計測", "kind": "platform_operator", "purposes": ["test"],
+        "scopes": ["status"]}).json()
+    rp = basic_auth(made["client_id"], made["client_secret"])
+    for serials in (["12"], ["12", "34"]):
+        assert console.http.post("/v1/status", headers=rp, json={
+            "purpose": "test", "serials": serials}).status_code == 200
+    assert console.http.post("/v1/status", headers=rp, json={
+        "purpose": "marketing", "serials": ["12"]}).status_code == 403
+    assert services.rp_usage.roll_up()["calls"] == 3
+    services.jobs.record(JobRun(job=AUDIT_VERIFY, started_at=console.clock.now(),
+                                duration_ms=5, outcome="ok", error=None,
+                                counts={"records": 7}, last_success_at=console.clock.now()))
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))  # audited: before the API
+    api = console.http.get("/v1/operators/statistics?days=7", auth=ops).json()
+    today = api["ocsp"][-1]
+    assert [d["requests"] for d in api["ocsp"]] == [0] * 6 + [3]
+    assert today["successful"] == 2 and today["peak_per_second"] == 3 / 60
+    assert 0 < today["p50_ms"] <= today["p99_ms"] <= 1000
+    assert api["rp_usage"] == [{"relying_party": made["relying_party"]["id"],
+                                "name": "株式会社計測", "scope": "status", "calls": 2,
+                                "refused": 1, "items": 3}]
+    assert 0 < api["rp_coverage"]["through"] <= api["audit_verification"]["head"]
+    assert api["audit_verification"]["records"] == 7
+    assert api["audit_verification"]["outcome"] == "ok"
+    page = console.http.get("/console/dashboard?days=7")
+    assert 'id="panel-ocsp"' in page.text and 'id="latency"' in page.text
+    assert console.http.get("/console/dashboard/ocsp.csv?days=7").status_code == 200
+    assert _csv(console, "ocsp")[-1] == [
+        today["day"], "3", "2", figure(today["per_second"]), figure(today["peak_per_second"]),
+        figure(today["mean_ms"]), figure(today["p50_ms"]), figure(today["p99_ms"])]
+    assert _csv(console, "rp_usage")[1:] == [
+        [made["relying_party"]["id"], "株式会社計測", "status", "2", "1", "3"]]
+    audit = dict(_csv(console, "audit")[1:])
+    assert audit["検証したレコード数"] == "7" and audit["結果"] == "正常"
+    assert audit["現在のレコード数"] == str(api["audit_verification"]["head"])
 
 
 def test_the_dashboard_is_the_supervisors(console: Console) -> None:

@@ -18,6 +18,7 @@ personalised card on 35963 is left alone; the CA is the ``served`` fixture (test
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ from cryptography.x509.oid import NameOID
 
 from devices.card.client import JpkiCard
 from devices.card.emulator import JpkiCardEmulator
+from devices.card.face_client import issue_face_aps
+from devices.card.face_data import CardSurface, synthetic_my_number, synthetic_security_code
 from devices.card.jpki_ap import CertSlot, Key, Pin
 from devices.card.transport import InProcessTransport
 from jpki.access.authz import Operation, authorize
@@ -171,6 +174,34 @@ def personalised_template(tmp_path_factory: pytest.TempPathFactory, issuer_key: 
 @pytest.fixture
 def personalisation(personalised_template: tuple[Path, Personalisation]) -> Personalisation:
     return personalised_template[1]
+
+
+# The 券面 applications (reference §4.6): one synthetic holder, issued once per session.
+FACE_PIN = "2580"
+SURFACE = CardSurface(
+    name="山田　花子", address="東京都清瀬市中里一丁目２番３号", birth_date=date(1985, 4, 1),
+    sex=2, expiry=date(2035, 4, 1), my_number=synthetic_my_number(random.Random(14)),
+    security_code=synthetic_security_code(random.Random(15)), municipality_code="13221")
+
+
+@pytest.fixture(scope="session")
+def issued_template(tmp_path_factory: pytest.TempPathFactory,
+                    personalised_template: tuple[Path, Personalisation],
+                    issuer_key: rsa.RSAPrivateKey) -> Path:
+    """The personalised card with its 券面 applications issued for :data:`SURFACE`."""
+    path = tmp_path_factory.mktemp("issued-template") / "card.json"
+    shutil.copy(personalised_template[0], path)
+    issue_face_aps(JpkiCard(InProcessTransport(JpkiCardEmulator.open(path))), issuer_key,
+                   SURFACE, pin=FACE_PIN)
+    return path
+
+
+@pytest.fixture
+def issued_card(tmp_path: Path, issued_template: Path) -> EmulatedCard:
+    """A personalised card whose 券面 applications hold :data:`SURFACE`; fresh session."""
+    path = tmp_path / "card.json"
+    shutil.copy(issued_template, path)
+    return _card(path)
 
 
 @pytest.fixture

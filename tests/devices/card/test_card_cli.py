@@ -3,6 +3,7 @@ is exercised through pcscd in test_card_pcsc.py)."""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -62,3 +63,37 @@ def test_emulate_refuses_bad_arguments(tmp_path: Path, issuer_public_pem: bytes)
     state.write_text("{")
     result = runner.invoke(app, ["emulate", "--state", str(state)])
     assert result.exit_code == 1 and "card.state_invalid" in result.output
+
+
+def test_issue_face_refuses_a_bad_holder_without_echoing_it(tmp_path: Path) -> None:
+    # Refused before any reader is opened; the error names the problem, never the value
+    # (architecture §9.7).
+    holder = tmp_path / "holder.json"
+    out = tmp_path / "face.json"
+    key = tmp_path / "issuer.pem"
+    key.write_text("unused")
+    base = {"name": "山田　花子", "address": "東京都清瀬市中里一丁目２番３号",
+            "birth_date": "1985-04-01", "sex": 2, "expiry": "2035-04-01",
+            "municipality_code": "13221"}
+    for change, reason in (({"sex": 7}, "ValueError"), ({"birth_date": "1985-13-01"},
+                                                        "ValueError"),
+                           ({"municipality_code": "132217"}, "ValueError"),
+                           ({"name": None}, "missing")):
+        document = {k: v for k, v in {**base, **change}.items() if v is not None}
+        holder.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+        result = runner.invoke(app, ["issue-face", "--holder", str(holder), "--issuer-key",
+                                     str(key), "--out", str(out), "--pin", "1234"])
+        assert result.exit_code == 1 and "error: request.invalid: --holder" in result.output
+        assert reason in result.output
+        for value in ("山田", "清瀬", "1985", "132217"):
+            assert value not in result.output
+        assert not out.exists()
+    holder.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
+    out.write_text("{}")
+    result = runner.invoke(app, ["issue-face", "--holder", str(holder), "--issuer-key",
+                                 str(key), "--out", str(out), "--pin", "1234"])
+    assert result.exit_code == 1 and "refusing to overwrite" in result.output
+    out.unlink()
+    result = runner.invoke(app, ["issue-face", "--holder", str(holder), "--issuer-key",
+                                 str(key), "--out", str(out), "--pin", "1234"])
+    assert result.exit_code == 1 and "--issuer-key" in result.output and not out.exists()

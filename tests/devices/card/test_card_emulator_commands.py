@@ -36,9 +36,11 @@ SELECT_AP = "00A4040C0AD392F000260100000001"
 
 
 class TestSelect:
-    def test_jpki_ap_only(self, card: EmulatedCard) -> None:
-        assert card.sw("00A4040C0AD392100031000101040800") == "6A82"  # 券面事項入力補助AP
-        assert card.sw("00A4040C0AD392100031000101040208") == "6A82"
+    def test_the_card_applications_only(self, card: EmulatedCard) -> None:
+        # JPKI-AP and the two 券面 APs (reference §4.6; an Le is tolerated and ignored).
+        assert card.sw("00A4040C0AD392100031000101040800") == "9000"  # 券面事項入力補助AP
+        assert card.sw("00A4040C0AD392100031000101040208") == "9000"  # 券面事項確認AP
+        assert card.sw("00A4040C0AD392100031000101010000") == "6A82"  # not emulated
         assert card.sw("00A4040C07A0000000030000") == "6A82"
         assert card.sw(SELECT_AP) == "9000"
 

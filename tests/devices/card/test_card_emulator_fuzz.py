@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.card.emulator import CardState, JpkiCardEmulator
-from tests.devices.card.conftest import AUTH_PIN, SIGN_PASSWORD
+from tests.devices.card.conftest import AUTH_PIN, FACE_PIN, SIGN_PASSWORD
 
 STATE_CHANGING_INS = {0x20, 0x24, 0x47, 0xD6, 0x2C}
 
@@ -32,6 +32,12 @@ VALID = [bytes.fromhex(h) for h in (
     "0084000020", "00820000000100" + "00" * 256,
     "0047000006B6048402001700", "00D60000038F8F00", "002C029804" + b"1234".hex(),
     "00C0000000", "00CA5F5100", "80FC0000", "00880000020102" "00",
+    # The 券面 applications (reference §4.6).
+    "00A4040C0AD3921000310001010408", "00A4040C0AD3921000310001010402",
+    "00A4020C020011", "00A4020C020014", "00A4020C020012", "00A4020C020001",
+    "00A4020C020002", "00B0811100", "00B0000007", "0020008004" + FACE_PIN.encode().hex(),
+    "0020009404" + b"0000".hex(), "00240180" "04" + b"1357".hex(), "002C039100",
+    "00D6000003FF100C",
 )]
 
 
@@ -60,26 +66,30 @@ def mutated(draw: st.DrawFn) -> bytes:
 apdus = st.one_of(st.binary(max_size=300), mutated(), st.sampled_from(VALID))
 
 
-# A session prefix that reaches the states behind a PIN: AP selected, auth PIN verified, the
-# auth key current.
-PREPARED = [bytes.fromhex(h) for h in (
-    "00A4040C0AD392F000260100000001", "00A4020C020018",
-    "0020008004" + AUTH_PIN.encode().hex(), "00A4020C020017",
-)]
+# Session prefixes that reach the states behind a PIN: JPKI-AP selected, auth PIN verified, the
+# auth key current; or the 券面事項入力補助AP selected, its PIN verified, EF 0001 current.
+PREPARED = {
+    "jpki": [bytes.fromhex(h) for h in (
+        "00A4040C0AD392F000260100000001", "00A4020C020018",
+        "0020008004" + AUTH_PIN.encode().hex(), "00A4020C020017")],
+    "text": [bytes.fromhex(h) for h in (
+        "00A4040C0AD3921000310001010408", "00A4020C020011",
+        "0020008004" + FACE_PIN.encode().hex(), "00A4020C020001")],
+}
 
 
 @settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(prepared=st.booleans(), sequence=st.lists(apdus, min_size=1, max_size=12))
+@given(prepared=st.sampled_from([None, "jpki", "text"]),
+       sequence=st.lists(apdus, min_size=1, max_size=12))
 def test_any_input_gets_a_status_word_and_only_valid_commands_change_state(
-        personalised_template: tuple[Path, object], prepared: bool,
-        sequence: list[bytes]) -> None:
+        issued_template: Path, prepared: str | None, sequence: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "card.json"
-        shutil.copy(personalised_template[0], path)
+        shutil.copy(issued_template, path)  # JPKI-AP personalised, the 券面 APs issued
         emulator = JpkiCardEmulator.open(path)
-        if prepared:
-            assert [emulator.process(apdu) for apdu in PREPARED] == [b"\x90\x00"] * 4
+        if prepared is not None:
+            assert [emulator.process(apdu) for apdu in PREPARED[prepared]] == [b"\x90\x00"] * 4
         for apdu in sequence:
             before = path.read_bytes()
             response = emulator.process(apdu)

@@ -50,7 +50,7 @@ def test_what_the_file_holds(card: EmulatedCard) -> None:
     document = json.loads(card.path.read_text())
     assert stat.S_IMODE(card.path.stat().st_mode) == 0o600  # it holds private keys
     assert set(document) == {"format", "token_label", "issuer_public_key", "files", "pins",
-                             "keys"}
+                             "keys", "applications"}
     assert set(document["pins"]) == {"0018", "001B"}
     assert set(document["keys"]) == {"0017", "001A"}
     assert all(pem.startswith("-----BEGIN PRIVATE KEY-----")

@@ -22,9 +22,12 @@ from jpki.registry.proofing import (
     DocumentType,
     Evidence,
     Measure,
+    Missing,
+    NotCounted,
     Pattern,
     Presence,
     ProofingInsufficient,
+    assess,
     document_class,
     evaluate,
 )
@@ -496,3 +499,53 @@ def test_the_proxy_own_receipts_and_photo_certificates_are_judged_like_an_adults
     receipt within 3 months is a receipt, a guardian's photo certificate counts for nothing."""
     own = (RECEIPT, GUARDIAN_PHOTO, LICENSE, MY_NUMBER)
     assert judge(proxy((PASSPORT, INSURANCE), own)) is Pattern.B
+
+
+# --- the verdict whole (assess), as the operator console shows it ------------------------------
+
+
+def test_the_verdict_counts_each_persons_documents_and_names_what_was_not_counted() -> None:
+    old_record = Document(T.DRIVING_RECORD_CERTIFICATE, issued_on=date(2011, 1, 1))
+    stale = Document(T.RECEIPT, issued_on=date(2020, 1, 1))
+    verdict = assess(in_person(PASSPORT, PASSPORT, old_record, stale, STUDENT_ID_PHOTO, INSURANCE,
+                               FACILITY_PHOTO, INQUIRY),
+                     applicant_age=ADULT_AGE, today=TODAY)
+    assert verdict.pattern is Pattern.C  # one 甲 and a 乙; D's inquiry reply comes later
+    c = verdict.applicant
+    assert (c.kou, c.otsu, c.otsu_photo, c.inquiry_reply, c.receipts) == (1, 2, 1, 1, 0)
+    assert c.not_counted == [(T.PASSPORT, NotCounted.KOU_REPEATED),
+                             (T.DRIVING_RECORD_CERTIFICATE,
+                              NotCounted.DRIVING_RECORD_BEFORE_2012),
+                             (T.RECEIPT, NotCounted.RECEIPT_NOT_RECENT),
+                             (T.FACILITY_PHOTO_CERTIFICATE, NotCounted.NOT_IN_FACILITY)]
+    assert verdict.proxy is None and verdict.missing == ()
+
+
+def test_the_verdict_and_the_refusal_are_one_rule() -> None:
+    """evaluate raises exactly when assess finds no pattern, with assess's words."""
+    cases = [in_person(), in_person(LICENSE), in_person(LICENSE, PASSPORT),
+             in_person(INQUIRY, INSURANCE, RECEIPT, measures=(Measure.REGISTRY_HEARING,)),
+             *(evidence for evidence, _ in PROXY_MINIMAL.values()),
+             replace(PROXY_MINIMAL["A"][0], delegation_letter=False),
+             replace(PROXY_MINIMAL["C"][0], proxy_documents=())]
+    for evidence in cases:
+        verdict = assess(evidence, applicant_age=ADULT_AGE, today=TODAY)
+        if verdict.pattern is None:
+            assert refused(evidence) == verdict.refusal()
+        else:
+            assert judge(evidence) is verdict.pattern
+
+
+def test_a_proxy_verdict_says_which_pattern_the_documents_meet_and_what_is_missing() -> None:
+    evidence, pattern = PROXY_MINIMAL["B"]
+    lacking = assess(replace(evidence, delegation_letter=False, hardship_proof=False),
+                     applicant_age=ADULT_AGE, today=TODAY)
+    assert (lacking.pattern, lacking.documents_meet) == (None, pattern)
+    assert lacking.missing == (Missing.DELEGATION_LETTER, Missing.HARDSHIP_PROOF)
+    assert lacking.proxy is not None and lacking.proxy.kou == 2
+    short = assess(replace(evidence, proxy_documents=(LICENSE,)), applicant_age=ADULT_AGE,
+                   today=TODAY)
+    assert (short.pattern, short.documents_meet, short.missing) == (None, None, ())
+    with pytest.raises(InvalidInput):
+        assess(replace(in_person(LICENSE), proxy_documents=(PASSPORT,)),
+               applicant_age=ADULT_AGE, today=TODAY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time as monotonic_time
 import urllib.parse
@@ -767,3 +768,37 @@ def test_what_operators_watch_the_presign_backlog_and_the_feed_lag(services, pai
     assert responder.feed_lag_seconds() == 0.0
     clock.advance(minutes=31)  # past half-life: both due again
     assert responder.presign_backlog() == 2
+
+
+def test_a_responder_renewed_by_another_process_reaches_this_one_within_a_minute(
+        services, pair, clock):
+    """The maintenance job renews responder certificates in one process (the lease holder);
+    every other worker or node signs with the new one within RESPONDERS_RELOAD_SECONDS."""
+    from jpki.authority.ca import CeremonyReport
+    from jpki.revocation.ocsp.issuers import RESPONDERS_RELOAD_SECONDS
+
+    ticks = [0.0]
+    other = ocsp_responder(services.uow, services.uow, services.keys, services.clock,
+                           services.recipe, monotonic=lambda: ticks[0])
+    sign = pair[1][CertKind.CARD_SIGN]
+    issuer = ca_cert(services)
+
+    def signer() -> bytes:  # a nonce: signed now, by the responder this process knows
+        answer = status_of(other.respond(request(sign, issuer, nonce=os.urandom(16))).der)
+        assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+        return answer.certificates[0].fingerprint(hashes.SHA256())
+
+    old = signer()
+    # Days later the renewal is due, and the maintenance job renews — in another process.
+    responder = services.recipe.responder
+    clock.advance(days=responder.validity_days - responder.renew_before_days + 1)
+    report = CeremonyReport()
+    services.cas.ensure_responders(authorize(Principal.system_job("test"),
+                                             Operation.RESPONDERS_RENEW), report)
+    assert report.created
+    ticks[0] += RESPONDERS_RELOAD_SECONDS / 2
+    other.refresh()
+    assert signer() == old  # within the minute, still the old one (valid for days yet)
+    ticks[0] += RESPONDERS_RELOAD_SECONDS
+    other.refresh()
+    assert signer() != old
