@@ -36,12 +36,12 @@ from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import InvalidInput, NotFound
 from jpki.lifecycle.revocation import revoke_in
+from jpki.mobile.rules import sweep_reason
 from jpki.model import (
     CertStatus,
     DeviceStatus,
     MobileDevice,
     MobileSweepReport,
-    ResidentStatus,
     RevocationReason,
 )
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -141,15 +141,9 @@ class MobileSweep:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None or not cert.is_valid(now):
                 return False
-            card = uow.certificates.get(cert.linked_id or 0)
-            resident = uow.residents.get(cert.resident_id)
-            if resident is None or resident.status is not ResidentStatus.ACTIVE:
-                reason = RevocationReason.CESSATION_OF_OPERATION
-            elif card is None or not card.is_valid(now):
-                reason = (card.revocation_reason if card is not None
-                          and card.revocation_reason is not None
-                          else RevocationReason.CESSATION_OF_OPERATION)
-            else:
+            reason = sweep_reason(uow.certificates.get(cert.linked_id or 0),
+                                  uow.residents.get(cert.resident_id), now)
+            if reason is None:
                 return False
             # Each revocation is audited by revoke_in (certificate.revoked, by serial).
             return revoke_in(uow, self._audit, actor, cert, reason, now, now,

@@ -23,14 +23,13 @@ from jpki.errors import (
 )
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.cards import CardSpec
-from jpki.mobile.service import (
+from jpki.mobile.rules import (
     CardCertificateNotHoldable,
     ChallengeInvalid,
     EnrolmentInProgress,
-    MobileError,
-    ProofOfPossessionInvalid,
     SignerRefused,
 )
+from jpki.mobile.service import MobileError, ProofOfPossessionInvalid
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.cards import CardEvent
 from jpki.registry.residents import EventKind, ResidentEvent
