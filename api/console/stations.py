@@ -24,6 +24,7 @@ from jpki.access.console_accounts import SignIn
 from jpki.errors import InvalidInput
 from jpki.registry.proofing import Document, DocumentType, Evidence, Measure, Presence
 from jpki.registry.station_tasks import KINDS, OPEN, STEPS_OF
+from jpki.validity import JST
 
 router = APIRouter(prefix="/console/station-tasks", include_in_schema=False)
 
@@ -83,6 +84,7 @@ async def task_page(request: Request, task_id: str) -> Response:
                                        task_id[:32])
         return render(request, "station_task.html", session=session, task=task,
                       serials=json.loads(task.serials) if task.serials else {},
+                      updated=task.updated_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST"),
                       **progress(task.kind, task.step, task.status))
 
     return await signed_in(request, page)
