@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +19,7 @@ from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
 from api.jobs import (
     ABANDON_STALE_INTENTS,
+    MOBILE_SWEEP,
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
     RENEW_RESPONDERS,
@@ -30,6 +29,7 @@ from api.jobs import (
     RefreshReport,
 )
 from api.limits import BodyLimit
+from api.maintenance_lease import maintenance_lease
 from api.ocsp_http import OcspEndpoint
 from api.probes import Probes
 from api.request_log import observe_request
@@ -41,6 +41,7 @@ from api.routers import (
     dv,
     mobile,
     municipalities,
+    notices,
     operations,
     public,
     relying_parties,
@@ -55,8 +56,6 @@ from jpki.access.authz import Operation, authorize
 from jpki.access.principals import Principal
 from jpki.revocation.ocsp.jobs import follow_status_changes, reconcile_at_start
 from jpki.settings import Settings
-from jpki.store.engine import is_sqlite
-from jpki.store.leases import AdvisoryLease
 
 log = logging.getLogger("jpki.api")
 MAINTENANCE_SECONDS = 60.0
@@ -111,7 +110,8 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
     that can no longer be used (anyone may ask for one), sum the relying parties' calls for the
-    dashboard (jpki.store.rp_usage). Each is a job of its own (api.jobs):
+    dashboard (jpki.store.rp_usage) and, when due, run the layered measures over smartphones
+    (jpki.mobile.sweep). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
 
@@ -156,6 +156,20 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
     runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
 
+    def mobile_sweep() -> dict[str, int]:
+        report = services.mobile_sweep.run(authorize(job, Operation.MOBILE_SWEEP))
+        return report.counts
+
+    # The layered measures (jpki.mobile.sweep) pass over every device: once per
+    # JPKI_MOBILE_SWEEP_INTERVAL_SECONDS, as the database remembers it, not every tick.
+    try:
+        due = services.mobile_sweep.due()
+    except Exception as exc:  # like a failed job: reported, never stopping the server
+        log.error("could not tell whether the mobile sweep is due: %s", type(exc).__name__)
+        return
+    if due:
+        runner.run(MOBILE_SWEEP, mobile_sweep)
+
 
 def _observed(app: FastAPI, services: Services) -> None:
     """Bind the metrics to ``services`` and give the app the probes that read the database."""
@@ -163,56 +177,6 @@ def _observed(app: FastAPI, services: Services) -> None:
     with contextlib.suppress(Exception):  # the gauges of what this process holds, from the start
         metrics.sample(services)
     app.state.probes = Probes(services)
-
-
-def _maintenance_lock(data_dir: Path) -> IO[bytes] | None:
-    """An exclusive lock on ``<data>/maintenance.lock``, or None if another process holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "maintenance.lock").open("a+b")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle
-
-
-class MaintenanceLease(Protocol):
-    """Who runs the housekeeping: one process of the deployment at a time (docs/deployment.md,
-    "Jobs run once"), asked before every run so that another takes over when the holder dies."""
-
-    def held(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-class FileLease:
-    """SQLite: the database is a file on one host, so a file lock beside it is the whole
-    deployment's (the worker processes of one `jpki serve`)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
-        self._handle: IO[bytes] | None = None
-
-    def held(self) -> bool:
-        if self._handle is None:
-            self._handle = _maintenance_lock(self._data_dir)
-        return self._handle is not None
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
-def maintenance_lease(settings: Settings) -> MaintenanceLease:
-    """PostgreSQL may be shared by jpki nodes on several hosts, whose file locks would each be
-    taken (every job run once per host): there the lease is an advisory lock in the database
-    (jpki.store.leases, docs/deployment.md)."""
-    url = settings.resolved_database_url
-    if is_sqlite(url):
-        return FileLease(settings.resolved_data_dir)
-    return AdvisoryLease(url, "maintenance")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> JpkiApp:
@@ -291,6 +255,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     problems.install(app)
     app.include_router(public.router)
     app.include_router(operations.router)
+    app.include_router(notices.router)
     app.include_router(crl.router)
     app.include_router(residents.router)
     app.include_router(residents.searches)

@@ -28,6 +28,7 @@ from jpki.group_audit import GroupAudit
 from jpki.issuance.service import IssuanceService
 from jpki.jobs import JobLedger
 from jpki.mobile.service import MobileService
+from jpki.mobile.sweep import MobileSweep
 from jpki.ports import Clock, SystemClock
 from jpki.rate_limits import TokenBuckets
 from jpki.registry.call_centre import CallCentre
@@ -35,6 +36,7 @@ from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
 from jpki.registry.counter import CounterService
 from jpki.registry.dv_support import DvSupport
+from jpki.registry.expiry_notices import ExpiryNotices
 from jpki.registry.municipalities import MunicipalityRegistry
 from jpki.registry.residents import ResidentService
 from jpki.registry.station_tasks import StationTasks
@@ -50,6 +52,7 @@ from jpki.revocation.service import RevocationService
 from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.audit_writer import SqlAuditWriter
+from jpki.store.expiry_notices import SqlNoticeSource
 from jpki.store.ocsp import SqlOcspStore
 from jpki.store.ocsp_traffic import SqlOcspTraffic
 from jpki.store.rp_usage import SqlRpUsageRollup
@@ -79,11 +82,13 @@ class Services:
     clients: ClientService
     certificates: CertificateQueries
     statistics: Statistics
+    expiry_notices: ExpiryNotices
     crls: CrlService
     read_engine: Engine
     ocsp: OcspResponder
     counter: CounterService
     mobile: MobileService
+    mobile_sweep: MobileSweep
     relying_parties: RelyingPartyService
     status_lookup: StatusLookup
     linkage: LinkageService
@@ -159,6 +164,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         clients=clients,
         certificates=CertificateQueries(uow, clock),
         statistics=Statistics(SqlStatisticsFactory(read_engine), clock),
+        expiry_notices=ExpiryNotices(SqlNoticeSource(read_engine), uow, clock, audit),
         crls=crls,
         read_engine=read_engine,
         ocsp=ocsp_responder(uow, reader, keys, clock, recipe),
@@ -166,6 +172,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         mobile=MobileService(uow, clock, audit, issuance,
                              max_outstanding=settings.challenges_max_outstanding,
                              max_per_source=settings.challenges_max_per_source),
+        mobile_sweep=mobile_sweep(settings, uow, clock, audit),
         relying_parties=RelyingPartyService(
             uow, clock, audit, clients,
             TokenBuckets(settings.rp_rate_per_second, settings.rp_rate_burst),
@@ -197,6 +204,16 @@ def ocsp_responder(uow: UnitOfWorkFactory, reader: UnitOfWorkFactory, keys: KeyS
                "max_live_signatures": recipe.ocsp.max_live_signatures, **options}
     return OcspResponder(SqlOcspStore(uow, reader), SqlStatusChangeFeed(reader), keys, clock,
                          **options)
+
+
+def mobile_sweep(settings: Settings, uow: UnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog) -> MobileSweep:
+    """The layered measures over smartphones with the settings' thresholds."""
+    hold = settings.mobile_hold_silent_days
+    return MobileSweep(uow, clock, audit,
+                       flag_after=timedelta(days=settings.mobile_flag_silent_days),
+                       hold_after=timedelta(days=hold) if hold else None,
+                       interval=timedelta(seconds=settings.mobile_sweep_interval_seconds))
 
 
 def auth_throttle(settings: Settings) -> AuthThrottle:

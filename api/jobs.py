@@ -37,6 +37,7 @@ SWEEP_UNDELIVERED = "sweep_undelivered"
 RENEW_RESPONDERS = "renew_responders"
 PUBLISH_CRLS = "publish_crls"
 PURGE_CHALLENGES = "purge_challenges"
+MOBILE_SWEEP = "mobile_sweep"
 OCSP_REFRESH = "ocsp_refresh"
 ROLL_UP_RP_USAGE = "roll_up_rp_usage"
 

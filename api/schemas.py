@@ -231,7 +231,9 @@ class ProofingIn(EvidenceIn):
 class StationTaskIn(Strict):
     resident_id: ResidentId
     station: ClientId = Field(description="The station's client id")
-    kind: Literal["issue", "renew"]
+    kind: Literal["issue", "renew", "pin_auth", "pin_sign"] = Field(
+        description="Issue or renew the card's certificates, or reset its user-authentication "
+                    "PIN (pin_auth) or signing password (pin_sign)")
     proofing: EvidenceIn
 
 
@@ -239,7 +241,9 @@ class StationReportIn(Strict):
     step: Literal["claimed", "pin_format", "proofing", "issuer_auth", "keygen", "issue",
                   "write", "pins", "verify", "delivery"]
     outcome: Literal["running", "done", "failed"] = "running"
-    error_code: str | None = Field(default=None, max_length=64)
+    # A problem's code as the CA's problem documents spell them (jpki.errors: card.removed).
+    error_code: str | None = Field(default=None, max_length=64,
+                                   pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
     serials: dict[Literal["card_sign", "card_auth"],
                   Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,40}$")]] | None = None
 

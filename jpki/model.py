@@ -764,3 +764,25 @@ class JobRun:
     runs: int = 1
     failures: int = 0
     last_success_at: datetime | None = None
+
+
+@dataclass
+class MobileSweepReport:
+    """One run of the layered measures over smartphones (重層的な措置, jpki.mobile.sweep): when,
+    with which thresholds, and what it did — mobile certificates revoked (serials), silent
+    devices flagged and devices whose certificates it put on hold (device ids). No personal
+    data: serials and device ids only."""
+
+    id: str
+    started_at: datetime
+    outcome: str  # running | ok | failed | interrupted (a run killed midway)
+    flag_after_days: int
+    hold_after_days: int  # 0: silent devices are flagged only
+    actor: str
+    finished_at: datetime | None = None
+    # How many of each (revoked, flagged, held); the items themselves are read for one report
+    # at a time (a list of reports carries the counts only).
+    counts: dict[str, int] = field(default_factory=dict)
+    revoked: list[str] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)

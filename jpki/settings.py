@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jpki.errors import InvalidInput
@@ -89,6 +90,22 @@ class Settings(BaseSettings):
     # to try the console over plain HTTP on one's own machine.
     console_password_checks: int = Field(default=2, ge=1, le=16)
     console_secure_cookies: bool = True
+    # The layered measures over smartphones (重層的な措置, jpki.mobile.sweep), run by the
+    # maintenance loop at most once per interval: a device that has not checked in for more
+    # than the flag threshold is flagged; past the hold threshold (0: never) its certificates
+    # are put on hold as a lost phone's are, until the holder lifts the hold from the phone.
+    mobile_sweep_interval_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
+    mobile_flag_silent_days: int = Field(default=90, ge=1, le=3650)
+    mobile_hold_silent_days: int = Field(default=180, ge=0, le=3650)
+
+    @model_validator(mode="after")
+    def _hold_after_flag(self) -> Self:
+        # A device is flagged before anything is done to it: the hold threshold, when set, lies
+        # beyond the flag threshold.
+        if 0 < self.mobile_hold_silent_days <= self.mobile_flag_silent_days:
+            raise ValueError("JPKI_MOBILE_HOLD_SILENT_DAYS must be 0 or more than "
+                             "JPKI_MOBILE_FLAG_SILENT_DAYS")
+        return self
 
     @property
     def public_base_url(self) -> str:

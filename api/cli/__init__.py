@@ -54,6 +54,8 @@ COMMANDS: dict[str, Entry] = {
     "crl": Entry("api.cli.crl", "Certificate revocation lists."),
     "ocsp": Entry("api.cli.ocsp", "The OCSP responder's pre-signed responses."),
     "mobile": Entry("api.cli.mobile", "Smartphone certificates."),
+    "notices": Entry("api.cli.notices", "Notices to holders: who must be told their "
+                     "certificates expire."),
     "rp": Entry("api.cli.rp", "Relying parties (署名検証者): register, rotate secrets, suspend."),
     "municipality": Entry("api.cli.municipality", "The municipality registry: list, add, "
                           "rename, merge (市町村合併)."),

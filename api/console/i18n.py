@@ -360,7 +360,7 @@ _JA = {
     "error.other": "処理できませんでした。",
     "error.back": "ホームへ戻る",
     # the counter's work at a station (api.console.stations)
-    "task.new": "窓口端末で発行・更新",
+    "task.new": "窓口端末で発行・更新・暗証番号初期化",
     "task.new_help": ("発行する端末と、確認した本人確認書類を選んでください。"
                       "暗証番号は端末で本人が入力します（この画面では扱いません）。"),
     "task.station": "窓口端末",
@@ -368,6 +368,8 @@ _JA = {
     "task.kind": "手続",
     "task.kind.issue": "新規発行",
     "task.kind.renew": "更新",
+    "task.kind.pin_auth": "利用者証明用暗証番号の初期化",
+    "task.kind.pin_sign": "署名用暗証番号の初期化",
     "task.documents": "確認した書類",
     "task.measures": "あわせて行った確認",
     "task.queue": "端末に送る",
@@ -748,7 +750,7 @@ _EN = {
     "error.other": "This could not be done.",
     "error.back": "Back to the home page",
     # the counter's work at a station (api.console.stations)
-    "task.new": "Issue or renew at a station",
+    "task.new": "Issue, renew or reset a PIN at a station",
     "task.new_help": ("Choose the station and the identity documents you checked. The holder "
                       "types the PINs at the station (never on this page)."),
     "task.station": "Station",
@@ -756,6 +758,8 @@ _EN = {
     "task.kind": "Procedure",
     "task.kind.issue": "New issuance",
     "task.kind.renew": "Renewal",
+    "task.kind.pin_auth": "Reset the user-authentication PIN",
+    "task.kind.pin_sign": "Reset the signing password",
     "task.documents": "Documents checked",
     "task.measures": "Further checks",
     "task.queue": "Send to the station",

@@ -23,7 +23,8 @@ from jpki.access.authz import Operation, authorize
 from jpki.access.console_accounts import SignIn
 from jpki.errors import InvalidInput
 from jpki.registry.proofing import Document, DocumentType, Evidence, Measure, Presence
-from jpki.registry.station_tasks import OPEN, STEPS
+from jpki.registry.station_tasks import KINDS, OPEN, STEPS_OF
+from jpki.validity import JST
 
 router = APIRouter(prefix="/console/station-tasks", include_in_schema=False)
 
@@ -64,8 +65,8 @@ async def create(request: Request) -> Response:
     async def page(request: Request, session: SignIn) -> Response:
         form: dict[str, str] = request.state.form
         kind = form.get("kind", "")
-        if kind not in ("issue", "renew"):
-            raise InvalidInput("issue or renew", field="kind")
+        if kind not in KINDS:
+            raise InvalidInput("issue, renew or a PIN reset", field="kind")
         grant = authorize(session.user.principal, Operation.STATION_TASK_CREATE)
         task = await run_in_threadpool(lambda: request.app.state.services.station_tasks.create(
             grant, form.get("resident_id", "")[:32], station=form.get("station", "")[:64],
@@ -83,7 +84,8 @@ async def task_page(request: Request, task_id: str) -> Response:
                                        task_id[:32])
         return render(request, "station_task.html", session=session, task=task,
                       serials=json.loads(task.serials) if task.serials else {},
-                      **progress(task.step, task.status))
+                      updated=task.updated_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST"),
+                      **progress(task.kind, task.step, task.status))
 
     return await signed_in(request, page)
 
@@ -99,12 +101,13 @@ async def cancel(request: Request, task_id: str) -> Response:
     return await signed_in(request, page, form_post=True)
 
 
-def progress(step: str | None, status: str) -> dict[str, Any]:
+def progress(kind: str, step: str | None, status: str) -> dict[str, Any]:
     """Each step with its state — done, current or to come — and whether the page reloads."""
-    reached = STEPS.index(step) if step in STEPS else -1
+    steps = STEPS_OF[kind]
+    reached = steps.index(step) if step in steps else -1
     ended = status not in OPEN
     states = []
-    for i, name in enumerate(STEPS[1:], start=1):
+    for i, name in enumerate(steps[1:], start=1):
         if i < reached or (i == reached and status == "done"):
             state = "done"
         elif i == reached:

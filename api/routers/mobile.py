@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel
 
 from api.anonymous import RequestSource
 from api.deps import ServicesDep, authorized
@@ -29,6 +31,8 @@ from api.schemas import (
 )
 from jpki.access.authz import Grant, Operation
 from jpki.mobile.service import MobileIssued
+from jpki.mobile.sweep import MAX_REPORTS
+from jpki.model import MobileSweepReport
 from jpki.protocol.cms import InvalidSignedData
 from jpki.serials import parse_serial
 
@@ -39,6 +43,45 @@ router = APIRouter(tags=["mobile"])
 Hold = Annotated[Grant[Literal[Operation.MOBILE_HOLD]], Depends(authorized(Operation.MOBILE_HOLD))]
 HoldCertificate = Annotated[Grant[Literal[Operation.MOBILE_HOLD_CERTIFICATE]],
                             Depends(authorized(Operation.MOBILE_HOLD_CERTIFICATE))]
+SweepRead = Annotated[Grant[Literal[Operation.MOBILE_SWEEP_READ]],
+                      Depends(authorized(Operation.MOBILE_SWEEP_READ))]
+
+
+class SweepCountsOut(BaseModel):
+    revoked: int
+    flagged: int
+    held: int
+
+
+class SweepOut(BaseModel):
+    """One run of the layered measures (jpki.mobile.sweep). Device ids and serials only."""
+
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str  # running | ok | failed | interrupted
+    flag_after_days: int
+    hold_after_days: int  # 0: silent devices are flagged only
+    actor: str
+    counts: SweepCountsOut
+
+
+class SweepsOut(BaseModel):
+    sweeps: list[SweepOut]
+
+
+class SweepDetailOut(SweepOut):
+    revoked: list[str]  # serials of the mobile certificates revoked
+    flagged: list[str]  # ids of the devices flagged
+    held: list[str]  # ids of the devices whose certificates were put on hold
+
+
+def _sweep(report: MobileSweepReport) -> dict[str, object]:
+    return {"id": report.id, "started_at": report.started_at,
+            "finished_at": report.finished_at, "outcome": report.outcome,
+            "flag_after_days": report.flag_after_days,
+            "hold_after_days": report.hold_after_days, "actor": report.actor,
+            "counts": SweepCountsOut(**report.counts)}
 
 
 def _der(body: SignedIn) -> bytes:
@@ -95,8 +138,9 @@ def lift(body: SignedIn, services: ServicesDep) -> MobileIssuedOut:
 @router.post("/v1/mobile/check-ins", response_model=CheckInOut,
              responses=problems(400, 404, 422, 503))
 def check_in(body: SignedIn, services: ServicesDep) -> CheckInOut:
-    """A device's periodic sign of life (signed with its auth key); devices silent for long are
-    flagged by the sweep."""
+    """A device's periodic sign of life (signed with its auth key). The sweep flags a device
+    silent past JPKI_MOBILE_FLAG_SILENT_DAYS and holds its certificates past
+    JPKI_MOBILE_HOLD_SILENT_DAYS, until the holder lifts the hold from the phone."""
     device_id, at = services.mobile.check_in(_der(body))
     return CheckInOut(device_id=device_id, last_seen_at=at)
 
@@ -115,3 +159,24 @@ def hold_certificate(serial: Serial, grant: HoldCertificate,
                      services: ServicesDep) -> RevocationOut:
     """One mobile certificate on hold; a card certificate is refused (403)."""
     return revocation_out(services.mobile.hold_certificate(grant, parse_serial(serial)))
+
+
+@router.get("/v1/operators/mobile/sweeps", response_model=SweepsOut,
+            responses=problems(422))
+def sweeps(grant: SweepRead, services: ServicesDep,
+           limit: Annotated[int, Query(ge=1, le=MAX_REPORTS)] = 20) -> SweepsOut:
+    """The layered measures' newest runs (重層的な措置: the sweep `jpki serve` runs by itself),
+    newest first: when, with which thresholds, and how many mobile certificates each revoked
+    and devices it flagged and held. National operators only."""
+    return SweepsOut(sweeps=[SweepOut(**_sweep(r))
+                             for r in services.mobile_sweep.reports(grant, limit)])
+
+
+@router.get("/v1/operators/mobile/sweeps/{sweep_id}", response_model=SweepDetailOut,
+            responses=problems(404, 422))
+def sweep(sweep_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], grant: SweepRead,
+          services: ServicesDep) -> SweepDetailOut:
+    """One run, with the serials it revoked and the ids of the devices it flagged and held."""
+    report = services.mobile_sweep.report(grant, sweep_id)
+    return SweepDetailOut(**_sweep(report), revoked=report.revoked,
+                          flagged=report.flagged, held=report.held)

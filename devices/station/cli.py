@@ -169,6 +169,8 @@ def work(api: Api, client_id: ClientId, client_secret: Secret, issuer_key: Issue
              help="4 digits (else the holder types it at the station).")] = None,
          sign_pin: Annotated[str | None, typer.Option(
              help="6–16 of A–Z0–9 (else the holder types it).")] = None,
+         new_pin: Annotated[str | None, typer.Option(
+             help="A PIN reset's new value (else the holder types it).")] = None,
          wait: Annotated[float, typer.Option(
              help="Seconds to wait for a task before giving up.")] = 0.0,
          as_json: JsonOut = False) -> None:
@@ -182,7 +184,8 @@ def work(api: Api, client_id: ClientId, client_secret: Secret, issuer_key: Issue
 
     deadline = time.monotonic() + wait
     with _station(api, client_id, client_secret, reader, issuer_key, as_json) as station:
-        runner = TaskRunner(station.ca, station, pins)
+        runner = TaskRunner(station.ca, station, pins,
+                            lambda which: _pin(new_pin, f"new {which} PIN"))
         task = runner.claim()
         while task is None and time.monotonic() < deadline:
             time.sleep(0.5)

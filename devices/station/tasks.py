@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devices.card.jpki_ap import Pin
 from devices.station.ca_client import CaClient, CaRefused
 from devices.station.workflow import EnrolmentResult, EnrolmentStation
 from jpki.errors import JpkiError
@@ -31,7 +32,17 @@ STEP_CODES = {
     "confirm delivery": "delivery",
 }
 
+# A PIN reset's task kinds (jpki.registry.station_tasks.KINDS) and the PIN each resets.
+PIN_RESETS = {"pin_auth": "auth", "pin_sign": "sign"}
+
+
+class StationSetupError(JpkiError):
+    code = "station.setup"
+    title = "The station is not set up for this task"
+
+
 Pins = Callable[[bool], tuple[str, str | None]]  # signing eligible → (auth PIN, sign password)
+NewPin = Callable[[str], str]  # "auth" or "sign" → the new value, typed by the holder
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,12 @@ class TaskOutcome:
 
 
 class TaskRunner:
-    def __init__(self, ca: CaClient, station: EnrolmentStation, pins: Pins) -> None:
+    def __init__(self, ca: CaClient, station: EnrolmentStation, pins: Pins,
+                 new_pin: NewPin | None = None) -> None:
         self.ca = ca
         self.station = station
         self.pins = pins
+        self.new_pin = new_pin
 
     def claim(self) -> dict[str, Any] | None:
         return self.ca.claim_task()
@@ -62,6 +75,10 @@ class TaskRunner:
                 self.ca.report_task(task_id, code)
 
         try:
+            if task["kind"] in PIN_RESETS:
+                self._reset(task, on_step)
+                self.ca.report_task(task_id, last[0], outcome="done")
+                return TaskOutcome(task_id, "done", None, {})
             result = self._run(task, on_step)
         except CaRefused as exc:
             return self._failed(task_id, last[0], exc.ca_code or "station.ca_refused")
@@ -81,6 +98,15 @@ class TaskRunner:
         auth_pin, sign_pin = self.pins(eligible)
         return self.station.enroll(resident_id, proofing=proofing, auth_pin=auth_pin,
                                    sign_pin=sign_pin, on_step=on_step)
+
+    def _reset(self, task: dict[str, Any], on_step: Callable[[str], None]) -> None:
+        which = PIN_RESETS[str(task["kind"])]
+        if self.new_pin is None:
+            raise StationSetupError("this station takes no new PIN")
+        self.station.pin_reset(str(task["resident_id"]),
+                               pin=Pin.SIGN if which == "sign" else Pin.AUTH,
+                               new_value=self.new_pin(which), proofing=dict(task["proofing"]),
+                               on_step=on_step)
 
     def _failed(self, task_id: str, step: str, code: str) -> TaskOutcome:
         # A code, as the CA's problem documents spell them; anything else is the station's.

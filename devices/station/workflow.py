@@ -247,19 +247,26 @@ class EnrolmentStation:
                                steps=timer.steps)
 
     def pin_reset(self, resident_id: str, *, pin: Pin, new_value: str,
-                  proofing: dict[str, Any]) -> None:
+                  proofing: dict[str, Any],
+                  on_step: Callable[[str], None] | None = None) -> None:
         """RESET RETRY COUNTER after identity proofing (reference §4.5: at the window)."""
-        encode_pin(pin, new_value)
-        proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
-        self.ca.authorise_pin_reset(resident_id, "sign" if pin is Pin.SIGN else "auth",
-                                    proof["id"])
-        self.card.select_jpki_ap()
-        self.card.authenticate_issuer(self._issuer_key)
-        self.card.reset_retry_counter(pin, new_value)
-        try:
-            self.card.verify_pin(pin, new_value)
-        except WrongPin as exc:  # pragma: no cover - a card that ignored the reset
-            raise VerificationFailed("the card does not accept the new PIN") from exc
+        step = StepTimer(on_step).step
+        with step("check PIN formats"):
+            encode_pin(pin, new_value)
+        with step("record identity proofing"):
+            proof = self.ca.record_proofing({"resident_id": resident_id, **proofing})
+            self.ca.authorise_pin_reset(resident_id, "sign" if pin is Pin.SIGN else "auth",
+                                        proof["id"])
+        with step("authenticate as issuer"):
+            self.card.select_jpki_ap()
+            self.card.authenticate_issuer(self._issuer_key)
+        with step("set PINs"):
+            self.card.reset_retry_counter(pin, new_value)
+        with step("read back and verify"):
+            try:
+                self.card.verify_pin(pin, new_value)
+            except WrongPin as exc:  # pragma: no cover - a card that ignored the reset
+                raise VerificationFailed("the card does not accept the new PIN") from exc
 
     def status(self, *, sign_pin: str | None = None) -> dict[str, Any]:
         """The card's certificates with their status at the CA, and both PIN counters."""

@@ -95,10 +95,13 @@ class Operation(StrEnum):
     PENDING_ABANDON = "housekeeping.abandon_pending"
     DELIVERY_SWEEP = "housekeeping.sweep_undelivered"
     MOBILE_SWEEP = "housekeeping.mobile_sweep"
+    # expiry notices (有効期限通知書): who must be told, per municipality
+    EXPIRY_NOTICES = "notices.expiry"
     # watching the service
     STATISTICS_READ = "service.statistics"
     METRICS_READ = "service.metrics"
     JOBS_READ = "service.jobs"
+    MOBILE_SWEEP_READ = "service.mobile_sweeps"
 
 
 class MunicipalityRule(StrEnum):
@@ -217,11 +220,17 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.PENDING_ABANDON: Rule(_HOUSEKEEPING),
     Operation.DELIVERY_SWEEP: Rule(_HOUSEKEEPING),
     Operation.MOBILE_SWEEP: Rule(_HOUSEKEEPING),
+    # The expiry notices' mailing list holds names and addresses (reference §1.4: J-LIS mails
+    # them 2-3 months ahead): a municipality's own operators (their clerks) for their
+    # municipality, and national operators (supervisors) for any (jpki.registry.expiry_notices).
+    Operation.EXPIRY_NOTICES: Rule(_REGISTRY, municipality=R.RESIDENT),
     # Watching the service over HTTP (api.routers.operations). The national figures are the
     # national operator's (a supervisor at the console; the CLI's operator holds them all).
     Operation.STATISTICS_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
     Operation.METRICS_READ: Rule(frozenset({K.OPERATOR})),
     Operation.JOBS_READ: Rule(frozenset({K.OPERATOR})),
+    # What the layered measures did (jpki.mobile.sweep): device ids and serials, nationally.
+    Operation.MOBILE_SWEEP_READ: Rule(_REGISTRY, municipality=R.NATIONAL),
 })
 
 Op = TypeVar("Op", bound=Operation, covariant=True, default=Operation)

@@ -9,9 +9,10 @@ hash a partial TBS expect an end-entity TBS to *end* with the SKI extension (§1
 
 from __future__ import annotations
 
+import calendar
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -315,12 +316,16 @@ def build_end_entity(spec: EndEntitySpec, recipe: Recipe, urls: ServiceUrls,
 
 def root_validity(recipe: CaRecipe, now: datetime) -> tuple[datetime, datetime]:
     """§1.1: from now to 23:59:59 JST of the day before the same date `validity_years` later
-    (signca03: 2023-07-16 00:50:27Z – 2033-07-15 14:59:59Z)."""
+    (signca03: 2023-07-16 00:50:27Z – 2033-07-15 14:59:59Z) — 民法 §143(2) counting from the
+    first day, as the real roots do.
+
+    A root made on 29 February whose last year is a common year has no such date: §143(2)'s
+    proviso ends the period at the end of that month, 28 February (as jpki.validity reads the
+    proviso for birthdays), not on the day before a substituted 28th."""
     from jpki.validity import end_of_day_jst, jst_date
 
     start = jst_date(now)
-    try:
-        same_day = start.replace(year=start.year + recipe.validity_years)
-    except ValueError:  # 29 February
-        same_day = start.replace(year=start.year + recipe.validity_years, day=28)
-    return now, end_of_day_jst(same_day - timedelta(days=1))
+    year = start.year + recipe.validity_years
+    if start.month == 2 and start.day == 29 and not calendar.isleap(year):
+        return now, end_of_day_jst(date(year, 2, 28))
+    return now, end_of_day_jst(start.replace(year=year) - timedelta(days=1))

@@ -22,13 +22,13 @@ or the card; a call-centre operator puts both certificates on hold when a phone 
 holder lifts the suspension from the found phone — the auth certificate is released
 (removeFromCRL in the next delta) and the signing certificate is revoked and re-issued to the
 same device; revocation of the card certificate cascades (jpki.lifecycle.revocation); and a periodic
-sweep revokes what a holder failed to (重層的な措置).
+sweep revokes what a holder failed to and deals with silent devices (重層的な措置,
+jpki.mobile.sweep).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import secrets
 import uuid
@@ -46,40 +46,48 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from jpki.access.authz import Grant, Operation, authorize
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
-from jpki.errors import (
-    CertificateNotFound,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PolicyViolation,
-    ResidentInactive,
-    ResidentNotFound,
-    Unavailable,
-)
+from jpki.errors import CertificateNotFound, NotFound, ResidentNotFound, Unavailable
 from jpki.issuance_port import (
     DeviceIssuance,
     DeviceIssued,
     DeviceOrder,
     IssuedCertificate,
-    LinkedRequest,
 )
 from jpki.lifecycle.revocation import RevocationResult, release_hold, revoke_in
+from jpki.mobile.rules import (
+    SignerRefused,
+    active_resident,
+    card_auth_to_link,
+    check_card_signer,
+    check_device_signer,
+    check_holdable,
+    check_no_enrolment,
+    check_not_superseded,
+    device_of_holder,
+    device_requests,
+    held_pair,
+    holder_revocation_reason,
+    issued_by_us,
+    lift_linked_card,
+    reissue_request,
+    retry_after,
+    revocable,
+    superseded_devices,
+    use_challenge,
+)
 from jpki.model import (
     Certificate,
     CertKind,
-    CertStatus,
     DeviceStatus,
     MobileChallenge,
     MobileDevice,
     Resident,
-    ResidentStatus,
     RevocationReason,
 )
 from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.protocol.cms import verify_signed_data
 from jpki.protocol.mobile import (
     ChallengePurpose,
-    DeviceRevocationReason,
     HolderRequest,
     MobileApplication,
     MobileCheckIn,
@@ -101,24 +109,9 @@ _PURPOSES = frozenset(p.value for p in ChallengePurpose)
 R = TypeVar("R", bound=HolderRequest)
 
 
-class ChallengeInvalid(MobileError):
-    code = "mobile.challenge_invalid"
-    title = "The challenge is unknown, used or expired"
-
-
-class SignerRefused(PolicyViolation):
-    code = "mobile.signer_refused"
-    title = "The request is not signed by a valid, current certificate of the holder"
-
-
 class ProofOfPossessionInvalid(MobileError):
     code = "mobile.pop_invalid"
     title = "A proof of possession does not verify"
-
-
-class EnrolmentInProgress(Conflict):
-    code = "mobile.enrolment_in_progress"
-    title = "Another device's application for this holder is being processed"
 
 
 class TooManyChallenges(RateLimited):
@@ -131,21 +124,12 @@ class ChallengesExhausted(Unavailable):
     title = "Too many unused challenges are outstanding; try again later"
 
 
-class CardCertificateNotHoldable(Forbidden):
-    code = "mobile.card_hold_refused"
-    title = "The call centre may hold mobile certificates only"
-
-
 @dataclass(frozen=True)
 class MobileIssued:
     device_id: str
     certificates: list[IssuedCertificate]
     chain: list[bytes]  # the issuing CA certificates (DER)
     linked: dict[str, str]  # mobile serial → the card certificate's serial it is linked to
-
-
-def _seconds_until(at: datetime | None, now: datetime) -> int:
-    return max(1, math.ceil((at - now).total_seconds())) if at is not None else 1
 
 
 def _verify_pop(key: SubjectKey, signature: bytes, message: bytes, field: str) -> None:
@@ -181,13 +165,11 @@ class _Application:
 class MobileService:
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  issuance: DeviceIssuance,
-                 stale_device_after: timedelta = timedelta(days=90),
                  max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
         self._issuance = issuance
-        self.stale_device_after = stale_device_after
         self.max_outstanding = max_outstanding
         self.max_per_source = max_per_source
 
@@ -211,11 +193,11 @@ class MobileService:
                 if held >= self.max_per_source:
                     raise TooManyChallenges(
                         f"at most {self.max_per_source} unused challenges per source",
-                        retry_after=_seconds_until(earliest, now))
+                        retry_after=retry_after(earliest, now))
             held, earliest = uow.mobile.outstanding_challenges(now)
             if held >= self.max_outstanding:
                 raise ChallengesExhausted("too many unused challenges are outstanding",
-                                          retry_after=_seconds_until(earliest, now))
+                                          retry_after=retry_after(earliest, now))
             uow.mobile.add_challenge(MobileChallenge(
                 digest=hashlib.sha256(challenge).hexdigest(), purpose=purpose, created_at=now,
                 expires_at=now + CHALLENGE_LIFETIME, source=source))
@@ -232,41 +214,23 @@ class MobileService:
 
     def _consume_challenge(self, uow: UnitOfWork, challenge: bytes, purpose: str,
                            now: datetime) -> None:
-        record = uow.mobile.challenge(hashlib.sha256(challenge).hexdigest(), for_update=True)
-        # One answer for unknown, replayed, expired or misused: nothing to learn from it.
-        if record is None or record.used_at is not None or now >= record.expires_at or \
-                record.purpose != purpose:
-            raise ChallengeInvalid("the challenge is unknown, used, expired or for another "
-                                   "purpose")
-        record.used_at = now
+        use_challenge(uow.mobile.challenge(hashlib.sha256(challenge).hexdigest(),
+                                           for_update=True), purpose, now)
 
     # --- who signed ----------------------------------------------------------------------
 
     @staticmethod
     def _our_certificate(uow: UnitOfWork, signer: x509.Certificate) -> Certificate:
-        cert = uow.certificates.get_by_serial(format(signer.serial_number, "x"),
-                                              for_update=True)
-        # Byte-for-byte the certificate we issued: same serial is not enough.
-        if cert is None or cert.der is None or cert.der != signer.public_bytes(Encoding.DER):
-            raise SignerRefused("the signer certificate was not issued by this CA")
-        return cert
+        return issued_by_us(uow.certificates.get_by_serial(format(signer.serial_number, "x"),
+                                                           for_update=True),
+                            signer.public_bytes(Encoding.DER))
 
     def _current_card_certificate(self, uow: UnitOfWork, cert: Certificate,
                                   now: datetime) -> Resident:
-        if cert.kind is not CertKind.CARD_SIGN:
-            raise SignerRefused("the application must be signed with the card's signing key")
-        if not cert.is_valid(now):
-            raise SignerRefused("the card signing certificate is revoked, expired or not "
-                                "issued", serial=cert.serial)
-        newer = [c for c in uow.certificates.for_resident(cert.resident_id, [CertKind.CARD_SIGN])
-                 if c.is_valid(now) and c.created_at > cert.created_at]
-        if newer:
-            raise SignerRefused("the card signing certificate has been superseded",
-                                serial=cert.serial)
-        resident = uow.residents.get(cert.resident_id, for_update=True)
-        if resident is None or resident.status is not ResidentStatus.ACTIVE:
-            raise ResidentInactive("the holder's resident record has ended")
-        return resident
+        check_card_signer(cert, now)
+        check_not_superseded(
+            cert, uow.certificates.for_resident(cert.resident_id, [CertKind.CARD_SIGN]), now)
+        return active_resident(uow.residents.get(cert.resident_id, for_update=True))
 
     # --- application ----------------------------------------------------------------------
 
@@ -291,14 +255,10 @@ class MobileService:
             self._consume_challenge(uow, challenge, doc.PURPOSE, now)
             card_sign = self._our_certificate(uow, verified.signer)
             resident = self._current_card_certificate(uow, card_sign, now)
-            card_auth = next((c for c in uow.certificates.for_resident(
-                resident.id, [CertKind.CARD_AUTH]) if c.is_valid(now)
-                and c.card_id == card_sign.card_id), None)
-            if card_auth is None:
-                raise SignerRefused("the card has no valid auth certificate to link to")
+            card_auth = card_auth_to_link(
+                card_sign, uow.certificates.for_resident(resident.id, [CertKind.CARD_AUTH]), now)
             history = uow.certificates.for_resident(resident.id, MOBILE_KINDS)
-            if any(c.status is CertStatus.PENDING for c in history):
-                raise EnrolmentInProgress("another application for this holder is in progress")
+            check_no_enrolment(history)
             if uow.certificates.public_keys_in_use([k.sha256 for k in keys.values()]):
                 raise MobileError("a mobile public key is already certified")
             device = MobileDevice(id=uuid.uuid4().hex, resident_id=resident.id,
@@ -311,25 +271,18 @@ class MobileService:
                                payload={"resident": resident.id, "platform": platform,
                                         "card_sign": card_sign.serial,
                                         "card_auth": card_auth.serial})
-            # Each linked to the card certificate of its use, whose notAfter it takes
-            # (jpki.issuance.mobile); old→new from the holder's previous device.
             return DeviceOrder(resident=resident, device_id=device.id,
-                               requests=tuple(LinkedRequest(
-                                   kind, keys[kind], linked_to=card,
-                                   predecessor=max((c for c in history if c.kind is kind),
-                                                   key=lambda c: c.created_at, default=None))
-                                   for kind, card in ((CertKind.MOBILE_AUTH, card_auth),
-                                                      (CertKind.MOBILE_SIGN, card_sign))))
+                               requests=device_requests(keys, card_sign, card_auth, history))
 
         def supersede(uow: UnitOfWork, order: DeviceOrder, now: datetime) -> None:
             actor = authorize(Principal.holder(order.resident.id),
                               Operation.MOBILE_APPLY).principal
             # One device per person: the new one supersedes the others, in the transaction
             # that stores its certificates.
-            for old in uow.mobile.active_devices(order.resident.id):
-                if old.id != order.device_id:
-                    self._retire(uow, actor, old, DeviceStatus.REPLACED,
-                                 RevocationReason.SUPERSEDED, now, "new device")
+            for old in superseded_devices(uow.mobile.active_devices(order.resident.id),
+                                          order.device_id):
+                self._retire(uow, actor, old, DeviceStatus.REPLACED,
+                             RevocationReason.SUPERSEDED, now, "new device")
 
         return self._issue(_Application(verify, supersede))
 
@@ -350,7 +303,7 @@ class MobileService:
         device.status = status
         results = []
         for cert in uow.certificates.for_device(device.id):
-            if cert.status is CertStatus.ISSUED and cert.not_after >= now:
+            if revocable(cert, now):
                 result = revoke_in(uow, self._audit, actor, cert, reason, now, now, cause)
                 if result.changed:
                     results.append(result)
@@ -370,19 +323,11 @@ class MobileService:
         self._consume_challenge(uow, doc.challenge, doc.PURPOSE, now)
         # A device id is what add_device made (uuid4().hex); anything else is no device, and is
         # not looked up (PostgreSQL cannot even compare a text with a NUL in it).
-        device = uow.mobile.device(doc.device) if _DEVICE_ID.fullmatch(doc.device) else None
+        found = uow.mobile.device(doc.device) if _DEVICE_ID.fullmatch(doc.device) else None
         signer = self._our_certificate(uow, verified.signer)
-        if device is None or device.resident_id != signer.resident_id:
-            raise NotFound("no such device for this holder")
+        device = device_of_holder(found, signer)
         if signer.kind is CertKind.MOBILE_AUTH:
-            if signer.device_id != device.id:
-                raise SignerRefused("signed with another device's key")
-            # A held auth certificate still proves the holder has the phone (lifting a hold).
-            usable = signer.status is CertStatus.ISSUED and signer.not_after >= now and (
-                not signer.is_revoked(now)
-                or signer.revocation_reason is RevocationReason.CERTIFICATE_HOLD)
-            if not usable:
-                raise SignerRefused("the mobile auth certificate is revoked or expired")
+            check_device_signer(device, signer, now)
         else:
             self._current_card_certificate(uow, signer, now)
         return doc, device, signer
@@ -392,9 +337,7 @@ class MobileService:
         with self._uow() as uow:
             now = self._clock.now()
             doc, device, _ = self._holder_request(uow, signed_der, MobileRevocation, now)
-            reason = RevocationReason.SUPERSEDED \
-                if doc.reason is DeviceRevocationReason.DEVICE_CHANGE \
-                else RevocationReason.CESSATION_OF_OPERATION
+            reason = holder_revocation_reason(doc.reason)
             actor = authorize(Principal.holder(device.resident_id),
                               Operation.MOBILE_REVOKE).principal
             results = self._retire(uow, actor, device, DeviceStatus.REVOKED, reason, now,
@@ -418,27 +361,21 @@ class MobileService:
         certificate and issue a new one to the same device with the key the phone sent."""
         def verify(uow: UnitOfWork, now: datetime) -> DeviceOrder:
             doc, device, _ = self._holder_request(uow, signed_der, MobileSuspensionLift, now)
-            if device.status is not DeviceStatus.ACTIVE:
-                raise Conflict("the device is no longer active")
-            certs = {c.kind: c for c in uow.certificates.for_device(device.id)
-                     if c.status is CertStatus.ISSUED and c.not_after >= now}
-            auth, sign = certs.get(CertKind.MOBILE_AUTH), certs.get(CertKind.MOBILE_SIGN)
-            held = [c for c in (auth, sign) if c is not None
-                    and c.revocation_reason is RevocationReason.CERTIFICATE_HOLD]
-            if auth is None or sign is None or len(held) != 2:
-                raise Conflict("the device's certificates are not on hold")
+            auth, sign = held_pair(device, uow.certificates.for_device(device.id), now)
             key = load_subject_key(doc.sign_public_key)
             _verify_pop(key, doc.sign_pop,
                         pop_message(doc.challenge, device.device_ref, MobileKind.SIGN),
                         "sign_pop")
             if uow.certificates.public_keys_in_use([key.sha256]):
                 raise MobileError("the new signing key is already certified")
-            card_sign = uow.certificates.get(sign.linked_id or 0)
-            resident = uow.residents.get(device.resident_id)
-            if card_sign is None or not card_sign.is_valid(now) or resident is None:
-                raise SignerRefused("the linked card signing certificate is no longer valid")
+            card_sign, resident = lift_linked_card(uow.certificates.get(sign.linked_id or 0),
+                                                   uow.residents.get(device.resident_id), now)
             actor = authorize(Principal.holder(device.resident_id),
                               Operation.MOBILE_LIFT_SUSPENSION).principal
+            # Signed with the phone's own key: the phone has been seen, so the sweep
+            # (jpki.mobile.sweep) must not hold it again for its silence before.
+            device.last_seen_at = now
+            device.flagged_at = None
             release_hold(auth, now)
             # The release instant, which the next delta CRL's removeFromCRL entry carries
             # (RFC 5280 §5.3.1), is state `jpki audit verify --state` replays.
@@ -448,12 +385,8 @@ class MobileService:
                                         "hold_released_at": now.isoformat()})
             revoke_in(uow, self._audit, actor, sign, RevocationReason.SUPERSEDED, now, now,
                       cause="suspension lifted: re-issued")
-            # Re-issued to the same device: old→new from the held one, signing↔auth with the
-            # released auth certificate.
             return DeviceOrder(resident=resident, device_id=device.id,
-                               requests=(LinkedRequest(CertKind.MOBILE_SIGN, key,
-                                                       linked_to=card_sign, predecessor=sign,
-                                                       partner=auth),))
+                               requests=(reissue_request(key, card_sign, sign, auth),))
 
         return self._issue(_Application(verify))
 
@@ -471,7 +404,7 @@ class MobileService:
             results: list[RevocationResult] = []
             for device in uow.mobile.active_devices(resident.id):
                 for cert in uow.certificates.for_device(device.id):
-                    if cert.status is CertStatus.ISSUED and cert.not_after >= now:
+                    if revocable(cert, now):
                         result = revoke_in(uow, self._audit, actor, cert,
                                            RevocationReason.CERTIFICATE_HOLD, now, now,
                                            cause="lost phone (call centre)")
@@ -489,47 +422,9 @@ class MobileService:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None:
                 raise CertificateNotFound("no such certificate", serial=serial)
-            if not cert.kind.is_mobile:
-                raise CardCertificateNotHoldable("card certificates are not held by the call "
-                                                 "centre", serial=serial)
+            check_holdable(cert, serial)
             now = self._clock.now()
             result = revoke_in(uow, self._audit, actor, cert, RevocationReason.CERTIFICATE_HOLD,
                                now, now, cause="lost phone (call centre)")
             uow.commit()
         return result
-
-    # --- 重層的な措置 -------------------------------------------------------------------------
-
-    def sweep(self, grant: Grant[Literal[Operation.MOBILE_SWEEP]]) -> dict[str, list[str]]:
-        """Revoke mobile certificates whose card certificate is no longer valid or whose
-        resident record has ended; flag devices not seen for ``stale_device_after``."""
-        actor = grant.require(Operation.MOBILE_SWEEP)
-        now = self._clock.now()
-        revoked: list[str] = []
-        with self._uow() as uow:
-            for cert in uow.certificates.mobile_valid(now):
-                card = uow.certificates.get(cert.linked_id or 0)
-                resident = uow.residents.get(cert.resident_id)
-                reason = None
-                if resident is None or resident.status is not ResidentStatus.ACTIVE:
-                    reason = RevocationReason.CESSATION_OF_OPERATION
-                elif card is None or not card.is_valid(now):
-                    reason = (card.revocation_reason if card is not None and
-                              card.revocation_reason is not None
-                              else RevocationReason.CESSATION_OF_OPERATION)
-                if reason is not None:
-                    result = revoke_in(uow, self._audit, actor, cert, reason, now, now,
-                                       cause="sweep: card certificate or record ended")
-                    if result.changed:
-                        revoked.append(cert.serial)
-            flagged = []
-            for device in uow.mobile.devices_not_seen_since(now - self.stale_device_after):
-                if device.flagged_at is None:
-                    device.flagged_at = now
-                    flagged.append(device.id)
-            if revoked or flagged:
-                self._audit.record(uow, actor=actor.actor, action="mobile.sweep",
-                                   subject="mobile", payload={"revoked": revoked,
-                                                              "flagged": flagged})
-            uow.commit()
-        return {"revoked": revoked, "flagged": flagged}

@@ -44,10 +44,16 @@ from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from jpki.registry.proofing import Document, Evidence, evaluate
 from jpki.validity import age_on, jst_date
 
-KINDS = ("issue", "renew")
+# Issue or renew the card's certificates, or reset its user-authentication PIN or signing
+# password (reference §4.5: at the counter, after identity proofing).
+KINDS = ("issue", "renew", "pin_auth", "pin_sign")
 # What a station reports, in the order of an enrolment (devices.station.workflow).
 STEPS = ("claimed", "pin_format", "proofing", "issuer_auth", "keygen", "issue", "write", "pins",
          "verify", "delivery")
+# The steps each kind of task goes through (a PIN reset writes no certificate).
+STEPS_OF = {"issue": STEPS, "renew": STEPS,
+            "pin_auth": ("claimed", "pin_format", "proofing", "issuer_auth", "pins", "verify"),
+            "pin_sign": ("claimed", "pin_format", "proofing", "issuer_auth", "pins", "verify")}
 OPEN = ("queued", "claimed")
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
 _CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
@@ -127,7 +133,7 @@ class StationTasks:
                station: str, kind: str, evidence: Evidence) -> StationTask:
         actor = grant.require(Operation.STATION_TASK_CREATE)
         if kind not in KINDS:
-            raise InvalidInput("a task issues or renews", field="kind")
+            raise InvalidInput("a task issues, renews or resets a PIN", field="kind")
         now = self._clock.now()
         with self._uow() as uow:
             resident = load_active_resident(uow, resident_id, grant)
@@ -222,6 +228,10 @@ class StationTasks:
                 raise StationTaskNotFound()
             if task.status != "claimed":
                 raise StationTaskState("the task has ended")
+            issues = task.kind in ("issue", "renew")
+            if report.outcome == "done" and issues != bool(serials):
+                raise InvalidInput("a finished issuance names the serials it issued; a PIN "
+                                   "reset none", field="serials")
             if report.outcome == "running":
                 uow.station_tasks.update(task.id, now, step=report.step)
             else:
@@ -256,7 +266,9 @@ class StationTasks:
                 raise InvalidInput("serials come with the end of the task", field="serials")
             return None
         serials = report.serials or {}
-        if not serials or not set(serials) <= _CERT_KINDS or \
+        if not serials:
+            return None  # a PIN reset issues nothing (the service checks the kind)
+        if not set(serials) <= _CERT_KINDS or \
                 not all(_SERIAL.fullmatch(v) for v in serials.values()):
             raise InvalidInput("a finished task names the serials it issued", field="serials")
         return dict(serials)

@@ -9,11 +9,13 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     bindparam,
     exists,
     func,
     insert,
     literal,
+    not_,
     or_,
     select,
     tuple_,
@@ -23,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jpki.audit import GENESIS_MAC
 from jpki.model import (
@@ -44,6 +47,7 @@ from jpki.model import (
     OcspResponder,
     ProofingRecord,
     Resident,
+    ResidentStatus,
     RpStanding,
     StatusChange,
     StatusRow,
@@ -383,11 +387,24 @@ class SqlCertificates:
         return list(self._s.execute(select(_C).where(_T.c.device_id == device_id)
                                     .order_by(_T.c.id)).scalars())
 
-    def mobile_valid(self, at: datetime) -> Sequence[Certificate]:
-        """Every issued, unrevoked, unexpired mobile certificate (the sweep's input)."""
-        stmt = select(_C).where(_T.c.kind.in_([CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH]),
-                                _T.c.status == CertStatus.ISSUED, _T.c.not_after >= at,
-                                or_(_T.c.revoked_at.is_(None), _T.c.revoked_at > at))
+    def mobile_orphans(self, at: datetime) -> list[str]:
+        """The serials of the valid mobile certificates whose linked card certificate is not
+        valid at ``at``, or whose resident record has ended (the sweep's candidates: it
+        re-checks each under a lock). One statement, serials only: the sweep need not load every
+        mobile certificate of the country to find the few the cascade missed."""
+        m, card = _T.alias("m"), _T.alias("card")
+
+        def valid(t: Any) -> ColumnElement[bool]:  # Certificate.is_valid, in SQL
+            return and_(t.c.status == CertStatus.ISSUED, t.c.not_before <= at,
+                        t.c.not_after >= at, or_(t.c.revoked_at.is_(None), t.c.revoked_at > at))
+
+        stmt = (select(m.c.serial)
+                .select_from(m.join(residents, residents.c.id == m.c.resident_id)
+                             .outerjoin(card, card.c.id == m.c.linked_id))
+                .where(m.c.kind.in_([CertKind.MOBILE_SIGN, CertKind.MOBILE_AUTH]), valid(m),
+                       or_(residents.c.status != ResidentStatus.ACTIVE, card.c.id.is_(None),
+                           not_(valid(card))))
+                .order_by(m.c.serial))
         return list(self._s.execute(stmt).scalars())
 
     def undelivered_before(self, before: datetime) -> Sequence[Certificate]:
@@ -561,8 +578,8 @@ class SqlMobile:
         self._s.add(device)
         self._s.flush()
 
-    def device(self, device_id: str) -> MobileDevice | None:
-        return self._s.get(MobileDevice, device_id)
+    def device(self, device_id: str, *, for_update: bool = False) -> MobileDevice | None:
+        return self._s.get(MobileDevice, device_id, with_for_update=for_update or None)
 
     def active_devices(self, resident_id: str) -> Sequence[MobileDevice]:
         d = mobile_devices.c
@@ -575,6 +592,13 @@ class SqlMobile:
         stmt = select(MobileDevice).where(d.status == DeviceStatus.ACTIVE,
                                           d.last_seen_at < before)
         return list(self._s.execute(stmt).scalars())
+
+    def silent_device_ids(self, before: datetime, *, unflagged: bool = False) -> list[str]:
+        d = mobile_devices.c
+        stmt = select(d.id).where(d.status == DeviceStatus.ACTIVE, d.last_seen_at < before)
+        if unflagged:
+            stmt = stmt.where(d.flagged_at.is_(None))
+        return list(self._s.execute(stmt.order_by(d.id)).scalars())
 
     def add_challenge(self, challenge: MobileChallenge) -> None:
         self._s.add(challenge)

@@ -91,7 +91,7 @@ municipalities = Table(
     Column("code", String(6), primary_key=True),
     Column("name_ja", String(100), nullable=False),
     Column("name_romaji", String(100), nullable=False),
-    # Added by migration 0019 (the registry, architecture §5.6); the three above are what
+    # Added by migration 0020 (the registry, architecture §5.6); the three above are what
     # certificates issued before it name, and stay as they were.
     Column("name_kana", String(100), nullable=True),
     Column("status", String(16), nullable=False, server_default="active"),
@@ -248,7 +248,7 @@ crl_numbers = Table(
     Column("ca_generation_id", Id, ForeignKey("ca_generations.id"), primary_key=True),
     Column("scope", String(16), primary_key=True),
     Column("last_number", BigInteger, nullable=False),
-    # The thisUpdate of the scope's newest full and delta CRL (migration 0019): what the
+    # The thisUpdate of the scope's newest full and delta CRL (migration 0020): what the
     # maintenance loop asks of every scope each minute (jpki.revocation.crls.CrlService.due),
     # read in one statement rather than two index probes per scope.
     Column("last_full_at", UtcDateTime, nullable=True),
@@ -355,6 +355,29 @@ mobile_devices = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("flagged_at", UtcDateTime, nullable=True),
+    # The sweep's passes over silent devices (jpki.mobile.sweep): an index range each.
+    Index("ix_mobile_devices_status_last_seen", "status", "last_seen_at"),
+)
+
+# Each run of the layered measures over smartphones (重層的な措置, jpki.mobile.sweep), and what it
+# did, item by item: written in the transaction that does it, so a run killed midway leaves a
+# report that says exactly what was done. Serials and device ids only: no personal data.
+mobile_sweeps = Table(
+    "mobile_sweeps", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False, index=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("outcome", String(16), nullable=False),  # running | ok | failed | interrupted
+    Column("flag_after_days", Integer, nullable=False),
+    Column("hold_after_days", Integer, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+mobile_sweep_items = Table(
+    "mobile_sweep_items", metadata,
+    Column("sweep_id", String(32), ForeignKey("mobile_sweeps.id"), primary_key=True),
+    Column("action", String(16), primary_key=True),  # revoked | flagged | held
+    Column("subject", String(40), primary_key=True),  # a serial (revoked) or a device id
 )
 
 mobile_challenges = Table(

@@ -15,6 +15,7 @@ from jpki.store.crls import SqlCrls
 from jpki.store.dv_requests import SqlDvRequests
 from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.jobs import SqlJobRuns
+from jpki.store.mobile_sweeps import SqlMobileSweeps
 from jpki.store.repositories import (
     SqlAudit,
     SqlCards,
@@ -59,6 +60,7 @@ class SqlUnitOfWork:
         self.console = SqlConsole(s)
         self.dv_requests = SqlDvRequests(s)
         self.station_tasks = SqlStationTasks(s)
+        self.mobile_sweeps = SqlMobileSweeps(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -218,6 +218,14 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/operators/municipalities/{code}/merge"): Probe(
             f"/v1/operators/municipalities/{UNREGISTERED_MUNICIPALITY}/merge",
             {"into": KIYOSE}, (404, "municipality.not_found")),
+        ("GET", "/v1/operators/mobile/sweeps"): Probe("/v1/operators/mobile/sweeps", None,
+                                                      (200, None)),
+        ("GET", "/v1/operators/mobile/sweeps/{sweep_id}"): Probe(
+            f"/v1/operators/mobile/sweeps/{'0' * 32}", None, (404, "mobile.sweep_not_found")),
+        # An export is audited: a municipality that does not exist is refused before that.
+        ("GET", "/v1/operators/notices/expiry"): Probe(
+            f"/v1/operators/notices/expiry?municipality={UNREGISTERED_MUNICIPALITY}"
+            "&from=2027-01-01&to=2027-04-01", None, (404, "municipality.not_found")),
     }
 
 
@@ -391,10 +399,10 @@ def test_scopes_and_municipality_rules_of_the_table(api: Api, subject_keys: list
             body = api.problem(r, 403, "auth.scope_missing")
             assert body["context"] == {"scope": "national"}, route
             checked["national"] += 1
-    # Three scoped calls (status, linkage, basic4) and ten national ones (relying parties, the
-    # national statistics, the decisions on DV support measures, adding, renaming and merging
-    # municipalities).
-    assert checked == {"scope": 3, "national": 10}
+    # Three scoped calls (status, linkage, basic4) and twelve national ones (relying parties,
+    # the national statistics, the decisions on DV support measures, the mobile sweep's reports,
+    # adding, renaming and merging municipalities).
+    assert checked == {"scope": 3, "national": 12}
     api.unchanged(before, audited=RP_AUDITED)
 
 

@@ -17,8 +17,11 @@ from tests.api.harness import ADULT, Api
 
 pytestmark = pytest.mark.hsm
 
-MAINTENANCE = ["abandon_stale_intents", "publish_crls", "purge_challenges", "renew_responders",
-               "roll_up_rp_usage", "sweep_undelivered"]
+MAINTENANCE = ["abandon_stale_intents", "mobile_sweep", "publish_crls", "purge_challenges",
+               "renew_responders", "roll_up_rp_usage", "sweep_undelivered"]
+# The mobile sweep runs at most once per JPKI_MOBILE_SWEEP_INTERVAL_SECONDS (an hour by default;
+# tests/api/test_mobile_sweeps.py), the others on every tick.
+EVERY_TICK = [j for j in MAINTENANCE if j != "mobile_sweep"]
 
 
 def jobs(api: Api) -> dict[str, dict[str, Any]]:
@@ -40,6 +43,7 @@ def test_each_maintenance_job_is_recorded_with_what_it_did(api: Api, clock: Any)
     assert first["abandon_stale_intents"]["counts"] == {"abandoned": 0}
     assert first["purge_challenges"]["counts"] == {"deleted": 0}
     assert first["roll_up_rp_usage"]["counts"]["calls"] == 0
+    assert first["mobile_sweep"]["counts"] == {"revoked": 0, "flagged": 0, "held": 0}
     for job in first.values():
         assert (job["outcome"], job["error"], job["runs"], job["failures"]) == ("ok", None, 1, 0)
         assert job["started_at"] == job["last_success_at"] == "2026-11-27T01:00:00Z"
@@ -49,7 +53,8 @@ def test_each_maintenance_job_is_recorded_with_what_it_did(api: Api, clock: Any)
     maintenance(api.services)
     second = jobs(api)
     assert second["publish_crls"]["counts"] == {"full": 0, "delta": scopes - 2}  # no ARL deltas
-    assert {j["runs"] for j in second.values()} == {2}
+    assert {second[j]["runs"] for j in EVERY_TICK} == {2}
+    assert second["mobile_sweep"]["runs"] == 1  # not due again within the hour
     assert second["publish_crls"]["started_at"] == "2026-11-27T01:16:00Z"
 
 

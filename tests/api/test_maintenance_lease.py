@@ -1,4 +1,4 @@
-"""The housekeeping runs in one process of the whole deployment (api.app.maintenance_lease): on
+"""The housekeeping runs in one process of the whole deployment (api.maintenance_lease): on
 SQLite a file lock in the data directory (one host), on PostgreSQL an advisory lock in the
 database, so that jpki nodes on several hosts sharing it do not each run every job
 (docs/deployment.md, "Jobs run once"). A process that does not hold the lease asks again before
@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.app as app_module
-from api.app import FileLease, create_app, maintenance_lease
+from api.app import create_app
+from api.maintenance_lease import FileLease, maintenance_lease
 from jpki.store.leases import AdvisoryLease
 from tests.api.harness import Api
 

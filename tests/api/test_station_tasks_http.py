@@ -74,7 +74,7 @@ def test_queue_claim_report_and_their_refusals(api: Api) -> None:
         ({"step": "delivery", "outcome": "done"}, headers, 400, "request.invalid"),
         ({"step": "keygen", "serials": {"card_auth": "1a"}}, headers, 400, "request.invalid"),
         ({"step": "write", "outcome": "failed"}, headers, 400, "request.invalid"),
-        ({"step": "write", "outcome": "failed", "error_code": "Card Removed!"}, headers, 400,
+        ({"step": "write", "outcome": "failed", "error_code": "Card Removed!"}, headers, 422,
          "request.invalid"),
         ({"step": "delivery", "outcome": "done", "serials": {"card_auth": "XYZ"}}, headers, 422,
          "request.invalid"),
@@ -93,3 +93,21 @@ def test_queue_claim_report_and_their_refusals(api: Api) -> None:
                if r.action.startswith("station_task.")]
     assert audited == [("station_task.created", rid), ("station_task.claimed", rid),
                        ("station_task.done", rid)]
+
+
+def test_a_pin_reset_task_ends_without_serials(api: Api) -> None:
+    rid = api.register(ADULT)
+    sid, headers = station(api, "Kiyose counter", ["municipality:132217"])
+    clerk = api.caller(ClientRole.OPERATOR, "municipality:132217").headers
+    r = api.http.post(TASKS, json={"resident_id": rid, "station": sid, "kind": "pin_auth",
+                                   "proofing": IN_PERSON_B}, headers=clerk)
+    assert r.status_code == 201, r.text
+    task = api.http.post(CLAIMS, headers=headers).json()
+    assert task["kind"] == "pin_auth"
+    api.problem(api.http.post(reports(task["id"]), headers=headers, json={
+        "step": "verify", "outcome": "done", "serials": {"card_auth": "1a"}}), 400,
+        "request.invalid")
+    done = api.http.post(reports(task["id"]), headers=headers,
+                         json={"step": "verify", "outcome": "done"})
+    assert done.status_code == 200 and done.json()["status"] == "done"
+    assert done.json()["serials"] is None

@@ -142,7 +142,7 @@ def test_clients_stored_before_the_change_feed_take_their_creation_time(empty_da
 
 
 def test_the_registry_migration_keeps_every_municipality_and_its_crl_name(empty_database) -> None:
-    """Migration 0019 (the municipality registry, architecture §5.6): the rows of 0018 keep their
+    """Migration 0020 (the municipality registry, architecture §5.6): the rows of 0019 keep their
     code, name and romaji byte for byte; each gets one shard named by its code whose
     distribution-point romaji is what certificates issued before carry; the newest CRL times of
     each scope are taken from the publications; and it all comes off again on downgrade."""
@@ -156,10 +156,10 @@ def test_the_registry_migration_keeps_every_municipality_and_its_crl_name(empty_
     at = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
     engine = create_store_engine(empty_database)
     try:
-        upgrade(engine, "0018")
+        upgrade(engine, "0019")
         seed = load_seed()
         with engine.begin() as conn:
-            # As 0018 knew them, written with the statements of the time.
+            # As 0019 knew them, written with the statements of the time.
             for m in seed:
                 conn.execute(text("INSERT INTO municipalities (code, name_ja, name_romaji) "
                                   "VALUES (:c, :j, :r)"),
@@ -201,7 +201,7 @@ def test_the_registry_migration_keeps_every_municipality_and_its_crl_name(empty_
             times = {r.scope: (r.last_full_at, r.last_delta_at)
                      for r in conn.execute(select(crl_numbers))}
             assert times == {"132217": (at, at.replace(hour=2)), "arl": (None, None)}
-        downgrade(engine, "0018")
+        downgrade(engine, "0019")
         columns = {c["name"] for c in inspect(engine).get_columns("municipalities")}
         assert columns == {"code", "name_ja", "name_romaji"}
         assert "crl_shards" not in inspect(engine).get_table_names()

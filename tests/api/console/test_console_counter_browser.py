@@ -8,36 +8,35 @@ under ``$JPKI_TEST_ARTIFACTS/console/``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
-from jpki.access.console_accounts import ConsoleRole
-from tests.api.console.test_console_browser import (  # noqa: F401 - browser is a fixture
-    account,
+from tests.api.console.test_console_browser import (  # noqa: F401 - fixtures
+    Served,
     arrive,
     browser,
+    served,
     shot,
     sign_in,
 )
-from tests.conftest import FixedClock, LiveServer
+from tests.api.test_cli import tools  # noqa: F401 - a fixture (the CLI)
+from tests.api.test_ocsp_restart import deployment  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.hsm
 
 
 def test_a_clerk_is_guided_through_the_proofing_patterns_with_the_keyboard(
-        browser: Any, live_server: LiveServer, clock: FixedClock,  # noqa: F811
-        new_resident: Callable[..., str]) -> None:
+        browser: Any, served: Served) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import WebDriverWait
 
-    resident = new_resident()
-    sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
-                                                  "132217"))
-    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    resident = served.resident()
+    sign_in(browser, served, served.account("kiyose", "clerk", "132217"))
+    browser.get(f"{served.url}/console/residents?id={resident}")
     browser.find_element(By.ID, "proofing-guide").send_keys(Keys.ENTER)
     arrive(browser, "/console/counter/proofing")
     assert "記録しません" in browser.find_element(By.ID, "guide_note").text
@@ -91,34 +90,33 @@ def test_a_clerk_is_guided_through_the_proofing_patterns_with_the_keyboard(
 
 
 def test_a_clerk_confirms_a_delivery_and_replaces_a_lost_card_in_the_browser(
-        browser: Any, live_server: LiveServer, clock: FixedClock,  # noqa: F811
-        new_resident: Callable[..., str]) -> None:
+        browser: Any, served: Served) -> None:  # noqa: F811
     from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from jpki.access.authz import Operation, authorize
-    from jpki.access.principals import Principal
-    from jpki.issuance.service import KeyRequest
-    from jpki.model import CertKind, ClientRole
-    from jpki.registry.proofing import Document, DocumentType, Evidence, Presence
-    from tests.phone_kit import spki
+    resident = served.resident()
+    # A station of Kiyose records the proofing and has both certificates issued — and its
+    # confirmation of the delivery never comes.
+    desk = served.cli("client", "add", "--name", "kiyose-desk", "--role", "station",
+                      "--scopes", "municipality:132217")
+    auth = (desk["client_id"], desk["client_secret"])
+    proofing = httpx.post(f"{served.url}/v1/stations/proofings", auth=auth, timeout=30, json={
+        "resident_id": resident, "presence": "in_person",
+        "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]})
+    assert proofing.status_code == 201, proofing.text
 
-    resident = new_resident()
-    services = live_server.services
-    station = Principal.client("kiyose-desk", ClientRole.STATION,
-                               frozenset({"municipality:132217"}))
-    proofing = services.counter.record_proofing(
-        authorize(station, Operation.PROOFING_RECORD), resident,
-        Evidence(Presence.IN_PERSON, (Document(DocumentType.DRIVERS_LICENSE),
-                                      Document(DocumentType.PASSPORT))))
-    services.issuance.issue(
-        authorize(station, Operation.CERTIFICATE_ISSUE), resident,
-        [KeyRequest(kind, spki(rsa.generate_private_key(65537, 2048)))
-         for kind in (CertKind.CARD_SIGN, CertKind.CARD_AUTH)], proofing_id=proofing.id)
-    sign_in(browser, live_server, clock, account(live_server, "kiyose", ConsoleRole.CLERK,
-                                                  "132217"))
-    browser.get(f"{live_server.url}/console/residents?id={resident}")
+    def pem() -> str:
+        return rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+    issued = httpx.post(f"{served.url}/v1/stations/certificates", auth=auth, timeout=30, json={
+        "resident_id": resident, "proofing_id": proofing.json()["id"],
+        "sign_public_key": pem(), "auth_public_key": pem()})
+    assert issued.status_code == 201, issued.text
+    sign_in(browser, served, served.account("kiyose", "clerk", "132217"))
+    browser.get(f"{served.url}/console/residents?id={resident}")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#certificates button.deliver")) == 2
     _ = browser.find_element(By.ID, "card").location_once_scrolled_into_view  # for the shot
     shot(browser, "clerk-delivery")

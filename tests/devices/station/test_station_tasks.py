@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from devices.card.client import JpkiCard
+from devices.card.jpki_ap import Pin
 from devices.station.ca_client import CaClient
 from devices.station.tasks import STEP_CODES, TaskRunner
 from devices.station.workflow import CARD_AUTH, CARD_SIGN, EnrolmentStation
@@ -98,6 +99,24 @@ def test_a_queued_task_is_run_by_its_station_and_followed_step_by_step(
     assert final["serials"] == outcome.serials and final["error_code"] is None
     for serial in outcome.serials.values():
         assert status(served, serial)[0] == "good"
+
+    # Later the holder forgets the signing password: the clerk queues a reset, the station runs
+    # it with the new one typed at the station, and the card takes it.
+    r = clerk.post(TASKS, json={"resident_id": rid, "station": sid, "kind": "pin_sign",
+                                "proofing": IN_PERSON_B})
+    assert r.status_code == 201, r.text
+    with CaClient(served.url, sid, secret) as ca:
+        station = EnrolmentStation(ca, JpkiCard(PullableTransport(card)), issuer_key)
+        runner = TaskRunner(ca, station, pins, lambda which: "NEWPASS9" if which == "sign"
+                            else "0000")
+        reset = runner.claim()
+        assert reset is not None and reset["kind"] == "pin_sign"
+        done = runner.run(reset)
+        assert (done.status, done.serials) == ("done", {})
+        station.card.select_jpki_ap()
+        station.card.verify_pin(Pin.SIGN, "NEWPASS9")  # raises WrongPin otherwise
+    final = clerk.get(f"{TASKS}/{r.json()['id']}").json()
+    assert (final["status"], final["step"], final["serials"]) == ("done", "verify", None)
 
 
 def test_a_task_that_stops_reports_its_code_and_what_was_issued_is_revoked(

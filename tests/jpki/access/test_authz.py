@@ -46,6 +46,8 @@ MAY = {
                  Op.DELIVERY_CONFIRM, Op.DELIVERY_ABANDON,
                  # work for a station, and its progress (jpki.registry.station_tasks)
                  Op.STATION_TASK_CREATE, Op.STATION_TASK_READ,
+                 # the expiry notices' list of their municipality, and the sweep's reports
+                 Op.EXPIRY_NOTICES, Op.MOBILE_SWEEP_READ,
                  Op.MUNICIPALITY_READ, Op.MUNICIPALITY_ADD, Op.MUNICIPALITY_RENAME,
                  Op.MUNICIPALITY_MERGE},
     # Stations enrol at the counter; a designated post office does what a counter does, for the
@@ -70,8 +72,9 @@ MAY = {
                        Op.CONSOLE_ACCOUNT_CREATE, Op.CONSOLE_ACCOUNT_SET_STATUS,
                        Op.CONSOLE_ACCOUNT_READ, Op.CLIENT_READ,
                        Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP,
-                       Op.STATISTICS_READ, Op.MUNICIPALITY_READ, Op.MUNICIPALITY_ADD,
-                       Op.MUNICIPALITY_RENAME, Op.MUNICIPALITY_MERGE},
+                       Op.STATISTICS_READ, Op.EXPIRY_NOTICES, Op.MOBILE_SWEEP_READ,
+                       Op.MUNICIPALITY_READ, Op.MUNICIPALITY_ADD, Op.MUNICIPALITY_RENAME,
+                       Op.MUNICIPALITY_MERGE},
     K.SYSTEM_JOB: {Op.RESPONDERS_RENEW, Op.PENDING_ABANDON, Op.DELIVERY_SWEEP, Op.MOBILE_SWEEP},
 }
 MAY[K.POST_OFFICE] = MAY[K.STATION]

@@ -5,6 +5,7 @@ before it. (The profile itself, field by field, with pkilint and OpenSSL: test_p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -173,6 +174,22 @@ def test_the_cache_is_bounded(ca_key):
 
 
 def test_parts_for_a_kind_of_another_ca_are_refused(ca_key):
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(ValueError) as caught:
         ProfileCache(load_recipe(), URLS).parts(CertKind.CARD_SIGN,
                                                 _issuer(CaKind.AUTH, 1, ca_key), KIYOSE)
+    assert str(caught.value) == "certificate kind and issuing CA disagree"
+
+
+def test_the_builder_refuses_a_spec_that_breaks_its_invariants(ca_key, subject_key):
+    """Programming errors, never a client's answer: the message names the broken invariant."""
+    auth_ca, sign_ca = _issuer(CaKind.AUTH, 1, ca_key), _issuer(CaKind.SIGN, 1, ca_key)
+    basic4 = "signing certificates carry the basic 4 information; auth ones never"
+    for spec, message in [
+        (replace(_spec(CertKind.CARD_AUTH, auth_ca, subject_key), basic4=B4), basic4),
+        (replace(_spec(CertKind.MOBILE_SIGN, sign_ca, subject_key), basic4=None), basic4),
+        (_spec(CertKind.CARD_SIGN, auth_ca, subject_key),
+         "certificate kind and issuing CA disagree"),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            build_end_entity(spec, load_recipe(), URLS)
+        assert str(caught.value) == message

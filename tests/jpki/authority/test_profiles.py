@@ -6,7 +6,8 @@ Certificates here are made by the real pipeline (SoftHSM signatures) on both dat
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from asn1crypto import x509 as asn1_x509
@@ -376,3 +377,23 @@ def test_the_issuance_identifier_is_ten_random_characters_code_form_and_kind(kin
     # every position of the random part takes many values: no digit left at 0
     for i in range(10):
         assert len({cn[i] for cn in ids}) > 10, i
+
+
+@pytest.mark.parametrize(("start", "years", "last_day"), [
+    # 29 February JST (15:30Z the day before) into a common year: 民法 §143(2)'s proviso ends
+    # the period with the month, on 28 February.
+    (datetime(2028, 2, 28, 15, 30, tzinfo=UTC), 10, date(2038, 2, 28)),
+    (datetime(2028, 2, 29, 3, 0, tzinfo=UTC), 1, date(2029, 2, 28)),
+    # … into a leap year, the day before the same date as usual.
+    (datetime(2028, 2, 29, 3, 0, tzinfo=UTC), 4, date(2032, 2, 28)),
+    # Neighbours of the rule: the 28th of February, and the 29th of another month.
+    (datetime(2027, 2, 28, 3, 0, tzinfo=UTC), 10, date(2037, 2, 27)),
+    (datetime(2027, 3, 29, 3, 0, tzinfo=UTC), 10, date(2037, 3, 28)),
+    (datetime(2028, 3, 1, 3, 0, tzinfo=UTC), 10, date(2038, 2, 28)),
+], ids=["29 Feb, 10 years", "29 Feb, 1 year", "29 Feb, 4 years", "28 Feb", "29 Mar", "1 Mar"])
+def test_a_root_made_on_29_february_ends_with_february(start, years, last_day) -> None:
+    from jpki.authority.profiles import root_validity
+
+    recipe = replace(load_recipe().ca(CaKind.SIGN), validity_years=years)
+    assert root_validity(recipe, start) == (start, datetime.combine(
+        last_day, time(14, 59, 59), UTC))

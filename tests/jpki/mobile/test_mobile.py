@@ -23,14 +23,13 @@ from jpki.errors import (
 )
 from jpki.issuance.service import KeyRequest
 from jpki.lifecycle.cards import CardSpec
-from jpki.mobile.service import (
+from jpki.mobile.rules import (
     CardCertificateNotHoldable,
     ChallengeInvalid,
     EnrolmentInProgress,
-    MobileError,
-    ProofOfPossessionInvalid,
     SignerRefused,
 )
+from jpki.mobile.service import MobileError, ProofOfPossessionInvalid
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.registry.cards import CardEvent
 from jpki.registry.residents import EventKind, ResidentEvent
@@ -451,13 +450,13 @@ def test_the_sweep_revokes_what_the_holder_did_not(services, holder, keys, clock
     with services.uow.engine.begin() as conn:
         conn.execute(text("UPDATE certificates SET revoked_at = created_at, "
                           "revocation_reason = 1 WHERE serial = :s"), {"s": h.card_sign.serial})
-    report = services.mobile.sweep(MOBILE_SWEEP)
-    assert report["revoked"] == [mobile[CertKind.MOBILE_SIGN].serial]
+    report = services.mobile_sweep.run(MOBILE_SWEEP)
+    assert report.revoked == [mobile[CertKind.MOBILE_SIGN].serial]
     assert state(services, mobile[CertKind.MOBILE_SIGN].serial) == ("revoked", "keyCompromise")
     assert state(services, mobile[CertKind.MOBILE_AUTH].serial) == ("good", None)
     # A device silent for 90 days is flagged; a check-in signed by the phone clears it.
     clock.advance(days=91)
-    assert services.mobile.sweep(MOBILE_SWEEP)["flagged"] == [phone.device_id]
+    assert services.mobile_sweep.run(MOBILE_SWEEP).flagged == [phone.device_id]
     services.mobile.check_in(h.request(phone, "jpki-mobile-check-in/1", "check_in"))
     with services.uow() as uow:
         assert uow.mobile.device(phone.device_id).flagged_at is None

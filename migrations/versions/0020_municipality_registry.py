@@ -8,11 +8,11 @@ certificates carry (reference §1.2: the prefecture's and the city's romaji). Th
 romaji are copied here as jpki.municipalities wrote them when this revision was made, so that
 the revision says the same thing whatever that module later becomes.
 
-Numbered 0019, after the highest revision present when it landed (0018; 0015 and 0017 were
+Numbered 0020, after the highest revision present when it landed (0019; 0015 and 0017 were
 left free by concurrent work).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-02
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0019'
-down_revision = '0018'
+revision = '0020'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
