@@ -211,7 +211,7 @@ class CrlShard:
     closed_at: datetime | None = field(default=None, compare=False)  # no new certificate
 
     def __post_init__(self) -> None:
-        if not SHARD_PATTERN.match(self.name) or not self.name.startswith(
+        if not SHARD_PATTERN.fullmatch(self.name) or not self.name.startswith(
                 self.municipality_code):
             raise ValueError("a shard is named after its municipality's code")
 

@@ -36,7 +36,6 @@ from jpki.errors import (
     MunicipalityNotFound,
 )
 from jpki.municipalities import (
-    SHARD_PATTERN,
     CrlShard,
     Municipality,
     MunicipalityStatus,
@@ -270,7 +269,6 @@ class MunicipalityRegistry:
         ordinals = [1] + [int(s.name.rsplit("-", 1)[1])
                           for s in uow.municipalities.shards(m.code) if "-" in s.name]
         name = shard_name(m.code, max(ordinals) + 1)
-        assert SHARD_PATTERN.match(name)
         uow.municipalities.open_shard(CrlShard(name, m.code, m.prefecture.name_romaji, romaji),
                                       now)
         return name

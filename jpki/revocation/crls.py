@@ -87,7 +87,7 @@ def parse_file_name(name: str) -> tuple[str, str]:
         stem, kind = stem[:-6], DELTA
     if stem == ARL and kind == FULL:
         return stem, kind
-    if SHARD_PATTERN.match(stem) and stem.isascii():  # [0-9], not other scripts' digits
+    if SHARD_PATTERN.fullmatch(stem):  # [0-9]: ASCII digits only, not other scripts'
         return stem, kind
     raise NotFound("no such CRL")
 

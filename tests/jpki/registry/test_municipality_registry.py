@@ -24,13 +24,14 @@ from jpki.errors import (
     MunicipalityExists,
     MunicipalityMerged,
     MunicipalityNotFound,
+    NotFound,
     WrongRole,
 )
 from jpki.issuance.service import KeyRequest
 from jpki.model import CaKind, CertKind, RevocationReason
 from jpki.municipalities import load_registry, load_seed
 from jpki.registry.residents import EventKind, ResidentEvent
-from jpki.revocation.crls import ARL, DELTA, FULL
+from jpki.revocation.crls import ARL, DELTA, FULL, parse_file_name
 from jpki.serials import serial_hex
 from jpki.store.tables import crl_shards, municipalities
 from tests.conftest import FixedClock
@@ -318,3 +319,20 @@ def test_with_every_municipality_only_needed_crls_are_published(
     assert [(s.name, k) for s, k in services.crls.due()] == [("011011", DELTA)]
     services.crls.publish_many([s for s, _ in services.crls.due()], kinds=(DELTA,))
     assert services.crls.due() == []
+
+
+@pytest.mark.parametrize(("name", "parsed"), [
+    ("132217.crl", ("132217", FULL)), ("132217-delta.crl", ("132217", DELTA)),
+    ("132217-2.crl", ("132217-2", FULL)), ("132217-12-delta.crl", ("132217-12", DELTA)),
+    ("arl.crl", (ARL, FULL)),
+])
+def test_crl_file_names_of_renamed_shards(name: str, parsed: tuple[str, str]) -> None:
+    assert parse_file_name(name) == parsed
+
+
+@pytest.mark.parametrize("name", ["132217-0.crl", "132217-1000.crl", "132217\n.crl",
+                                  "１３２２１７.crl", "132217-2-delta-delta.crl", "arl-delta.crl",
+                                  "13221.crl"])
+def test_other_file_names_are_no_crl(name: str) -> None:
+    with pytest.raises(NotFound):
+        parse_file_name(name)
