@@ -20,6 +20,7 @@ def mount(app: FastAPI) -> None:
         pages,
         registry,
         stations,
+        sweeps,
     )
 
     app.include_router(pages.router)
@@ -30,4 +31,5 @@ def mount(app: FastAPI) -> None:
     app.include_router(dv.router)
     app.include_router(admin.router)
     app.include_router(stations.router)
+    app.include_router(sweeps.router)
     app.mount("/console/static", pages.static, name="console-static")

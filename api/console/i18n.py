@@ -395,6 +395,26 @@ _JA = {
     "task.step.pins": "暗証番号の設定",
     "task.step.verify": "読み出しと検証",
     "task.step.delivery": "交付の確認",
+    # the mobile sweep's runs (api.console.sweeps)
+    "sweep.title": "スマホ用電子証明書の重層的な措置",
+    "sweep.policy": ("{flag}日以上通信のない端末に印を付け、"
+        "{hold}日を超えると一時保留にします。"
+        "カード用証明書が失効した端末の証明書は失効させます。"),
+    "sweep.policy_flag_only": ("{flag}日以上通信のない端末に印を付けます"
+        "（一時保留はしません）。"
+        "カード用証明書が失効した端末の証明書は失効させます。"),
+    "sweep.started": "実行日時",
+    "sweep.outcome": "結果",
+    "sweep.outcome.ok": "完了",
+    "sweep.outcome.running": "実行中",
+    "sweep.outcome.failed": "失敗",
+    "sweep.outcome.interrupted": "中断",
+    "sweep.revoked": "失効",
+    "sweep.flagged": "印を付けた端末",
+    "sweep.held": "一時保留した端末",
+    "sweep.details": "詳細",
+    "sweep.detail": "実行の詳細",
+    "sweep.none": "まだ実行されていません。",
 }
 
 _EN = {
@@ -785,6 +805,25 @@ _EN = {
     "task.step.pins": "PINs set",
     "task.step.verify": "Read back and verified",
     "task.step.delivery": "Delivery confirmed",
+    # the mobile sweep's runs (api.console.sweeps)
+    "sweep.title": "Layered measures over smartphones",
+    "sweep.policy": ("Devices silent for {flag} days are flagged; past {hold} days their "
+        "certificates are put on hold. Mobile certificates whose card certificate "
+        "has ended are revoked."),
+    "sweep.policy_flag_only": ("Devices silent for {flag} days are flagged (no holds). Mobile "
+        "certificates whose card certificate has ended are revoked."),
+    "sweep.started": "Started",
+    "sweep.outcome": "Outcome",
+    "sweep.outcome.ok": "done",
+    "sweep.outcome.running": "running",
+    "sweep.outcome.failed": "failed",
+    "sweep.outcome.interrupted": "interrupted",
+    "sweep.revoked": "Revoked",
+    "sweep.flagged": "Devices flagged",
+    "sweep.held": "Devices held",
+    "sweep.details": "details",
+    "sweep.detail": "Run of",
+    "sweep.none": "No run yet.",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType(

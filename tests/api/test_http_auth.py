@@ -70,7 +70,7 @@ CONSOLE = {
     ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
     ("POST", "/console/residents/revoke"), ("GET", "/console/station-tasks/new"),
     ("POST", "/console/station-tasks"), ("GET", "/console/station-tasks/{task_id}"),
-    ("POST", "/console/station-tasks/{task_id}/cancel"),
+    ("POST", "/console/station-tasks/{task_id}/cancel"), ("GET", "/console/mobile-sweeps"),
     ("GET", "/console/counter/proofing"),
     ("POST", "/console/counter/delivery"), ("POST", "/console/counter/abandonment"),
     ("POST", "/console/counter/card"),
