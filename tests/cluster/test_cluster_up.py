@@ -205,3 +205,121 @@ def test_a_pair_issued_on_node_1_is_served_by_node_2(up: dict[str, Any]) -> None
                       responder.signature_hash_algorithm)
     responder_key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
                          response.signature_hash_algorithm)
+
+
+# --- fault: a jpki node killed (issue 15, fault 2) -----------------------------------------------
+
+LOAD = r'''
+import base64, json, sys, time, urllib.request, urllib.error
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+url, operator, station, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+def key():
+    return rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+def call(secret, path, body):
+    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+        headers={"content-type": "application/json",
+                 "authorization": "Basic " + base64.b64encode(secret.encode()).decode()})
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        return json.loads(answer.read())
+
+issued, revoked, errors, successes, refused = [], [], [], [], []
+deadline = time.time() + seconds
+i = 0
+while time.time() < deadline:
+    i += 1
+    try:
+        if issued and i % 3 == 0 and len(revoked) < len(issued):
+            serial = issued[len(revoked)]
+            call(operator, f"/v1/operators/certificates/{serial}/revocation",
+                 {"reason": "keyCompromise"})
+            revoked.append(serial)
+        else:
+            rid = call(operator, "/v1/operators/residents", {
+                "name": "負荷 試験", "birth_date": "1990-01-02", "sex": 1,
+                "address": "東京都清瀬市中里一丁目", "municipality_code": "132217"})["id"]
+            proof = call(station, "/v1/stations/proofings", {
+                "resident_id": rid, "presence": "in_person",
+                "applicant_documents": [{"type": "drivers_license"}, {"type": "passport"}]})
+            done = call(station, "/v1/stations/certificates", {
+                "resident_id": rid, "proofing_id": proof["id"],
+                "auth_public_key": key()})
+            issued += [c["serial"] for c in done["certificates"]]
+        successes.append(time.time())
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # a refusal is a bug here, not a failover
+            refused.append([time.time(), exc.code, exc.read().decode()[:300]])
+        else:
+            errors.append([time.time(), f"http {exc.code}"])
+        time.sleep(0.2)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        errors.append([time.time(), type(exc).__name__])
+        time.sleep(0.2)
+print(json.dumps({"issued": issued, "revoked": revoked, "errors": errors,
+                  "successes": successes, "refused": refused}))
+'''
+
+
+def test_a_node_killed_leaves_the_other_serving_with_nothing_lost_and_takes_the_lease(
+        up: dict[str, Any]) -> None:
+    """kill -9 of the jpki node holding the maintenance lease, under issuance and revocation
+    through HAProxy: the other node keeps answering, every acknowledged issuance and revocation
+    is there, the lease passes to the survivor, and the audit chain verifies."""
+    nodes = {m["host"]: m for m in up["members"] if m["service"] == "jpki"}
+    victim = next(h for h, m in nodes.items() if m["lease"])
+    survivor = next(h for h in nodes if h != victim)
+    operator = jpki(1, "client", "add", "--name", "load ops", "--role", "operator")
+    station = jpki(1, "client", "add", "--name", "load desk", "--role", "station")
+    secret = {k: f"{c['client_id']}:{c['client_secret']}"
+              for k, c in (("operator", operator), ("station", station))}
+    ha = next(m for m in up["members"] if m["service"] == "haproxy")
+    load = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "exec", "ha", sys.executable, "-c", LOAD,
+         f"http://{ha['address']}:8000", secret["operator"], secret["station"], "24"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    time.sleep(8)
+    killed_at = time.time()
+    os.killpg(nodes[victim]["pid"], 9)  # the node and its workers, as a crash takes them
+    out, err = load.communicate(timeout=120)
+    assert load.returncode == 0, err.decode()
+    result = json.loads(out)
+    after = [t for t in result["successes"] if t > killed_at]
+    errors = [t for t, _ in result["errors"] if t > killed_at]
+    summary = {"killed_at": killed_at, "successes": len(result["successes"]),
+               "first": min(result["successes"], default=None),
+               "last": max(result["successes"], default=None),
+               "errors": result["errors"][:5] + result["errors"][-5:]}
+    assert result["refused"] == [], result["refused"]
+    assert len(after) >= 5, summary  # the survivor kept answering
+    failover = (min(t for t in after if t > min(errors)) - min(errors)) if errors else 0.0
+    assert failover < 15, f"failover took {failover:.1f} s"
+    sys.stderr.write(f"kill -9 {victim}: {len(result['issued'])} issued, "
+                     f"{len(result['revoked'])} revoked, {len(result['errors'])} errors, "
+                     f"failover {failover:.1f} s\n")
+
+    # Nothing acknowledged is lost: every certificate and revocation, on the survivor.
+    url = f"http://{nodes[survivor]['address']}:8000"
+    auth = ["-u", secret["operator"]]
+    for serial in result["issued"]:
+        code, body = curl(*auth, f"{url}/v1/certificates/{serial}")
+        assert code == 200, (serial, body)
+        expected = "revoked" if serial in result["revoked"] else "good"
+        assert json.loads(body)["status"] == expected, (serial, body)
+
+    # The maintenance lease passes to the survivor (its next tick asks again).
+    deadline = time.monotonic() + 90
+    while True:
+        report = json.loads(cluster("status", "--json", timeout=60).stdout)
+        holders = [m["host"] for m in report["members"]
+                   if m["service"] == "jpki" and m.get("lease")]
+        if holders == [survivor]:
+            break
+        assert time.monotonic() < deadline, f"the lease stayed with {holders}"
+        time.sleep(3)
+    node = int(survivor.removeprefix("jpki"))
+    verified = jpki(node, "audit", "verify")
+    assert verified["ok"] is True, verified
