@@ -20,7 +20,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -264,51 +265,115 @@ print(json.dumps({"issued": issued, "revoked": revoked, "errors": errors,
 '''
 
 
-def test_a_node_killed_leaves_the_other_serving_with_nothing_lost_and_takes_the_lease(
-        up: dict[str, Any]) -> None:
-    """kill -9 of the jpki node holding the maintenance lease, under issuance and revocation
-    through HAProxy: the other node keeps answering, every acknowledged issuance and revocation
-    is there, the lease passes to the survivor, and the audit chain verifies."""
-    nodes = {m["host"]: m for m in up["members"] if m["service"] == "jpki"}
-    victim = next(h for h, m in nodes.items() if m["lease"])
-    survivor = next(h for h in nodes if h != victim)
-    operator = jpki(1, "client", "add", "--name", "load ops", "--role", "operator")
-    station = jpki(1, "client", "add", "--name", "load desk", "--role", "station")
+@dataclass
+class LoadRun:
+    result: dict[str, Any]
+    faulted_at: float
+    failover: float
+    secret: dict[str, str]
+
+
+def under_load(up: dict[str, Any], fault: Callable[[], None], *, seconds: int = 24,
+               fault_after: float = 8) -> LoadRun:
+    """Issuance and revocation through HAProxy for ``seconds``, ``fault`` made after
+    ``fault_after``: what was acknowledged, and how long the service answered nothing."""
+    operator = jpki(1, "client", "add", "--name", f"load ops {time.time()}", "--role",
+                    "operator")
+    station = jpki(1, "client", "add", "--name", f"load desk {time.time()}", "--role",
+                   "station")
     secret = {k: f"{c['client_id']}:{c['client_secret']}"
               for k, c in (("operator", operator), ("station", station))}
     ha = next(m for m in up["members"] if m["service"] == "haproxy")
     load = subprocess.Popen(
         [sys.executable, str(SCRIPT), "exec", "ha", sys.executable, "-c", LOAD,
-         f"http://{ha['address']}:8000", secret["operator"], secret["station"], "24"],
+         f"http://{ha['address']}:8000", secret["operator"], secret["station"], str(seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    time.sleep(8)
-    killed_at = time.time()
-    os.killpg(nodes[victim]["pid"], 9)  # the node and its workers, as a crash takes them
-    out, err = load.communicate(timeout=120)
+    time.sleep(fault_after)
+    faulted_at = time.time()
+    fault()
+    out, err = load.communicate(timeout=seconds + 120)
     assert load.returncode == 0, err.decode()
     result = json.loads(out)
-    after = [t for t in result["successes"] if t > killed_at]
-    errors = [t for t, _ in result["errors"] if t > killed_at]
-    summary = {"killed_at": killed_at, "successes": len(result["successes"]),
-               "first": min(result["successes"], default=None),
+    after = [t for t in result["successes"] if t > faulted_at]
+    errors = [t for t, _ in result["errors"] if t > faulted_at]
+    summary = {"faulted_at": faulted_at, "successes": len(result["successes"]),
                "last": max(result["successes"], default=None),
                "errors": result["errors"][:5] + result["errors"][-5:]}
     assert result["refused"] == [], result["refused"]
-    assert len(after) >= 5, summary  # the survivor kept answering
+    assert len(after) >= 5, summary  # the service kept (or went back to) answering
     failover = (min(t for t in after if t > min(errors)) - min(errors)) if errors else 0.0
-    assert failover < 15, f"failover took {failover:.1f} s"
-    sys.stderr.write(f"kill -9 {victim}: {len(result['issued'])} issued, "
-                     f"{len(result['revoked'])} revoked, {len(result['errors'])} errors, "
-                     f"failover {failover:.1f} s\n")
+    return LoadRun(result, faulted_at, failover, secret)
 
-    # Nothing acknowledged is lost: every certificate and revocation, on the survivor.
-    url = f"http://{nodes[survivor]['address']}:8000"
-    auth = ["-u", secret["operator"]]
-    for serial in result["issued"]:
-        code, body = curl(*auth, f"{url}/v1/certificates/{serial}")
-        assert code == 200, (serial, body)
-        expected = "revoked" if serial in result["revoked"] else "good"
-        assert json.loads(body)["status"] == expected, (serial, body)
+
+def ocsp_status(url: str, cert: x509.Certificate) -> ocsp.OCSPCertStatus:
+    """What a node's OCSP responder (RFC 5019 GET) says of ``cert``."""
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    ca_url = next(d.access_location.value for d in aia
+                  if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS)
+    code, der = curl(f"{url}{urlsplit(ca_url).path}")
+    assert code == 200
+    issuer = x509.load_der_x509_certificate(der)
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    encoded = quote(base64.b64encode(request.public_bytes(Encoding.DER)).decode(), safe="")
+    code, der = curl(f"{url}/ocsp/{encoded}")
+    assert code == 200
+    return ocsp.load_der_ocsp_response(der).certificate_status
+
+
+def nothing_lost(up: dict[str, Any], run: LoadRun) -> None:
+    """Every acknowledged issuance and revocation, on every jpki node — and the last
+    revocations acknowledged, in each node's OCSP answers."""
+    auth = ["-u", run.secret["operator"]]
+    revoked = set(run.result["revoked"])
+    assert len(set(run.result["issued"])) == len(run.result["issued"])  # no serial twice
+    for m in up["members"]:
+        if m["service"] != "jpki" or not _alive(m["pid"]):
+            continue
+        url = f"http://{m['address']}:8000"
+        pems = {}
+        for serial in run.result["issued"]:
+            code, body = curl(*auth, f"{url}/v1/certificates/{serial}")
+            assert code == 200, (m["host"], serial, body)
+            seen = json.loads(body)
+            assert seen["status"] == ("revoked" if serial in revoked else "good"), \
+                (m["host"], serial, body)
+            pems[serial] = seen["pem"]
+        for serial in run.result["revoked"][-3:]:
+            cert = x509.load_pem_x509_certificate(pems[serial].encode())
+            assert ocsp_status(url, cert) is ocsp.OCSPCertStatus.REVOKED, (m["host"], serial)
+
+
+def test_the_postgresql_leader_killed_loses_nothing_acknowledged(up: dict[str, Any]) -> None:
+    """Fault 1: kill -9 of the PostgreSQL leader's postmaster under load. Patroni promotes the
+    synchronous standby; nothing acknowledged is lost on either node, and the chain verifies."""
+    leader = next(m["host"] for m in up["members"]
+                  if m["service"] == "patroni" and m["role"].split()[0] == "leader")
+    pid = int((STATE / leader / "data" / "postmaster.pid").read_text().split()[0])
+    run = under_load(up, lambda: os.kill(pid, 9), seconds=40)
+    sys.stderr.write(f"kill -9 postgres on {leader}: {len(run.result['issued'])} issued, "
+                     f"{len(run.result['revoked'])} revoked, {len(run.result['errors'])} "
+                     f"errors, failover {run.failover:.1f} s\n")
+    assert run.failover < 30, f"failover took {run.failover:.1f} s"
+    nothing_lost(up, run)
+    assert jpki(1, "audit", "verify")["ok"] is True
+
+
+def test_a_node_killed_leaves_the_other_serving_with_nothing_lost_and_takes_the_lease(
+        up: dict[str, Any]) -> None:
+    """kill -9 of the jpki node holding the maintenance lease, under issuance and revocation
+    through HAProxy: the other node keeps answering, every acknowledged issuance and revocation
+    is there, the lease passes to the survivor, and the audit chain verifies."""
+    report = json.loads(cluster("status", "--json", timeout=60).stdout)
+    nodes = {m["host"]: m for m in report["members"] if m["service"] == "jpki"}
+    victim = next(h for h, m in nodes.items() if m["lease"])
+    survivor = next(h for h in nodes if h != victim)
+    # The node and its workers, as a crash takes them.
+    run = under_load(up, lambda: os.killpg(nodes[victim]["pid"], 9))
+    assert run.failover < 15, f"failover took {run.failover:.1f} s"
+    sys.stderr.write(f"kill -9 {victim}: {len(run.result['issued'])} issued, "
+                     f"{len(run.result['revoked'])} revoked, {len(run.result['errors'])} "
+                     f"errors, failover {run.failover:.1f} s\n")
+    nothing_lost(up, run)  # on the survivor (the victim is skipped: not alive)
 
     # The maintenance lease passes to the survivor (its next tick asks again).
     deadline = time.monotonic() + 90
