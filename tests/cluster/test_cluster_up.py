@@ -208,7 +208,7 @@ def test_a_pair_issued_on_node_1_is_served_by_node_2(up: dict[str, Any]) -> None
                          response.signature_hash_algorithm)
 
 
-# --- faults under load: the PostgreSQL leader killed, a jpki node killed ---------------------------
+# --- faults under load: the PostgreSQL leader killed, a jpki node killed ------------------------
 
 LOAD = r'''
 import base64, json, sys, time, urllib.request, urllib.error
