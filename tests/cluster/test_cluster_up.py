@@ -180,17 +180,7 @@ def test_a_pair_issued_on_node_1_is_served_by_node_2(up: dict[str, Any]) -> None
     # OCSP on node 2 (RFC 5019 GET), signed with node 2's own token: the keys are on both nodes.
     cert = x509.load_pem_x509_certificate(next(c for c in issued if c["kind"] == "card_auth")["pem"]
                                           .encode())
-    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    ca_url = next(d.access_location.value for d in aia
-                  if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS)
-    code, der = curl(f"{node2}{urlsplit(ca_url).path}")
-    assert code == 200
-    issuer = x509.load_der_x509_certificate(der)
-    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
-    encoded = quote(base64.b64encode(request.public_bytes(Encoding.DER)).decode(), safe="")
-    code, der = curl(f"{node2}/ocsp/{encoded}")
-    assert code == 200
-    response = ocsp.load_der_ocsp_response(der)
+    issuer, response = ocsp_answer(node2, cert)
     assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert response.serial_number == cert.serial_number
     assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
@@ -305,8 +295,8 @@ def under_load(up: dict[str, Any], fault: Callable[[], None], *, seconds: int = 
     return LoadRun(result, faulted_at, failover, secret)
 
 
-def ocsp_status(url: str, cert: x509.Certificate) -> ocsp.OCSPCertStatus:
-    """What a node's OCSP responder (RFC 5019 GET) says of ``cert``."""
+def ocsp_answer(url: str, cert: x509.Certificate) -> tuple[x509.Certificate, ocsp.OCSPResponse]:
+    """``cert``'s issuer, as the node serves it, and the node's OCSP answer (RFC 5019 GET)."""
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     ca_url = next(d.access_location.value for d in aia
                   if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS)
@@ -317,7 +307,7 @@ def ocsp_status(url: str, cert: x509.Certificate) -> ocsp.OCSPCertStatus:
     encoded = quote(base64.b64encode(request.public_bytes(Encoding.DER)).decode(), safe="")
     code, der = curl(f"{url}/ocsp/{encoded}")
     assert code == 200
-    return ocsp.load_der_ocsp_response(der).certificate_status
+    return issuer, ocsp.load_der_ocsp_response(der)
 
 
 def nothing_lost(up: dict[str, Any], run: LoadRun) -> None:
@@ -340,7 +330,8 @@ def nothing_lost(up: dict[str, Any], run: LoadRun) -> None:
             pems[serial] = seen["pem"]
         for serial in run.result["revoked"][-3:]:
             cert = x509.load_pem_x509_certificate(pems[serial].encode())
-            assert ocsp_status(url, cert) is ocsp.OCSPCertStatus.REVOKED, (m["host"], serial)
+            assert ocsp_answer(url, cert)[1].certificate_status is ocsp.OCSPCertStatus.REVOKED, \
+                (m["host"], serial)
 
 
 def test_the_postgresql_leader_killed_loses_nothing_acknowledged(up: dict[str, Any]) -> None:
