@@ -39,7 +39,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,13 +76,24 @@ class Counted:
     report: bool  # this failure spent the budget, first in its window: the log says so
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One failure of (``kind``, ``subject``) against a budget of ``burst`` refilled at
+    ``rate`` per second; reported at most once per ``window``."""
+
+    kind: str
+    subject: str
+    burst: int
+    rate: float
+    window: float
+
+
 class FailureLedger(Protocol):
     """The shared budgets (jpki.store.limits.SqlLimits)."""
 
-    def count(self, kind: str, subject: str, burst: int, rate: float, window: float,
-              at: float | None = None) -> Counted:
-        """Count one failure of (``kind``, ``subject``), refilled to now — the database's
-        clock, or ``at`` seconds when given — atomically."""
+    def count(self, failures: Sequence[Failure], at: float | None = None) -> list[Counted]:
+        """Count each failure, its budget refilled to now — the database's clock, or ``at``
+        seconds when given — atomically, all in one transaction."""
         ...
 
     def blocked(self, limit: int, at: float | None = None) -> list[tuple[str, str, float]]:
@@ -126,12 +137,22 @@ class FailureBudgets:
             return None
         return max(1, math.ceil(left))
 
+    def failure(self, key: str) -> Failure:
+        return Failure(self.kind, key, self.burst, self.rate, self.window)
+
     def spend(self, key: str) -> bool:
         """Count one failure of ``key`` in the shared budget (a database write: not on the
         event loop). True when that spent the budget and no process said so within the last
         window (so that a log line says so once per episode, cluster-wide)."""
-        counted = self.ledger.count(self.kind, key, self.burst, self.rate, self.window,
-                                    self.clock() if self.clock is not None else None)
+        (counted,) = self.ledger.count([self.failure(key)], self.at())
+        return self.learn(key, counted)
+
+    def at(self) -> float | None:
+        """The time the ledger is to count at: None for the database's clock."""
+        return self.clock() if self.clock is not None else None
+
+    def learn(self, key: str, counted: Counted) -> bool:
+        """What counting a failure of ``key`` said, into the cache; whether to report it."""
         if counted.blocked_for is not None:
             now = self._now()
             with self._lock:
@@ -189,9 +210,13 @@ class AuthThrottle:
         client id (database writes: not on the event loop). The log says when a budget is
         spent (once per episode, not per refusal)."""
         key = address_key(address)
-        if self.by_address.spend(key):
+        failures = [self.by_address.failure(key)]
+        if client_id is not None:
+            failures.append(self.by_client.failure(client_id))
+        counted = self.by_address.ledger.count(failures, self.by_address.at())
+        if self.by_address.learn(key, counted[0]):
             log.warning("authentication failures from %s exceed the budget: throttled", key)
-        if client_id is not None and self.by_client.spend(client_id):
+        if client_id is not None and self.by_client.learn(client_id, counted[1]):
             log.warning("authentication failures for client %s exceed the budget: throttled",
                         client_id)
 

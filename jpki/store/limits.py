@@ -22,13 +22,13 @@ one writer (jpki.store.engine).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 
-from jpki.access.auth_throttle import Counted
+from jpki.access.auth_throttle import Counted, Failure
 from jpki.rate_limits import Lease
 
 
@@ -126,6 +126,11 @@ class SqlLimits:
                     isolation_level="AUTOCOMMIT") as conn:
                 yield conn
 
+    @contextmanager
+    def _write_many(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE under the writer lock
+            yield conn
+
     def lease(self, scope: str, subject: str, want: int, rate: float, burst: int,
               at: float | None = None) -> Lease:
         params = {"scope": scope, "subject": subject[:64], "want": want, "rate": rate,
@@ -135,14 +140,18 @@ class SqlLimits:
         return Lease(granted=int(granted),
                      wait=0.0 if granted else max(0.0, (1.0 - float(tokens)) / rate))
 
-    def count(self, kind: str, subject: str, burst: int, rate: float, window: float,
-              at: float | None = None) -> Counted:
-        params = {"kind": kind, "subject": subject[:64], "burst": burst, "rate": rate,
-                  "window": window, "at": at}
-        with self._write() as conn:
-            blocked_for, report = conn.execute(self._count[at is not None], params).one()
-        return Counted(blocked_for=None if blocked_for is None else float(blocked_for),
-                       report=bool(report))
+    def count(self, failures: Sequence[Failure], at: float | None = None) -> list[Counted]:
+        counted = []
+        # One transaction for the address's and the id's: one commit (one flush) for both.
+        with self._write_many() as conn:
+            for f in failures:
+                params = {"kind": f.kind, "subject": f.subject[:64], "burst": f.burst,
+                          "rate": f.rate, "window": f.window, "at": at}
+                blocked_for, report = conn.execute(self._count[at is not None], params).one()
+                counted.append(Counted(
+                    blocked_for=None if blocked_for is None else float(blocked_for),
+                    report=bool(report)))
+        return counted
 
     def blocked(self, limit: int, at: float | None = None) -> list[tuple[str, str, float]]:
         with self._read_engine.connect() as conn:
