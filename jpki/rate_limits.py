@@ -21,7 +21,10 @@ more. The other way, a process holding part of a block can make another process 
 while the row is empty though fewer than ``burst`` calls were made: again at most the blocks
 held. A process killed with a block loses what it had not spent — at most one block per process:
 the row already counted it, so the limit is never exceeded for it, the caller just has fewer.
-A block is held at most :data:`LEASE_SECONDS`; what is left then is dropped, not returned.
+
+A block is kept until it is spent, however long that takes: dropping what is left after a while
+would make a caller that spreads a modest rate over many processes lose most of each block, and
+be refused far below its limit. Keeping it costs nothing in the bound above.
 
 **The block**: ``rate × LEASE_SECONDS`` tokens (what the rate gives in that time), at most a
 quarter of the burst and at most :data:`MAX_BLOCK`, at least one. With the defaults (20 per
@@ -45,7 +48,7 @@ from typing import Protocol
 
 from jpki.errors import Category, RetryLater
 
-LEASE_SECONDS = 0.25  # a block is what the rate gives in this long, and is held no longer
+LEASE_SECONDS = 0.25  # a block is what the rate gives in this long
 MAX_BLOCK = 1000
 _MAX_KEYS = 100_000  # a bound on memory; spent and expired blocks are the ones dropped first
 _STRIPES = 64  # leases of different keys run at once; of one key, one at a time
@@ -113,7 +116,7 @@ class TokenBuckets:
         self._error = error
         self._clock = clock
         self._now = clock or time.monotonic
-        # key → [tokens left of the block, when the block lapses, refused from memory until]
+        # key → [tokens left of the block, refused from memory until]
         self._held: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
@@ -127,16 +130,16 @@ class TokenBuckets:
 
     def try_take(self, key: str) -> bool:
         """Take a token of this process's block for ``key``: True. False when the block is
-        spent or lapsed (a lease is needed: :meth:`take`). Raises :class:`RateLimited` while
+        spent (a lease is needed: :meth:`take`). Raises :class:`RateLimited` while
         the shared bucket, when last asked, said it was empty. Never touches the database."""
         now = self._now()
         with self._lock:
             held = self._held.get(key)
             if held is None:
                 return False
-            if held[2] > now:
-                raise self._refusal(held[2] - now)
-            if held[0] >= 1.0 and held[1] > now:
+            if held[1] > now:
+                raise self._refusal(held[1] - now)
+            if held[0] >= 1.0:
                 held[0] -= 1.0
                 return True
             return False
@@ -156,9 +159,9 @@ class TokenBuckets:
                 if key not in self._held and len(self._held) >= _MAX_KEYS:
                     self._evict(now)
                 if lease.granted < 1:
-                    self._held[key] = [0.0, now, now + lease.wait]
+                    self._held[key] = [0.0, now + lease.wait]
                     raise self._refusal(lease.wait)
-                self._held[key] = [lease.granted - 1.0, now + LEASE_SECONDS, now]
+                self._held[key] = [lease.granted - 1.0, now]
 
     def admit(self, key: str, *, lease: bool = True) -> None:
         """:meth:`take` when ``lease``; else :meth:`try_take`, raising :class:`LeaseNeeded`
@@ -169,7 +172,9 @@ class TokenBuckets:
             raise LeaseNeeded
 
     def _evict(self, now: float) -> None:
-        idle = [k for k, (tokens, until, refused) in self._held.items()
-                if refused <= now and (tokens < 1.0 or until <= now)]
+        # Spent blocks first (they hold nothing); else half, whose tokens are lost: refusals
+        # only, never an excess.
+        idle = [k for k, (tokens, refused) in self._held.items()
+                if refused <= now and tokens < 1.0]
         for k in idle or list(self._held)[: len(self._held) // 2]:
             del self._held[k]
