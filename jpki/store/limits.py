@@ -14,10 +14,11 @@ and leaves the row's time where it was (``GREATEST``), so no interval is counted
 Tests may pass ``at`` (seconds) instead, to move time themselves; one table must then be used
 with one kind of clock.
 
-On PostgreSQL each statement commits on its own (autocommit: one round trip) and durably, with
-the replication the deployment has, like any other commit: a lease acknowledged to a node is
-never handed out again after a crash or a failover. On SQLite it is a write transaction of the
-one writer (jpki.store.engine).
+On PostgreSQL a lease commits on its own (autocommit: one round trip), and the failures of one
+check (its address's and its id's) in one transaction; durably, with the replication the
+deployment has, like any other commit: a lease acknowledged to a node is never handed out again
+after a crash or a failover. On SQLite each is a write transaction of the one writer
+(jpki.store.engine).
 """
 
 from __future__ import annotations
