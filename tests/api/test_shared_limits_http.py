@@ -53,9 +53,10 @@ def node_services(client: TestClient) -> Services:
 
 def test_a_relying_party_calling_two_nodes_gets_one_bucket(api: Api,
                                                           second: TestClient) -> None:
-    """At one instant (the clock held) the two nodes together admit at most the burst — the
-    tokens either leased are gone from the shared row — and at least the burst less the
-    blocks the other holds unspent."""
+    """From a standing start at one instant (the clock held), the two nodes together admit at
+    most the burst — the tokens either leased are gone from the shared row — and at least the
+    burst less the blocks they hold unspent; later, at most what refilled plus those blocks
+    (docs/deployment.md)."""
     now = [1000.0]
     rate, burst = 40.0, 20
     nodes = [api.http, second]

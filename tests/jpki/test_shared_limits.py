@@ -123,13 +123,13 @@ def test_processes_together_admit_no_more_than_one_bucket_and_the_blocks_they_ho
         nodes: list[SqlLimits]) -> None:
     """Over any interval, every process together admits at most what one exact bucket would
     (burst + rate × interval) plus the blocks held at its start: processes × block (the
-    tolerance docs/deployment.md states). And at one instant, no more than the burst."""
+    tolerance docs/deployment.md states). From a standing start, no more than the burst."""
     clock = Clock()
     rate, burst = 40.0, 80
     processes = [TokenBuckets(limits, "rp", rate, burst, clock=clock) for limits in nodes]
     block = processes[0].block
     assert block == 10
-    # At one instant: the burst, across all three, however the calls fall.
+    # A new key, at one instant: the burst, across all three, however the calls fall.
     admitted_now = 0
     for i in range(300):
         try:
@@ -156,6 +156,28 @@ def test_processes_together_admit_no_more_than_one_bucket_and_the_blocks_they_ho
             allowed = burst + rate * (admitted[j] - start) + len(processes) * block
             worst = max(worst, (j - i + 1) - allowed)
     assert worst <= 0, worst
+
+
+def test_blocks_held_from_before_are_the_excess_and_no_more(nodes: list[SqlLimits]) -> None:
+    """The worst case the tolerance allows: two processes lease a block and spend one token;
+    the bucket refills whole; then, at one instant, a third drains it and the two spend what
+    they held. More than the burst — by what was held, within processes × block."""
+    clock = Clock()
+    p0, p1, p2 = (TokenBuckets(limits, "rp", 40, 80, clock=clock) for limits in nodes)
+    block = p0.block
+    p1.take("rp_worst")
+    p2.take("rp_worst")
+    clock.t += 2.0  # whole again
+    admitted = 0
+    for process in (p0, p1, p2):
+        while True:
+            try:
+                process.take("rp_worst")
+            except RateLimited:
+                break
+            admitted += 1
+    assert admitted == 80 + 2 * (block - 1)
+    assert admitted <= 80 + 3 * block
 
 
 def test_a_refused_process_refuses_from_memory_until_the_bucket_holds_a_token(
