@@ -20,6 +20,12 @@ node therefore holds on every other within that interval; a process that has not
 blocked keys for :data:`STALE_SECONDS` (idle, or just started) reads them before it checks a
 request.
 
+Requests already past the check when a budget is spent — in flight on this process, or on
+another before it has read the block — still fail and are still counted: the budget goes into
+debt (down to minus one budget), and the key stays blocked until the refill has paid it back.
+So the failures checked over any time are at most the budget, its refill over that time and
+the requests that were in flight at its end, however the checks race with the counts.
+
 Memory is bounded: at most ``max_keys`` blocked keys per kind are kept (the longest-blocked
 first); the database forgets a key once its budget is whole again (a maintenance job).
 

@@ -66,7 +66,10 @@ RETURNING granted, tokens"""  # noqa: S608
 
 def _count_sql(d: _Dialect, now: str) -> str:
     avail = (f"{d.least}(:burst, f.remaining + {d.greatest}(0, {now} - f.counted_at) * :rate)")
-    left = f"{d.greatest}(0, {avail} - 1)"
+    # Into debt, down to minus one budget: a failure that slipped past a check while the budget
+    # was being spent elsewhere still counts, and keeps the key blocked for longer
+    # (jpki.access.auth_throttle).
+    left = f"{d.greatest}(-:burst, {avail} - 1)"
     counted = f"{d.greatest}(f.counted_at, {now})"
     first = f"{d.greatest}(0, :burst - 1)"
     return f"""

@@ -284,6 +284,24 @@ def test_a_key_is_refused_after_its_failures_and_comes_back_as_the_budget_refill
     assert nodes[0].purge(at=clock.t) == {"buckets": 0, "budgets": 1}  # whole: forgotten
 
 
+def test_failures_that_slipped_past_a_check_put_the_budget_into_debt(
+        nodes: list[SqlLimits]) -> None:
+    """Failures counted after the budget was spent — requests that passed the check before the
+    block was known — keep the key blocked until the refill pays them back, down to minus one
+    budget at most."""
+    clock = Clock()
+    budgets = FailureBudgets(nodes[0], "address", 5, 60, clock=clock)  # one back every 12 s
+    for _ in range(5):
+        budgets.spend("192.0.2.1")
+    assert budgets.retry_after("192.0.2.1") == 12
+    for _ in range(3):  # in flight when it was spent
+        budgets.spend("192.0.2.1")
+    assert budgets.retry_after("192.0.2.1") == 48  # 3 more to pay back, then one whole
+    for _ in range(20):
+        budgets.spend("192.0.2.1")
+    assert budgets.retry_after("192.0.2.1") == 72  # the debt is at most one budget
+
+
 def test_a_budget_spent_through_one_process_locks_out_on_every_other(
         nodes: list[SqlLimits]) -> None:
     clock = Clock()
