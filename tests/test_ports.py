@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The contexts whose services are held to their narrow ports. jpki.issuance and
 # jpki.revocation.service still take the whole unit of work (architecture §2.5).
-NARROWED = ("registry",)
+NARROWED = ("registry", "relying_parties")
 WHOLE = frozenset({"UnitOfWork", "UnitOfWorkFactory"})
 
 
