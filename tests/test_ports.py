@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The contexts whose services are held to their narrow ports. jpki.issuance and
 # jpki.revocation.service still take the whole unit of work (architecture §2.5).
-NARROWED = ("registry", "relying_parties")
+NARROWED = ("registry", "relying_parties", "mobile")
 WHOLE = frozenset({"UnitOfWork", "UnitOfWorkFactory"})
 
 
