@@ -583,12 +583,6 @@ class AuditedWork(CommitHooks, Protocol):
     def audit(self) -> AuditRepository: ...
 
 
-class Savepoints(Protocol):
-    def savepoint(self) -> AbstractContextManager[None]:
-        """:meth:`UnitOfWork.savepoint`."""
-        ...
-
-
 class CrlUnitOfWork(Transaction, Protocol):
     """What CRL publication reads and writes: the CA generations, the CRL shards and the record
     of publications. Revocations reach it through :class:`CrlEntrySource`,
