@@ -555,7 +555,8 @@ AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
 # work satisfies each of them structurally; the composition root passes the same factory. The
 # contexts declare their own (jpki.registry.ports, jpki.relying_parties.ports,
 # jpki.mobile.ports) from the pieces here and those of the shared rules they call
-# (jpki.lifecycle), so no context module names :class:`UnitOfWork` (tests/test_ports.py).
+# (jpki.lifecycle), and no module of those three names :class:`UnitOfWork`
+# (tests/test_ports.py).
 
 
 class Transaction(Protocol):
