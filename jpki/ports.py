@@ -557,10 +557,39 @@ AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
 # --- Narrow ports -----------------------------------------------------------------------------
 # A service that needs only a few repositories is given a unit of work typed as just those, so
 # that the type checker refuses a reach into the rest (architecture §2.3). The store's unit of
-# work satisfies each of them structurally; the composition root passes the same factory.
+# work satisfies each of them structurally; the composition root passes the same factory. The
+# contexts declare their own (jpki.registry.ports, jpki.relying_parties.ports,
+# jpki.mobile.ports) from the pieces here and those of the shared rules they call
+# (jpki.lifecycle), and no module of those three names :class:`UnitOfWork`
+# (tests/test_ports.py).
 
 
-class CrlUnitOfWork(Protocol):
+class Transaction(Protocol):
+    """One database transaction, as every narrow port has it: entered, committed by the
+    service that owns the use case (§10.6), rolled back when left without :meth:`commit`."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+    def commit(self) -> None: ...
+
+
+class CommitHooks(Protocol):
+    """:meth:`UnitOfWork.on_commit` and :meth:`UnitOfWork.after_commit`."""
+
+    def on_commit(self, callback: Callable[[], None]) -> None: ...
+    def after_commit(self, callback: Callable[[], None]) -> None: ...
+
+
+class AuditedWork(CommitHooks, Protocol):
+    """What :meth:`jpki.audit.AuditLog.record` stages a record in: the audit chain, and the
+    hooks that chain it just before the commit and report it once committed."""
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+
+class CrlUnitOfWork(Transaction, Protocol):
     """What CRL publication reads and writes: the CA generations, the CRL shards and the record
     of publications. Revocations reach it through :class:`CrlEntrySource`,
     never through the certificate repository."""
@@ -569,11 +598,6 @@ class CrlUnitOfWork(Protocol):
     def cas(self) -> CaRepository: ...
     @property
     def crls(self) -> CrlRepository: ...
-
-    def __enter__(self) -> Self: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
-    def commit(self) -> None: ...
 
 
 CrlUnitOfWorkFactory = Callable[[], CrlUnitOfWork]
