@@ -1,0 +1,681 @@
+"""Key replication between tokens: wrapped export and import, never a plaintext key.
+
+Network HSMs copy keys between units this way (Thales/Entrust "cloning", AWS CloudHSM
+wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers' steps.
+
+1. **Target token**: :func:`create_transport_key` makes an RSA-3072 pair whose private half is
+   sensitive, never extractable and may only unwrap (CKA_UNWRAP; no decrypt, no sign). Its
+   public half leaves as PEM with a SHA-256 fingerprint of the SubjectPublicKeyInfo, which the
+   officers compare out of band before the export.
+2. **Source token**: :func:`export_keys` logs in as the security officer on one session and
+   imports that public key as a session object marked CKA_TRUSTED, generates an ephemeral
+   AES-256 session key, also CKA_TRUSTED, and wraps it under the transport key with
+   CKM_RSA_PKCS_OAEP (SHA-1 and MGF1-SHA-1: the only parameters SoftHSM 2.6.1 accepts,
+   ``MechParamCheckRSAPKCSOAEP``; OAEP-SHA-1 has no known weakness as key transport, RFC 8017
+   §7.1). It then logs out and the user logs in on the same session (:mod:`hsm.session_login`):
+   each key is wrapped under the AES key with CKM_AES_KEY_WRAP_PAD (RFC 5649; python-pkcs11
+   notes SoftHSM's code for it is the KWP of SP 800-38F). The token decides whether a key may
+   go: CKA_EXTRACTABLE false gives CKR_KEY_UNEXTRACTABLE, CKA_WRAP_WITH_TRUSTED with an
+   untrusted wrapping key CKR_KEY_NOT_WRAPPABLE (PKCS#11 v2.40 §5.18.6). The bundle is bound
+   by an AES-CMAC under the transfer key (only the target can check it) and by a signature of
+   every RSA key it carries (proof that the source holds that key, checked against the key's
+   certificate). Both session objects end with the session: a kill leaves nothing behind.
+3. **Target token**: :func:`import_keys` checks the bundle names this token's transport key,
+   the signatures and the CMAC, and refuses a label the token already has. Keys are unwrapped
+   under a pending label (:data:`PENDING_PREFIX`), each RSA key signs a test message that must
+   verify against the key's certificate, each HMAC key must reproduce the source's check
+   value, and only then do they take their labels. A run killed in between leaves pending
+   objects only, which the next import removes (:func:`discard_pending`).
+
+The bundle holds ciphertext, labels, CKA_IDs, public keys and certificates: nothing secret.
+Imported keys keep the replicable protection (sensitive, wrap only under a trusted key), so
+any node can be the source of the next ceremony.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from pkcs11.constants import DEFAULT, Attribute, MechanismFlag, ObjectClass
+from pkcs11.exceptions import (
+    KeyNotWrappable,
+    KeyUnextractable,
+    PKCS11Error,
+)
+from pkcs11.mechanisms import MGF, KeyType, Mechanism
+from pkcs11.types import Key, Object, Session
+
+from hsm import session_login
+from hsm.errors import (
+    BundleInvalid,
+    HsmError,
+    HsmUnavailable,
+    KeyExists,
+    KeyNotFound,
+    KeyNotReplicable,
+    WrongTransportKey,
+)
+from hsm.keystore import REPLICABLE_KEY_PROTECTION, KeyStore, TokenConfig
+from hsm.module import load_module
+
+TRANSPORT_LABEL = "jpki-transport"
+"""Label of the transport key pair on the target token (several may exist; matched by
+fingerprint)."""
+TRANSPORT_BITS = 3072
+PENDING_PREFIX = "jpki-importing:"
+"""Label prefix of objects an import has unwrapped but not yet checked."""
+BUNDLE_FORMAT = "jpki-key-bundle/1"
+CHECK_MESSAGE = b"jpki key replication check"
+"""What an imported key signs (RSA) or MACs (HMAC, against the source's check value)."""
+
+_OAEP = (Mechanism.SHA_1, MGF.SHA1, None)
+_KWP = Mechanism.AES_KEY_WRAP_PAD
+_NOT_PRIVATE_KEY_ATTRIBUTES = {a: DEFAULT for a in (Attribute.ENCRYPT, Attribute.VERIFY,
+                                                    Attribute.WRAP)}
+
+
+@dataclass(frozen=True)
+class TransportKey:
+    """The public half of a target token's transport key."""
+
+    public_key: rsa.RSAPublicKey
+
+    @property
+    def spki_der(self) -> bytes:
+        return self.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER SubjectPublicKeyInfo, hex: what the officers compare."""
+        return hashlib.sha256(self.spki_der).hexdigest()
+
+    def pem(self) -> bytes:
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> TransportKey:
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError:
+            raise BundleInvalid("the transport key is not a PEM public key") from None
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+            raise BundleInvalid("the transport key must be an RSA public key of 2048+ bits")
+        return cls(key)
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """A key to export: its label and, for an RSA key, the certificate of its public key."""
+
+    label: str
+    certificate_der: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ReplicatedKey:
+    """What a bundle says about one key (no key material)."""
+
+    label: str
+    key_id: str
+    kind: str  # "rsa" or "hmac"
+    certificate_sha256: str | None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    raw: bytes
+    body: Mapping[str, Any]
+    mac: bytes
+    signatures: Mapping[str, bytes]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def transport_fingerprint(self) -> str:
+        return str(self.body["transport_key_sha256"])
+
+    @property
+    def source_token(self) -> str:
+        return str(self.body["source_token"])
+
+    def keys(self) -> list[ReplicatedKey]:
+        return [
+            ReplicatedKey(
+                e["label"], e["id"], e["kind"],
+                _sha256_of_pem_cert(e["certificate"]) if e.get("certificate") else None,
+            )
+            for e in self.body["keys"]
+        ]
+
+
+# -- the transport key (target) -----------------------------------------------------------
+
+
+def _transport_pairs(session: Session) -> Iterator[tuple[Object, TransportKey]]:
+    for private in session.get_objects(
+        {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: TRANSPORT_LABEL}
+    ):
+        values = private.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+        public = rsa.RSAPublicNumbers(
+            e=int.from_bytes(values[Attribute.PUBLIC_EXPONENT], "big"),
+            n=int.from_bytes(values[Attribute.MODULUS], "big"),
+        ).public_key()
+        yield private, TransportKey(public)
+
+
+def transport_keys(keys: KeyStore) -> list[TransportKey]:
+    """The transport keys on the token (normally none or one)."""
+    with keys.session() as session:
+        return [transport for _, transport in _transport_pairs(session)]
+
+
+def create_transport_key(keys: KeyStore, *, rotate: bool = False) -> tuple[TransportKey, bool]:
+    """The token's transport key, created unless one exists; (key, created).
+
+    ``rotate`` destroys the existing ones first. The private half is a token object (the
+    ceremony spans two machines and may take a while), sensitive, never extractable, and may
+    only unwrap.
+    """
+    with keys.session() as session:
+        existing = list(_transport_pairs(session))
+        if existing and not rotate:
+            return existing[0][1], False
+        for private, transport in existing:
+            _destroy_transport(session, private, transport)
+        public, _ = session.generate_keypair(
+            KeyType.RSA,
+            TRANSPORT_BITS,
+            label=TRANSPORT_LABEL,
+            id=hashlib.sha256(b"transport" + session.generate_random(128)).digest()[:16],
+            store=True,
+            capabilities=MechanismFlag.WRAP | MechanismFlag.UNWRAP,
+            public_template={
+                Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.WRAP: True,
+                Attribute.ENCRYPT: False, Attribute.VERIFY: False,
+            },
+            private_template={
+                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False, Attribute.UNWRAP: True, Attribute.DECRYPT: False,
+                Attribute.SIGN: False, Attribute.DERIVE: False,
+            },
+        )
+        values = public.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+        created = rsa.RSAPublicNumbers(
+            e=int.from_bytes(values[Attribute.PUBLIC_EXPONENT], "big"),
+            n=int.from_bytes(values[Attribute.MODULUS], "big"),
+        ).public_key()
+        return TransportKey(created), True
+
+
+def destroy_transport_keys(keys: KeyStore) -> list[str]:
+    """Destroy every transport key pair on the token (after the ceremony); their fingerprints."""
+    with keys.session() as session:
+        pairs = list(_transport_pairs(session))
+        for private, transport in pairs:
+            _destroy_transport(session, private, transport)
+        return [transport.fingerprint for _, transport in pairs]
+
+
+def _destroy_transport(session: Session, private: Object, transport: TransportKey) -> None:
+    key_id = private[Attribute.ID]
+    for public in session.get_objects(
+        {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: TRANSPORT_LABEL,
+         Attribute.ID: key_id}
+    ):
+        public.destroy()
+    private.destroy()
+
+
+# -- export (source) ----------------------------------------------------------------------
+
+
+def export_keys(
+    config: TokenConfig,
+    so_pin: str,
+    items: Sequence[ExportItem],
+    transport: TransportKey,
+    *,
+    now: datetime | None = None,
+) -> Bundle:
+    """Wrap the keys ``items`` of the token for ``transport``; the bundle (only ciphertext).
+
+    Needs the security officer's PIN (to mark the ephemeral wrapping key CKA_TRUSTED) and the
+    user PIN of ``config`` (to wrap the private keys), in one session of this process; no key
+    store may be open on the token in this process meanwhile. Raises
+    :class:`KeyNotReplicable` with the token's refusal, :class:`KeyNotFound`,
+    :class:`BundleInvalid` (a certificate that does not match its key) or
+    :class:`HsmUnavailable` (a wrong PIN).
+    """
+    if not items:
+        raise ValueError("nothing to export")
+    labels = [item.label for item in items]
+    if len(set(labels)) != len(labels):
+        raise ValueError("a label is named twice")
+    module = load_module(config.module_path)
+    with module.exclusive(config.token_label) as token:
+        try:
+            session = token.open(rw=True)
+        except PKCS11Error as exc:
+            raise HsmUnavailable(f"cannot open a session: {type(exc).__name__}") from None
+        try:
+            return _export(module.path, session, config, so_pin, items, transport, now)
+        except PKCS11Error as exc:
+            raise HsmError(f"export: {type(exc).__name__}") from exc
+        finally:
+            # The session objects (trusted key, transfer key) die with the session.
+            with contextlib.suppress(session_login.LoginError):
+                session_login.logout(module.path, session.handle)
+            with contextlib.suppress(PKCS11Error):
+                session.close()
+
+
+def _login(path: str, session: Session, role: int, pin: str, token_label: str) -> None:
+    who = "security officer" if role == session_login.CKU_SO else "user"
+    try:
+        session_login.login(path, session.handle, role, pin)
+    except session_login.LoginError as exc:
+        if exc.rv in (session_login.CKR_PIN_INCORRECT, session_login.CKR_PIN_INVALID,
+                      session_login.CKR_PIN_LEN_RANGE):
+            raise HsmUnavailable(f"token {token_label!r} rejected the {who} PIN") from None
+        if exc.rv == session_login.CKR_PIN_LOCKED:
+            raise HsmUnavailable(f"the {who} PIN of token {token_label!r} is locked") from None
+        if exc.rv == session_login.CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
+            raise HsmUnavailable(
+                f"token {token_label!r} is logged in by other code of this process"
+            ) from None
+        raise HsmUnavailable(f"cannot log in the {who} to {token_label!r}: {exc}") from None
+
+
+def _export(
+    path: str,
+    session: Session,
+    config: TokenConfig,
+    so_pin: str,
+    items: Sequence[ExportItem],
+    transport: TransportKey,
+    now: datetime | None,
+) -> Bundle:
+    numbers = transport.public_key.public_numbers()
+    _login(path, session, session_login.CKU_SO, so_pin, config.token_label)
+    # The officer's trust decision: this public key (whose fingerprint the officers compared)
+    # and the transfer key wrapped under it may carry keys marked CKA_WRAP_WITH_TRUSTED.
+    trusted_transport = session.create_object({
+        Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
+        Attribute.TOKEN: False, Attribute.PRIVATE: False, Attribute.TRUSTED: True,
+        Attribute.WRAP: True, Attribute.ENCRYPT: False, Attribute.VERIFY: False,
+        Attribute.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
+        Attribute.PUBLIC_EXPONENT: numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
+        Attribute.LABEL: "jpki-transport-in",
+    })
+    # A public session object: the SO may create no private one; it never reaches the disk.
+    transfer = session.generate_key(
+        KeyType.AES, 256, store=False, label="jpki-transfer",
+        capabilities=MechanismFlag.WRAP | MechanismFlag.SIGN,
+        template={
+            Attribute.PRIVATE: False, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True,
+            Attribute.TRUSTED: True, Attribute.WRAP: True, Attribute.SIGN: True,
+            Attribute.UNWRAP: False, Attribute.ENCRYPT: False, Attribute.DECRYPT: False,
+            Attribute.VERIFY: False, Attribute.DERIVE: False,
+        },
+    )
+    wrapped_transfer = trusted_transport.wrap_key(
+        transfer, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=_OAEP
+    )
+    session_login.logout(path, session.handle)
+    _login(path, session, session_login.CKU_USER, config.user_pin, config.token_label)
+
+    entries: list[dict[str, Any]] = []
+    rsa_keys: dict[str, Key] = {}
+    for item in items:
+        key = _find_key(session, item.label)
+        try:
+            wrapped = transfer.wrap_key(key, mechanism=_KWP)
+        except KeyUnextractable:
+            raise KeyNotReplicable(
+                f"the token refuses to wrap {item.label!r}: CKR_KEY_UNEXTRACTABLE (the key "
+                "was created never to leave the token)", "CKR_KEY_UNEXTRACTABLE",
+            ) from None
+        except KeyNotWrappable:
+            raise KeyNotReplicable(
+                f"the token refuses to wrap {item.label!r}: CKR_KEY_NOT_WRAPPABLE (it may "
+                "leave only under a key the security officer trusts)", "CKR_KEY_NOT_WRAPPABLE",
+            ) from None
+        entry: dict[str, Any] = {
+            "label": item.label,
+            "id": bytes(key[Attribute.ID]).hex(),
+            "wrapped_key": base64.b64encode(wrapped).decode("ascii"),
+        }
+        if key.object_class == ObjectClass.PRIVATE_KEY:
+            if key.key_type != KeyType.RSA:
+                raise KeyNotReplicable(f"{item.label!r} is not an RSA key", "unsupported")
+            public = _public_of(key)
+            entry["kind"] = "rsa"
+            entry["public_key"] = public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode("ascii")
+            if item.certificate_der is not None:
+                cert = x509.load_der_x509_certificate(item.certificate_der)
+                if cert.public_key() != public:
+                    raise BundleInvalid(
+                        f"the certificate given for {item.label!r} is not of its key"
+                    )
+                entry["certificate"] = cert.public_bytes(serialization.Encoding.PEM).decode(
+                    "ascii"
+                )
+            rsa_keys[item.label] = key
+        else:
+            entry["kind"] = "hmac"
+            # A key check value, as payment HSMs exchange with a key: it proves the import
+            # holds the same secret without revealing anything about it.
+            entry["check_value"] = key.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC).hex()
+        entries.append(entry)
+
+    body = {
+        "format": BUNDLE_FORMAT,
+        "created_at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
+        "source_token": config.token_label,
+        "transport_key_sha256": transport.fingerprint,
+        "wrapped_transfer_key": base64.b64encode(wrapped_transfer).decode("ascii"),
+        "transfer_key_wrap": "CKM_RSA_PKCS_OAEP/SHA-1/MGF1-SHA-1",
+        "key_wrap": "CKM_AES_KEY_WRAP_PAD (RFC 5649)",
+        "keys": entries,
+    }
+    canonical = _canonical(body)
+    mac = transfer.sign(canonical, mechanism=Mechanism.AES_CMAC)
+    signatures = {
+        label: key.sign(canonical, mechanism=Mechanism.SHA256_RSA_PKCS)
+        for label, key in rsa_keys.items()
+    }
+    raw = json.dumps(
+        {
+            "body": body,
+            "mac": mac.hex(),
+            "signatures": {k: base64.b64encode(v).decode("ascii") for k, v in signatures.items()},
+        },
+        indent=2, sort_keys=True,
+    ).encode("utf-8") + b"\n"
+    return Bundle(raw, body, mac, signatures)
+
+
+def _find_key(session: Session, label: str) -> Key:
+    found = [
+        obj for obj in session.get_objects({Attribute.LABEL: label})
+        if obj.object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY)
+    ]
+    if not found:
+        raise KeyNotFound(f"no private or secret key labelled {label!r}")
+    if len(found) > 1:
+        raise HsmError(f"several keys are labelled {label!r}")
+    key = found[0]
+    assert isinstance(key, Key)
+    return key
+
+
+def _public_of(key: Object) -> rsa.RSAPublicKey:
+    values = key.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+    return rsa.RSAPublicNumbers(
+        e=int.from_bytes(values[Attribute.PUBLIC_EXPONENT], "big"),
+        n=int.from_bytes(values[Attribute.MODULUS], "big"),
+    ).public_key()
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _sha256_of_pem_cert(pem: str) -> str:
+    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+# -- the bundle file ----------------------------------------------------------------------
+
+
+def parse_bundle(raw: bytes) -> Bundle:
+    """The bundle in ``raw``, checked for shape and self-consistency (not yet for the MAC,
+    which needs the target token). Raises :class:`BundleInvalid`."""
+    try:
+        doc = json.loads(raw)
+        body = doc["body"]
+        if body["format"] != BUNDLE_FORMAT:
+            raise BundleInvalid(f"not a {BUNDLE_FORMAT} bundle")
+        mac = bytes.fromhex(doc["mac"])
+        signatures = {
+            str(k): base64.b64decode(v, validate=True) for k, v in doc["signatures"].items()
+        }
+        base64.b64decode(body["wrapped_transfer_key"], validate=True)
+        str(body["transport_key_sha256"])
+        str(body["source_token"])
+        entries = body["keys"]
+        if not isinstance(entries, list) or not entries:
+            raise BundleInvalid("the bundle carries no key")
+        seen: set[str] = set()
+        for e in entries:
+            label = e["label"]
+            if not isinstance(label, str) or not label or label.startswith(PENDING_PREFIX):
+                raise BundleInvalid("a key label is empty or reserved")
+            if label in seen:
+                raise BundleInvalid(f"the bundle carries {label!r} twice")
+            seen.add(label)
+            bytes.fromhex(e["id"])
+            base64.b64decode(e["wrapped_key"], validate=True)
+            if e["kind"] == "rsa":
+                _bundle_public_key(e)
+                if label not in signatures:
+                    raise BundleInvalid(f"the RSA key {label!r} has no signature")
+            elif e["kind"] == "hmac":
+                bytes.fromhex(e["check_value"])
+            else:
+                raise BundleInvalid(f"unknown key kind for {label!r}")
+    except BundleInvalid:
+        raise
+    except (ValueError, KeyError, TypeError, binascii.Error, AttributeError):
+        raise BundleInvalid("the file is not a well-formed key bundle") from None
+    return Bundle(raw, body, mac, signatures)
+
+
+def _bundle_public_key(entry: Mapping[str, Any]) -> rsa.RSAPublicKey:
+    public = serialization.load_pem_public_key(str(entry["public_key"]).encode("ascii"))
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise BundleInvalid(f"the public key of {entry['label']!r} is not RSA")
+    cert_pem = entry.get("certificate")
+    if cert_pem:
+        cert = x509.load_pem_x509_certificate(str(cert_pem).encode("ascii"))
+        if cert.public_key() != public:
+            raise BundleInvalid(f"the certificate of {entry['label']!r} is not of its key")
+    return public
+
+
+def bundle_certificates(bundle: Bundle) -> dict[str, bytes]:
+    """label -> DER certificate, for the RSA keys that came with one."""
+    result = {}
+    for e in bundle.body["keys"]:
+        if e.get("certificate"):
+            cert = x509.load_pem_x509_certificate(str(e["certificate"]).encode("ascii"))
+            result[e["label"]] = cert.public_bytes(serialization.Encoding.DER)
+    return result
+
+
+# -- import (target) ----------------------------------------------------------------------
+
+
+def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
+    """Unwrap the bundle's keys into the token under their labels and CKA_IDs.
+
+    Refuses (changing nothing) with :class:`WrongTransportKey`, :class:`BundleInvalid`
+    (tampered: a signature, the CMAC or a wrapped key does not verify; a key that does not
+    sign for its certificate) or :class:`KeyExists` (a label the token already has).
+    """
+    canonical = _canonical(bundle.body)
+    for e in bundle.body["keys"]:
+        if e["kind"] == "rsa":
+            try:
+                _bundle_public_key(e).verify(
+                    bundle.signatures[e["label"]], canonical, PKCS1v15(), hashes.SHA256()
+                )
+            except InvalidSignature:
+                raise BundleInvalid(
+                    f"the signature by {e['label']!r} does not verify: the bundle was altered "
+                    "or not made by that key"
+                ) from None
+    with keys.session() as session:
+        transport = next(
+            (private for private, t in _transport_pairs(session)
+             if t.fingerprint == bundle.transport_fingerprint),
+            None,
+        )
+        if transport is None:
+            raise WrongTransportKey(
+                f"the bundle is wrapped for transport key {bundle.transport_fingerprint}, which "
+                "this token does not hold"
+            )
+        assert isinstance(transport, Key)
+        try:
+            transfer = transport.unwrap_key(
+                ObjectClass.SECRET_KEY, KeyType.AES,
+                base64.b64decode(bundle.body["wrapped_transfer_key"]),
+                store=False, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=_OAEP,
+                capabilities=MechanismFlag.UNWRAP | MechanismFlag.VERIFY,
+                template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+            )
+        except PKCS11Error:
+            raise BundleInvalid("the transfer key does not decrypt: the bundle was altered") from None
+        try:
+            if not transfer.verify(canonical, bundle.mac, mechanism=Mechanism.AES_CMAC):
+                raise BundleInvalid("the bundle's CMAC does not verify: the bundle was altered")
+            return _unwrap_all(session, transfer, bundle)
+        finally:
+            with contextlib.suppress(PKCS11Error):
+                transfer.destroy()
+
+
+def discard_pending(session: Session) -> int:
+    """Remove what an interrupted import left (objects labelled :data:`PENDING_PREFIX`…).
+
+    A public key whose private key already took its final label (the run died between the
+    two renames) is completed instead. Returns how many objects were touched.
+    """
+    touched = 0
+    for obj in list(session.get_objects()):
+        label = obj[Attribute.LABEL]
+        if not isinstance(label, str) or not label.startswith(PENDING_PREFIX):
+            continue
+        final = label[len(PENDING_PREFIX):]
+        done = obj.object_class == ObjectClass.PUBLIC_KEY and any(
+            o.object_class == ObjectClass.PRIVATE_KEY
+            for o in session.get_objects({Attribute.LABEL: final, Attribute.ID: obj[Attribute.ID]})
+        )
+        if done:
+            obj[Attribute.LABEL] = final
+        else:
+            obj.destroy()
+        touched += 1
+    return touched
+
+
+def _unwrap_all(session: Session, transfer: Key, bundle: Bundle) -> list[ReplicatedKey]:
+    discard_pending(session)
+    entries = bundle.body["keys"]
+    for e in entries:
+        if list(session.get_objects({Attribute.LABEL: e["label"]})):
+            raise KeyExists(f"the token already has an object labelled {e['label']!r}")
+    made: list[tuple[Object, str]] = []
+    try:
+        for e in entries:
+            made.extend(_unwrap_one(session, transfer, e))
+        # The commit point of each key is its private or secret half taking the final label
+        # (what KeyStore.has_key looks for); the public half follows.
+        for obj, final in made:
+            if obj.object_class != ObjectClass.PUBLIC_KEY:
+                obj[Attribute.LABEL] = final
+        for obj, final in made:
+            if obj.object_class == ObjectClass.PUBLIC_KEY:
+                obj[Attribute.LABEL] = final
+    except BaseException:
+        for obj, _ in made:
+            with contextlib.suppress(PKCS11Error):
+                if str(obj[Attribute.LABEL]).startswith(PENDING_PREFIX):
+                    obj.destroy()
+        raise
+    return bundle.keys()
+
+
+def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[tuple[Object, str]]:
+    label, pending = e["label"], PENDING_PREFIX + e["label"]
+    key_id = bytes.fromhex(e["id"])
+    wrapped = base64.b64decode(e["wrapped_key"])
+    made: list[tuple[Object, str]] = []
+    try:
+        if e["kind"] == "rsa":
+            private = transfer.unwrap_key(
+                ObjectClass.PRIVATE_KEY, KeyType.RSA, wrapped, label=pending, id=key_id,
+                store=True, mechanism=_KWP, capabilities=MechanismFlag.SIGN,
+                template={
+                    **REPLICABLE_KEY_PROTECTION, Attribute.SIGN: True, Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False, Attribute.DERIVE: False,
+                    # python-pkcs11 adds every capability attribute; these three belong to
+                    # public and secret keys, and SoftHSM answers CKR_ATTRIBUTE_TYPE_INVALID
+                    # for them on a private key - after leaving a half-made token object
+                    # behind (SoftHSM 2.6.1 C_UnwrapKey), so they must never be sent.
+                    **_NOT_PRIVATE_KEY_ATTRIBUTES,
+                },
+            )
+        else:
+            private = transfer.unwrap_key(
+                ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, wrapped, label=pending,
+                id=key_id, store=True, mechanism=_KWP,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                template=dict(REPLICABLE_KEY_PROTECTION),
+            )
+    except PKCS11Error:
+        raise BundleInvalid(f"the wrapped key {label!r} does not unwrap: altered") from None
+    made.append((private, label))
+    try:
+        if e["kind"] == "rsa":
+            public = _bundle_public_key(e)
+            signature = private.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_RSA_PKCS)
+            try:
+                public.verify(signature, CHECK_MESSAGE, PKCS1v15(), hashes.SHA256())
+            except InvalidSignature:
+                raise BundleInvalid(
+                    f"the imported {label!r} does not sign for its certificate"
+                ) from None
+            numbers = public.public_numbers()
+            made.append((session.create_object({
+                Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
+                Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.VERIFY: True,
+                Attribute.ENCRYPT: False, Attribute.WRAP: False, Attribute.LABEL: pending,
+                Attribute.ID: key_id,
+                Attribute.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
+                Attribute.PUBLIC_EXPONENT: numbers.e.to_bytes(
+                    (numbers.e.bit_length() + 7) // 8, "big"),
+            }), label))
+        else:
+            check = private.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC)
+            if check.hex() != e["check_value"]:
+                raise BundleInvalid(f"the imported {label!r} does not match its check value")
+    except BaseException:
+        for obj, _ in made:
+            with contextlib.suppress(PKCS11Error):
+                obj.destroy()
+        raise
+    return made
