@@ -234,7 +234,7 @@ def export_key(
     from jpki.authority.recipe import load_recipe
     from jpki.errors import JpkiError
 
-    actor = grant(Operation.KEY_REPLICATION).require(Operation.KEY_REPLICATION)
+    grant(Operation.KEY_REPLICATION).require(Operation.KEY_REPLICATION)
     if bool(labels) == all_keys:
         fail("request.invalid", "name the keys to export, or --all (not both)", as_json)
     try:
@@ -276,7 +276,7 @@ def export_key(
     try:
         bundle = replication.export_keys(config, so_pin, items, transport)
     except HsmError as exc:
-        _audit_refusal(data_dir, actor.actor, transport.fingerprint, exc)
+        _audit_refusal(data_dir, transport.fingerprint, exc)
         _fail_hsm(exc, as_json)
     _write_atomically(out_path, bundle.raw, as_json)
     payload: dict[str, Any] = {
@@ -292,12 +292,12 @@ def export_key(
     out.print(f"bundle: {escape(str(out_path))}  SHA-256 {bundle.sha256}")
 
 
-def _audit_refusal(data_dir: Path, actor: str, transport: str, exc: Exception) -> None:
+def _audit_refusal(data_dir: Path, transport: str, exc: Exception) -> None:
     from hsm.errors import KeyNotReplicable
 
     if isinstance(exc, KeyNotReplicable):
         _audit(data_dir, "hsm.export_refused", "hsm/export",
-               {"transport_key": transport, "reason": exc.reason, "by": actor})
+               {"transport_key": transport, "reason": exc.reason})
 
 
 @app.command("import-key")
