@@ -35,14 +35,12 @@ any node can be the source of the next ceremony.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
-import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -56,7 +54,7 @@ from pkcs11.exceptions import (
     PKCS11Error,
 )
 from pkcs11.mechanisms import MGF, KeyType, Mechanism
-from pkcs11.types import Key, Object, Session
+from pkcs11.types import Key, Object, Session, SignMixin, UnwrapMixin, VerifyMixin, WrapMixin
 
 from hsm import session_login
 from hsm.errors import (
@@ -68,56 +66,26 @@ from hsm.errors import (
     KeyNotReplicable,
     WrongTransportKey,
 )
+from hsm.key_bundle import (
+    BUNDLE_FORMAT,
+    PENDING_PREFIX,
+    Bundle,
+    ReplicatedKey,
+    bundle_public_key,
+    canonical,
+)
 from hsm.keystore import REPLICABLE_KEY_PROTECTION, KeyStore, TokenConfig
 from hsm.module import load_module
+from hsm.transport_key import TransportKey, transport_pairs
 
-TRANSPORT_LABEL = "jpki-transport"
-"""Label of the transport key pair on the target token (several may exist; matched by
-fingerprint)."""
-TRANSPORT_BITS = 3072
-PENDING_PREFIX = "jpki-importing:"
-"""Label prefix of objects an import has unwrapped but not yet checked."""
-BUNDLE_FORMAT = "jpki-key-bundle/1"
 CHECK_MESSAGE = b"jpki key replication check"
 """What an imported key signs (RSA) or MACs (HMAC, against the source's check value)."""
 
-_OAEP = (Mechanism.SHA_1, MGF.SHA1, None)
+# python-pkcs11 takes the CK_RSA_PKCS_OAEP_PARAMS as this tuple; its stub says bytes.
+_OAEP: Any = (Mechanism.SHA_1, MGF.SHA1, None)
 _KWP = Mechanism.AES_KEY_WRAP_PAD
 _NOT_PRIVATE_KEY_ATTRIBUTES = {a: DEFAULT for a in (Attribute.ENCRYPT, Attribute.VERIFY,
                                                     Attribute.WRAP)}
-
-
-@dataclass(frozen=True)
-class TransportKey:
-    """The public half of a target token's transport key."""
-
-    public_key: rsa.RSAPublicKey
-
-    @property
-    def spki_der(self) -> bytes:
-        return self.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the DER SubjectPublicKeyInfo, hex: what the officers compare."""
-        return hashlib.sha256(self.spki_der).hexdigest()
-
-    def pem(self) -> bytes:
-        return self.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @classmethod
-    def from_pem(cls, data: bytes) -> TransportKey:
-        try:
-            key = serialization.load_pem_public_key(data)
-        except ValueError:
-            raise BundleInvalid("the transport key is not a PEM public key") from None
-        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
-            raise BundleInvalid("the transport key must be an RSA public key of 2048+ bits")
-        return cls(key)
 
 
 @dataclass(frozen=True)
@@ -126,123 +94,6 @@ class ExportItem:
 
     label: str
     certificate_der: bytes | None = None
-
-
-@dataclass(frozen=True)
-class ReplicatedKey:
-    """What a bundle says about one key (no key material)."""
-
-    label: str
-    key_id: str
-    kind: str  # "rsa" or "hmac"
-    certificate_sha256: str | None
-
-
-@dataclass(frozen=True)
-class Bundle:
-    raw: bytes
-    body: Mapping[str, Any]
-    mac: bytes
-    signatures: Mapping[str, bytes]
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
-
-    @property
-    def transport_fingerprint(self) -> str:
-        return str(self.body["transport_key_sha256"])
-
-    @property
-    def source_token(self) -> str:
-        return str(self.body["source_token"])
-
-    def keys(self) -> list[ReplicatedKey]:
-        return [
-            ReplicatedKey(
-                e["label"], e["id"], e["kind"],
-                _sha256_of_pem_cert(e["certificate"]) if e.get("certificate") else None,
-            )
-            for e in self.body["keys"]
-        ]
-
-
-# -- the transport key (target) -----------------------------------------------------------
-
-
-def _transport_pairs(session: Session) -> Iterator[tuple[Object, TransportKey]]:
-    for private in session.get_objects(
-        {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: TRANSPORT_LABEL}
-    ):
-        values = private.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
-        public = rsa.RSAPublicNumbers(
-            e=int.from_bytes(values[Attribute.PUBLIC_EXPONENT], "big"),
-            n=int.from_bytes(values[Attribute.MODULUS], "big"),
-        ).public_key()
-        yield private, TransportKey(public)
-
-
-def transport_keys(keys: KeyStore) -> list[TransportKey]:
-    """The transport keys on the token (normally none or one)."""
-    with keys.session() as session:
-        return [transport for _, transport in _transport_pairs(session)]
-
-
-def create_transport_key(keys: KeyStore, *, rotate: bool = False) -> tuple[TransportKey, bool]:
-    """The token's transport key, created unless one exists; (key, created).
-
-    ``rotate`` destroys the existing ones first. The private half is a token object (the
-    ceremony spans two machines and may take a while), sensitive, never extractable, and may
-    only unwrap.
-    """
-    with keys.session() as session:
-        existing = list(_transport_pairs(session))
-        if existing and not rotate:
-            return existing[0][1], False
-        for private, transport in existing:
-            _destroy_transport(session, private, transport)
-        public, _ = session.generate_keypair(
-            KeyType.RSA,
-            TRANSPORT_BITS,
-            label=TRANSPORT_LABEL,
-            id=hashlib.sha256(b"transport" + session.generate_random(128)).digest()[:16],
-            store=True,
-            capabilities=MechanismFlag.WRAP | MechanismFlag.UNWRAP,
-            public_template={
-                Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.WRAP: True,
-                Attribute.ENCRYPT: False, Attribute.VERIFY: False,
-            },
-            private_template={
-                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.UNWRAP: True, Attribute.DECRYPT: False,
-                Attribute.SIGN: False, Attribute.DERIVE: False,
-            },
-        )
-        values = public.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
-        created = rsa.RSAPublicNumbers(
-            e=int.from_bytes(values[Attribute.PUBLIC_EXPONENT], "big"),
-            n=int.from_bytes(values[Attribute.MODULUS], "big"),
-        ).public_key()
-        return TransportKey(created), True
-
-
-def destroy_transport_keys(keys: KeyStore) -> list[str]:
-    """Destroy every transport key pair on the token (after the ceremony); their fingerprints."""
-    with keys.session() as session:
-        pairs = list(_transport_pairs(session))
-        for private, transport in pairs:
-            _destroy_transport(session, private, transport)
-        return [transport.fingerprint for _, transport in pairs]
-
-
-def _destroy_transport(session: Session, private: Object, transport: TransportKey) -> None:
-    key_id = private[Attribute.ID]
-    for public in session.get_objects(
-        {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: TRANSPORT_LABEL,
-         Attribute.ID: key_id}
-    ):
-        public.destroy()
-    private.destroy()
 
 
 # -- export (source) ----------------------------------------------------------------------
@@ -283,7 +134,7 @@ def export_keys(
         finally:
             # The session objects (trusted key, transfer key) die with the session.
             with contextlib.suppress(session_login.LoginError):
-                session_login.logout(module.path, session.handle)
+                session_login.logout(module.path, _handle(session))
             with contextlib.suppress(PKCS11Error):
                 session.close()
 
@@ -291,7 +142,7 @@ def export_keys(
 def _login(path: str, session: Session, role: int, pin: str, token_label: str) -> None:
     who = "security officer" if role == session_login.CKU_SO else "user"
     try:
-        session_login.login(path, session.handle, role, pin)
+        session_login.login(path, _handle(session), role, pin)
     except session_login.LoginError as exc:
         if exc.rv in (session_login.CKR_PIN_INCORRECT, session_login.CKR_PIN_INVALID,
                       session_login.CKR_PIN_LEN_RANGE):
@@ -337,10 +188,10 @@ def _export(
             Attribute.VERIFY: False, Attribute.DERIVE: False,
         },
     )
-    wrapped_transfer = trusted_transport.wrap_key(
+    wrapped_transfer = _can(trusted_transport, WrapMixin).wrap_key(
         transfer, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=_OAEP
     )
-    session_login.logout(path, session.handle)
+    session_login.logout(path, _handle(session))
     _login(path, session, session_login.CKU_USER, config.user_pin, config.token_label)
 
     entries: list[dict[str, Any]] = []
@@ -348,7 +199,7 @@ def _export(
     for item in items:
         key = _find_key(session, item.label)
         try:
-            wrapped = transfer.wrap_key(key, mechanism=_KWP)
+            wrapped = _can(transfer, WrapMixin).wrap_key(key, mechanism=_KWP)
         except KeyUnextractable:
             raise KeyNotReplicable(
                 f"the token refuses to wrap {item.label!r}: CKR_KEY_UNEXTRACTABLE (the key "
@@ -386,7 +237,9 @@ def _export(
             entry["kind"] = "hmac"
             # A key check value, as payment HSMs exchange with a key: it proves the import
             # holds the same secret without revealing anything about it.
-            entry["check_value"] = key.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC).hex()
+            entry["check_value"] = (
+                _can(key, SignMixin).sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC).hex()
+            )
         entries.append(entry)
 
     body = {
@@ -399,10 +252,10 @@ def _export(
         "key_wrap": "CKM_AES_KEY_WRAP_PAD (RFC 5649)",
         "keys": entries,
     }
-    canonical = _canonical(body)
-    mac = transfer.sign(canonical, mechanism=Mechanism.AES_CMAC)
+    signed = canonical(body)
+    mac = _can(transfer, SignMixin).sign(signed, mechanism=Mechanism.AES_CMAC)
     signatures = {
-        label: key.sign(canonical, mechanism=Mechanism.SHA256_RSA_PKCS)
+        label: _can(key, SignMixin).sign(signed, mechanism=Mechanism.SHA256_RSA_PKCS)
         for label, key in rsa_keys.items()
     }
     raw = json.dumps(
@@ -414,6 +267,24 @@ def _export(
         indent=2, sort_keys=True,
     ).encode("utf-8") + b"\n"
     return Bundle(raw, body, mac, signatures)
+
+
+def _handle(session: Session) -> int:
+    # The session handle C_Login/C_Logout need: python-pkcs11's Session has it, its stub not.
+    handle = session.handle  # type: ignore[attr-defined]
+    assert isinstance(handle, int)
+    return handle
+
+
+M = TypeVar("M")
+
+
+def _can(obj: object, mixin: type[M]) -> M:
+    """``obj`` as ``mixin``: python-pkcs11 builds each object's class from its attributes
+    (CKA_WRAP gives WrapMixin, CKA_SIGN SignMixin, ...), so this checks the token agreed."""
+    if not isinstance(obj, mixin):
+        raise HsmError(f"the token object may not {mixin.__name__.removesuffix('Mixin').lower()}")
+    return obj
 
 
 def _find_key(session: Session, label: str) -> Key:
@@ -438,83 +309,6 @@ def _public_of(key: Object) -> rsa.RSAPublicKey:
     ).public_key()
 
 
-def _canonical(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def _sha256_of_pem_cert(pem: str) -> str:
-    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-# -- the bundle file ----------------------------------------------------------------------
-
-
-def parse_bundle(raw: bytes) -> Bundle:
-    """The bundle in ``raw``, checked for shape and self-consistency (not yet for the MAC,
-    which needs the target token). Raises :class:`BundleInvalid`."""
-    try:
-        doc = json.loads(raw)
-        body = doc["body"]
-        if body["format"] != BUNDLE_FORMAT:
-            raise BundleInvalid(f"not a {BUNDLE_FORMAT} bundle")
-        mac = bytes.fromhex(doc["mac"])
-        signatures = {
-            str(k): base64.b64decode(v, validate=True) for k, v in doc["signatures"].items()
-        }
-        base64.b64decode(body["wrapped_transfer_key"], validate=True)
-        str(body["transport_key_sha256"])
-        str(body["source_token"])
-        entries = body["keys"]
-        if not isinstance(entries, list) or not entries:
-            raise BundleInvalid("the bundle carries no key")
-        seen: set[str] = set()
-        for e in entries:
-            label = e["label"]
-            if not isinstance(label, str) or not label or label.startswith(PENDING_PREFIX):
-                raise BundleInvalid("a key label is empty or reserved")
-            if label in seen:
-                raise BundleInvalid(f"the bundle carries {label!r} twice")
-            seen.add(label)
-            bytes.fromhex(e["id"])
-            base64.b64decode(e["wrapped_key"], validate=True)
-            if e["kind"] == "rsa":
-                _bundle_public_key(e)
-                if label not in signatures:
-                    raise BundleInvalid(f"the RSA key {label!r} has no signature")
-            elif e["kind"] == "hmac":
-                bytes.fromhex(e["check_value"])
-            else:
-                raise BundleInvalid(f"unknown key kind for {label!r}")
-    except BundleInvalid:
-        raise
-    except (ValueError, KeyError, TypeError, binascii.Error, AttributeError):
-        raise BundleInvalid("the file is not a well-formed key bundle") from None
-    return Bundle(raw, body, mac, signatures)
-
-
-def _bundle_public_key(entry: Mapping[str, Any]) -> rsa.RSAPublicKey:
-    public = serialization.load_pem_public_key(str(entry["public_key"]).encode("ascii"))
-    if not isinstance(public, rsa.RSAPublicKey):
-        raise BundleInvalid(f"the public key of {entry['label']!r} is not RSA")
-    cert_pem = entry.get("certificate")
-    if cert_pem:
-        cert = x509.load_pem_x509_certificate(str(cert_pem).encode("ascii"))
-        if cert.public_key() != public:
-            raise BundleInvalid(f"the certificate of {entry['label']!r} is not of its key")
-    return public
-
-
-def bundle_certificates(bundle: Bundle) -> dict[str, bytes]:
-    """label -> DER certificate, for the RSA keys that came with one."""
-    result = {}
-    for e in bundle.body["keys"]:
-        if e.get("certificate"):
-            cert = x509.load_pem_x509_certificate(str(e["certificate"]).encode("ascii"))
-            result[e["label"]] = cert.public_bytes(serialization.Encoding.DER)
-    return result
-
-
 # -- import (target) ----------------------------------------------------------------------
 
 
@@ -525,12 +319,12 @@ def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
     (tampered: a signature, the CMAC or a wrapped key does not verify; a key that does not
     sign for its certificate) or :class:`KeyExists` (a label the token already has).
     """
-    canonical = _canonical(bundle.body)
+    signed = canonical(bundle.body)
     for e in bundle.body["keys"]:
         if e["kind"] == "rsa":
             try:
-                _bundle_public_key(e).verify(
-                    bundle.signatures[e["label"]], canonical, PKCS1v15(), hashes.SHA256()
+                bundle_public_key(e).verify(
+                    bundle.signatures[e["label"]], signed, PKCS1v15(), hashes.SHA256()
                 )
             except InvalidSignature:
                 raise BundleInvalid(
@@ -539,7 +333,7 @@ def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
                 ) from None
     with keys.session() as session:
         transport = next(
-            (private for private, t in _transport_pairs(session)
+            (private for private, t in transport_pairs(session)
              if t.fingerprint == bundle.transport_fingerprint),
             None,
         )
@@ -550,7 +344,7 @@ def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
             )
         assert isinstance(transport, Key)
         try:
-            transfer = transport.unwrap_key(
+            transfer = _can(transport, UnwrapMixin).unwrap_key(
                 ObjectClass.SECRET_KEY, KeyType.AES,
                 base64.b64decode(bundle.body["wrapped_transfer_key"]),
                 store=False, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=_OAEP,
@@ -558,9 +352,13 @@ def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
                 template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
             )
         except PKCS11Error:
-            raise BundleInvalid("the transfer key does not decrypt: the bundle was altered") from None
+            raise BundleInvalid(
+                "the transfer key does not decrypt: the bundle was altered"
+            ) from None
         try:
-            if not transfer.verify(canonical, bundle.mac, mechanism=Mechanism.AES_CMAC):
+            if not _can(transfer, VerifyMixin).verify(
+                signed, bundle.mac, mechanism=Mechanism.AES_CMAC
+            ):
                 raise BundleInvalid("the bundle's CMAC does not verify: the bundle was altered")
             return _unwrap_all(session, transfer, bundle)
         finally:
@@ -616,7 +414,7 @@ def _unwrap_all(session: Session, transfer: Key, bundle: Bundle) -> list[Replica
                 if str(obj[Attribute.LABEL]).startswith(PENDING_PREFIX):
                     obj.destroy()
         raise
-    return bundle.keys()
+    return bundle.entries()
 
 
 def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[tuple[Object, str]]:
@@ -626,7 +424,7 @@ def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[t
     made: list[tuple[Object, str]] = []
     try:
         if e["kind"] == "rsa":
-            private = transfer.unwrap_key(
+            private = _can(transfer, UnwrapMixin).unwrap_key(
                 ObjectClass.PRIVATE_KEY, KeyType.RSA, wrapped, label=pending, id=key_id,
                 store=True, mechanism=_KWP, capabilities=MechanismFlag.SIGN,
                 template={
@@ -640,7 +438,7 @@ def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[t
                 },
             )
         else:
-            private = transfer.unwrap_key(
+            private = _can(transfer, UnwrapMixin).unwrap_key(
                 ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, wrapped, label=pending,
                 id=key_id, store=True, mechanism=_KWP,
                 capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
@@ -651,8 +449,10 @@ def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[t
     made.append((private, label))
     try:
         if e["kind"] == "rsa":
-            public = _bundle_public_key(e)
-            signature = private.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_RSA_PKCS)
+            public = bundle_public_key(e)
+            signature = _can(private, SignMixin).sign(
+                CHECK_MESSAGE, mechanism=Mechanism.SHA256_RSA_PKCS
+            )
             try:
                 public.verify(signature, CHECK_MESSAGE, PKCS1v15(), hashes.SHA256())
             except InvalidSignature:
@@ -670,7 +470,7 @@ def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[t
                     (numbers.e.bit_length() + 7) // 8, "big"),
             }), label))
         else:
-            check = private.sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC)
+            check = _can(private, SignMixin).sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC)
             if check.hex() != e["check_value"]:
                 raise BundleInvalid(f"the imported {label!r} does not match its check value")
     except BaseException:

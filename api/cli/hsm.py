@@ -143,14 +143,14 @@ def transport_key(
     Creates the SoftHSM token and its PINs when the node has none yet. Read the fingerprint to
     the source node's officers over another channel; they type it into `export-key`.
     """
-    from hsm import replication
+    from hsm import transport_key as tk
     from hsm.errors import HsmError
     from jpki.access.authz import Operation
 
     grant(Operation.KEY_REPLICATION).require(Operation.KEY_REPLICATION)
     keys = _open_keys(data_dir, as_json, create_token=True)
     try:
-        transport, created = replication.create_transport_key(keys, rotate=rotate)
+        transport, created = tk.create_transport_key(keys, rotate=rotate)
     except HsmError as exc:
         _fail_hsm(exc, as_json)
     finally:
@@ -170,14 +170,14 @@ def transport_key(
 @app.command("destroy-transport-key")
 def destroy_transport_key(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonOut = False) -> None:
     """On the target node, after the import: destroy the transport key (the ceremony's end)."""
-    from hsm import replication
     from hsm.errors import HsmError
+    from hsm.transport_key import destroy_transport_keys
     from jpki.access.authz import Operation
 
     grant(Operation.KEY_REPLICATION).require(Operation.KEY_REPLICATION)
     keys = _open_keys(data_dir, as_json)
     try:
-        destroyed = replication.destroy_transport_keys(keys)
+        destroyed = destroy_transport_keys(keys)
     except HsmError as exc:
         _fail_hsm(exc, as_json)
     finally:
@@ -230,6 +230,7 @@ def export_key(
     from hsm.errors import HsmError
     from hsm.keystore import TokenConfig
     from hsm.softhsm import activate_softhsm_config, default_module_path
+    from hsm.transport_key import TransportKey
     from jpki.access.authz import Operation
     from jpki.authority.recipe import load_recipe
     from jpki.errors import JpkiError
@@ -238,7 +239,7 @@ def export_key(
     if bool(labels) == all_keys:
         fail("request.invalid", "name the keys to export, or --all (not both)", as_json)
     try:
-        transport = replication.TransportKey.from_pem(to.read_bytes())
+        transport = TransportKey.from_pem(to.read_bytes())
     except OSError:
         fail("input.unreadable", f"cannot read {to}", as_json)
     except HsmError as exc:
@@ -282,12 +283,12 @@ def export_key(
     payload: dict[str, Any] = {
         "transport_key": transport.fingerprint, "bundle_sha256": bundle.sha256,
         "keys": [{"label": k.label, "kind": k.kind, "certificate_sha256": k.certificate_sha256}
-                 for k in bundle.keys()]}
+                 for k in bundle.entries()]}
     audited = _audit(data_dir, "hsm.keys_exported", f"hsm/{recipe.token_label}", payload)
     if as_json:
         print_json({**payload, "out": str(out_path), "audited": audited})
         return
-    for k in bundle.keys():
+    for k in bundle.entries():
         out.print(f"wrapped {escape(k.label)} ({k.kind})")
     out.print(f"bundle: {escape(str(out_path))}  SHA-256 {bundle.sha256}")
 
@@ -314,6 +315,7 @@ def import_key(
     """
     from hsm import replication
     from hsm.errors import HsmError
+    from hsm.key_bundle import bundle_certificates, parse_bundle
     from hsm.keystore import KeyStore
     from jpki.access.authz import Operation
 
@@ -323,7 +325,7 @@ def import_key(
     except OSError:
         fail("input.unreadable", f"cannot read {bundle_path}", as_json)
     try:
-        bundle = replication.parse_bundle(raw)
+        bundle = parse_bundle(raw)
     except HsmError as exc:
         _fail_hsm(exc, as_json)
     services = _services(data_dir)
@@ -332,7 +334,7 @@ def import_key(
             known = _replicable_labels(services)
         finally:
             services.close()
-        for label, der in replication.bundle_certificates(bundle).items():
+        for label, der in bundle_certificates(bundle).items():
             if label in known and known[label] is not None and known[label] != der:
                 fail("bundle.certificate_mismatch",
                      f"the certificate for {label!r} is not the one this node's database holds",

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 
 from tests.api.test_cli import REPO, _env, copy_data_dir, jpki, jpki_ok
@@ -146,18 +148,22 @@ def test_replicated_keys_sign_on_the_target_and_verify_under_the_ca_certificates
     jpki_ok("ca", "export", "--out", certs, data_dir=source)
     for ca in ("sign", "auth"):
         ca_cert = x509.load_pem_x509_certificate((certs / f"{ca}-ca-g01.pem").read_bytes())
+        public = ca_cert.public_key()
+        assert isinstance(public, rsa.RSAPublicKey)
         for crl_path in (out / ca / "g01").glob("*.crl"):
             crl = x509.load_der_x509_crl(crl_path.read_bytes())
-            assert crl.is_signature_valid(ca_cert.public_key()), crl_path  # type: ignore[arg-type]
+            assert crl.is_signature_valid(public), crl_path
         signature = run_child(target, f"""
             from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+            from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
             print(keys.rsa_key("{ca}-ca-g01").sign(b"on the target", PKCS1v15(),
                                                      hashes.SHA256()).hex())
             keys.close()
         """)
-        ca_cert.public_key().verify(bytes.fromhex(signature.strip()), b"on the target",  # type: ignore[call-arg]
-                                    PKCS1v15(), ca_cert.signature_hash_algorithm)  # type: ignore[arg-type]
+        public.verify(bytes.fromhex(signature.strip()), b"on the target", PKCS1v15(),
+                      hashes.SHA256())
     # The HMAC audit key is the same: the target verifies the chain the source wrote.
     assert "records" in jpki_ok("audit", "verify", data_dir=target, env=env)
 
@@ -370,6 +376,7 @@ def test_a_kill_during_the_import_leaves_pending_objects_the_next_run_removes(
     # The import dies by SIGKILL after unwrapping three keys under their pending labels.
     proc = child(target, f"""
         from hsm import replication
+        from hsm.key_bundle import parse_bundle
         unwrap, done = replication._unwrap_one, []
         def dying(*args):
             made = unwrap(*args)
@@ -378,7 +385,7 @@ def test_a_kill_during_the_import_leaves_pending_objects_the_next_run_removes(
                 os.kill(os.getpid(), signal.SIGKILL)
             return made
         replication._unwrap_one = dying
-        bundle = replication.parse_bundle(Path({str(bundle)!r}).read_bytes())
+        bundle = parse_bundle(Path({str(bundle)!r}).read_bytes())
         replication.import_keys(keys, bundle)
     """)
     proc.communicate(timeout=120)
@@ -398,7 +405,7 @@ def test_a_kill_during_the_export_leaves_nothing_on_the_source(source: Path,
                                                               tmp_path: Path) -> None:
     """The trusted transport key and the transfer key are session objects: a source killed
     after the officer's step keeps no trusted key and no transfer key."""
-    pem, fingerprint = transport(tmp_path / "target")
+    pem, _ = transport(tmp_path / "target")
     before = run_child(source, """
         with keys.session() as session:
             print(len(list(session.get_objects())))
@@ -408,10 +415,11 @@ def test_a_kill_during_the_export_leaves_nothing_on_the_source(source: Path,
         keys.close()
         from hsm import replication, session_login
         from hsm.keystore import TokenConfig
+        from hsm.transport_key import TransportKey
         def dying(path, handle):
             os.kill(os.getpid(), signal.SIGKILL)
         session_login.logout = dying  # right after the SO made the trusted keys
-        transport = replication.TransportKey.from_pem(Path({str(pem)!r}).read_bytes())
+        transport = TransportKey.from_pem(Path({str(pem)!r}).read_bytes())
         config = TokenConfig(keys.config.module_path, keys.config.token_label,
                              settings.user_pin())
         replication.export_keys(config, settings.so_pin(),
