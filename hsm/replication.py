@@ -3,7 +3,7 @@
 Network HSMs copy keys between units this way (Thales/Entrust "cloning", AWS CloudHSM
 wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers' steps.
 
-1. **Target token**: :func:`create_transport_key` makes an RSA-3072 pair whose private half is
+1. **Target token**: :func:`hsm.transport_key.create_transport_key` makes an RSA-3072 pair whose private half is
    sensitive, never extractable and may only unwrap (CKA_UNWRAP; no decrypt, no sign). Its
    public half leaves as PEM with a SHA-256 fingerprint of the SubjectPublicKeyInfo, which the
    officers compare out of band before the export.
@@ -16,13 +16,13 @@ wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers
    each key is wrapped under the AES key with CKM_AES_KEY_WRAP_PAD (RFC 5649; python-pkcs11
    notes SoftHSM's code for it is the KWP of SP 800-38F). The token decides whether a key may
    go: CKA_EXTRACTABLE false gives CKR_KEY_UNEXTRACTABLE, CKA_WRAP_WITH_TRUSTED with an
-   untrusted wrapping key CKR_KEY_NOT_WRAPPABLE (PKCS#11 v2.40 §5.18.6). The bundle is bound
+   untrusted wrapping key CKR_KEY_NOT_WRAPPABLE (PKCS#11 v2.40 §5.18.3). The bundle is bound
    by an AES-CMAC under the transfer key (only the target can check it) and by a signature of
    every RSA key it carries (proof that the source holds that key, checked against the key's
    certificate). Both session objects end with the session: a kill leaves nothing behind.
 3. **Target token**: :func:`import_keys` checks the bundle names this token's transport key,
    the signatures and the CMAC, and refuses a label the token already has. Keys are unwrapped
-   under a pending label (:data:`PENDING_PREFIX`), each RSA key signs a test message that must
+   under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a test message that must
    verify against the key's certificate, each HMAC key must reproduce the source's check
    value, and only then do they take their labels. A run killed in between leaves pending
    objects only, which the next import removes (:func:`discard_pending`).

@@ -3,7 +3,7 @@
 python-pkcs11 logs in only when it opens a session and logs out only when it closes one.
 The key-replication export needs both roles on one session in turn (:mod:`hsm.replication`):
 the security officer creates the CKA_TRUSTED wrapping key - only the SO may set CKA_TRUSTED
-(PKCS#11 v2.40 §4.4; SoftHSM 2.6.1 ``P11AttrTrusted`` refuses anyone else with
+(PKCS#11 v2.40 §4.8, §4.10; SoftHSM 2.6.1 ``P11AttrTrusted`` refuses anyone else with
 CKR_ATTRIBUTE_READ_ONLY) - and then the user wraps the private key with it, since an SO
 session cannot see private objects. A session object (the ephemeral wrapping key) lives only
 as long as the session that made it, so that session must stay open across the two logins.

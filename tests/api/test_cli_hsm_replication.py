@@ -150,14 +150,14 @@ def test_replicated_keys_sign_on_the_target_and_verify_under_the_ca_certificates
         ca_cert = x509.load_pem_x509_certificate((certs / f"{ca}-ca-g01.pem").read_bytes())
         public = ca_cert.public_key()
         assert isinstance(public, rsa.RSAPublicKey)
-        for crl_path in (out / ca / "g01").glob("*.crl"):
+        crl_paths = sorted((out / ca / "g01").glob("*.crl"))
+        assert crl_paths, ca
+        for crl_path in crl_paths:
             crl = x509.load_der_x509_crl(crl_path.read_bytes())
             assert crl.is_signature_valid(public), crl_path
         signature = run_child(target, f"""
             from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+            from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
             print(keys.rsa_key("{ca}-ca-g01").sign(b"on the target", PKCS1v15(),
                                                      hashes.SHA256()).hex())
             keys.close()
