@@ -2,8 +2,8 @@
 
 Keys are generated inside the token as token objects, sensitive and never
 extractable - or, when made *replicable*, extractable only wrapped under a key the security
-officer trusted (:mod:`hsm.replication`); this class only ever holds handles. One :class:`KeyStore` serves many
-threads through a pool of sessions (:mod:`hsm.pool`).
+officer trusted (:mod:`hsm.replication`); this class only ever holds handles. One
+:class:`KeyStore` serves many threads through a pool of sessions (:mod:`hsm.pool`).
 
 Several key stores may be open at once in one process, also on the same token: the
 login is shared (:mod:`hsm.login`). Two processes may use the same token directory
@@ -69,7 +69,8 @@ _SECRET_KEY_PROTECTION: dict[Attribute, Any] = {
 
 # A replicable secret half: as above, except that the token will wrap it - never reveal it -
 # but only under a wrapping key marked CKA_TRUSTED, which only the security officer can set
-# (PKCS#11 v2.40 §4.8-4.10, key objects; SoftHSM 2.6.1 C_WrapKey answers CKR_KEY_NOT_WRAPPABLE otherwise).
+# (PKCS#11 v2.40 §4.8-4.10, key objects; SoftHSM 2.6.1 C_WrapKey answers CKR_KEY_NOT_WRAPPABLE
+# otherwise).
 # CKA_EXTRACTABLE can go from true to false but never back (CKR_ATTRIBUTE_READ_ONLY), so a key
 # made with the template above can never be replicated: see hsm.replication.
 REPLICABLE_KEY_PROTECTION: dict[Attribute, Any] = {

@@ -3,10 +3,10 @@
 Network HSMs copy keys between units this way (Thales/Entrust "cloning", AWS CloudHSM
 wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers' steps.
 
-1. **Target token**: :func:`hsm.transport_key.create_transport_key` makes an RSA-3072 pair whose private half is
-   sensitive, never extractable and may only unwrap (CKA_UNWRAP; no decrypt, no sign). Its
-   public half leaves as PEM with a SHA-256 fingerprint of the SubjectPublicKeyInfo, which the
-   officers compare out of band before the export.
+1. **Target token**: :func:`hsm.transport_key.create_transport_key` makes an RSA-3072 pair
+   whose private half is sensitive, never extractable and may only unwrap (CKA_UNWRAP; no
+   decrypt, no sign). Its public half leaves as PEM with a SHA-256 fingerprint of the
+   SubjectPublicKeyInfo, which the officers compare out of band before the export.
 2. **Source token**: :func:`export_keys` logs in as the security officer on one session and
    imports that public key as a session object marked CKA_TRUSTED, generates an ephemeral
    AES-256 session key, also CKA_TRUSTED, and wraps it under the transport key with
@@ -22,9 +22,9 @@ wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers
    certificate). Both session objects end with the session: a kill leaves nothing behind.
 3. **Target token**: :func:`import_keys` checks the bundle names this token's transport key,
    the signatures and the CMAC, and refuses a label the token already has. Keys are unwrapped
-   under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a test message that must
-   verify against the key's certificate, each HMAC key must reproduce the source's check
-   value, and only then do they take their labels. A run killed in between leaves pending
+   under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a test
+   message that must verify against the key's certificate, each HMAC key must reproduce the
+   source's check value, and only then do they take their labels. A run killed in between leaves pending
    objects only, which the next import removes (:func:`discard_pending`).
 
 The bundle holds ciphertext, labels, CKA_IDs, public keys and certificates: nothing secret.
