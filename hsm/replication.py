@@ -24,8 +24,8 @@ wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers
    the signatures and the CMAC, and refuses a label the token already has. Keys are unwrapped
    under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a test
    message that must verify against the key's certificate, each HMAC key must reproduce the
-   source's check value, and only then do they take their labels. A run killed in between leaves pending
-   objects only, which the next import removes (:func:`discard_pending`).
+   source's check value, and only then do they take their labels. A run killed in between
+   leaves pending objects only, which the next import removes (:func:`discard_pending`).
 
 The bundle holds ciphertext, labels, CKA_IDs, public keys and certificates: nothing secret.
 Imported keys keep the replicable protection (sensitive, wrap only under a trusted key), so
