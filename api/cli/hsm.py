@@ -205,17 +205,15 @@ def _replicable_labels(services: Services) -> dict[str, bytes | None]:
 
 @app.command("export-key")
 def export_key(
-    labels: Annotated[list[str] | None, typer.Argument(help="Key labels (default: --all).")] = None,
+    to: Annotated[Path, typer.Option("--to", help="The target's transport public key (PEM).")],
+    fingerprint: Annotated[str, typer.Option(
+        "--fingerprint", help="The transport key's SHA-256 fingerprint as the target's officer "
+        "read it out (compared out of band).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    labels: Annotated[list[str] | None, typer.Argument(help="Key labels (or --all).")] = None,
     all_keys: Annotated[bool, typer.Option("--all", help="Every key of the CA: generations, "
                                            "OCSP responders, audit and client-secret keys.")]
     = False,
-    to: Annotated[Path, typer.Option("--to", help="The target's transport public key (PEM).")]
-    = Path("transport.pem"),
-    fingerprint: Annotated[str, typer.Option(
-        "--fingerprint", help="The transport key's SHA-256 fingerprint as the target's officer "
-        "read it out (compared out of band).")] = "",
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")]
-    = Path("keys.bundle"),
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: JsonOut = False,
 ) -> None:
