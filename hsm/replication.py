@@ -21,11 +21,12 @@ wrap/unwrap); docs/deployment.md, "Key replication ceremony", gives the officers
    every RSA key it carries (proof that the source holds that key, checked against the key's
    certificate). Both session objects end with the session: a kill leaves nothing behind.
 3. **Target token**: :func:`import_keys` checks the bundle names this token's transport key,
-   the signatures and the CMAC, and refuses a label the token already has. Keys are unwrapped
-   under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a test
-   message that must verify against the key's certificate, each HMAC key must reproduce the
-   source's check value, and only then do they take their labels. A run killed in between
-   leaves pending objects only, which the next import removes (:func:`discard_pending`).
+   the signatures and the CMAC, and refuses a label the token holds for another key. Keys are
+   unwrapped under a pending label (:data:`hsm.key_bundle.PENDING_PREFIX`), each RSA key signs a
+   test message that must verify against the key's certificate, each HMAC key must reproduce
+   the source's check value, and only then does each take its label (:func:`_commit`). A run
+   killed in between leaves pending objects, which the next run removes
+   (:func:`discard_pending`); keys that took their labels are then reported unchanged.
 
 The bundle holds ciphertext, labels, CKA_IDs, public keys and certificates: nothing secret.
 Imported keys keep the replicable protection (sensitive, wrap only under a trusted key), so
@@ -94,6 +95,12 @@ class ExportItem:
 
     label: str
     certificate_der: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    imported: list[ReplicatedKey]
+    unchanged: list[ReplicatedKey]
 
 
 # -- export (source) ----------------------------------------------------------------------
@@ -312,12 +319,15 @@ def _public_of(key: Object) -> rsa.RSAPublicKey:
 # -- import (target) ----------------------------------------------------------------------
 
 
-def import_keys(keys: KeyStore, bundle: Bundle) -> list[ReplicatedKey]:
+def import_keys(keys: KeyStore, bundle: Bundle) -> ImportResult:
     """Unwrap the bundle's keys into the token under their labels and CKA_IDs.
 
     Refuses (changing nothing) with :class:`WrongTransportKey`, :class:`BundleInvalid`
     (tampered: a signature, the CMAC or a wrapped key does not verify; a key that does not
-    sign for its certificate) or :class:`KeyExists` (a label the token already has).
+    sign for its certificate) or :class:`KeyExists` (a label the token already has for another
+    key). A key the token already holds - same label, CKA_ID and key - is left as it is and
+    reported unchanged, so an import interrupted between two keys is finished by running it
+    again.
     """
     signed = canonical(bundle.body)
     for e in bundle.body["keys"]:
@@ -390,31 +400,61 @@ def discard_pending(session: Session) -> int:
     return touched
 
 
-def _unwrap_all(session: Session, transfer: Key, bundle: Bundle) -> list[ReplicatedKey]:
+def _unwrap_all(session: Session, transfer: Key, bundle: Bundle) -> ImportResult:
     discard_pending(session)
-    entries = bundle.body["keys"]
-    for e in entries:
-        if list(session.get_objects({Attribute.LABEL: e["label"]})):
-            raise KeyExists(f"the token already has an object labelled {e['label']!r}")
-    made: list[tuple[Object, str]] = []
+    todo, unchanged = [], []
+    for e in bundle.body["keys"]:
+        existing = list(session.get_objects({Attribute.LABEL: e["label"]}))
+        if not existing:
+            todo.append(e)
+        elif _holds_the_same_key(existing, e):
+            # Imported already (an earlier run, or one killed between two keys' commits).
+            unchanged.append(e["label"])
+        else:
+            raise KeyExists(
+                f"the token already has an object labelled {e['label']!r}, not the bundle's key"
+            )
+    made: list[list[tuple[Object, str]]] = []
     try:
-        for e in entries:
-            made.extend(_unwrap_one(session, transfer, e))
-        # The commit point of each key is its private or secret half taking the final label
-        # (what KeyStore.has_key looks for); the public half follows.
-        for obj, final in made:
-            if obj.object_class != ObjectClass.PUBLIC_KEY:
-                obj[Attribute.LABEL] = final
-        for obj, final in made:
-            if obj.object_class == ObjectClass.PUBLIC_KEY:
-                obj[Attribute.LABEL] = final
+        for e in todo:
+            made.append(_unwrap_one(session, transfer, e))
     except BaseException:
-        for obj, _ in made:
+        for obj, _ in (pair for key in made for pair in key):
             with contextlib.suppress(PKCS11Error):
-                if str(obj[Attribute.LABEL]).startswith(PENDING_PREFIX):
-                    obj.destroy()
+                obj.destroy()
         raise
-    return bundle.entries()
+    for key in made:
+        _commit(key)
+    done = {e["label"] for e in todo}
+    return ImportResult(
+        imported=[k for k in bundle.entries() if k.label in done],
+        unchanged=[k for k in bundle.entries() if k.label in unchanged],
+    )
+
+
+def _commit(key: list[tuple[Object, str]]) -> None:
+    """Give one checked key its label: the private or secret half first - that is the commit
+    point, what KeyStore.has_key looks for - then the public half (discard_pending completes a
+    public half a kill left behind)."""
+    for obj, final in sorted(key, key=lambda pair: pair[0].object_class == ObjectClass.PUBLIC_KEY):
+        obj[Attribute.LABEL] = final
+
+
+def _holds_the_same_key(existing: list[Object], e: Mapping[str, Any]) -> bool:
+    """Whether the objects under the entry's label are the entry's key: same CKA_ID and the same
+    public key (RSA) or check value (HMAC). Anything else under the label is a refusal."""
+    key_id = bytes.fromhex(e["id"])
+    for obj in existing:
+        if obj.object_class not in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
+            continue
+        if bytes(obj[Attribute.ID]) != key_id:
+            return False
+        if e["kind"] == "rsa":
+            return (obj.object_class == ObjectClass.PRIVATE_KEY
+                    and _public_of(obj) == bundle_public_key(e))
+        check = _can(obj, SignMixin).sign(CHECK_MESSAGE, mechanism=Mechanism.SHA256_HMAC)
+        return bool(check.hex() == e["check_value"])
+    return False
 
 
 def _unwrap_one(session: Session, transfer: Key, e: Mapping[str, Any]) -> list[tuple[Object, str]]:

@@ -83,17 +83,31 @@ def _open_keys(data_dir: Path, as_json: bool, *, create_token: bool = False) -> 
         _fail_hsm(exc, as_json)
 
 
-def _services(data_dir: Path) -> Services | None:
-    """The node's services when its database is initialised, else None (a fresh target)."""
+def _services(data_dir: Path, as_json: bool | None = None) -> Services | None:
+    """The node's services when its database is initialised, else None (a fresh target).
+
+    With ``as_json`` given, an HSM or settings error (a wrong PIN, no PIN) fails the command
+    precisely; without, it counts as "not available" (auditing after the fact)."""
     from api.composition import build_services
+    from hsm.errors import HsmError
+    from jpki.errors import JpkiError
 
     try:
         services = build_services(_settings(data_dir))
+    except HsmError as exc:
+        if as_json is None:
+            return None
+        _fail_hsm(exc, as_json)
+    except JpkiError as exc:
+        if as_json is None:
+            return None
+        fail(exc.code, exc.detail, as_json)
     except Exception:
         return None
     try:
         services.cas.generations()
     except Exception:
+        # No schema yet: a node whose database `jpki init` never made.
         services.close()
         return None
     return services
@@ -257,7 +271,7 @@ def export_key(
              "JPKI_HSM_USER_PIN and JPKI_HSM_SO_PIN", as_json)
     # Certificates come from the database: each RSA key travels with the certificate of its
     # public key, which the target checks the imported key against.
-    services = _services(data_dir)
+    services = _services(data_dir, as_json)
     if services is None:
         fail("ca.not_initialised", f"no initialised CA database for {data_dir}", as_json)
     try:
@@ -307,9 +321,11 @@ def import_key(
 ) -> None:
     """On the target node: unwrap a bundle's keys into the token under their labels.
 
-    Refuses a bundle for another transport key, an altered bundle, a label the token already
-    has, and a key that does not sign for its certificate — changing nothing. When this node's
-    database already holds the CA, each certificate in the bundle must be the database's.
+    Refuses a bundle for another transport key, an altered bundle, a label the token holds for
+    another key, and a key that does not sign for its certificate — changing nothing. A key the
+    token holds already is left unchanged (an interrupted import finishes when run again). When
+    this node's database already holds the CA, each certificate in the bundle must be the
+    database's.
     """
     from hsm import replication
     from hsm.errors import HsmError
@@ -326,7 +342,7 @@ def import_key(
         bundle = parse_bundle(raw)
     except HsmError as exc:
         _fail_hsm(exc, as_json)
-    services = _services(data_dir)
+    services = _services(data_dir, as_json)
     if services is not None:
         try:
             known = _replicable_labels(services)
@@ -340,7 +356,7 @@ def import_key(
     keys = _open_keys(data_dir, as_json)
     try:
         assert isinstance(keys, KeyStore)
-        imported = replication.import_keys(keys, bundle)
+        result = replication.import_keys(keys, bundle)
     except HsmError as exc:
         _fail_hsm(exc, as_json)
     finally:
@@ -349,15 +365,19 @@ def import_key(
         "transport_key": bundle.transport_fingerprint, "bundle_sha256": bundle.sha256,
         "source_token": bundle.source_token,
         "keys": [{"label": k.label, "kind": k.kind, "certificate_sha256": k.certificate_sha256}
-                 for k in imported]}
-    audited = _audit(data_dir, "hsm.keys_imported", "hsm/import", payload)
+                 for k in result.imported],
+        "unchanged": [k.label for k in result.unchanged]}
+    audited = bool(result.imported) and _audit(data_dir, "hsm.keys_imported", "hsm/import",
+                                                payload)
     if as_json:
         print_json({**payload, "audited": audited})
         return
-    for k in imported:
+    for k in result.imported:
         out.print(f"imported {escape(k.label)} ({k.kind}), checked against "
                   f"{'its certificate' if k.kind == 'rsa' else 'its check value'}")
-    out.print(f"bundle SHA-256 {bundle.sha256}" + ("" if audited else
+    for k in result.unchanged:
+        out.print(f"[dim]unchanged[/] {escape(k.label)} (the token holds this key already)")
+    out.print(f"bundle SHA-256 {bundle.sha256}" + ("" if audited or not result.imported else
               " (not audited: this node has no CA database or audit key yet)"))
 
 

@@ -133,7 +133,7 @@ def test_replicated_keys_sign_on_the_target_and_verify_under_the_ca_certificates
         assert not base64.b64decode(entry["wrapped_key"]).startswith(b"\x30\x82")
 
     imported = jpki_ok("hsm", "import-key", bundle, data_dir=target, env=env)
-    assert {k["label"] for k in imported["keys"]} == CA_KEYS
+    assert {k["label"] for k in imported["keys"]} == CA_KEYS and imported["unchanged"] == []
     assert imported["bundle_sha256"] == exported["bundle_sha256"]  # what officers compare
     assert imported["audited"] is True  # the audit key came with the bundle
     assert token_keys(target, env) == {**dict.fromkeys(CA_KEYS, True), "jpki-transport": False}
@@ -330,14 +330,17 @@ def test_a_tampered_bundle_is_refused_and_imports_nothing(source: Path, tmp_path
     assert token_keys(target) == {"jpki-transport": False}
 
 
-def test_a_label_the_target_has_is_refused(source: Path, tmp_path: Path) -> None:
+def test_a_label_the_target_holds_for_another_key_is_refused(source: Path,
+                                                              tmp_path: Path) -> None:
     target = tmp_path / "target"
     pem, fingerprint = transport(target)
     bundle, _ = export(source, pem, fingerprint, "sign-ca-g01", "audit-mac")
-    jpki_ok("hsm", "import-key", bundle, data_dir=target)
-    again = jpki("hsm", "import-key", bundle, "--json", data_dir=target)
-    assert "'sign-ca-g01'" in refused(again, "key.exists")
-    # A key of the same name made on the target itself blocks a bundle too, and nothing of the
+    first = jpki_ok("hsm", "import-key", bundle, data_dir=target)
+    assert first["unchanged"] == []
+    # The same bundle again changes nothing: the token holds those very keys.
+    again = jpki_ok("hsm", "import-key", bundle, data_dir=target)
+    assert again["keys"] == [] and sorted(again["unchanged"]) == ["audit-mac", "sign-ca-g01"]
+    # A key of the same name made on the target itself blocks a bundle, and nothing of the
     # bundle is imported (the other key neither).
     other = tmp_path / "other"
     pem2, fingerprint2 = transport(other)
@@ -346,7 +349,8 @@ def test_a_label_the_target_has_is_refused(source: Path, tmp_path: Path) -> None
         keys.close()
     """)
     bundle2, _ = export(source, pem2, fingerprint2, "sign-ca-g01", "audit-mac")
-    refused(jpki("hsm", "import-key", bundle2, "--json", data_dir=other), "key.exists")
+    detail = refused(jpki("hsm", "import-key", bundle2, "--json", data_dir=other), "key.exists")
+    assert "'audit-mac'" in detail
     assert token_keys(other) == {"jpki-transport": False, "audit-mac": False}
 
 
@@ -399,6 +403,53 @@ def test_a_kill_during_the_import_leaves_pending_objects_the_next_run_removes(
     doc = jpki_ok("hsm", "import-key", bundle, data_dir=target)
     assert {k["label"] for k in doc["keys"]} == CA_KEYS
     assert token_keys(target) == {**dict.fromkeys(CA_KEYS, True), "jpki-transport": False}
+
+
+def test_a_kill_between_two_keys_commits_is_finished_by_the_next_run(
+        source: Path, tmp_path: Path) -> None:
+    """Killed after the first key took its label and while the second had only its private
+    half renamed: the next run completes the second's public half, leaves both as they are
+    and imports the rest."""
+    target = tmp_path / "target"
+    pem, fingerprint = transport(target)
+    bundle, _ = export(source, pem, fingerprint, "sign-ca-g01", "auth-ca-g01", "audit-mac")
+    proc = child(target, f"""
+        from pkcs11.constants import Attribute, ObjectClass
+        from hsm import replication
+        from hsm.key_bundle import parse_bundle
+        commits = []
+        def dying(key):
+            commits.append(key)
+            if len(commits) == 2:
+                for obj, final in key:
+                    if obj.object_class != ObjectClass.PUBLIC_KEY:
+                        obj[Attribute.LABEL] = final
+                os.kill(os.getpid(), signal.SIGKILL)
+            for obj, final in key:
+                obj[Attribute.LABEL] = final
+        replication._commit = dying
+        bundle = parse_bundle(Path({str(bundle)!r}).read_bytes())
+        replication.import_keys(keys, bundle)
+    """)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -9
+    left = token_keys(target)
+    assert {"sign-ca-g01", "auth-ca-g01"} <= set(left) and "audit-mac" not in left
+
+    doc = jpki_ok("hsm", "import-key", bundle, data_dir=target)
+    assert [k["label"] for k in doc["keys"]] == ["audit-mac"]
+    assert sorted(doc["unchanged"]) == ["auth-ca-g01", "sign-ca-g01"]
+    assert token_keys(target) == {"sign-ca-g01": True, "auth-ca-g01": True, "audit-mac": True,
+                                  "jpki-transport": False}
+    # Each RSA key has its public half back under its label (the one the kill left pending).
+    publics = run_child(target, """
+        from pkcs11.constants import Attribute, ObjectClass
+        with keys.session() as session:
+            print(sorted(o[Attribute.LABEL] for o in session.get_objects(
+                {Attribute.CLASS: ObjectClass.PUBLIC_KEY})))
+        keys.close()
+    """)
+    assert publics.strip() == str(["auth-ca-g01", "jpki-transport", "sign-ca-g01"])
 
 
 def test_a_kill_during_the_export_leaves_nothing_on_the_source(source: Path,
