@@ -43,6 +43,7 @@ from api.routers import (
     municipalities,
     notices,
     operations,
+    pin_reset,
     public,
     relying_parties,
     residents,
@@ -265,6 +266,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(counter.router)
     app.include_router(station_tasks.router)
     app.include_router(mobile.router)
+    app.include_router(pin_reset.router)
     app.include_router(relying_parties.router)
     app.include_router(municipalities.router)
     console.mount(app)
