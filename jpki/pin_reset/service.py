@@ -166,6 +166,19 @@ class PinResetService:
             uow.commit()
         return new
 
+    def record_card_key(self, grant: Grant[Literal[Operation.CA_CEREMONY]],
+                        public_key_der: bytes, *, imported: bool) -> str:
+        """Audit that the card-management key is in the HSM (imported from the issuer's copy,
+        or generated there); its SubjectPublicKeyInfo's SHA-256, which the audit names."""
+        actor = grant.require(Operation.CA_CEREMONY)
+        fingerprint = hashlib.sha256(public_key_der).hexdigest()
+        with self._uow() as uow:
+            self._audit.record(uow, actor=actor.actor, action="pin_reset.card_key_installed",
+                               subject=self.card_key_label,
+                               payload={"spki_sha256": fingerprint, "imported": imported})
+            uow.commit()
+        return fingerprint
+
     # --- challenges ---------------------------------------------------------------------------
 
     def new_challenge(self, grant: Grant[Literal[Operation.ONLINE_PASSWORD_ISSUE,
