@@ -261,8 +261,6 @@ class PinResetService:
             if not MIN_CARD_CHALLENGE <= len(card_challenge) <= MAX_CARD_CHALLENGE:
                 raise PinResetError(f"card_challenge is {MIN_CARD_CHALLENGE}-"
                                     f"{MAX_CARD_CHALLENGE} bytes", field="card_challenge")
-            if not self._keys.has_key(self.card_key_label):
-                raise CardKeyMissing("the CA holds no card-management key")
             now = self._clock.now()
             with self._uow() as uow:
                 since = now - limits.window
@@ -284,6 +282,8 @@ class PinResetService:
                         p.id, tries_left=left, status=status,
                         ended_at=n if status != "active" else None)
                     raise OnlinePasswordWrong("the online password is wrong", tries_left=left)
+                if not self._keys.has_key(self.card_key_label):
+                    raise CardKeyMissing("the CA holds no card-management key")
                 der = cert.der or b""
                 signature = self._keys.rsa_key(self.card_key_label).sign(
                     card_reset_message(card_challenge, der), padding.PKCS1v15(),
