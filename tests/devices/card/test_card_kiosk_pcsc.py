@@ -9,6 +9,7 @@ no key: it relays the CA's authorisation to the card.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,8 +61,14 @@ def parties(served: LiveServer, enrolled_pcsc_card: EnrolledPcscCard,
     from devices.card.pcsc import PcscTransport
 
     services = served.services
-    if not services.keys.has_key(CARD_KEY_LABEL):  # the session's token: imported once
-        services.keys.import_rsa_key(CARD_KEY_LABEL, issuer_key)
+    # The session's token: imported once, under a label of its own (other tests generate
+    # card-management keys the test cards do not trust).
+    spki = issuer_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    label = f"{CARD_KEY_LABEL}-{hashlib.sha256(spki).hexdigest()[:12]}"
+    if not services.keys.has_key(label):
+        services.keys.import_rsa_key(label, issuer_key)
+    services.pin_reset.card_key_label = label
     # Card issuance of the 券面 applications (the station does not write them).
     with PcscTransport.open(enrolled_pcsc_card.card.reader, exclusive=True) as transport:
         issue_face_aps(JpkiCard(transport), issuer_key, SURFACE, pin=FACE_PIN)
