@@ -1,13 +1,13 @@
 """The README's commands are the CLIs' commands.
 
 Every console script the package declares (pyproject's ``[project.scripts]``: the operator's
-`jpki` and the device tools `jpki-card`, `jpki-station`, `jpki-phone`, `jpki-kiosk`) is checked against the
-README. Every line of the README's code blocks that runs one of them is looked up in that
-script's typer command tree (nothing is run): the command must exist, every option shown must be
-one of its options, and its required options must be shown — a reader copying a line should not
-meet "Missing option". Conversely, every command of every tree must appear in the README, with
-each of its own options somewhere (the ones every command of the CA takes, `--data-dir` and
-`--json`, are described once in prose).
+`jpki` and the device tools `jpki-card`, `jpki-station`, `jpki-phone`, `jpki-kiosk`) is checked
+against the README. Every line of the README's code blocks that runs one of them is looked up in
+that script's typer command tree (nothing is run): the command must exist, every option shown
+must be one of its options, and its required options must be shown — a reader copying a line
+should not meet "Missing option". Conversely, every command of every tree must appear in the
+README, with each of its own options somewhere (the ones every command of the CA takes,
+`--data-dir` and `--json`, are described once in prose).
 """
 
 from __future__ import annotations
