@@ -75,6 +75,7 @@ CLIENT_ID = re.compile(r"^jpki_[0-9a-f]{24}$")
 MAX_SECRET_LENGTH = 256
 STATION_KINDS = ("counter", POST_OFFICE_STATION)  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
+_DEVICE_ROLES = frozenset({ClientRole.STATION, ClientRole.KIOSK, ClientRole.HOLDER_APP})
 _CHAIN = re.compile(r"[a-z0-9][a-z0-9\-]{0,31}")
 _CACHE_SECONDS = 300.0
 # Clients whose verifications are remembered (up to four presented secrets each); beyond it the
@@ -277,11 +278,12 @@ class ClientService:
             if client is None:
                 raise ClientNotFound("no such client", client=client_id[:64])
             if actor.kind is not PrincipalKind.LOCAL_OPERATOR and \
-                    client.role is not ClientRole.STATION:
-                # A supervisor suspends stations; relying parties have their own status, and
-                # operators' and the call centre's credentials stay with the CLI.
-                raise Forbidden("only stations are suspended or resumed here",
-                                client=client_id[:64])
+                    client.role not in _DEVICE_ROLES:
+                # A supervisor suspends stations, kiosks and holder apps (architecture §7.1);
+                # relying parties have their own status, and operators' and the call centre's
+                # credentials stay with the CLI.
+                raise Forbidden("only stations, kiosks and holder apps are suspended or resumed "
+                                "here", client=client_id[:64])
             if client.status is not status:
                 client.status = status
                 client.changed_at = self._clock.now()  # the change feed (jpki.access.kept_clients)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import select
 
 from jpki.access.authz import Operation, authorize
-from jpki.access.principals import Principal
+from jpki.access.principals import Principal, PrincipalKind
 from jpki.model import CertKind, ClientRole, ClientStatus, RevocationReason
 from jpki.protocol.pin_reset import (
     FaceCheckAssertion,
@@ -324,7 +324,10 @@ def test_suspended_and_unregistered_clients(reset: Reset) -> None:
     api.services.clients.set_status(set_status, reset.app.client_id, ClientStatus.SUSPENDED)
     api.problem(api.http.post("/v1/holder-app/challenges", headers=reset.app.headers), 403,
                 "auth.client_suspended")
-    api.services.clients.set_status(set_status, reset.kiosk_id, ClientStatus.SUSPENDED)
+    # A supervisor (a national operator) suspends kiosks as stations, not only the CLI.
+    supervisor = Principal(actor="console:supervisor", kind=PrincipalKind.OPERATOR)
+    api.services.clients.set_status(authorize(supervisor, Operation.CLIENT_SET_STATUS),
+                                    reset.kiosk_id, ClientStatus.SUSPENDED)
     api.problem(api.http.post("/v1/kiosk/challenges", headers=reset.kiosk), 403,
                 "auth.client_suspended")
     api.problem(api.http.post("/v1/kiosk/challenges",
