@@ -10,6 +10,7 @@ no key: it relays the CA's authorisation to the card.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
 from devices.card.client import JpkiCard
-from devices.card.errors import IssuerAuthenticationFailed, WrongPin
+from devices.card.errors import IssuerAuthenticationFailed, PinBlocked, WrongPin
 from devices.card.face_client import issue_face_aps
 from devices.card.jpki_ap import Pin
 from devices.holder_app.app import FaceMismatch, HolderApp
@@ -190,6 +191,21 @@ def test_refusals_at_the_kiosk_change_nothing_on_the_card(
         card.get_challenge(32)
         with pytest.raises(IssuerAuthenticationFailed):
             card.relay_reset_authorisation(b"\x00" * 256)
+
+    # Three wrong PINs lock the auth PIN as on a real card (63 C2, 63 C1, 63 C0, then 69 84);
+    # each is reported to the CA, which audits the card's refusal by its code only.
+    with PcscTransport.open(reader, exclusive=True) as transport:
+        kiosk = Kiosk(parties.kiosk_ca, JpkiCard(transport))
+        for expected in (WrongPin, WrongPin, WrongPin, PinBlocked):
+            with pytest.raises(expected):
+                kiosk.reset_signing_password(auth_pin="0000", online_password=online.value,
+                                             new_password=NEW_PASSWORD)
+    with served.services.uow() as uow:
+        codes = [json.loads(r.payload).get("code") for r in uow.audit.iterate()
+                 if r.action == "pin_reset.refused"]
+    assert codes[-4:] == ["card.wrong_pin"] * 3 + ["card.pin_blocked"]
+    with served.services.uow.engine.connect() as conn:  # the online password is untouched
+        assert conn.execute(select(online_passwords.c.tries_left)).scalar_one() == 2
 
     services = served.services
     services.clients.set_status(authorize(LOCAL, Operation.CLIENT_SET_STATUS), parties.kiosk_id,
