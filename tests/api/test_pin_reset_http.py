@@ -318,6 +318,39 @@ def test_limits_per_card_app_and_kiosk(reset: Reset) -> None:
     assert f"kiosk:{reset.kiosk_id}" in counted
 
 
+def test_limits_on_refusals_per_card_and_per_app(reset: Reset) -> None:
+    api = reset.api
+    limits = type(reset.api.services.pin_reset.limits)
+    # Refused attempts about one card, from any kiosk: then even the right password waits.
+    api.services.pin_reset.limits = limits(refusals_per_card=2)
+    password = reset.online_password()
+    wrong = "ABCDEFGHJKMN" if password != "ABCDEFGHJKMN" else "NMKJHGFEDCBA"
+    other_kiosk = api.caller(ClientRole.KIOSK, "chain:another").headers
+    _refused(reset, reset.kiosk_reset(wrong), 422, "pin_reset.online_password_wrong")
+    reset.kiosk = other_kiosk
+    _refused(reset, reset.kiosk_reset(wrong), 422, "pin_reset.online_password_wrong")
+    _refused(reset, reset.kiosk_reset(password), 429, "pin_reset.too_many")
+    (stored,) = reset.rows(online_passwords)
+    assert stored.status == "active" and stored.tries_left == 1  # the refused one spent none
+    # Refused requests of one app.
+    api.services.pin_reset.limits = limits(refusals_per_app=1)
+    c = reset.challenge("/v1/holder-app/challenges", reset.app.headers)
+    post = lambda body: api.http.post("/v1/holder-app/online-passwords",  # noqa: E731
+                                      headers=reset.app.headers, json=body)
+    _refused(reset, post(reset.password_body(c, assertion=reset.assertion(c, matched=False))),
+             422, "pin_reset.assertion_invalid")
+    _refused(reset, post(reset.password_body()), 429, "pin_reset.too_many")
+    # Online passwords issued through one app.
+    app = register_app(api, "Busy app")
+    api.services.pin_reset.limits = limits(passwords_per_app=1)
+    reset.app = app
+    reset.online_password()
+    pool = [rsa.generate_private_key(65537, 2048) for _ in range(2)]
+    _refused(reset, post(reset.password_body(holder=new_holder(api.services, pool,
+                                                               name="鈴木 三郎"))),
+             429, "pin_reset.too_many")
+
+
 def test_suspended_and_unregistered_clients(reset: Reset) -> None:
     api = reset.api
     set_status = authorize(LOCAL, Operation.CLIENT_SET_STATUS)
