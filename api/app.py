@@ -154,7 +154,9 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(SWEEP_UNDELIVERED, sweep)
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
-    runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
+    runner.run(PURGE_CHALLENGES, lambda: {
+        "deleted": services.mobile.purge_challenges(),
+        "pin_reset_deleted": services.pin_reset.purge_challenges()})
     runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
 
     def mobile_sweep() -> dict[str, int]:

@@ -201,6 +201,15 @@ class PinResetService:
             uow.commit()
         return challenge, expires
 
+    def purge_challenges(self) -> int:
+        """Delete the challenges that can no longer be used (expired, or used): the maintenance
+        job runs this beside the mobile challenges' purge. A replayed one is then unknown,
+        which is refused alike."""
+        with self._uow() as uow:
+            deleted = uow.pin_reset.delete_spent_challenges(self._clock.now())
+            uow.commit()
+        return deleted
+
     # --- the holder app -----------------------------------------------------------------------
 
     def issue_online_password(self, grant: Grant[Literal[Operation.ONLINE_PASSWORD_ISSUE]], *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from jpki.model import KioskReset, OnlinePassword, PinResetChallenge
@@ -59,6 +59,11 @@ class SqlPinReset:
             select(func.count()).select_from(pin_reset_challenges)
             .where(_C.client_id == client_id, _C.used_at.is_(None), _C.expires_at > now)
         ).scalar_one())
+
+    def delete_spent_challenges(self, now: datetime) -> int:
+        done = self._s.execute(pin_reset_challenges.delete().where(
+            or_(_C.used_at.is_not(None), _C.expires_at <= now)))
+        return int(done.rowcount)  # type: ignore[attr-defined]
 
     # --- holder apps -----------------------------------------------------------------------
 

@@ -387,3 +387,15 @@ def test_pin_reset_never_reaches_audit_with_the_password(reset: Reset) -> None:
     for record in reset.api.audit_since(0):
         assert password not in f"{record.subject} {record.payload}"
 
+
+
+def test_spent_challenges_are_purged(reset: Reset, clock: FixedClock) -> None:
+    from jpki.store.tables import pin_reset_challenges
+
+    reset.online_password()  # one used challenge
+    reset.challenge("/v1/kiosk/challenges", reset.kiosk)  # one that will expire
+    clock.advance(minutes=6)
+    fresh = reset.challenge("/v1/kiosk/challenges", reset.kiosk)  # one still usable
+    assert reset.api.services.pin_reset.purge_challenges() == 2
+    (left,) = reset.rows(pin_reset_challenges)
+    assert left.digest == hashlib.sha256(fresh).hexdigest()
