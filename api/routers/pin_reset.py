@@ -25,8 +25,9 @@ AppGrant = Annotated[Grant[Literal[Operation.ONLINE_PASSWORD_ISSUE]],
 KioskGrant = Annotated[Grant[Literal[Operation.KIOSK_RESET]],
                        Depends(authorized(Operation.KIOSK_RESET))]
 
-B64 = Field(max_length=12288, description="base64")
-ChallengeB64 = Field(max_length=64, description="The CA's challenge (32 bytes), base64")
+_B64 = r"^[A-Za-z0-9+/]+={0,2}$"
+ChallengeB64 = Field(min_length=44, max_length=44, pattern=_B64,
+                     description="The CA's challenge (32 bytes), base64")
 
 
 class PinResetChallengeOut(BaseModel):
@@ -36,13 +37,14 @@ class PinResetChallengeOut(BaseModel):
 
 class OnlinePasswordIn(Strict):
     challenge: str = ChallengeB64
-    auth_certificate: str = Field(max_length=8192,
+    auth_certificate: str = Field(min_length=4, max_length=8192, pattern=_B64,
                                   description="The card's auth certificate (DER), base64")
-    auth_signature: str = Field(max_length=1024, description=(
+    auth_signature: str = Field(min_length=4, max_length=1024, pattern=_B64, description=(
         "The card auth key's PKCS#1 v1.5 SHA-256 signature over holder_auth_message"
         "(online_password, challenge), base64"))
-    assertion: str = Field(max_length=4096, description="A jpki-face-check document, base64")
-    assertion_signature: str = Field(max_length=1024, description=(
+    assertion: str = Field(min_length=4, max_length=4096, pattern=_B64,
+                           description="A jpki-face-check document, base64")
+    assertion_signature: str = Field(min_length=4, max_length=1024, pattern=_B64, description=(
         "The app's registered key's signature over the assertion's bytes, base64"))
 
 
@@ -54,10 +56,12 @@ class OnlinePasswordOut(BaseModel):
 
 class KioskResetIn(Strict):
     challenge: str = ChallengeB64
-    auth_certificate: str = Field(max_length=8192)
-    auth_signature: str = Field(max_length=1024)
-    online_password: str = Field(max_length=40)
-    card_challenge: str = Field(max_length=400, description="The card's GET CHALLENGE, base64")
+    auth_certificate: str = Field(min_length=4, max_length=8192, pattern=_B64)
+    auth_signature: str = Field(min_length=4, max_length=1024, pattern=_B64)
+    online_password: str = Field(min_length=1, max_length=40,
+                                 description="As typed: 12 letters and digits, groups of 4")
+    card_challenge: str = Field(min_length=4, max_length=400, pattern=_B64,
+                                description="The card's GET CHALLENGE (16-256 bytes), base64")
 
 
 class KioskResetOut(BaseModel):
@@ -68,7 +72,8 @@ class KioskResetOut(BaseModel):
 
 class KioskResultIn(Strict):
     outcome: Literal["done", "failed"]
-    code: str | None = Field(default=None, max_length=64)
+    code: Literal["card.wrong_pin", "card.pin_blocked", "card.removed", "card.refused"] | None \
+        = Field(default=None, description="The card's refusal, with outcome failed only")
 
 
 class KioskResultOut(BaseModel):
@@ -78,7 +83,7 @@ class KioskResultOut(BaseModel):
 
 class CardRefusalIn(Strict):
     challenge: str = ChallengeB64
-    code: str = Field(max_length=64)
+    code: Literal["card.wrong_pin", "card.pin_blocked", "card.removed", "card.refused"]
 
 
 def _challenge(pair: tuple[bytes, datetime]) -> PinResetChallengeOut:
