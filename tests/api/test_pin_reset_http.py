@@ -353,6 +353,19 @@ def test_limits_on_refusals_per_card_and_per_app(reset: Reset) -> None:
 
 def test_suspended_and_unregistered_clients(reset: Reset) -> None:
     api = reset.api
+    # An app whose key is gone (never registered with one): its assertions have no signer.
+    from sqlalchemy import delete
+
+    from jpki.store.tables import holder_app_keys
+
+    keyless = register_app(api, "Keyless app")
+    with api.services.uow.engine.begin() as conn:
+        conn.execute(delete(holder_app_keys).where(
+            holder_app_keys.c.client_id == keyless.client_id))
+    signer, reset.app = reset.app, keyless
+    _refused(reset, api.http.post("/v1/holder-app/online-passwords", headers=keyless.headers,
+                                  json=reset.password_body()), 403, "pin_reset.app_unregistered")
+    reset.app = signer
     set_status = authorize(LOCAL, Operation.CLIENT_SET_STATUS)
     api.services.clients.set_status(set_status, reset.app.client_id, ClientStatus.SUSPENDED)
     api.problem(api.http.post("/v1/holder-app/challenges", headers=reset.app.headers), 403,
