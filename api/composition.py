@@ -182,7 +182,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
             TokenBuckets(settings.rp_rate_per_second, settings.rp_rate_burst),
             secret_overlap=timedelta(hours=settings.rp_secret_overlap_hours), read_uow=reader,
             group=group),
-        status_lookup=StatusLookup(uow, clock, audit, read_uow=reader, group=group),
+        status_lookup=StatusLookup(reader, clock, group=group),
         linkage=LinkageService(uow, clock, audit),
         consents=ConsentService(uow, clock, audit),
         latest_basic4=LatestBasic4Service(

@@ -64,9 +64,14 @@ from jpki.model import (
     RelyingPartyKind,
     RpStanding,
 )
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 from jpki.protocol.consent import PURPOSE, RP_ID
 from jpki.rate_limits import TokenBuckets
+from jpki.relying_parties.ports import (
+    AdmissionUnitOfWorkFactory,
+    RelyingPartiesUnitOfWork,
+    RelyingPartiesUnitOfWorkFactory,
+)
 
 MAX_PURPOSES = 20
 _NAME_MAX = 100
@@ -192,14 +197,14 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
 
 
 class RelyingPartyService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 clients: ClientService, buckets: TokenBuckets,
+    def __init__(self, uow_factory: RelyingPartiesUnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog, clients: ClientService, buckets: TokenBuckets,
                  secret_overlap: timedelta = timedelta(hours=24),
-                 read_uow: UnitOfWorkFactory | None = None,
-                 group: GroupAudit | None = None) -> None:
+                 read_uow: AdmissionUnitOfWorkFactory | None = None, *,
+                 group: GroupAudit) -> None:
         self._uow = uow_factory
-        self._read_uow = read_uow or uow_factory  # admission only reads
-        self._group = group or GroupAudit(uow_factory, audit)
+        self._read_uow: AdmissionUnitOfWorkFactory = read_uow or uow_factory  # only reads
+        self._group = group
         self._clock = clock
         self._audit = audit
         self.clients = clients
@@ -384,7 +389,7 @@ class RelyingPartyService:
     # --- helpers --------------------------------------------------------------------------
 
     @staticmethod
-    def _load(uow: UnitOfWork, rp_id: str) -> RelyingParty:
+    def _load(uow: RelyingPartiesUnitOfWork, rp_id: str) -> RelyingParty:
         # An id that cannot exist is not looked up (PostgreSQL errs on a NUL in text).
         rp = uow.relying_parties.get(rp_id) if RP_ID.fullmatch(rp_id) else None
         if rp is None:
