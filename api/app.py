@@ -44,6 +44,7 @@ from api.routers import (
     municipalities,
     notices,
     operations,
+    pin_reset,
     public,
     relying_parties,
     residents,
@@ -155,7 +156,9 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(SWEEP_UNDELIVERED, sweep)
     runner.run(RENEW_RESPONDERS, responders)
     runner.run(PUBLISH_CRLS, crls)
-    runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
+    runner.run(PURGE_CHALLENGES, lambda: {
+        "deleted": services.mobile.purge_challenges(),
+        "pin_reset_deleted": services.pin_reset.purge_challenges()})
     runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
     # The shared limits' rows of whole buckets and budgets (jpki.store.limits): a missing row
     # is a whole one, so this forgets nothing, and the rows of every source ever seen go.
@@ -269,6 +272,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(counter.router)
     app.include_router(station_tasks.router)
     app.include_router(mobile.router)
+    app.include_router(pin_reset.router)
     app.include_router(relying_parties.router)
     app.include_router(municipalities.router)
     console.mount(app)

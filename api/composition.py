@@ -29,6 +29,7 @@ from jpki.issuance.service import IssuanceService
 from jpki.jobs import JobLedger
 from jpki.mobile.service import MobileService
 from jpki.mobile.sweep import MobileSweep
+from jpki.pin_reset.service import PinResetService
 from jpki.ports import Clock, SystemClock
 from jpki.rate_limits import TokenBuckets, TooManyRequests
 from jpki.registry.call_centre import CallCentre
@@ -90,6 +91,8 @@ class Services:
     counter: CounterService
     mobile: MobileService
     mobile_sweep: MobileSweep
+    # The signing-password reset with an online password (architecture §7.1).
+    pin_reset: PinResetService
     relying_parties: RelyingPartyService
     status_lookup: StatusLookup
     linkage: LinkageService
@@ -180,6 +183,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
                              max_outstanding=settings.challenges_max_outstanding,
                              max_per_source=settings.challenges_max_per_source),
         mobile_sweep=mobile_sweep(settings, uow, clock, audit),
+        pin_reset=PinResetService(uow, clock, audit, keys),
         relying_parties=RelyingPartyService(
             uow, clock, audit, clients,
             TokenBuckets(limits, "rp", settings.rp_rate_per_second, settings.rp_rate_burst),

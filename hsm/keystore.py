@@ -325,6 +325,42 @@ class KeyStore:
             self._rsa_keys[label] = key
         return key
 
+    def import_rsa_key(self, label: str, private_key: rsa.RSAPrivateKey) -> HsmRsaPrivateKey:
+        """Put an RSA signing key made elsewhere into the token, sensitive and never extractable
+        from then on (a key an issuer already made cards trust: the card-management key,
+        architecture §7.1). Both halves get ``label`` and a random CKA_ID; KeyExists if any
+        object has the label already. The caller destroys its own copy."""
+        from cryptography.hazmat.primitives import serialization
+        from pkcs11.util.rsa import decode_rsa_private_key, decode_rsa_public_key
+
+        _check_label(label)
+        if private_key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+        key_id = secrets.token_bytes(16)
+        private_der = private_key.private_bytes(serialization.Encoding.DER,
+                                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                                serialization.NoEncryption())
+        public_der = private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                           serialization.PublicFormat.PKCS1)
+
+        def op(pooled: PooledSession) -> None:
+            if self._objects_labelled(pooled, label):
+                raise KeyExists(f"the token already has an object labelled {label!r}")
+            private_attrs = {**decode_rsa_private_key(private_der, MechanismFlag.SIGN),
+                             **_SECRET_KEY_PROTECTION, Attribute.LABEL: label,
+                             Attribute.ID: key_id, Attribute.SIGN: True,
+                             Attribute.DECRYPT: False, Attribute.UNWRAP: False,
+                             Attribute.DERIVE: False}
+            public_attrs = {**decode_rsa_public_key(public_der, MechanismFlag.VERIFY),
+                            Attribute.TOKEN: True, Attribute.PRIVATE: False,
+                            Attribute.LABEL: label, Attribute.ID: key_id}
+            pooled.session.create_object(public_attrs)
+            pooled.session.create_object(private_attrs)
+
+        with self._create_lock:
+            self._run(f"import RSA key {label!r}", op)
+        return self.rsa_key(label)
+
     def rsa_key(self, label: str) -> HsmRsaPrivateKey:
         """The token's RSA key ``label`` as a cryptography private key. KeyNotFound if absent."""
         with self._rsa_keys_lock:

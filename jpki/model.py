@@ -139,6 +139,11 @@ class ClientRole(StrEnum):
     STATION = "station"  # enrolment station: issuance and renewal
     CALLCENTER = "callcenter"  # may hold mobile certificates and nothing else
     RP = "rp"  # relying party (署名検証者)
+    # The signing-password reset with an online password (architecture §7.1): a
+    # convenience-store kiosk (one machine of an operator chain), and an installed holder app
+    # with a registered key.
+    KIOSK = "kiosk"
+    HOLDER_APP = "holder_app"
 
 
 class ClientStatus(StrEnum):
@@ -786,3 +791,44 @@ class MobileSweepReport:
     revoked: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PinResetChallenge:
+    """A challenge the CA gave a holder app or a kiosk (jpki.pin_reset): its SHA-256 only."""
+
+    digest: str
+    purpose: str  # online_password | kiosk_reset (jpki.protocol.pin_reset.ResetPurpose)
+    client_id: str
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OnlinePassword:
+    """An online password (jpki.pin_reset): bound to one card, kept as a scrypt hash only."""
+
+    id: str
+    card_id: int
+    app_client_id: str
+    password_hash: str = field(repr=False)
+    status: str  # active | consumed | superseded | locked
+    tries_left: int
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    consumed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class KioskReset:
+    """A reset a kiosk was authorised to make, and its outcome (jpki.pin_reset)."""
+
+    id: str
+    card_id: int
+    kiosk_client_id: str
+    online_password_id: str
+    status: str  # authorised | done | failed
+    created_at: datetime
+    finished_at: datetime | None = None
+    error_code: str | None = None

@@ -1,13 +1,13 @@
 """The README's commands are the CLIs' commands.
 
 Every console script the package declares (pyproject's ``[project.scripts]``: the operator's
-`jpki` and the device tools `jpki-card`, `jpki-station`, `jpki-phone`) is checked against the
-README. Every line of the README's code blocks that runs one of them is looked up in that
-script's typer command tree (nothing is run): the command must exist, every option shown must be
-one of its options, and its required options must be shown — a reader copying a line should not
-meet "Missing option". Conversely, every command of every tree must appear in the README, with
-each of its own options somewhere (the ones every command of the CA takes, `--data-dir` and
-`--json`, are described once in prose).
+`jpki` and the device tools `jpki-card`, `jpki-station`, `jpki-phone`, `jpki-kiosk`) is checked
+against the README. Every line of the README's code blocks that runs one of them is looked up in
+that script's typer command tree (nothing is run): the command must exist, every option shown
+must be one of its options, and its required options must be shown — a reader copying a line
+should not meet "Missing option". Conversely, every command of every tree must appear in the
+README, with each of its own options somewhere (the ones every command of the CA takes,
+`--data-dir` and `--json`, are described once in prose).
 """
 
 from __future__ import annotations
@@ -141,13 +141,15 @@ def shown() -> list[Shown]:
 
 def test_every_console_script_is_checked() -> None:
     # The operator's CLI and the device tools, each with its own tree (not one inside another).
-    assert set(console_scripts()) == {"jpki", "jpki-card", "jpki-station", "jpki-phone"}
+    assert set(console_scripts()) == {"jpki", "jpki-card", "jpki-station", "jpki-phone",
+                                      "jpki-kiosk"}
     trees = {name: tree(name) for name in console_scripts()}
     assert not {"station", "phone"} & set(trees["jpki"].commands)
     assert set(trees["jpki"].commands["card"].commands) == {"add", "event"}
     assert {"emulate", "issuer-key"} <= set(trees["jpki-card"].commands)
     assert {"enroll", "renew", "pin-reset", "status"} <= set(trees["jpki-station"].commands)
     assert {"init", "apply", "status", "revoke"} <= set(trees["jpki-phone"].commands)
+    assert {"reset", "app-password"} <= set(trees["jpki-kiosk"].commands)
 
 
 def test_every_command_the_readme_shows_exists_with_the_options_shown(

@@ -61,6 +61,8 @@ COMMANDS: dict[str, Entry] = {
     "rp": Entry("api.cli.rp", "Relying parties (署名検証者): register, rotate secrets, suspend."),
     "municipality": Entry("api.cli.municipality", "The municipality registry: list, add, "
                           "rename, merge (市町村合併)."),
+    "pin-reset": Entry("api.cli.pin_reset", "The signing-password reset at kiosks: the "
+                       "card-management key, holder apps."),
     "console": Entry("api.cli.console", "The operator console's accounts (counter clerks, call "
                      "centre, supervisors)."),
 }

@@ -86,6 +86,7 @@ READ_CHUNK = 256  # READ BINARY Le 00: the most one short APDU returns
 WRITE_CHUNK = 255  # UPDATE BINARY: the most one short Lc carries
 MAX_OFFSET = 0x7FFF  # READ/UPDATE BINARY: 15-bit offset, P1 b8 = 0 (reference §4.4)
 ISSUER_CHALLENGE_LENGTH = 32
+P2_RESET_SIGN_PIN = 0x80 | Ef.SIGN_PIN.sfi  # EXTERNAL AUTHENTICATE: one sign-PIN reset (§7.1)
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,18 @@ class JpkiCard:
                                              answer.sw)
         if answer.sw != SW_OK:
             raise refusal(answer.sw, "EXTERNAL AUTHENTICATE")
+
+    def relay_reset_authorisation(self, signature: bytes) -> None:
+        """EXTERNAL AUTHENTICATE ``00 82 00 9B Lc <signature>``: the CA's authorisation of one
+        signing-PIN reset over the card's last challenge (architecture §7.1). The very next
+        command must be :meth:`reset_retry_counter` of :attr:`Pin.SIGN`."""
+        answer = self.transmit(CommandApdu(CLA_ISO, INS_EXTERNAL_AUTHENTICATE, 0x00,
+                                           P2_RESET_SIGN_PIN, signature))
+        if answer.sw == SW_VERIFICATION_FAILED:
+            raise IssuerAuthenticationFailed("the card did not accept the reset authorisation",
+                                             answer.sw)
+        if answer.sw != SW_OK:
+            raise refusal(answer.sw, "EXTERNAL AUTHENTICATE (reset)")
 
     def authenticate_issuer(self, issuer_private_key: rsa.RSAPrivateKey) -> None:
         """Challenge → RSA PKCS#1 v1.5 SHA-256 signature by the issuer → EXTERNAL AUTHENTICATE.

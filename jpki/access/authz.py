@@ -63,6 +63,9 @@ class Operation(StrEnum):
     MOBILE_LIFT_SUSPENSION = "mobile.lift_suspension"
     MOBILE_HOLD = "mobile.hold"
     MOBILE_HOLD_CERTIFICATE = "mobile.hold_certificate"
+    # the signing-password reset with an online password (architecture §7.1)
+    ONLINE_PASSWORD_ISSUE = "pin_reset.online_password"  # noqa: S105 - an operation's name
+    KIOSK_RESET = "pin_reset.kiosk_reset"
     # the call centre: who is calling, and a lost card reported by phone
     CALLER_VERIFY = "callcentre.verify_caller"
     CARD_LOSS_REPORT = "card.loss_report"
@@ -177,6 +180,12 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     Operation.MOBILE_APPLY: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_REVOKE: Rule(frozenset({K.HOLDER})),
     Operation.MOBILE_LIFT_SUSPENSION: Rule(frozenset({K.HOLDER})),
+    # The signing-password reset at a convenience store (architecture §7.1): a registered holder
+    # app obtains the online password (after the card's auth signature and its own face-check
+    # assertion, which the service verifies); a registered kiosk resets with it. Neither is bound
+    # to a municipality: the holder chooses the app and the store, the card decides whose.
+    Operation.ONLINE_PASSWORD_ISSUE: Rule(frozenset({K.HOLDER_APP})),
+    Operation.KIOSK_RESET: Rule(frozenset({K.KIOSK})),
     # The call centre may put mobile certificates on hold …
     Operation.MOBILE_HOLD: Rule(frozenset({K.CALL_CENTRE})),
     Operation.MOBILE_HOLD_CERTIFICATE: Rule(frozenset({K.CALL_CENTRE})),

@@ -55,6 +55,7 @@ from jpki.access.authz import Grant, Operation
 from jpki.access.client_secrets import LegacyVerifier, SecretHasher, is_hmac, is_legacy
 from jpki.access.kept_clients import KeptClients
 from jpki.access.principals import (
+    CHAIN_SCOPE,
     MUNICIPALITY_SCOPE,
     POST_OFFICE_STATION,
     RP_SCOPES,
@@ -74,6 +75,8 @@ CLIENT_ID = re.compile(r"^jpki_[0-9a-f]{24}$")
 MAX_SECRET_LENGTH = 256
 STATION_KINDS = ("counter", POST_OFFICE_STATION)  # municipal counter, designated post office
 _NAME = re.compile(r"^[\w .\-()]{1,100}$")
+_DEVICE_ROLES = frozenset({ClientRole.STATION, ClientRole.KIOSK, ClientRole.HOLDER_APP})
+_CHAIN = re.compile(r"[a-z0-9][a-z0-9\-]{0,31}")
 _CACHE_SECONDS = 300.0
 # Clients whose verifications are remembered (up to four presented secrets each); beyond it the
 # oldest quarter is forgotten (and checked in the HSM again on their next call).
@@ -102,11 +105,28 @@ def _validate_scopes(role: ClientRole, scopes: list[str]) -> str:
                                    field="scopes")
             code = validate_municipality_code(scope[len(MUNICIPALITY_SCOPE):])
             scope = MUNICIPALITY_SCOPE + code
+        elif role is ClientRole.KIOSK:
+            # architecture §7.1: a kiosk belongs to one operator chain (its machine is the
+            # client's name), so a chain's kiosks can be told apart and suspended together.
+            if not scope.startswith(CHAIN_SCOPE) or not _CHAIN.fullmatch(
+                    scope[len(CHAIN_SCOPE):]):
+                raise InvalidInput("a kiosk's scope is chain:<name> (1-32 of a-z 0-9 -)",
+                                   field="scopes")
         else:
-            raise InvalidInput("call-centre clients take no scopes", field="scopes")
+            raise InvalidInput(f"{role.value} clients take no scopes", field="scopes")
         if scope not in clean:
             clean.append(scope)
+    if role is ClientRole.KIOSK and len(clean) != 1:
+        raise InvalidInput("a kiosk belongs to exactly one chain:<name>", field="scopes")
     return " ".join(clean)
+
+
+def check_client_name(name: str) -> None:
+    # fullmatch: ``$`` alone also matches before a final line feed, which would let
+    # "name\n" through into the client's row and the audit record.
+    if not _NAME.fullmatch(name):
+        raise InvalidInput("a client name is 1-100 letters, digits, spaces or .-()",
+                           field="name")
 
 
 def valid_client_id(value: object) -> bool:
@@ -160,6 +180,9 @@ class ClientService:
         if role is ClientRole.RP:
             raise InvalidInput("relying-party clients are registered with their relying party "
                                "(`jpki rp add`)", field="role")
+        if role is ClientRole.HOLDER_APP:
+            raise InvalidInput("holder apps are registered with their key "
+                               "(`jpki pin-reset app-add`)", field="role")
         # fullmatch: ``$`` alone also matches before a final line feed, which would let
         # "name\n" through into the client's row and the audit record.
         if not _NAME.fullmatch(name):
@@ -255,11 +278,12 @@ class ClientService:
             if client is None:
                 raise ClientNotFound("no such client", client=client_id[:64])
             if actor.kind is not PrincipalKind.LOCAL_OPERATOR and \
-                    client.role is not ClientRole.STATION:
-                # A supervisor suspends stations; relying parties have their own status, and
-                # operators' and the call centre's credentials stay with the CLI.
-                raise Forbidden("only stations are suspended or resumed here",
-                                client=client_id[:64])
+                    client.role not in _DEVICE_ROLES:
+                # A supervisor suspends stations, kiosks and holder apps (architecture §7.1);
+                # relying parties have their own status, and operators' and the call centre's
+                # credentials stay with the CLI.
+                raise Forbidden("only stations, kiosks and holder apps are suspended or resumed "
+                                "here", client=client_id[:64])
             if client.status is not status:
                 client.status = status
                 client.changed_at = self._clock.now()  # the change feed (jpki.access.kept_clients)

@@ -21,6 +21,7 @@ from jpki.model import ClientRole
 
 MUNICIPALITY_SCOPE = "municipality:"
 RP_SCOPES = frozenset({"status", "linkage", "basic4"})
+CHAIN_SCOPE = "chain:"  # a kiosk's operator chain (architecture §7.1)
 POST_OFFICE_STATION = "post_office"  # ApiClient.station_kind of a designated post office
 
 
@@ -31,6 +32,9 @@ class PrincipalKind(StrEnum):
     POST_OFFICE = "post_office"  # a station at a post office a municipality designated
     CALL_CENTRE = "callcenter"  # puts lost phones' certificates on hold
     RELYING_PARTY = "rp"  # 署名検証者, under a registered relying party
+    # The signing-password reset with an online password (architecture §7.1)
+    KIOSK = "kiosk"  # a convenience-store multi-copy machine, of an operator chain
+    HOLDER_APP = "holder_app"  # an installed holder app, with a registered key
     # Authenticated otherwise
     HOLDER = "holder"  # a card holder, by a CMS signature with their card's or phone's key
     LOCAL_OPERATOR = "local_operator"  # the CA's operator at the CLI (architecture §1)
@@ -49,6 +53,8 @@ _CLIENT_ROLES = {
     PrincipalKind.POST_OFFICE: ClientRole.STATION,
     PrincipalKind.CALL_CENTRE: ClientRole.CALLCENTER,
     PrincipalKind.RELYING_PARTY: ClientRole.RP,
+    PrincipalKind.KIOSK: ClientRole.KIOSK,
+    PrincipalKind.HOLDER_APP: ClientRole.HOLDER_APP,
 }
 CLIENT_KINDS = frozenset(_CLIENT_ROLES)  # the kinds an HTTP client can authenticate as
 
@@ -102,6 +108,17 @@ class Principal:
         """A station (municipal counter or post office): its issuance consumes an identity
         proofing and its certificates wait for a confirmed delivery (reference §5)."""
         return self.kind in (PrincipalKind.STATION, PrincipalKind.POST_OFFICE)
+
+    @property
+    def client_id(self) -> str | None:
+        """The API client's id, for a principal that is one."""
+        return self.actor.removeprefix("client:") if self.actor.startswith("client:") else None
+
+    @property
+    def chain(self) -> str | None:
+        """A kiosk's operator chain (its one ``chain:<name>`` scope)."""
+        return next((s[len(CHAIN_SCOPE):] for s in self.scopes if s.startswith(CHAIN_SCOPE)),
+                    None)
 
     @property
     def municipalities(self) -> frozenset[str]:

@@ -121,6 +121,12 @@ class Members:
         except (binascii.Error, ValueError) as exc:
             raise self._doc.error(f"{name} must be base64", field=name) from exc
 
+    def flag(self, name: str) -> bool:
+        value = self._obj.get(name)
+        if not isinstance(value, bool):
+            self._doc.refuse(f"{name} is true or false", name)
+        return value
+
     def choice(self, name: str, kind: type[E]) -> E:
         return one_of(self._doc, name, kind, self.text(name))
 

@@ -596,6 +596,74 @@ auth_failures = Table(
     Column("whole_at", Float, nullable=False, index=True),
 )
 
+# The signing-password reset with an online password (jpki.pin_reset, architecture §7.1).
+# Core statements only (jpki.store.pin_reset). Several CA nodes share these rows: a challenge or
+# an online password used on one node is used on all.
+#
+# Challenges the CA issued to a holder app or a kiosk: only their SHA-256 is kept, single use.
+pin_reset_challenges = Table(
+    "pin_reset_challenges", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+)
+Index("ix_pin_reset_challenges_client_expires", pin_reset_challenges.c.client_id,
+      pin_reset_challenges.c.expires_at)
+
+# The key each registered holder app signs its face-check assertions with (SubjectPublicKeyInfo).
+holder_app_keys = Table(
+    "holder_app_keys", metadata,
+    Column("client_id", String(64), ForeignKey("api_clients.client_id"), primary_key=True),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+)
+
+# Online passwords: bound to a card, stored only as a scrypt hash, short-lived and single use.
+online_passwords = Table(
+    "online_passwords", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("card_id", Id, ForeignKey("cards.id"), nullable=False),
+    Column("app_client_id", String(64), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # active | consumed | superseded | locked
+    Column("tries_left", SmallInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("consumed_by", String(64), nullable=True),  # the kiosk's client id
+)
+Index("ix_online_passwords_card_created", online_passwords.c.card_id,
+      online_passwords.c.created_at)
+Index("ix_online_passwords_app_created", online_passwords.c.app_client_id,
+      online_passwords.c.created_at)
+
+# Each reset a kiosk was authorised to make, and what the kiosk reported of it.
+kiosk_resets = Table(
+    "kiosk_resets", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("card_id", Id, ForeignKey("cards.id"), nullable=False),
+    Column("kiosk_client_id", String(64), nullable=False),
+    Column("online_password_id", String(32), ForeignKey("online_passwords.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # authorised | done | failed
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("error_code", String(64), nullable=True),
+)
+Index("ix_kiosk_resets_kiosk_created", kiosk_resets.c.kiosk_client_id, kiosk_resets.c.created_at)
+
+# Refused attempts, by whom they count against ("app:<id>", "kiosk:<id>", "card:<id>"): what
+# the per-app, per-kiosk and per-card limits count (jpki.pin_reset.rules).
+pin_reset_refusals = Table(
+    "pin_reset_refusals", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subject", String(80), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+Index("ix_pin_reset_refusals_subject_at", pin_reset_refusals.c.subject, pin_reset_refusals.c.at)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 

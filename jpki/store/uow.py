@@ -16,6 +16,7 @@ from jpki.store.dv_requests import SqlDvRequests
 from jpki.store.issuance import SqlIssuanceRecords
 from jpki.store.jobs import SqlJobRuns
 from jpki.store.mobile_sweeps import SqlMobileSweeps
+from jpki.store.pin_reset import SqlPinReset
 from jpki.store.repositories import (
     SqlAudit,
     SqlCards,
@@ -61,6 +62,7 @@ class SqlUnitOfWork:
         self.dv_requests = SqlDvRequests(s)
         self.station_tasks = SqlStationTasks(s)
         self.mobile_sweeps = SqlMobileSweeps(s)
+        self.pin_reset = SqlPinReset(s)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

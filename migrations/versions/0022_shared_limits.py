@@ -3,11 +3,8 @@ nodes"): the token buckets the nodes lease blocks of tokens from (relying partie
 without credentials), and the budgets of failed authentications (per client id or user name,
 per source address). Both were held in each serving process before.
 
-Numbered 0022 after 0021, which concurrent work adds; until that lands it is chained to 0020,
-and the lead rechains it at merge.
-
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-02
 """
 
@@ -17,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0022'
-down_revision = '0020'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 

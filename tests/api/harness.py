@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -94,6 +96,15 @@ class Api:
                     name=f"RP {len(self._callers)}", kind="platform_operator",
                     purposes=["test"], scopes=list(scopes) or ["status"])
                 self._callers[key] = Caller(rp.client_id, rp.client_secret, role)
+                return self._callers[key]
+            if role is ClientRole.HOLDER_APP:
+                # A holder app is registered with the key its assertions are signed with.
+                spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                app = self.services.pin_reset.register_app(
+                    authorize(self.operator, Operation.CLIENT_CREATE), self.services.clients,
+                    name=f"app {len(self._callers)}", public_key=spki)
+                self._callers[key] = Caller(app.client.client_id, app.client_secret, role)
                 return self._callers[key]
             made = self.services.clients.create(
                 authorize(self.operator, Operation.CLIENT_CREATE),

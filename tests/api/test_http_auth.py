@@ -29,6 +29,7 @@ from tests.api.harness import basic_auth as basic
 
 OPERATOR, STATION, CALLCENTER, RP = (ClientRole.OPERATOR, ClientRole.STATION,
                                      ClientRole.CALLCENTER, ClientRole.RP)
+KIOSK, HOLDER_APP = ClientRole.KIOSK, ClientRole.HOLDER_APP
 
 # Served to anyone: health, the API description, and the CA certificates that certificates point
 # at (RFC 5280 §4.2.2.1 caIssuers).
@@ -91,8 +92,10 @@ KIYOSE = "132217"
 NO_CONSENT = "cs_" + "0" * 24
 NO_RP = "rp_" + "0" * 16
 RP_SCOPES = ("basic4", "linkage", "status")  # what the matrix's relying party may do
-# Refusals on the relying-party routes are audited (api.rp_audit); nothing else may change.
-RP_AUDITED = frozenset({"rp.refused"})
+# Refusals on the relying-party routes are audited (api.rp_audit), and so are the refused
+# requests of the signing-password reset (jpki.pin_reset); nothing else may change.
+RP_AUDITED = frozenset({"rp.refused", "pin_reset.refused"})
+NO_CHALLENGE = base64.b64encode(bytes(32)).decode()
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,28 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
                                                       (200, None)),
         ("GET", "/v1/operators/mobile/sweeps/{sweep_id}"): Probe(
             f"/v1/operators/mobile/sweeps/{'0' * 32}", None, (404, "mobile.sweep_not_found")),
+        # The signing-password reset (architecture §7.1): a challenge changes nothing the
+        # snapshot holds (single use, minutes); a request with a challenge the CA never gave is
+        # refused (and audited, without personal data); an unknown reset is closed.
+        ("POST", "/v1/holder-app/challenges"): Probe("/v1/holder-app/challenges", None,
+                                                     (201, None)),
+        ("POST", "/v1/holder-app/online-passwords"): Probe(
+            "/v1/holder-app/online-passwords",
+            {"challenge": NO_CHALLENGE, "auth_certificate": NO_CHALLENGE,
+             "auth_signature": NO_CHALLENGE, "assertion": NO_CHALLENGE,
+             "assertion_signature": NO_CHALLENGE}, (400, "pin_reset.challenge_invalid")),
+        ("POST", "/v1/kiosk/challenges"): Probe("/v1/kiosk/challenges", None, (201, None)),
+        ("POST", "/v1/kiosk/resets"): Probe(
+            "/v1/kiosk/resets",
+            {"challenge": NO_CHALLENGE, "auth_certificate": NO_CHALLENGE,
+             "auth_signature": NO_CHALLENGE, "online_password": "ABCD-EFGH-JKMN",
+             "card_challenge": NO_CHALLENGE}, (400, "pin_reset.challenge_invalid")),
+        ("POST", "/v1/kiosk/resets/{reset_id}/result"): Probe(
+            f"/v1/kiosk/resets/{NO_RESIDENT}/result", {"outcome": "done"},
+            (409, "pin_reset.reset_closed")),
+        ("POST", "/v1/kiosk/card-refusals"): Probe(
+            "/v1/kiosk/card-refusals", {"challenge": NO_CHALLENGE, "code": "card.wrong_pin"},
+            (400, "pin_reset.challenge_invalid")),
         # An export is audited: a municipality that does not exist is refused before that.
         ("GET", "/v1/operators/notices/expiry"): Probe(
             f"/v1/operators/notices/expiry?municipality={UNREGISTERED_MUNICIPALITY}"
@@ -325,6 +350,8 @@ def _client_kinds(api: Api) -> dict[PrincipalKind, dict[str, str]]:
                                               station_kind="post_office").headers,
         PrincipalKind.CALL_CENTRE: api.caller(CALLCENTER).headers,
         PrincipalKind.RELYING_PARTY: api.caller(RP, *RP_SCOPES).headers,
+        PrincipalKind.KIOSK: api.caller(KIOSK, "chain:matrix").headers,
+        PrincipalKind.HOLDER_APP: api.caller(HOLDER_APP).headers,
     }
 
 

@@ -41,7 +41,7 @@ def test_each_maintenance_job_is_recorded_with_what_it_did(api: Api, clock: Any)
     scopes = len(api.services.crls.scopes())
     assert first["publish_crls"]["counts"] == {"full": scopes, "delta": 0}
     assert first["abandon_stale_intents"]["counts"] == {"abandoned": 0}
-    assert first["purge_challenges"]["counts"] == {"deleted": 0}
+    assert first["purge_challenges"]["counts"] == {"deleted": 0, "pin_reset_deleted": 0}
     assert first["purge_limits"]["counts"] == {"buckets": 0, "budgets": 0}
     assert first["roll_up_rp_usage"]["counts"]["calls"] == 0
     assert first["mobile_sweep"]["counts"] == {"revoked": 0, "flagged": 0, "held": 0}

@@ -1,5 +1,6 @@
 """The OpenAPI document is true: Schemathesis, with every check it has, over every operation,
-as each role sees the API — operator, station, call centre, relying party, and no credentials.
+as each role sees the API — operator, station, call centre, relying party, kiosk, holder app,
+and no credentials.
 
 ``schemathesis run --checks all`` — its CLI, as a client's developer would run it: the examples,
 coverage, fuzzing and stateful phases — against the app served by uvicorn on a loopback port,
@@ -27,12 +28,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.composition import Services
 from api.in_process import free_port
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole
+from jpki.pin_reset.rules import Limits
 from jpki.rate_limits import TokenBuckets, TooManyRequests
 from tests.conftest import LiveServer, serve
 from tests.holder_kit import CA_OPERATOR
@@ -48,7 +52,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # to meet every documented answer, few enough for CI. Raise it to look harder.
 EXAMPLES = int(os.environ.get("JPKI_SCHEMATHESIS_EXAMPLES", "5"))
 SEED = os.environ.get("JPKI_SCHEMATHESIS_SEED", "20261127")
-ROLES = ("operator", "station", "callcenter", "rp", "anonymous")
+ROLES = ("operator", "station", "callcenter", "rp", "kiosk", "holder_app", "anonymous")
 
 
 def credentials(services: Services, role: str) -> str | None:
@@ -61,9 +65,17 @@ def credentials(services: Services, role: str) -> str | None:
             name="Contract RP", kind="platform_operator", purposes=["test"],
             scopes=["status", "linkage", "basic4"])
         return f"{new.client_id}:{new.client_secret}"
+    if role == "holder_app":  # registered with the key its assertions are signed with
+        app = services.pin_reset.register_app(
+            authorize(CA_OPERATOR, Operation.CLIENT_CREATE), services.clients,
+            name="contract app", public_key=ec.generate_private_key(ec.SECP256R1())
+            .public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+        return f"{app.client.client_id}:{app.client_secret}"
     made = services.clients.create(
         authorize(CA_OPERATOR, Operation.CLIENT_CREATE),
-        name=f"contract {role}", role=ClientRole(role))
+        name=f"contract {role}", role=ClientRole(role),
+        scopes=["chain:contract"] if role == "kiosk" else None)
     return f"{made.client.client_id}:{made.client_secret}"
 
 
@@ -76,6 +88,10 @@ def server(services: Services) -> Iterator[LiveServer]:
         by_address=FailureBudgets(services.limits, "address", 10**6, 60), refusal_delay=0)
     services.relying_parties.buckets = TokenBuckets(services.limits, "rp", 100_000, 100_000)
     services.mobile.max_per_source = services.mobile.max_outstanding = 10**6
+    lots = 10**9
+    services.pin_reset.limits = Limits(passwords_per_card=lots, passwords_per_app=lots,
+                                       refusals_per_app=lots, refusals_per_kiosk=lots,
+                                       refusals_per_card=lots)
     with serve(services, free_port()) as live:
         yield live
 

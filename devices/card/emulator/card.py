@@ -29,6 +29,17 @@ Decisions where the reference is silent (each also noted at the code):
 - GET CHALLENGE's answer is valid for the next command only, and once: EXTERNAL AUTHENTICATE
   consumes it whether or not the signature verifies; any other command discards it.
 - Issuer authentication lasts for the card session (until power-off, reset or restart).
+- A **reset authorisation** (architecture §7.1, the convenience-store kiosk): EXTERNAL
+  AUTHENTICATE with P2 ``9B`` (80 | the SFI of the signing PIN 001B) checks the issuer's
+  signature over :func:`jpki.protocol.pin_reset.card_reset_message` — a domain prefix, the
+  SHA-256 of this card's auth certificate (EF 000A) and the challenge — instead of over the bare
+  challenge. It authenticates no one: it lets the very next command, if it is RESET RETRY
+  COUNTER of the signing PIN (P1 02 or 03), run without issuer authentication, once. Any other
+  next command discards it; RESET RETRY COUNTER of the auth PIN after it answers 6982. So a
+  kiosk that relays the CA's authorisation can reset that card's signing password and nothing
+  else, and the authorisation cannot be replayed (the challenge is gone) nor used on another
+  card (another auth certificate). Without a current challenge: 6985; a wrong signature: 6300;
+  a card without an auth certificate: 6985; P2 other than 00 or 9B: 6A86.
 
 A command that is refused changes nothing, neither in the state file nor in the session, except
 where the standard says a refusal itself is the change (a wrong PIN spends a try and clears that
@@ -90,11 +101,13 @@ from devices.card.jpki_ap import (
     SignScheme,
     sign_input_length_ok,
 )
+from jpki.protocol.pin_reset import card_reset_message
 
 CLA_ISO = 0x00
 CLA_PROPRIETARY = 0x80
 MAX_AID_LENGTH = 16  # ISO/IEC 7816-4 §12.2.3
 MIN_ISSUER_CHALLENGE = 16  # shorter challenges could be answered by a replayed signature
+P2_RESET_SIGN_PIN = 0x80 | Ef.SIGN_PIN.sfi  # EXTERNAL AUTHENTICATE for one sign-PIN reset
 RSA_KEY_BITS = 2048
 RSA_PUBLIC_EXPONENT = 65537
 GET_DATA_ATR_TAG = 0x5F51  # reference §4.1: the contact ATR, stored without TS
@@ -136,6 +149,7 @@ class JpkiCardEmulator:
         }
         # Taken from the session at the start of each command: valid for that command only.
         self._challenge: bytes | None = None
+        self._reset_authorised: Pin | None = None
         self._pending = b""
 
     @classmethod
@@ -167,6 +181,8 @@ class JpkiCardEmulator:
         """Answer one command APDU with response data ‖ SW1 SW2. Never raises for any input."""
         self.apdu_count += 1
         self._challenge, self.session.challenge = self.session.challenge, None
+        self._reset_authorised, self.session.reset_authorised = \
+            self.session.reset_authorised, None
         self._pending, self.session.pending = self.session.pending, b""
         try:
             command = CommandApdu.parse(apdu)
@@ -460,7 +476,10 @@ class JpkiCardEmulator:
             raise _Refused(SW_INCORRECT_P1P2)
         pin = self._pin_target(command.p2)
         self._expect(command, data=command.p1 == 0x02, le=False)
-        self._require_issuer()
+        if self._reset_authorised is None:
+            self._require_issuer()
+        elif pin is not self._reset_authorised and not self.session.issuer_authenticated:
+            raise _Refused(SW_SECURITY_STATUS)  # the authorisation names the signing PIN only
         state = self.state.copy()
         if command.p1 == 0x02:
             if not pins.is_well_formed(pin, command.data):
@@ -509,18 +528,34 @@ class JpkiCardEmulator:
         return challenge + sw_bytes(SW_OK)
 
     def _external_authenticate(self, command: CommandApdu) -> bytes:
-        if command.p1 != 0x00 or command.p2 != 0x00:
+        if command.p1 != 0x00 or command.p2 not in (0x00, P2_RESET_SIGN_PIN):
             raise _Refused(SW_INCORRECT_P1P2)
         self._expect(command, data=True, le=False)
         challenge = self._challenge  # taken from the session by process(): single use
         if challenge is None or len(challenge) < MIN_ISSUER_CHALLENGE:
             raise _Refused(SW_CONDITIONS_NOT_SATISFIED)
+        if command.p2 == P2_RESET_SIGN_PIN:
+            return self._authorise_reset(command.data, challenge)
         self.session.issuer_authenticated = False
         try:
             self._issuer_key.verify(command.data, challenge, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             return sw_bytes(SW_VERIFICATION_FAILED)
         self.session.issuer_authenticated = True
+        return sw_bytes(SW_OK)
+
+    def _authorise_reset(self, signature: bytes, challenge: bytes) -> bytes:
+        """P2 9B: the CA's authorisation of one signing-PIN reset (module doc). Issuer
+        authentication is left as it was: this authenticates no one."""
+        auth_certificate = self.state.files.get(Ef.AUTH_CERT, b"")
+        if not auth_certificate:
+            raise _Refused(SW_CONDITIONS_NOT_SATISFIED)  # nothing to bind the reset to
+        try:
+            self._issuer_key.verify(signature, card_reset_message(challenge, auth_certificate),
+                                    padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return sw_bytes(SW_VERIFICATION_FAILED)
+        self.session.reset_authorised = Pin.SIGN
         return sw_bytes(SW_OK)
 
     # --- personalisation --------------------------------------------------------------------

@@ -27,5 +27,8 @@ class Session:
     issuer_authenticated: bool = False
     # GET CHALLENGE's answer: valid for the very next command only, and only once.
     challenge: bytes | None = None
+    # EXTERNAL AUTHENTICATE P2 9B's answer (a reset of the signing PIN the CA authorised for
+    # this card and challenge, architecture §7.1): valid for the very next command only, once.
+    reset_authorised: Pin | None = None
     # Response bytes still to be fetched with GET RESPONSE after a 61xx.
     pending: bytes = b""

@@ -59,6 +59,10 @@ MAY = {
                     Op.CARD_LOSS_REPORT},
     K.RELYING_PARTY: {Op.RP_PING, Op.RP_STATUS, Op.RP_LINKAGE, Op.RP_BASIC4},
     K.HOLDER: {Op.MOBILE_APPLY, Op.MOBILE_REVOKE, Op.MOBILE_LIFT_SUSPENSION},
+    # The signing-password reset (architecture §7.1): the holder app obtains the online
+    # password, the kiosk resets with it — and neither does anything else.
+    K.HOLDER_APP: {Op.ONLINE_PASSWORD_ISSUE},
+    K.KIOSK: {Op.KIOSK_RESET},
     # The CA's operator at the CLI: what the CLI offers — never the counter's proofing, the call
     # centre's holds, a holder's or a relying party's calls, or the HTTP-only views.
     K.LOCAL_OPERATOR: {Op.RESIDENT_REGISTER, Op.RESIDENT_READ, Op.RESIDENT_FIND,
@@ -176,12 +180,14 @@ def test_only_authorize_makes_a_grant() -> None:
     assert "pytest" in repr(grant) and "ca.ceremony" in repr(grant)
 
 
-def test_api_clients_are_the_five_client_kinds() -> None:
+def test_api_clients_are_the_seven_client_kinds() -> None:
     made = {Principal.client("c", role, station_kind=kind).kind
             for role in ClientRole for kind in (None, "counter", "post_office")
             if kind is None or role is ClientRole.STATION}
     assert made == CLIENT_KINDS == {K.OPERATOR, K.STATION, K.POST_OFFICE, K.CALL_CENTRE,
-                                    K.RELYING_PARTY}
+                                    K.RELYING_PARTY, K.KIOSK, K.HOLDER_APP}
+    kiosk = Principal.client("jpki_k", ClientRole.KIOSK, frozenset({"chain:kombini"}))
+    assert (kiosk.kind, kiosk.chain, kiosk.client_id) == (K.KIOSK, "kombini", "jpki_k")
     po = Principal.client("c", ClientRole.STATION, station_kind="post_office")
     assert (po.kind, po.role_name, po.at_counter) == (K.POST_OFFICE, "station", True)
     assert Principal.system_job("maintenance").actor == "service:maintenance"

@@ -1,0 +1,1 @@
+"""The convenience-store kiosk of the signing-password reset (architecture §7.1)."""
