@@ -155,6 +155,10 @@ def probes(key: bytes) -> dict[tuple[str, str], Probe]:
         ("POST", "/v1/stations/certificates"): Probe(
             "/v1/stations/certificates", {"resident_id": NO_RESIDENT, "auth_public_key": pem},
             (404, "resident.not_found")),
+        # An allowed caller's batch of one order for nobody: 200, the order refused (404) alone.
+        ("POST", "/v1/stations/certificate-batches"): Probe(
+            "/v1/stations/certificate-batches",
+            {"orders": [{"resident_id": NO_RESIDENT, "auth_public_key": pem}]}, (200, None)),
         ("POST", "/v1/stations/renewals"): Probe(
             "/v1/stations/renewals", {"resident_id": NO_RESIDENT, "auth_public_key": pem},
             (404, "resident.not_found")),
