@@ -114,6 +114,13 @@ class ResidentRepository(Protocol):
         ...
 
 
+class ResidentReads(Protocol):
+    """The one read of a resident most rules and services make: by id, maybe locked (the
+    narrow ports' view of :class:`ResidentRepository`; jpki.lifecycle.residents)."""
+
+    def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
+
+
 class CardRepository(Protocol):
     def add(self, card: Card) -> None: ...
     def get_by_number(self, number: str) -> Card | None: ...
