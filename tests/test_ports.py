@@ -63,11 +63,16 @@ def test_the_context_never_names_the_whole_unit_of_work(context: str):
     assert offenders == {}
 
 
-def test_the_port_between_mobile_and_issuance_is_narrow_too():
-    """jpki.issuance_port is the kernel module both contexts share: a device application
-    verifies and settles inside issuance's transactions on MobileWork, not the whole unit of
-    work, so neither side can hand the other more than the port."""
-    path = ROOT / "jpki" / "issuance_port.py"
+# Kernel modules held to narrow ports too: jpki.issuance_port is what mobile and issuance share
+# (a device application verifies and settles inside issuance's transactions on MobileWork, so
+# neither side can hand the other more than the port); the group commit's fallback batch and
+# the jobs ledger take the kernel's GroupAuditUnitOfWork and JobsUnitOfWork.
+NARROWED_KERNEL = ("issuance_port", "group_audit", "jobs")
+
+
+@pytest.mark.parametrize("module", NARROWED_KERNEL)
+def test_the_kernel_module_never_names_the_whole_unit_of_work(module: str):
+    path = ROOT / "jpki" / f"{module}.py"
     assert _names(ast.parse(path.read_text(encoding="utf-8"))) == set()
 
 
