@@ -331,9 +331,15 @@ class RelyingPartyService:
     # --- calls ----------------------------------------------------------------------------
 
     def admit(self, principal: Principal, operation: P,
-              standing: RpStanding | None = None) -> RpContext[P]:
+              standing: RpStanding | None = None, *, lease: bool = True) -> RpContext[P]:
         """After authentication: a relying party's client, registered, active, within its
         rate, and allowed ``operation`` (its scope) by the table of jpki.access.authz.
+
+        The rate is a token of the relying party's bucket, shared by every process through the
+        database (jpki.rate_limits). Without ``lease`` (on the event loop) admission never
+        waits for the database: when this process's block of tokens is spent it raises
+        :class:`jpki.rate_limits.LeaseNeeded`, having changed nothing, and the caller admits
+        again on a thread.
 
         ``standing`` is the relying party as the same request's authentication read it, in the
         statement that read the credentials, or as kept with them
@@ -355,7 +361,7 @@ class RelyingPartyService:
         if standing.parent_status not in (None, ClientStatus.ACTIVE):
             raise RelyingPartySuspended("the relying party's platform operator is suspended",
                                         relying_party=rp_id)
-        self.buckets.take(rp_id)
+        self.buckets.admit(rp_id, lease=lease)
         grant = authorize(principal, operation)  # the call's scope
         return RpContext(grant=grant, rp_id=rp_id, purposes=standing.purposes)
 
