@@ -56,10 +56,10 @@ from jpki.ports import (
     AuditBatch,
     AuditBatchFactory,
     DisclosureReads,
+    GroupAuditUnitOfWork,
+    GroupAuditUnitOfWorkFactory,
     StandingConsentReads,
     SuccessorReads,
-    UnitOfWork,
-    UnitOfWorkFactory,
 )
 
 log = logging.getLogger("jpki.audit")
@@ -110,7 +110,7 @@ class _UnitOfWorkBatch:
     """An :class:`AuditBatch` in a unit of work: what the group commit runs in when the store
     gives it no connection of its own (``GroupAudit(batches=None)``)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: GroupAuditUnitOfWork) -> None:
         self._uow = uow
 
     @property
@@ -137,7 +137,7 @@ class GroupAudit:
     (jpki.store.audit_writer: plain statements, no unit of work); without it, each batch runs
     in a unit of work of ``uow_factory``."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditLog,
+    def __init__(self, uow_factory: GroupAuditUnitOfWorkFactory, audit: AuditLog,
                  max_batch: int = 512, gather_seconds: float = GATHER_SECONDS,
                  batches: AuditBatchFactory | None = None) -> None:
         self._uow = uow_factory

@@ -9,7 +9,7 @@ job. One row per job: the latest run, and totals of runs and failures.
 from __future__ import annotations
 
 from jpki.model import JobRun
-from jpki.ports import UnitOfWorkFactory
+from jpki.ports import JobsUnitOfWorkFactory
 
 OK = "ok"
 FAILED = "failed"
@@ -20,7 +20,7 @@ AUDIT_VERIFY = "audit_verify"
 
 
 class JobLedger:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: JobsUnitOfWorkFactory) -> None:
         self._uow = uow_factory
 
     def record(self, run: JobRun) -> None:

@@ -117,6 +117,13 @@ class ResidentRepository(Protocol):
         ...
 
 
+class ResidentReads(Protocol):
+    """The one read of a resident most rules and services make: by id, maybe locked (the
+    narrow ports' view of :class:`ResidentRepository`; jpki.lifecycle.residents)."""
+
+    def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
+
+
 class CardRepository(Protocol):
     def add(self, card: Card) -> None: ...
     def get_by_number(self, number: str) -> Card | None: ...
@@ -596,10 +603,10 @@ AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
 # A service that needs only a few repositories is given a unit of work typed as just those, so
 # that the type checker refuses a reach into the rest (architecture §2.3). The store's unit of
 # work satisfies each of them structurally; the composition root passes the same factory. The
-# contexts declare their own (jpki.registry.ports, jpki.relying_parties.ports,
-# jpki.mobile.ports) from the pieces here and those of the shared rules they call
-# (jpki.lifecycle), and no module of those three names :class:`UnitOfWork`
-# (tests/test_ports.py).
+# contexts declare their own (jpki.<context>.ports) from the pieces here and those of the shared
+# rules they call (jpki.lifecycle), and no module of a context names :class:`UnitOfWork`
+# (tests/test_ports.py); the kernel's own consumers (CRL publication, the group commit, the jobs
+# ledger) find theirs below.
 
 
 class Transaction(Protocol):
@@ -639,6 +646,37 @@ class CrlUnitOfWork(Transaction, Protocol):
 
 
 CrlUnitOfWorkFactory = Callable[[], CrlUnitOfWork]
+
+
+class AuditChain(Protocol):
+    """What a group commit's batch writes of the audit chain in a unit of work: the head,
+    locked, and the records chained onto it (:class:`AuditBatch`'s ``head`` and ``append``)."""
+
+    def head(self, *, for_update: bool = False) -> tuple[int, str]: ...
+    def append_many(self, records: Sequence[AuditRecord]) -> None: ...
+    def set_head(self, seq: int, mac: str) -> None: ...
+
+
+class GroupAuditUnitOfWork(Transaction, DisclosureReads, Protocol):
+    """What the group commit (jpki.group_audit) runs a batch in when the store gives it no
+    connection of its own: the records' checks' reads (a standing consent, the certificate
+    line), the audit chain, and the commit."""
+
+    @property
+    def audit(self) -> AuditChain: ...
+
+
+GroupAuditUnitOfWorkFactory = Callable[[], GroupAuditUnitOfWork]
+
+
+class JobsUnitOfWork(Transaction, Protocol):
+    """What the ledger of background jobs (jpki.jobs) reads and writes: the runs, alone."""
+
+    @property
+    def jobs(self) -> JobRunRepository: ...
+
+
+JobsUnitOfWorkFactory = Callable[[], JobsUnitOfWork]
 
 
 class StatusChangeFeed(Protocol):

@@ -22,7 +22,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -37,7 +37,7 @@ from jpki.authority.recipe import Recipe
 from jpki.errors import CaNotInitialised
 from jpki.model import CaGeneration, CaKind, OcspResponder
 from jpki.municipalities import load_registry
-from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, KeyStore, UnitOfWorkFactory
 from jpki.serials import new_serial, serial_hex
 from jpki.signing import sign_tbs, to_be_signed
 
@@ -53,6 +53,18 @@ class CeremonyReport:
     @property
     def changed(self) -> bool:
         return bool(self.created)
+
+
+class CurrentGenerations(Protocol):
+    def current(self, ca: CaKind) -> CaGeneration | None: ...
+
+
+class CurrentCaWork(Protocol):
+    """What :meth:`CaService.current` reads in the caller's transaction: the CA's current
+    generation (architecture §2.3: narrow ports; issuance asks it on its own port)."""
+
+    @property
+    def cas(self) -> CurrentGenerations: ...
 
 
 def fingerprint(der: bytes) -> str:
@@ -232,7 +244,7 @@ class CaService:
             self._issuers[gid] = cached
         return cached
 
-    def current_cached(self, uow: UnitOfWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
+    def current_cached(self, uow: CurrentCaWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
         """:meth:`current`, remembered for a few seconds: issuance asks for it on every
         certificate, and a rollover (by any process) reaches issuance within that time."""
         entry = self._current.get(ca)
@@ -242,7 +254,7 @@ class CaService:
         self._current[ca] = (time.monotonic(), gen, issuer)
         return gen, issuer
 
-    def current(self, uow: UnitOfWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
+    def current(self, uow: CurrentCaWork, ca: CaKind) -> tuple[CaGeneration, Issuer]:
         gen = uow.cas.current(ca)
         if gen is None:
             raise CaNotInitialised("run `jpki init` first")

@@ -21,6 +21,7 @@ from jpki.errors import (
     RenewalOutsideWindow,
     UnderageSigning,
 )
+from jpki.issuance.ports import IssuanceUnitOfWork
 from jpki.issuance.stages import (
     CertificatePlan,
     CertificateRef,
@@ -47,7 +48,6 @@ from jpki.model import (
     ResidentFacts,
 )
 from jpki.municipalities import Municipality
-from jpki.ports import UnitOfWork
 from jpki.public_keys import load_subject_key
 from jpki.validity import (
     certificate_not_after,
@@ -56,7 +56,7 @@ from jpki.validity import (
     may_hold_signing_certificate,
 )
 
-MunicipalityOf = Callable[[UnitOfWork, str], Municipality]
+MunicipalityOf = Callable[[IssuanceUnitOfWork, str], Municipality]
 
 
 def issuing_order(kind: CertKind) -> int:
@@ -89,7 +89,7 @@ class PlannedOrder:
     proofing: tuple[str, str, datetime] | None
 
 
-def plan(uow: UnitOfWork, grant: Grant, validated: ValidatedOrder, now: datetime,
+def plan(uow: IssuanceUnitOfWork, grant: Grant, validated: ValidatedOrder, now: datetime,
          municipality_of: MunicipalityOf) -> IssuancePlan:
     """1. The lifecycle rules for one order, inside the transaction that will record its
     intents, and their writes (the card, the proofing record used). ``grant``: the caller's,
@@ -103,7 +103,7 @@ def plan(uow: UnitOfWork, grant: Grant, validated: ValidatedOrder, now: datetime
     return settled
 
 
-def plan_many(uow: UnitOfWork, grant: Grant,
+def plan_many(uow: IssuanceUnitOfWork, grant: Grant,
               orders: Sequence[tuple[ValidatedOrder, datetime]],
               municipality_of: MunicipalityOf) -> list[PlannedOrder | JpkiError | None]:
     """1. The lifecycle rules for several orders at once, with one read per kind of record for
@@ -167,7 +167,7 @@ def plan_many(uow: UnitOfWork, grant: Grant,
     return out
 
 
-def settle(uow: UnitOfWork, planned: Sequence[PlannedOrder]) -> list[IssuancePlan]:
+def settle(uow: IssuanceUnitOfWork, planned: Sequence[PlannedOrder]) -> list[IssuancePlan]:
     """The writes of accepted orders, one statement each for all of them: their new cards
     created, their proofing records used up. The plans, with their cards' ids."""
     ids = iter(uow.issuance.add_cards([p.new_card for p in planned if p.new_card is not None]))

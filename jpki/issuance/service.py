@@ -55,6 +55,7 @@ from jpki.errors import (
     Unavailable,
 )
 from jpki.issuance import card, mobile
+from jpki.issuance.ports import IssuanceUnitOfWork, IssuanceUnitOfWorkFactory
 from jpki.issuance.stages import (
     CertificatePlan,
     CertificateRef,
@@ -78,7 +79,7 @@ from jpki.model import (
     RevocationReason,
 )
 from jpki.municipalities import Municipality
-from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, KeyStore
 from jpki.serials import new_serial, serial_hex
 from jpki.signing import sign_tbs, sign_tbs_many, to_be_signed
 from jpki.urls import ServiceUrls
@@ -86,8 +87,8 @@ from jpki.urls import ServiceUrls
 # The request and result types callers use, from where they have always been imported.
 __all__ = ["IssuanceOrder", "IssuanceService", "IssuedCertificate", "KeyRequest"]
 
-Planner = Callable[[UnitOfWork, datetime], IssuancePlan]
-Settle = Callable[[UnitOfWork, datetime], None]
+Planner = Callable[[IssuanceUnitOfWork, datetime], IssuancePlan]
+Settle = Callable[[IssuanceUnitOfWork, datetime], None]
 
 _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
@@ -106,7 +107,7 @@ def _signing_helper() -> ThreadPoolExecutor:
 
 
 class IssuanceService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, keys: KeyStore, clock: Clock,
+    def __init__(self, uow_factory: IssuanceUnitOfWorkFactory, keys: KeyStore, clock: Clock,
                  recipe: Recipe, urls: ServiceUrls, cas: CaService, audit: AuditLog, *,
                  parallel_signing: bool = True) -> None:
         self._uow = uow_factory
@@ -119,7 +120,7 @@ class IssuanceService:
         self._parallel = parallel_signing
         # Per unit of work: a rename or a merger (jpki.registry.municipalities) takes effect at
         # the next transaction of every process.
-        self._municipalities: WeakKeyDictionary[UnitOfWork, dict[str, Municipality]] = \
+        self._municipalities: WeakKeyDictionary[IssuanceUnitOfWork, dict[str, Municipality]] = \
             WeakKeyDictionary()
         # The extensions that depend only on kind, CA generation and municipality.
         self._profiles = ProfileCache(recipe, urls)
@@ -165,7 +166,7 @@ class IssuanceService:
         """Mobile certificates (jpki.issuance_port): the application verifies itself inside the
         intent's transaction and settles inside the store's; the certificates follow their card
         certificates (jpki.issuance.mobile)."""
-        def planned(uow: UnitOfWork, now: datetime) -> IssuancePlan:
+        def planned(uow: IssuanceUnitOfWork, now: datetime) -> IssuancePlan:
             order = application.verify(uow, now)
             return mobile.plan(order, self._municipality(uow, order.resident.municipality_code))
 
@@ -229,7 +230,7 @@ class IssuanceService:
                     order: IssuanceOrder) -> list[IssuedCertificate]:
         validated = card.validate(order)
 
-        def planned(uow: UnitOfWork, now: datetime) -> IssuancePlan:
+        def planned(uow: IssuanceUnitOfWork, now: datetime) -> IssuancePlan:
             return card.plan(uow, grant, validated, now, self._municipality)
 
         return self._run(planned).results()
@@ -250,7 +251,7 @@ class IssuanceService:
             uow.commit()
         return signed
 
-    def _record_chunk(self, uow: UnitOfWork,
+    def _record_chunk(self, uow: IssuanceUnitOfWork,
                       grant: Grant[Literal[Operation.CERTIFICATE_ISSUE_BATCH]],
                       orders: Sequence[IssuanceOrder], indices: range,
                       results: list[list[IssuedCertificate] | JpkiError | None],
@@ -316,7 +317,7 @@ class IssuanceService:
 
     # --- the steps ---------------------------------------------------------------------
 
-    def _draft(self, uow: UnitOfWork, plan: IssuancePlan, cert: CertificatePlan,
+    def _draft(self, uow: IssuanceUnitOfWork, plan: IssuancePlan, cert: CertificatePlan,
                now: datetime) -> Draft:
         """2–3. Build and lint: nothing unchecked is ever signed."""
         kind = cert.kind
@@ -337,17 +338,17 @@ class IssuanceService:
                      not_after=lint_cert.not_valid_after_utc, generation=generation,
                      issuer=issuer)
 
-    def _drafts(self, uow: UnitOfWork, plan: IssuancePlan, now: datetime) -> list[Draft]:
+    def _drafts(self, uow: IssuanceUnitOfWork, plan: IssuancePlan, now: datetime) -> list[Draft]:
         return [self._draft(uow, plan, cert, now) for cert in plan.certificates]
 
-    def _record(self, uow: UnitOfWork, plan: IssuancePlan, now: datetime) -> Recorded:
+    def _record(self, uow: IssuanceUnitOfWork, plan: IssuancePlan, now: datetime) -> Recorded:
         """2–4 inside the caller's transaction: the drafts, then the intent — serials reserved
         by the unique index, TBS kept, "certificate.signing" audited. The tokens are armed by
         the pipeline once this transaction commits (:meth:`_arm_on_commit`)."""
         (recorded,) = self._record_drafts(uow, [(plan, self._drafts(uow, plan, now), now)])
         return recorded
 
-    def _record_drafts(self, uow: UnitOfWork,
+    def _record_drafts(self, uow: IssuanceUnitOfWork,
                        drafted: Sequence[tuple[IssuancePlan, list[Draft], datetime]],
                        ) -> list[Recorded]:
         """4. The intents of several plans with one multi-row INSERT, then their
@@ -382,7 +383,7 @@ class IssuanceService:
         return out
 
     @staticmethod
-    def _arm_on_commit(uow: UnitOfWork, recorded: list[Recorded]) -> None:
+    def _arm_on_commit(uow: IssuanceUnitOfWork, recorded: list[Recorded]) -> None:
         """Let these intents be signed once their transaction has committed, and only then
         (architecture §3.3 step 4)."""
         def arm() -> None:
@@ -456,7 +457,7 @@ class IssuanceService:
                           draft.issuer.public_key)
         return signed.public_bytes(Encoding.DER)
 
-    def _store(self, uow: UnitOfWork, batch: Sequence[Signed], now: datetime) -> None:
+    def _store(self, uow: IssuanceUnitOfWork, batch: Sequence[Signed], now: datetime) -> None:
         """7. Store the certificates, link them, supersede what they renew, audit."""
         updates: list[tuple[int, bytes, int | None]] = []
         siblings: dict[int, str | None] = {}
@@ -512,7 +513,7 @@ class IssuanceService:
         except Exception:  # noqa: S110 - abandon_stale will retry; the original error matters
             pass
 
-    def _abandon_one(self, uow: UnitOfWork, actor: str, cert: Certificate,
+    def _abandon_one(self, uow: IssuanceUnitOfWork, actor: str, cert: Certificate,
                      now: datetime) -> None:
         cert.status = CertStatus.ABANDONED
         set_revocation(cert, now, RevocationReason.UNSPECIFIED, now)
@@ -520,7 +521,7 @@ class IssuanceService:
         self._audit.record(uow, actor=actor, action="certificate.abandoned",
                            subject=cert.serial, payload=_abandoned(cert, now))
 
-    def _municipality(self, uow: UnitOfWork, code: str) -> Municipality:
+    def _municipality(self, uow: IssuanceUnitOfWork, code: str) -> Municipality:
         """The resident's municipality as it is now — its name and current CRL shard
         (architecture §5.6) — read once per transaction."""
         seen = self._municipalities.setdefault(uow, {})

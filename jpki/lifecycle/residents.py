@@ -7,6 +7,7 @@ from typing import Protocol, TypeVar
 from jpki.access.authz import Grant
 from jpki.errors import ResidentInactive, ResidentNotFound
 from jpki.model import Resident, ResidentFacts, ResidentStatus
+from jpki.ports import ResidentReads
 
 R = TypeVar("R", Resident, ResidentFacts)
 
@@ -22,14 +23,10 @@ def check_active_resident(resident: R | None, resident_id: str, grant: Grant) ->
     return resident
 
 
-class ResidentReads(Protocol):
-    """The one read of a resident these rules make (and most services): by id, maybe locked."""
-
-    def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
-
-
 class ResidentWork(Protocol):
-    """What :func:`load_active_resident` reads (architecture §2.3: narrow ports)."""
+    """What :func:`load_active_resident` reads (architecture §2.3: narrow ports): the one read
+    of a resident these rules make, :class:`~jpki.ports.ResidentReads` (declared in the kernel,
+    since the port mobile issuance runs on, jpki.issuance_port.MobileWork, names it too)."""
 
     @property
     def residents(self) -> ResidentReads: ...

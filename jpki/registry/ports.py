@@ -20,7 +20,7 @@ from typing import Protocol
 
 from jpki.lifecycle.cards import CardRecords, CardWork
 from jpki.lifecycle.proofing import ProofingWork
-from jpki.lifecycle.residents import ResidentReads, ResidentWork
+from jpki.lifecycle.residents import ResidentWork
 from jpki.lifecycle.revocation import LinkedCertificates, RevocationWork
 from jpki.model import ApiClient, CaGeneration, Card, Certificate, CertKind, DvRequest
 from jpki.municipalities import CrlShard, Municipality
@@ -28,6 +28,7 @@ from jpki.ports import (
     AuditedWork,
     DvRequestRepository,
     ProofingRepository,
+    ResidentReads,
     ResidentRepository,
     StationTaskRepository,
     Transaction,

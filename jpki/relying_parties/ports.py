@@ -16,9 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jpki.lifecycle.residents import ResidentReads
 from jpki.model import ApiClient, Certificate, Consent, RelyingParty, StatusChange, StatusRow
-from jpki.ports import AuditedWork, LineReads, RelyingPartyRepository, Transaction
+from jpki.ports import (
+    AuditedWork,
+    LineReads,
+    RelyingPartyRepository,
+    ResidentReads,
+    Transaction,
+)
 
 # --- The repositories, as much of each as the relying-party services call -------------------
 

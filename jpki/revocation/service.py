@@ -11,11 +11,13 @@ from jpki.audit import AuditLog
 from jpki.errors import CertificateNotFound, ResidentNotFound
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import RevocationReason
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.revocation.ports import RevocationUnitOfWorkFactory
 
 
 class RevocationService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: RevocationUnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
