@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cluster"
 PREFIX, NET = "jpt", "10.232.0"
 STATE = Path(f"/tmp/jpki-cluster-{PREFIX}")
-NAMESPACES = [f"{PREFIX}-{h}" for h in ("db1", "db2", "db3", "ha", "jpki1", "jpki2")]
-TOOLS = ("etcd", "etcdctl", "patroni", "haproxy", "curl", "ip", "setpriv")
+NAMESPACES = [f"{PREFIX}-{h}" for h in ("db1", "db2", "db3", "ha", "jpki1", "jpki2", "edge")]
+TOOLS = ("etcd", "etcdctl", "patroni", "haproxy", "nginx", "curl", "ip", "setpriv")
 UP_SECONDS = 120  # "well under two minutes" (docs/deployment.md); the whole test stays under 3
 
 
@@ -97,7 +97,7 @@ def up() -> Iterator[dict[str, Any]]:
         absent.append("postgresql-15")
     if absent:
         missing_component(f"the test cluster needs {', '.join(absent)} (scripts/setup installs "
-                          "patroni etcd-server etcd-client haproxy)")
+                          "patroni etcd-server etcd-client haproxy nginx)")
     cluster("down", timeout=120)  # what a crashed earlier run left
     pids: list[int] = []
     try:
@@ -130,7 +130,7 @@ def test_status_names_one_leader_one_lease_holder_and_every_member_healthy(
     for m in members:
         by_service.setdefault(m["service"], []).append(m)
     assert {s: len(ms) for s, ms in by_service.items()} == {"etcd": 3, "patroni": 3,
-                                                            "haproxy": 1, "jpki": 2}
+                                                            "haproxy": 1, "nginx": 1, "jpki": 2}
     assert sorted(m["role"] for m in by_service["etcd"]) == ["follower", "follower", "leader"]
     roles = {m["host"]: m["role"].split()[0] for m in by_service["patroni"]}
     assert sorted(roles.values()) == ["leader", "replica", "sync_standby"]
