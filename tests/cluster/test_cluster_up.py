@@ -199,6 +199,50 @@ def test_a_pair_issued_on_node_1_is_served_by_node_2(up: dict[str, Any]) -> None
                          response.signature_hash_algorithm)
 
 
+def _headers(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)
+            if v}
+
+
+def test_the_edge_caches_ocsp_get_answers_and_passes_the_rest(up: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """The nginx edge (docs/deployment.md, "The edge"): an RFC 5019 GET is fetched from the
+    nodes once and then answered from the cache, byte for byte the nodes' answer, with their
+    Expires (nextUpdate) and no max-age for caches behind it; the API passes through uncached."""
+    edge = next(f"http://{m['address']}" for m in up["members"] if m["service"] == "nginx")
+    node = next(f"http://{m['address']}:8000" for m in up["members"] if m["service"] == "jpki")
+    station = jpki(1, "client", "add", "--name", f"edge desk {time.time()}", "--role", "station")
+    operator = jpki(1, "client", "add", "--name", f"edge ops {time.time()}", "--role", "operator")
+    (cert,) = [c for c in in_ha("issue", {
+        "url": edge, "count": 1, "operator": f"{operator['client_id']}:"
+        f"{operator['client_secret']}",
+        "station": f"{station['client_id']}:{station['client_secret']}"})
+        if c["kind"] == "card_auth"]
+    issuer, _ = ocsp_answer(node, x509.load_pem_x509_certificate(cert["pem"].encode()))
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        x509.load_pem_x509_certificate(cert["pem"].encode()), issuer, hashes.SHA1()).build()
+    path = "/ocsp/" + quote(base64.b64encode(request.public_bytes(Encoding.DER)).decode(),
+                            safe="")
+    answers = []
+    for i in range(2):
+        code, body = curl("-D", str(tmp_path / f"h{i}"), f"{edge}{path}")
+        assert code == 200
+        answers.append((_headers(tmp_path / f"h{i}"), body))
+    (first, body1), (second, body2) = answers
+    assert (first["x-cache-status"], second["x-cache-status"]) == ("MISS", "HIT")
+    assert body1 == body2
+    assert ocsp.load_der_ocsp_response(body2).certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert second["expires"] == first["expires"]
+    assert "max-age" not in second["cache-control"], second
+    # The API through the edge: not cached (an issuance went through it above, and a read now).
+    code, _ = curl("-D", str(tmp_path / "api"), "-u",
+                   f"{operator['client_id']}:{operator['client_secret']}",
+                   f"{edge}/v1/certificates/{cert['serial']}")
+    assert code == 200
+    assert "x-cache-status" not in _headers(tmp_path / "api")
+
+
 # --- faults under load: the PostgreSQL leader killed, a jpki node killed ------------------------
 
 LOAD = r'''
