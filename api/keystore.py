@@ -41,4 +41,12 @@ def open_keystore(settings: Settings, recipe: Recipe, *, create_token: bool = Fa
         if create_token:
             ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
     return KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
-                                user_pin=user_pin, pool_size=settings.hsm_pool_size))
+                                user_pin=user_pin, pool_size=settings.hsm_pool_size,
+                                bulk_process=bulk_signing_process(settings.hsm_bulk_signer,
+                                                                  module)))
+
+
+def bulk_signing_process(choice: str, module_path: str) -> bool:
+    """Whether bulk signatures go to a child process (hsm.bulk_signer): asked for, or by
+    default for SoftHSM, which signs on this process's CPU (architecture §3.3)."""
+    return choice == "process" or (choice == "auto" and is_softhsm(module_path))

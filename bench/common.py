@@ -11,6 +11,7 @@ database gets the same CA.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -61,6 +62,8 @@ class BenchHsm:
     data_dir: Path
     recipe: Recipe
     keys: KeyStore
+    pool_keys: KeyStore
+    """The same token without the bulk signing process (batch signatures on pooled sessions)."""
 
 
 @contextlib.contextmanager
@@ -81,11 +84,16 @@ def bench_hsm(*, pool_size: int = 4, parent: Path | None = None) -> Iterator[Ben
         activate_softhsm_config(data_dir)
         user_pin, so_pin = secrets.token_hex(16), secrets.token_hex(16)
         ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
-        keys = KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
-                                    user_pin=user_pin, pool_size=pool_size))
+        # As the composition root opens a SoftHSM token (api.keystore): bulk signing in a
+        # process of its own.
+        config = TokenConfig(module_path=module, token_label=recipe.token_label,
+                             user_pin=user_pin, pool_size=pool_size, bulk_process=True)
+        keys = KeyStore(config)
+        pool_keys = KeyStore(dataclasses.replace(config, bulk_process=False))
         try:
-            yield BenchHsm(data_dir=data_dir, recipe=recipe, keys=keys)
+            yield BenchHsm(data_dir=data_dir, recipe=recipe, keys=keys, pool_keys=pool_keys)
         finally:
+            pool_keys.close()
             keys.close()
     finally:
         if before is None:
@@ -404,6 +412,18 @@ def _revision() -> str:
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def child_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a running child process (0 for none), from /proc."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # proc(5): utime and stime are fields 14 and 15, in clock ticks; [1] starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float]:

@@ -13,10 +13,11 @@ processes at the same time is not guarded against.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from pkcs11.exceptions import (
 from pkcs11.mechanisms import KeyType, Mechanism
 from pkcs11.types import Key, Object, Session, SignMixin
 
+from hsm.bulk_signer import BulkSigner
 from hsm.errors import HsmError, HsmUnavailable, KeyExists, KeyNotFound
 from hsm.mechanisms import RSA_HASHES
 from hsm.module import Pkcs11Module, load_module
@@ -74,6 +76,9 @@ class TokenConfig:
     token_label: str
     user_pin: str = field(repr=False)
     pool_size: int = 4
+    bulk_process: bool = False
+    """Sign bulk requests (:meth:`KeyStore.sign_many`) in a child process with its own session
+    (:mod:`hsm.bulk_signer`): for tokens that compute in the calling process, as SoftHSM does."""
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -113,6 +118,10 @@ class KeyStore:
         self._create_lock = threading.Lock()
         self._rsa_keys: dict[str, HsmRsaPrivateKey] = {}
         self._rsa_keys_lock = threading.Lock()
+        # The environment now is the one the module was initialised with (or will be, for the
+        # first key store of the process): the child gets the same.
+        self._bulk = (BulkSigner(config.module_path, config.token_label, config.user_pin,
+                                 dict(os.environ)) if config.bulk_process else None)
 
     @property
     def config(self) -> TokenConfig:
@@ -153,6 +162,8 @@ class KeyStore:
                 return
             self._closed = True
         try:
+            if self._bulk is not None:
+                self._bulk.close()
             self._pool.close()
         finally:
             self._module.release(self._login)
@@ -337,6 +348,20 @@ class KeyStore:
             return signature
 
         return self._run(f"sign with {label!r}", op)
+
+    def sign_many(self, label: str, messages: Sequence[bytes]) -> list[bytes]:
+        """sha256WithRSAEncryption (PKCS#1 v1.5) signatures of ``messages`` by the RSA key
+        ``label``, in order: in the bulk signing process when the configuration asks for one,
+        else one after another on a pooled session."""
+        if self._bulk is not None:
+            return self._bulk.sign_sha256_pkcs1v15(label, messages)
+        return [self.sign_with_mechanism(label, bytes(m), Mechanism.SHA256_RSA_PKCS)
+                for m in messages]
+
+    @property
+    def bulk_signer_pid(self) -> int | None:
+        """The bulk signing process's id while it runs (monitoring and tests)."""
+        return self._bulk.pid if self._bulk is not None else None
 
     def sign_pkcs1v15(self, label: str, data: bytes, hash_name: str = "sha256") -> bytes:
         """RSASSA-PKCS1-v1_5 signature of ``data`` (CKM_SHA256_RSA_PKCS and friends)."""

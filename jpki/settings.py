@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     hsm_user_pin: SecretStr | None = None
     hsm_so_pin: SecretStr | None = None
     hsm_pool_size: int = Field(default=4, ge=1, le=64)
+    # Bulk signing (the batch issuance path) in a child process with its own token session
+    # (hsm.bulk_signer): "auto" does so for SoftHSM, whose signatures use this process's CPU
+    # and would compete with Python for the interpreter's lock; a network HSM signs elsewhere.
+    hsm_bulk_signer: Literal["auto", "process", "pool"] = "auto"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Pending issuance intents older than this are abandoned (treated as revoked).
     pending_timeout_seconds: int = Field(default=300, ge=30)

@@ -10,7 +10,8 @@ with the linted one. cryptography builds and signs in one call, so we split it:
 2. :func:`sign_tbs` has the HSM sign those recorded bytes, assembles the Certificate around
    them (three DER elements), re-parses it with cryptography and checks that its TBS is
    byte-for-byte the linted one and that the signature verifies under the issuer's public key
-   (an HSM fault must not produce a published certificate).
+   (an HSM fault must not produce a published certificate). :func:`sign_tbs_many` does the
+   same for a batch whose signatures the key store makes in one call.
 
 The same split serves CRLs (their builder calls ``sign`` the same way). What is not built by a
 cryptography builder — an OCSP ResponseData, assembled with asn1crypto — is checked before
@@ -20,6 +21,7 @@ the signer's public key before anything uses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from cryptography import x509
@@ -85,10 +87,36 @@ _SHA256_WITH_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")
 def sign_tbs(tbs_der: bytes, key: rsa.RSAPrivateKey,
              issuer_public: rsa.RSAPublicKey) -> x509.Certificate:
     """Sign a recorded TBSCertificate with the CA key and return the checked certificate."""
+    require_sha256_rsa(tbs_der)
+    return checked_certificate(tbs_der, key.sign(tbs_der, padding.PKCS1v15(), hashes.SHA256()),
+                               issuer_public)
+
+
+def sign_tbs_many(tbs_ders: Sequence[bytes], sign_many: Callable[[list[bytes]], list[bytes]],
+                  issuer_public: rsa.RSAPublicKey) -> list[x509.Certificate]:
+    """:func:`sign_tbs` for several TBSCertificates of one CA key, signed by ``sign_many`` in one
+    call (the key store's bulk signing: :meth:`jpki.ports.KeyStore.sign_many`); every
+    certificate is checked as :func:`sign_tbs` checks it."""
+    for tbs in tbs_ders:
+        require_sha256_rsa(tbs)
+    signatures = sign_many(list(tbs_ders))
+    if len(signatures) != len(tbs_ders):
+        raise SignatureMismatch(f"{len(signatures)} signatures for {len(tbs_ders)} "
+                                "certificates")
+    return [checked_certificate(tbs, signature, issuer_public)
+            for tbs, signature in zip(tbs_ders, signatures, strict=True)]
+
+
+def require_sha256_rsa(tbs_der: bytes) -> None:
     if _signature_field(tbs_der) != _SHA256_WITH_RSA:
         # RFC 5280 §4.1.1.2: the outer signatureAlgorithm repeats the TBS's own field.
         raise SignatureMismatch("the TBSCertificate names another signature algorithm")
-    signature = key.sign(tbs_der, padding.PKCS1v15(), hashes.SHA256())
+
+
+def checked_certificate(tbs_der: bytes, signature: bytes,
+                        issuer_public: rsa.RSAPublicKey) -> x509.Certificate:
+    """The certificate of a TBSCertificate and the HSM's signature over it, once the signature
+    verifies under the CA certificate's key and the certificate reads back to the same TBS."""
     # RFC 5280 §4.1: Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
     # signatureValue BIT STRING }, the recorded TBS copied byte for byte (assembled here rather
     # than by asn1crypto, which parsed the whole TBS to do it: 20 times slower).

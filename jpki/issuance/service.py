@@ -24,6 +24,7 @@ serial the HSM may have signed, and an intent is signed at most once (its redeem
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
@@ -79,7 +80,7 @@ from jpki.model import (
 from jpki.municipalities import Municipality
 from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
 from jpki.serials import new_serial, serial_hex
-from jpki.signing import sign_tbs, to_be_signed
+from jpki.signing import sign_tbs, sign_tbs_many, to_be_signed
 from jpki.urls import ServiceUrls
 
 # The request and result types callers use, from where they have always been imported.
@@ -183,8 +184,10 @@ class IssuanceService:
         transaction and one store transaction per chunk of orders, the chunk's records read
         and written with one statement per kind (:meth:`_record_chunk`); a refused order
         leaves nothing behind. The HSM signs one chunk on a signer thread while the next chunk
-        is validated, built and linted, so the single signing stream is kept busy
-        (python-pkcs11 releases the GIL while the token signs).
+        is validated, built and linted, so the single signing stream is kept busy: each CA
+        key's share of a chunk goes to the key store in one call (``KeyStore.sign_many``),
+        which with a software token signs in a process of its own (hsm.bulk_signer) rather
+        than competing with this thread for the interpreter's lock.
         """
         grant.require(Operation.CERTIFICATE_ISSUE_BATCH)
         results: list[list[IssuedCertificate] | JpkiError | None] = [None] * len(orders)
@@ -199,7 +202,7 @@ class IssuanceService:
                     uow.commit()  # 4. this chunk's intents are durable from here on
                 # Queued behind the previous chunk's signing on the one signer thread, before
                 # that chunk is stored: the HSM never waits for a store step.
-                signing = signer.submit(self._sign_all, [r for _, r in batch])
+                signing = signer.submit(self._sign_all, [r for _, r in batch], bulk=True)
                 if pending is not None:
                     self._finish(*pending, results)
                 pending = (batch, signing)
@@ -388,9 +391,11 @@ class IssuanceService:
 
         uow.after_commit(arm)
 
-    def _sign_all(self, batch: Sequence[Recorded], *, parallel: bool = False) -> list[Signed]:
+    def _sign_all(self, batch: Sequence[Recorded], *, parallel: bool = False,
+                  bulk: bool = False) -> list[Signed]:
         """5–6. Redeem each intent's token, sign its recorded TBS in the HSM and check the
-        result. An intent already signed, or not yet recorded, raises before the HSM is asked.
+        result (``bulk``: each CA key's share in one call to the key store's bulk signing).
+        An intent already signed, or not yet recorded, raises before the HSM is asked.
         On a signing failure every intent of the batch is abandoned (reported as revoked) and
         the error raised; a BaseException (a crash) leaves them pending for abandon_stale."""
         intents = [intent for recorded in batch for intent in recorded.intents]
@@ -404,7 +409,8 @@ class IssuanceService:
             self._abandon(redeemed, batch)
             raise
         try:
-            ders = self._sign_intents(intents, parallel=parallel)
+            ders = (self._sign_bulk(intents) if bulk
+                    else self._sign_intents(intents, parallel=parallel))
         except Exception as exc:
             self._abandon(intents, batch)
             if isinstance(exc, JpkiError) and not isinstance(exc, Unavailable):
@@ -429,6 +435,20 @@ class IssuanceService:
         finally:
             wait(futures)  # nothing is left signing behind a failure
         return [first, *(f.result() for f in futures)]
+
+    def _sign_bulk(self, intents: list[Intent]) -> list[bytes]:
+        # One call per CA key (a chunk has the auth CA's and the sign CA's certificates).
+        by_key: dict[str, list[int]] = {}
+        for at, intent in enumerate(intents):
+            by_key.setdefault(intent.draft.generation.key_label, []).append(at)
+        ders: list[bytes] = [b""] * len(intents)
+        for label, places in by_key.items():
+            certificates = sign_tbs_many([intents[at].draft.tbs for at in places],
+                                         functools.partial(self._keys.sign_many, label),
+                                         intents[places[0]].draft.issuer.public_key)
+            for at, certificate in zip(places, certificates, strict=True):
+                ders[at] = certificate.public_bytes(Encoding.DER)
+        return ders
 
     def _sign_one(self, intent: Intent) -> bytes:
         draft = intent.draft

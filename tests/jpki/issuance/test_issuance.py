@@ -282,6 +282,9 @@ class FailingKeys:
     def rsa_key(self, label):
         raise RuntimeError("token removed")
 
+    def sign_many(self, label, messages):
+        raise RuntimeError("token removed")
+
 
 def test_hsm_failure_abandons_the_recorded_intent(services, new_resident, subject_keys,
                                                   operator):
@@ -398,3 +401,71 @@ def test_hsm_failure_in_a_batch_abandons_its_intents(services, new_resident, sub
     with services.uow() as uow:
         (cert,) = uow.certificates.for_resident(rid)
     assert cert.status is CertStatus.ABANDONED
+
+
+class KilledOnce:
+    """The key store's bulk signing, whose child process is killed (SIGKILL) just before the
+    ``at``-th bulk request reaches it — a crash of the signing process in the middle of a
+    batch."""
+
+    def __init__(self, real, at: int) -> None:
+        self._real = real
+        self._at = at
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def sign_many(self, label, messages):
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == self._at:
+            process = self._real._bulk._process
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            # A child that dies between two requests is simply replaced; this one must die
+            # under the request: the store is made to write to it, as it would have.
+            process.poll = lambda: None
+        return self._real.sign_many(label, messages)
+
+
+def test_a_signing_process_killed_mid_batch_abandons_that_chunk_only(
+        services, new_resident, subject_keys, token_config, operator):
+    """Bulk signing in its own process (hsm.bulk_signer, what `jpki serve` uses on SoftHSM):
+    every certificate of the batch verifies; when the process dies under a chunk, that chunk's
+    orders are refused as the HSM being unavailable and their intents abandoned (reported as
+    revoked), the other chunks are issued by a new process, and nothing is signed twice."""
+    from dataclasses import replace
+
+    from hsm import KeyStore
+    from jpki.errors import KeyStoreUnavailable as Unavailable
+    from jpki.issuance.service import IssuanceOrder
+
+    residents = [new_resident() for _ in range(3)]
+    orders = [IssuanceOrder(rid, (KeyRequest(CertKind.CARD_AUTH, subject_keys[2 * i]),
+                                  KeyRequest(CertKind.CARD_SIGN, subject_keys[2 * i + 1])))
+              for i, rid in enumerate(residents)]
+    with KeyStore(replace(token_config, bulk_process=True)) as bulk:
+        keys = KilledOnce(bulk, at=3)  # chunk 1: calls 1–2 (auth CA, sign CA); chunk 2: 3–4
+        services.issuance._keys = keys
+        try:
+            results = services.issuance.issue_batch(ISSUE_BATCH, orders, chunk=1)
+        finally:
+            services.issuance._keys = services.keys
+    assert isinstance(results[0], list) and isinstance(results[2], list)
+    assert isinstance(results[1], Unavailable)
+    with services.uow() as uow:
+        abandoned = uow.certificates.for_resident(residents[1])
+        serials = [c.serial for r in (results[0], results[2]) for c in r]
+    assert {c.status for c in abandoned} == {CertStatus.ABANDONED}
+    assert len(serials) == len(set(serials)) == 4
+    for issued in (results[0], results[2]):
+        for cert in issued:
+            view = services.certificates.show(
+                authorize(operator, Operation.CERTIFICATE_READ), cert.serial)
+            assert view.status == "good"
+            x509.load_der_x509_certificate(cert.der)
+    with services.uow() as uow:
+        services.audit.verify(uow)
