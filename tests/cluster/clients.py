@@ -10,6 +10,8 @@ is then seconds, not minutes, and a propagation delay is timed by the process th
   /v1/certificates/{serial}``): ``{serial: [http status, status, pem]}``.
 - ``issue``: ``count`` card certificate pairs (signature and authentication) issued through one
   node: ``[{serial, kind, pem}]``.
+- ``flood``: ``count`` anonymous requests (a phone's challenge, refused for its purpose) on 8
+  connections: how many were answered with each status.
 - ``propagation``: each certificate revoked on one node, alternately, and the other node watched
   until its OCSP answer (RFC 5019 GET) and its ``POST /v1/status`` both say revoked: the delays,
   from the revocation's acknowledgement.
@@ -24,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -206,8 +209,19 @@ def propagation(args: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-COMMANDS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "statuses": statuses, "issue": issue, "propagation": propagation}
+def flood(args: dict[str, Any]) -> dict[str, int]:
+    def one_connection(count: int) -> list[int]:
+        node = Node(args["url"])
+        return [node.request("POST", "/v1/mobile/challenges", {"purpose": "flood"})[0]
+                for _ in range(count)]
 
-if __name__ == "__main__":
+    with ThreadPoolExecutor(8) as pool:
+        codes = [c for done in pool.map(one_connection, [args["count"] // 8] * 8) for c in done]
+    return {str(code): codes.count(code) for code in sorted(set(codes))}
+
+
+COMMANDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "statuses": statuses, "issue": issue, "propagation": propagation, "flood": flood}
+
+if __name__ == "__main__":  # python -m tests.cluster.clients COMMAND, from the repository root
     json.dump(COMMANDS[sys.argv[1]](json.load(sys.stdin)), sys.stdout)

@@ -243,6 +243,19 @@ def test_the_edge_caches_ocsp_get_answers_and_passes_the_rest(up: dict[str, Any]
     assert "x-cache-status" not in _headers(tmp_path / "api")
 
 
+def test_through_the_edge_each_client_has_its_own_per_source_limit(up: dict[str, Any]) -> None:
+    """Behind nginx and HAProxy, the nodes see the client's address, not the edge's
+    (FORWARDED_ALLOW_IPS names both proxies): a client that floods the anonymous routes through
+    the edge is refused (429), and another client through the same edge is not."""
+    edge = next(f"http://{m['address']}" for m in up["members"] if m["service"] == "nginx")
+    # Burst 100 and 20/s per source and process (JPKI_ANONYMOUS_RATE_*), two nodes: 800 is past
+    # both nodes' buckets.
+    flooded = in_ha("flood", {"url": edge, "count": 800}, host="jpki2")
+    assert flooded.get("429", 0) > 0, flooded
+    other = in_ha("flood", {"url": edge, "count": 16}, host="jpki1")
+    assert other == {"422": 16}, other  # refused for its purpose, not for its rate
+
+
 # --- faults under load: the PostgreSQL leader killed, a jpki node killed ------------------------
 
 LOAD = r'''
@@ -355,9 +368,10 @@ def ocsp_answer(url: str, cert: x509.Certificate) -> tuple[x509.Certificate, ocs
     return issuer, ocsp.load_der_ocsp_response(der)
 
 
-def in_ha(command: str, args: dict[str, Any], timeout: float = 300) -> Any:
-    """One of tests/cluster/clients.py's commands, run in the HAProxy host's namespace."""
-    done = subprocess.run([sys.executable, str(SCRIPT), "exec", "ha", sys.executable, "-m",
+def in_ha(command: str, args: dict[str, Any], timeout: float = 300, host: str = "ha") -> Any:
+    """One of tests/cluster/clients.py's commands, run in a test host's namespace (HAProxy's
+    unless told)."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "exec", host, sys.executable, "-m",
                            "tests.cluster.clients", command], input=json.dumps(args),
                           capture_output=True, text=True, env=_env(), cwd=REPO,
                           timeout=timeout, check=False)
