@@ -112,14 +112,17 @@ def up() -> Iterator[dict[str, Any]]:
         pids = [m["pid"] for m in report["members"] if m["pid"]]
         yield report
     finally:
-        gone = cluster("down", timeout=120)
-        assert gone.returncode == 0, gone.stderr
-        # Everything `up` made is gone: its processes, namespaces, bridge and state directory.
-        assert not [p for p in pids if _alive(p)]
-        assert not _namespaces() & set(NAMESPACES)
-        assert subprocess.run(["ip", "link", "show", f"{PREFIX}-br"], capture_output=True,
-                              check=False).returncode != 0
-        assert not STATE.exists()
+        # JPKI_CLUSTER_TEST_KEEP=1 leaves it up to be looked at after a failure (its logs are in
+        # /tmp/jpki-cluster-jpt/logs); the next run, or `down`, removes it.
+        if not os.environ.get("JPKI_CLUSTER_TEST_KEEP"):
+            gone = cluster("down", timeout=120)
+            assert gone.returncode == 0, gone.stderr
+            # Everything `up` made is gone: its processes, namespaces, bridge and state directory.
+            assert not [p for p in pids if _alive(p)]
+            assert not _namespaces() & set(NAMESPACES)
+            assert subprocess.run(["ip", "link", "show", f"{PREFIX}-br"], capture_output=True,
+                                  check=False).returncode != 0
+            assert not STATE.exists()
 
 
 def test_status_names_one_leader_one_lease_holder_and_every_member_healthy(
@@ -276,7 +279,7 @@ def call(secret, path, body):
     with urllib.request.urlopen(request, timeout=20) as answer:
         return json.loads(answer.read())
 
-issued, revoked, errors, successes, refused = [], [], [], [], []
+issued, revoked, errors, successes, refused, issued_at = [], [], [], [], [], []
 deadline = time.time() + seconds
 i = 0
 while time.time() < deadline:
@@ -298,6 +301,7 @@ while time.time() < deadline:
                 "resident_id": rid, "proofing_id": proof["id"],
                 "auth_public_key": key()})
             issued += [c["serial"] for c in done["certificates"]]
+            issued_at += [time.time()] * len(done["certificates"])
         successes.append(time.time())
     except urllib.error.HTTPError as exc:
         if exc.code < 500:  # a refusal is a bug here, not a failover
@@ -308,7 +312,7 @@ while time.time() < deadline:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         errors.append([time.time(), type(exc).__name__])
         time.sleep(0.2)
-print(json.dumps({"issued": issued, "revoked": revoked, "errors": errors,
+print(json.dumps({"issued": issued, "issued_at": issued_at, "revoked": revoked, "errors": errors,
                   "successes": successes, "refused": refused}))
 '''
 
@@ -347,7 +351,9 @@ def under_load(up: dict[str, Any], fault: Callable[[], None], *, seconds: int = 
     summary = {"faulted_at": faulted_at, "successes": len(result["successes"]),
                "last": max(result["successes"], default=None),
                "errors": result["errors"][:5] + result["errors"][-5:]}
-    assert result["refused"] == [], result["refused"]
+    assert result["refused"] == [], (summary, result["refused"], [
+        (s, t) for s, t in zip(result["issued"], result["issued_at"], strict=True)
+        if any(s in r[2] for r in result["refused"])])
     assert len(after) >= 5, summary  # the service kept (or went back to) answering
     failover = (min(t for t in after if t > min(errors)) - min(errors)) if errors else 0.0
     return LoadRun(result, faulted_at, failover, secret)
