@@ -537,7 +537,7 @@ def test_the_postgresql_leader_cut_off_is_demoted_and_rejoins_without_diverging(
                  if m["service"] == "patroni" and m["host"] == now),
             "SELECT application_name, state FROM pg_stat_replication")
         if (now not in (None, leader) and old.get("role") in ("replica", "sync_standby")
-                and old.get("state") == "running"
+                and old.get("state") == "streaming"
                 and old.get("timeline") == view[now].get("timeline") and streaming):
             break
         assert time.monotonic() < deadline, view
