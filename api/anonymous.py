@@ -5,7 +5,9 @@ the body is read or parsed, before a refusal is audited.
 The source is the client address uvicorn reports (behind a proxy, the address it forwarded, when
 the proxy is one of uvicorn's ``--forwarded-allow-ips``). An IPv6 source is its /64: one
 subscriber's network, in which an address costs nothing to change (RFC 6177). The buckets are
-jpki.rate_limits' (bounded in number, per process) and answer 429 with Retry-After.
+jpki.rate_limits', shared by every process through the database (the services' ``anonymous``):
+a token comes from the block this process holds for the source, in the event loop; when that is
+spent, a new block is leased on a thread. A refusal answers 429 with Retry-After.
 
 A request refused here is not audited, on the relying-party routes either (api.rp_audit): that
 would let anyone append to the audit chain, and sign in the HSM, as fast as they can send.
@@ -18,22 +20,17 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import from_error
-from jpki.rate_limits import RateLimited, TokenBuckets, TooManyRequests
-from jpki.settings import Settings
+from jpki.rate_limits import RateLimited, TokenBuckets
 
 # (method, path) of every route that takes no credentials and does work for its caller. The
 # public documents (CA certificates, CRLs, OCSP) are meant to be fetched by anyone, and cached.
 ROUTES = frozenset(("POST", path) for path in (
     "/v1/mobile/challenges", "/v1/mobile/applications", "/v1/mobile/revocations",
     "/v1/mobile/suspension-lifts", "/v1/mobile/check-ins", "/v1/consents/withdrawals"))
-
-
-def anonymous_buckets(settings: Settings) -> TokenBuckets:
-    return TokenBuckets(settings.anonymous_rate_per_second, settings.anonymous_rate_burst,
-                        error=TooManyRequests)
 
 
 def source(client: Any) -> str:
@@ -68,8 +65,10 @@ class AnonymousLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope.get("method"), scope.get("path")) in ROUTES:
+            buckets, key = self.buckets(), source(scope.get("client"))
             try:
-                self.buckets().take(source(scope.get("client")))
+                if not buckets.try_take(key):
+                    await run_in_threadpool(buckets.take, key)  # a lease: a database write
             except RateLimited as exc:
                 await from_error(exc)(scope, receive, send)
                 return

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import console, metrics, ocsp_traffic, openapi, problems
-from api.anonymous import AnonymousLimit, anonymous_buckets
+from api.anonymous import AnonymousLimit
 from api.auth_guard import AuthGuard
 from api.composition import Services, build_services
 from api.jobs import (
@@ -22,6 +22,7 @@ from api.jobs import (
     MOBILE_SWEEP,
     PUBLISH_CRLS,
     PURGE_CHALLENGES,
+    PURGE_LIMITS,
     RENEW_RESPONDERS,
     ROLL_UP_RP_USAGE,
     SWEEP_UNDELIVERED,
@@ -110,7 +111,8 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     (architecture §3), revoke what was never delivered, keep every CA generation's OCSP
     responder certificate fresh, publish the CRLs that are due, delete the smartphone challenges
     that can no longer be used (anyone may ask for one), sum the relying parties' calls for the
-    dashboard (jpki.store.rp_usage) and, when due, run the layered measures over smartphones
+    dashboard (jpki.store.rp_usage), delete the shared limits' rows that say nothing (whole
+    buckets and budgets) and, when due, run the layered measures over smartphones
     (jpki.mobile.sweep). Each is a job of its own (api.jobs):
     timed, logged, recorded, and not stopped by another's failure."""
     from jpki.authority.ca import CeremonyReport
@@ -155,6 +157,9 @@ def maintenance(services: Services, runner: JobRunner | None = None) -> None:
     runner.run(PUBLISH_CRLS, crls)
     runner.run(PURGE_CHALLENGES, lambda: {"deleted": services.mobile.purge_challenges()})
     runner.run(ROLL_UP_RP_USAGE, services.rp_usage.roll_up)
+    # The shared limits' rows of whole buckets and budgets (jpki.store.limits): a missing row
+    # is a whole one, so this forgets nothing, and the rows of every source ever seen go.
+    runner.run(PURGE_LIMITS, services.limits.purge)
 
     def mobile_sweep() -> dict[str, int]:
         report = services.mobile_sweep.run(authorize(job, Operation.MOBILE_SWEEP))
@@ -250,7 +255,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _observed(app, services)
     app.ocsp_endpoint = metrics.MeteredOcsp(OcspEndpoint(lambda: app.state.services.ocsp),
                                             now=lambda: app.state.services.clock.now())
-    app.state.anonymous_buckets = anonymous_buckets(settings)
     app.auth_guard = AuthGuard(lambda: app.state.services.auth_throttle)
     problems.install(app)
     app.include_router(public.router)
@@ -274,5 +278,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Outside the body guard, so that its refusals on the relying-party routes are audited too.
     app.add_middleware(RefusalAudit, services=lambda: app.state.services)
     # Outermost: a request over its source's rate costs nothing, not even an audit record.
-    app.add_middleware(AnonymousLimit, buckets=lambda: app.state.anonymous_buckets)
+    app.add_middleware(AnonymousLimit, buckets=lambda: app.state.services.anonymous)
     return app

@@ -3,7 +3,8 @@
 A pure-ASGI check in front of FastAPI (see :class:`api.app.JpkiApp`): a caller who has used up
 its failed authentications (jpki.access.auth_throttle) — by source address, or by the client id its
 HTTP Basic credentials name — gets 429 problem+json with ``Retry-After`` for a header scan, a
-base64 decode and two dictionary lookups: no routing, no dependency, no database, no HSM, no
+base64 decode and two dictionary lookups in the cache of blocked keys every process shares
+through the database: no routing, no dependency, no database read of its own, no HSM, no
 thread — and the answer is held for ``refusal_delay`` (a second by default) before it is sent,
 so that a flooding client, which sends again as soon as it is answered, sends one request a
 second per connection instead of keeping the event loop busy. That keeps a flood of bad
@@ -24,8 +25,10 @@ import binascii
 import json
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope, Send
 
+from api.deps import run_claimed
 from jpki.access.auth_throttle import AuthThrottle
 from jpki.access.clients import valid_client_id
 from jpki.errors import AuthThrottled
@@ -58,6 +61,14 @@ class AuthGuard:
             return False  # no credentials: nothing will be checked, nothing to throttle
         client = scope.get("client")
         throttle = self._throttle()
+        # The blocked keys, as every process counted them (jpki.access.auth_throttle): read
+        # again on a thread, not waited for, every POLL_SECONDS; waited for when this process
+        # has not read them for STALE_SECONDS, so that it never admits on a cache that old.
+        if throttle.stale():
+            if throttle.claim_refresh():
+                await run_in_threadpool(throttle.run_claimed_refresh)
+        elif throttle.claim_refresh():
+            run_claimed(throttle.run_claimed_refresh, throttle.release_claim)
         try:
             throttle.check(client[0] if client else None, claimed_client_id(authorization))
         except AuthThrottled as exc:

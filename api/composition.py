@@ -30,7 +30,7 @@ from jpki.jobs import JobLedger
 from jpki.mobile.service import MobileService
 from jpki.mobile.sweep import MobileSweep
 from jpki.ports import Clock, SystemClock
-from jpki.rate_limits import TokenBuckets
+from jpki.rate_limits import TokenBuckets, TooManyRequests
 from jpki.registry.call_centre import CallCentre
 from jpki.registry.cards import CardService
 from jpki.registry.certificates import CertificateQueries
@@ -53,6 +53,7 @@ from jpki.settings import Settings
 from jpki.store import UnitOfWorkFactory, create_store_engine
 from jpki.store.audit_writer import SqlAuditWriter
 from jpki.store.expiry_notices import SqlNoticeSource
+from jpki.store.limits import SqlLimits
 from jpki.store.ocsp import SqlOcspStore
 from jpki.store.ocsp_traffic import SqlOcspTraffic
 from jpki.store.rp_usage import SqlRpUsageRollup
@@ -98,6 +99,11 @@ class Services:
     snapshots: UnitOfWorkFactory
     jobs: JobLedger
     auth_throttle: AuthThrottle
+    # The limits every node shares, in the database (jpki.store.limits): the token buckets
+    # relying parties' calls (in relying_parties) and requests without credentials
+    # (``anonymous``, api.anonymous) lease blocks from, and the failure budgets.
+    limits: SqlLimits
+    anonymous: TokenBuckets
     # The operator console's people (api.console); their failures spend the same budgets.
     console: ConsoleAccounts
     # The group commit the relying-party calls' audit records share (and its writer thread),
@@ -149,7 +155,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
     # transaction on a connection of the group's own (jpki.store.audit_writer).
     audit_writer = SqlAuditWriter(engine)
     group = GroupAudit(uow, audit, batches=audit_writer)
-    throttle = auth_throttle(settings)
+    limits = SqlLimits(engine, read_engine)
+    throttle = auth_throttle(settings, limits)
     return Services(
         settings=settings, recipe=recipe, keys=keys, uow=uow, clock=clock, urls=urls,
         audit=audit, cas=cas,
@@ -175,10 +182,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         mobile_sweep=mobile_sweep(settings, uow, clock, audit),
         relying_parties=RelyingPartyService(
             uow, clock, audit, clients,
-            TokenBuckets(settings.rp_rate_per_second, settings.rp_rate_burst),
+            TokenBuckets(limits, "rp", settings.rp_rate_per_second, settings.rp_rate_burst),
             secret_overlap=timedelta(hours=settings.rp_secret_overlap_hours), read_uow=reader,
             group=group),
-        status_lookup=StatusLookup(uow, clock, audit, read_uow=reader, group=group),
+        status_lookup=StatusLookup(reader, clock, group=group),
         linkage=LinkageService(uow, clock, audit),
         consents=ConsentService(uow, clock, audit),
         latest_basic4=LatestBasic4Service(
@@ -187,6 +194,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, init: bool
         snapshots=UnitOfWorkFactory(read_engine, snapshot=True),
         jobs=JobLedger(uow),
         auth_throttle=throttle,
+        limits=limits,
+        anonymous=TokenBuckets(limits, "anonymous", settings.anonymous_rate_per_second,
+                               settings.anonymous_rate_burst, error=TooManyRequests),
         console=ConsoleAccounts(uow, clock, audit, keys, recipe.client_secret_key_label,
                                 PasswordVerifier(settings.console_password_checks), throttle),
         audit_group=group,
@@ -216,9 +226,12 @@ def mobile_sweep(settings: Settings, uow: UnitOfWorkFactory, clock: Clock,
                        interval=timedelta(seconds=settings.mobile_sweep_interval_seconds))
 
 
-def auth_throttle(settings: Settings) -> AuthThrottle:
+def auth_throttle(settings: Settings, limits: SqlLimits) -> AuthThrottle:
+    """The failure budgets of the settings, counted in the database (``limits``)."""
     window, keys = settings.auth_failure_window_seconds, settings.auth_throttle_max_keys
     return AuthThrottle(
-        by_client=FailureBudgets(settings.auth_failures_per_client, window, keys),
-        by_address=FailureBudgets(settings.auth_failures_per_address, window, keys),
+        by_client=FailureBudgets(limits, "client", settings.auth_failures_per_client, window,
+                                 keys),
+        by_address=FailureBudgets(limits, "address", settings.auth_failures_per_address,
+                                  window, keys),
         refusal_delay=settings.auth_refusal_delay_seconds)

@@ -22,7 +22,8 @@ whose
 5. a legacy hash goes to the bounded Argon2 verifier's own threads (jpki.access.client_secrets) and
 is
    awaited there; when that verifier is full the answer is 503 with Retry-After;
-6. a failed check spends the address's and the id's budgets.
+6. a failed check spends the address's and the id's budgets, in the database every node shares
+   (on a thread).
 
 Memory never decides a refusal for a wrong secret: only a success (or a suspended client, from
 credentials kept fresh) is decided there, and everything else goes through the check, so that
@@ -121,7 +122,10 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
                 raise VerifierBusy("the credential check took too long; retry shortly",
                                    retry_after=1) from None
     except BadCredentials:
-        throttle.failed(address, client_id)
+        # Counted in the database, shared by every node (jpki.access.auth_throttle): a write,
+        # so on a thread, under the same limiter as the checks.
+        await anyio.to_thread.run_sync(throttle.failed, address, client_id,
+                                       limiter=_limiter(services))
         raise
     request.state.principal = verdict.principal
     # Read with the credentials: this request's relying-party admission need not read it again.

@@ -40,6 +40,7 @@ PURGE_CHALLENGES = "purge_challenges"
 MOBILE_SWEEP = "mobile_sweep"
 OCSP_REFRESH = "ocsp_refresh"
 ROLL_UP_RP_USAGE = "roll_up_rp_usage"
+PURGE_LIMITS = "purge_limits"
 
 
 def _observe(job: str, outcome: str, seconds: float, counts: Mapping[str, int]) -> None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hsm.keystore import KeyStore, TokenConfig
-from hsm.softhsm import activate_softhsm_config, default_module_path, ensure_token
+from hsm.softhsm import (
+    activate_softhsm_config,
+    default_module_path,
+    ensure_token,
+    token_readers_lock,
+)
 from jpki.authority.recipe import Recipe
 from jpki.errors import CaNotInitialised
 from jpki.settings import Settings
@@ -35,15 +40,17 @@ def open_keystore(settings: Settings, recipe: Recipe, *, create_token: bool = Fa
             raise CaNotInitialised(f"no HSM PIN for {data_dir}: run `jpki init --data-dir "
                                    f"{data_dir}` or set JPKI_HSM_USER_PIN")
         user_pin = pin
-    if is_softhsm(module):
-        # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
-        activate_softhsm_config(data_dir)
-        if create_token:
-            ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
-    return KeyStore(TokenConfig(module_path=module, token_label=recipe.token_label,
-                                user_pin=user_pin, pool_size=settings.hsm_pool_size,
-                                bulk_process=bulk_signing_process(settings.hsm_bulk_signer,
-                                                                  module)))
+    config = TokenConfig(module_path=module, token_label=recipe.token_label,
+                         user_pin=user_pin, pool_size=settings.hsm_pool_size,
+                         bulk_process=bulk_signing_process(settings.hsm_bulk_signer, module))
+    if not is_softhsm(module):
+        return KeyStore(config)
+    # SoftHSM reads its configuration at C_Initialize: point it at our data directory first.
+    activate_softhsm_config(data_dir)
+    if create_token:
+        ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
+    with token_readers_lock(data_dir):  # never while another process makes a token there
+        return KeyStore(config)
 
 
 def bulk_signing_process(choice: str, module_path: str) -> bool:

@@ -37,12 +37,25 @@ STATUS = {
 
 def problem(status: int, code: str, title: str, detail: str | None = None,
             headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, code, title, detail, **extra), status_code=status,
+                        media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_body(status: int, code: str, title: str, detail: str | None = None,
+                 **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"type": f"urn:jpki:problem:{code}", "title": title,
                             "status": status, "code": code}
     if detail:
         body["detail"] = detail
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def error_body(exc: JpkiError) -> dict[str, Any]:
+    """The problem document of ``exc``, as :func:`from_error` answers it, for one item of a
+    batch's answer (api.routers.certificates)."""
+    return problem_body(STATUS[exc.category], exc.code, exc.title, exc.detail,
+                        context=exc.context or None)
 
 
 def from_error(exc: JpkiError) -> JSONResponse:

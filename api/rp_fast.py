@@ -31,7 +31,10 @@ doing anything with a side effect:
 
 From admission on (the relying party's standing, its rate, the call's scope — which takes a
 token of its bucket) the call is this path's: a refusal from there on is rendered and audited
-here, exactly as the route's exception handler and RefusalAudit would.
+here, exactly as the route's exception handler and RefusalAudit would. The token comes from the
+block of the relying party's shared bucket this process holds (jpki.rate_limits), in the event
+loop; once per block, admission runs on a thread, where the next block is leased from the
+database.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import rp_calls
@@ -53,6 +57,7 @@ from api.schemas import Basic4In, StatusIn
 from jpki.access.authz import Operation
 from jpki.access.clients import valid_client_id
 from jpki.errors import JpkiError
+from jpki.rate_limits import LeaseNeeded
 
 log = logging.getLogger("jpki.api")
 
@@ -167,8 +172,13 @@ class RpFastPath:
         state["principal"] = verdict.principal  # as request.state, for the log and the audit
         scope["route"] = self.routes[path]
         operation = Operation.RP_STATUS if path == STATUS else Operation.RP_BASIC4
+        admit = services.relying_parties.admit
         try:
-            ctx = services.relying_parties.admit(verdict.principal, operation, verdict.standing)
+            try:
+                ctx = admit(verdict.principal, operation, verdict.standing, lease=False)
+            except LeaseNeeded:  # this process's block of tokens is spent: a lease, on a thread
+                ctx = await run_in_threadpool(admit, verdict.principal, operation,
+                                              verdict.standing)
         except JpkiError as exc:
             scope[_CALL] = exc
             return

@@ -309,6 +309,32 @@ class IssuanceOut(BaseModel):
     certificates: list[CertificateOut]
 
 
+# A batch is one chunk of the bulk path (jpki.issuance.service.issue_batch signs 32 orders per
+# chunk): larger batches belong in several requests, each bounded in time. 32 orders with two
+# PEM keys each are about 32 KB, within the default body limit (JPKI_MAX_BODY_BYTES, 64 KiB).
+MAX_BATCH_ORDERS = 32
+
+
+class IssuanceBatchIn(Strict):
+    """Several residents' issuances in one request: a municipality's pre-delivery run
+    (交付前設定), each card's keys generated on the card at the station first."""
+
+    orders: list[IssuanceIn] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
+
+
+class BatchItemOut(BaseModel):
+    """One order's outcome: ``status`` 201 with what was issued, or the problem (RFC 9457)
+    that refused it — an order refused leaves nothing behind and does not stop the others."""
+
+    status: int
+    issued: IssuanceOut | None = None
+    problem: dict[str, Any] | None = None
+
+
+class IssuanceBatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
 class RevocationIn(Strict):
     # RevocationReason.parse also takes snake_case, kebab-case and the number; removeFromCRL is
     # for delta CRLs only (RFC 5280 §5.3.1).

@@ -34,3 +34,24 @@ class HsmUnavailable(HsmError):
 
 class KeyUsageNotPermitted(HsmError, NotImplementedError):
     """The key may not do this (token RSA keys sign; they never decrypt)."""
+
+
+class KeyNotReplicable(HsmError):
+    """The token refused to wrap the key for another token.
+
+    ``reason`` is the PKCS#11 return code the token gave: ``CKR_KEY_UNEXTRACTABLE`` (the key
+    was created never to leave, e.g. before replication existed) or ``CKR_KEY_NOT_WRAPPABLE``
+    (the key may leave only under a wrapping key the security officer marked CKA_TRUSTED).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BundleInvalid(HsmError):
+    """A key bundle is malformed, tampered with, or inconsistent with its certificates."""
+
+
+class WrongTransportKey(HsmError):
+    """A key bundle was wrapped for a transport key this token does not hold."""

@@ -1,8 +1,9 @@
 """Keys kept in a PKCS#11 token: RSA signing keys and HMAC keys, found by label.
 
 Keys are generated inside the token as token objects, sensitive and never
-extractable; this class only ever holds handles. One :class:`KeyStore` serves many
-threads through a pool of sessions (:mod:`hsm.pool`).
+extractable - or, when made *replicable*, extractable only wrapped under a key the security
+officer trusted (:mod:`hsm.replication`); this class only ever holds handles. One
+:class:`KeyStore` serves many threads through a pool of sessions (:mod:`hsm.pool`).
 
 Several key stores may be open at once in one process, also on the same token: the
 login is shared (:mod:`hsm.login`). Two processes may use the same token directory
@@ -56,9 +57,10 @@ _PROTECTION_ATTRIBUTES = {
     "never_extractable": Attribute.NEVER_EXTRACTABLE,
     "private": Attribute.PRIVATE,
     "local": Attribute.LOCAL,
+    "wrap_with_trusted": Attribute.WRAP_WITH_TRUSTED,
 }
 
-# Attributes every secret half gets: a token object, readable only after login,
+# Attributes every secret half gets by default: a token object, readable only after login,
 # whose value the token never reveals, not even wrapped.
 _SECRET_KEY_PROTECTION: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
@@ -66,6 +68,22 @@ _SECRET_KEY_PROTECTION: dict[Attribute, Any] = {
     Attribute.SENSITIVE: True,
     Attribute.EXTRACTABLE: False,
 }
+
+# A replicable secret half: as above, except that the token will wrap it - never reveal it -
+# but only under a wrapping key marked CKA_TRUSTED, which only the security officer can set
+# (PKCS#11 v2.40 §4.8-4.10, key objects; SoftHSM 2.6.1 C_WrapKey answers CKR_KEY_NOT_WRAPPABLE
+# otherwise).
+# CKA_EXTRACTABLE can go from true to false but never back (CKR_ATTRIBUTE_READ_ONLY), so a key
+# made with the template above can never be replicated: see hsm.replication.
+REPLICABLE_KEY_PROTECTION: dict[Attribute, Any] = {
+    **_SECRET_KEY_PROTECTION,
+    Attribute.EXTRACTABLE: True,
+    Attribute.WRAP_WITH_TRUSTED: True,
+}
+
+
+def secret_protection(replicable: bool) -> dict[Attribute, Any]:
+    return dict(REPLICABLE_KEY_PROTECTION if replicable else _SECRET_KEY_PROTECTION)
 
 
 @dataclass(frozen=True)
@@ -263,10 +281,14 @@ class KeyStore:
 
     # -- RSA ----------------------------------------------------------------------
 
-    def generate_rsa_key(self, label: str, bits: int = 2048) -> HsmRsaPrivateKey:
+    def generate_rsa_key(
+        self, label: str, bits: int = 2048, *, replicable: bool = False
+    ) -> HsmRsaPrivateKey:
         """Generate an RSA signing key pair in the token; the key never leaves it.
 
         Both halves are token objects with the same label and a random 16-byte CKA_ID.
+        With ``replicable`` the private half may leave wrapped for another token under a
+        security officer's trusted key (:mod:`hsm.replication`), never in plaintext.
         Raises :class:`KeyExists` if any object already has the label.
         """
         _check_label(label)
@@ -286,7 +308,7 @@ class KeyStore:
                 capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
                 public_template={Attribute.TOKEN: True, Attribute.PRIVATE: False},
                 private_template={
-                    **_SECRET_KEY_PROTECTION,
+                    **secret_protection(replicable),
                     Attribute.SIGN: True,
                     Attribute.DECRYPT: False,
                     Attribute.UNWRAP: False,
@@ -373,11 +395,12 @@ class KeyStore:
 
     # -- HMAC ---------------------------------------------------------------------
 
-    def generate_hmac_key(self, label: str) -> None:
+    def generate_hmac_key(self, label: str, *, replicable: bool = False) -> None:
         """Generate a 256-bit generic secret for HMAC-SHA-256 in the token.
 
         CKK_GENERIC_SECRET: SoftHSM's CKM_GENERIC_SECRET_KEY_GEN makes no other type,
-        and its CKM_SHA256_HMAC accepts it. Raises :class:`KeyExists` if the label is taken.
+        and its CKM_SHA256_HMAC accepts it. ``replicable`` as for :meth:`generate_rsa_key`.
+        Raises :class:`KeyExists` if the label is taken.
         """
         _check_label(label)
 
@@ -392,7 +415,7 @@ class KeyStore:
                 store=True,
                 capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
                 mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
-                template=dict(_SECRET_KEY_PROTECTION),
+                template=secret_protection(replicable),
             )
             pooled.remember(label, ObjectClass.SECRET_KEY, key)
 

@@ -15,8 +15,10 @@ only while no key store is open on it, since that ends every session of the proc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 
 import pkcs11
 from pkcs11.exceptions import PKCS11Error
@@ -119,6 +121,24 @@ class Pkcs11Module:
                 raise HsmUnavailable(f"token {label!r} rejected the user PIN")
             login.refs += 1
             return token, login
+
+    @contextlib.contextmanager
+    def exclusive(self, label: str) -> Iterator[Token]:
+        """The token labelled ``label``, for code that logs in by itself (the replication
+        export logs in as SO, then as user: :mod:`hsm.replication`).
+
+        Holds the module lock throughout, so no key store of this process logs in meanwhile,
+        and refuses while one is open on the token: its login would turn the SO's C_Login into
+        CKR_USER_ANOTHER_ALREADY_LOGGED_IN and a C_Logout here would end its sessions' login.
+        """
+        with self.lock:
+            token = self._find_token(label)
+            if (token.slot.slot_id, token.serial) in self._logins:
+                raise HsmUnavailable(
+                    f"a key store of this process is open on token {label!r}; the security "
+                    "officer's login needs it closed"
+                )
+            yield token
 
     def ensure_login(self, login: TokenLogin, user_pin: str, *, logged_out: bool) -> None:
         with self.lock:

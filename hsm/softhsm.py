@@ -189,10 +189,21 @@ def _run_util(args: list[str], env: dict[str, str], *, action: str) -> str:
 
 
 @contextlib.contextmanager
-def _token_dir_lock(data_dir: Path) -> Iterator[None]:
+def _token_dir_lock(data_dir: Path, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
     with open(data_dir / ".softhsm2.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, mode)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def token_readers_lock(data_dir: Path) -> Iterator[None]:
+    """Hold while a process opens the data directory's tokens (C_Initialize, finding the token
+    by label): shared with other readers, exclusive of :func:`ensure_token`. SoftHSM makes a
+    token in two steps — its directory, then the file holding its label — and a process that
+    scanned the directory between them saw a token without its label ("no token labelled").
+    """
+    with _token_dir_lock(data_dir, fcntl.LOCK_SH):
+        yield

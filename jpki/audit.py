@@ -48,7 +48,7 @@ from datetime import datetime
 from jpki.correlation import current_request_id
 from jpki.errors import AuditChainBroken
 from jpki.model import AuditRecord
-from jpki.ports import Clock, KeyStore, UnitOfWork
+from jpki.ports import AuditedWork, Clock, KeyStore, UnitOfWork
 from jpki.telemetry import NO_TELEMETRY, Telemetry
 
 GENESIS_MAC = "0" * 64
@@ -99,7 +99,7 @@ class AuditLog:
     def _mac(self, prev_mac: str, content: bytes) -> str:
         return self._keys.hmac_sha256(self._label, prev_mac.encode("ascii") + b"\n" + content).hex()
 
-    def record(self, uow: UnitOfWork, *, actor: str, action: str, subject: str,
+    def record(self, uow: AuditedWork, *, actor: str, action: str, subject: str,
                payload: Mapping[str, JsonValue] | None = None) -> None:
         """Stage one record in the caller's unit of work; it is chained and written when that
         unit of work commits, together with the change it describes."""
@@ -130,7 +130,7 @@ class AuditLog:
             prev = mac
         return records
 
-    def _append(self, uow: UnitOfWork, staged: list[Staged]) -> None:
+    def _append(self, uow: AuditedWork, staged: list[Staged]) -> None:
         if not staged:
             return  # everything staged was rolled back with a savepoint
         # The head is locked only now, at the end of the transaction, so concurrent writers

@@ -69,14 +69,15 @@ class KeyStore(Protocol):
     """The HSM as the core sees it: keys by label, never key material."""
 
     def has_key(self, label: str) -> bool: ...
-    def generate_rsa_key(self, label: str, bits: int = 2048) -> RSAPrivateKey: ...
+    def generate_rsa_key(self, label: str, bits: int = 2048, *,
+                         replicable: bool = False) -> RSAPrivateKey: ...
     def rsa_key(self, label: str) -> RSAPrivateKey: ...
     def sign_many(self, label: str, messages: Sequence[bytes]) -> list[bytes]:
         """sha256WithRSAEncryption signatures of ``messages`` by the RSA key ``label``, in
         order, for bulk work (the batch issuance path): the key store may sign them elsewhere
         than in this interpreter (hsm.bulk_signer)."""
         ...
-    def generate_hmac_key(self, label: str) -> None: ...
+    def generate_hmac_key(self, label: str, *, replicable: bool = False) -> None: ...
     def hmac_sha256(self, label: str, data: bytes) -> bytes: ...
     def key_protection(self, label: str) -> Mapping[str, bool]: ...
 
@@ -557,10 +558,39 @@ AuditBatchFactory = Callable[[], AbstractContextManager[AuditBatch]]
 # --- Narrow ports -----------------------------------------------------------------------------
 # A service that needs only a few repositories is given a unit of work typed as just those, so
 # that the type checker refuses a reach into the rest (architecture §2.3). The store's unit of
-# work satisfies each of them structurally; the composition root passes the same factory.
+# work satisfies each of them structurally; the composition root passes the same factory. The
+# contexts declare their own (jpki.registry.ports, jpki.relying_parties.ports,
+# jpki.mobile.ports) from the pieces here and those of the shared rules they call
+# (jpki.lifecycle), and no module of those three names :class:`UnitOfWork`
+# (tests/test_ports.py).
 
 
-class CrlUnitOfWork(Protocol):
+class Transaction(Protocol):
+    """One database transaction, as every narrow port has it: entered, committed by the
+    service that owns the use case (§10.6), rolled back when left without :meth:`commit`."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+    def commit(self) -> None: ...
+
+
+class CommitHooks(Protocol):
+    """:meth:`UnitOfWork.on_commit` and :meth:`UnitOfWork.after_commit`."""
+
+    def on_commit(self, callback: Callable[[], None]) -> None: ...
+    def after_commit(self, callback: Callable[[], None]) -> None: ...
+
+
+class AuditedWork(CommitHooks, Protocol):
+    """What :meth:`jpki.audit.AuditLog.record` stages a record in: the audit chain, and the
+    hooks that chain it just before the commit and report it once committed."""
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+
+class CrlUnitOfWork(Transaction, Protocol):
     """What CRL publication reads and writes: the CA generations, the CRL shards and the record
     of publications. Revocations reach it through :class:`CrlEntrySource`,
     never through the certificate repository."""
@@ -569,11 +599,6 @@ class CrlUnitOfWork(Protocol):
     def cas(self) -> CaRepository: ...
     @property
     def crls(self) -> CrlRepository: ...
-
-    def __enter__(self) -> Self: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
-    def commit(self) -> None: ...
 
 
 CrlUnitOfWorkFactory = Callable[[], CrlUnitOfWork]

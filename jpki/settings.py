@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Pending issuance intents older than this are abandoned (treated as revoked).
     pending_timeout_seconds: int = Field(default=300, ge=30)
-    # Relying parties (jpki.relying_parties.service): a token bucket per relying party and process.
+    # Relying parties (jpki.relying_parties.service): a token bucket per relying party, shared
+    # by every process and node through the database (jpki.rate_limits).
     rp_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
     rp_rate_burst: int = Field(default=40, ge=1, le=10_000_000)
     # A rotated client secret stays valid this long unless the rotation says otherwise.
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
     # Below the recipe's renewal threshold, so that it fails only when renewal has failed.
     ready_responder_days: int = Field(default=2, ge=0, le=365)
     # Requests made without credentials (the phone's and the holder's signed requests): a
-    # token bucket per source address (an IPv6 /64) and process, like the relying parties'.
+    # token bucket per source address (an IPv6 /64), shared like the relying parties'.
     anonymous_rate_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
     anonymous_rate_burst: int = Field(default=100, ge=1, le=10_000_000)
     # Smartphone challenges handed out and neither used nor expired (jpki.mobile.service): at most
@@ -76,7 +77,9 @@ class Settings(BaseSettings):
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
     http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     # Authentication (jpki.access.auth_throttle): failed checks allowed per client id and per source
-    # address, refilled over the window; beyond them 429 without checking anything.
+    # address, refilled over the window, counted in the database every node shares; beyond
+    # them 429 without checking anything. The max keys bound each process's cache of blocked
+    # ones.
     auth_failures_per_client: int = Field(default=10, ge=1, le=1_000_000)
     auth_failures_per_address: int = Field(default=50, ge=1, le=1_000_000)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)

@@ -51,6 +51,8 @@ COMMANDS: dict[str, Entry] = {
     "client": Entry("api.cli.client", "API clients (operators, stations, call centre, RPs)."),
     "audit": Entry("api.cli.audit", "The hash-chained audit log."),
     "ca": Entry("api.cli.ca", "CA generations."),
+    "hsm": Entry("api.cli.hsm", "HSM tokens: the key-replication ceremony (wrapped export and "
+                 "import)."),
     "crl": Entry("api.cli.crl", "Certificate revocation lists."),
     "ocsp": Entry("api.cli.ocsp", "The OCSP responder's pre-signed responses."),
     "mobile": Entry("api.cli.mobile", "Smartphone certificates."),

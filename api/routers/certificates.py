@@ -8,12 +8,23 @@ from fastapi import APIRouter, Depends
 
 from api.deps import ServicesDep, authorized
 from api.openapi import problems
+from api.problems import STATUS, error_body
 from api.request_fields import Serial
 from api.routers.convert import certificate_out, revocation_out
-from api.schemas import CertificateOut, IssuanceIn, IssuanceOut, RevocationIn, RevocationOut
+from api.schemas import (
+    BatchItemOut,
+    CertificateOut,
+    IssuanceBatchIn,
+    IssuanceBatchOut,
+    IssuanceIn,
+    IssuanceOut,
+    RevocationIn,
+    RevocationOut,
+)
 from jpki.access.authz import Grant, Operation, authorize
-from jpki.errors import InvalidInput
-from jpki.issuance.service import IssuedCertificate, KeyRequest
+from jpki.errors import Category, InvalidInput, JpkiError
+from jpki.issuance.card import validate as validate_order
+from jpki.issuance.service import IssuanceOrder, IssuedCertificate, KeyRequest
 from jpki.lifecycle.cards import CardSpec
 from jpki.model import CertKind, RevocationReason
 from jpki.serials import parse_serial
@@ -22,6 +33,8 @@ router = APIRouter(tags=["certificates"])
 
 Issue = Annotated[Grant[Literal[Operation.CERTIFICATE_ISSUE]],
                   Depends(authorized(Operation.CERTIFICATE_ISSUE))]
+IssueBatch = Annotated[Grant[Literal[Operation.CERTIFICATE_ISSUE_BATCH]],
+                       Depends(authorized(Operation.CERTIFICATE_ISSUE_BATCH))]
 Renew = Annotated[Grant[Literal[Operation.CERTIFICATE_RENEW]],
                   Depends(authorized(Operation.CERTIFICATE_RENEW))]
 Revoke = Annotated[Grant[Literal[Operation.CERTIFICATE_REVOKE]],
@@ -49,7 +62,8 @@ def _card(body: IssuanceIn) -> CardSpec | None:
 
 
 def _out(issued: list[IssuedCertificate], services: ServicesDep,
-         grant: Grant[Literal[Operation.CERTIFICATE_ISSUE, Operation.CERTIFICATE_RENEW]]
+         grant: Grant[Literal[Operation.CERTIFICATE_ISSUE, Operation.CERTIFICATE_RENEW,
+                              Operation.CERTIFICATE_ISSUE_BATCH]]
          ) -> IssuanceOut:
     # The issuing station reads what it was issued (the table lets every issuer read).
     read: Grant[Literal[Operation.CERTIFICATE_READ]] = authorize(grant.principal,
@@ -65,6 +79,38 @@ def issue(body: IssuanceIn, grant: Issue, services: ServicesDep) -> IssuanceOut:
     issued = services.issuance.issue(grant, body.resident_id, _requests(body), _card(body),
                                      proofing_id=body.proofing_id)
     return _out(issued, services, grant)
+
+
+@router.post("/v1/stations/certificate-batches", response_model=IssuanceBatchOut,
+             responses=problems(400, 422))
+def issue_batch(body: IssuanceBatchIn, grant: IssueBatch,
+                services: ServicesDep) -> IssuanceBatchOut:
+    """Each order as POST /v1/stations/certificates would issue it, through the bulk path (one
+    intent and one store transaction per chunk, the HSM signing a chunk while the next is
+    built). A malformed order (a key that is no public key, keys of one kind twice) refuses the
+    whole request, before anything is issued, with its index in the problem's context. Then 200
+    with one result per order, in order: an order a rule or the state refuses is answered with
+    its problem and leaves nothing behind; the others are issued."""
+    orders = []
+    for index, item in enumerate(body.orders):
+        try:
+            order = IssuanceOrder(item.resident_id, tuple(_requests(item)), _card(item),
+                                  proofing_id=item.proofing_id)
+            validate_order(order)
+        except JpkiError as exc:
+            if exc.category is Category.INVALID_INPUT:
+                exc.detail = f"order {index}: {exc.detail}"
+                exc.context["order"] = index
+                raise
+        orders.append(order)
+    results = []
+    for outcome in services.issuance.issue_batch(grant, orders):
+        if isinstance(outcome, JpkiError):
+            results.append(BatchItemOut(status=STATUS[outcome.category],
+                                        problem=error_body(outcome)))
+        else:
+            results.append(BatchItemOut(status=201, issued=_out(outcome, services, grant)))
+    return IssuanceBatchOut(results=results)
 
 
 @router.post("/v1/stations/renewals", status_code=201, response_model=IssuanceOut,

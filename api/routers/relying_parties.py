@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
@@ -39,6 +40,7 @@ from jpki.access.authz import Grant, Operation
 from jpki.access.principals import Principal
 from jpki.model import ClientStatus
 from jpki.protocol.cms import InvalidSignedData
+from jpki.rate_limits import LeaseNeeded
 from jpki.relying_parties.service import RelyingPartyView, RpContext
 
 router = APIRouter(tags=["relying parties"])
@@ -130,10 +132,14 @@ def admitted(operation: P) -> Callable[..., Coroutine[Any, Any, RpContext[P]]]:
                          principal: Annotated[Principal, Depends(authenticate)],
                          services: ServicesDep) -> RpContext[P]:
         standing = getattr(request.state, "rp_standing", None)
+        ctx = None
         if standing is not None:
-            ctx = services.relying_parties.admit(principal, operation, standing)
-        else:  # read here, so on a thread
-            ctx = await run_in_threadpool(services.relying_parties.admit, principal, operation)
+            with contextlib.suppress(LeaseNeeded):  # then admitted on a thread, below
+                ctx = services.relying_parties.admit(principal, operation, standing,
+                                                     lease=False)
+        if ctx is None:  # the standing read here, or a block of tokens leased: on a thread
+            ctx = await run_in_threadpool(services.relying_parties.admit, principal, operation,
+                                          standing)
         request.state.relying_party = ctx.rp_id
         return ctx
 

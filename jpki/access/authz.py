@@ -79,6 +79,7 @@ class Operation(StrEnum):
     CA_CEREMONY = "ca.ceremony"
     CA_ROLLOVER = "ca.rollover"
     RESPONDERS_RENEW = "ca.responders_renew"
+    KEY_REPLICATION = "ca.key_replication"
     CLIENT_CREATE = "client.create"
     CLIENT_READ = "client.read"
     CLIENT_SET_STATUS = "client.set_status"
@@ -197,6 +198,9 @@ TABLE: Final[Mapping[Operation, Rule]] = MappingProxyType({
     # The key ceremony and API clients belong to whoever holds the HSM PIN (architecture §1).
     Operation.CA_CEREMONY: Rule(_LOCAL),
     Operation.CA_ROLLOVER: Rule(_LOCAL),
+    # Copying the CA's keys to another node's token (hsm.replication): the same holder, and the
+    # token asks the security officer's PIN besides.
+    Operation.KEY_REPLICATION: Rule(_LOCAL),
     Operation.RESPONDERS_RENEW: Rule(_HOUSEKEEPING),
     Operation.CLIENT_CREATE: Rule(_LOCAL),
     # A supervisor (a national operator) sees the clients and suspends or resumes stations;

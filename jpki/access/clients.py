@@ -65,7 +65,7 @@ from jpki.audit import AuditLog
 from jpki.errors import BadCredentials, ClientSuspended, Forbidden, InvalidInput, VerifierBusy
 from jpki.model import ApiClient, ClientCredentials, ClientRole, ClientStatus, RpStanding
 from jpki.municipalities import validate_municipality_code
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, CommitHooks, UnitOfWorkFactory
 
 log = logging.getLogger("jpki.access.clients")
 
@@ -205,7 +205,7 @@ class ClientService:
                            changed_at=now)
         return NewClient(client=client, client_secret=secret)
 
-    def rotate_in(self, uow: UnitOfWork, client: ApiClient, overlap: timedelta,
+    def rotate_in(self, uow: CommitHooks, client: ApiClient, overlap: timedelta,
                   now: datetime) -> str:
         """Give ``client`` (loaded in ``uow``) a new secret; the current one stays valid for
         ``overlap`` (zero: refused at once). Returns the new secret, which is shown once."""

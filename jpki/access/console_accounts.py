@@ -21,7 +21,7 @@ Sign-in (NIST SP 800-63B §5.1.1, §5.1.4; RFC 6238):
 - **Lockout**: ``MAX_FAILURES`` failed factors in a row lock the account for ``LOCK_FOR``,
   recorded in the database (so every node and process honours it) and audited; a sign-in
   during a lockout is refused without any check. Failures also spend per-address and
-  per-user-name budgets (jpki.access.auth_throttle) held in the serving process.
+  per-user-name budgets (jpki.access.auth_throttle), counted in the database like the lockout.
 - Every refusal answers alike (:class:`ConsoleLoginFailed`); the audit record says why.
 
 Sessions. The cookie holds 256 random bits; the database keeps only their SHA-256. A session is
@@ -262,6 +262,7 @@ class ConsoleAccounts:
     def begin(self, username: str, password: str, address: str | None) -> SignIn:
         """The first factor. Returns a session waiting for the code."""
         name = username if USERNAME.fullmatch(username) else None
+        self._throttle.refresh_if_due()  # the keys other processes blocked (on this thread)
         self._throttle.check(address, name)
         if name is None or not 0 < len(password) <= MAX_PASSWORD:
             self._verifier.verify(None, password[:MAX_PASSWORD])  # the same cost
@@ -289,6 +290,7 @@ class ConsoleAccounts:
     def second_factor(self, token: str, code: str, address: str | None) -> SignIn:
         """The TOTP code for a session from :meth:`begin`. Returns the active session, under a
         new token; the old one is gone."""
+        self._throttle.refresh_if_due()
         now = self._clock.now()
         with self._uow() as uow:
             session = uow.console.session(_digest(token))

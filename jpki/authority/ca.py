@@ -4,6 +4,16 @@
 interrupted half-way resumes (a key generated in the token before a crash is found by its label and
 used, never generated twice). `jpki ca rollover` adds a generation: same DN, new key (§1.1: all
 generations share one DN; issuers are told apart by key identifier and signature).
+
+Which keys may leave the token: every key the ceremony makes - the CA generations' keys, their
+OCSP responders' keys, the audit and client-secret HMAC keys - is created *replicable*: sensitive
+(never readable), extractable only wrapped under a key the token's security officer marked
+trusted (CKA_WRAP_WITH_TRUSTED, hsm.keystore.REPLICABLE_KEY_PROTECTION). Every node of a cluster
+signs with the same CA and responder keys and checks the same audit chain and client secrets, so
+each of them must reach every node's token, by the ceremony of hsm.replication (docs/deployment.md,
+"Key replication ceremony"). Anything else hsm makes (its transport keys, keys made outside the
+ceremony) keeps the default: never extractable. Keys made before replication existed are never
+extractable too, and the token refuses to wrap them (CKR_KEY_UNEXTRACTABLE).
 """
 
 from __future__ import annotations
@@ -69,14 +79,14 @@ class CaService:
         if self._keys.has_key(label):
             report.unchanged.append(f"audit key {label}")
         else:
-            self._keys.generate_hmac_key(label)
+            self._keys.generate_hmac_key(label, replicable=True)
             report.created.append(f"audit key {label} (HMAC-SHA-256, in the token)")
         # Added by a later revision: `jpki init` on an older data directory creates it alone.
         label = self._recipe.client_secret_key_label
         if self._keys.has_key(label):
             report.unchanged.append(f"client-secret key {label}")
         else:
-            self._keys.generate_hmac_key(label)
+            self._keys.generate_hmac_key(label, replicable=True)
             report.created.append(f"client-secret key {label} (HMAC-SHA-256, in the token)")
         self._seed_municipalities(actor, report)
         for ca in CaKind:
@@ -135,7 +145,7 @@ class CaService:
             key = self._keys.rsa_key(label)
             report.unchanged.append(f"key {label} (already in the token)")
         else:
-            key = self._keys.generate_rsa_key(label, recipe.key_bits)
+            key = self._keys.generate_rsa_key(label, recipe.key_bits, replicable=True)
         public = key.public_key()
         not_before, not_after = root_validity(recipe, self._clock.now())
         builder = build_root(recipe, public, new_serial(), not_before, not_after)
@@ -185,7 +195,7 @@ class CaService:
         if self._keys.has_key(label):
             key = self._keys.rsa_key(label)
         else:
-            key = self._keys.generate_rsa_key(label, 2048)
+            key = self._keys.generate_rsa_key(label, 2048, replicable=True)
         issuer = self.issuer_of(gen)
         not_after = min(now + timedelta(days=self._recipe.responder.validity_days), gen.not_after)
         serial = new_serial()

@@ -9,10 +9,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Protocol
 
 from jpki.errors import CardConflict, CardExpired, CardInactive, InvalidInput
 from jpki.model import Card, CardFacts, CardStatus, CertKind, Resident
-from jpki.ports import UnitOfWork
 from jpki.validity import card_expiry, jst_date
 
 _CARD_NUMBER = re.compile(r"^[A-Z0-9]{8,32}$")
@@ -79,7 +79,22 @@ def choose_card(birth_date: date, spec: CardSpec | None, active: Card | CardFact
     return CardChoice(existing=None, number=number, expires_on=expires)
 
 
-def resolve_card(uow: UnitOfWork, resident: Resident, spec: CardSpec | None,
+class CardRecords(Protocol):
+    """The cards :func:`resolve_card` reads and adds."""
+
+    def add(self, card: Card) -> None: ...
+    def get_by_number(self, number: str) -> Card | None: ...
+    def active_for_resident(self, resident_id: str) -> Card | None: ...
+
+
+class CardWork(Protocol):
+    """What :func:`resolve_card` reads and writes (architecture §2.3: narrow ports)."""
+
+    @property
+    def cards(self) -> CardRecords: ...
+
+
+def resolve_card(uow: CardWork, resident: Resident, spec: CardSpec | None,
                  now: datetime) -> Card:
     """The resident's active card, created on first issuance when the resident has none."""
     active = uow.cards.active_for_resident(resident.id)

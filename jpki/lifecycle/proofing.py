@@ -4,12 +4,11 @@ them (jpki.registry.counter); issuance, renewal and a PIN reset each consume one
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from jpki.access.principals import Principal
 from jpki.errors import PolicyViolation
 from jpki.model import ProofingFacts, ProofingRecord
-from jpki.ports import UnitOfWork
 
 
 class ProofingRequired(PolicyViolation):
@@ -48,7 +47,18 @@ def require_proofing_id(proofing_id: str | None) -> str:
     return proofing_key(proofing_id)
 
 
-def consume_proofing(uow: UnitOfWork, actor: Principal, proofing_id: str | None,
+class ProofingReads(Protocol):
+    def get(self, proofing_id: str, *, for_update: bool = False) -> ProofingRecord | None: ...
+
+
+class ProofingWork(Protocol):
+    """What :func:`consume_proofing` reads and changes (architecture §2.3: narrow ports)."""
+
+    @property
+    def proofings(self) -> ProofingReads: ...
+
+
+def consume_proofing(uow: ProofingWork, actor: Principal, proofing_id: str | None,
                      resident_id: str, purpose: str, now: datetime) -> ProofingRecord:
     """Check and use up a proofing record inside the caller's transaction."""
     key = require_proofing_id(proofing_id)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from jpki.access.authz import Grant
 from jpki.errors import ResidentInactive, ResidentNotFound
 from jpki.model import Resident, ResidentFacts, ResidentStatus
-from jpki.ports import UnitOfWork
 
 R = TypeVar("R", Resident, ResidentFacts)
 
@@ -23,6 +22,19 @@ def check_active_resident(resident: R | None, resident_id: str, grant: Grant) ->
     return resident
 
 
-def load_active_resident(uow: UnitOfWork, resident_id: str, grant: Grant) -> Resident:
+class ResidentReads(Protocol):
+    """The one read of a resident these rules make (and most services): by id, maybe locked."""
+
+    def get(self, resident_id: str, *, for_update: bool = False) -> Resident | None: ...
+
+
+class ResidentWork(Protocol):
+    """What :func:`load_active_resident` reads (architecture §2.3: narrow ports)."""
+
+    @property
+    def residents(self) -> ResidentReads: ...
+
+
+def load_active_resident(uow: ResidentWork, resident_id: str, grant: Grant) -> Resident:
     return check_active_resident(uow.residents.get(resident_id, for_update=True), resident_id,
                                  grant)

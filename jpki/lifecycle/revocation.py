@@ -23,15 +23,17 @@ own rules (jpki.mobile.service).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import HoldNotReleasable
 from jpki.lifecycle.crl_entries import crl_entry
 from jpki.model import Certificate, CertStatus, RevocationReason
-from jpki.ports import UnitOfWork
+from jpki.ports import AuditedWork
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,21 @@ def release_hold(cert: Certificate, at: datetime) -> None:
     cert.hold_released_at = at
 
 
-def revoke_in(uow: UnitOfWork, audit: AuditLog, actor: Principal, cert: Certificate,
+class LinkedCertificates(Protocol):
+    def linked_to(self, cert_id: int) -> Sequence[Certificate]:
+        """The mobile certificates linked to this card certificate (the cascade below)."""
+        ...
+
+
+class RevocationWork(AuditedWork, Protocol):
+    """What :func:`revoke_in` reads and writes besides the certificate it is given: the
+    certificates linked to it, and the audit chain (architecture §2.3: narrow ports)."""
+
+    @property
+    def certificates(self) -> LinkedCertificates: ...
+
+
+def revoke_in(uow: RevocationWork, audit: AuditLog, actor: Principal, cert: Certificate,
               reason: RevocationReason, revoked_at: datetime, recorded_at: datetime,
               cause: str) -> RevocationResult:
     """Revoke inside the caller's unit of work and audit it; the caller commits."""

@@ -54,6 +54,7 @@ from jpki.issuance_port import (
     IssuedCertificate,
 )
 from jpki.lifecycle.revocation import RevocationResult, release_hold, revoke_in
+from jpki.mobile.ports import MobileUnitOfWorkFactory, MobileWork
 from jpki.mobile.rules import (
     SignerRefused,
     active_resident,
@@ -84,7 +85,7 @@ from jpki.model import (
     Resident,
     RevocationReason,
 )
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 from jpki.protocol.cms import verify_signed_data
 from jpki.protocol.mobile import (
     ChallengePurpose,
@@ -146,24 +147,24 @@ class _Application:
     ``verify`` runs inside the transaction that records the intents, ``settle`` inside the one
     that stores the certificates."""
 
-    def __init__(self, verify: Callable[[UnitOfWork, datetime], DeviceOrder],
-                 settle: Callable[[UnitOfWork, DeviceOrder, datetime], None] | None = None,
+    def __init__(self, verify: Callable[[MobileWork, datetime], DeviceOrder],
+                 settle: Callable[[MobileWork, DeviceOrder, datetime], None] | None = None,
                  ) -> None:
         self._verify = verify
         self._settle = settle
         self.order: DeviceOrder | None = None
 
-    def verify(self, uow: UnitOfWork, now: datetime) -> DeviceOrder:
+    def verify(self, uow: MobileWork, now: datetime) -> DeviceOrder:
         self.order = self._verify(uow, now)
         return self.order
 
-    def settle(self, uow: UnitOfWork, now: datetime) -> None:
+    def settle(self, uow: MobileWork, now: datetime) -> None:
         if self._settle is not None and self.order is not None:
             self._settle(uow, self.order, now)
 
 
 class MobileService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+    def __init__(self, uow_factory: MobileUnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  issuance: DeviceIssuance,
                  max_outstanding: int = 10_000, max_per_source: int = 100) -> None:
         self._uow = uow_factory
@@ -212,7 +213,7 @@ class MobileService:
             uow.commit()
         return deleted
 
-    def _consume_challenge(self, uow: UnitOfWork, challenge: bytes, purpose: str,
+    def _consume_challenge(self, uow: MobileWork, challenge: bytes, purpose: str,
                            now: datetime) -> None:
         use_challenge(uow.mobile.challenge(hashlib.sha256(challenge).hexdigest(),
                                            for_update=True), purpose, now)
@@ -220,12 +221,12 @@ class MobileService:
     # --- who signed ----------------------------------------------------------------------
 
     @staticmethod
-    def _our_certificate(uow: UnitOfWork, signer: x509.Certificate) -> Certificate:
+    def _our_certificate(uow: MobileWork, signer: x509.Certificate) -> Certificate:
         return issued_by_us(uow.certificates.get_by_serial(format(signer.serial_number, "x"),
                                                            for_update=True),
                             signer.public_bytes(Encoding.DER))
 
-    def _current_card_certificate(self, uow: UnitOfWork, cert: Certificate,
+    def _current_card_certificate(self, uow: MobileWork, cert: Certificate,
                                   now: datetime) -> Resident:
         check_card_signer(cert, now)
         check_not_superseded(
@@ -251,7 +252,7 @@ class MobileService:
             # The application names the holder's card signing certificate; a signature by any
             # other certificate (another person's card) does not make it theirs.
             raise SignerRefused("the application is not signed by the card it names")
-        def verify(uow: UnitOfWork, now: datetime) -> DeviceOrder:
+        def verify(uow: MobileWork, now: datetime) -> DeviceOrder:
             self._consume_challenge(uow, challenge, doc.PURPOSE, now)
             card_sign = self._our_certificate(uow, verified.signer)
             resident = self._current_card_certificate(uow, card_sign, now)
@@ -274,7 +275,7 @@ class MobileService:
             return DeviceOrder(resident=resident, device_id=device.id,
                                requests=device_requests(keys, card_sign, card_auth, history))
 
-        def supersede(uow: UnitOfWork, order: DeviceOrder, now: datetime) -> None:
+        def supersede(uow: MobileWork, order: DeviceOrder, now: datetime) -> None:
             actor = authorize(Principal.holder(order.resident.id),
                               Operation.MOBILE_APPLY).principal
             # One device per person: the new one supersedes the others, in the transaction
@@ -297,7 +298,7 @@ class MobileService:
                             chain=list(issued.chain),
                             linked={c.serial: cards[c.kind] for c in issued.certificates})
 
-    def _retire(self, uow: UnitOfWork, actor: Principal, device: MobileDevice,
+    def _retire(self, uow: MobileWork, actor: Principal, device: MobileDevice,
                 status: DeviceStatus, reason: RevocationReason, now: datetime,
                 cause: str) -> list[RevocationResult]:
         device.status = status
@@ -314,7 +315,7 @@ class MobileService:
 
     # --- the holder's own requests --------------------------------------------------------
 
-    def _holder_request(self, uow: UnitOfWork, signed_der: bytes, document: type[R],
+    def _holder_request(self, uow: MobileWork, signed_der: bytes, document: type[R],
                         now: datetime) -> tuple[R, MobileDevice, Certificate]:
         """A request signed by the device's mobile auth key or by the holder's card signing
         key, about that device; returns (document, device, signer certificate)."""
@@ -359,7 +360,7 @@ class MobileService:
     def lift_suspension(self, signed_der: bytes) -> MobileIssued:
         """The phone was found: release the auth hold (removeFromCRL), revoke the held signing
         certificate and issue a new one to the same device with the key the phone sent."""
-        def verify(uow: UnitOfWork, now: datetime) -> DeviceOrder:
+        def verify(uow: MobileWork, now: datetime) -> DeviceOrder:
             doc, device, _ = self._holder_request(uow, signed_der, MobileSuspensionLift, now)
             auth, sign = held_pair(device, uow.certificates.for_device(device.id), now)
             key = load_subject_key(doc.sign_public_key)

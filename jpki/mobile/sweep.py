@@ -36,6 +36,7 @@ from jpki.access.principals import Principal
 from jpki.audit import AuditLog
 from jpki.errors import InvalidInput, NotFound
 from jpki.lifecycle.revocation import revoke_in
+from jpki.mobile.ports import SweepUnitOfWork, SweepUnitOfWorkFactory
 from jpki.mobile.rules import sweep_reason
 from jpki.model import (
     CertStatus,
@@ -44,7 +45,7 @@ from jpki.model import (
     MobileSweepReport,
     RevocationReason,
 )
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 
 BATCH = 200
 _SWEEP_ID = re.compile(r"[0-9a-f]{32}")
@@ -62,7 +63,7 @@ def _batches(items: Sequence[T]) -> list[Sequence[T]]:
 
 
 class MobileSweep:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog, *,
+    def __init__(self, uow_factory: SweepUnitOfWorkFactory, clock: Clock, audit: AuditLog, *,
                  flag_after: timedelta = timedelta(days=90),
                  hold_after: timedelta | None = timedelta(days=180),
                  interval: timedelta = timedelta(hours=1)) -> None:
@@ -118,8 +119,8 @@ class MobileSweep:
         return report
 
     def _in_batches(self, ids: Sequence[str], sweep_id: str, action: str,
-                    step: Callable[[UnitOfWork, str], bool],
-                    audit: Callable[[UnitOfWork, list[str]], None] | None = None) -> list[str]:
+                    step: Callable[[SweepUnitOfWork, str], bool],
+                    audit: Callable[[SweepUnitOfWork, list[str]], None] | None = None) -> list[str]:
         """Apply ``step`` to each id, a batch per transaction; the ids it acted on are the
         report's items of ``action``, committed with the changes."""
         done: list[str] = []
@@ -137,7 +138,7 @@ class MobileSweep:
         with self._uow() as uow:
             candidates = uow.certificates.mobile_orphans(now)
 
-        def step(uow: UnitOfWork, serial: str) -> bool:
+        def step(uow: SweepUnitOfWork, serial: str) -> bool:
             cert = uow.certificates.get_by_serial(serial, for_update=True)
             if cert is None or not cert.is_valid(now):
                 return False
@@ -152,7 +153,7 @@ class MobileSweep:
         return self._in_batches(candidates, sweep_id, "revoked", step)
 
     @staticmethod
-    def _silent(uow: UnitOfWork, device_id: str, before: datetime) -> MobileDevice | None:
+    def _silent(uow: SweepUnitOfWork, device_id: str, before: datetime) -> MobileDevice | None:
         device = uow.mobile.device(device_id, for_update=True)
         # Re-read under the lock: a check-in committed since the candidates were listed wins.
         if device is None or device.status is not DeviceStatus.ACTIVE or \
@@ -165,14 +166,14 @@ class MobileSweep:
         with self._uow() as uow:
             candidates = uow.mobile.silent_device_ids(before, unflagged=True)
 
-        def step(uow: UnitOfWork, device_id: str) -> bool:
+        def step(uow: SweepUnitOfWork, device_id: str) -> bool:
             device = self._silent(uow, device_id, before)
             if device is None or device.flagged_at is not None:
                 return False
             device.flagged_at = now
             return True
 
-        def audit(uow: UnitOfWork, flagged: list[str]) -> None:
+        def audit(uow: SweepUnitOfWork, flagged: list[str]) -> None:
             self._audit.record(uow, actor=actor.actor, action="mobile.devices_flagged",
                                subject="mobile", payload={
                                    "devices": flagged, "silent_days": self.flag_after.days})
@@ -186,7 +187,7 @@ class MobileSweep:
         with self._uow() as uow:
             candidates = uow.mobile.silent_device_ids(before)
 
-        def step(uow: UnitOfWork, device_id: str) -> bool:
+        def step(uow: SweepUnitOfWork, device_id: str) -> bool:
             device = self._silent(uow, device_id, before)
             if device is None:
                 return False
@@ -201,7 +202,7 @@ class MobileSweep:
                 device.flagged_at = now
             return held
 
-        def audit(uow: UnitOfWork, held: list[str]) -> None:
+        def audit(uow: SweepUnitOfWork, held: list[str]) -> None:
             self._audit.record(uow, actor=actor.actor, action="mobile.devices_held",
                                subject="mobile", payload={
                                    "devices": held, "silent_days": self.hold_after.days

@@ -29,7 +29,8 @@ from jpki.model import (
     ResidentStatus,
     RevocationReason,
 )
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import CallCentreUnitOfWorkFactory
 
 
 class CallerNotVerified(NotFound):
@@ -72,7 +73,8 @@ class CallerFile:
 
 
 class CallCentre:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: CallCentreUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit

@@ -29,7 +29,8 @@ from jpki.errors import CardConflict, CardInactive, CardNotFound, ResidentNotFou
 from jpki.lifecycle.cards import CardSpec, resolve_card, validate_card_number
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import Card, CardStatus, RevocationReason
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import CardEventsUnitOfWork, CardEventsUnitOfWorkFactory
 
 
 class CardEvent(StrEnum):
@@ -45,7 +46,8 @@ class CardEventOutcome:
 
 
 class CardService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: CardEventsUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
@@ -143,7 +145,7 @@ class CardService:
             uow.commit()
         return CardEventOutcome(card=card, revocations=revocations)
 
-    def _act_on_certificates(self, uow: UnitOfWork, actor: Principal, card: Card,
+    def _act_on_certificates(self, uow: CardEventsUnitOfWork, actor: Principal, card: Card,
                              reason: RevocationReason, now: datetime,
                              cause: str) -> list[RevocationResult]:
         results = []

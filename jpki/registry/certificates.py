@@ -9,7 +9,11 @@ from typing import Literal
 from jpki.access.authz import Grant, Operation
 from jpki.errors import CertificateNotFound, ResidentNotFound
 from jpki.model import Certificate, CertStatus
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import (
+    CertificateQueryUnitOfWork,
+    CertificateQueryUnitOfWorkFactory,
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def status_of(cert: Certificate, now: datetime) -> str:
     return "good"
 
 
-def view_of(uow: UnitOfWork, cert: Certificate, now: datetime) -> CertificateView:
+def view_of(uow: CertificateQueryUnitOfWork, cert: Certificate, now: datetime) -> CertificateView:
     def serial(cert_id: int | None) -> str | None:
         if cert_id is None:
             return None
@@ -70,7 +74,7 @@ def view_of(uow: UnitOfWork, cert: Certificate, now: datetime) -> CertificateVie
 
 
 class CertificateQueries:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow_factory: CertificateQueryUnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow_factory
         self._clock = clock
 

@@ -27,7 +27,8 @@ from jpki.lifecycle.proofing import PROOFING_LIFETIME, consume_proofing
 from jpki.lifecycle.residents import check_active_resident, load_active_resident
 from jpki.lifecycle.revocation import RevocationResult, revoke_in
 from jpki.model import Certificate, CertStatus, ProofingRecord, Resident, RevocationReason
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import CounterUnitOfWork, CounterUnitOfWorkFactory
 from jpki.registry.proofing import Assessment, Evidence, assess, evaluate
 from jpki.validity import age_on, jst_date
 
@@ -46,7 +47,7 @@ class PinResetAuthorisation:
 
 
 class CounterService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+    def __init__(self, uow_factory: CounterUnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  undelivered_timeout: timedelta = timedelta(hours=24)) -> None:
         self._uow = uow_factory
         self._clock = clock
@@ -158,7 +159,7 @@ class CounterService:
         return [c.serial for c in stale]
 
     @staticmethod
-    def _undelivered(uow: UnitOfWork,
+    def _undelivered(uow: CounterUnitOfWork,
                      grant: Grant[Literal[Operation.DELIVERY_CONFIRM, Operation.DELIVERY_ABANDON]],
                      actor: Principal, serial: str) -> Certificate:
         """A certificate issued for a counter, which ``actor`` may confirm or abandon: a station

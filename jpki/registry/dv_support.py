@@ -25,7 +25,8 @@ from jpki.audit import AuditLog
 from jpki.errors import Conflict, Forbidden, InvalidInput, NotFound
 from jpki.lifecycle.residents import load_active_resident
 from jpki.model import DvRequest, Resident
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import DvFilingWork, DvSupportUnitOfWorkFactory
 
 
 class DvCategory(StrEnum):
@@ -67,7 +68,7 @@ class DvAsk:
     category: DvCategory
 
 
-def file_request(uow: UnitOfWork, audit: AuditLog, actor: str, resident: Resident, *,
+def file_request(uow: DvFilingWork, audit: AuditLog, actor: str, resident: Resident, *,
                  turn_on: bool, category: DvCategory, now: datetime) -> DvRequest:
     """Ask, in ``uow``'s transaction, to set or lift ``resident``'s measures: the first half of
     the two-person rule, shared by :meth:`DvSupport.request` and a registration that asks at
@@ -88,7 +89,8 @@ def file_request(uow: UnitOfWork, audit: AuditLog, actor: str, resident: Residen
 
 
 class DvSupport:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: DvSupportUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit

@@ -41,7 +41,8 @@ from jpki.audit import AuditLog
 from jpki.errors import InvalidInput, MunicipalityNotFound
 from jpki.model import CertKind
 from jpki.municipalities import validate_municipality_code
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import ExpiryNoticesUnitOfWorkFactory
 from jpki.validity import JST, jst_date
 
 # A notice run looks months ahead, not years: a window longer than this is a mistake (and a
@@ -163,8 +164,8 @@ def _grouped(rows: Iterator[NoticeRow], show_protected: bool) -> Iterator[Expiry
 
 
 class ExpiryNotices:
-    def __init__(self, source: NoticeSource, uow_factory: UnitOfWorkFactory, clock: Clock,
-                 audit: AuditLog) -> None:
+    def __init__(self, source: NoticeSource, uow_factory: ExpiryNoticesUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._source = source
         self._uow = uow_factory
         self._clock = clock

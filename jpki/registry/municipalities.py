@@ -44,7 +44,8 @@ from jpki.municipalities import (
     shard_name,
     validate_municipality_code,
 )
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import MunicipalitiesUnitOfWork, MunicipalitiesUnitOfWorkFactory
 
 # 市区町村 names: no ASCII (the romaji is its own field), no space but one between a designated
 # city and its ward (札幌市 中央区, as japancode writes them), each part ending in its kind.
@@ -108,7 +109,8 @@ def _romaji(name_ja: str, kana: str | None, romaji: str | None) -> str:
 
 
 class MunicipalityRegistry:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: MunicipalitiesUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
@@ -229,13 +231,14 @@ class MunicipalityRegistry:
     # --- the rules ----------------------------------------------------------------------------
 
     @staticmethod
-    def _load(uow: UnitOfWork, code: str, *, for_update: bool = False) -> Municipality:
+    def _load(uow: MunicipalitiesUnitOfWork, code: str,
+              *, for_update: bool = False) -> Municipality:
         m = uow.municipalities.get(code, for_update=for_update)
         if m is None:
             raise MunicipalityNotFound("the municipality is not registered", code=code)
         return m
 
-    def _view(self, uow: UnitOfWork, code: str) -> MunicipalityView:
+    def _view(self, uow: MunicipalitiesUnitOfWork, code: str) -> MunicipalityView:
         return MunicipalityView(self._load(uow, code), tuple(uow.municipalities.shards(code)),
                                 uow.municipalities.resident_count(code))
 
@@ -246,7 +249,7 @@ class MunicipalityRegistry:
                                      merged_into=m.merged_into or "")
 
     @staticmethod
-    def _check_name_free(uow: UnitOfWork, shard: CrlShard) -> CrlShard | None:
+    def _check_name_free(uow: MunicipalitiesUnitOfWork, shard: CrlShard) -> CrlShard | None:
         """The shard with ``shard``'s distribution-point name, if it is ``shard``'s
         municipality's own; CrlNameTaken if another municipality's."""
         found = uow.municipalities.shard_named(shard.prefecture_romaji, shard.city_romaji)
@@ -256,7 +259,7 @@ class MunicipalityRegistry:
                                municipality=found.municipality_code)
         return found
 
-    def _shard_for(self, uow: UnitOfWork, m: Municipality, romaji: str,
+    def _shard_for(self, uow: MunicipalitiesUnitOfWork, m: Municipality, romaji: str,
                    now: datetime) -> str:
         """The shard of ``m`` renamed to ``romaji``: its own earlier shard of that name,
         reopened, or a new one; the current one is closed."""

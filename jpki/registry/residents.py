@@ -41,8 +41,9 @@ from jpki.model import (
     RevocationReason,
 )
 from jpki.municipalities import Municipality, validate_municipality_code
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 from jpki.registry.dv_support import DvAsk, file_request
+from jpki.registry.ports import ResidentsUnitOfWork, ResidentsUnitOfWorkFactory
 from jpki.validity import JST, jst_date
 
 SIGNING_KINDS = (CertKind.CARD_SIGN, CertKind.MOBILE_SIGN)
@@ -120,7 +121,8 @@ def _check_birth(birth: date, today: date) -> date:
 
 
 class ResidentService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: ResidentsUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
@@ -247,7 +249,7 @@ class ResidentService:
         return EventOutcome(resident=resident, changed=True, revocations=revocations)
 
     @staticmethod
-    def _municipality(uow: UnitOfWork, raw: str | None) -> str | None:
+    def _municipality(uow: ResidentsUnitOfWork, raw: str | None) -> str | None:
         if raw is None:
             return None
         code = validate_municipality_code(raw)
@@ -280,7 +282,7 @@ class ResidentService:
                               normalize_address(_need(event.address, "address")))
         raise InvalidInput("unknown event kind", field="kind")  # pragma: no cover
 
-    def _revoke(self, uow: UnitOfWork, actor: Principal, resident: Resident,
+    def _revoke(self, uow: ResidentsUnitOfWork, actor: Principal, resident: Resident,
                 kinds: tuple[CertKind, ...] | None, reason: RevocationReason,
                 revoked_at: datetime, now: datetime, cause: str) -> list[RevocationResult]:
         results: list[RevocationResult] = []

@@ -40,7 +40,8 @@ from jpki.audit import AuditLog
 from jpki.errors import Conflict, InvalidInput, NotFound
 from jpki.lifecycle.residents import load_active_resident
 from jpki.model import ApiClient, ClientRole, ClientStatus, StationTask
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.registry.ports import StationTasksUnitOfWork, StationTasksUnitOfWorkFactory
 from jpki.registry.proofing import Document, Evidence, evaluate
 from jpki.validity import age_on, jst_date
 
@@ -122,7 +123,8 @@ def _serves(client: ApiClient, municipality: str | None) -> bool:
 
 
 class StationTasks:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: StationTasksUnitOfWorkFactory,
+                 clock: Clock, audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit
@@ -274,7 +276,7 @@ class StationTasks:
         return dict(serials)
 
     @staticmethod
-    def _visible(uow: UnitOfWork, grant: Grant[Literal[Operation.STATION_TASK_CREATE,
+    def _visible(uow: StationTasksUnitOfWork, grant: Grant[Literal[Operation.STATION_TASK_CREATE,
                                                          Operation.STATION_TASK_READ]],
                  task_id: str, *, for_update: bool = False) -> StationTask:
         task = uow.station_tasks.get(task_id[:32], for_update=for_update)
@@ -286,7 +288,7 @@ class StationTasks:
         return task
 
     @staticmethod
-    def _get(uow: UnitOfWork, task_id: str) -> StationTask:
+    def _get(uow: StationTasksUnitOfWork, task_id: str) -> StationTask:
         task = uow.station_tasks.get(task_id)
         assert task is not None
         return task

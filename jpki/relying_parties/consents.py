@@ -59,12 +59,17 @@ from jpki.errors import (
     PolicyViolation,
 )
 from jpki.model import Certificate, CertStatus, Consent
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 from jpki.protocol.consent import CONSENT_ID, ConsentInvalid, ConsentStatement, ConsentWithdrawal
 from jpki.relying_parties.holder_signatures import (
     HolderSignature,
     signed_while_valid,
     verify_holder_signature,
+)
+from jpki.relying_parties.ports import (
+    ConsentRecording,
+    ConsentsUnitOfWorkFactory,
+    StandingConsentWork,
 )
 from jpki.relying_parties.service import RpContext
 
@@ -122,7 +127,7 @@ def _signing_certificate(signature: HolderSignature) -> Certificate:
     return cert
 
 
-def record_consent(uow: UnitOfWork, audit: AuditLog, ctx: RpContext, der: bytes, purpose: str,
+def record_consent(uow: ConsentRecording, audit: AuditLog, ctx: RpContext, der: bytes, purpose: str,
                    now: datetime, max_lifetime: timedelta) -> Consent:
     """Checks 1-7 of the module docstring, then stage the consent in ``uow``."""
     signature = verify_holder_signature(uow, der)
@@ -196,7 +201,7 @@ def check_standing(consent: S | None, rp_id: str, now: datetime) -> S:
     return consent
 
 
-def load_standing_consent(uow: UnitOfWork, rp_id: str, consent_id: str, now: datetime,
+def load_standing_consent(uow: StandingConsentWork, rp_id: str, consent_id: str, now: datetime,
                           *, for_update: bool = False) -> Consent:
     consent = uow.consents.get(consent_id, for_update=for_update) \
         if valid_consent_id(consent_id) else None
@@ -206,7 +211,8 @@ def load_standing_consent(uow: UnitOfWork, rp_id: str, consent_id: str, now: dat
 class ConsentService:
     """The holder's side: withdrawal."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: ConsentsUnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit

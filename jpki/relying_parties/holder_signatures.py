@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from jpki.model import Certificate, CertStatus
-from jpki.ports import UnitOfWork
 from jpki.protocol.cms import VerifiedSignedData, verify_signed_data
+from jpki.relying_parties.ports import SignerWork
 from jpki.serials import serial_hex
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -44,7 +44,7 @@ class HolderSignature:
         return serial_hex(self.verified.signer.serial_number)
 
 
-def verify_holder_signature(uow: UnitOfWork, der: bytes) -> HolderSignature:
+def verify_holder_signature(uow: SignerWork, der: bytes) -> HolderSignature:
     """Verify the CMS (raising :class:`jpki.protocol.cms.InvalidSignedData`) and find its signer
     among
     the certificates this CA issued."""

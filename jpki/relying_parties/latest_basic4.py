@@ -48,7 +48,7 @@ from jpki.audit import AuditLog, JsonValue
 from jpki.errors import InvalidInput, NotFound
 from jpki.group_audit import Check, GroupAudit
 from jpki.model import Certificate, Consent, ResidentStatus, StandingConsent
-from jpki.ports import Clock, DisclosureReads, LineReads, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, DisclosureReads, LineReads
 from jpki.relying_parties.consents import (
     ConsentPurposeMismatch,
     check_standing,
@@ -57,6 +57,7 @@ from jpki.relying_parties.consents import (
 )
 from jpki.relying_parties.holder_signatures import valid_at
 from jpki.relying_parties.linkage import successors_of
+from jpki.relying_parties.ports import Basic4UnitOfWork, Basic4UnitOfWorkFactory
 from jpki.relying_parties.service import RpContext
 
 _NOT_AVAILABLE = "no information can be provided under this consent now"
@@ -101,11 +102,11 @@ def current_signing_certificate(uow: LineReads, signer_id: int,
 
 
 class LatestBasic4Service:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 consent_max_lifetime: timedelta = timedelta(days=365),
-                 group: GroupAudit | None = None) -> None:
+    def __init__(self, uow_factory: Basic4UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+                 consent_max_lifetime: timedelta = timedelta(days=365), *,
+                 group: GroupAudit) -> None:
         self._uow = uow_factory
-        self._group = group or GroupAudit(uow_factory, audit)
+        self._group = group
         self._clock = clock
         self._audit = audit
         self.consent_max_lifetime = consent_max_lifetime
@@ -227,7 +228,8 @@ class LatestBasic4Service:
                             resident_id=record.resident_id)
 
     @staticmethod
-    def _evaluate(uow: UnitOfWork, record: Consent, now: datetime) -> Basic4Answer | str | None:
+    def _evaluate(uow: Basic4UnitOfWork, record: Consent,
+                  now: datetime) -> Basic4Answer | str | None:
         """The answer; or the id of a resident under DV support measures; or None when there
         is nothing to give (no valid current signing certificate, the record ended)."""
         resident = uow.residents.get(record.resident_id)
@@ -247,7 +249,7 @@ class LatestBasic4Service:
                             expires_at=record.expires_at, items=items,
                             resident_id=resident.id)
 
-    def _audit_provided(self, uow: UnitOfWork, ctx: RpContext, record: Consent, purpose: str,
+    def _audit_provided(self, uow: Basic4UnitOfWork, ctx: RpContext, record: Consent, purpose: str,
                         answer: Basic4Answer) -> None:
         self._audit.record(uow, actor=ctx.actor, action="basic4.provided", subject=record.id,
                            payload=self._provided(ctx, record, purpose, answer))

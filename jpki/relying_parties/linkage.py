@@ -45,13 +45,14 @@ from jpki.access.authz import Operation
 from jpki.audit import AuditLog
 from jpki.errors import Forbidden, InvalidInput
 from jpki.model import Certificate, StatusRow
-from jpki.ports import Clock, LineReads, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, LineReads
 from jpki.relying_parties.consents import load_standing_consent
 from jpki.relying_parties.holder_signatures import (
     signed_while_valid,
     valid_at,
     verify_holder_signature,
 )
+from jpki.relying_parties.ports import LinkageUnitOfWorkFactory
 from jpki.relying_parties.service import RpContext
 from jpki.relying_parties.status_lookup import status_for
 from jpki.serials import parse_serial
@@ -96,7 +97,7 @@ def successors_of(uow: LineReads, cert: Certificate) -> list[Certificate]:
     return chain
 
 
-def sibling_serial(uow: UnitOfWork, cert: Certificate | None) -> str | None:
+def sibling_serial(uow: LineReads, cert: Certificate | None) -> str | None:
     if cert is None or cert.sibling_id is None:
         return None
     other = uow.certificates.get(cert.sibling_id)
@@ -104,7 +105,8 @@ def sibling_serial(uow: UnitOfWork, cert: Certificate | None) -> str | None:
 
 
 class LinkageService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, uow_factory: LinkageUnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._audit = audit

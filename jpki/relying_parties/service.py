@@ -64,9 +64,14 @@ from jpki.model import (
     RelyingPartyKind,
     RpStanding,
 )
-from jpki.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock
 from jpki.protocol.consent import PURPOSE, RP_ID
 from jpki.rate_limits import TokenBuckets
+from jpki.relying_parties.ports import (
+    AdmissionUnitOfWorkFactory,
+    RelyingPartiesUnitOfWork,
+    RelyingPartiesUnitOfWorkFactory,
+)
 
 MAX_PURPOSES = 20
 _NAME_MAX = 100
@@ -192,14 +197,14 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
 
 
 class RelyingPartyService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 clients: ClientService, buckets: TokenBuckets,
+    def __init__(self, uow_factory: RelyingPartiesUnitOfWorkFactory, clock: Clock,
+                 audit: AuditLog, clients: ClientService, buckets: TokenBuckets,
                  secret_overlap: timedelta = timedelta(hours=24),
-                 read_uow: UnitOfWorkFactory | None = None,
-                 group: GroupAudit | None = None) -> None:
+                 read_uow: AdmissionUnitOfWorkFactory | None = None, *,
+                 group: GroupAudit) -> None:
         self._uow = uow_factory
-        self._read_uow = read_uow or uow_factory  # admission only reads
-        self._group = group or GroupAudit(uow_factory, audit)
+        self._read_uow: AdmissionUnitOfWorkFactory = read_uow or uow_factory  # only reads
+        self._group = group
         self._clock = clock
         self._audit = audit
         self.clients = clients
@@ -326,9 +331,15 @@ class RelyingPartyService:
     # --- calls ----------------------------------------------------------------------------
 
     def admit(self, principal: Principal, operation: P,
-              standing: RpStanding | None = None) -> RpContext[P]:
+              standing: RpStanding | None = None, *, lease: bool = True) -> RpContext[P]:
         """After authentication: a relying party's client, registered, active, within its
         rate, and allowed ``operation`` (its scope) by the table of jpki.access.authz.
+
+        The rate is a token of the relying party's bucket, shared by every process through the
+        database (jpki.rate_limits). Without ``lease`` (on the event loop) admission never
+        waits for the database: when this process's block of tokens is spent it raises
+        :class:`jpki.rate_limits.LeaseNeeded`, having changed nothing, and the caller admits
+        again on a thread.
 
         ``standing`` is the relying party as the same request's authentication read it, in the
         statement that read the credentials, or as kept with them
@@ -350,7 +361,7 @@ class RelyingPartyService:
         if standing.parent_status not in (None, ClientStatus.ACTIVE):
             raise RelyingPartySuspended("the relying party's platform operator is suspended",
                                         relying_party=rp_id)
-        self.buckets.take(rp_id)
+        self.buckets.admit(rp_id, lease=lease)
         grant = authorize(principal, operation)  # the call's scope
         return RpContext(grant=grant, rp_id=rp_id, purposes=standing.purposes)
 
@@ -384,7 +395,7 @@ class RelyingPartyService:
     # --- helpers --------------------------------------------------------------------------
 
     @staticmethod
-    def _load(uow: UnitOfWork, rp_id: str) -> RelyingParty:
+    def _load(uow: RelyingPartiesUnitOfWork, rp_id: str) -> RelyingParty:
         # An id that cannot exist is not looked up (PostgreSQL errs on a NUL in text).
         rp = uow.relying_parties.get(rp_id) if RP_ID.fullmatch(rp_id) else None
         if rp is None:

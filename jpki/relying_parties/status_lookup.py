@@ -58,12 +58,13 @@ from itertools import islice
 from typing import Literal, NamedTuple
 
 from jpki.access.authz import Operation
-from jpki.audit import AuditLog, JsonValue
+from jpki.audit import JsonValue
 from jpki.change_feed import LOOKBACK, POLL_SECONDS
 from jpki.errors import InvalidInput, InvalidSerial, TooLarge
 from jpki.group_audit import Done, GroupAudit
 from jpki.model import CertStatus, StatusRow
-from jpki.ports import Clock, UnitOfWorkFactory
+from jpki.ports import Clock
+from jpki.relying_parties.ports import StatusUnitOfWorkFactory
 from jpki.relying_parties.service import RpContext
 from jpki.serials import parse_serial
 
@@ -191,7 +192,7 @@ class StatusRows:
     on that clock, could miss changes recorded in between.
     """
 
-    def __init__(self, read_uow: UnitOfWorkFactory, clock: Clock, *, size: int = CACHE_SIZE,
+    def __init__(self, read_uow: StatusUnitOfWorkFactory, clock: Clock, *, size: int = CACHE_SIZE,
                  refresh_seconds: float = REFRESH_SECONDS,
                  max_stale_seconds: float = MAX_STALE_SECONDS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -338,12 +339,11 @@ class StatusRows:
 
 
 class StatusLookup:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
-                 read_uow: UnitOfWorkFactory | None = None,
-                 group: GroupAudit | None = None, rows: StatusRows | None = None) -> None:
+    def __init__(self, read_uow: StatusUnitOfWorkFactory, clock: Clock, *, group: GroupAudit,
+                 rows: StatusRows | None = None) -> None:
         self._clock = clock
-        self._group = group or GroupAudit(uow_factory, audit)
-        self.rows = rows or StatusRows(read_uow or uow_factory, clock)
+        self._group = group
+        self.rows = rows or StatusRows(read_uow, clock)
 
     def lookup(self, ctx: RpContext[Literal[Operation.RP_STATUS]], purpose: str,
                serials: list[str]) -> StatusAnswer:

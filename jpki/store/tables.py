@@ -561,6 +561,41 @@ console_sessions = Table(
     Column("last_seen_at", UtcDateTime, nullable=False, index=True),
 )
 
+# The limits every node of a deployment must agree on (docs/deployment.md, "What must hold
+# across nodes"), kept here rather than in any one process (jpki.store.limits).
+#
+# One token bucket per (scope, subject): a relying party's calls ("rp"), or a source address's
+# requests without credentials ("anonymous"). Nodes lease blocks of tokens from it with one
+# atomic statement (jpki.rate_limits). Times are seconds since the epoch on the database's
+# clock. ``granted`` is what the last lease took (an UPDATE's RETURNING gives the new row only);
+# ``full_at`` when the bucket is whole again, so that a row past it can be deleted: a missing
+# row is a whole bucket.
+rate_buckets = Table(
+    "rate_buckets", metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("subject", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", Float, nullable=False),
+    Column("granted", Integer, nullable=False),
+    Column("full_at", Float, nullable=False, index=True),
+)
+
+# One budget of failed authentications per (kind, subject): a client id or console user name
+# ("client"), or a source address ("address") (jpki.access.auth_throttle). Each failure is
+# counted here; ``blocked_until`` is set while the budget is spent, and every node reads the
+# blocked keys (an index range) into a short-lived cache.
+auth_failures = Table(
+    "auth_failures", metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("subject", String(64), primary_key=True),
+    Column("remaining", Float, nullable=False),
+    Column("counted_at", Float, nullable=False),
+    Column("blocked_until", Float, nullable=True, index=True),
+    Column("reported_at", Float, nullable=True),  # when the log last said it was spent
+    Column("reported", Integer, nullable=False),  # 1: the last failure was the one said so
+    Column("whole_at", Float, nullable=False, index=True),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 

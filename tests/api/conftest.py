@@ -23,9 +23,10 @@ def api(services: Services, operator: Principal,
         caplog: pytest.LogCaptureFixture) -> Iterator[Api]:
     caplog.set_level(logging.DEBUG)
     # Failure budgets out of the way: the matrices here send many wrong credentials from one
-    # test client on purpose. tests/api/test_auth_throttle.py tests the budgets themselves.
-    services.auth_throttle = AuthThrottle(by_client=FailureBudgets(10**6, 60),
-                                          by_address=FailureBudgets(10**6, 60), refusal_delay=0)
+    # test client on purpose. tests/jpki/test_shared_limits.py tests the budgets themselves.
+    services.auth_throttle = AuthThrottle(
+        by_client=FailureBudgets(services.limits, "client", 10**6, 60),
+        by_address=FailureBudgets(services.limits, "address", 10**6, 60), refusal_delay=0)
     app = create_app(services.settings, services=services)
     # raise_server_exceptions: an unexpected exception fails the test instead of hiding in a 500.
     client = TestClient(app, raise_server_exceptions=True)

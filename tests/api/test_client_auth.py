@@ -234,9 +234,10 @@ def test_without_the_client_secret_key_legacy_secrets_still_work_and_new_ones_wa
 
 
 def budgets(api: Api, *, per_client: int = 1000, per_address: int = 1000) -> None:
-    api.services.auth_throttle = AuthThrottle(by_client=FailureBudgets(per_client, 60),
-                                              by_address=FailureBudgets(per_address, 60),
-                                              refusal_delay=0)
+    limits = api.services.limits
+    api.services.auth_throttle = AuthThrottle(
+        by_client=FailureBudgets(limits, "client", per_client, 60),
+        by_address=FailureBudgets(limits, "address", per_address, 60), refusal_delay=0)
 
 
 def test_failures_for_one_client_id_are_throttled_without_checking_anything(api: Api) -> None:

@@ -51,8 +51,9 @@ def now() -> list[float]:
 @pytest.fixture
 def slow_buckets(api: Api, now: list[float]) -> TokenBuckets:
     """2 requests a second, a burst of 4, on a clock the test moves."""
-    buckets = TokenBuckets(2, 4, monotonic=lambda: now[0], error=TooManyRequests)
-    api.http.app.state.anonymous_buckets = buckets
+    buckets = TokenBuckets(api.services.limits, "anonymous", 2, 4, clock=lambda: now[0],
+                           error=TooManyRequests)
+    api.services.anonymous = buckets
     return buckets
 
 

@@ -18,7 +18,7 @@ from tests.api.harness import ADULT, Api
 pytestmark = pytest.mark.hsm
 
 MAINTENANCE = ["abandon_stale_intents", "mobile_sweep", "publish_crls", "purge_challenges",
-               "renew_responders", "roll_up_rp_usage", "sweep_undelivered"]
+               "purge_limits", "renew_responders", "roll_up_rp_usage", "sweep_undelivered"]
 # The mobile sweep runs at most once per JPKI_MOBILE_SWEEP_INTERVAL_SECONDS (an hour by default;
 # tests/api/test_mobile_sweeps.py), the others on every tick.
 EVERY_TICK = [j for j in MAINTENANCE if j != "mobile_sweep"]
@@ -42,6 +42,7 @@ def test_each_maintenance_job_is_recorded_with_what_it_did(api: Api, clock: Any)
     assert first["publish_crls"]["counts"] == {"full": scopes, "delta": 0}
     assert first["abandon_stale_intents"]["counts"] == {"abandoned": 0}
     assert first["purge_challenges"]["counts"] == {"deleted": 0}
+    assert first["purge_limits"]["counts"] == {"buckets": 0, "budgets": 0}
     assert first["roll_up_rp_usage"]["counts"]["calls"] == 0
     assert first["mobile_sweep"]["counts"] == {"revoked": 0, "flagged": 0, "held": 0}
     for job in first.values():

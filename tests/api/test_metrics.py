@@ -205,7 +205,8 @@ def _rp(api: Api) -> tuple[str, dict[str, str]]:
 def test_relying_party_calls_and_rate_limit_refusals_by_relying_party(api: Api) -> None:
     rp, headers = _rp(api)
     now = [0.0]
-    api.services.relying_parties.buckets = TokenBuckets(1, 2, monotonic=lambda: now[0])
+    api.services.relying_parties.buckets = TokenBuckets(api.services.limits, "rp", 1, 2,
+                                                        clock=lambda: now[0])
     d = Delta(api)
     body = {"purpose": "test", "serials": ["12"]}
     for _ in range(2):

@@ -33,7 +33,7 @@ from api.in_process import free_port
 from jpki.access.auth_throttle import AuthThrottle, FailureBudgets
 from jpki.access.authz import Operation, authorize
 from jpki.model import ClientRole
-from jpki.rate_limits import TokenBuckets
+from jpki.rate_limits import TokenBuckets, TooManyRequests
 from tests.conftest import LiveServer, serve
 from tests.holder_kit import CA_OPERATOR
 
@@ -69,12 +69,12 @@ def credentials(services: Services, role: str) -> str | None:
 
 @pytest.fixture
 def server(services: Services) -> Iterator[LiveServer]:
-    # The anonymous routes' buckets are made from the settings when the app is (api.anonymous).
-    services.settings = services.settings.model_copy(update={
-        "anonymous_rate_per_second": 100_000.0, "anonymous_rate_burst": 100_000})
-    services.auth_throttle = AuthThrottle(by_client=FailureBudgets(10**6, 60),
-                                          by_address=FailureBudgets(10**6, 60), refusal_delay=0)
-    services.relying_parties.buckets = TokenBuckets(100_000, 100_000)
+    services.anonymous = TokenBuckets(services.limits, "anonymous", 100_000, 100_000,
+                                      error=TooManyRequests)
+    services.auth_throttle = AuthThrottle(
+        by_client=FailureBudgets(services.limits, "client", 10**6, 60),
+        by_address=FailureBudgets(services.limits, "address", 10**6, 60), refusal_delay=0)
+    services.relying_parties.buckets = TokenBuckets(services.limits, "rp", 100_000, 100_000)
     services.mobile.max_per_source = services.mobile.max_outstanding = 10**6
     with serve(services, free_port()) as live:
         yield live

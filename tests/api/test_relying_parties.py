@@ -313,7 +313,8 @@ def test_status_batches_up_to_1000_and_precise_refusals(api: Api) -> None:
 def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
     rp = register_rp(api)
     now = [0.0]
-    api.services.relying_parties.buckets = TokenBuckets(2, 3, monotonic=lambda: now[0])
+    api.services.relying_parties.buckets = TokenBuckets(api.services.limits, "rp", 2, 3,
+                                                        clock=lambda: now[0])
     body = {"purpose": "test", "serials": ["12"]}
     for _ in range(3):
         assert api.http.post(STATUS, headers=rp.headers, json=body).status_code == 200

@@ -321,7 +321,7 @@ def test_the_server_log_is_json_lines_without_any_personal_data(server: Server) 
     ran = {j["job"]: j for j in jpki_ok("jobs", data_dir=server.data_dir)["jobs"]}
     assert set(ran) == {"abandon_stale_intents", "sweep_undelivered", "renew_responders",
                         "publish_crls", "purge_challenges", "roll_up_rp_usage", "mobile_sweep",
-                        "ocsp_refresh"}
+                        "purge_limits", "ocsp_refresh"}
     assert ran["ocsp_refresh"]["counts"]["runs"] >= 1
     assert {j["outcome"] for j in ran.values()} == {"ok"}
 

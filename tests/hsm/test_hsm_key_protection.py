@@ -1,4 +1,9 @@
-"""The private keys are generated in the token and can never be read out of it."""
+"""The private keys are generated in the token and can never be read out of it.
+
+By default a key never leaves the token at all; a *replicable* key (the CA's, hsm.replication)
+may leave only wrapped under a key the security officer trusted - its value is still never
+readable.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,10 @@ PROTECTED = {
     "never_extractable": True,
     "private": True,
     "local": True,
+    "wrap_with_trusted": False,
 }
+REPLICABLE = {**PROTECTED, "extractable": True, "never_extractable": False,
+              "wrap_with_trusted": True}
 
 
 def test_rsa_key_protection(keystore: KeyStore, rsa_key: HsmRsaPrivateKey) -> None:
@@ -30,6 +38,22 @@ def test_rsa_key_protection(keystore: KeyStore, rsa_key: HsmRsaPrivateKey) -> No
 
 def test_hmac_key_protection(keystore: KeyStore, hmac_labels: tuple[str, str]) -> None:
     assert keystore.key_protection(hmac_labels[0]) == PROTECTED
+
+
+def test_replicable_keys_are_sensitive_and_leave_only_under_a_trusted_key(
+    keystore: KeyStore,
+) -> None:
+    if not keystore.has_key("test-hsm-replicable-rsa"):
+        keystore.generate_rsa_key("test-hsm-replicable-rsa", replicable=True)
+    if not keystore.has_key("test-hsm-replicable-hmac"):
+        keystore.generate_hmac_key("test-hsm-replicable-hmac", replicable=True)
+    for label in ("test-hsm-replicable-rsa", "test-hsm-replicable-hmac"):
+        assert keystore.key_protection(label) == REPLICABLE, label
+    with keystore.session() as session:
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY,
+                              label="test-hsm-replicable-rsa")
+        with pytest.raises(AttributeSensitive):
+            key[Attribute.PRIVATE_EXPONENT]
 
 
 @pytest.mark.parametrize(

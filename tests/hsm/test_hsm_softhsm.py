@@ -72,3 +72,20 @@ def test_token_errors_never_show_the_pins(tmp_path: Path) -> None:
 def test_token_labels_must_fit_pkcs11(tmp_path: Path, label: str) -> None:
     with pytest.raises(ValueError):
         ensure_token(tmp_path, label, "so-pin-0001", "user-pin-0001")
+
+
+def test_opening_a_token_and_making_one_exclude_each_other(tmp_path: Path) -> None:
+    """A reader's shared lock (token_readers_lock) keeps ensure_token's exclusive one out, so a
+    process never scans a token SoftHSM has made but not yet labelled; readers share."""
+    import fcntl
+
+    from hsm.softhsm import token_readers_lock
+
+    lock_file = tmp_path / ".softhsm2.lock"
+    with token_readers_lock(tmp_path), open(lock_file, "a") as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what ensure_token takes
+        with open(lock_file, "a") as reader:
+            fcntl.flock(reader, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another reader gets in
+    with open(lock_file, "a") as after:
+        fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released

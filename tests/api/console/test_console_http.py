@@ -69,8 +69,9 @@ class Console:
 
 @pytest.fixture
 def console(services: Services, clock: FixedClock) -> Iterator[Console]:
-    services.auth_throttle = AuthThrottle(by_client=FailureBudgets(10**6, 60),
-                                          by_address=FailureBudgets(10**6, 60), refusal_delay=0)
+    services.auth_throttle = AuthThrottle(
+        by_client=FailureBudgets(services.limits, "client", 10**6, 60),
+        by_address=FailureBudgets(services.limits, "address", 10**6, 60), refusal_delay=0)
     services.console._throttle = services.auth_throttle
     app = create_app(services.settings, services=services)
     # https: the session cookie is Secure by default, and a client sends it over HTTPS only.

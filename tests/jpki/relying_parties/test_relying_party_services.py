@@ -155,48 +155,11 @@ def test_admission_refuses_in_order(services) -> None:
         services.relying_parties.admit(principal, Operation.RP_STATUS)
     services.relying_parties.set_status(
         authorize(CA_OPERATOR, Operation.RP_SET_STATUS), new.relying_party.id, ClientStatus.ACTIVE)
-    services.relying_parties.buckets = TokenBuckets(1, 1, monotonic=lambda: 0.0)
+    services.relying_parties.buckets = TokenBuckets(services.limits, "rp", 1, 1,
+                                                    clock=lambda: 0.0)
     services.relying_parties.admit(principal, Operation.RP_STATUS)
     with pytest.raises(RateLimited):
         services.relying_parties.admit(principal, Operation.RP_STATUS)
-
-
-def test_token_buckets_refill_at_the_rate_and_say_when_to_retry() -> None:
-    now = [100.0]
-    buckets = TokenBuckets(rate=4, burst=2, monotonic=lambda: now[0])
-    buckets.take("a")
-    buckets.take("a")
-    with pytest.raises(RateLimited) as refused:
-        buckets.take("a")
-    assert refused.value.retry_after == 1 and refused.value.context == {"retry_after": 1}
-    buckets.take("b")  # its own bucket
-    now[0] += 0.25  # one token back at 4/s
-    buckets.take("a")
-    with pytest.raises(RateLimited):
-        buckets.take("a")
-    now[0] += 10  # never more than the burst
-    buckets.take("a")
-    buckets.take("a")
-    with pytest.raises(RateLimited):
-        buckets.take("a")
-    slow = TokenBuckets(rate=0.1, burst=1, monotonic=lambda: now[0])
-    slow.take("a")
-    with pytest.raises(RateLimited) as refused:
-        slow.take("a")
-    assert refused.value.retry_after == 10
-    with pytest.raises(ValueError):
-        TokenBuckets(rate=0, burst=1)
-
-
-def test_token_buckets_keep_a_bounded_number_of_keys() -> None:
-    """One bucket per source address: an attacker with many addresses cannot grow the memory
-    without bound (jpki.rate_limits._MAX_KEYS)."""
-    from jpki.rate_limits import _MAX_KEYS
-
-    buckets = TokenBuckets(rate=1, burst=1, monotonic=lambda: 0.0)
-    for i in range(_MAX_KEYS + _MAX_KEYS // 2):
-        buckets.take(f"198.51.{i >> 8 & 0xff}.{i & 0xff}/{i}")
-    assert len(buckets._buckets) <= _MAX_KEYS
 
 
 def test_a_standing_consent_answers_alike_blocking_or_not(services, key_pool) -> None:
