@@ -54,6 +54,7 @@ from jpki.model import (
     OnlinePassword,
     PinResetChallenge,
 )
+from jpki.pin_reset.ports import PinResetUnitOfWork, PinResetUnitOfWorkFactory
 from jpki.pin_reset.rules import (
     CHALLENGE_LIFETIME,
     MAX_OUTSTANDING_CHALLENGES,
@@ -77,7 +78,7 @@ from jpki.pin_reset.rules import (
     tries_after_failure,
     usable_password,
 )
-from jpki.ports import Clock, KeyStore, UnitOfWork, UnitOfWorkFactory
+from jpki.ports import Clock, KeyStore
 from jpki.protocol.pin_reset import (
     CHALLENGE_BYTES,
     MIN_CARD_CHALLENGE,
@@ -134,7 +135,7 @@ class _HolderProof:
 
 
 class PinResetService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, audit: AuditLog,
+    def __init__(self, uow_factory: PinResetUnitOfWorkFactory, clock: Clock, audit: AuditLog,
                  keys: KeyStore, *, card_key_label: str = CARD_KEY_LABEL,
                  limits: Limits | None = None) -> None:
         self._uow = uow_factory
@@ -359,7 +360,7 @@ class PinResetService:
 
     # --- shared steps ------------------------------------------------------------------------
 
-    def _holder(self, uow: UnitOfWork, proof: _HolderProof, purpose: ResetPurpose,
+    def _holder(self, uow: PinResetUnitOfWork, proof: _HolderProof, purpose: ResetPurpose,
                 client_id: str, now: datetime, seen: _Refusal) -> Certificate:
         """Use the challenge, then check the card's auth certificate and its signature."""
         if len(proof.challenge) != CHALLENGE_BYTES or uow.pin_reset.use_challenge(
@@ -423,7 +424,7 @@ class _Refusal:
     def __init__(self) -> None:
         self.serial: str | None = None
         self.card_id: int | None = None
-        self.also: Callable[[UnitOfWork], None] | None = None
+        self.also: Callable[[PinResetUnitOfWork], None] | None = None
 
 
 def _digest(challenge: bytes) -> str:
