@@ -5,11 +5,11 @@ problems) raised as :class:`ResetRefused` with the CA's stable code."""
 from __future__ import annotations
 
 import base64
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
+from devices.ca_http import CaConnection
 from jpki.errors import JpkiError
 
 
@@ -34,23 +34,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class ResetCa:
-    def __init__(self, base_url: str, client_id: str, client_secret: str, *,
-                 http: httpx.Client | None = None, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
-        self._auth = httpx.BasicAuth(client_id, client_secret)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
+class ResetCa(CaConnection):
     def call(self, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST ``path``; the JSON answer ({} for 204), or ResetRefused / ResetCaUnreachable."""
         try:

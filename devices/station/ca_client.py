@@ -7,12 +7,12 @@ Refusals arrive as RFC 9457 problems; they are raised as :class:`CaRefused` carr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from cryptography import x509
 
+from devices.ca_http import CaConnection
 from jpki.errors import JpkiError
 
 
@@ -39,23 +39,7 @@ class IssuedPair:
     certificates: dict[str, dict[str, Any]]  # kind → certificate JSON (serial, pem, …)
 
 
-class CaClient:
-    def __init__(self, base_url: str, client_id: str, client_secret: str, *,
-                 http: httpx.Client | None = None, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
-        self._auth = httpx.BasicAuth(client_id, client_secret)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
+class CaClient(CaConnection):
     def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
         try:
             response = self._http.request(method, path, json=json, auth=self._auth)
