@@ -1,6 +1,7 @@
 """The supervisor's management pages: the console's counter clerks and call-centre agents
 (supervisors themselves are made at the CLI: jpki.access.console_accounts), the enrolment
-stations' API clients, and the relying parties — listing, making, suspending and resuming,
+stations' API clients, the kiosks and holder apps of the signing-password reset, and the
+relying parties — listing, making, suspending and resuming,
 through the same services and authorisation table as the CLI and the REST API."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from jpki.model import ClientRole, ClientStatus
 
 router = APIRouter(prefix="/console/admin", include_in_schema=False)
 MANAGED_ROLES = (ConsoleRole.CLERK, ConsoleRole.AGENT)
+# The signing-password reset's clients (architecture §7.1): suspended here as stations are.
+KIOSK_ROLES = (ClientRole.KIOSK, ClientRole.HOLDER_APP)
 
 
 def _status(value: str) -> ClientStatus:
@@ -38,6 +41,7 @@ async def _overview(request: Request, session: SignIn, **extra: Any) -> Response
                                       authorize(principal, Operation.RP_READ))
     return render(request, "admin.html", session=session, accounts=accounts,
                   stations=[c for c in clients if c.role is ClientRole.STATION],
+                  kiosks=[c for c in clients if c.role in KIOSK_ROLES],
                   parties=parties, roles=MANAGED_ROLES, **extra)
 
 
@@ -85,7 +89,10 @@ async def account_status(request: Request) -> Response:
 
 
 @router.post("/stations/status")
-async def station_status(request: Request) -> Response:
+@router.post("/kiosks/status")
+async def device_status(request: Request) -> Response:
+    """A station's, kiosk's or holder app's client: the table of §2.6 decides which a
+    supervisor may suspend (never an operator's client)."""
     return await _set_status(request, Operation.CLIENT_SET_STATUS, "clients", "client_id")
 
 

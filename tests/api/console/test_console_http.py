@@ -551,6 +551,25 @@ def test_a_supervisor_makes_a_clerk_who_can_sign_in_and_suspends_stations_and_rp
     assert console.sign_in(new).headers["location"] == "/console/"
 
 
+def test_a_supervisor_sees_and_suspends_kiosks_as_stations(console: Console) -> None:
+    kiosk = console.services.clients.create(
+        authorize(LOCAL, Operation.CLIENT_CREATE), name="FamilyMart Kiyose 2",
+        role=ClientRole.KIOSK, scopes=["chain:familymart"])
+    console.sign_in(console.account("boss", ConsoleRole.SUPERVISOR))
+    page = console.http.get("/console/admin")
+    assert page.status_code == 200
+    listed = page.text[page.text.index('id="kiosks"'):]
+    assert kiosk.client.client_id in listed[:listed.index("</table>")]
+    assert "コンビニ端末" in listed
+    suspended = console.http.post("/console/admin/kiosks/status", data={
+        "csrf": console.session_csrf(), "client_id": kiosk.client.client_id,
+        "status": "suspended"})
+    assert suspended.status_code == 200 and "停止中" in suspended.text
+    with console.services.uow() as uow:
+        stored = uow.clients.get_by_client_id(kiosk.client.client_id)
+        assert stored is not None and stored.status.value == "suspended"
+
+
 def console_user_principal(console: Console, username: str) -> Principal:
     from jpki.access.console_accounts import _user
 
