@@ -139,7 +139,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory, softhsm_module: str) -> Clea
 
 
 # The console scripts pyproject declares: the operator's CLI and the device tools.
-SCRIPTS = {"jpki", "jpki-card", "jpki-station", "jpki-phone"}
+SCRIPTS = {"jpki", "jpki-card", "jpki-station", "jpki-phone", "jpki-kiosk"}
 
 # Run inside the clean virtualenv (-I: no PYTHONPATH, no current directory on sys.path): import
 # every shipped module, and list each console script's command tree for the --help runs.
@@ -215,7 +215,8 @@ def test_every_console_scripts_help_runs(clean: CleanInstall,
     assert set(commands) == SCRIPTS
     for script, expected in (("jpki", []), ("jpki", ["init"]), ("jpki", ["serve"]),
                              ("jpki", ["crl", "publish"]), ("jpki-card", ["emulate"]),
-                             ("jpki-station", ["enroll"]), ("jpki-phone", ["status"])):
+                             ("jpki-station", ["enroll"]), ("jpki-phone", ["status"]),
+                             ("jpki-kiosk", ["reset"])):
         assert expected in commands[script], (script, expected)
     # The device commands are no longer the operator's.
     assert not {"station", "phone"} & {path[0] for path in commands["jpki"] if path}
