@@ -20,10 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # The contexts whose services are held to their narrow ports: every bounded context
-# (architecture §2.3), the signing-password reset's included. Nothing in jpki.issuance or jpki.revocation needs the whole unit of work:
-# the pipeline's is IssuanceUnitOfWork, the operator's revocation RevocationUnitOfWork, CRL
-# publication the kernel's CrlUnitOfWork, the OCSP responder its own (jpki.revocation.ocsp.ports).
-# What still takes it lies outside the contexts (architecture §2.5).
+# (architecture §2.3), the signing-password reset's included. Nothing in jpki.issuance or
+# jpki.revocation needs the whole unit of work: the pipeline's is IssuanceUnitOfWork, the
+# operator's revocation RevocationUnitOfWork, CRL publication the kernel's CrlUnitOfWork, the
+# OCSP responder its own (jpki.revocation.ocsp.ports). What still takes it lies outside the
+# contexts (architecture §2.5).
 NARROWED = ("registry", "relying_parties", "mobile", "issuance", "revocation", "pin_reset")
 WHOLE = frozenset({"UnitOfWork", "UnitOfWorkFactory"})
 
