@@ -68,6 +68,7 @@ CONSOLE = {
     ("POST", "/console/residents/dv-request"), ("GET", "/console/dv"),
     ("POST", "/console/dv/decide"), ("GET", "/console/admin"), ("POST", "/console/admin/accounts"),
     ("POST", "/console/admin/accounts/status"), ("POST", "/console/admin/stations/status"),
+    ("POST", "/console/admin/kiosks/status"),
     ("POST", "/console/admin/relying-parties/status"), ("POST", "/console/residents/card-event"),
     ("POST", "/console/residents/revoke"), ("GET", "/console/station-tasks/new"),
     ("POST", "/console/station-tasks"), ("GET", "/console/station-tasks/{task_id}"),
