@@ -302,8 +302,17 @@ def serve_env(ctx: ScaleContext) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Serving:
+    server: Server
+    start_seconds: float
+    """From the command to the first healthy answer: at start `jpki serve` runs its
+    maintenance (CRLs due, sweeps) and reconciles stored OCSP responses with the status
+    changes before it answers."""
+
+
 @contextlib.contextmanager
-def jpki_serving(ctx: ScaleContext) -> Iterator[Server]:
+def jpki_serving(ctx: ScaleContext) -> Iterator[Serving]:
     """``jpki serve`` (1 worker, as operators start it) on a loopback port, on the loaded
     database and the bench's token; stopped afterwards."""
     from bench.ocsp import _ready_jpki
@@ -315,8 +324,9 @@ def jpki_serving(ctx: ScaleContext) -> Iterator[Server]:
     began = time.perf_counter()
     with started("jpki serve", command, serve_env(ctx), ctx.work / "jpki-serve.log", port,
                  _ready_jpki(port)) as server:
-        log(f"jpki serve up in {time.perf_counter() - began:.1f} s")
-        yield server
+        seconds = time.perf_counter() - began
+        log(f"jpki serve up in {seconds:.1f} s")
+        yield Serving(server, seconds)
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -607,7 +617,11 @@ def ocsp_on(ctx: ScaleContext, server: Server, plan: OcspPlan, *,
     checked += _sample_check(engine, server, [plan.hot, asked], plan.issuers, rng,
                              CHECKED_SAMPLE)
     return {"ocsp_hot_rps": hot["rate"], "ocsp_hot_p99_ms": hot["p99_us"] / 1000,
+            "ocsp_hot_server_cores": hot["server_cores"],
             "ocsp_cold_rps": cold["rate"], "ocsp_cold_p99_ms": cold["p99_us"] / 1000,
+            "ocsp_cold_p50_ms": cold["p50_us"] / 1000,
+            "ocsp_cold_server_cores": cold["server_cores"],
+            "ocsp_cold_other_cores": cold["other_cores"],
             "ocsp_cold_requests": int(cold["requests"]), "ocsp_checked": checked}
 
 
@@ -641,8 +655,9 @@ def measure_ocsp(ctx: ScaleContext, *, hot: int = OCSP_HOT, seconds: float = OCS
     CertID, serial, currency, the signature and the responder's certificate), are checked;
     every answer of the runs must be HTTP 200 and a full response (no tryLater)."""
     plan = prepare_ocsp(ctx, hot=hot, cold=int(seconds * cold_bound), seed=5019)
-    with jpki_serving(ctx) as server:
-        return ocsp_on(ctx, server, plan, seconds=seconds, connections=connections)
+    with jpki_serving(ctx) as serving:
+        return ocsp_on(ctx, serving.server, plan, seconds=seconds, connections=connections) | {
+            "serve_start_s": serving.start_seconds}
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -738,11 +753,15 @@ def status_on(ctx: ScaleContext, server: Server, plan: StatusPlan, *,
               seconds: float = STATUS_SECONDS, hot_seconds: float = STATUS_HOT_SECONDS,
               connections: int = STATUS_CONNECTIONS) -> dict[str, float | int]:
     """The status runs of :func:`measure_status` against a running server."""
+    from bench.ocsp import _tree_ticks
+
     bodies = [_body(b) for b in plan.batches]
+    ticks = _tree_ticks(server.proc.pid)
     began = time.perf_counter()
     latencies, answers = _post_batches(server.port, plan.auth, bodies, connections,
                                        began + seconds)
     elapsed = time.perf_counter() - began
+    server_cores = (_tree_ticks(server.proc.pid) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed
     now = datetime.now(UTC)
     sent = [i for i, a in enumerate(answers) if a is not None]
     engine = _engine(ctx)
@@ -754,7 +773,8 @@ def status_on(ctx: ScaleContext, server: Server, plan: StatusPlan, *,
         f"{lookups / elapsed:,.0f} serials/s, p99 {percentile(ms, 99):.1f} ms")
     result: dict[str, float | int] = {
         "status_lookups_per_s": lookups / elapsed, "status_batch_p50_ms": percentile(ms, 50),
-        "status_batch_p99_ms": percentile(ms, 99), "status_batches": len(sent)}
+        "status_batch_p99_ms": percentile(ms, 99), "status_batches": len(sent),
+        "status_server_cores": server_cores}
     if hot_seconds > 0:
         # One batch, over and over: every serial kept in memory after the first call.
         threads = _threads(connections)
@@ -765,7 +785,8 @@ def status_on(ctx: ScaleContext, server: Server, plan: StatusPlan, *,
         wrk(server, lua, connections, 1.0)
         hot = wrk(server, lua, connections, hot_seconds)
         result |= {"status_hot_lookups_per_s": hot["rate"] * len(plan.batches[0]),
-                   "status_hot_batch_p99_ms": hot["p99_us"] / 1000}
+                   "status_hot_batch_p99_ms": hot["p99_us"] / 1000,
+                   "status_hot_server_cores": hot["server_cores"]}
         log(f"status hot: {result['status_hot_lookups_per_s']:,.0f} serials/s")
     return result
 
@@ -803,9 +824,9 @@ def measure_status(ctx: ScaleContext, *, seconds: float = STATUS_SECONDS,
     HTTP 200; :data:`STATUS_CHECKED_BATCHES` of the cold answers are compared serial by serial
     with the rows (good or revoked), and the hot run's batch once before it."""
     plan = prepare_status(ctx, batches=batches)
-    with jpki_serving(ctx) as server:
-        return status_on(ctx, server, plan, seconds=seconds, hot_seconds=hot_seconds,
-                         connections=connections)
+    with jpki_serving(ctx) as serving:
+        return status_on(ctx, serving.server, plan, seconds=seconds, hot_seconds=hot_seconds,
+                         connections=connections) | {"serve_start_s": serving.start_seconds}
 
 
 def measure_serving(ctx: ScaleContext) -> dict[str, float | int]:
@@ -814,8 +835,10 @@ def measure_serving(ctx: ScaleContext) -> dict[str, float | int]:
     ocsp_plan = prepare_ocsp(ctx, hot=OCSP_HOT, cold=int(OCSP_SECONDS * OCSP_COLD_BOUND_PER_S),
                              seed=5019)
     status_plan = prepare_status(ctx)
-    with jpki_serving(ctx) as server:
-        return ocsp_on(ctx, server, ocsp_plan) | status_on(ctx, server, status_plan)
+    with jpki_serving(ctx) as serving:
+        return (ocsp_on(ctx, serving.server, ocsp_plan)
+                | status_on(ctx, serving.server, status_plan)
+                | {"serve_start_s": serving.start_seconds})
 
 
 # --- the command: every measurement on a small population -----------------------------------
@@ -859,9 +882,10 @@ def main(argv: list[str] | None = None) -> int:
             ocsp_plan = prepare_ocsp(ctx, hot=args.hot,
                                      cold=int(args.seconds * OCSP_COLD_BOUND_PER_S), seed=5019)
             status_plan = prepare_status(ctx)
-            with jpki_serving(ctx) as server:
-                figures |= ocsp_on(ctx, server, ocsp_plan, seconds=args.seconds)
-                figures |= status_on(ctx, server, status_plan, seconds=args.seconds,
+            with jpki_serving(ctx) as serving:
+                figures["serve_start_s"] = serving.start_seconds
+                figures |= ocsp_on(ctx, serving.server, ocsp_plan, seconds=args.seconds)
+                figures |= status_on(ctx, serving.server, status_plan, seconds=args.seconds,
                                      hot_seconds=min(args.seconds, STATUS_HOT_SECONDS))
         finally:
             ctx.close()
