@@ -759,6 +759,20 @@ def _post_batches(port: int, auth: str, bodies: Sequence[bytes], connections: in
     return latencies, answers
 
 
+def _ping(port: int, auth: str) -> None:
+    """``GET /v1/rp/ping``, untimed: the first call of a client verifies its secret (a slow
+    hash by design) and the process remembers it; no status is read or kept."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/v1/rp/ping", headers={"Authorization": auth})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise BenchError(f"/v1/rp/ping answered {response.status}: {body[:300]!r}")
+    finally:
+        conn.close()
+
+
 def status_on(ctx: ScaleContext, server: Server, plan: StatusPlan, *,
               seconds: float = STATUS_SECONDS, hot_seconds: float = STATUS_HOT_SECONDS,
               connections: int = STATUS_CONNECTIONS) -> dict[str, float | int]:
@@ -766,6 +780,7 @@ def status_on(ctx: ScaleContext, server: Server, plan: StatusPlan, *,
     from bench.ocsp import _tree_ticks
 
     bodies = [_body(b) for b in plan.batches]
+    _ping(server.port, plan.auth)
     ticks = _tree_ticks(server.proc.pid)
     began = time.perf_counter()
     latencies, answers = _post_batches(server.port, plan.auth, bodies, connections,
