@@ -4,16 +4,18 @@ runs them at 10^5, 10^6 and 10^7 certificates).
 
 Every measurement is ``measure(ctx: ScaleContext) -> dict[str, float | int]``
 (:mod:`bench.scale_context`) and runs the same code at every size: nothing here counts or scans
-the whole ``certificates`` table. Certificates are sampled uniformly by id (random ids between
-the smallest and the largest, fetched by primary key — :func:`sample_certificates`), not with
-``TABLESAMPLE SYSTEM``, which draws whole pages: the rows of a page were loaded together, of one
-municipality, so a page sample is clustered where a random id sample is not.
+the whole ``certificates`` table. Certificates are sampled at random points of the serials'
+space (:func:`sample_certificates`: a probe of the serial index each), not with ``TABLESAMPLE
+SYSTEM``, which draws whole pages: the rows of a page were loaded together, of one
+municipality, so a page sample is clustered; nor by random ids, which the loader writes in
+ranges with gaps between them.
 
-Sampling reads the sampled rows, so the measured lookups find their heap pages in PostgreSQL's
-buffers or the page cache: a cold figure measures the index descent by serial (the serial index
-is not touched by sampling, which goes by id), the service's work and, for OCSP, the signature
-and the write — not a disk read of the row. Dropping the caches would need root and would
-disturb everything else on the machine.
+Sampling reads the sampled rows and their serial index entries, so the measured lookups find
+them in PostgreSQL's buffers or the page cache: a cold figure measures a lookup that misses the
+service's own memory — the statements, the service's work and, for OCSP, the signature and the
+write — not a disk read (at 10^7 certificates the database fits in the page cache of a machine
+with 16 GB or more anyway). Dropping the caches would need root and would disturb everything
+else on the machine.
 
 - :func:`measure_issuance`: card certificate pairs issued in process, single path and batch path;
 - :func:`measure_ocsp`: a real ``jpki serve`` answering OCSP for a hot set and for cold misses;
@@ -21,8 +23,9 @@ disturb everything else on the machine.
 - :func:`measure_serving`: both of the latter against one server (what the runner calls, to start
   the server once).
 
-A measurement changes the database a little (residents and certificates issued, OCSP responses
-signed and stored, a relying party registered, audit records): never a status.
+A measurement changes the database a little — residents and certificates issued, the sampled
+certificates' stored OCSP responses replaced by real ones, a relying party registered, audit
+records — and never a certificate's status.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import json
 import os
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -45,7 +49,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import ARRAY, Engine, String, bindparam, delete, func, select, true
 
 from api.in_process import free_port
 from bench.common import (
@@ -72,6 +76,7 @@ from bench.ocsp import (
 from bench.scale_context import ScaleContext
 from jpki.access.authz import Operation, authorize
 from jpki.model import CertStatus, RevocationReason
+from jpki.relying_parties.status_lookup import MAX_BATCH
 from jpki.store.tables import (
     ca_generations,
     certificates,
@@ -99,7 +104,7 @@ CHECKED_SAMPLE = 200  # responses whose signature and responder chain are verifi
 
 # --- status -------------------------------------------------------------------------------
 
-STATUS_BATCH = 1_000  # jpki.relying_parties.status_lookup.MAX_BATCH
+STATUS_BATCH = MAX_BATCH  # the most serials one call takes
 STATUS_BATCHES = 300  # distinct cold batches prepared at most (300,000 serials)
 STATUS_SECONDS = 20.0
 STATUS_HOT_SECONDS = 5.0
@@ -112,8 +117,6 @@ START_TIMEOUT = 3_600.0
 
 
 def log(message: str) -> None:
-    import sys
-
     sys.stderr.write(f"[scale_serving] {message}\n")
     sys.stderr.flush()
 
@@ -156,42 +159,52 @@ def _fetch(engine: Engine, ids: Sequence[int], generations: set[int]) -> list[Sa
     return out
 
 
+def _after_points(engine: Engine, points: Sequence[str],
+                  generations: set[int]) -> list[Sampled]:
+    """For each point, the issued certificate with the smallest serial at or after it: one
+    index probe each (the serial index), a statement per :data:`ID_CHUNK` points."""
+    c = certificates.c
+    at = func.unnest(bindparam("points", type_=ARRAY(String))).table_valued("x") \
+        .render_derived()
+    after = (select(c.id, c.serial, c.ca_generation_id, c.revoked_at, c.revocation_reason)
+             .where(c.serial >= at.c.x, c.status == CertStatus.ISSUED)
+             .order_by(c.serial).limit(1).lateral())
+    stmt = select(after).select_from(at).join(after, true())
+    out = []
+    with engine.connect() as conn:
+        for start in range(0, len(points), ID_CHUNK):
+            rows = conn.execute(stmt, {"points": list(points[start:start + ID_CHUNK])})
+            out += [Sampled(int(r.id), r.serial, int(r.ca_generation_id), r.revoked_at,
+                            r.revocation_reason)
+                    for r in rows if int(r.ca_generation_id) in generations]
+    return out
+
+
 def sample_certificates(engine: Engine, count: int, rng: random.Random,
                         exclude: set[int] | frozenset[int] = frozenset()) -> list[Sampled]:
-    """Up to ``count`` issued certificates of CA generations with an OCSP responder, uniformly
-    at random, none of ``exclude`` (ids), in random order.
+    """Up to ``count`` distinct issued certificates of CA generations with an OCSP responder,
+    drawn at random, none of ``exclude`` (ids), in random order (PostgreSQL).
 
-    Random ids between ``min(id)`` and ``max(id)`` (two index look-ups) fetched by primary key,
-    drawn again for the gaps and for rows that do not qualify (pending, abandoned): the cost
-    grows with ``count``, not with the table. When ``count`` is close to the whole table, the
-    whole table is read instead (only at small sizes)."""
+    Each draw is a random point in the serials' space, and the certificate whose serial comes
+    next: one probe of the serial index, so the cost grows with ``count``, not with the table,
+    and gaps in the ids (the loader writes id ranges, one per process) do not matter. Serials
+    are random (RFC 5280 §4.1.2.2, jpki.serials), so which certificate follows a random point
+    is independent of everything the measurements depend on — status, shard, kind, age —
+    though not exactly uniform over rows (one after a wider gap is likelier). Draws are
+    repeated for duplicates and for points past the last serial."""
     generations = _responding_generations(engine)
-    with engine.connect() as conn:
-        lo, hi = conn.execute(select(func.min(certificates.c.id),
-                                     func.max(certificates.c.id))).one()
-    if lo is None:
-        return []
-    span = int(hi) - int(lo) + 1
-    if 2 * (count + len(exclude)) >= span:
-        everything = [s for s in _fetch(engine, range(int(lo), int(hi) + 1), generations)
-                      if s.id not in exclude]
-        return rng.sample(everything, min(count, len(everything)))
     found: dict[int, Sampled] = {}
-    tried: set[int] = set(exclude)
-    for _ in range(50):
+    for _ in range(20):
         want = count - len(found)
         if want <= 0:
             break
-        draw: set[int] = set()
-        while len(draw) < want * 5 // 4 + 16 and len(tried) + len(draw) < span:
-            candidate = rng.randint(int(lo), int(hi))
-            if candidate not in tried:
-                draw.add(candidate)
-        if not draw:
-            break
-        tried |= draw
-        for s in _fetch(engine, sorted(draw), generations):
-            found.setdefault(s.id, s)
+        points = [format(rng.getrandbits(128), "032x") for _ in range(want * 9 // 8 + 16)]
+        before = len(found)
+        for s in _after_points(engine, points, generations):
+            if s.id not in exclude:
+                found.setdefault(s.id, s)
+        if len(found) == before:
+            break  # the table holds no more
     picked = list(found.values())[:count]
     rng.shuffle(picked)
     return picked
@@ -882,7 +895,6 @@ def main(argv: list[str] | None = None) -> int:
     (what bench.scale does at one size; its tests run it at a tiny size)."""
     import argparse
     import shutil
-    import sys
     import tempfile
 
     from bench.common import bench_hsm, fresh_database, open_services
