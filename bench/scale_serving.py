@@ -75,7 +75,7 @@ from bench.ocsp import (
 )
 from bench.scale_context import ScaleContext
 from jpki.access.authz import Operation, authorize
-from jpki.model import CertStatus, RevocationReason
+from jpki.model import CaKind, CertStatus, RevocationReason
 from jpki.relying_parties.status_lookup import MAX_BATCH
 from jpki.store.tables import (
     ca_generations,
@@ -544,8 +544,6 @@ def measure_issuance(ctx: ScaleContext, *, pairs: int = ISSUANCE_PAIRS,
 
 
 def _sign_label(ctx: ScaleContext) -> str:
-    from jpki.model import CaKind
-
     return ctx.hsm.recipe.ca(CaKind.SIGN).key_label(1)
 
 
