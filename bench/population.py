@@ -49,9 +49,11 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import functools
 import itertools
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -311,6 +313,14 @@ def _mobile(h: Holder, rng: random.Random, now: datetime, share: float) -> None:
 # --- the national draw -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _holding_table(today: date) -> tuple[list[date], list[float]]:
+    """The holding curve on [2016-01-01, today], by day: what a first-card draw inverts."""
+    start = HOLDING_CURVE[0][0]
+    days = [start + timedelta(days=d) for d in range((today - start).days + 1)]
+    return days, [cards_held(d) for d in days]
+
+
 class Draw:
     """Ages, first-card dates and municipalities, drawn with one seeded generator."""
 
@@ -319,11 +329,7 @@ class Draw:
         self.now = now
         total = sum(AGE_GROUPS)
         self._age_cdf = [sum(AGE_GROUPS[: i + 1]) / total for i in range(len(AGE_GROUPS))]
-        # Inverse of the holding curve on [2016-01-01, now], by day.
-        start = HOLDING_CURVE[0][0]
-        days = (jst_date(now) - start).days
-        self._days = [start + timedelta(days=d) for d in range(days + 1)]
-        self._held = [cards_held(d) for d in self._days]
+        self._days, self._held = _holding_table(jst_date(now))
 
     def birth(self) -> date:
         group = bisect.bisect_left(self._age_cdf, self.rng.random())
@@ -540,48 +546,60 @@ def _ensure_shards(conn: Any, areas: list[Area]) -> None:
                          for m in missing])
 
 
+def area_rng(seed: int, area: Area) -> random.Random:
+    """The generator of one municipality's holders: a population is the same whichever worker
+    draws which municipality."""
+    return random.Random(f"{seed}:{area.code}")
+
+
 def generate(certificates: int, *, seed: int, now: datetime, mobile_share: float = MOBILE_SHARE,
              areas: list[Area] | None = None) -> Iterator[tuple[Area, Holder]]:
     """The holders (with their municipality) of a population of about ``certificates`` rows,
     municipality by municipality."""
     areas = areas if areas is not None else municipal_populations()
     total = holders_for(certificates, seed, now, mobile_share)
-    rng = random.Random(seed)
-    draw = Draw(rng, now)
     for area, count in holders_per_area(areas, total):
-        for _ in range(count):
-            yield area, holder(rng, now, draw.first_card(), draw.birth(), 1 + rng.randrange(2),
-                               mobile_share)
+        yield from _area_holders(area, count, seed, now, mobile_share)
 
 
-def load_population(url: str, certificates: int, *, seed: int = 1, now: datetime | None = None,
-                    mobile_share: float = MOBILE_SHARE, ocsp_rows: bool = True,
-                    batch: int = 100_000, log: Any = None) -> PopulationSummary:
-    """Load about ``certificates`` certificate rows (and their holders) into the migrated
-    PostgreSQL database at ``url``, on which the CA ceremony has run.
+def _area_holders(area: Area, count: int, seed: int, now: datetime, mobile_share: float
+                  ) -> Iterator[tuple[Area, Holder]]:
+    rng = area_rng(seed, area)
+    draw = Draw(rng, now)
+    for _ in range(count):
+        yield area, holder(rng, now, draw.first_card(), draw.birth(), 1 + rng.randrange(2),
+                           mobile_share)
 
-    Secondary indexes and foreign keys of the loaded tables are dropped for the load and made
-    again after it (one COPY stream per table per batch, one transaction), then the tables are
-    vacuumed and analysed as autovacuum would. Returns what was written."""
+
+# Row ids of worker k start at k * ID_STRIDE: no two workers' ids meet, and every id is known
+# when its row is written (links between rows are ids). Far below BIGINT's range.
+ID_STRIDE = 10**11
+
+
+@dataclass(frozen=True)
+class _Part:
+    url: str
+    work: list[tuple[Area, int]]
+    seed: int
+    now: datetime
+    mobile_share: float
+    ocsp_rows: bool
+    generations: dict[str, int]
+    id_base: int
+    batch: int
+
+
+def _load_part(part: _Part) -> _Counters:
+    """One worker: its municipalities' holders, written with COPY in one transaction."""
     import psycopg
 
-    now = now or datetime.now(UTC)
-    began = time.perf_counter()
-    areas = municipal_populations()
-    rng = random.Random(seed + 1)
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    n = _Counters()
+    n = _Counters(cert_id=part.id_base, card_id=part.id_base)
     out = _Tables()
-    with psycopg.connect(plain) as conn:
-        generations = _generations(conn)
-        _ensure_shards(conn, areas)
-        n.cert_id = _scalar(conn, "SELECT coalesce(max(id), 0) FROM certificates")
-        n.card_id = _scalar(conn, "SELECT coalesce(max(id), 0) FROM cards")
-        indexes, fks = _secondary_indexes(conn), _foreign_keys(conn)
-        for table, name, _ in fks:
-            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        for name, _ in indexes:
-            conn.execute(f'DROP INDEX "{name}"')
+    prefectures = {code: p.name_ja for code, p in PREFECTURES.items()}
+    with psycopg.connect(part.url) as conn:
+        # Whether the load survives a crash does not matter (it is loaded again); the WAL
+        # flushes would be a third of its time.
+        conn.execute("SET synchronous_commit = off")
 
         def flush() -> None:
             _copy(conn, "residents", _RESIDENT_COLUMNS, _RESIDENT_TYPES, out.residents)
@@ -590,20 +608,77 @@ def load_population(url: str, certificates: int, *, seed: int = 1, now: datetime
             _copy(conn, "certificates", _CERT_COLUMNS, _CERT_TYPES, out.certs)
             _copy(conn, "ocsp_responses", _OCSP_COLUMNS, _OCSP_TYPES, out.ocsp)
 
-        prefectures = {code: p.name_ja for code, p in PREFECTURES.items()}
-        for area, h in generate(certificates, seed=seed, now=now, mobile_share=mobile_share,
-                                areas=areas):
-            _holder_rows(h, area, prefectures[area.code[:2]], rng, now, generations, out, n,
-                         ocsp_rows)
-            if len(out.certs) >= batch:
+        for area, count in part.work:
+            rng = area_rng(part.seed + 1, area)
+            for _, h in _area_holders(area, count, part.seed, part.now, part.mobile_share):
+                _holder_rows(h, area, prefectures[area.code[:2]], rng, part.now,
+                             part.generations, out, n, part.ocsp_rows)
+            if len(out.certs) >= part.batch:
                 flush()
-                if log:
-                    log(f"  {n.certificates:,} certificates written "
-                        f"({time.perf_counter() - began:.0f} s)")
         flush()
+        conn.commit()
+    return n
+
+
+def load_population(url: str, certificates: int, *, seed: int = 1, now: datetime | None = None,
+                    mobile_share: float = MOBILE_SHARE, ocsp_rows: bool = True,
+                    batch: int = 50_000, workers: int | None = None,
+                    log: Any = None) -> PopulationSummary:
+    """Load about ``certificates`` certificate rows (and their holders) into the migrated
+    PostgreSQL database at ``url``, on which the CA ceremony has run.
+
+    Secondary indexes and foreign keys of the loaded tables are dropped for the load and made
+    again after it; ``workers`` processes (one per CPU by default) each draw a share of the
+    municipalities and COPY their rows; then the tables are vacuumed and analysed as autovacuum
+    would. The rows do not depend on the number of workers. Returns what was written."""
+    import multiprocessing
+
+    import psycopg
+
+    now = now or datetime.now(UTC)
+    began = time.perf_counter()
+    areas = municipal_populations()
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    total = holders_for(certificates, seed, now, mobile_share)
+    spread = [(a, k) for a, k in holders_per_area(areas, total) if k]
+    workers = max(1, workers or os.cpu_count() or 1)
+    with psycopg.connect(plain) as conn:
+        generations = _generations(conn)
+        _ensure_shards(conn, areas)
+        base = max(_scalar(conn, "SELECT coalesce(max(id), 0) FROM certificates"),
+                   _scalar(conn, "SELECT coalesce(max(id), 0) FROM cards"))
+        indexes, fks = _secondary_indexes(conn), _foreign_keys(conn)
+        for table, name, _ in fks:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        conn.commit()
+    # Municipalities dealt round-robin by size, so the workers' shares are even.
+    shares: list[list[tuple[Area, int]]] = [[] for _ in range(workers)]
+    for i, item in enumerate(sorted(spread, key=lambda ak: -ak[1])):
+        shares[i % workers].append(item)
+    parts = [_Part(plain, share, seed, now, mobile_share, ocsp_rows, generations,
+                   base + 1 + k * ID_STRIDE if k else base, batch)
+             for k, share in enumerate(shares)]
+    if log:
+        log(f"  {total:,} holders in {len(spread):,} municipalities, {workers} worker(s)")
+    if workers == 1:
+        results = [_load_part(parts[0])]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_load_part, parts)
+    n = _Counters()
+    for r in results:
+        for name in ("certificates", "residents", "cards", "devices", "revoked"):
+            setattr(n, name, getattr(n, name) + getattr(r, name))
+        n.shards.update(r.shards)
+        n.revoked_by_shard.update(r.revoked_by_shard)
+        n.cert_id, n.card_id = max(n.cert_id, r.cert_id), max(n.card_id, r.card_id)
+    if log:
+        log(f"  {n.certificates:,} certificates written in {time.perf_counter() - began:.0f} s;"
+            " building indexes")
+    with psycopg.connect(plain) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
-        if log:
-            log(f"  rows written in {time.perf_counter() - began:.0f} s; building indexes")
         for _, create in indexes:
             conn.execute(create)
         for table, name, definition in fks:
