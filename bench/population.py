@@ -38,8 +38,9 @@ pipeline status, links, shard, revocation columns and the exact ``crl_entry`` DE
 placeholders, which the benches that read this population say they rely on: a certificate's
 ``der`` is NULL (no bench reads it: statuses, CRL entries and links come from their own
 columns) and its public-key hash is random; ``ocsp_responses`` holds one placeholder row
-(empty DER, fresh times) per unrevoked certificate, standing for the pre-signed responses a
-running responder keeps, so that only what changes makes a pre-signing backlog.
+(empty DER, fresh times) per certificate, standing for the pre-signed responses a running
+responder keeps (revoked certificates' too), so that only what changes makes a pre-signing
+backlog.
 
 Every draw comes from one seeded generator: the same seed and size give the same rows.
 """
@@ -479,7 +480,7 @@ def _holder_rows(h: Holder, area: Area, prefecture_ja: str, rng: random.Random, 
         if revoked:
             n.revoked += 1
             n.revoked_by_shard[area.code] += 1
-        elif ocsp_rows:
+        if ocsp_rows:
             this = _naive(now - timedelta(hours=rng.random() * 12))
             out.ocsp.append((generation, "sha1", format(serial, "x"), b"", this,
                              this + timedelta(days=1)))
