@@ -20,8 +20,11 @@ else on the machine.
 - :func:`measure_issuance`: card certificate pairs issued in process, single path and batch path;
 - :func:`measure_ocsp`: a real ``jpki serve`` answering OCSP for a hot set and for cold misses;
 - :func:`measure_status`: the same server answering ``POST /v1/status`` batches;
-- :func:`measure_serving`: both of the latter against one server (what the runner calls, to start
-  the server once).
+- :func:`measure_serving`: both of the latter against one server, started once.
+
+Before a server starts, the CRLs its maintenance would find due are published in this process
+(:func:`publish_due`): otherwise the server's 60 s maintenance loop would sign some 3,600 CRLs
+in the middle of a run.
 
 A measurement changes the database a little — residents and certificates issued, the sampled
 certificates' stored OCSP responses replaced by real ones, a relying party registered, audit
