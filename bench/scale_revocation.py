@@ -542,26 +542,36 @@ def _low_level_backup(conn: psycopg.Connection[Any], data_dir: Path, target: Pat
     slot = f"jpki_bench_{os.getpid()}"
     conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
     try:
-        conn.execute("SELECT pg_backup_start('jpki-scale-bench', true)")
+        started = conn.execute(
+            "SELECT pg_walfile_name(pg_backup_start('jpki-scale-bench', true))").fetchone()
         try:
             copied = _copy_tree(data_dir, target)
         finally:
             row = conn.execute(
-                "SELECT labelfile, spcmapfile FROM pg_backup_stop(false)").fetchone()
-        assert row is not None
+                "SELECT labelfile, spcmapfile, pg_walfile_name(lsn) "
+                "FROM pg_backup_stop(false)").fetchone()
+        assert row is not None and started is not None
         (target / "backup_label").write_text(row[0])
         if row[1]:
             (target / "tablespace_map").write_text(row[1])
-        wal = target / "pg_wal"
-        wal.mkdir(exist_ok=True)
-        for item in sorted((data_dir / "pg_wal").iterdir()):
-            if item.is_file():
-                with contextlib.suppress(FileNotFoundError):
-                    shutil.copy2(item, wal / item.name)
-                    copied += (wal / item.name).stat().st_size
-        (wal / "archive_status").mkdir(exist_ok=True)
+        copied += _copy_wal(data_dir / "pg_wal", target / "pg_wal", started[0], row[2])
     finally:
         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    return copied
+
+
+def _copy_wal(source: Path, target: Path, first: str, last: str) -> int:
+    """The WAL segments ``first`` to ``last`` (file names: same timeline, so ordered as text)
+    and the timeline history files — not the recycled segments pg_wal also holds; bytes."""
+    target.mkdir(exist_ok=True)
+    (target / "archive_status").mkdir(exist_ok=True)
+    copied = 0
+    for item in sorted(source.iterdir()):
+        wanted = item.name.endswith(".history") or (
+            len(item.name) == 24 and first[:8] == item.name[:8] and first <= item.name <= last)
+        if wanted and item.is_file():
+            shutil.copy2(item, target / item.name)
+            copied += (target / item.name).stat().st_size
     return copied
 
 

@@ -5,7 +5,8 @@ token cannot share the test session's).
     python -m tests.bench.scale_tiny [--certificates 2000] [--measure sizes,crl,jobs]
 
 Prints one JSON document: ``population`` (what was loaded, and the figures a measurement should
-find) and ``figures`` (each measurement's). Exit status 3 when PostgreSQL or SoftHSM is missing.
+find) and ``figures`` (each measurement's). The caller checks that PostgreSQL and SoftHSM are
+there first: here a missing one is an error like any other.
 
 The population: the key ceremony and one issued card pair on a fresh PostgreSQL database (real
 pipeline), ten residents in each of three municipalities, then N certificate rows copied in
@@ -31,7 +32,6 @@ import psycopg
 
 from bench.common import (
     OPERATOR,
-    BenchError,
     BenchHsm,
     bench_hsm,
     fresh_database,
@@ -152,20 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure", default="sizes,crl,jobs")
     args = p.parse_args(argv)
     names = [n for n in args.measure.split(",") if n]
-    try:
-        with bench_hsm() as hsm, fresh_database("postgres", hsm.data_dir, "scale") as url, \
-                tempfile.TemporaryDirectory(prefix="scale-work-") as work:
-            summary, expected = load(hsm, url, args.certificates)
-            ctx = ScaleContext(hsm=hsm, url=url, work=Path(work), population=summary)
-            figures: dict[str, dict[str, float | int]] = {}
-            try:
-                for name in names:
-                    figures[name] = scale_revocation.MEASUREMENTS[name](ctx)
-            finally:
-                ctx.close()
-    except BenchError as exc:
-        print(f"scale_tiny: {exc}", file=sys.stderr)
-        return 3
+    with bench_hsm() as hsm, fresh_database("postgres", hsm.data_dir, "scale") as url, \
+            tempfile.TemporaryDirectory(prefix="scale-work-") as work:
+        summary, expected = load(hsm, url, args.certificates)
+        ctx = ScaleContext(hsm=hsm, url=url, work=Path(work), population=summary)
+        figures: dict[str, dict[str, float | int]] = {}
+        try:
+            for name in names:
+                figures[name] = scale_revocation.MEASUREMENTS[name](ctx)
+        finally:
+            ctx.close()
     population = {"certificates": summary.certificates, "revoked": summary.revoked,
                   "largest_shard": summary.largest_shard, "shards": summary.shards,
                   "expected": expected, "today": date.today().isoformat()}
