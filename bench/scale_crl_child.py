@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     publishing = build_crl_publishing(settings)
     crls = publishing.crls
     try:
+        built = time.perf_counter()
         if args.scope:
             ca, generation, name = args.scope.split(":")
             scopes = [crls.scope(CaKind(ca), int(generation), name)]
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     largest = max(publications, key=lambda p: p.entries, default=None)
     return {
         "seconds": seconds, "import_seconds": imported - STARTED,
-        "services_seconds": ready - imported, "idle_peak_kib": idle_kib,
+        "services_seconds": built - imported, "scopes_seconds": ready - built,
+        "idle_peak_kib": idle_kib,
         "scopes": len(scopes), "publications": len(publications),
         "kinds": sorted({p.kind for p in publications}),
         "entries": sum(p.entries for p in publications),

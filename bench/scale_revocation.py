@@ -57,6 +57,11 @@ ALL_SCOPES_WORKERS = 1
 PRESIGN_CAP = 500_000
 """At most this many responses are signed for the backlog (a loader that left every certificate
 without a fresh response would otherwise make this sign the whole population)."""
+PRESIGN_BUDGET_S = 1800.0
+"""The backlog is worked through in slices of :data:`PRESIGN_SLICE` until this many seconds
+have passed: each chunk's selection reads the certificates in id order from the first, so the
+whole backlog costs more than linearly (``presign_complete`` says whether it was done)."""
+PRESIGN_SLICE = 5_000
 ENTRY_SAMPLE = 64
 """Rows of each bulk revocation whose ``crl_entry`` is compared with jpki's encoder."""
 
@@ -230,7 +235,9 @@ def measure_crl(ctx: ScaleContext) -> dict[str, float | int]:
     entries streamed from a server-side cursor, signed in SoftHSM, file fsynced, publication
     recorded), on the system clock. Timed: the child's whole wall time seen from here (start-up,
     imports and HSM login included, as a cron'd run pays them); peak RSS from ``/usr/bin/time
-    -v``.
+    -v``. Also reported: ``*_publish_s``, the publications alone in the child, and
+    ``crl_all_scopes_list_s``, its listing of the live scopes (``CrlService.scopes``: one
+    statement over every (CA generation, shard) pair of the registry, ~3,800 for a nation).
 
     1. full CRL of the largest scope: the largest shard (``ctx.population.largest_shard``)
        under the CA whose scope there lists the most entries;
@@ -262,6 +269,8 @@ def measure_crl(ctx: ScaleContext) -> dict[str, float | int]:
         "crl_full_all_rss_mb": full_all.peak_kib * 1024 / MB,
         "crl_full_all_publish_s": full_all.child["seconds"],
         "crl_all_scopes": full_all.child["scopes"],
+        # Listing the live scopes (CrlService.scopes), before the first publication.
+        "crl_all_scopes_list_s": full_all.child["scopes_seconds"],
         "crl_delta_largest_s": delta_largest.wall_s,
         "crl_delta_largest_rss_mb": delta_largest.peak_kib * 1024 / MB,
         "crl_delta_all_s": delta_all.wall_s,
@@ -356,6 +365,25 @@ def _mass_revocation(ctx: ScaleContext) -> dict[str, float | int]:
             "revoke_service_per_s": len(by_service) / service_s if service_s else 0.0}
 
 
+class _SelectionTimes:
+    """Each call of the store's selection of missing certificates, timed (one per chunk of
+    500): the first and the last show whether a chunk costs more the further the backlog has
+    been worked through (each selection reads the table in id order from the start)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def wrap(self, original: Any) -> Any:
+        def missing(store: Any, *args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return original(store, *args, **kwargs)
+            finally:
+                self.seconds.append(time.perf_counter() - began)
+
+        return missing
+
+
 def _presign(ctx: ScaleContext) -> dict[str, float | int]:
     from jpki.store.ocsp import SqlOcspStore
 
@@ -363,20 +391,34 @@ def _presign(ctx: ScaleContext) -> dict[str, float | int]:
     began = time.perf_counter()
     backlog = services.ocsp.presign_backlog("sha1", limit=10 * PRESIGN_CAP)
     count_s = time.perf_counter() - began
+    target = min(backlog, PRESIGN_CAP)
+    selections = _SelectionTimes()
+    original = SqlOcspStore.missing
     timer = PhaseTimer()
-    timer.patch(SqlOcspStore, "missing", "select")
     timer.patch(SqlOcspStore, "status_rows", "status")
     timer.patch(SqlOcspStore, "store", "store")
+    SqlOcspStore.missing = selections.wrap(original)  # type: ignore[method-assign]
+    signed = 0
     try:
         began = time.perf_counter()
-        signed = services.ocsp.presign_missing("sha1", limit=min(backlog, PRESIGN_CAP))
+        # In slices, so that a backlog the budget cannot cover stops between two of them.
+        while signed < target and time.perf_counter() - began < PRESIGN_BUDGET_S:
+            done = services.ocsp.presign_missing(
+                "sha1", limit=min(PRESIGN_SLICE, target - signed))
+            signed += done
+            if done == 0:
+                break
         seconds = time.perf_counter() - began
     finally:
+        SqlOcspStore.missing = original  # type: ignore[method-assign]
         timer.restore()
+    select = selections.seconds
     return {"presign_backlog_count": backlog, "presign_count_s": count_s,
-            "presign_signed": signed, "presign_backlog_s": seconds,
-            "presign_select_s": timer.seconds["select"],
-            "presign_select_calls": timer.calls["select"],
+            "presign_signed": signed, "presign_complete": int(signed >= backlog),
+            "presign_backlog_s": seconds,
+            "presign_select_s": sum(select), "presign_select_calls": len(select),
+            "presign_select_first_ms": 1000 * select[0] if select else 0.0,
+            "presign_select_last_ms": 1000 * select[-1] if select else 0.0,
             "presign_status_s": timer.seconds["status"],
             "presign_store_s": timer.seconds["store"],
             "presign_per_s": signed / seconds if seconds else 0.0}
@@ -403,9 +445,11 @@ def measure_jobs(ctx: ScaleContext) -> dict[str, float | int]:
         certificates, no row locks one by one;
     (d) then the OCSP pre-signing backlog: ``presign_backlog`` (the count, timed as
         ``presign_count_s``) and ``services.ocsp.presign_missing("sha1")`` (as ``jpki ocsp
-        presign``), at most :data:`PRESIGN_CAP` responses; the time spent in the store's
-        selection of missing certificates (one query per chunk of 500), status reads and
-        stores is split out by timers around the store's methods.
+        presign``), at most :data:`PRESIGN_CAP` responses and :data:`PRESIGN_BUDGET_S`
+        seconds (``presign_complete`` = 0 when stopped by either); the time spent in the
+        store's selection of missing certificates (one query per chunk of 500: total, first
+        and last call), status reads and stores is split out by timers around the store's
+        methods.
 
     Assumes the population gave every certificate a fresh stored SHA-1 response, so that the
     backlog is the revoked certificates (and ``presign_backlog_count`` ≈

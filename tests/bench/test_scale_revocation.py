@@ -92,6 +92,8 @@ def test_jobs_revoke_one_percent_and_presign_the_backlog(run: dict[str, Any]) ->
     # Every certificate had a fresh response; the revoked ones (the delta CRL's too) lost it.
     assert jobs["presign_backlog_count"] == jobs["mass_revoke_count"] + crl["crl_delta_revoked"]
     assert jobs["presign_signed"] == jobs["presign_backlog_count"]
+    assert jobs["presign_complete"] == 1
     assert jobs["presign_select_calls"] >= 1
     assert 0 < jobs["presign_select_s"] < jobs["presign_backlog_s"]
+    assert jobs["presign_select_first_ms"] > 0 and jobs["presign_select_last_ms"] > 0
     assert jobs["presign_per_s"] > 0
