@@ -67,10 +67,15 @@ class BenchHsm:
 
 
 @contextlib.contextmanager
-def bench_hsm(*, pool_size: int = 4, parent: Path | None = None) -> Iterator[BenchHsm]:
+def bench_hsm(*, pool_size: int = 4, parent: Path | None = None,
+              keep: Path | None = None) -> Iterator[BenchHsm]:
     """A temporary data directory with its own SoftHSM config and token, and a key store on it.
 
-    Removed afterwards. Call once per process (SoftHSM reads its config at C_Initialize).
+    Removed afterwards, unless it is ``keep``: then it is made if missing, its token (and the
+    PINs, in a file readable by its owner only) reused by the next run, and left in place — what
+    a bench that measures one loaded database before and after a change needs, since the rows
+    name CA keys in that token. Call once per process (SoftHSM reads its config at
+    C_Initialize).
     """
     module = default_module_path()
     if not os.path.isfile(module):
@@ -78,11 +83,15 @@ def bench_hsm(*, pool_size: int = 4, parent: Path | None = None) -> Iterator[Ben
     if shutil.which("softhsm2-util") is None:
         raise BenchError("SoftHSM2 is not installed: softhsm2-util is not on PATH")
     recipe = load_recipe()
-    data_dir = Path(tempfile.mkdtemp(prefix="jpki-bench-", dir=parent)).resolve()
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        data_dir = keep.resolve()
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="jpki-bench-", dir=parent)).resolve()
     before = os.environ.get(CONF_ENV)
     try:
         activate_softhsm_config(data_dir)
-        user_pin, so_pin = secrets.token_hex(16), secrets.token_hex(16)
+        user_pin, so_pin = _bench_pins(data_dir if keep is not None else None)
         ensure_token(data_dir, recipe.token_label, so_pin, user_pin)
         # As the composition root opens a SoftHSM token (api.keystore): bulk signing in a
         # process of its own.
@@ -100,7 +109,23 @@ def bench_hsm(*, pool_size: int = 4, parent: Path | None = None) -> Iterator[Ben
             os.environ.pop(CONF_ENV, None)
         else:
             os.environ[CONF_ENV] = before
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _bench_pins(kept: Path | None) -> tuple[str, str]:
+    """Fresh (user, SO) PINs; for a kept directory, those of its first run."""
+    if kept is None:
+        return secrets.token_hex(16), secrets.token_hex(16)
+    path = kept / ".bench-pins.json"
+    if path.exists():
+        pins = json.loads(path.read_text())
+        return str(pins["user"]), str(pins["so"])
+    user, so = secrets.token_hex(16), secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"user": user, "so": so}, fh)
+    return user, so
 
 
 # --- databases ----------------------------------------------------------------------------
