@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -292,13 +292,27 @@ def measure_crl(ctx: ScaleContext) -> dict[str, float | int]:
 # --- 2. batch jobs ------------------------------------------------------------------------
 
 
-def _notice_window(today: date) -> tuple[date, date]:
-    """The calendar month two months ahead: the certificates J-LIS writes to holders about
-    now (reference §1.4: notices 2-3 months before expiry)."""
-    month = today.month + 2
-    year, month = today.year + (month - 1) // 12, (month - 1) % 12 + 1
-    start = date(year, month, 1)
-    end = date(year + month // 12, month % 12 + 1, 1)
+def _notice_window(ctx: ScaleContext, municipality: str) -> tuple[date, date]:
+    """One month of JST dates: from the first expiry, two months ahead or later, of a card
+    certificate still valid in ``municipality`` (reference §1.4: notices go out 2-3 months
+    before expiry). Found rather than fixed: a population renews what expires within its
+    renewal window, so the months just ahead may hold nobody. Not timed."""
+    from jpki.validity import jst_date
+
+    now = datetime.now(UTC)
+    ahead = now + timedelta(days=61)
+    with psycopg.connect(_plain(ctx.url)) as conn:
+        row = conn.execute(
+            "SELECT min(c.not_after) FROM certificates c JOIN residents r "
+            "ON r.id = c.resident_id WHERE r.municipality_code = %(m)s "
+            "AND c.kind IN ('card_sign', 'card_auth') AND c.status = 'issued' "
+            "AND c.revoked_at IS NULL AND c.not_after >= %(ahead)s",
+            {"m": municipality, "ahead": ahead.replace(tzinfo=None)}).fetchone()
+    first = row[0].replace(tzinfo=UTC) if row and row[0] is not None else ahead
+    start = jst_date(first)
+    month = start.month + 1
+    end = date(start.year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+    end = end.replace(day=min(start.day, 28))
     return start, end
 
 
@@ -325,7 +339,7 @@ def _expiry_export(ctx: ScaleContext) -> dict[str, float | int]:
 
     services = ctx.services()
     municipality = _largest_municipality(ctx)
-    start, end = _notice_window(datetime.now(UTC).date())
+    start, end = _notice_window(ctx, municipality)
     began = time.perf_counter()
     export = services.expiry_notices.export(authorize(OPERATOR, Operation.EXPIRY_NOTICES),
                                             municipality, start, end, "csv")
@@ -456,7 +470,8 @@ def measure_jobs(ctx: ScaleContext) -> dict[str, float | int]:
     (a) the mobile sweep (``services.mobile_sweep.run``, as ``jpki mobile sweep``): duration
         and what it revoked, flagged and held;
     (b) the expiry notices of the largest municipality (the shard with the most certificates;
-        shard = municipality code) for the calendar month two months ahead (JST dates), as
+        shard = municipality code) for one month of JST dates from its first expiry two months
+        ahead or later (:func:`_notice_window`), as
         ``jpki notices expiry``: ``export`` then every CSV chunk of ``as_csv`` consumed
         (counted, not written): duration, rows (holders) and CSV size;
     (c) a mass revocation of :data:`MASS_FRACTION` of all certificates (issued, unexpired, not
