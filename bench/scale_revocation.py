@@ -57,11 +57,11 @@ ALL_SCOPES_WORKERS = 1
 PRESIGN_CAP = 500_000
 """At most this many responses are signed for the backlog (a loader that left every certificate
 without a fresh response would otherwise make this sign the whole population)."""
-PRESIGN_BUDGET_S = 1800.0
+PRESIGN_BUDGET_S = float(os.environ.get("JPKI_SCALE_PRESIGN_BUDGET_S", "1800.0"))
 """The backlog is worked through in slices of :data:`PRESIGN_SLICE` until this many seconds
 have passed: each chunk's selection reads the certificates in id order from the first, so the
 whole backlog costs more than linearly (``presign_complete`` says whether it was done)."""
-PRESIGN_SLICE = 5_000
+PRESIGN_SLICE = int(os.environ.get("JPKI_SCALE_PRESIGN_SLICE", "5000"))
 ENTRY_SAMPLE = 64
 """Rows of each bulk revocation whose ``crl_entry`` is compared with jpki's encoder."""
 
