@@ -25,7 +25,7 @@ from jpki.model import RevocationReason
 from tests.components import missing_component
 from tests.conftest import _pg_admin_url, empty_postgres_database
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(microsecond=0)
 REVOKED_AT = NOW - timedelta(days=3)
 
