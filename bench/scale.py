@@ -66,6 +66,7 @@ MEASUREMENTS: tuple[tuple[str, str, str], ...] = (
     ("jobs", "bench.scale_revocation", "measure_jobs"),
 )
 
+
 def log(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
