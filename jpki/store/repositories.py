@@ -486,12 +486,15 @@ class SqlOcspResponses:
         return (bytes(row.der), row.this_update, row.next_update) if row else None
 
     def missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                limit: int) -> list[tuple[int, str]]:
-        """(generation id, serial) of unexpired certificates without a response signed since
-        ``fresh_from`` for ``algorithm``."""
-        stmt = (select(_T.c.ca_generation_id, _T.c.serial)
-                .where(*_missing(algorithm, fresh_from, now)).order_by(_T.c.id).limit(limit))
-        return [(int(r[0]), str(r[1])) for r in self._s.execute(stmt)]
+                limit: int, after: int = 0) -> list[tuple[int, int, str]]:
+        """(certificate id, generation id, serial) of unexpired certificates without a response
+        signed since ``fresh_from`` for ``algorithm``, in id order from the one after id
+        ``after``: a caller that pages with the last id it got reads the table once, where
+        restarting from the first row each page read it once a page (docs/scale.md)."""
+        stmt = (select(_T.c.id, _T.c.ca_generation_id, _T.c.serial)
+                .where(_T.c.id > after, *_missing(algorithm, fresh_from, now))
+                .order_by(_T.c.id).limit(limit))
+        return [(int(r[0]), int(r[1]), str(r[2])) for r in self._s.execute(stmt)]
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
                       limit: int) -> int:

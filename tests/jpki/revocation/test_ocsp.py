@@ -198,6 +198,40 @@ def test_presigning_signs_each_missing_response_once_by_chunks(services, new_res
                                       padding.PKCS1v15(), response.signature_hash_algorithm)
 
 
+def test_presigning_pages_on_from_the_last_certificate_it_saw(services, new_resident,
+                                                              subject_keys, now_clock):
+    """Each chunk of ``presign_missing`` asks for what is missing after the last certificate of
+    the chunk before: one run reads the table once, not once a chunk from its first row (which
+    was quadratic in the backlog: docs/scale.md)."""
+    serials = []
+    for i in range(5):
+        rid = new_resident(name=f"山田 {i}")
+        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
+                                                                 subject_keys[i])])
+        serials.append(c.serial)
+    store = services.ocsp.presigner._store
+    now = now_clock.now()
+    fresh_from = services.ocsp.cache.fresh_from(now)
+    first = store.missing("sha1", fresh_from, now, 2)
+    rest = store.missing("sha1", fresh_from, now, 10, first[-1][0])
+    assert [s for _, _, s in first + rest] == serials  # in issuance (id) order, no overlap
+    assert all(i > first[-1][0] for i, _, _ in rest)
+    asked: list[int] = []
+    missing = store.missing
+
+    def counting(*args: object) -> object:
+        asked.append(int(args[4]))  # type: ignore[call-overload]
+        return missing(*args)  # type: ignore[arg-type]
+
+    store.missing = counting  # type: ignore[method-assign]
+    try:
+        assert services.ocsp.presign_missing("sha1", batch=2) == 5
+    finally:
+        del store.missing
+    ids = [i for i, _, _ in first + rest]
+    assert asked == [0, ids[1], ids[3], ids[4]]  # three chunks and the empty look that ends
+
+
 def test_unauthorized_and_malformed(services, pair):
     _, certs = pair
     other_key = rsa.generate_private_key(65537, 2048)
