@@ -83,6 +83,6 @@ class SqlOcspStore:
             return uow.ocsp.missing(algorithm, fresh_from, now, limit, after)
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                      limit: int) -> int:
+                      limit: int, sample_rows: int | None = None) -> int:
         with self._read_uow() as uow:
-            return uow.ocsp.count_missing(algorithm, fresh_from, now, limit)
+            return uow.ocsp.count_missing(algorithm, fresh_from, now, limit, sample_rows)

@@ -225,11 +225,13 @@ class Presigner:
         self._signing = signing
         self._clock = clock
 
-    def backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000) -> int:
-        """How many :meth:`run` would sign now, counted up to ``limit``."""
+    def backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000,
+                sample_rows: int | None = None) -> int:
+        """How many :meth:`run` would sign now, counted up to ``limit`` (estimated from a
+        sample of ``sample_rows`` on a much larger store, if given)."""
         now = self._clock.now()
         return self._store.count_missing(algorithm, self._signing.cache.fresh_from(now), now,
-                                         limit)
+                                         limit, sample_rows)
 
     def run(self, algorithm: str = "sha1", *, limit: int | None = None, workers: int = 4,
             batch: int = 500) -> int:

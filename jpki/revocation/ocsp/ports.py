@@ -92,6 +92,7 @@ class OcspStore(Protocol):
         ...
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                      limit: int) -> int:
-        """How many :meth:`missing` would list, counted up to ``limit``."""
+                      limit: int, sample_rows: int | None = None) -> int:
+        """How many :meth:`missing` would list, counted up to ``limit``; with ``sample_rows``,
+        estimated from a sample of about that many rows when the store is much larger."""
         ...

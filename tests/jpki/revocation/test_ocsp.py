@@ -804,6 +804,32 @@ def test_what_operators_watch_the_presign_backlog_and_the_feed_lag(services, pai
     assert responder.presign_backlog() == 2
 
 
+def test_the_backlog_gauge_is_sampled_on_a_large_postgresql_store(services, pair, clock,
+                                                                  monkeypatch):
+    """Past ten times ``sample_rows`` certificates (the planner's estimate) the backlog is the
+    count in a TABLESAMPLE, scaled up; below, or on SQLite, it is the exact count."""
+    from jpki.store.repositories import SqlOcspResponses
+
+    responder = restarted(services)
+    assert responder.presign_backlog(sample_rows=1) == 2  # estimate unknown or small: exact
+    if services.uow.engine.dialect.name != "postgresql":
+        return
+    execute(services, "ANALYZE certificates")
+    fractions: list[float | None] = []
+    real = SqlOcspResponses._sample_fraction
+
+    def whole_table_sample(self, sample_rows):
+        fractions.append(real(self, 10**6))  # an estimate, for a store this small: none
+        return 1.0  # a "sample" of every page: the estimate must equal the count
+
+    monkeypatch.setattr(SqlOcspResponses, "_sample_fraction", whole_table_sample)
+    assert responder.presign_backlog(sample_rows=1) == 2
+    assert fractions == [None]
+    monkeypatch.setattr(SqlOcspResponses, "_sample_fraction", lambda self, rows: 0.5)
+    estimates = {responder.presign_backlog(sample_rows=1) for _ in range(20)}
+    assert estimates <= {0, 2, 4}  # each page sampled or not: the count scaled by 1/0.5
+
+
 def test_a_responder_renewed_by_another_process_reaches_this_one_within_a_minute(
         services, pair, clock):
     """The maintenance job renews responder certificates in one process (the lease holder);
