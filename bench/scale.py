@@ -56,6 +56,7 @@ from bench.scale_context import PopulationSummary, ScaleContext
 # In the order they run: read-only first, then what changes the database.
 MEASUREMENTS: tuple[tuple[str, str, str], ...] = (
     ("sizes", "bench.scale_revocation", "measure_sizes"),
+    ("probes", "bench.scale_probes", "measure_probes"),
     ("status", "bench.scale_serving", "measure_status"),
     ("ocsp", "bench.scale_serving", "measure_ocsp"),
     ("crl", "bench.scale_revocation", "measure_crl"),

@@ -133,7 +133,7 @@ def test_loaded_rows_are_rows_jpki_reads_as_its_own(postgres_services: Services)
                        "cards": summary.cards, "devices": summary.mobile_devices}
     assert 2500 < summary.certificates < 3500
     assert len(revoked) == summary.revoked > 0
-    assert placeholders == (summary.certificates - summary.revoked,)
+    assert placeholders == (summary.certificates,)
     for serial, at, reason, entry, _ in revoked:
         assert entry == crl_entry(serial, at.replace(tzinfo=UTC), RevocationReason(reason))
 
