@@ -3,7 +3,8 @@ the gauges a scrape reads (api.metrics): the same for every process and node.
 
 - The OCSP presign backlog: the responder's own count (``OcspResponder.presign_backlog``, the
   unexpired certificates without a response signed within half a validity period), kept for
-  :data:`BACKLOG_TTL_SECONDS` because on a large database it is a scan. (The feed lag is a
+  :data:`BACKLOG_TTL_SECONDS`, and estimated from a sample on a large database, where the
+  count is a scan of every certificate. (The feed lag is a
   figure of each process, not of the database: api.metrics samples it.)
 - CRL freshness: the newest CRL of every scope (each shard's full and delta CRL, each
   generation's ARL) is still within its nextUpdate. A CRL never published yet is not stale: the
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 BACKLOG_CAP = 1_000_000
 BACKLOG_TTL_SECONDS = 30.0
+# Past ten times this many certificates the gauge is estimated from a sample of about this many
+# (TABLESAMPLE on PostgreSQL): the exact count reads the whole table, on every node at every
+# scrape, and grows with it (docs/scale.md). Resolution: 1 / BACKLOG_SAMPLE_ROWS of the store.
+BACKLOG_SAMPLE_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ class Probes:
             cached = self._backlog
             if cached is not None and time.monotonic() - cached[0] < BACKLOG_TTL_SECONDS:
                 return cached[1]
-        count = self._services.ocsp.presign_backlog(limit=BACKLOG_CAP)
+        count = self._services.ocsp.presign_backlog(limit=BACKLOG_CAP,
+                                                    sample_rows=BACKLOG_SAMPLE_ROWS)
         with self._lock:
             self._backlog = (time.monotonic(), count)
         return count
@@ -135,7 +141,9 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("jpki_ocsp_presign_backlog",
                                 "Unexpired certificates without a fresh pre-signed OCSP response "
                                 f"(counted up to {BACKLOG_CAP}, every {BACKLOG_TTL_SECONDS:g} s "
-                                "at most).", value=self._probes.presign_backlog())
+                                "at most; estimated from a sample of "
+                                f"{BACKLOG_SAMPLE_ROWS} past ten times that many certificates).",
+                                value=self._probes.presign_backlog())
 
     def _crl(self) -> Iterable[Metric]:
         freshness = self._probes.crl_freshness()

@@ -78,11 +78,11 @@ class SqlOcspStore:
             return uow.ocsp.stored_after(cursor, limit)
 
     def missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                limit: int) -> Sequence[tuple[int, str]]:
+                limit: int, after: int = 0) -> Sequence[tuple[int, int, str]]:
         with self._read_uow() as uow:
-            return uow.ocsp.missing(algorithm, fresh_from, now, limit)
+            return uow.ocsp.missing(algorithm, fresh_from, now, limit, after)
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                      limit: int) -> int:
+                      limit: int, sample_rows: int | None = None) -> int:
         with self._read_uow() as uow:
-            return uow.ocsp.count_missing(algorithm, fresh_from, now, limit)
+            return uow.ocsp.count_missing(algorithm, fresh_from, now, limit, sample_rows)

@@ -225,11 +225,13 @@ class Presigner:
         self._signing = signing
         self._clock = clock
 
-    def backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000) -> int:
-        """How many :meth:`run` would sign now, counted up to ``limit``."""
+    def backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000,
+                sample_rows: int | None = None) -> int:
+        """How many :meth:`run` would sign now, counted up to ``limit`` (estimated from a
+        sample of ``sample_rows`` on a much larger store, if given)."""
         now = self._clock.now()
         return self._store.count_missing(algorithm, self._signing.cache.fresh_from(now), now,
-                                         limit)
+                                         limit, sample_rows)
 
     def run(self, algorithm: str = "sha1", *, limit: int | None = None, workers: int = 4,
             batch: int = 500) -> int:
@@ -245,25 +247,33 @@ class Presigner:
         issuers = self._signing.issuers
         issuers.reload()  # a batch job: a rollover or a responder renewal may have come since
         signed = 0
+        # Keyset paging: each chunk starts after the last certificate of the one before, so
+        # one run reads the certificates once. Restarting from the first row every chunk read
+        # the whole signed prefix again each time: quadratic in the backlog (docs/scale.md).
+        after = 0
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             while limit is None or signed < limit:
                 now = self._clock.now()  # before the statuses are read (ResponseSigner.sign)
                 take = batch if limit is None else min(batch, limit - signed)
                 fresh_from = self._signing.cache.fresh_from(now)
+                found = self._store.missing(name, fresh_from, now, take, after)
+                if not found:
+                    break  # nothing left
+                after = found[-1][0]
                 todo = []
-                for gid, serial in self._store.missing(name, fresh_from, now, take):
+                for _, gid, serial in found:
                     issuer = issuers.of_generation(gid)
                     if issuer is not None and issuer.responder is not None:
                         todo.append((issuer, serial))
                 if not todo:
-                    break  # nothing left, or only certificates of issuers without a responder
+                    continue  # only certificates of issuers without a responder: page on
                 rows = {r.serial: r for r in
                         self._store.status_rows([serial for _, serial in todo])}
                 jobs: list[SigningJob] = [
                     (issuer.question(name, int(serial, 16)), issuer, status_of(rows[serial], now))
                     for issuer, serial in todo if serial in rows]
                 if not jobs:
-                    break
+                    continue
                 signed += self._signing.sign_and_keep(jobs, now, pool)
         return signed
 

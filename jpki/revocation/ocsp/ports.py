@@ -85,12 +85,14 @@ class OcspStore(Protocol):
         ...
 
     def missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                limit: int) -> Sequence[tuple[int, str]]:
-        """(generation id, serial) of unexpired certificates with no response for
-        ``algorithm`` produced since ``fresh_from``."""
+                limit: int, after: int = 0) -> Sequence[tuple[int, int, str]]:
+        """(certificate id, generation id, serial) of unexpired certificates with no response
+        for ``algorithm`` produced since ``fresh_from``, in id order from the one after id
+        ``after``."""
         ...
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
-                      limit: int) -> int:
-        """How many :meth:`missing` would list, counted up to ``limit``."""
+                      limit: int, sample_rows: int | None = None) -> int:
+        """How many :meth:`missing` would list, counted up to ``limit``; with ``sample_rows``,
+        estimated from a sample of about that many rows when the store is much larger."""
         ...

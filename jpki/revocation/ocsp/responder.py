@@ -190,8 +190,9 @@ class OcspResponder:
                         workers: int = 4, batch: int = 500) -> int:
         return self.presigner.run(algorithm, limit=limit, workers=workers, batch=batch)
 
-    def presign_backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000) -> int:
-        return self.presigner.backlog(algorithm, limit=limit)
+    def presign_backlog(self, algorithm: str = "sha1", *, limit: int = 1_000_000,
+                        sample_rows: int | None = None) -> int:
+        return self.presigner.backlog(algorithm, limit=limit, sample_rows=sample_rows)
 
     def verify_stored(self, *, repair: bool = True, page: int = 1000,
                       report: int = 100) -> StoredCheck:

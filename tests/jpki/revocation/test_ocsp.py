@@ -198,6 +198,40 @@ def test_presigning_signs_each_missing_response_once_by_chunks(services, new_res
                                       padding.PKCS1v15(), response.signature_hash_algorithm)
 
 
+def test_presigning_pages_on_from_the_last_certificate_it_saw(services, new_resident,
+                                                              subject_keys, now_clock):
+    """Each chunk of ``presign_missing`` asks for what is missing after the last certificate of
+    the chunk before: one run reads the table once, not once a chunk from its first row (which
+    was quadratic in the backlog: docs/scale.md)."""
+    serials = []
+    for i in range(5):
+        rid = new_resident(name=f"山田 {i}")
+        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
+                                                                 subject_keys[i])])
+        serials.append(c.serial)
+    store = services.ocsp.presigner._store
+    now = now_clock.now()
+    fresh_from = services.ocsp.cache.fresh_from(now)
+    first = store.missing("sha1", fresh_from, now, 2)
+    rest = store.missing("sha1", fresh_from, now, 10, first[-1][0])
+    assert [s for _, _, s in first + rest] == serials  # in issuance (id) order, no overlap
+    assert all(i > first[-1][0] for i, _, _ in rest)
+    asked: list[int] = []
+    missing = store.missing
+
+    def counting(*args: object) -> object:
+        asked.append(int(args[4]))  # type: ignore[call-overload]
+        return missing(*args)  # type: ignore[arg-type]
+
+    store.missing = counting  # type: ignore[method-assign]
+    try:
+        assert services.ocsp.presign_missing("sha1", batch=2) == 5
+    finally:
+        del store.missing
+    ids = [i for i, _, _ in first + rest]
+    assert asked == [0, ids[1], ids[3], ids[4]]  # three chunks and the empty look that ends
+
+
 def test_unauthorized_and_malformed(services, pair):
     _, certs = pair
     other_key = rsa.generate_private_key(65537, 2048)
@@ -768,6 +802,32 @@ def test_what_operators_watch_the_presign_backlog_and_the_feed_lag(services, pai
     assert responder.feed_lag_seconds() == 0.0
     clock.advance(minutes=31)  # past half-life: both due again
     assert responder.presign_backlog() == 2
+
+
+def test_the_backlog_gauge_is_sampled_on_a_large_postgresql_store(services, pair, clock,
+                                                                  monkeypatch):
+    """Past ten times ``sample_rows`` certificates (the planner's estimate) the backlog is the
+    count in a TABLESAMPLE, scaled up; below, or on SQLite, it is the exact count."""
+    from jpki.store.repositories import SqlOcspResponses
+
+    responder = restarted(services)
+    assert responder.presign_backlog(sample_rows=1) == 2  # estimate unknown or small: exact
+    if services.uow.engine.dialect.name != "postgresql":
+        return
+    execute(services, "ANALYZE certificates")
+    fractions: list[float | None] = []
+    real = SqlOcspResponses._sample_fraction
+
+    def whole_table_sample(self, sample_rows):
+        fractions.append(real(self, 10**6))  # an estimate, for a store this small: none
+        return 1.0  # a "sample" of every page: the estimate must equal the count
+
+    monkeypatch.setattr(SqlOcspResponses, "_sample_fraction", whole_table_sample)
+    assert responder.presign_backlog(sample_rows=1) == 2
+    assert fractions == [None]
+    monkeypatch.setattr(SqlOcspResponses, "_sample_fraction", lambda self, rows: 0.5)
+    estimates = {responder.presign_backlog(sample_rows=1) for _ in range(20)}
+    assert estimates <= {0, 2, 4}  # each page sampled or not: the count scaled by 1/0.5
 
 
 def test_a_responder_renewed_by_another_process_reaches_this_one_within_a_minute(
