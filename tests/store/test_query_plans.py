@@ -1,0 +1,64 @@
+"""The lookups that run once per row of a national job use an index, on both engines.
+
+At 10^7 certificates a lookup that reads the whole table costs seconds; run once per phone by
+the mobile sweep, it made the sweep take 27 minutes (docs/scale.md, "What the curves showed").
+The planners are asked for their plan with sequential scans priced out of reach, so an empty
+test table still shows whether an index *can* serve the query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from jpki.store import create_store_engine
+from jpki.store.repositories import SqlCertificates
+from jpki.store.tables import map_entities
+
+
+def _plan(url: str, call: Any, drop: str | None = None) -> tuple[str, str]:
+    """The plan of the one statement ``call`` runs through a SqlCertificates; with ``drop``,
+    the plan without that index (dropped inside a transaction that is rolled back)."""
+    map_entities()
+    engine = create_store_engine(url)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):  # not the engine's own setup
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with Session(engine) as session:
+            call(SqlCertificates(session))
+        event.remove(engine, "before_cursor_execute", capture)
+        (statement, parameters), = seen
+        with engine.connect() as conn:
+            if drop is not None:
+                conn.exec_driver_sql(f"DROP INDEX {drop}")
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+            else:
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            conn.rollback()
+        return engine.dialect.name, "\n".join(str(r[-1]) for r in rows)
+    finally:
+        engine.dispose()
+
+
+def test_a_phones_certificates_are_found_through_the_device_index(database_url):
+    _, plan = _plan(database_url, lambda certificates: certificates.for_device("d" * 32))
+    assert "ix_certificates_device_id" in plan, plan
+
+
+def test_without_that_index_the_same_lookup_reads_the_whole_table(database_url):
+    # The check above would pass vacuously if the plan never named what it reads.
+    dialect, plan = _plan(database_url, lambda certificates: certificates.for_device("d" * 32),
+                          drop="ix_certificates_device_id")
+    if dialect == "postgresql":  # every row read and filtered, by whichever path
+        assert "Filter: ((device_id)" in plan and "Index Cond" not in plan, plan
+    else:
+        assert "SCAN certificates" in plan, plan
