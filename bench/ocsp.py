@@ -483,20 +483,25 @@ def check_response(body: bytes, cert: Cert, issuer: Issuer, *, verify: bool,
             return "wrong revocation time"
         if resp.revocation_reason is not CRYPTOGRAPHY_REASONS[cert.reason or 0]:
             return f"wrong reason {resp.revocation_reason}"
-    if verify:
-        if not resp.certificates:
-            return "no responder certificate"
-        responder = resp.certificates[0]
-        try:
-            key = responder.public_key()
-            assert isinstance(key, rsa.RSAPublicKey)
-            assert resp.signature_hash_algorithm is not None
-            key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
-                       resp.signature_hash_algorithm)
-            if chain:
-                responder.verify_directly_issued_by(issuer.certificate)
-        except Exception as exc:
-            return f"signature or chain does not verify ({type(exc).__name__})"
+    return signature_fault(resp, issuer, chain=chain) if verify else None
+
+
+def signature_fault(resp: ocsp.OCSPResponse, issuer: Issuer, *, chain: bool) -> str | None:
+    """None when the response's signature verifies with the responder certificate it carries
+    and, with ``chain``, that certificate was issued by ``issuer``; else what is wrong."""
+    if not resp.certificates:
+        return "no responder certificate"
+    responder = resp.certificates[0]
+    try:
+        key = responder.public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        assert resp.signature_hash_algorithm is not None
+        key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
+                   resp.signature_hash_algorithm)
+        if chain:
+            responder.verify_directly_issued_by(issuer.certificate)
+    except Exception as exc:
+        return f"signature or chain does not verify ({type(exc).__name__})"
     return None
 
 

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from sqlalchemy import ARRAY, Engine, String, bindparam, delete, func, select, true
 
@@ -73,6 +72,7 @@ from bench.ocsp import (
     issuer_of,
     ocsp_request,
     run_wrk,
+    signature_fault,
     started,
     write_requests,
 )
@@ -264,20 +264,7 @@ def check_ocsp(body: bytes, cert: Sampled, issuer: Issuer, now: datetime, *,
             x509.ReasonFlags(cert.reason.rfc_name)
         if resp.revocation_reason is not wanted:
             return f"wrong reason {resp.revocation_reason}"
-    if verify:
-        if not resp.certificates:
-            return "no responder certificate"
-        responder = resp.certificates[0]
-        try:
-            key = responder.public_key()
-            assert isinstance(key, rsa.RSAPublicKey)
-            assert resp.signature_hash_algorithm is not None
-            key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
-                       resp.signature_hash_algorithm)
-            responder.verify_directly_issued_by(issuer.certificate)
-        except Exception as exc:
-            return f"signature or chain does not verify ({type(exc).__name__})"
-    return None
+    return signature_fault(resp, issuer, chain=True) if verify else None
 
 
 def current(engine: Engine, certs: Sequence[Sampled]) -> list[Sampled]:

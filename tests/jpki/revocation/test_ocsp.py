@@ -159,17 +159,24 @@ def test_several_certificates_in_one_request(services, new_resident, subject_key
     assert services.ocsp.respond(asking(MAX_CERTS_PER_REQUEST + 1)).der == MALFORMED
 
 
+def _auth_certificates(services, new_resident, subject_keys, count: int) -> list[str]:
+    """The serials of ``count`` card auth certificates, one per new resident, in issuance
+    order."""
+    serials = []
+    for i in range(count):
+        rid = new_resident(name=f"山田 {i}")
+        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
+                                                                 subject_keys[i])])
+        serials.append(c.serial)
+    return serials
+
+
 def test_presigning_signs_each_missing_response_once_by_chunks(services, new_resident,
                                                                subject_keys, now_clock):
     """``presign_missing`` reads a chunk's statuses at once and stores its responses in one
     transaction: each response says what the store says, is in the cache and in the database,
     and a second run finds nothing to sign."""
-    serials = []
-    for i in range(5):
-        rid = new_resident(name=f"山田 {i}")
-        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
-                                                                 subject_keys[i])])
-        serials.append(c.serial)
+    serials = _auth_certificates(services, new_resident, subject_keys, 5)
     services.revocation.revoke(REVOKE, serials[1], RevocationReason.SUPERSEDED)
     services.revocation.revoke(REVOKE, serials[3], RevocationReason.CERTIFICATE_HOLD)
     assert services.ocsp.presign_missing("sha1", batch=2) == 5  # three chunks
@@ -203,12 +210,7 @@ def test_presigning_pages_on_from_the_last_certificate_it_saw(services, new_resi
     """Each chunk of ``presign_missing`` asks for what is missing after the last certificate of
     the chunk before: one run reads the table once, not once a chunk from its first row (which
     was quadratic in the backlog: docs/scale.md)."""
-    serials = []
-    for i in range(5):
-        rid = new_resident(name=f"山田 {i}")
-        (c,) = services.issuance.issue(ISSUE, rid, [KeyRequest(CertKind.CARD_AUTH,
-                                                                 subject_keys[i])])
-        serials.append(c.serial)
+    serials = _auth_certificates(services, new_resident, subject_keys, 5)
     store = services.ocsp.presigner._store
     now = now_clock.now()
     fresh_from = services.ocsp.cache.fresh_from(now)
