@@ -509,12 +509,19 @@ def _jobs(ctx: ScaleContext, code: str, keys: list[bytes], start: int) -> list[J
     return jobs
 
 
-def _issued_pairs(ctx: ScaleContext, jobs: Sequence[Job]) -> int:
+def _issued(ctx: ScaleContext, jobs: Sequence[Job]) -> tuple[int, dict[str, float]]:
+    """How many pairs the jobs' residents hold now, and the mean DER of their certificates by
+    kind (what a real row carries where the loaded rows hold a placeholder: the storage plan
+    of bench.scale_plan counts it)."""
     ids = [j[0] for j in jobs]
+    t = certificates.c
     with _engine(ctx).connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(certificates).where(
-            certificates.c.resident_id.in_(ids),
-            certificates.c.status == CertStatus.ISSUED)).scalar_one()) // 2
+        rows = conn.execute(select(t.kind, func.count(), func.avg(func.length(t.der)))
+                            .where(t.resident_id.in_(ids), t.status == CertStatus.ISSUED)
+                            .group_by(t.kind)).all()
+    count = sum(int(n) for _, n, _ in rows)
+    kinds = {getattr(k, "value", k): float(mean) for k, _, mean in rows}
+    return count // 2, {f"der_{kind}_bytes": mean for kind, mean in kinds.items()}
 
 
 def measure_issuance(ctx: ScaleContext, *, pairs: int = ISSUANCE_PAIRS,
@@ -552,13 +559,13 @@ def measure_issuance(ctx: ScaleContext, *, pairs: int = ISSUANCE_PAIRS,
     ctx.hsm.keys.sign_many(_sign_label(ctx), [b"warm-up"])  # the bulk signer starts untimed
     seconds, latencies = issue_all(services, single, 1)
     batch_seconds, _ = issue_batched(services, batch, chunk)
-    issued = _issued_pairs(ctx, jobs)
+    issued, der = _issued(ctx, jobs)
     if issued != len(jobs):
         raise BenchError(f"{issued} pairs issued in the database, expected {len(jobs)}")
     ms = sorted(x * 1000 for x in latencies)
     return {"issuance_pairs_per_s": len(single) / seconds,
             "issuance_p50_ms": percentile(ms, 50), "issuance_p99_ms": percentile(ms, 99),
-            "issuance_batch_pairs_per_s": len(batch) / batch_seconds}
+            "issuance_batch_pairs_per_s": len(batch) / batch_seconds, **der}
 
 
 def _sign_label(ctx: ScaleContext) -> str:
@@ -664,7 +671,17 @@ def ocsp_on(ctx: ScaleContext, server: Server, plan: OcspPlan, *,
             "ocsp_cold_p50_ms": cold["p50_us"] / 1000,
             "ocsp_cold_server_cores": cold["server_cores"],
             "ocsp_cold_other_cores": cold["other_cores"],
-            "ocsp_cold_requests": int(cold["requests"]), "ocsp_checked": checked}
+            "ocsp_cold_requests": int(cold["requests"]), "ocsp_checked": checked,
+            "ocsp_response_bytes": _mean_response(engine)}
+
+
+def _mean_response(engine: Engine) -> float:
+    """The mean DER of the responses signed in this run (the loaded placeholders are empty):
+    what each pre-signed row weighs in the storage plan of bench.scale_plan."""
+    with engine.connect() as conn:
+        mean = conn.execute(select(func.avg(func.length(ocsp_responses.c.der)))
+                            .where(func.length(ocsp_responses.c.der) > 0)).scalar_one()
+    return float(mean or 0.0)
 
 
 def measure_ocsp(ctx: ScaleContext, *, hot: int = OCSP_HOT, seconds: float = OCSP_SECONDS,

@@ -8,7 +8,7 @@ because card certificates, nine in ten rows, carry no device.
 
 A plain CREATE INDEX blocks writes to the table while it runs (minutes on a national table).
 Where that matters, build it first by hand, without blocking, under the same name; this
-migration then finds it and does nothing (docs/scale.md, "Upgrading a large store"):
+migration then finds it and does nothing (docs/deployment.md, "Upgrades"):
 
     CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_certificates_device_id
         ON certificates (device_id) WHERE device_id IS NOT NULL;
