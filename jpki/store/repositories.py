@@ -491,10 +491,17 @@ class SqlOcspResponses:
         """(certificate id, generation id, serial) of unexpired certificates without a response
         signed since ``fresh_from`` for ``algorithm``, in id order from the one after id
         ``after``: a caller that pages with the last id it got reads the table once, where
-        restarting from the first row each page read it once a page (docs/scale.md)."""
-        stmt = (select(_T.c.id, _T.c.ca_generation_id, _T.c.serial)
-                .where(_T.c.id > after, *_missing(algorithm, fresh_from, now))
-                .order_by(_T.c.id).limit(limit))
+        restarting from the first row each page read it once a page (docs/scale.md).
+
+        The certificates are walked in id order and each one's response looked up by its key
+        (a scalar subquery: an index probe per certificate), so a page costs the rows walked to
+        fill it. As NOT EXISTS, PostgreSQL hashed every stored response for every page — a
+        whole-table join per 500 certificates: 1.4 s a page at 10^6, 3 to 13 s at 10^7."""
+        c = _T.c
+        stmt = (select(c.id, c.ca_generation_id, c.serial)
+                .where(c.id > after, c.status != CertStatus.PENDING, c.not_after >= now,
+                       _fresh_response(_T, algorithm, fresh_from).is_(None))
+                .order_by(c.id).limit(limit))
         return [(int(r[0]), int(r[1]), str(r[2])) for r in self._s.execute(stmt)]
 
     def count_missing(self, algorithm: str, fresh_from: datetime, now: datetime,
@@ -512,15 +519,12 @@ class SqlOcspResponses:
             return int(self._s.execute(select(func.count()).select_from(inner.subquery()))
                        .scalar() or 0)
         sampled = _T.tablesample(func.system(fraction * 100), name="sampled")
-        c, o = sampled.c, ocsp_responses.c
+        c = sampled.c
         # A scalar subquery per sampled row (an index probe each): as NOT EXISTS the planner
         # hashes every stored response, the whole-table read the sample is there to avoid.
-        fresh = (select(literal(1)).where(o.ca_generation_id == c.ca_generation_id,
-                                          o.serial == c.serial, o.hash_algorithm == algorithm,
-                                          o.this_update >= fresh_from)
-                 .limit(1).scalar_subquery())
         stmt = select(func.count()).select_from(sampled).where(
-            c.status != CertStatus.PENDING, c.not_after >= now, fresh.is_(None))
+            c.status != CertStatus.PENDING, c.not_after >= now,
+            _fresh_response(sampled, algorithm, fresh_from).is_(None))
         counted = int(self._s.execute(stmt).scalar() or 0)
         return min(limit, round(counted / fraction))
 
@@ -570,6 +574,17 @@ class SqlOcspResponses:
                               > tuple_(*after))
         stmt = stmt.order_by(o.ca_generation_id, o.hash_algorithm, o.serial).limit(limit)
         return [_stored(r) for r in self._s.execute(stmt)]
+
+
+def _fresh_response(certs: Any, algorithm: str, fresh_from: datetime) -> Any:
+    """1 when the certificate row of ``certs`` has a response for ``algorithm`` signed since
+    ``fresh_from``, else NULL: a scalar subquery, which both engines run as one lookup by the
+    response's key per certificate."""
+    o = ocsp_responses.c
+    return (select(literal(1)).where(o.ca_generation_id == certs.c.ca_generation_id,
+                                     o.serial == certs.c.serial, o.hash_algorithm == algorithm,
+                                     o.this_update >= fresh_from)
+            .limit(1).scalar_subquery())
 
 
 def _missing(algorithm: str, fresh_from: datetime, now: datetime) -> list[Any]:
