@@ -9,7 +9,8 @@ Carrying a figure: measured at sizes x1 < … < xn, it is carried from the large
 national size X as ``y(xn) · (X / xn) ** k``, where ``k`` is the least-squares slope of
 log y on log x over every point (:func:`bench.scale.growth`). A rate per core that does not
 depend on the size has k ≈ 0 and is carried as measured; a figure whose slope exceeds 1 grows
-faster than the table, and the plan marks it: it is what needs fixing before a country.
+faster than the table, and the plan marks it: it is what needs fixing before a country. A
+slope within ±0.1 is no growth (:data:`FLAT`): the figure is carried as measured.
 
 What is not measured is a named constant below, with why it has the value it has.
 """
@@ -46,6 +47,9 @@ HEADROOM = 0.5
 come."""
 PG_NODES = 3
 """Patroni: a primary and two replicas, one of them synchronous (docs/deployment.md)."""
+FLAT = 0.1
+"""A fitted slope smaller than this (in absolute value) is taken as no growth: rates, latencies
+and per-shard times measured on one VM vary by ±20 % from run to run (docs/scale.md)."""
 MB = 1e6
 GB = 1e9
 
@@ -65,6 +69,15 @@ class Carried:
     def faster_than_linear(self) -> bool:
         return self.slope > 1.15  # beyond the noise of three points
 
+    @property
+    def flat(self) -> bool:
+        return abs(self.slope) < FLAT
+
+    def describe(self, unit: str = "") -> str:
+        """What the figure was measured at and how it was carried."""
+        how = "flat: carried as measured" if self.flat else f"slope {self.slope:.2f}"
+        return f"{_n(self.measured)}{unit} at {self.at:,.0f}, {how}"
+
 
 def carry(points: list[tuple[float, float]], target: float, name: str = "") -> Carried:
     """``points`` (size, value) carried to ``target`` by their least-squares log-log slope.
@@ -73,7 +86,10 @@ def carry(points: list[tuple[float, float]], target: float, name: str = "") -> C
     at, measured = points[-1]
     fit = growth(points)["overall"]
     slope = 0.0 if fit is None else fit
-    value = 0.0 if measured == 0 else measured * (target / at) ** slope
+    # A slope within the noise of three runs on a shared VM is no growth: carrying it 25-fold
+    # would turn a few per cent of noise into a trend.
+    carried = 0.0 if abs(slope) < FLAT else slope
+    value = 0.0 if measured == 0 else measured * (target / at) ** carried
     return Carried(name, measured, at, slope, target, value)
 
 
@@ -144,8 +160,7 @@ def storage(results: Results, target: float) -> tuple[list[Line], float]:
         c = results.carry(f"size_{table}_total_mb", target)
         total += c.value * MB
         lines.append(Line(f"`{table}` as loaded (tables + indexes)", f"{c.value / 1000:,.1f} GB",
-                          f"{_n(c.measured)} MB at {results.largest['certificates']:,} "
-                          f"certificates, slope {c.slope:.2f}"))
+                          c.describe(" MB")))
     der = _mean_der(results)
     der_bytes = der * target
     total += der_bytes
@@ -167,7 +182,7 @@ def storage(results: Results, target: float) -> tuple[list[Line], float]:
     return lines, total
 
 
-def memory(results: Results, target: float) -> list[Line]:
+def memory(results: Results, target: float) -> tuple[list[Line], float]:
     """The indexes a request on a cold certificate walks: they should stay in memory."""
     names = {"uq_certificates_serial": "status and OCSP: a certificate by serial",
              "pk_certificates": "the row by id",
@@ -178,14 +193,44 @@ def memory(results: Results, target: float) -> list[Line]:
         c = results.carry(f"size_index_{index}_mb", target)
         total += c.value * MB
         lines.append(Line(f"`{index}` ({why})", f"{c.value / 1000:,.1f} GB",
-                          f"{_n(c.measured)} MB, slope {c.slope:.2f}"))
+                          c.describe(" MB")))
     c = results.carry("size_ocsp_responses_indexes_mb", target)
     total += c.value * MB
     lines.append(Line("`ocsp_responses` indexes (a stored response by CertID)",
-                      f"{c.value / 1000:,.1f} GB", f"{_n(c.measured)} MB, slope {c.slope:.2f}"))
+                      f"{c.value / 1000:,.1f} GB", c.describe(" MB")))
     lines.append(Line("**hot index set**", f"**{total / GB:,.0f} GB**",
                       "a PostgreSQL node's RAM should hold it with room for the heap pages of "
                       "the day's certificates"))
+    return lines, total
+
+
+def nodes(results: Results, data: float, hot: float) -> list[Line]:
+    """The machines: PostgreSQL nodes sized by the data and the hot index set, jpki nodes by
+    the OCSP peak (see :func:`serving`)."""
+    ram = 2 ** math.ceil(math.log2(1.5 * hot / GB))
+    disk = 2 * data
+    per_core = results.last("ocsp_hot_rps") / results.last("ocsp_hot_server_cores")
+    jpki = math.ceil(OCSP_PEAK_RPS / (per_core * CORES_PER_NODE * HEADROOM)) + 1
+    return [
+        Line("PostgreSQL nodes", f"{PG_NODES}, each {ram} GB RAM and {disk / 1e12:.1f} TB "
+             "of SSD", f"Patroni's primary and two replicas; RAM: the hot index set "
+             f"({hot / GB:,.0f} GB) × 1.5, to a power of two; disk: the data "
+             f"({data / GB:,.0f} GB) × 2 for WAL, bloat between vacuums and growth"),
+        Line("jpki nodes", f"{max(jpki, 2)} of {CORES_PER_NODE} cores",
+             "the OCSP peak at half load plus one (Serving below); issuance and the jobs fit "
+             "in what is left (the national event below needs a few cores)"),
+    ]
+
+
+def _durations(results: Results, target: float,
+               names: tuple[tuple[str, str], ...]) -> list[Line]:
+    """One line per timed figure (``name``, what it is), marked if it grows faster than the
+    table."""
+    lines = []
+    for name, what in names:
+        c = results.carry(name, target)
+        lines.append(Line(what, _duration(c.value), c.describe(" s")
+                          + (" — **faster than linear**" if c.faster_than_linear else "")))
     return lines
 
 
@@ -202,16 +247,13 @@ def crls(results: Results, target: float) -> list[Line]:
              f"{all_entries.value * size.value / max(entries.value, 1) / MB:,.0f} MB",
              f"{all_entries.measured:,.0f} at {all_entries.at:,.0f}, slope "
              f"{all_entries.slope:.2f}; bytes at the largest shard's bytes per entry")]
-    for name, what in (("crl_full_largest_s", "largest shard, full CRL (a process)"),
-                       ("crl_full_all_s", "every shard, full CRLs"),
-                       ("crl_delta_all_s", "every shard, delta CRLs")):
-        c = results.carry(name, target)
-        lines.append(Line(what, _duration(c.value),
-                          f"{_n(c.measured)} s at {c.at:,.0f}, slope {c.slope:.2f}"
-                          + (" — **faster than linear**" if c.faster_than_linear else "")))
+    lines += _durations(results, target, (
+        ("crl_full_largest_s", "largest shard, full CRL (a process)"),
+        ("crl_full_all_s", "every shard, full CRLs"),
+        ("crl_delta_all_s", "every shard, delta CRLs")))
     rss = results.carry("crl_full_all_rss_mb", target)
     lines.append(Line("peak memory, every shard", f"{rss.value:,.0f} MB",
-                      f"{_n(rss.measured)} MB, slope {rss.slope:.2f}"))
+                      rss.describe(" MB")))
     return lines
 
 
@@ -235,11 +277,11 @@ def serving(results: Results, target: float) -> list[Line]:
              f"{HEADROOM}) = {nodes}, + 1 for a failed node; an HTTP cache in front "
              f"(nginx, a CDN) answers repeats without reaching them"),
         Line("OCSP cold miss (signed live), per core", f"{cold.value / cold_cores:,.0f}/s",
-             f"{_n(cold.measured)}/s at {cold.at:,.0f}, slope {cold.slope:.2f}; p99 "
+             f"{cold.describe('/s')}; p99 "
              f"{results.last('ocsp_cold_p99_ms'):.0f} ms — what pre-signing must keep rare"),
         Line("/v1/status batch lookups (cold), per core",
              f"{status.value / status_cores:,.0f} serials/s",
-             f"{_n(status.measured)}/s at {status.at:,.0f}, slope {status.slope:.2f}"),
+             status.describe("/s")),
     ]
 
 
@@ -255,7 +297,7 @@ def presigning(results: Results, target: float) -> list[Line]:
     weekly = resign_rate(target, OCSP_VALIDITY_DAYS)
     return [
         Line("pre-signing, one process", f"{rate.value:,.0f} responses/s",
-             f"{_n(rate.measured)}/s at {rate.at:,.0f}, slope {rate.slope:.2f} (SoftHSM, "
+             f"{rate.describe('/s')} (SoftHSM, "
              f"4 threads on 2 cores)"),
         Line("first pre-signing of every certificate", _duration(target / rate.value),
              f"{target:,.0f} / {rate.value:,.0f}/s, one process"),
@@ -282,8 +324,8 @@ def event(results: Results, target: float) -> list[Line]:
              f"over {EVENT_PEAK_HOURS:g} h",
              f"one process signs {single.value:,.0f} pairs/s one at a time (p99 "
              f"{results.last('issuance_p99_ms'):.0f} ms), {batch.value:,.0f} in batches: "
-             f"{math.ceil(peak / (single.value * HEADROOM))} processes issuing one at a "
-             f"time, at half load; slopes {single.slope:.2f}, {batch.slope:.2f}"),
+             f"{math.ceil(peak / (single.value * HEADROOM))} process(es) issuing one at "
+             f"a time, at half load; slopes {single.slope:.2f}, {batch.slope:.2f}"),
         Line("HSM signatures that day", f"{6 * RENEWALS_PER_DAY:,}",
              "per renewal: two certificates, the two old ones' revoked responses, the two "
              "new ones' pre-signed responses"),
@@ -298,15 +340,11 @@ def event(results: Results, target: float) -> list[Line]:
 
 
 def jobs(results: Results, target: float, total_bytes: float) -> list[Line]:
-    lines = []
-    for name, what in (("sweep_s", "mobile sweep"),
-                       ("expiry_export_s", "expiry notices, largest municipality, one month"),
-                       ("presign_count_s", "presign backlog count (exact)"),
-                       ("probe_backlog_count_s", "the health probe's backlog gauge")):
-        c = results.carry(name, target)
-        lines.append(Line(what, _duration(c.value),
-                          f"{_n(c.measured)} s at {c.at:,.0f}, slope {c.slope:.2f}"
-                          + (" — **faster than linear**" if c.faster_than_linear else "")))
+    lines = _durations(results, target, (
+        ("sweep_s", "mobile sweep"),
+        ("expiry_export_s", "expiry notices, largest municipality, one month"),
+        ("presign_count_s", "presign backlog count (exact)"),
+        ("probe_backlog_count_s", "the health probe's backlog gauge")))
     per_row = results.last("mass_revoke_sql_s") / max(results.last("mass_revoke_sql_rows"), 1)
     mass = target / 100
     rate = results.last("presign_per_s")
@@ -330,7 +368,9 @@ def plan(saved: dict[str, Any], target: float = NATIONAL_CERTIFICATES) -> str:
            f"certificates (`python -m bench.scale_plan`); the national size is "
            f"{target / size:.1f}× the largest run.", ""]
     store, total = storage(results, target)
-    sections = [("Storage", store), ("Memory", memory(results, target)),
+    hot_lines, hot = memory(results, target)
+    sections = [("Nodes", nodes(results, total, hot)), ("Storage", store),
+                ("Memory", hot_lines),
                 ("CRLs", crls(results, target)), ("Serving", serving(results, target)),
                 ("OCSP pre-signing", presigning(results, target)),
                 (f"A national event: {RENEWALS_PER_DAY:,} renewals in a day",

@@ -23,6 +23,12 @@ def test_a_linear_figure_is_carried_in_proportion_and_a_constant_one_as_measured
     assert not linear.faster_than_linear
 
 
+def test_a_slope_within_the_noise_carries_the_figure_as_measured():
+    noisy = carry([(1e5, 100.0), (1e6, 110.0), (1e7, 112.0)], 2.5e8)
+    assert 0 < noisy.slope < 0.1
+    assert noisy.flat and noisy.value == 112.0
+
+
 def test_a_figure_growing_faster_than_the_table_is_marked():
     quadratic = carry([(1e5, 1.0), (1e6, 100.0), (1e7, 10_000.0)], 1e8)
     assert quadratic.slope == pytest.approx(2.0)
