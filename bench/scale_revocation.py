@@ -499,8 +499,8 @@ def measure_jobs(ctx: ScaleContext) -> dict[str, float | int]:
     ``setup_ocsp_*``): a running responder keeps them fresh, and the population's placeholders
     are as old as the load. Assumes the population stored a response for every certificate,
     so that the backlog is the revoked certificates (``presign_backlog_count`` ≈
-    ``mass_revoke_count`` says so) — except after the OCSP measurement in the same run, which
-    deletes the responses of its whole cold set and uses only some: those come on top.
+    ``mass_revoke_count`` says so; the OCSP measurement puts back the placeholders of the
+    cold-set certificates it did not ask about: ``bench.scale_serving.restore_placeholders``).
     Changes the database (sweep, revocations, responses).
     """
     out: dict[str, float | int] = {}
