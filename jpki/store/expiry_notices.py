@@ -45,13 +45,13 @@ class SqlNoticeSnapshot:
             select(_R.id, _C.kind, _C.not_after, _R.dv_support, _R.name, _R.address)
             .select_from(_JOIN).where(_where(municipality, start, end, at))
             .order_by(_R.id, _C.kind))
-        # A server-side cursor on PostgreSQL; SQLite steps through the result as it is read.
         if self._c.dialect.name == "postgresql":
             # A cursor is planned for its first tenth of rows (cursor_tuple_fraction): for the
             # largest municipality at 10^7 certificates that meant walking the holders' index
             # over the whole table, 26 s, where the plan for every row (each holder's
             # certificates by index, then a sort) takes 0.5 s. The export reads every row.
             self._c.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+        # A server-side cursor on PostgreSQL; SQLite steps through the result as it is read.
         result = self._c.execution_options(stream_results=True,
                                            yield_per=STREAM_BATCH).execute(stmt)
         for row in result:
